@@ -1,0 +1,1 @@
+"""Evaluation metrics: Fréchet distance, KID, IS, precision/recall, density/coverage, 2D mode coverage."""
