@@ -1,0 +1,264 @@
+"""FID Inception: architecture pinned to pytorch-fid's, safetensors-only loading, and the .pth conversion script."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from gankit.errors import UserError
+from gankit.metrics.inception import WEIGHTS_ENV, InceptionV3FID, _pool_3x3, load_inception
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "convert_inception_weights.py"
+
+
+def random_state() -> dict[str, torch.Tensor]:
+    """A full FID Inception state dict with random weights and plausible (positive-variance) BatchNorm statistics."""
+    torch.manual_seed(0)
+    state = InceptionV3FID().state_dict()
+    for key, value in state.items():
+        if key.endswith("running_mean"):
+            value.normal_(0.0, 0.1)
+        elif key.endswith("running_var"):
+            value.uniform_(0.5, 1.5)
+        elif key.endswith("num_batches_tracked"):
+            value.fill_(7)
+    return state
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("inception") / "inception-fid.safetensors"
+    save_file(random_state(), str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(weights_file: Path) -> InceptionV3FID:
+    return load_inception(weights_file)
+
+
+@pytest.fixture
+def no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+
+
+def small_file(tmp_path: Path, state: dict[str, torch.Tensor]) -> Path:
+    path = tmp_path / "bad.safetensors"
+    save_file(state, str(path))
+    return path
+
+
+def tiny_state() -> dict[str, torch.Tensor]:
+    """The right keys with 1-element tensors: enough to exercise the key checks without 95 MB of writes."""
+    return {key: torch.zeros(1) for key in InceptionV3FID().state_dict()}
+
+
+# (a) loading and shapes
+
+
+def test_round_trip_loads_every_tensor_and_is_frozen_in_eval_mode(model: InceptionV3FID, weights_file: Path) -> None:
+    expected = load_file(weights_file)
+    loaded = model.state_dict()
+    assert set(loaded) == set(expected)
+    assert all(torch.equal(loaded[k], expected[k]) for k in expected)
+    assert not model.training
+    assert not any(p.requires_grad for p in model.parameters())
+
+
+def test_299_input_gives_features_and_logits(model: InceptionV3FID) -> None:
+    x = torch.rand(2, 3, 299, 299) * 2 - 1
+    with torch.no_grad():
+        features, logits = model(x)
+    assert features.shape == (2, 2048) and logits.shape == (2, 1008)
+    assert torch.isfinite(features).all() and torch.isfinite(logits).all()
+    assert (features >= 0).all()  # average of ReLU outputs
+    torch.testing.assert_close(logits, model.fc(features))
+
+
+def test_small_grayscale_input_is_resized_and_gives_2048_features(model: InceptionV3FID) -> None:
+    gray = torch.rand(2, 1, 16, 16) * 2 - 1
+    with torch.no_grad():
+        features = model.features(gray)
+    assert features.shape == (2, 2048) and torch.isfinite(features).all()
+    assert model.prepare(gray).shape == (2, 3, 299, 299)
+    torch.testing.assert_close(model.prepare(gray), model.prepare(gray.repeat(1, 3, 1, 1)))
+
+
+def test_prepare_matches_pytorch_fid_resize_then_rescale() -> None:
+    # pytorch-fid: [0, 1] image -> bilinear 299 -> 2x - 1; gankit resizes the [-1, 1] image directly
+    net = InceptionV3FID()
+    x01 = torch.rand(3, 3, 32, 48)
+    reference = 2 * F.interpolate(x01, size=(299, 299), mode="bilinear", align_corners=False) - 1
+    torch.testing.assert_close(net.prepare(2 * x01 - 1), reference)
+    x299 = torch.rand(1, 3, 299, 299) * 2 - 1
+    torch.testing.assert_close(net.prepare(x299), x299)  # already 299: untouched
+
+
+def test_rejects_wrong_channel_count() -> None:
+    with pytest.raises(ValueError, match="shape"):
+        InceptionV3FID().prepare(torch.zeros(1, 4, 8, 8))
+
+
+def test_weights_from_environment_variable(weights_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(WEIGHTS_ENV, str(weights_file))
+    assert torch.equal(load_inception().fc.bias, load_file(weights_file)["fc.bias"])
+
+
+# (b) key and shape checks
+
+
+def test_missing_key_is_a_user_error_naming_file_and_key(tmp_path: Path) -> None:
+    state = tiny_state()
+    del state["Mixed_6b.branch7x7_2.conv.weight"]
+    path = small_file(tmp_path, state)
+    with pytest.raises(UserError, match="missing keys: Mixed_6b.branch7x7_2.conv.weight") as info:
+        load_inception(path)
+    assert str(path) in info.value.message
+
+
+def test_unexpected_key_is_a_user_error_naming_file_and_key(tmp_path: Path) -> None:
+    state = tiny_state() | {"AuxLogits.fc.weight": torch.zeros(1)}
+    path = small_file(tmp_path, state)
+    with pytest.raises(UserError, match="unexpected keys: AuxLogits.fc.weight") as info:
+        load_inception(path)
+    assert str(path) in info.value.message
+
+
+def test_wrong_shapes_are_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="shapes"):
+        load_inception(small_file(tmp_path, tiny_state()))
+
+
+def test_corrupt_file_is_a_user_error(tmp_path: Path) -> None:
+    path = tmp_path / "broken.safetensors"
+    path.write_bytes(b"not a safetensors file")
+    with pytest.raises(UserError, match="not a readable safetensors file"):
+        load_inception(path)
+
+
+# (c) no weights, (d) pickle files
+
+
+def test_no_weights_explains_where_to_get_and_how_to_convert(no_env: None) -> None:
+    with pytest.raises(UserError) as info:
+        load_inception()
+    text = str(info.value)
+    assert "FID Inception weights are needed" in text
+    assert "pt_inception-2015-12-05-6726825d.pth" in text
+    assert "scripts/convert_inception_weights.py" in text
+    assert "--weights" in text and WEIGHTS_ENV in text
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".pt", ".pkl", ".ckpt"])
+def test_pickle_files_are_refused_before_reading(tmp_path: Path, suffix: str, no_env: None) -> None:
+    path = tmp_path / f"pt_inception{suffix}"
+    path.write_bytes(b"never opened")
+    with pytest.raises(UserError, match="pickle") as info:
+        load_inception(path)
+    assert "scripts/convert_inception_weights.py" in str(info.value)
+
+
+def test_missing_file_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="no such file"):
+        load_inception(tmp_path / "absent.safetensors")
+
+
+# (e) conversion script
+
+
+def load_script() -> ModuleType:
+    """The conversion script as a module: it is not part of the package, so import it from its path."""
+    spec = importlib.util.spec_from_file_location("convert_inception_weights", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_script_round_trip_is_exact(tmp_path: Path) -> None:
+    state = random_state()
+    src, out = tmp_path / "pt_inception.pth", tmp_path / "out" / "inception.safetensors"
+    torch.save(state, src)
+    result = subprocess.run([sys.executable, str(SCRIPT), str(src), str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "sha256" in result.stdout and "not pytorch-fid's release file" in result.stderr
+    converted = load_file(out)
+    assert set(converted) == set(state)
+    assert all(torch.equal(converted[k], state[k]) and converted[k].dtype == state[k].dtype for k in state)
+    assert [p.name for p in out.parent.iterdir()] == ["inception.safetensors"]  # no temp file left behind
+    assert isinstance(load_inception(out), InceptionV3FID)
+
+
+def test_script_help() -> None:
+    result = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "safetensors" in result.stdout
+
+
+def test_script_fills_batchnorm_counters_missing_from_old_files(tmp_path: Path) -> None:
+    # .pth files written by PyTorch < 0.4.1 have no num_batches_tracked; they do not affect inference
+    state = {k: v for k, v in random_state().items() if not k.endswith("num_batches_tracked")}
+    src, out = tmp_path / "legacy.pth", tmp_path / "legacy.safetensors"
+    torch.save(state, src)
+    load_script().convert(src, out)
+    converted = load_file(out)
+    assert len(converted) == len(state) + 94
+    assert converted["Mixed_7c.branch_pool.bn.num_batches_tracked"].item() == 0
+
+
+def test_script_rejects_wrong_keys_with_exit_code_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src, out = tmp_path / "other.pth", tmp_path / "other.safetensors"
+    torch.save({"conv.weight": torch.zeros(1)}, src)
+    assert load_script().main([str(src), str(out)]) == 2
+    assert "keys do not match" in capsys.readouterr().err
+    assert not out.exists()
+
+
+# (f) structure pinned to pytorch-fid's FIDInceptionV3
+
+
+def test_parameter_count_matches_fid_inception() -> None:
+    # torchvision's inception_v3 (1000 classes + aux head) has 27,161,264 parameters; FIDInceptionV3 drops the
+    # aux head (conv0 98,560 + conv1 2,459,136 + fc 769,000 = 3,326,696) and widens fc to 1008 classes
+    # (+8 x 2049): 27,161,264 - 3,326,696 + 16,392 = 23,850,960. Per block: stem 172,672; Mixed_5b-d 818,528;
+    # Mixed_6a 1,153,280; Mixed_6b-e 6,821,376; Mixed_7a 1,698,304; Mixed_7b-c 11,121,408; fc 2,065,392.
+    net = InceptionV3FID()
+    assert sum(p.numel() for p in net.parameters()) == 23_850_960
+    assert sum(p.numel() for p in net.fc.parameters()) == 2048 * 1008 + 1008
+    # 94 conv+BN units x (conv.weight + 5 BatchNorm entries) + fc.weight + fc.bias
+    assert len(net.state_dict()) == 94 * 6 + 2
+
+
+def test_state_dict_uses_pytorch_fid_names_and_shapes() -> None:
+    state = InceptionV3FID().state_dict()
+    pinned = {
+        "Conv2d_1a_3x3.conv.weight": (32, 3, 3, 3),
+        "Conv2d_1a_3x3.bn.running_mean": (32,),
+        "Conv2d_4a_3x3.bn.running_var": (192,),
+        "Mixed_5b.branch1x1.conv.weight": (64, 192, 1, 1),
+        "Mixed_5b.branch_pool.conv.weight": (32, 192, 1, 1),
+        "Mixed_6a.branch3x3.conv.weight": (384, 288, 3, 3),
+        "Mixed_6b.branch7x7_2.conv.weight": (128, 128, 1, 7),
+        "Mixed_6e.branch7x7dbl_5.bn.weight": (192,),
+        "Mixed_7a.branch7x7x3_4.conv.weight": (192, 192, 3, 3),
+        "Mixed_7c.branch3x3dbl_3b.conv.weight": (384, 384, 3, 1),
+        "fc.weight": (1008, 2048),
+        "fc.bias": (1008,),
+    }
+    assert {k: tuple(state[k].shape) for k in pinned} == pinned
+    assert not any(k.startswith("AuxLogits") for k in state)
+
+
+def test_tensorflow_quirks_are_kept() -> None:
+    net = InceptionV3FID()
+    assert all(bn.eps == 0.001 for bn in net.modules() if isinstance(bn, torch.nn.BatchNorm2d))
+    assert (net.Mixed_7b.pool, net.Mixed_7c.pool) == ("avg", "max")  # FIDInceptionE_1 / FIDInceptionE_2
+    # TF average pooling ignores the zero padding: a constant map stays constant, even at the borders
+    ones = torch.ones(1, 1, 5, 5)
+    torch.testing.assert_close(_pool_3x3(ones, "avg"), ones)
