@@ -1,1 +1,16 @@
 """Evaluation metrics: Fréchet distance, KID, IS, precision/recall, density/coverage, 2D mode coverage."""
+
+from .frechet import frechet_distance
+from .inception_score import inception_score
+from .kid import kid
+from .prdc import density_coverage, precision_recall
+from .stats import FeatureStats
+
+__all__ = [
+    "FeatureStats",
+    "density_coverage",
+    "frechet_distance",
+    "inception_score",
+    "kid",
+    "precision_recall",
+]

@@ -1,0 +1,163 @@
+"""Streaming feature statistics (mean, covariance) in float64, mergeable across processes and cached as .npz."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from gankit.errors import UserError
+from gankit.metrics.frechet import frechet_distance
+
+Features = npt.ArrayLike | torch.Tensor
+
+
+def as_feature_matrix(feats: Features, name: str) -> np.ndarray:
+    """Features (numpy or torch, shape (N, d)) as a finite float64 numpy matrix; UserError otherwise."""
+    if isinstance(feats, torch.Tensor):
+        feats = feats.detach().cpu().double().numpy()
+    matrix = np.asarray(feats, dtype=np.float64)
+    if matrix.ndim != 2:
+        raise UserError(
+            f"{name} has shape {matrix.shape}; expected (N, d): one row of d features per sample",
+            hint="flatten each sample's features, e.g. feats.reshape(len(feats), -1)",
+        )
+    if not np.isfinite(matrix).all():
+        raise UserError(f"{name} contains NaN or inf", hint="check the generator's samples and the feature extractor")
+    return matrix
+
+
+class FeatureStats:
+    """Running mean and unbiased covariance of (N, d) feature batches; memory O(d²) whatever the number of samples."""
+
+    # State (n, mean, M2) with M2 = Σ (x − mean)(x − mean)ᵀ, combined by Chan et al.'s pairwise update: unlike a raw
+    # Σ x xᵀ − n mean meanᵀ it never subtracts two large, nearly equal numbers when features sit far from 0.
+
+    def __init__(self) -> None:
+        self._n = 0
+        self._mean: np.ndarray | None = None  # (d,)
+        self._m2: np.ndarray | None = None  # (d, d)
+
+    @property
+    def n(self) -> int:
+        """Number of samples seen."""
+        return self._n
+
+    @property
+    def dim(self) -> int | None:
+        """Feature dimension d, or None before the first update."""
+        return None if self._mean is None else self._mean.shape[0]
+
+    @property
+    def mu(self) -> np.ndarray:
+        """Mean feature vector, shape (d,)."""
+        if self._mean is None:
+            raise UserError("FeatureStats.mu: no samples yet", hint="call update(feats) with at least one batch first")
+        return self._mean.copy()
+
+    @property
+    def sigma(self) -> np.ndarray:
+        """Unbiased covariance, shape (d, d): the same as np.cov(all_feats, rowvar=False)."""
+        if self._m2 is None or self._n < 2:
+            raise UserError(
+                f"FeatureStats.sigma: a covariance needs at least 2 samples, got {self._n}",
+                hint="feed more samples with update(feats)",
+            )
+        return self._m2 / (self._n - 1)
+
+    def update(self, feats: Features) -> None:
+        """Add a batch of features of shape (N, d) (numpy array or torch tensor)."""
+        batch = as_feature_matrix(feats, "FeatureStats.update: feats")
+        if len(batch) == 0:
+            return
+        batch_mean = batch.mean(axis=0)
+        centered = batch - batch_mean
+        self._absorb(len(batch), batch_mean, centered.T @ centered)
+
+    def merge(self, other: FeatureStats) -> None:
+        """Add another FeatureStats in place (e.g. one per process): the result equals one pass over both sets."""
+        if other._n > 0:
+            self._absorb(other._n, other._mean, other._m2)
+
+    def frechet_to(self, other: FeatureStats) -> float:
+        """Fréchet distance between the Gaussians fitted to these and the other statistics (FID for Inception)."""
+        return frechet_distance(self.mu, self.sigma, other.mu, other.sigma)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write arrays mu (d,), sigma (d, d) and n () to an .npz file, atomically (temp file + rename)."""
+        path = Path(path)
+        mu, sigma = self.mu, self.sigma
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, mu=mu, sigma=sigma, n=np.int64(self._n))
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> FeatureStats:
+        """Read statistics written by save(); never unpickles, so a file cannot run code."""
+        arrays = _read_npz(Path(path), ("mu", "sigma", "n"))
+        mu, sigma, n = arrays["mu"], arrays["sigma"], arrays["n"]
+        d = len(mu) if mu.ndim == 1 else "d"
+        expected = {"mu": ((d,), np.floating), "sigma": ((d, d), np.floating), "n": ((), np.integer)}
+        for key, (shape, kind) in expected.items():
+            if arrays[key].shape != shape or not np.issubdtype(arrays[key].dtype, kind):
+                raise UserError(
+                    f"{path}: array '{key}' has shape {arrays[key].shape} and dtype {arrays[key].dtype}; "
+                    f"expected shape {shape} of {kind.__name__} values",
+                    hint="rebuild the file with FeatureStats.save",
+                )
+        if n < 2 or not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+            raise UserError(
+                f"{path}: array 'n' is {n} (need >= 2) or arrays 'mu'/'sigma' contain NaN or inf",
+                hint="rebuild the file with FeatureStats.save",
+            )
+        stats = cls()
+        stats._absorb(int(n), mu.astype(np.float64), sigma.astype(np.float64) * (int(n) - 1))
+        return stats
+
+    def _absorb(self, n_b: int, mean_b: np.ndarray, m2_b: np.ndarray) -> None:
+        """Combine (n_b, mean_b, M2_b) into the running state (Chan, Golub & LeVeque 1979)."""
+        if self._mean is None:
+            self._n, self._mean, self._m2 = n_b, mean_b.copy(), m2_b.copy()
+            return
+        if mean_b.shape != self._mean.shape:
+            raise UserError(
+                f"FeatureStats holds d={self._mean.shape[0]} features but got d={mean_b.shape[0]}",
+                hint="use one FeatureStats per feature extractor and layer",
+            )
+        n = self._n + n_b
+        delta = mean_b - self._mean
+        # mean = mean_a + δ n_b / n;  M2 = M2_a + M2_b + δ δᵀ n_a n_b / n
+        self._mean += delta * (n_b / n)
+        self._m2 += m2_b
+        self._m2 += np.outer(delta, delta * (self._n * n_b / n))
+        self._n = n
+
+
+def _read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Load the named arrays of an .npz file (no pickles), turning every failure into a UserError naming file and key."""
+    hint = "pass a statistics file written by FeatureStats.save"
+    try:
+        data = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such statistics file", hint=hint) from None
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: cannot read statistics ({err})", hint=hint) from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise UserError(f"{path}: holds a single array, not an .npz archive", hint=hint)
+    with data:
+        for key in keys:
+            if key not in data.files:
+                raise UserError(f"{path}: missing array '{key}' (found {sorted(data.files)})", hint=hint)
+        try:
+            return {key: data[key] for key in keys}
+        except (OSError, ValueError) as err:  # e.g. an object array, which would need unpickling
+            raise UserError(f"{path}: cannot read statistics ({err})", hint=hint) from None

@@ -1,0 +1,56 @@
+"""inception_score against closed-form cases and a naive Improved-GAN-style implementation."""
+
+import numpy as np
+import pytest
+import torch
+
+from gankit.errors import UserError
+from gankit.metrics import inception_score
+
+
+def naive_inception_score(probs, splits):
+    """The Improved-GAN recipe written out: per contiguous split, exp(mean_x Σ_y p log(p / p(y)))."""
+    n = len(probs)
+    scores = []
+    for i in range(splits):
+        part = probs[i * n // splits : (i + 1) * n // splits]
+        marginal = part.mean(axis=0)
+        kls = [sum(p[c] * np.log(p[c] / marginal[c]) for c in range(len(p))) for p in part]
+        scores.append(np.exp(np.mean(kls)))
+    return np.mean(scores), np.std(scores)
+
+
+def test_uniform_predictions_score_one():
+    assert inception_score(np.full((100, 10), 0.1)) == pytest.approx((1.0, 0.0), abs=1e-12)
+    assert inception_score(np.zeros((100, 10)), probs=False) == pytest.approx((1.0, 0.0), abs=1e-12)
+
+
+def test_one_hot_spread_over_k_classes_scores_k():
+    classes = 7
+    one_hot = np.eye(classes)[np.arange(700) % classes]  # every split of 70 rows holds each class 10 times
+    mean, std = inception_score(one_hot, splits=10)
+    assert mean == pytest.approx(classes, rel=1e-12)
+    assert std == pytest.approx(0.0, abs=1e-12)
+
+
+def test_matches_naive_implementation_for_logits_and_probabilities():
+    logits = np.random.default_rng(0).standard_normal((200, 12)) * 3
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    expected = naive_inception_score(probs, splits=4)
+    assert expected[0] > 1.5 and expected[1] > 0.0  # a non-trivial case
+    assert inception_score(logits, splits=4) == pytest.approx(expected, rel=1e-10)
+    assert inception_score(probs, splits=4) == pytest.approx(expected, rel=1e-10)  # detected as probabilities
+    assert inception_score(torch.from_numpy(logits).float(), splits=4) == pytest.approx(expected, rel=1e-5)
+
+
+def test_explicit_probs_flag():
+    probs = np.full((20, 4), 0.25)
+    # Read as logits, equal values are again uniform; a non-probability under probs=True is refused.
+    assert inception_score(probs, splits=2, probs=False) == pytest.approx((1.0, 0.0))
+    with pytest.raises(UserError, match="probs=True"):
+        inception_score(probs * 2, splits=2, probs=True)
+
+
+def test_too_many_splits_is_a_user_error():
+    with pytest.raises(UserError, match="splits=10 with 5 samples"):
+        inception_score(np.full((5, 3), 1 / 3))
