@@ -3,6 +3,7 @@
 from .frechet import frechet_distance
 from .inception_score import inception_score
 from .kid import kid
+from .modes2d import ModeReport, modes2d
 from .prdc import density_coverage, precision_recall
 from .stats import FeatureStats
 
@@ -12,5 +13,7 @@ __all__ = [
     "frechet_distance",
     "inception_score",
     "kid",
+    "ModeReport",
+    "modes2d",
     "precision_recall",
 ]

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
-from gankit.errors import UserError
-from gankit.metrics.frechet import frechet_distance
+from ..errors import UserError
+from ..io import atomic_path
+from .frechet import frechet_distance
 
 Features = npt.ArrayLike | torch.Tensor
 
@@ -89,16 +89,8 @@ class FeatureStats:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write arrays mu (d,), sigma (d, d) and n () to an .npz file, atomically (temp file + rename)."""
-        path = Path(path)
-        mu, sigma = self.mu, self.sigma
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, mu=mu, sigma=sigma, n=np.int64(self._n))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, mu=self.mu, sigma=self.sigma, n=np.int64(self._n))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> FeatureStats:

@@ -1,0 +1,32 @@
+"""gankit: train, diagnose, measure and apply GANs with one trainer and one CLI.
+
+    import gankit
+    cfg = gankit.load_config("ring8-gan", ["train.steps=2000"])
+    gankit.train(cfg, "runs/ring")
+    g = gankit.load("runs/ring")
+    x = g.sample(1000, seed=0)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .config import Config, preset_names, resolve
+from .errors import UserError
+from .train import Generator, Trainer, load
+from .version import __version__
+
+
+def load_config(preset_or_file: str, overrides: list[str] | None = None) -> Config:
+    """A validated Config from a preset name or YAML file plus `key=value` overrides."""
+    return resolve(preset_or_file, overrides)[0]
+
+
+def train(cfg: Config | str, run_dir: str | Path, *, progress: bool = True, resume: bool = False) -> dict[str, Any]:
+    """Train a config (or preset name) into run_dir; returns a summary with the final step."""
+    cfg = load_config(cfg) if isinstance(cfg, str) else cfg
+    return Trainer(cfg, run_dir, progress=progress, resume=resume).fit()
+
+
+__all__ = ["Config", "Generator", "Trainer", "UserError", "load", "load_config", "preset_names", "train", "__version__"]

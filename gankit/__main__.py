@@ -1,0 +1,5 @@
+"""`python -m gankit` runs the CLI."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,217 @@
+"""The `gankit` command line: train, sample, eval, info, presets.
+
+User mistakes print one `error: ...` line (plus a hint) and exit 2; bugs keep their traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import config as config_mod
+from .errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train, sample, evaluate and inspect GANs. `gankit COMMAND --help` for each command.")
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+
+class _WarningHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        prefix = "warning: " if record.levelno >= logging.WARNING else ""
+        err.print(f"{prefix}{record.getMessage()}", markup=False, highlight=False)
+
+
+def _setup_logging() -> None:
+    logger = logging.getLogger("gankit")
+    if not any(isinstance(h, _WarningHandler) for h in logger.handlers):
+        logger.addHandler(_WarningHandler())
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def _is_run(path: Path) -> bool:
+    return (path / "config.yaml").is_file() or (path / "model" / "config.json").is_file()
+
+
+def _new_run_dir(out_dir: Optional[Path], name: str, force: bool) -> Path:
+    """--out as given (refusing to mix two runs), or runs/NAME, runs/NAME-2, ... ."""
+    if out_dir is None:
+        base = Path("runs") / name
+        candidate, i = base, 1
+        while candidate.exists():
+            i += 1
+            candidate = base.with_name(f"{name}-{i}")
+        return candidate
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if not _is_run(out_dir):
+            raise UserError(f"{out_dir} exists and is not a gankit run", "choose another --out directory")
+        if not force:
+            raise UserError(f"{out_dir} already holds a run",
+                            f"continue it with `gankit train --resume {out_dir}` or replace it with --force")
+        shutil.rmtree(out_dir)
+    return out_dir
+
+
+def _check_writable(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".gankit-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write to {path}: {exc.strerror or exc}", "choose a writable --out directory") from None
+
+
+@app.command()
+def train(
+    target: Optional[str] = typer.Argument(None, help="Preset name (see `gankit presets`) or a YAML config file."),
+    overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. train.steps=2000."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default: runs/NAME)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing run in --out."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+) -> None:
+    """Train a GAN from a preset or YAML file; `--resume RUN [key=value...]` continues (steps may be raised)."""
+    from .train import Trainer
+
+    if resume is not None:
+        items = ([target] if target else []) + list(overrides or [])
+        cfg_path = resume / "config.yaml"
+        if not cfg_path.is_file():
+            raise UserError(f"{resume} is not a run directory (no config.yaml)", "give the --out of an earlier run")
+        cfg = config_mod.resolve(str(cfg_path), items)[0]
+        run_dir = resume
+    else:
+        if not target:
+            raise UserError("give a preset or YAML file to train", "e.g. `gankit train ring8-gan`; list: gankit presets")
+        cfg, name = config_mod.resolve(target, list(overrides or []))
+        run_dir = _new_run_dir(out_dir, name, force)
+    _check_writable(run_dir)
+    trainer = Trainer(cfg, run_dir, resume=resume is not None, progress=progress)
+    err.print(f"training {cfg.variant} on {cfg.data.name} for {cfg.train.steps} steps → {run_dir}", highlight=False)
+    result = trainer.fit()
+    _report_run(run_dir, result["step"])
+    if result["interrupted_by"] is not None:
+        err.print(f"stopped at step {result['step']}; resume with `gankit train --resume {run_dir}`")
+        raise typer.Exit(128 + result["interrupted_by"])
+
+
+def _report_run(run_dir: Path, step: int) -> None:
+    from .report import plot_losses
+
+    plot = plot_losses(run_dir)
+    err.print(f"step {step} saved in {run_dir}:", highlight=False)
+    err.print(f"  samples     {run_dir / 'samples' / f'step-{step}.png'}", highlight=False)
+    if plot:
+        err.print(f"  loss plot   {plot}", highlight=False)
+    err.print(f"  checkpoint  {run_dir / 'checkpoints' / f'step-{step}'}", highlight=False)
+    err.print(f"  model       {run_dir / 'model'}  (gankit sample {run_dir} -n 64 --out grid.png)", highlight=False)
+
+
+@app.command()
+def sample(
+    run: Path = typer.Argument(..., help="Run directory."),
+    n: int = typer.Option(64, "-n", help="Number of samples."),
+    out: str = typer.Option(..., "--out", "-o", help="FILE.png (grid or 2D scatter), DIR/ (one PNG each) or FILE.npz."),
+    seed: int = typer.Option(0, "--seed", help="Noise seed: the same seed gives the same samples."),
+    truncation: float = typer.Option(1.0, "--truncation", help="In (0, 1]; below 1 trades diversity for fidelity."),
+) -> None:
+    """Generate samples from a trained run."""
+    from . import io
+    from .train import load
+
+    gen = load(run)
+    out_path = Path(out)
+    as_dir = out.endswith(("/", "\\")) or out_path.is_dir()
+    if not as_dir and out_path.suffix.lower() not in (".png", ".npz"):
+        raise UserError(f"--out {out_path}: unknown output type", "use FILE.png, FILE.npz or a directory ending in /")
+    x = gen.sample(n, seed=seed, truncation=truncation)
+    meta = {"run": run.name, "seed": seed, "truncation": truncation}
+    if out_path.suffix.lower() == ".npz" and not as_dir:
+        import numpy as np
+
+        with io.atomic_path(out_path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, samples=x.numpy(), generated=np.array(True), seed=np.array(seed))
+    elif as_dir:
+        if gen.kind != "image":
+            raise UserError("one PNG per sample needs image data", "use FILE.npz or FILE.png for vectors")
+        io.save_images(out_path, x, **meta)
+    elif gen.kind == "image":
+        io.save_grid(out_path, x, nrow=math.ceil(math.sqrt(n)), scale=max(1, 64 // x.shape[-1]), **meta)
+    else:
+        centers = gen.spec.get("centers")
+        import torch
+
+        io.save_scatter(out_path, x, centers=torch.tensor(centers) if centers else None, title=f"{run.name}: {n} samples",
+                        **meta)
+    err.print(f"wrote {n} samples {tuple(x.shape[1:])} to {out_path}", highlight=False)
+
+
+@app.command("eval")
+def evaluate(
+    run: Path = typer.Argument(..., help="Run directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the generated samples."),
+) -> None:
+    """Measure a run: mode coverage for toy 2D data, sample statistics for images; written to RUN/metrics.json."""
+    from .io import write_json
+    from .report import evaluate_run
+
+    result = evaluate_run(run, seed=seed)
+    write_json(run / "metrics.json", result)
+    if as_json:
+        print(json.dumps(result))
+        return
+    table = Table(title=f"{run}", show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        if key != "protocol":
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    out.print(table)
+    out.print(f"protocol: {json.dumps(result['protocol'])}", highlight=False)
+    err.print(f"wrote {run / 'metrics.json'}", highlight=False)
+
+
+@app.command()
+def info(run: Path = typer.Argument(..., help="Run directory.")) -> None:
+    """Show a run's config, training progress and parameter counts."""
+    from .report import run_info
+
+    summary = run_info(run)
+    out.print_json(json.dumps(summary))
+
+
+@app.command()
+def presets() -> None:
+    """List the presets shipped with gankit."""
+    table = Table(show_header=True)
+    table.add_column("preset")
+    table.add_column("description")
+    for name, desc in config_mod.preset_descriptions().items():
+        table.add_row(name, desc)
+    out.print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, turning UserError into `error: ...` plus a hint and exit code 2."""
+    _setup_logging()
+    try:
+        app(args=argv)
+    except UserError as exc:
+        err.print(f"error: {exc.message}", markup=False, highlight=False)
+        if exc.hint:
+            err.print(f"hint: {exc.hint}", markup=False, highlight=False)
+        sys.exit(exc.exit_code)

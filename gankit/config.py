@@ -1,0 +1,219 @@
+"""Typed run configuration: pydantic sections, YAML presets shipped with the package, dotted `key=value` overrides.
+
+A typo or a wrong type fails here, before any work starts, with a UserError naming the key and the closest valid one.
+"""
+
+from __future__ import annotations
+
+import difflib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import UserError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    """Which data and how it is shaped. Toy-set fields are ignored by image sets and vice versa."""
+
+    name: Literal["ring", "grid", "spiral", "digits", "folder", "npz"] = "ring"
+    n: int = Field(100_000, ge=1, description="samples drawn once for toy 2D sets")
+    modes: int = Field(8, ge=1, description="ring: number of Gaussians on the circle")
+    radius: float = Field(1.0, gt=0, description="ring: circle radius")
+    size: int = Field(5, ge=1, description="grid: modes per side")
+    spacing: float = Field(2.0, gt=0, description="grid: distance between neighbouring modes")
+    std: float | None = Field(None, gt=0, description="toy sets: std of each mode (ring 0.01, grid 0.05, spiral 0.05)")
+    resolution: int | None = Field(None, ge=4, le=1024, description="images: side in pixels (digits 16)")
+    channels: Literal[1, 3] | None = Field(None, description="images: 1 (grey) or 3 (RGB)")
+    path: str | None = Field(None, description="folder / npz: where the data lies")
+    key: str | None = Field(None, description="npz: array name holding the data (default: the first array)")
+    labels_key: str | None = Field(None, description="npz: optional array of integer labels")
+
+
+class ModelConfig(_Section):
+    """Network family and sizes; `auto` picks MLP for vectors and DCGAN for images."""
+
+    name: Literal["auto", "mlp", "dcgan"] = "auto"
+    z_dim: int = Field(64, ge=1)
+    g_hidden: list[int] = Field(default_factory=lambda: [128, 128, 128], description="MLP generator widths")
+    d_hidden: list[int] = Field(default_factory=lambda: [128, 128, 128], description="MLP discriminator widths")
+    g_batchnorm: bool = Field(False, description="MLP: batch norm in the generator's hidden layers")
+    width: int = Field(64, ge=4, description="DCGAN: channels of the widest-resolution layer")
+
+
+class LossConfig(_Section):
+    """The adversarial game; see gankit.losses for the sign conventions."""
+
+    name: Literal["minimax", "non_saturating", "wasserstein", "hinge", "least_squares"] = "non_saturating"
+
+
+class OptimConfig(_Section):
+    """Adam per network group; separate learning rates give TTUR."""
+
+    lr_d: float = Field(2e-4, gt=0)
+    lr_g: float = Field(2e-4, gt=0)
+    beta1: float = Field(0.5, ge=0, lt=1)
+    beta2: float = Field(0.999, ge=0, lt=1)
+    ema: float | None = Field(None, gt=0, lt=1, description="decay of an EMA copy of G used for sampling (e.g. 0.999)")
+
+
+class TrainConfig(_Section):
+    """Loop length, batch, cadences (in steps; 0 disables) and device."""
+
+    steps: int = Field(2000, ge=1)
+    batch_size: int = Field(64, ge=1)
+    n_critic: int = Field(1, ge=1, description="D steps per G step")
+    log_every: int = Field(10, ge=1)
+    sample_every: int = Field(500, ge=0)
+    checkpoint_every: int = Field(1000, ge=0)
+    keep_checkpoints: int = Field(3, ge=1)
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:1, mps")
+
+
+class Config(_Section):
+    """A whole run: written to runs/NAME/config.yaml, re-runnable as is."""
+
+    description: str = ""
+    seed: int = Field(0, ge=0)
+    variant: Literal["gan"] = "gan"
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+# ----------------------------------------------------------------------------------------------- presets
+
+
+def preset_names() -> list[str]:
+    """Names of the presets shipped inside the package."""
+    folder = resources.files("gankit") / "presets"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def preset_descriptions() -> dict[str, str]:
+    """Preset name -> its one-line description."""
+    return {name: str(_read_yaml_text(_preset_text(name), f"preset {name}").get("description", "")) for name in preset_names()}
+
+
+def _preset_text(name: str) -> str:
+    return (resources.files("gankit") / "presets" / f"{name}.yaml").read_text(encoding="utf-8")
+
+
+def _read_yaml_text(text: str, source: str) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise UserError(f"{source}: malformed YAML{where}: {problem}", "fix the file and run again") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: expected a mapping of config sections, got {type(raw).__name__}")
+    return raw
+
+
+def load_source(name_or_path: str) -> tuple[dict[str, Any], str]:
+    """Raw config dict from a preset name or a YAML file, plus a short run name."""
+    path = Path(name_or_path)
+    if name_or_path.endswith((".yaml", ".yml")) or path.is_file():
+        if not path.is_file():
+            raise UserError(f"config file {name_or_path} does not exist", "check the path")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"cannot read config file {name_or_path}: {exc}") from None
+        return _read_yaml_text(text, str(path)), path.stem
+    names = preset_names()
+    if name_or_path not in names:
+        close = difflib.get_close_matches(name_or_path, names, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else "run `gankit presets` to list them"
+        raise UserError(f"unknown preset '{name_or_path}'", hint)
+    return _read_yaml_text(_preset_text(name_or_path), f"preset {name_or_path}"), name_or_path
+
+
+# ----------------------------------------------------------------------------------------------- overrides
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """`train.steps=200` -> (["train", "steps"], 200); the value is read as YAML so numbers and lists work."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise UserError(f"override '{item}' is not of the form key=value", "e.g. train.steps=2000")
+    parts = key.split(".")
+    if any(not p.isidentifier() for p in parts):
+        raise UserError(f"override key '{key}' is not a dotted name", "e.g. optim.lr_d=0.0002")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text  # a bare string such as a path with a colon: let validation judge it
+    return parts, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set each dotted key in a nested dict (a copy); unknown keys are caught later by validation."""
+    out = _deep_copy(raw)
+    for item in overrides:
+        parts, value = parse_override(item)
+        node = out
+        for p in parts[:-1]:
+            child = node.get(p)
+            if not isinstance(child, dict):
+                child = {}
+                node[p] = child
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _deep_copy(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in d.items()}
+
+
+def _all_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys += _all_keys(ann, f"{prefix}{name}.")
+        else:
+            keys.append(prefix + name)
+    return keys
+
+
+def validate(raw: dict[str, Any], source: str = "config") -> Config:
+    """Build a Config or raise a one-line UserError for the first problem (closest key suggested for typos)."""
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(key, _all_keys(Config), n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'?" if close else "see `gankit train --help` for the keys"
+            raise UserError(f"{source}: unknown config key '{key}'", hint) from None
+        got = err.get("input")
+        got_text = f" (got {got!r})" if not isinstance(got, dict) else ""
+        raise UserError(f"{source}: invalid value for '{key}': {err['msg']}{got_text}") from None
+
+
+def resolve(name_or_path: str, overrides: list[str] | None = None) -> tuple[Config, str]:
+    """Preset or YAML file + overrides -> validated Config and a default run name."""
+    raw, run_name = load_source(name_or_path)
+    return validate(apply_overrides(raw, overrides or []), name_or_path), run_name
+
+
+def to_yaml(cfg: Config) -> str:
+    """The fully resolved config as YAML text (what runs/NAME/config.yaml holds)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

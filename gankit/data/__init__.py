@@ -1,0 +1,31 @@
+"""Datasets, all offline and seeded: toy 2D mixtures, scikit-learn digits, image folders, .npz arrays."""
+
+from __future__ import annotations
+
+from ..config import DataConfig
+from .base import Batch, BatchSampler, Dataset
+from .digits import digits
+from .folder import image_folder
+from .npz import npz_dataset, read_npz
+from .toy2d import DEFAULT_STD, grid_centers, mixture, ring_centers, spiral_centers
+
+
+def load_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
+    """The dataset a config names; toy sets are drawn once from `seed`."""
+    if cfg.name in DEFAULT_STD:
+        std = cfg.std if cfg.std is not None else DEFAULT_STD[cfg.name]
+        centers = {
+            "ring": lambda: ring_centers(cfg.modes, cfg.radius),
+            "grid": lambda: grid_centers(cfg.size, cfg.spacing),
+            "spiral": lambda: spiral_centers(cfg.modes, cfg.radius),
+        }[cfg.name]()
+        return mixture(cfg.name, centers, std, cfg.n, seed)
+    if cfg.name == "digits":
+        return digits(cfg.resolution or 16)
+    if cfg.name == "folder":
+        return image_folder(cfg.path, cfg.resolution or 32, cfg.channels or 3)
+    return npz_dataset(cfg.path, cfg.key, cfg.labels_key, cfg.resolution)
+
+
+__all__ = ["Batch", "BatchSampler", "Dataset", "load_dataset", "digits", "image_folder", "npz_dataset", "read_npz",
+           "ring_centers", "grid_centers", "spiral_centers", "mixture"]

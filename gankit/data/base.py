@@ -1,0 +1,101 @@
+"""The in-memory dataset every loader returns, and the seeded batch sampler the trainer draws from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Dataset:
+    """Samples `x` (float32 vectors, or images in [-1, 1] stored as float32 or uint8) with optional labels.
+
+    `kind` is "vector" or "image"; `centers`/`std` describe the modes of toy 2D sets (used by the mode metric).
+    """
+
+    name: str
+    kind: str
+    x: Tensor
+    y: Tensor | None = None
+    class_names: list[str] | None = None
+    centers: Tensor | None = None
+    std: float | None = None
+    info: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of one sample: (2,) for toy sets, (C, H, W) for images."""
+        return tuple(self.x.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names) if self.class_names else 0
+
+    def spec(self) -> dict:
+        """What a model needs to know about the data, stored with every saved model (JSON-safe)."""
+        spec = {"name": self.name, "kind": self.kind, "shape": list(self.shape), "class_names": self.class_names}
+        if self.centers is not None:
+            spec["centers"] = self.centers.tolist()
+            spec["std"] = self.std
+        return spec
+
+    def take(self, index: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Rows `index` as float32 (uint8 images are mapped to [-1, 1] here, per batch, to save memory)."""
+        x = self.x[index]
+        if x.dtype == torch.uint8:
+            x = x.float().div_(127.5).sub_(1.0)
+        return x, (self.y[index] if self.y is not None else None)
+
+
+@dataclass
+class Batch:
+    """What a variant gets for one step: samples `x`, optional labels `y`, condition `cond`, second domain `x_b`."""
+
+    x: Tensor
+    y: Tensor | None = None
+    cond: Tensor | None = None
+    x_b: Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+
+class BatchSampler:
+    """Epoch-wise shuffled batches whose order is a pure function of (seed, position).
+
+    The only state is `cursor` (items served so far), so a checkpoint restores the data order exactly.
+    """
+
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int, device: torch.device | str = "cpu") -> None:
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.seed = seed
+        self.device = torch.device(device)
+        self.cursor = 0
+        self._epoch = -1
+        self._perm: Tensor | None = None
+
+    def _permutation(self, epoch: int) -> Tensor:
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perm, self._epoch = torch.randperm(len(self.dataset), generator=g), epoch
+        return self._perm
+
+    def next(self) -> Batch:
+        """The next batch (it wraps into the next epoch's permutation when one runs out)."""
+        n = len(self.dataset)
+        parts, need = [], self.batch_size
+        while need:
+            epoch, pos = divmod(self.cursor, n)
+            take = min(need, n - pos)
+            parts.append(self._permutation(epoch)[pos : pos + take])
+            self.cursor += take
+            need -= take
+        index = parts[0] if len(parts) == 1 else torch.cat(parts)
+        x, y = self.dataset.take(index)
+        return Batch(x=x.to(self.device, non_blocking=True), y=None if y is None else y.to(self.device))

@@ -1,0 +1,74 @@
+"""Image folders (PNG/JPEG/...): resized on the short side, centre-cropped, labels from sub-folder names."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import UserError
+from .base import Dataset
+
+log = logging.getLogger("gankit")
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+def list_images(root: Path) -> list[Path]:
+    """Files under root with an image suffix, sorted so the order (and so every seed) is reproducible."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def load_image(path: Path, resolution: int, channels: int) -> np.ndarray:
+    """One image as (channels, resolution, resolution) uint8: any mode converted, short side resized, centre crop."""
+    with Image.open(path) as img:
+        img.load()
+        if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+            rgba = img.convert("RGBA")
+            img = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            img.alpha_composite(rgba)  # transparent pixels become white rather than arbitrary colours
+        img = img.convert("L" if channels == 1 else "RGB")
+        w, h = img.size
+        scale = resolution / min(w, h)
+        new_w, new_h = max(resolution, round(w * scale)), max(resolution, round(h * scale))
+        img = img.resize((new_w, new_h), Image.Resampling.BICUBIC, reducing_gap=3.0)
+        left, top = (new_w - resolution) // 2, (new_h - resolution) // 2
+        img = img.crop((left, top, left + resolution, top + resolution))
+        arr = np.asarray(img, dtype=np.uint8)
+    return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
+
+
+def image_folder(path: str | None, resolution: int = 32, channels: int = 3) -> Dataset:
+    """Every readable image under `path`; unreadable files are skipped and counted in one warning."""
+    if not path:
+        raise UserError("data.path is required for the folder dataset", "e.g. data.path=my_images/")
+    root = Path(path)
+    if not root.is_dir():
+        raise UserError(f"data.path {path} is not a folder", "give a folder of images")
+    files = list_images(root)
+    if not files:
+        raise UserError(f"data.path {path} holds no image files", f"expected {', '.join(sorted(IMAGE_SUFFIXES))}")
+    subdirs = sorted({f.relative_to(root).parts[0] for f in files if len(f.relative_to(root).parts) > 1})
+    labelled = bool(subdirs) and all(len(f.relative_to(root).parts) > 1 for f in files)
+    images, labels, bad = [], [], []
+    from rich.progress import track
+
+    for f in track(files, description=f"reading {root.name}", transient=True, disable=len(files) < 500):
+        try:
+            images.append(load_image(f, resolution, channels))
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError, SyntaxError):
+            bad.append(f)
+            continue
+        if labelled:
+            labels.append(subdirs.index(f.relative_to(root).parts[0]))
+    if bad:
+        log.warning("skipped %d unreadable image file(s) in %s, e.g. %s", len(bad), path, bad[0].name)
+    if not images:
+        raise UserError(f"data.path {path}: none of the {len(files)} image files could be read", "check the files")
+    x = torch.from_numpy(np.stack(images))
+    y = torch.tensor(labels, dtype=torch.long) if labelled else None
+    return Dataset(name="folder", kind="image", x=x, y=y, class_names=subdirs if labelled else None,
+                   info={"path": str(root), "files": len(images), "skipped": len(bad)})

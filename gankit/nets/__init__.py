@@ -1,0 +1,52 @@
+"""Network families; `build_generator` / `build_discriminator` pick one from the model config and the data spec."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..config import ModelConfig
+from ..errors import UserError
+from .blocks import count_parameters, dcgan_init
+from .dcgan import DCGANDiscriminator, DCGANGenerator
+from .mlp import MLPDiscriminator, MLPGenerator
+
+
+def family(cfg: ModelConfig, spec: dict) -> str:
+    """The concrete family: `auto` means MLP for vectors and DCGAN for images."""
+    if cfg.name != "auto":
+        return cfg.name
+    return "dcgan" if spec["kind"] == "image" else "mlp"
+
+
+def _image_size(spec: dict) -> tuple[int, int]:
+    channels, height, width = spec["shape"]
+    if height != width:
+        raise UserError(f"DCGAN needs square images, the data is {height}×{width}", "set data.resolution")
+    return channels, height
+
+
+def build_generator(cfg: ModelConfig, spec: dict) -> nn.Module:
+    """A generator mapping (N, z_dim) noise to samples shaped like the data."""
+    name, shape = family(cfg, spec), tuple(spec["shape"])
+    if name == "mlp":
+        return MLPGenerator(cfg.z_dim, shape, cfg.g_hidden, cfg.g_batchnorm, image=spec["kind"] == "image")
+    if spec["kind"] != "image":
+        raise UserError(f"model.name={name} needs image data, but data is {spec['kind']}", "use model.name=mlp")
+    channels, resolution = _image_size(spec)
+    try:
+        return DCGANGenerator(cfg.z_dim, channels, resolution, cfg.width)
+    except ValueError as exc:
+        raise UserError(str(exc), "set data.resolution to 16, 32 or 64") from None
+
+
+def build_discriminator(cfg: ModelConfig, spec: dict) -> nn.Module:
+    """A discriminator mapping samples to one logit each, (N,)."""
+    name, shape = family(cfg, spec), tuple(spec["shape"])
+    if name == "mlp":
+        return MLPDiscriminator(shape, cfg.d_hidden)
+    channels, resolution = _image_size(spec)
+    return DCGANDiscriminator(channels, resolution, cfg.width)
+
+
+__all__ = ["build_generator", "build_discriminator", "count_parameters", "dcgan_init", "MLPGenerator",
+           "MLPDiscriminator", "DCGANGenerator", "DCGANDiscriminator"]

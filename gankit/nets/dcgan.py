@@ -1,0 +1,59 @@
+"""DCGAN (Radford et al. 2016) G and D for square images of side 8-256 (a power of two) and any channel count."""
+
+from __future__ import annotations
+
+import math
+
+from torch import Tensor, nn
+
+from .blocks import dcgan_init
+
+
+def _levels(resolution: int) -> int:
+    """Number of ×2 stages between 4×4 and the image: 16 -> 2, 32 -> 3, 64 -> 4."""
+    levels = int(math.log2(resolution)) - 2
+    if resolution != 4 * 2**levels or levels < 1 or resolution > 256:
+        raise ValueError(f"DCGAN needs a power-of-two resolution in [8, 256], got {resolution}")
+    return levels
+
+
+class DCGANGenerator(nn.Module):
+    """z (N, z_dim) -> images (N, C, R, R) in [-1, 1]: a 4×4 projection, then stride-2 transposed convs halving width."""
+
+    def __init__(self, z_dim: int, channels: int, resolution: int, width: int = 64) -> None:
+        super().__init__()
+        self.z_dim = z_dim
+        levels = _levels(resolution)
+        ch = width * 2 ** (levels - 1)  # channels at 4×4; 512 for 64×64 with width 64 (as in pytorch/examples)
+        layers: list[nn.Module] = [nn.ConvTranspose2d(z_dim, ch, 4, 1, 0, bias=False), nn.BatchNorm2d(ch), nn.ReLU(True)]
+        for _ in range(levels - 1):  # (N, ch, s, s) -> (N, ch/2, 2s, 2s)
+            layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU(True)]
+            ch //= 2
+        layers += [nn.ConvTranspose2d(ch, channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        dcgan_init(self)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z[:, :, None, None])
+
+
+class DCGANDiscriminator(nn.Module):
+    """images (N, C, R, R) -> logits (N,): stride-2 convs doubling width down to 4×4 (no norm on the first)."""
+
+    def __init__(self, channels: int, resolution: int, width: int = 64) -> None:
+        super().__init__()
+        levels = _levels(resolution)
+        ch = width
+        layers: list[nn.Module] = [nn.Conv2d(channels, ch, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
+        for _ in range(levels - 1):  # (N, ch, s, s) -> (N, 2ch, s/2, s/2)
+            layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch * 2), nn.LeakyReLU(0.2, True)]
+            ch *= 2
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Conv2d(ch, 1, 4, 1, 0, bias=False)  # (N, ch, 4, 4) -> (N, 1, 1, 1)
+        dcgan_init(self)
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x)).flatten()

@@ -1,0 +1,52 @@
+"""Matplotlib plots of a run's logs: losses, D outputs and gradient norms against steps."""
+
+from __future__ import annotations
+
+import io as _io
+from pathlib import Path
+
+from PIL import Image
+
+from ..io import provenance, write_png
+from ..train import read_logs
+
+PANELS = [
+    ("losses", ["d_loss", "g_loss"]),
+    ("mean D output", ["d_real", "d_fake"]),
+    ("gradient norm", ["grad_norm_D", "grad_norm_G"]),
+]
+
+
+def plot_losses(run_dir: str | Path) -> Path | None:
+    """Write RUN/losses.png from logs.jsonl (None when there is nothing logged yet)."""
+    run_dir = Path(run_dir)
+    records = read_logs(run_dir / "logs.jsonl")
+    if not records:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(title, [k for k in keys if any(k in r for r in records)]) for title, keys in PANELS]
+    panels = [(t, ks) for t, ks in panels if ks]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), dpi=100, squeeze=False)
+    for ax, (title, keys) in zip(axes[0], panels):
+        for key in keys:
+            pts = [(r["step"], r[key]) for r in records if key in r]
+            ax.plot(*zip(*pts), label=key, linewidth=1)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("step")
+        if title == "gradient norm":
+            ax.set_yscale("log")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle(run_dir.name, fontsize=10)
+    fig.tight_layout()
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    buf.seek(0)
+    path = run_dir / "losses.png"
+    write_png(path, Image.open(buf), provenance(run=run_dir.name, plot="losses"))
+    return path

@@ -1,0 +1,210 @@
+"""Checkpoints as safetensors + JSON, written atomically, verified by checksum on load; never pickle.
+
+    checkpoints/step-N/model.safetensors   variant weights (+ "ema." entries)
+    checkpoints/step-N/optim.safetensors   optimizer tensors; the rest of their state is in state.json
+    checkpoints/step-N/state.json          step, RNG states, data cursor, ... and the sha256 of each file (written last)
+
+A checkpoint directory appears under its final name only once complete (temp directory + rename), so a
+crash at any moment leaves either the previous checkpoint or the new one.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from ..errors import UserError
+from ..io import write_json
+
+log = logging.getLogger("gankit")
+FORMAT = 1
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
+
+
+def sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_tensors(path: Path, tensors: dict[str, Tensor]) -> None:
+    """safetensors needs contiguous CPU tensors that share no storage; copy the ones that would."""
+    seen: set[int] = set()
+    out = {}
+    for k, v in tensors.items():
+        v = v.detach().cpu().contiguous()
+        if v.untyped_storage().data_ptr() in seen:
+            v = v.clone()
+        seen.add(v.untyped_storage().data_ptr())
+        out[k] = v
+    save_file(out, str(path))
+
+
+def load_tensors(path: Path, expected_sha: str | None = None) -> dict[str, Tensor]:
+    """Tensors of a safetensors file; a checksum mismatch or an unreadable file is a UserError."""
+    if expected_sha is not None and sha256(path) != expected_sha:
+        raise UserError(f"{path} is corrupt (checksum mismatch)", "it was truncated or changed after saving")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserError(f"{path} is not a readable safetensors file: {exc}") from None
+
+
+# ------------------------------------------------------------------------------------------- optimizer state
+
+
+def optimizer_to_files(optimizers: dict[str, torch.optim.Optimizer]) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Split optimizer state dicts into tensors (for safetensors) and JSON-safe metadata."""
+    tensors: dict[str, Tensor] = {}
+    meta: dict[str, Any] = {}
+    for group, opt in optimizers.items():
+        sd = opt.state_dict()
+        extra: dict[str, dict[str, Any]] = {}
+        for pid, entry in sd["state"].items():
+            for key, value in entry.items():
+                if isinstance(value, Tensor):
+                    tensors[f"{group}.{pid}.{key}"] = value
+                else:
+                    extra.setdefault(str(pid), {})[key] = value
+        meta[group] = {"param_groups": sd["param_groups"], "extra": extra}
+    return tensors, meta
+
+
+def optimizer_from_files(optimizers: dict[str, torch.optim.Optimizer], tensors: dict[str, Tensor],
+                         meta: dict[str, Any]) -> None:
+    """Inverse of optimizer_to_files: load each optimizer's state exactly."""
+    for group, opt in optimizers.items():
+        state: dict[int, dict[str, Any]] = {}
+        for name, value in tensors.items():
+            g, pid, key = name.split(".", 2)
+            if g == group:
+                state.setdefault(int(pid), {})[key] = value
+        for pid, extra in meta[group]["extra"].items():
+            state.setdefault(int(pid), {}).update(extra)
+        opt.load_state_dict({"state": state, "param_groups": meta[group]["param_groups"]})
+
+
+# ------------------------------------------------------------------------------------------- RNG state
+
+
+def rng_state() -> dict[str, Any]:
+    """Torch RNG states (CPU and every CUDA device) as base64 strings for state.json."""
+    enc = lambda t: base64.b64encode(t.numpy().tobytes()).decode()  # noqa: E731
+    state = {"torch": enc(torch.get_rng_state())}
+    if torch.cuda.is_available():
+        state["cuda"] = [enc(s) for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    dec = lambda s: torch.frombuffer(bytearray(base64.b64decode(s)), dtype=torch.uint8)  # noqa: E731
+    torch.set_rng_state(dec(state["torch"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([dec(s) for s in state["cuda"]])
+
+
+# ------------------------------------------------------------------------------------------- directories
+
+
+def checkpoint_root(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def save_checkpoint(run_dir: Path, step: int, files: dict[str, dict[str, Tensor]], state: dict[str, Any]) -> Path:
+    """Write checkpoints/step-N atomically; state.json (with each file's sha256) goes last."""
+    root = checkpoint_root(run_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    final, tmp = root / f"step-{step}", root / f".tmp-step-{step}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    sums = {}
+    for name, tensors in files.items():
+        save_tensors(tmp / name, tensors)
+        sums[name] = sha256(tmp / name)
+    write_json(tmp / "state.json", {**state, "format": FORMAT, "step": step, "files": sums})
+    if final.exists():  # re-saving the same step (e.g. interrupted right after a cadence save)
+        trash = root / f".old-step-{step}-{os.getpid()}"
+        os.replace(final, trash)
+        os.replace(tmp, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    _fsync_dir(root)
+    return final
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Checkpoint directories with a state.json, oldest first (temp directories are ignored)."""
+    root = checkpoint_root(run_dir)
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir()
+             if (m := re.fullmatch(r"step-(\d+)", p.name)) and (p / "state.json").is_file()]
+    return [p for _, p in sorted(found)]
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Tensor]]]:
+    """state.json and every tensor file of one checkpoint, verified against the recorded checksums."""
+    try:
+        state = json.loads((path / "state.json").read_text())
+        sums = state["files"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(f"{path}/state.json is unreadable: {exc}") from None
+    files = {}
+    for name, digest in sums.items():
+        if not (path / name).is_file():
+            raise UserError(f"{path}/{name} is missing", "the checkpoint is incomplete")
+        files[name] = load_tensors(path / name, digest)
+    return state, files
+
+
+def latest_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any], dict[str, dict[str, Tensor]]]:
+    """The newest checkpoint that verifies; corrupt newer ones are skipped with a warning."""
+    candidates = list_checkpoints(run_dir)
+    if not candidates:
+        raise UserError(f"{run_dir} has no complete checkpoint to resume from", "start a new run instead")
+    for path in reversed(candidates):
+        try:
+            state, files = read_checkpoint(path)
+            return path, state, files
+        except UserError as exc:
+            log.warning("skipping checkpoint %s: %s", path.name, exc.message)
+    raise UserError(f"every checkpoint in {checkpoint_root(run_dir)} is corrupt", "start a new run instead")
+
+
+def prune_checkpoints(run_dir: Path, keep: int) -> None:
+    """Delete all but the newest `keep` complete checkpoints, and stale temp directories of this process."""
+    for path in list_checkpoints(run_dir)[:-keep]:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def refuse_pickles(run_dir: Path) -> None:
+    """A directory holding only pickle-based weights is refused: unpickling can run arbitrary code."""
+    pickles = [p.name for p in Path(run_dir).rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES]
+    if pickles:
+        raise UserError(f"{run_dir} holds pickle-based weights ({', '.join(sorted(pickles)[:3])}) and no gankit model",
+                        "gankit never loads .pt/.pth/.pkl/.ckpt files because unpickling can run arbitrary code; "
+                        "convert them to safetensors yourself if you trust their source")

@@ -1,0 +1,84 @@
+"""Run logs: one JSON object per logged step in logs.jsonl, and a rich progress bar with the live numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..io import write_bytes
+
+
+class JsonlLog:
+    """Append-only logs.jsonl; on resume, lines after the checkpoint's step are dropped (they are re-done)."""
+
+    def __init__(self, path: Path, resume_step: int | None = None) -> None:
+        self.path = path
+        if resume_step is not None and path.exists():
+            kept = [line for line in path.read_text().splitlines() if _step_of(line) <= resume_step]
+            write_bytes(path, "".join(line + "\n" for line in kept).encode())
+        self._file = open(path, "a", buffering=1)  # line-buffered: a killed run loses at most the current line
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps(record, allow_nan=True) + "\n")
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _step_of(line: str) -> float:
+    try:
+        return json.loads(line).get("step", math.inf)
+    except ValueError:
+        return math.inf  # a torn last line from a killed run
+
+
+def read_logs(path: Path) -> list[dict[str, Any]]:
+    """All parseable records of a logs.jsonl (a torn last line is ignored)."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+def fmt_record(record: dict[str, Any]) -> str:
+    """The few numbers worth watching, for the progress bar: losses and mean D outputs."""
+    names = {"d_loss": "D", "g_loss": "G", "d_real": "D(x)", "d_fake": "D(G(z))"}
+    return "  ".join(f"{label} {record[k]:.3f}" for k, label in names.items() if k in record)
+
+
+class ProgressBar:
+    """Steps done / total, the latest losses, it/s and ETA on stderr; a no-op when disabled."""
+
+    def __init__(self, total: int, start: int, enabled: bool = True) -> None:
+        self.enabled = enabled
+        if not enabled:
+            return
+        self.progress = Progress(
+            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
+            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=Console(stderr=True),
+        )
+        self.task = self.progress.add_task("train", total=total, completed=start, stats="", rate="")
+        self.progress.start()
+
+    def advance(self, steps: int = 1) -> None:
+        if self.enabled:
+            self.progress.update(self.task, advance=steps)
+
+    def show(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            rate = f"{record['it_s']:.1f} it/s" if "it_s" in record else ""
+            self.progress.update(self.task, stats=fmt_record(record), rate=rate)
+
+    def close(self) -> None:
+        if self.enabled:
+            self.progress.stop()

@@ -1,0 +1,106 @@
+"""Loading a trained generator for sampling, without the trainer: model/config.json + model/model.safetensors."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+import yaml
+from torch import Tensor
+
+from ..config import Config
+from ..errors import UserError
+from ..variants import Variant, build_variant
+from . import checkpoint as ckpt
+
+log = logging.getLogger("gankit")
+
+
+class Generator:
+    """A trained generator: `sample(n, seed=..., truncation=...)` returns samples in the data's layout."""
+
+    def __init__(self, variant: Variant, config: Config, spec: dict, info: dict) -> None:
+        self.variant, self.config, self.spec, self.info = variant.eval(), config, spec, info
+
+    @property
+    def kind(self) -> str:
+        return self.spec["kind"]
+
+    @property
+    def device(self) -> torch.device:
+        return self.variant.device
+
+    def to(self, device: str | torch.device) -> Generator:
+        self.variant.to(device)
+        return self
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int | None = None, truncation: float = 1.0, batch_size: int = 1024) -> Tensor:
+        """n samples on the CPU: images (n, C, H, W) in [-1, 1] or vectors (n, D); the same seed gives the same samples."""
+        if n < 1:
+            raise UserError(f"cannot sample {n} samples", "ask for at least 1")
+        if not 0 < truncation <= 1:
+            raise UserError(f"truncation must be in (0, 1], got {truncation}", "1 means no truncation")
+        gen = torch.Generator().manual_seed(seed if seed is not None else int(torch.randint(2**62, ()).item()))
+        chunks = []
+        for start in range(0, n, batch_size):
+            z = self.variant.noise(min(batch_size, n - start), truncation=truncation, generator=gen)
+            chunks.append(self.variant.generate(len(z), z=z).cpu())
+        return torch.cat(chunks)
+
+
+def _read_model_dir(model_dir: Path) -> tuple[dict, dict[str, Tensor]]:
+    try:
+        info = json.loads((model_dir / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{model_dir}/config.json is unreadable: {exc}") from None
+    weights = model_dir / "model.safetensors"
+    if not weights.is_file():
+        raise UserError(f"{weights} is missing")
+    return info, ckpt.load_tensors(weights, info.get("sha256"))
+
+
+def _from_checkpoint(run_dir: Path) -> tuple[dict, dict[str, Tensor]]:
+    """Fallback when model/ is missing or corrupt: the newest verified checkpoint's generator weights."""
+    path, state, files = ckpt.latest_checkpoint(run_dir)
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    model = files["model.safetensors"]
+    ema = {k[4:]: v for k, v in model.items() if k.startswith("ema.")}
+    info = {"config": cfg, "spec": state.get("spec"), "step": state["step"], "weights": "ema" if ema else "raw"}
+    return info, ema or {k: v for k, v in model.items() if not k.startswith("ema.")}
+
+
+def load(run_dir: str | Path, device: str | torch.device = "cpu") -> Generator:
+    """The generator of a run directory (or of its model/ folder), ready to `.sample(n)`."""
+    run_dir = Path(run_dir)
+    if run_dir.name == "model" and (run_dir / "config.json").is_file():
+        run_dir = run_dir.parent
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir} does not exist", "give a run directory made by `gankit train`")
+    model_dir = run_dir / "model"
+    if (model_dir / "config.json").is_file():
+        try:
+            info, weights = _read_model_dir(model_dir)
+        except UserError as exc:
+            if not ckpt.list_checkpoints(run_dir):
+                raise
+            log.warning("%s; using the newest complete checkpoint instead", exc.message)
+            info, weights = _from_checkpoint(run_dir)
+    elif ckpt.list_checkpoints(run_dir) and (run_dir / "config.yaml").is_file():
+        info, weights = _from_checkpoint(run_dir)
+    else:
+        ckpt.refuse_pickles(run_dir)
+        raise UserError(f"{run_dir} is not a gankit run (no model/config.json)", "train one with `gankit train`")
+    try:
+        config = Config.model_validate(info["config"])
+        spec = info["spec"]
+        variant = build_variant(config, spec)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{run_dir}: saved model description is invalid: {exc}") from None
+    missing = set(variant.generator_state()) - set(weights)
+    if missing:
+        raise UserError(f"{run_dir}: saved weights lack {len(missing)} generator tensors, e.g. {sorted(missing)[0]}")
+    variant.load_state_dict(weights, strict=False)
+    return Generator(variant.to(device), config, spec, info)

@@ -1,0 +1,246 @@
+"""The one training loop: walk the variant's phases, step each group's optimizer, log, sample, checkpoint.
+
+The trainer owns everything stateful about training (optimizers, EMA, RNG, data order, files); variants only say
+what a phase's loss is. A resumed CPU run is bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..config import Config, to_yaml
+from ..data import BatchSampler, Dataset, load_dataset
+from ..io import atomic_path, save_grid, save_scatter, write_bytes, write_json
+from ..nets import count_parameters
+from ..variants import Variant, build_variant
+from ..version import __version__
+from . import checkpoint as ckpt
+from .ema import EMA
+from .logging import JsonlLog, ProgressBar
+
+log = logging.getLogger("gankit")
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA, then MPS, then CPU; anything else is passed to torch."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+class Trainer:
+    """Builds data, variant, optimizers and EMA from a Config and trains into `run_dir`."""
+
+    def __init__(self, cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
+                 dataset: Dataset | None = None) -> None:
+        self.cfg, self.run_dir, self.show_progress = cfg, Path(run_dir), progress
+        self.device = resolve_device(cfg.train.device)
+        torch.manual_seed(cfg.seed)
+        self.data = dataset if dataset is not None else load_dataset(cfg.data, cfg.seed)
+        self.spec = self.data.spec()
+        self.variant: Variant = build_variant(cfg, self.spec).to(self.device)
+        self.optimizers = {
+            group: torch.optim.Adam([p for m in modules for p in m.parameters()], lr=self._lr(group),
+                                    betas=(cfg.optim.beta1, cfg.optim.beta2))
+            for group, modules in self.variant.groups.items()
+        }
+        self.ema = EMA(self.variant, list(self.variant.generator_state()), cfg.optim.ema) if cfg.optim.ema else None
+        self.sampler = BatchSampler(self.data, cfg.train.batch_size, cfg.seed, self.device)
+        # Fixed noise from its own generator, so sample grids are comparable across steps and draw no training RNG.
+        n_fixed = 64 if self.data.kind == "image" else 1000
+        self.fixed_z = self.variant.noise(n_fixed, generator=torch.Generator().manual_seed(cfg.seed + 1))
+        self.step = 0
+        self.stop_signal: int | None = None
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if resume:
+            self._restore()
+        else:
+            write_bytes(self.run_dir / "config.yaml", to_yaml(cfg).encode())
+
+    def _lr(self, group: str) -> float:
+        return self.cfg.optim.lr_d if group.startswith("D") else self.cfg.optim.lr_g
+
+    # ------------------------------------------------------------------------------------------- the loop
+
+    def fit(self) -> dict[str, Any]:
+        """Train until `train.steps`, a signal, or an error; the last state is checkpointed in every case."""
+        cfg = self.cfg.train
+        logs = JsonlLog(self.run_dir / "logs.jsonl", resume_step=self.step if self.step else None)
+        bar = ProgressBar(cfg.steps, self.step, enabled=self.show_progress)
+        window: dict[str, list] = {}  # scalar name -> [running sum (tensor, no sync), count]
+        window_start, window_steps = time.perf_counter(), 0
+        previous = self._install_signal_handlers()
+        try:
+            while self.step < cfg.steps and self.stop_signal is None:
+                log_now = (self.step + 1) % cfg.log_every == 0 or self.step + 1 == cfg.steps
+                self._iteration(window, log_now)
+                self.step += 1
+                window_steps += 1
+                bar.advance()
+                if log_now:
+                    record = self._record(window, window_steps, time.perf_counter() - window_start)
+                    logs.write(record)
+                    bar.show(record)
+                    window, window_start, window_steps = {}, time.perf_counter(), 0
+                if cfg.sample_every and self.step % cfg.sample_every == 0:
+                    self.save_samples()
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+        finally:
+            self._restore_signal_handlers(previous)
+            bar.close()
+            logs.close()
+        self.save_samples()
+        self.save_checkpoint()
+        return {"step": self.step, "run_dir": str(self.run_dir), "interrupted_by": self.stop_signal}
+
+    def _iteration(self, window: dict[str, list], log_now: bool) -> None:
+        """One iteration: each phase due at this step runs `repeats` optimizer steps of its group."""
+        for phase in self.variant.phases:
+            if self.step % phase.interval:
+                continue
+            optimizer = self.optimizers[phase.group]
+            for _ in range(phase.repeats):
+                batch = self.sampler.next()
+                optimizer.zero_grad(set_to_none=True)
+                loss, scalars = self.variant.loss(phase.name, batch)
+                loss.backward()
+                if log_now:
+                    scalars[f"grad_norm_{phase.group}"] = _grad_norm(optimizer)
+                optimizer.step()
+                for key, value in scalars.items():
+                    entry = window.setdefault(key, [0.0, 0])
+                    entry[0] += value
+                    entry[1] += 1
+            if phase.group == "G" and self.ema is not None:
+                self.ema.update(self.variant)
+
+    def _record(self, window: dict[str, list], steps: int, seconds: float) -> dict[str, Any]:
+        """Window means of every logged scalar, plus step, rate and learning rates."""
+        record: dict[str, Any] = {"step": self.step}
+        record.update({key: float(total) / count for key, (total, count) in window.items()})
+        record["it_s"] = steps / max(seconds, 1e-9)
+        record.update({f"lr_{g}": opt.param_groups[0]["lr"] for g, opt in self.optimizers.items()})
+        return record
+
+    # ------------------------------------------------------------------------------------------- outputs
+
+    @torch.no_grad()
+    def sample_fixed(self) -> Tensor:
+        """Samples of the fixed noise from G (the EMA weights when enabled) in eval mode."""
+        gens = [getattr(self.variant, n) for n in self.variant.generator_names]
+        modes = [g.training for g in gens]
+        for g in gens:
+            g.eval()
+        try:
+            if self.ema is not None:
+                with self.ema.swapped(self.variant):
+                    return self.variant.generate(len(self.fixed_z), z=self.fixed_z).cpu()
+            return self.variant.generate(len(self.fixed_z), z=self.fixed_z).cpu()
+        finally:
+            for g, mode in zip(gens, modes):
+                g.train(mode)
+
+    def save_samples(self) -> Path:
+        """samples/step-N.png: an image grid, or for 2D data a scatter of generated over real points."""
+        path = self.run_dir / "samples" / f"step-{self.step}.png"
+        fake = self.sample_fixed()
+        meta = {"run": self.run_dir.name, "step": self.step, "seed": self.cfg.seed}
+        if self.data.kind == "image":
+            save_grid(path, fake, nrow=8, scale=max(1, 128 // fake.shape[-1]), **meta)
+        else:
+            real = self.data.x[torch.randperm(len(self.data), generator=torch.Generator().manual_seed(0))[:1000]]
+            save_scatter(path, fake.flatten(1)[:, :2], real.flatten(1)[:, :2], self.data.centers,
+                         title=f"{self.run_dir.name} step {self.step}", **meta)
+        return path
+
+    def save_checkpoint(self) -> Path:
+        """checkpoints/step-N (resumable state) and model/ (what `gankit.load` reads), then prune old ones."""
+        model = dict(self.variant.state_dict())
+        if self.ema is not None:
+            model.update({f"ema.{k}": v for k, v in self.ema.shadow.items()})
+        optim_tensors, optim_meta = ckpt.optimizer_to_files(self.optimizers)
+        state = {"gankit_version": __version__, "rng": ckpt.rng_state(), "data_cursor": self.sampler.cursor,
+                 "optim": optim_meta, "spec": self.spec, "ema_updates": self.ema.updates if self.ema else 0}
+        path = ckpt.save_checkpoint(self.run_dir, self.step, {"model.safetensors": model,
+                                                              "optim.safetensors": optim_tensors}, state)
+        self.export()
+        ckpt.prune_checkpoints(self.run_dir, self.cfg.train.keep_checkpoints)
+        return path
+
+    def export(self) -> Path:
+        """model/: config.json + model.safetensors with the generator (EMA weights when enabled)."""
+        out = self.run_dir / "model"
+        out.mkdir(parents=True, exist_ok=True)
+        weights = dict(self.ema.shadow) if self.ema is not None else self.variant.generator_state()
+        with atomic_path(out / "model.safetensors") as tmp:
+            ckpt.save_tensors(tmp, weights)
+        write_json(out / "config.json", {
+            "gankit_version": __version__, "step": self.step, "weights": "ema" if self.ema else "raw",
+            "sha256": ckpt.sha256(out / "model.safetensors"), "spec": self.spec,
+            "parameters": {g: sum(count_parameters(m) for m in ms) for g, ms in self.variant.groups.items()},
+            "config": self.cfg.model_dump(mode="json"),
+        })
+        return out
+
+    # ------------------------------------------------------------------------------------------- resume
+
+    def _restore(self) -> None:
+        path, state, files = ckpt.latest_checkpoint(self.run_dir)
+        model = files["model.safetensors"]
+        self.variant.load_state_dict({k: v for k, v in model.items() if not k.startswith("ema.")})
+        if self.ema is not None:
+            shadow = {k[4:]: v for k, v in model.items() if k.startswith("ema.")}
+            if shadow:
+                self.ema.shadow = {k: v.to(self.device) for k, v in shadow.items()}
+                self.ema.updates = state.get("ema_updates", 0)
+        ckpt.optimizer_from_files(self.optimizers, files["optim.safetensors"], state["optim"])
+        for name, opt in self.optimizers.items():  # learning rates follow the (possibly changed) config
+            for group in opt.param_groups:
+                group["lr"] = self._lr(name)
+        ckpt.set_rng_state(state["rng"])
+        self.sampler.cursor = state["data_cursor"]
+        self.step = state["step"]
+        log.info("resumed from %s (step %d)", path.name, self.step)
+
+    # ------------------------------------------------------------------------------------------- signals
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        """First SIGINT/SIGTERM: finish the step, checkpoint, stop. A second one: exit at once (files are atomic)."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def handler(signum: int, frame: Any) -> None:
+            if self.stop_signal is not None:
+                raise SystemExit(128 + signum)
+            self.stop_signal = signum
+            log.warning("%s received: finishing this step and saving a checkpoint (again to quit at once)",
+                        signal.Signals(signum).name)
+
+        return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    @staticmethod
+    def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _grad_norm(optimizer: torch.optim.Optimizer) -> Tensor:
+    """L2 norm of all gradients of one optimizer's parameters."""
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+

@@ -1,0 +1,93 @@
+"""The CLI end to end (in-process): commands work, and bad input gives one error line and exit code 2."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+FAST = ["train.steps=40", "train.log_every=10", "train.sample_every=0", "train.checkpoint_every=0"]
+
+
+@pytest.fixture
+def ring_run(cli, tmp_path):
+    run = tmp_path / "r"
+    code, _, err = cli("train", "ring8-gan", *FAST, "--out", str(run), "--no-progress")
+    assert code == 0, err
+    return run
+
+
+def test_train_reports_where_outputs_are(ring_run, cli):
+    assert (ring_run / "losses.png").is_file() and (ring_run / "samples" / "step-40.png").is_file()
+
+
+def test_eval_json_has_the_pacgan_keys(ring_run, cli):
+    code, out, _ = cli("eval", str(ring_run), "--json")
+    result = json.loads(out)
+    assert code == 0 and {"modes", "hq_fraction", "reverse_kl", "protocol"} <= result.keys()
+    assert result["protocol"]["samples"] == 2500
+    assert json.loads((ring_run / "metrics.json").read_text())["modes"] == result["modes"]
+
+
+def test_sample_npz_and_scatter(ring_run, cli, tmp_path):
+    assert cli("sample", str(ring_run), "-n", "1000", "--out", str(tmp_path / "s.npz"))[0] == 0
+    with np.load(tmp_path / "s.npz") as f:
+        assert f["samples"].shape == (1000, 2)
+    assert cli("sample", str(ring_run), "-n", "300", "--out", str(tmp_path / "s.png"))[0] == 0
+    assert Image.open(tmp_path / "s.png").info["gankit:generated"] == "true"
+
+
+def test_resume_continues_to_raised_steps(ring_run, cli):
+    code, _, err = cli("train", "--resume", str(ring_run), "train.steps=60", "--no-progress")
+    assert code == 0, err
+    assert json.loads((ring_run / "model" / "config.json").read_text())["step"] == 60
+
+
+def test_info_and_presets(ring_run, cli):
+    code, out, _ = cli("info", str(ring_run))
+    summary = json.loads(out)
+    assert code == 0 and summary["step"] == 40 and summary["parameters"]["G"] > 0
+    code, out, _ = cli("presets")
+    assert code == 0 and "digits-dcgan" in out
+
+
+def test_digits_sample_grid_is_8x8(cli, tmp_path):
+    run = tmp_path / "d"
+    assert cli("train", "digits-dcgan", "train.steps=2", "model.width=8", *FAST[1:], "--out", str(run),
+               "--no-progress")[0] == 0
+    assert cli("sample", str(run), "-n", "64", "--out", str(tmp_path / "grid.png"))[0] == 0
+    img = Image.open(tmp_path / "grid.png")
+    side = (8 * (16 + 1) + 1) * 4  # 8 digits of 16 pixels with 1 pixel of padding, enlarged ×4
+    assert img.size == (side, side)
+    assert cli("sample", str(run), "-n", "3", "--out", str(tmp_path / "each") + "/")[0] == 0
+    assert len(list((tmp_path / "each").glob("*.png"))) == 3
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["train", "nosuchpreset"], "unknown preset 'nosuchpreset'"),
+    (["train", "ring8-gan", "train.stepz=10"], "unknown config key 'train.stepz'"),
+    (["train", "ring8-gan", "train.steps=-5"], "invalid value for 'train.steps'"),
+    (["train", "ring8-gan", "train.steps=ten"], "invalid value for 'train.steps'"),
+    (["sample", "/no/such/run", "--out", "x.png"], "does not exist"),
+    (["train", "--resume", "/no/such/run"], "not a run directory"),
+])
+def test_bad_input_is_one_line_exit_2(cli, args, fragment):
+    code, out, err = cli(*args)
+    assert code == 2
+    assert fragment in err and "Traceback" not in err + out
+    assert err.splitlines()[0].startswith("error: ")
+
+
+def test_existing_run_is_not_overwritten_without_force(ring_run, cli):
+    code, _, err = cli("train", "ring8-gan", *FAST, "--out", str(ring_run), "--no-progress")
+    assert code == 2 and "already holds a run" in err
+    code, _, _ = cli("train", "ring8-gan", *FAST, "--out", str(ring_run), "--force", "--no-progress")
+    assert code == 0
+
+
+def test_sample_of_a_folder_that_is_no_run(cli, tmp_path):
+    code, _, err = cli("sample", str(tmp_path), "--out", str(tmp_path / "x.png"))
+    assert code == 2 and "not a gankit run" in err
+    (tmp_path / "weights.pth").write_bytes(b"\x80\x04K\x01.")
+    code, _, err = cli("sample", str(tmp_path), "--out", str(tmp_path / "x.png"))
+    assert code == 2 and "arbitrary code" in err

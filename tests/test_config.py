@@ -1,0 +1,64 @@
+"""Config resolution: presets, overrides and the one-line errors for bad input."""
+
+import pytest
+
+from gankit.config import apply_overrides, parse_override, preset_descriptions, preset_names, resolve, to_yaml, validate
+from gankit.errors import UserError
+
+
+def test_presets_ship_with_descriptions():
+    assert {"ring8-gan", "grid25-gan", "digits-dcgan"} <= set(preset_names())
+    assert all(desc for desc in preset_descriptions().values())
+
+
+def test_override_values_are_typed():
+    assert parse_override("train.steps=200") == (["train", "steps"], 200)
+    assert parse_override("optim.lr_d=1e-4")[1] in ("1e-4", 1e-4)
+    cfg, name = resolve("ring8-gan", ["train.steps=200", "optim.lr_d=1e-4", "model.g_hidden=[8, 8]", "seed=3"])
+    assert (cfg.train.steps, cfg.optim.lr_d, cfg.model.g_hidden, cfg.seed, name) == (200, 1e-4, [8, 8], 3, "ring8-gan")
+
+
+def test_overrides_do_not_touch_the_source():
+    raw = {"train": {"steps": 1}}
+    assert apply_overrides(raw, ["train.steps=5"])["train"]["steps"] == 5
+    assert raw["train"]["steps"] == 1
+
+
+def test_unknown_key_suggests_the_closest():
+    with pytest.raises(UserError, match="unknown config key 'train.stepz'") as info:
+        resolve("ring8-gan", ["train.stepz=10"])
+    assert "train.steps" in info.value.hint
+
+
+@pytest.mark.parametrize("override, fragment", [("train.steps=-5", "train.steps"), ("train.steps=abc", "train.steps"),
+                                                ("loss.name=nope", "loss.name"), ("data.channels=2", "data.channels")])
+def test_bad_values_name_the_key(override, fragment):
+    with pytest.raises(UserError, match=fragment):
+        resolve("ring8-gan", [override])
+
+
+def test_unknown_preset_suggests_a_name():
+    with pytest.raises(UserError, match="unknown preset 'ring8-ga'") as info:
+        resolve("ring8-ga")
+    assert "ring8-gan" in info.value.hint
+
+
+def test_malformed_yaml_reports_the_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  steps: 10\n  batch_size: [1, 2\n")
+    with pytest.raises(UserError, match="malformed YAML at line"):
+        resolve(str(bad))
+
+
+def test_override_without_equals_is_an_error():
+    with pytest.raises(UserError, match="key=value"):
+        parse_override("train.steps")
+
+
+def test_resolved_config_round_trips_through_yaml(tmp_path):
+    cfg, _ = resolve("digits-dcgan", ["train.steps=7"])
+    path = tmp_path / "c.yaml"
+    path.write_text(to_yaml(cfg))
+    again, _ = resolve(str(path))
+    assert again == cfg
+    assert validate(cfg.model_dump()) == cfg

@@ -1,0 +1,103 @@
+"""Datasets: toy mixtures, digits, folders, npz, and the resumable batch sampler."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gankit.config import DataConfig
+from gankit.data import BatchSampler, digits, grid_centers, image_folder, load_dataset, npz_dataset, ring_centers
+from gankit.errors import UserError
+
+
+def test_ring_and_grid_centres():
+    ring = ring_centers(8, 1.0)
+    assert torch.allclose(ring.norm(dim=1), torch.ones(8))
+    assert torch.allclose(ring[2], torch.tensor([0.0, 1.0]), atol=1e-6)
+    grid = grid_centers(5, 2.0)
+    assert grid.shape == (25, 2)
+    assert set(grid[:, 0].tolist()) == {-4.0, -2.0, 0.0, 2.0, 4.0}
+
+
+def test_toy_sets_use_their_default_std_and_are_seeded():
+    ring = load_dataset(DataConfig(name="ring"), seed=0)
+    assert ring.std == 0.01 and ring.kind == "vector" and ring.shape == (2,)
+    assert (ring.x - ring.centers[ring.y]).std().item() == pytest.approx(0.01, rel=0.05)
+    assert torch.equal(ring.x, load_dataset(DataConfig(name="ring"), seed=0).x)
+    assert not torch.equal(ring.x, load_dataset(DataConfig(name="ring"), seed=1).x)
+    grid = load_dataset(DataConfig(name="grid", n=1000), seed=0)
+    assert grid.std == 0.05 and len(grid.centers) == 25 and len(grid) == 1000
+    assert len(load_dataset(DataConfig(name="spiral", modes=5), seed=0).centers) == 5
+
+
+def test_digits_at_16x16_in_range():
+    d = digits(16)
+    assert d.x.shape == (1797, 1, 16, 16) and d.x.min() >= -1 and d.x.max() <= 1
+    assert d.y.unique().tolist() == list(range(10)) and d.kind == "image"
+    # corners of the digit images are background (-1) after resizing
+    assert d.x[:, :, 0, 0].max() < -0.9
+
+
+def test_sampler_epochs_wrap_and_resume_exactly():
+    d = load_dataset(DataConfig(name="ring", n=10), seed=0)
+    a = BatchSampler(d, 4, seed=5)
+    seen = torch.cat([a.next().x for _ in range(5)])  # 20 items = two epochs
+    assert torch.equal(seen[:10].sort(0).values, d.x.sort(0).values)  # first epoch is a permutation
+    b = BatchSampler(d, 4, seed=5)
+    b.cursor = 8
+    assert torch.equal(b.next().x, seen[8:12])
+
+
+def _png(path, size, mode="RGB", colour=(200, 30, 30)):
+    Image.new(mode, size, colour if mode != "L" else 128).save(path)
+
+
+def test_folder_with_labels_mixed_modes_and_broken_files(tmp_path, caplog):
+    for cls in ("cats", "dogs"):
+        (tmp_path / cls).mkdir()
+        _png(tmp_path / cls / "a.png", (40, 30))
+        _png(tmp_path / cls / "b.png", (20, 50), mode="L")
+    Image.new("RGBA", (33, 33), (0, 0, 255, 128)).save(tmp_path / "cats" / "c.png")
+    Image.new("P", (24, 24)).save(tmp_path / "dogs" / "d.gif")
+    (tmp_path / "dogs" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    (tmp_path / "dogs" / "notes.txt").write_text("hello")
+    ds = image_folder(str(tmp_path), resolution=16, channels=3)
+    assert ds.x.shape == (6, 3, 16, 16) and ds.x.dtype == torch.uint8
+    assert ds.class_names == ["cats", "dogs"] and ds.y.tolist() == [0, 0, 0, 1, 1, 1]
+    assert "skipped 1 unreadable" in caplog.text
+    x, _ = ds.take(torch.arange(2))
+    assert x.dtype == torch.float32 and x.min() >= -1 and x.max() <= 1
+
+
+def test_folder_errors(tmp_path):
+    with pytest.raises(UserError, match="is not a folder"):
+        image_folder(str(tmp_path / "missing"))
+    with pytest.raises(UserError, match="holds no image files"):
+        image_folder(str(tmp_path))
+    (tmp_path / "x.png").write_bytes(b"junk")
+    with pytest.raises(UserError, match="none of the 1 image files could be read"):
+        image_folder(str(tmp_path))
+
+
+def test_npz_vectors_images_and_errors(tmp_path):
+    np.savez(tmp_path / "v.npz", data=np.random.randn(50, 3).astype(np.float32))
+    v = npz_dataset(str(tmp_path / "v.npz"))
+    assert v.kind == "vector" and v.shape == (3,)
+    np.savez(tmp_path / "i.npz", imgs=np.random.randint(0, 256, (10, 8, 8, 3), dtype=np.uint8),
+             labels=np.arange(10) % 2)
+    i = npz_dataset(str(tmp_path / "i.npz"), key="imgs", labels_key="labels")
+    assert i.shape == (3, 8, 8) and i.x.min() >= -1 and i.num_classes == 2
+    np.savez(tmp_path / "nan.npz", data=np.array([[1.0, np.nan]]))
+    with pytest.raises(UserError, match="nan.npz\\['data'\\] contains NaN"):
+        npz_dataset(str(tmp_path / "nan.npz"))
+    with pytest.raises(UserError, match="has no array 'zzz'"):
+        npz_dataset(str(tmp_path / "v.npz"), key="zzz")
+    np.savez(tmp_path / "w.npz", data=np.zeros((4, 5, 6, 7)))
+    with pytest.raises(UserError, match="1 or 3 channels"):
+        npz_dataset(str(tmp_path / "w.npz"))
+    np.savez(tmp_path / "obj.npz", data=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(UserError, match="object \\(pickled\\) arrays"):
+        npz_dataset(str(tmp_path / "obj.npz"))
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(UserError, match="not a readable .npz"):
+        npz_dataset(str(tmp_path / "bad.npz"))

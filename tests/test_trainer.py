@@ -1,0 +1,87 @@
+"""The trainer: exact resume, determinism, checkpoints, logs, EMA and loading without the trainer."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import gankit
+from gankit.train import Trainer, list_checkpoints, read_logs
+
+
+def _g_weights(run_dir):
+    return load_file(str(run_dir / "model" / "model.safetensors"))
+
+
+def test_resume_is_bit_identical(tmp_path, ring_cfg):
+    straight = tmp_path / "A"
+    Trainer(ring_cfg("train.steps=200", "seed=1", "train.checkpoint_every=50"), straight, progress=False).fit()
+    split = tmp_path / "B"
+    Trainer(ring_cfg("train.steps=100", "seed=1", "train.checkpoint_every=50"), split, progress=False).fit()
+    Trainer(ring_cfg("train.steps=200", "seed=1", "train.checkpoint_every=50"), split, resume=True, progress=False).fit()
+    a, b = _g_weights(straight), _g_weights(split)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # logs of the resumed run continue where the first part stopped, without duplicated steps
+    steps = [r["step"] for r in read_logs(split / "logs.jsonl")]
+    assert steps == sorted(set(steps)) and steps[-1] == 200
+
+
+def test_same_seed_same_samples_and_different_seed_differs(tmp_path, ring_cfg):
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        Trainer(ring_cfg(f"seed={seed}"), tmp_path / name, progress=False).fit()
+    sa, sb, sc = (gankit.load(tmp_path / n).sample(100, seed=7) for n in "abc")
+    assert torch.equal(sa, sb) and not torch.equal(sa, sc)
+    g = gankit.load(tmp_path / "a")
+    assert torch.equal(g.sample(10, seed=3), g.sample(10, seed=3)) and not torch.equal(g.sample(10, seed=3),
+                                                                                        g.sample(10, seed=4))
+
+
+def test_run_directory_layout_and_pruning(tmp_path, ring_cfg):
+    run = tmp_path / "run"
+    Trainer(ring_cfg("train.checkpoint_every=10", "train.keep_checkpoints=2", "train.sample_every=30"), run,
+            progress=False).fit()
+    assert [p.name for p in list_checkpoints(run)] == ["step-50", "step-60"]
+    state = json.loads((run / "checkpoints" / "step-60" / "state.json").read_text())
+    assert state["step"] == 60 and set(state["files"]) == {"model.safetensors", "optim.safetensors"}
+    assert (run / "config.yaml").is_file() and (run / "samples" / "step-30.png").is_file()
+    assert not list((run / "checkpoints").glob(".tmp*"))
+    records = read_logs(run / "logs.jsonl")
+    assert [r["step"] for r in records] == [10, 20, 30, 40, 50, 60]
+    assert {"d_loss", "g_loss", "d_real", "d_fake", "grad_norm_D", "grad_norm_G", "it_s"} <= records[-1].keys()
+    assert 0 < records[-1]["d_real"] < 1
+
+
+def test_n_critic_runs_more_discriminator_steps(tmp_path, ring_cfg):
+    trainer = Trainer(ring_cfg("train.steps=4", "train.n_critic=3"), tmp_path / "r", progress=False)
+    trainer.fit()
+    adam_steps = {g: int(next(iter(o.state.values()))["step"]) for g, o in trainer.optimizers.items()}
+    assert adam_steps == {"D": 12, "G": 4}
+    assert trainer.sampler.cursor == 4 * (3 + 1) * trainer.cfg.train.batch_size
+
+
+def test_ema_weights_are_exported_and_differ_from_raw(tmp_path, ring_cfg):
+    trainer = Trainer(ring_cfg("optim.ema=0.9"), tmp_path / "r", progress=False)
+    trainer.fit()
+    exported = _g_weights(tmp_path / "r")
+    raw = trainer.variant.generator_state()
+    assert exported.keys() == raw.keys()
+    assert any(not torch.equal(exported[k], raw[k]) for k in raw)
+    assert json.loads((tmp_path / "r" / "model" / "config.json").read_text())["weights"] == "ema"
+
+
+def test_load_accepts_model_folder_and_checks_truncation(tmp_path, ring_cfg):
+    Trainer(ring_cfg(), tmp_path / "r", progress=False).fit()
+    g = gankit.load(tmp_path / "r" / "model")
+    assert g.sample(5, seed=0).shape == (5, 2) and g.kind == "vector"
+    truncated = g.sample(2000, seed=0, truncation=0.25)
+    assert truncated.std() < g.sample(2000, seed=0).std()
+    with pytest.raises(gankit.UserError, match="truncation"):
+        g.sample(5, truncation=0)
+
+
+def test_digits_dcgan_step_runs_and_samples_images(tmp_path):
+    cfg = gankit.load_config("digits-dcgan", ["train.steps=3", "model.width=8", "train.sample_every=0"])
+    Trainer(cfg, tmp_path / "d", progress=False).fit()
+    x = gankit.load(tmp_path / "d").sample(4, seed=0)
+    assert x.shape == (4, 1, 16, 16) and x.min() >= -1 and x.max() <= 1
