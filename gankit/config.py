@@ -23,7 +23,7 @@ class _Section(BaseModel):
 class DataConfig(_Section):
     """Which data and how it is shaped. Toy-set fields are ignored by image sets and vice versa."""
 
-    name: Literal["ring", "grid", "spiral", "digits", "folder", "npz"] = "ring"
+    name: Literal["ring", "grid", "spiral", "digits", "folder", "npz"] = Field("ring", description="dataset")
     n: int = Field(100_000, ge=1, description="samples drawn once for toy 2D sets")
     modes: int = Field(8, ge=1, description="ring: number of Gaussians on the circle")
     radius: float = Field(1.0, gt=0, description="ring: circle radius")
@@ -40,8 +40,8 @@ class DataConfig(_Section):
 class ModelConfig(_Section):
     """Network family and sizes; `auto` picks MLP for vectors and DCGAN for images."""
 
-    name: Literal["auto", "mlp", "dcgan"] = "auto"
-    z_dim: int = Field(64, ge=1)
+    name: Literal["auto", "mlp", "dcgan"] = Field("auto", description="network family")
+    z_dim: int = Field(64, ge=1, description="latent noise dimension")
     g_hidden: list[int] = Field(default_factory=lambda: [128, 128, 128], description="MLP generator widths")
     d_hidden: list[int] = Field(default_factory=lambda: [128, 128, 128], description="MLP discriminator widths")
     g_batchnorm: bool = Field(False, description="MLP: batch norm in the generator's hidden layers")
@@ -51,38 +51,39 @@ class ModelConfig(_Section):
 class LossConfig(_Section):
     """The adversarial game; see gankit.losses for the sign conventions."""
 
-    name: Literal["minimax", "non_saturating", "wasserstein", "hinge", "least_squares"] = "non_saturating"
+    name: Literal["minimax", "non_saturating", "wasserstein", "hinge", "least_squares"] = Field(
+        "non_saturating", description="the adversarial game (D loss and G loss)")
 
 
 class OptimConfig(_Section):
     """Adam per network group; separate learning rates give TTUR."""
 
-    lr_d: float = Field(2e-4, gt=0)
-    lr_g: float = Field(2e-4, gt=0)
-    beta1: float = Field(0.5, ge=0, lt=1)
-    beta2: float = Field(0.999, ge=0, lt=1)
+    lr_d: float = Field(2e-4, gt=0, description="learning rate of the discriminator group(s)")
+    lr_g: float = Field(2e-4, gt=0, description="learning rate of the generator group(s)")
+    beta1: float = Field(0.5, ge=0, lt=1, description="Adam β1 (0.5 as in DCGAN)")
+    beta2: float = Field(0.999, ge=0, lt=1, description="Adam β2")
     ema: float | None = Field(None, gt=0, lt=1, description="decay of an EMA copy of G used for sampling (e.g. 0.999)")
 
 
 class TrainConfig(_Section):
     """Loop length, batch, cadences (in steps; 0 disables) and device."""
 
-    steps: int = Field(2000, ge=1)
-    batch_size: int = Field(64, ge=1)
+    steps: int = Field(2000, ge=1, description="iterations (one iteration = its D steps + one G step)")
+    batch_size: int = Field(64, ge=1, description="samples per step")
     n_critic: int = Field(1, ge=1, description="D steps per G step")
-    log_every: int = Field(10, ge=1)
-    sample_every: int = Field(500, ge=0)
-    checkpoint_every: int = Field(1000, ge=0)
-    keep_checkpoints: int = Field(3, ge=1)
+    log_every: int = Field(10, ge=1, description="write a logs.jsonl line (window means) every N steps")
+    sample_every: int = Field(500, ge=0, description="write samples/step-N.png from fixed noise")
+    checkpoint_every: int = Field(1000, ge=0, description="write checkpoints/step-N (and always at the end)")
+    keep_checkpoints: int = Field(3, ge=1, description="newest checkpoints kept; older ones are deleted")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1, mps")
 
 
 class Config(_Section):
     """A whole run: written to runs/NAME/config.yaml, re-runnable as is."""
 
-    description: str = ""
-    seed: int = Field(0, ge=0)
-    variant: Literal["gan"] = "gan"
+    description: str = Field("", description="one line shown by `gankit presets`")
+    seed: int = Field(0, ge=0, description="seeds initialisation, data order, noise and toy data")
+    variant: Literal["gan"] = Field("gan", description="which GAN (see gankit.variants)")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     loss: LossConfig = Field(default_factory=LossConfig)

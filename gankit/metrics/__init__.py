@@ -4,6 +4,7 @@ from .frechet import frechet_distance
 from .inception_score import inception_score
 from .kid import kid
 from .modes2d import ModeReport, modes2d
+from .modes2d import ModeReport, modes2d
 from .prdc import density_coverage, precision_recall
 from .stats import FeatureStats
 
@@ -13,6 +14,8 @@ __all__ = [
     "frechet_distance",
     "inception_score",
     "kid",
+    "ModeReport",
+    "modes2d",
     "ModeReport",
     "modes2d",
     "precision_recall",

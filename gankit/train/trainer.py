@@ -82,6 +82,7 @@ class Trainer:
         window: dict[str, list] = {}  # scalar name -> [running sum (tensor, no sync), count]
         window_start, window_steps = time.perf_counter(), 0
         previous = self._install_signal_handlers()
+        first_step, loop_start = self.step, time.perf_counter()
         try:
             while self.step < cfg.steps and self.stop_signal is None:
                 log_now = (self.step + 1) % cfg.log_every == 0 or self.step + 1 == cfg.steps
@@ -99,12 +100,14 @@ class Trainer:
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
         finally:
+            loop_seconds = time.perf_counter() - loop_start
             self._restore_signal_handlers(previous)
             bar.close()
             logs.close()
         self.save_samples()
         self.save_checkpoint()
-        return {"step": self.step, "run_dir": str(self.run_dir), "interrupted_by": self.stop_signal}
+        return {"step": self.step, "run_dir": str(self.run_dir), "interrupted_by": self.stop_signal,
+                "steps_per_s": (self.step - first_step) / max(loop_seconds, 1e-9)}
 
     def _iteration(self, window: dict[str, list], log_now: bool) -> None:
         """One iteration: each phase due at this step runs `repeats` optimizer steps of its group."""
