@@ -75,6 +75,9 @@ class TrainConfig(_Section):
     sample_every: int = Field(500, ge=0, description="write samples/step-N.png from fixed noise")
     checkpoint_every: int = Field(1000, ge=0, description="write checkpoints/step-N (and always at the end)")
     keep_checkpoints: int = Field(3, ge=1, description="newest checkpoints kept; older ones are deleted")
+    nan_patience: int = Field(3, ge=1, description="non-finite steps in a row (each skipped) before a rollback")
+    max_rollbacks: int = Field(3, ge=0, description="rollbacks to the last good state before the run stops")
+    rollback_lr_factor: float = Field(0.5, gt=0, le=1, description="learning rates are multiplied by this per rollback")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1, mps")
 
 

@@ -54,12 +54,14 @@ class Dataset:
 
 @dataclass
 class Batch:
-    """What a variant gets for one step: samples `x`, optional labels `y`, condition `cond`, second domain `x_b`."""
+    """What a variant gets for one step: samples `x`, optional labels `y`, condition `cond`, second domain `x_b`,
+    and `progress`, the fraction of training done (for annealed tricks such as instance noise)."""
 
     x: Tensor
     y: Tensor | None = None
     cond: Tensor | None = None
     x_b: Tensor | None = None
+    progress: float = 0.0
 
     def __len__(self) -> int:
         return self.x.shape[0]

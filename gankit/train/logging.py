@@ -29,6 +29,12 @@ class JsonlLog:
     def close(self) -> None:
         self._file.close()
 
+    def __enter__(self) -> JsonlLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def _step_of(line: str) -> float:
     try:

@@ -24,9 +24,11 @@ from ..variants import Variant, build_variant
 from ..version import __version__
 from . import checkpoint as ckpt
 from .ema import EMA
+from .guard import Diverged, NanGuard
 from .logging import JsonlLog, ProgressBar
 
 log = logging.getLogger("gankit")
+SNAPSHOT_EVERY = 100  # steps between in-memory "last good state" copies used by the NaN guard
 
 
 def resolve_device(name: str) -> torch.device:
@@ -57,6 +59,8 @@ class Trainer:
             for group, modules in self.variant.groups.items()
         }
         self.ema = EMA(self.variant, list(self.variant.generator_state()), cfg.optim.ema) if cfg.optim.ema else None
+        self.guard = NanGuard(self.variant, self.optimizers, self.ema, {g: self._lr(g) for g in self.optimizers},
+                              cfg.train.nan_patience, cfg.train.max_rollbacks, cfg.train.rollback_lr_factor)
         self.sampler = BatchSampler(self.data, cfg.train.batch_size, cfg.seed, self.device)
         # Fixed noise from its own generator, so sample grids are comparable across steps and draw no training RNG.
         n_fixed = 64 if self.data.kind == "image" else 1000
@@ -75,41 +79,48 @@ class Trainer:
     # ------------------------------------------------------------------------------------------- the loop
 
     def fit(self) -> dict[str, Any]:
-        """Train until `train.steps`, a signal, or an error; the last state is checkpointed in every case."""
+        """Train until `train.steps`, a signal, or divergence; the last good state is checkpointed in every case."""
         cfg = self.cfg.train
-        logs = JsonlLog(self.run_dir / "logs.jsonl", resume_step=self.step if self.step else None)
+        self.logs = JsonlLog(self.run_dir / "logs.jsonl", resume_step=self.step if self.step else None)
         bar = ProgressBar(cfg.steps, self.step, enabled=self.show_progress)
         window: dict[str, list] = {}  # scalar name -> [running sum (tensor, no sync), count]
-        window_start, window_steps = time.perf_counter(), 0
+        window_start, window_from, first_step = time.perf_counter(), self.step, self.step
+        diverged: Diverged | None = None
         previous = self._install_signal_handlers()
-        first_step, loop_start = self.step, time.perf_counter()
+        self.guard.snapshot(self.step)
+        loop_start = time.perf_counter()
         try:
             while self.step < cfg.steps and self.stop_signal is None:
-                log_now = (self.step + 1) % cfg.log_every == 0 or self.step + 1 == cfg.steps
-                self._iteration(window, log_now)
+                try:
+                    self._iteration(window)
+                except Diverged as exc:  # the guard restored the last good state: save it below, then report
+                    diverged = exc
+                    break
                 self.step += 1
-                window_steps += 1
                 bar.advance()
-                if log_now:
-                    record = self._record(window, window_steps, time.perf_counter() - window_start)
-                    logs.write(record)
-                    bar.show(record)
-                    window, window_start, window_steps = {}, time.perf_counter(), 0
+                if self.step % SNAPSHOT_EVERY == 0 and self.guard.clean:
+                    self.guard.snapshot(self.step)
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    bar.show(self._log_window(window, self.step - window_from, time.perf_counter() - window_start))
+                    window, window_start, window_from = {}, time.perf_counter(), self.step
                 if cfg.sample_every and self.step % cfg.sample_every == 0:
                     self.save_samples()
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
-        finally:
             loop_seconds = time.perf_counter() - loop_start
+            self.save_samples()
+            self.save_checkpoint()
+            if diverged is not None:
+                self._log_window(window, 0, 0.0, {"event": "diverged", "message": diverged.message})
+                raise diverged
+        finally:
             self._restore_signal_handlers(previous)
             bar.close()
-            logs.close()
-        self.save_samples()
-        self.save_checkpoint()
+            self.logs.close()
         return {"step": self.step, "run_dir": str(self.run_dir), "interrupted_by": self.stop_signal,
                 "steps_per_s": (self.step - first_step) / max(loop_seconds, 1e-9)}
 
-    def _iteration(self, window: dict[str, list], log_now: bool) -> None:
+    def _iteration(self, window: dict[str, list]) -> None:
         """One iteration: each phase due at this step runs `repeats` optimizer steps of its group."""
         for phase in self.variant.phases:
             if self.step % phase.interval:
@@ -117,12 +128,19 @@ class Trainer:
             optimizer = self.optimizers[phase.group]
             for _ in range(phase.repeats):
                 batch = self.sampler.next()
+                batch.progress = self.step / self.cfg.train.steps
                 optimizer.zero_grad(set_to_none=True)
                 loss, scalars = self.variant.loss(phase.name, batch)
                 loss.backward()
-                if log_now:
-                    scalars[f"grad_norm_{phase.group}"] = _grad_norm(optimizer)
+                grad_norm = _grad_norm(optimizer)
+                if not bool(torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)):  # the one sync per step
+                    optimizer.zero_grad(set_to_none=True)
+                    if self.guard.nonfinite(phase.group, self.step):
+                        return  # weights were restored in place: tensors cached by this iteration are stale
+                    continue
                 optimizer.step()
+                self.guard.finite(phase.group)
+                scalars[f"grad_norm_{phase.group}"] = grad_norm
                 for key, value in scalars.items():
                     entry = window.setdefault(key, [0.0, 0])
                     entry[0] += value
@@ -130,12 +148,21 @@ class Trainer:
             if phase.group == "G" and self.ema is not None:
                 self.ema.update(self.variant)
 
-    def _record(self, window: dict[str, list], steps: int, seconds: float) -> dict[str, Any]:
-        """Window means of every logged scalar, plus step, rate and learning rates."""
+    def _log_window(self, window: dict[str, list], steps: int, seconds: float,
+                    final: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Write the guard's events and one record of window means (step, rate, learning rates) to logs.jsonl."""
+        skipped, events = self.guard.take_window()
+        for event in events:
+            self.logs.write(event)
         record: dict[str, Any] = {"step": self.step}
         record.update({key: float(total) / count for key, (total, count) in window.items()})
-        record["it_s"] = steps / max(seconds, 1e-9)
+        if steps and seconds:
+            record["it_s"] = steps / seconds
         record.update({f"lr_{g}": opt.param_groups[0]["lr"] for g, opt in self.optimizers.items()})
+        if skipped:
+            record["skipped_nonfinite"] = skipped
+        record.update(final or {})
+        self.logs.write(record)
         return record
 
     # ------------------------------------------------------------------------------------------- outputs
@@ -176,7 +203,8 @@ class Trainer:
             model.update({f"ema.{k}": v for k, v in self.ema.shadow.items()})
         optim_tensors, optim_meta = ckpt.optimizer_to_files(self.optimizers)
         state = {"gankit_version": __version__, "rng": ckpt.rng_state(), "data_cursor": self.sampler.cursor,
-                 "optim": optim_meta, "spec": self.spec, "ema_updates": self.ema.updates if self.ema else 0}
+                 "optim": optim_meta, "spec": self.spec,
+                 "lr_scale": self.guard.lr_scale, "rollbacks": self.guard.rollbacks, "ema_updates": self.ema.updates if self.ema else 0}
         path = ckpt.save_checkpoint(self.run_dir, self.step, {"model.safetensors": model,
                                                               "optim.safetensors": optim_tensors}, state)
         self.export()
@@ -210,9 +238,8 @@ class Trainer:
                 self.ema.shadow = {k: v.to(self.device) for k, v in shadow.items()}
                 self.ema.updates = state.get("ema_updates", 0)
         ckpt.optimizer_from_files(self.optimizers, files["optim.safetensors"], state["optim"])
-        for name, opt in self.optimizers.items():  # learning rates follow the (possibly changed) config
-            for group in opt.param_groups:
-                group["lr"] = self._lr(name)
+        self.guard.lr_scale, self.guard.rollbacks = state.get("lr_scale", 1.0), state.get("rollbacks", 0)
+        self.guard.apply_lrs()  # learning rates follow the (possibly changed) config, times any NaN-guard scaling
         ckpt.set_rng_state(state["rng"])
         self.sampler.cursor = state["data_cursor"]
         self.step = state["step"]
