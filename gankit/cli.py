@@ -1,4 +1,4 @@
-"""The `gankit` command line: train, sample, eval, info, presets.
+"""The `gankit` command line: train, sample, eval, fid, info, presets.
 
 User mistakes print one `error: ...` line (plus a hint) and exit 2; bugs keep their traceback.
 """
@@ -159,22 +159,61 @@ def sample(
     err.print(f"wrote {n} samples {tuple(x.shape[1:])} to {out_path}", highlight=False)
 
 
+FEATURES_HELP = "Feature extractor: inception (FID; needs --weights), digits (shipped classifier) or raw (pixels)."
+WEIGHTS_HELP = "Extractor weights (.safetensors); inception default: $GANKIT_INCEPTION_WEIGHTS."
+
+
 @app.command("eval")
 def evaluate(
     run: Path = typer.Argument(..., help="Run directory."),
+    features: Optional[str] = typer.Option(None, "--features", help=FEATURES_HELP + " Default: digits for the "
+                                           "digits data, raw for other data."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help=WEIGHTS_HELP),
+    n: Optional[int] = typer.Option(None, "-n", min=2, help="Generated samples (default: as many as the reference, "
+                                    "at most 10,000)."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
     seed: int = typer.Option(0, "--seed", help="Seed of the generated samples."),
 ) -> None:
-    """Measure a run: mode coverage for toy 2D data, sample statistics for images; written to RUN/metrics.json."""
+    """Measure a run: mode coverage for toy 2D data; FID, KID, IS, precision/recall, density/coverage of samples
+    vs the training data otherwise. Written to RUN/metrics.json with the protocol."""
     from .io import write_json
     from .report import evaluate_run
 
-    result = evaluate_run(run, seed=seed)
+    result = evaluate_run(run, seed=seed, features=features, weights=weights, n=n)
     write_json(run / "metrics.json", result)
+    _print_metrics(str(run), result, as_json)
+    if not as_json:
+        err.print(f"wrote {run / 'metrics.json'}", highlight=False)
+
+
+@app.command()
+def fid(
+    a: Path = typer.Argument(..., metavar="A", help="Reference set: image folder, .npz of samples or statistics, "
+                             "or run directory."),
+    b: Path = typer.Argument(..., metavar="B", help="Set to measure, of the same kinds as A."),
+    features: str = typer.Option("inception", "--features", help=FEATURES_HELP),
+    weights: Optional[Path] = typer.Option(None, "--weights", help=WEIGHTS_HELP),
+    with_kid: bool = typer.Option(False, "--kid", help="Also the Kernel Inception Distance (needs samples)."),
+    with_prdc: bool = typer.Option(False, "--prdc", help="Also precision/recall and density/coverage of B vs A."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics and protocol as one JSON object."),
+    n: Optional[int] = typer.Option(None, "-n", min=2, help="Samples generated from a run (default: the other "
+                                    "set's size, at most 10,000)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of generated samples and of KID's subsets."),
+) -> None:
+    """Fréchet distance between two sample sets (FID with Inception features), optionally KID and PRDC."""
+    from .report.evaluate import compare_sets
+
+    result = compare_sets(a, b, features=features, weights=weights, with_kid=with_kid, with_prdc=with_prdc, n=n,
+                          seed=seed)
+    _print_metrics(f"{a} vs {b}", result, as_json)
+
+
+def _print_metrics(title: str, result: dict, as_json: bool) -> None:
+    """One JSON object, or a table of the values followed by the protocol."""
     if as_json:
         print(json.dumps(result))
         return
-    table = Table(title=f"{run}", show_header=True)
+    table = Table(title=title, show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in result.items():
@@ -182,7 +221,6 @@ def evaluate(
             table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     out.print(table)
     out.print(f"protocol: {json.dumps(result['protocol'])}", highlight=False)
-    err.print(f"wrote {run / 'metrics.json'}", highlight=False)
 
 
 @app.command()

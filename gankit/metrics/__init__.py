@@ -1,21 +1,24 @@
-"""Evaluation metrics: Fréchet distance, KID, IS, precision/recall, density/coverage, 2D mode coverage."""
+"""Evaluation metrics: Fréchet distance, KID, IS, precision/recall, density/coverage, 2D mode coverage, and the
+feature extractors (inception, digits, raw) they are computed on."""
 
+from .features import EXTRACTORS, Evaluator, Extracted, load_evaluator
 from .frechet import frechet_distance
 from .inception_score import inception_score
 from .kid import kid
-from .modes2d import ModeReport, modes2d
 from .modes2d import ModeReport, modes2d
 from .prdc import density_coverage, precision_recall
 from .stats import FeatureStats
 
 __all__ = [
+    "EXTRACTORS",
+    "Evaluator",
+    "Extracted",
     "FeatureStats",
     "density_coverage",
     "frechet_distance",
     "inception_score",
     "kid",
-    "ModeReport",
-    "modes2d",
+    "load_evaluator",
     "ModeReport",
     "modes2d",
     "precision_recall",

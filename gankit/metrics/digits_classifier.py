@@ -1,0 +1,92 @@
+"""A small CNN trained by gankit on its 16×16 digits: its penultimate layer is the `digits` feature extractor.
+
+The weights and a card (held-out accuracy, seed, split, architecture) ship in `gankit/metrics/weights/`;
+`scripts/train_digits_evaluator.py` rebuilds both. The held-out split is a pure function of the card's seed and
+fraction, so anyone can re-check the accuracy on exactly the images the classifier never saw.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from torch import Tensor, nn
+
+from ..errors import UserError
+
+WEIGHTS = Path(__file__).parent / "weights" / "digits.safetensors"
+CARD = WEIGHTS.with_suffix(".json")
+RESOLUTION = 16  # gankit.data.digits() default: (N, 1, 16, 16) in [-1, 1]
+NUM_CLASSES = 10
+
+
+class DigitsClassifier(nn.Module):
+    """(N, 1, 16, 16) in [-1, 1] -> (features (N, feature_dim) after the last ReLU, logits (N, 10))."""
+
+    def __init__(self, width: int = 32, feature_dim: int = 128, dropout: float = 0.3) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, width, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(2),  # (N, w, 8, 8)
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(2),  # (N, 2w, 4, 4)
+            nn.Flatten(),
+            nn.Linear(2 * width * 16, feature_dim), nn.ReLU(),  # (N, feature_dim): the evaluator's features
+        )
+        self.dropout = nn.Dropout(dropout)  # training only: features stay deterministic in eval mode
+        self.head = nn.Linear(feature_dim, NUM_CLASSES)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        features = self.body(x)
+        return features, self.head(self.dropout(features))
+
+
+def stratified_split(labels: np.ndarray, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) sorted indices: a `holdout` fraction of every class, drawn with numpy's PCG64 from `seed`."""
+    rng = np.random.default_rng(seed)
+    held = []
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        held.append(members[: round(holdout * len(members))])
+    heldout = np.sort(np.concatenate(held))
+    return np.setdiff1d(np.arange(len(labels)), heldout), heldout
+
+
+def index_digest(indices: np.ndarray) -> str:
+    """sha256 of int64 indices: the card pins the held-out set with it, so a changed split is caught."""
+    return hashlib.sha256(np.asarray(indices, dtype=np.int64).tobytes()).hexdigest()
+
+
+def read_card(path: Path = CARD) -> dict[str, Any]:
+    """The shipped card: architecture, training recipe, split and held-out accuracy."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: cannot read the digits evaluator card ({err})",
+                        hint="reinstall gankit or rebuild it with scripts/train_digits_evaluator.py") from None
+
+
+def load_digits_classifier(weights: str | Path | None = None) -> tuple[DigitsClassifier, dict[str, Any]]:
+    """(classifier, card): the shipped weights, or `weights` written by the script (its card beside it), frozen."""
+    path = Path(weights) if weights is not None else WEIGHTS
+    card = read_card(path.with_suffix(".json") if path.with_suffix(".json").is_file() else CARD)
+    model = DigitsClassifier(**card["architecture"]["args"])
+    try:
+        model.load_state_dict(load_file(path))
+    except (SafetensorError, OSError, RuntimeError) as err:
+        raise UserError(f"{path}: not digits evaluator weights ({err})",
+                        hint="pass a file written by scripts/train_digits_evaluator.py") from None
+    return model.eval().requires_grad_(False), card
+
+
+@torch.no_grad()
+def accuracy(model: DigitsClassifier, x: Tensor, y: Tensor) -> float:
+    """Share of images whose arg-max logit is the label."""
+    return (model(x)[1].argmax(dim=1) == y).double().mean().item()

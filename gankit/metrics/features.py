@@ -1,0 +1,159 @@
+"""Feature extractors for FID, KID, IS and precision/recall, chosen by name: `inception`, `digits` or `raw`.
+
+Every extractor converts what it is given (any channel count, any size) to its own input, so folders and arrays of
+any shape compare; `protocol()` records what was done (network, weights hash, input size, resize), because metric
+values are only comparable between identical protocols.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import Tensor, nn
+
+from ..errors import UserError
+from .digits_classifier import RESOLUTION as DIGITS_RESOLUTION
+from .digits_classifier import WEIGHTS as DIGITS_WEIGHTS
+from .digits_classifier import load_digits_classifier
+from .inception import WEIGHTS_ENV, load_inception
+from .stats import FeatureStats
+
+EXTRACTORS = ("inception", "digits", "raw")
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 weights, as PIL's RGB -> "L": folders and tensors turn grey alike
+PROGRESS_MIN = 1000  # samples; fewer finish in about a second and get no bar
+
+
+@dataclass
+class Extracted:
+    """Result of `Evaluator.extract`: streaming statistics, plus the features / logits themselves when kept."""
+
+    stats: FeatureStats
+    features: Tensor | None = None  # (N, d) float32
+    logits: Tensor | None = None  # (N, classes) float32
+
+
+class Evaluator:
+    """A named feature extractor: `features(x)` (N, dim), `logits(x)` (N, classes) or None, and its `protocol()`.
+
+    `net` maps prepared images to (features, logits); None means raw: the flattened pixels or vectors themselves.
+    """
+
+    def __init__(self, name: str, net: nn.Module | None = None, *, dim: int | None = None,
+                 resolution: int | None = None, channels: int | None = None, antialias: bool = True,
+                 weights: Path | None = None, batch_size: int = 256, info: dict[str, Any] | None = None) -> None:
+        self.name, self.net, self.dim = name, net, dim
+        self.resolution, self.channels, self.antialias = resolution, channels, antialias
+        self.weights, self.batch_size, self.info = weights, batch_size, info or {}
+        self._sha256: str | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device if self.net is not None else torch.device("cpu")
+
+    def to(self, device: str | torch.device) -> Evaluator:
+        """Move the network (e.g. to a GPU); inputs follow it and features come back on the CPU."""
+        if self.net is not None:
+            self.net.to(device)
+        return self
+
+    def prepare(self, x: Tensor) -> Tensor:
+        """Images (N, 1|3, H, W) in [-1, 1] -> the network's channels and size; raw: (N, ...) -> (N, D) float32."""
+        if self.net is None:
+            return x.float().flatten(1)
+        if x.ndim != 4 or x.shape[1] not in (1, 3):
+            raise UserError(f"the {self.name} extractor needs images shaped (N, 1 or 3, H, W), got {tuple(x.shape)}",
+                            hint="use --features raw for vectors")
+        x = x.to(self.device, torch.float32)
+        if x.shape[1] != self.channels:
+            grey = (x * x.new_tensor(LUMA)[:, None, None]).sum(dim=1, keepdim=True)
+            x = x.expand(-1, 3, -1, -1) if self.channels == 3 else grey
+        if x.shape[-2:] != (self.resolution, self.resolution):
+            x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear", antialias=self.antialias,
+                              align_corners=False)
+        return x
+
+    @torch.no_grad()
+    def features_and_logits(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(features (N, dim), logits (N, classes) or None) on the CPU, computed `batch_size` samples at a time."""
+        feats, logits = [], []
+        for chunk in x.split(self.batch_size):
+            chunk = self.prepare(chunk)
+            if self.net is None:
+                feats.append(chunk)
+                continue
+            f, lg = self.net(chunk)
+            feats.append(f.float().cpu())
+            logits.append(lg.float().cpu())
+        return torch.cat(feats), (torch.cat(logits) if logits else None)
+
+    def features(self, x: Tensor) -> Tensor:
+        """Features (N, dim) of images (any channels and size, in [-1, 1]) or, for raw, of anything."""
+        return self.features_and_logits(x)[0]
+
+    def logits(self, x: Tensor) -> Tensor | None:
+        """Class logits (N, classes) for the Inception Score; None for raw features."""
+        return self.features_and_logits(x)[1] if self.net is not None else None
+
+    def extract(self, batches: Iterable[Tensor], total: int | None = None, *, keep: bool = False,
+                keep_logits: bool = False, label: str = "features") -> Extracted:
+        """Stream batches into FeatureStats (memory O(d²)); keep the features / logits only when asked (KID, IS)."""
+        stats, feats, logits = FeatureStats(), [], []
+        with _progress(label, total) as advance:
+            for batch in batches:
+                f, lg = self.features_and_logits(batch)
+                stats.update(f)
+                if keep:
+                    feats.append(f)
+                if keep_logits and lg is not None:
+                    logits.append(lg)
+                advance(len(batch))
+        return Extracted(stats, torch.cat(feats) if feats else None, torch.cat(logits) if logits else None)
+
+    def protocol(self) -> dict[str, Any]:
+        """What makes numbers comparable: extractor, weights file and sha256, input size, resize method."""
+        if self.weights is not None and self._sha256 is None:
+            self._sha256 = hashlib.sha256(self.weights.read_bytes()).hexdigest()
+        size = f"{self.resolution}x{self.resolution}x{self.channels}" if self.net is not None else "as given"
+        resize = (("bilinear, antialiased" if self.antialias else "bilinear (as pytorch-fid)")
+                  if self.net is not None else "none")
+        return {"extractor": self.name, "dim": self.dim, "weights": self.weights.name if self.weights else None,
+                "weights_sha256": self._sha256, "input": size, "resize": resize, **self.info}
+
+
+@contextmanager
+def _progress(label: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A transient rich bar on stderr counting samples; callers only see `advance(n)`."""
+    bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   console=Console(stderr=True), transient=True, disable=total is not None and total < PROGRESS_MIN)
+    task = bar.add_task(label, total=total)
+    with bar:
+        yield lambda n: bar.advance(task, n)
+
+
+def load_evaluator(name: str, weights: str | Path | None = None) -> Evaluator:
+    """The extractor `name`: inception (weights from `weights` or $GANKIT_INCEPTION_WEIGHTS), digits (shipped), raw."""
+    if name == "inception":
+        path = weights or os.environ.get(WEIGHTS_ENV) or None
+        net = load_inception(path)  # refuses a missing file or pickles with a hint on how to get the weights
+        return Evaluator("inception", net, dim=2048, resolution=299, channels=3, antialias=False,
+                         weights=Path(path).expanduser(), batch_size=64)
+    if name == "digits":
+        net, card = load_digits_classifier(weights)
+        return Evaluator("digits", net, dim=net.head.in_features, resolution=DIGITS_RESOLUTION, channels=1,
+                         weights=Path(weights) if weights else DIGITS_WEIGHTS,
+                         info={"heldout_accuracy": card["accuracy"]["heldout"]})
+    if name == "raw":
+        if weights:
+            raise UserError("raw features use no weights", hint="drop --weights, or choose --features digits|inception")
+        return Evaluator("raw", batch_size=4096)
+    raise UserError(f"unknown feature extractor '{name}'", hint=f"choose one of: {', '.join(EXTRACTORS)}")

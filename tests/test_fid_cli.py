@@ -1,0 +1,129 @@
+"""`gankit fid` and `gankit eval` on images: real halves are close and noise is far, the protocol is complete,
+statistics files and runs work as operands, and bad input gives one error line with exit code 2."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import gankit
+from gankit.data import digits
+from gankit.io import save_images
+from gankit.metrics import FeatureStats, load_evaluator
+from gankit.metrics.inception import WEIGHTS_ENV
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory):
+    """Two disjoint random halves of the real digits (one as .npz, one as a PNG folder) and uniform noise."""
+    root = tmp_path_factory.mktemp("fid")
+    x = digits().x
+    order = np.random.default_rng(0).permutation(len(x))
+    half_a, half_b = x[order[: len(x) // 2]], x[order[len(x) // 2 :]]
+    np.savez(root / "half_a.npz", samples=half_a.numpy())
+    save_images(root / "half_b", half_b)
+    noise = np.random.default_rng(1).uniform(-1, 1, (len(half_b), 1, 16, 16)).astype(np.float32)
+    np.savez(root / "noise.npz", samples=noise)
+    stats = FeatureStats()
+    stats.update(load_evaluator("digits").features(half_a))
+    stats.save(root / "half_a_stats.npz")
+    return root
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """A barely trained, very small digits GAN: enough to exercise `eval` and run operands."""
+    run = tmp_path_factory.mktemp("runs") / "d"
+    cfg = gankit.load_config("digits-dcgan", ["train.steps=2", "model.width=8", "train.log_every=1",
+                                              "train.sample_every=0", "train.checkpoint_every=0"])
+    gankit.train(cfg, run, progress=False)
+    return run
+
+
+def fid_json(cli, *args: str) -> dict:
+    code, out, err = cli("fid", *args, "--features", "digits", "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def assert_user_error(result, *fragments: str) -> None:
+    code, out, err = result
+    lines = err.strip().splitlines()
+    assert code == 2 and out == "", err
+    assert lines[0].startswith("error: ") and all(f in lines[0] for f in fragments), err
+    assert len(lines) <= 2 and (len(lines) == 1 or lines[1].startswith("hint: ")), err
+
+
+def test_real_halves_are_ten_times_closer_than_noise(cli, sets):
+    halves = fid_json(cli, str(sets / "half_a.npz"), str(sets / "half_b"))
+    noise = fid_json(cli, str(sets / "half_a.npz"), str(sets / "noise.npz"))
+    assert noise["fid"] >= 10 * halves["fid"] > 0
+    protocol = halves["protocol"]
+    assert protocol["extractor"]["extractor"] == "digits" and len(protocol["extractor"]["weights_sha256"]) == 64
+    assert protocol["a"] == {"path": str(sets / "half_a.npz"), "kind": "samples", "samples": 898, "key": "samples"}
+    assert protocol["b"]["kind"] == "folder" and protocol["b"]["samples"] == 899
+
+
+def test_kid_and_prdc_on_request(cli, sets):
+    result = fid_json(cli, str(sets / "half_a.npz"), str(sets / "half_b"), "--kid", "--prdc")
+    assert {"fid", "kid", "kid_std", "precision", "recall", "density", "coverage"} <= result.keys()
+    assert result["precision"] > 0.8 and result["coverage"] > 0.8  # two halves of one set cover each other
+    assert result["protocol"]["kid"]["subset_size"] == 898
+
+
+def test_statistics_file_equals_its_samples(cli, sets):
+    from_samples = fid_json(cli, str(sets / "half_a.npz"), str(sets / "noise.npz"))
+    from_stats = fid_json(cli, str(sets / "half_a_stats.npz"), str(sets / "noise.npz"))
+    assert from_stats["fid"] == pytest.approx(from_samples["fid"], rel=1e-6)
+    assert from_stats["protocol"]["a"]["kind"] == "stats"
+
+
+def test_table_output(cli, sets):
+    code, out, _ = cli("fid", str(sets / "half_a.npz"), str(sets / "half_b"), "--features", "raw")
+    assert code == 0 and "fid" in out and '"extractor": "raw"' in out
+
+
+def test_bad_inputs_are_one_line_errors(cli, sets, tmp_path, monkeypatch):
+    half_a = str(sets / "half_a.npz")
+    assert_user_error(cli("fid", half_a, str(tmp_path / "missing"), "--features", "digits"), "does not exist")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    assert_user_error(cli("fid", half_a, str(tmp_path / "empty"), "--features", "digits"), "holds no image files")
+    assert_user_error(cli("fid", str(sets / "half_a_stats.npz"), half_a, "--features", "digits", "--kid"),
+                      "statistics only")
+    np.savez(tmp_path / "v2.npz", samples=np.zeros((10, 2), np.float32))
+    np.savez(tmp_path / "v3.npz", samples=np.ones((10, 3), np.float32))
+    assert_user_error(cli("fid", str(tmp_path / "v2.npz"), str(tmp_path / "v3.npz"), "--features", "raw"),
+                      "d=2", "d=3")
+    assert_user_error(cli("fid", str(sets / "half_a_stats.npz"), half_a, "--features", "raw"), "d=")
+    assert_user_error(cli("fid", str(tmp_path / "v2.npz"), half_a, "--features", "digits"), "needs images")
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+    assert_user_error(cli("fid", half_a, str(sets / "half_b")), "Inception weights")
+
+
+def test_eval_writes_image_metrics_with_protocol(cli, digits_run):
+    code, out, err = cli("eval", str(digits_run), "-n", "300", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert {"fid", "kid", "is", "precision", "recall", "density", "coverage"} <= result.keys()
+    assert 1.0 <= result["is"] <= 10.0
+    protocol = result["protocol"]
+    assert protocol["extractor"]["extractor"] == "digits"
+    assert protocol["generated"] == {"samples": 300, "seed": 0, "weights": "ema", "step": 2}
+    assert protocol["reference"]["samples"] == 1797 and protocol["reference"]["data"] == "digits"
+    assert json.loads((digits_run / "metrics.json").read_text()) == result
+    cache = digits_run / protocol["reference"]["cache"]
+    assert cache.is_file()
+    assert json.loads(cli("eval", str(digits_run), "-n", "300", "--json")[1]) == result  # from the cache, same numbers
+
+
+def test_run_operand_and_raw_eval(cli, digits_run, sets):
+    result = fid_json(cli, str(sets / "half_a.npz"), str(digits_run), "-n", "100", "--seed", "3")
+    assert result["protocol"]["b"] == {"path": str(digits_run), "kind": "run", "samples": 100, "seed": 3,
+                                       "step": 2, "weights": "ema"}
+    code, out, err = cli("eval", str(digits_run), "-n", "50", "--features", "raw", "--json")
+    assert code == 0, err
+    raw = json.loads(out)
+    assert "is" not in raw and raw["protocol"]["extractor"]["extractor"] == "raw"
