@@ -40,7 +40,7 @@ def test_isolated_nonfinite_steps_are_skipped_without_rollback(tmp_path, ring_cf
     trainer.fit()
     records = read_logs(tmp_path / "r" / "logs.jsonl")
     assert sum(r.get("skipped_nonfinite", 0) for r in records) == 60 // 7
-    assert not any(r.get("event") for r in records)
+    assert not any(r.get("event") in ("rollback", "diverged") for r in records)
     assert all(math.isfinite(r["d_loss"]) for r in records if "d_loss" in r)
 
 

@@ -23,7 +23,7 @@ def test_resume_is_bit_identical(tmp_path, ring_cfg):
     a, b = _g_weights(straight), _g_weights(split)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     # logs of the resumed run continue where the first part stopped, without duplicated steps
-    steps = [r["step"] for r in read_logs(split / "logs.jsonl")]
+    steps = [r["step"] for r in read_logs(split / "logs.jsonl") if "event" not in r]
     assert steps == sorted(set(steps)) and steps[-1] == 200
 
 
@@ -46,9 +46,11 @@ def test_run_directory_layout_and_pruning(tmp_path, ring_cfg):
     assert state["step"] == 60 and set(state["files"]) == {"model.safetensors", "optim.safetensors"}
     assert (run / "config.yaml").is_file() and (run / "samples" / "step-30.png").is_file()
     assert not list((run / "checkpoints").glob(".tmp*"))
-    records = read_logs(run / "logs.jsonl")
+    records = [r for r in read_logs(run / "logs.jsonl") if "event" not in r]
     assert [r["step"] for r in records] == [10, 20, 30, 40, 50, 60]
-    assert {"d_loss", "g_loss", "d_real", "d_fake", "grad_norm_D", "grad_norm_G", "it_s"} <= records[-1].keys()
+    modes = [r for r in read_logs(run / "logs.jsonl") if r.get("event") == "modes"]
+    assert [r["step"] for r in modes] == [30, 60] and all(0 <= r["modes"] <= 8 for r in modes)
+    assert {"d_loss", "g_loss", "d_real", "d_fake", "grad_norm_D", "grad_norm_G", "it_s", "diversity"} <= records[-1].keys()
     assert 0 < records[-1]["d_real"] < 1
 
 

@@ -29,6 +29,10 @@ class JsonlLog:
     def close(self) -> None:
         self._file.close()
 
+    @property
+    def closed(self) -> bool:
+        return self._file.closed
+
     def __enter__(self) -> JsonlLog:
         return self
 

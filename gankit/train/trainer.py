@@ -19,6 +19,7 @@ from torch import Tensor
 from ..config import Config, to_yaml
 from ..data import BatchSampler, Dataset, load_dataset
 from ..io import atomic_path, save_grid, save_scatter, write_bytes, write_json
+from ..metrics.modes2d import modes2d
 from ..nets import count_parameters
 from ..variants import Variant, build_variant
 from ..version import __version__
@@ -63,10 +64,11 @@ class Trainer:
                               cfg.train.nan_patience, cfg.train.max_rollbacks, cfg.train.rollback_lr_factor)
         self.sampler = BatchSampler(self.data, cfg.train.batch_size, cfg.seed, self.device)
         # Fixed noise from its own generator, so sample grids are comparable across steps and draw no training RNG.
-        n_fixed = 64 if self.data.kind == "image" else 1000
+        n_fixed = 64 if self.data.kind == "image" else 2500  # 2,500 as in the PacGAN mode protocol
         self.fixed_z = self.variant.noise(n_fixed, generator=torch.Generator().manual_seed(cfg.seed + 1))
         self.step = 0
         self.stop_signal: int | None = None
+        self.logs: JsonlLog | None = None  # open only while fit() runs
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             self._restore()
@@ -108,8 +110,11 @@ class Trainer:
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
             loop_seconds = time.perf_counter() - loop_start
-            self.save_samples()
-            self.save_checkpoint()
+            fresh = diverged is None and self.step > first_step  # cadence saves at this step are still current
+            if not (fresh and cfg.sample_every and self.step % cfg.sample_every == 0):
+                self.save_samples()
+            if not (fresh and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
+                self.save_checkpoint()
             if diverged is not None:
                 self._log_window(window, 0, 0.0, {"event": "diverged", "message": diverged.message})
                 raise diverged
@@ -184,16 +189,27 @@ class Trainer:
                 g.train(mode)
 
     def save_samples(self) -> Path:
-        """samples/step-N.png: an image grid, or for 2D data a scatter of generated over real points."""
+        """samples/step-N.png: an image grid, or for 2D data a scatter of generated over real points.
+
+        For data with known modes the fixed samples are also scored (PacGAN protocol) and logged, so mode loss
+        over time is visible to `gankit doctor`.
+        """
         path = self.run_dir / "samples" / f"step-{self.step}.png"
         fake = self.sample_fixed()
         meta = {"run": self.run_dir.name, "step": self.step, "seed": self.cfg.seed}
         if self.data.kind == "image":
             save_grid(path, fake, nrow=8, scale=max(1, 128 // fake.shape[-1]), **meta)
-        else:
-            real = self.data.x[torch.randperm(len(self.data), generator=torch.Generator().manual_seed(0))[:1000]]
-            save_scatter(path, fake.flatten(1)[:, :2], real.flatten(1)[:, :2], self.data.centers,
-                         title=f"{self.run_dir.name} step {self.step}", **meta)
+            return path
+        real = self.data.x[torch.randperm(len(self.data), generator=torch.Generator().manual_seed(0))[:1000]]
+        title = f"{self.run_dir.name} step {self.step}"
+        if self.data.centers is not None:
+            report = modes2d(fake, self.data.centers, self.data.std)
+            title += f": {report.modes}/{report.total_modes} modes, {report.hq_fraction:.0%} high quality"
+            if self.logs is not None and not self.logs.closed:
+                self.logs.write({"step": self.step, "event": "modes", "modes": report.modes,
+                                 "total_modes": report.total_modes, "hq_fraction": report.hq_fraction,
+                                 "reverse_kl": report.reverse_kl})
+        save_scatter(path, fake.flatten(1)[:, :2], real.flatten(1)[:, :2], self.data.centers, title=title, **meta)
         return path
 
     def save_checkpoint(self) -> Path:

@@ -7,6 +7,7 @@ from torch import Tensor
 from .. import losses
 from ..config import Config
 from ..data import Batch
+from ..metrics.diversity import diversity_ratio
 from ..nets import build_discriminator, build_generator
 from .base import Phase, Variant
 
@@ -40,7 +41,8 @@ class GAN(Variant):
         self._fake = self.G(self.noise(len(batch)))
         real_logits, fake_logits = self.D(batch.x), self.D(self._fake.detach())
         loss = self.game.d(real_logits, fake_logits)
-        return loss, {"d_loss": loss.detach(), "d_real": self._score(real_logits), "d_fake": self._score(fake_logits)}
+        return loss, {"d_loss": loss.detach(), "d_real": self._score(real_logits), "d_fake": self._score(fake_logits),
+                      "diversity": diversity_ratio(self._fake, batch.x)}
 
     def g_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         fake, self._fake = (self._fake if self._fake is not None else self.G(self.noise(len(batch)))), None
