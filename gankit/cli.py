@@ -170,7 +170,7 @@ def evaluate(
                                            "digits data, raw for other data."),
     weights: Optional[Path] = typer.Option(None, "--weights", help=WEIGHTS_HELP),
     n: Optional[int] = typer.Option(None, "-n", min=2, help="Generated samples (default: as many as the reference, "
-                                    "at most 10,000)."),
+                                    "at most 10,000; toy 2D data always uses PacGAN's 2,500)."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
     seed: int = typer.Option(0, "--seed", help="Seed of the generated samples."),
 ) -> None:

@@ -25,7 +25,7 @@ from ..errors import UserError
 from .digits_classifier import RESOLUTION as DIGITS_RESOLUTION
 from .digits_classifier import WEIGHTS as DIGITS_WEIGHTS
 from .digits_classifier import load_digits_classifier
-from .inception import WEIGHTS_ENV, load_inception
+from .inception import FEATURE_DIM, INPUT_SIZE, WEIGHTS_ENV, load_inception
 from .stats import FeatureStats
 
 EXTRACTORS = ("inception", "digits", "raw")
@@ -74,9 +74,10 @@ class Evaluator:
             raise UserError(f"the {self.name} extractor needs images shaped (N, 1 or 3, H, W), got {tuple(x.shape)}",
                             hint="use --features raw for vectors")
         x = x.to(self.device, torch.float32)
-        if x.shape[1] != self.channels:
-            grey = (x * x.new_tensor(LUMA)[:, None, None]).sum(dim=1, keepdim=True)
-            x = x.expand(-1, 3, -1, -1) if self.channels == 3 else grey
+        if x.shape[1] == 1 and self.channels == 3:
+            x = x.expand(-1, 3, -1, -1)
+        elif x.shape[1] == 3 and self.channels == 1:
+            x = (x * x.new_tensor(LUMA)[:, None, None]).sum(dim=1, keepdim=True)
         if x.shape[-2:] != (self.resolution, self.resolution):
             x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear", antialias=self.antialias,
                               align_corners=False)
@@ -145,7 +146,7 @@ def load_evaluator(name: str, weights: str | Path | None = None) -> Evaluator:
     if name == "inception":
         path = weights or os.environ.get(WEIGHTS_ENV) or None
         net = load_inception(path)  # refuses a missing file or pickles with a hint on how to get the weights
-        return Evaluator("inception", net, dim=2048, resolution=299, channels=3, antialias=False,
+        return Evaluator("inception", net, dim=FEATURE_DIM, resolution=INPUT_SIZE, channels=3, antialias=False,
                          weights=Path(path).expanduser(), batch_size=64)
     if name == "digits":
         net, card = load_digits_classifier(weights)

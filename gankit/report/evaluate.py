@@ -1,4 +1,4 @@
-"""`gankit eval`, `gankit fid` and `gankit info`: measure runs and sample sets, with the protocol beside every number."""
+"""`gankit eval`, `gankit fid` and `gankit info`: measure runs and sample sets, the protocol beside every number."""
 
 from __future__ import annotations
 
@@ -131,7 +131,7 @@ class _Side:
         return f"{self.label} ({self.path})"
 
 
-def is_run_dir(path: Path) -> bool:
+def _is_run_dir(path: Path) -> bool:
     """A directory written by `gankit train`."""
     return (path / "config.yaml").is_file() or (path / "model" / "config.json").is_file()
 
@@ -141,7 +141,7 @@ def _open_side(label: str, path: Path) -> _Side:
     if not path.exists():
         raise UserError(f"{label}: {path} does not exist", hint=SIDE_HINT)
     if path.is_dir():
-        if is_run_dir(path):
+        if _is_run_dir(path):
             gen = load(path)
             return _Side(label, path, "run", 0, tuple(gen.spec["shape"]), gen=gen)
         files = list_images(path)
@@ -219,10 +219,14 @@ def _extract_side(side: _Side, evaluator: Evaluator, n: int, seed: int, keep: bo
     return evaluator.extract(batches, side.count, keep=keep, label=f"{side.label}: {side.path.name}")
 
 
-def _describe(side: _Side, seed: int) -> dict[str, Any]:
-    """What an operand was, for the protocol."""
+def _describe(side: _Side, seed: int, geometry: tuple[int | None, int]) -> dict[str, Any]:
+    """What an operand was and how it was read, for the protocol."""
     info: dict[str, Any] = {"path": str(side.path), "kind": side.kind, "samples": side.count}
-    if side.kind == "run":
+    if side.kind == "folder":
+        resolution, channels = geometry
+        size = "own size" if resolution is None else f"{resolution}x{resolution} (PIL bicubic)"
+        info["read"] = f"{channels} channel(s), square centre crop at {size}"
+    elif side.kind == "run":
         info.update(seed=seed, step=side.gen.info.get("step"), weights=side.gen.info.get("weights"))
     elif side.kind == "samples":
         info["key"] = side.data.info["key"]
@@ -250,14 +254,14 @@ def compare_sets(a: str | Path, b: str | Path, *, features: str = "inception", w
     counts = [side.count for side in sides if side.kind != "run"]
     n = n or min([*counts, MAX_SAMPLES])
     geometry = _geometry(evaluator, sides)
-    real, fake = (_extract_side(side, evaluator, n, seed, with_kid or with_prdc, geometry) for side in sides)
-    if real.stats.dim != fake.stats.dim:
-        raise UserError(f"A ({a}) gives d={real.stats.dim} features but B ({b}) gives d={fake.stats.dim}",
-                        hint="raw features compare only samples of one shape; use --features digits or inception, "
-                             "which resize images")
-    values, settings = _distribution_metrics(real, fake, with_kid=with_kid, with_prdc=with_prdc, seed=seed)
-    protocol = {"extractor": evaluator.protocol(), "a": _describe(sides[0], seed), "b": _describe(sides[1], seed),
-                "seed": seed, **settings}
+    feats_a, feats_b = (_extract_side(side, evaluator, n, seed, with_kid or with_prdc, geometry) for side in sides)
+    if feats_a.stats.dim != feats_b.stats.dim:
+        raise UserError(f"{sides[0].where} gives d={feats_a.stats.dim} features but {sides[1].where} gives "
+                        f"d={feats_b.stats.dim}", hint="raw features compare only samples of one shape; use "
+                        "--features digits or inception, which resize images")
+    values, settings = _distribution_metrics(feats_a, feats_b, with_kid=with_kid, with_prdc=with_prdc, seed=seed)
+    protocol = {"extractor": evaluator.protocol(), "a": _describe(sides[0], seed, geometry),
+                "b": _describe(sides[1], seed, geometry), "seed": seed, **settings}
     return {**values, "protocol": protocol}
 
 

@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from gankit.data import digits
 from gankit.errors import UserError
 from gankit.metrics import FeatureStats, load_evaluator
 from gankit.metrics.digits_classifier import CARD, WEIGHTS, accuracy, index_digest, read_card, stratified_split
-from gankit.metrics.inception import WEIGHTS_ENV
+from gankit.metrics.inception import WEIGHTS_ENV, InceptionV3FID
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train_digits_evaluator.py"
 
@@ -56,7 +57,8 @@ def test_features_and_logits_have_the_documented_shapes(data, evaluator):
     big_rgb = torch.nn.functional.interpolate(x, size=32, mode="nearest").expand(-1, 3, -1, -1)
     assert evaluator.logits(big_rgb).argmax(1).tolist() == evaluator.logits(x).argmax(1).tolist()
     protocol = evaluator.protocol()
-    assert protocol["extractor"] == "digits" and protocol["input"] == "16x16x1" and len(protocol["weights_sha256"]) == 64
+    assert protocol["extractor"] == "digits" and protocol["input"] == "16x16x1"
+    assert len(protocol["weights_sha256"]) == 64
 
 
 def test_extract_streams_the_same_statistics(data, evaluator):
@@ -107,3 +109,15 @@ def test_script_reproduces_the_recipe(tmp_path, data):
     assert card["accuracy"]["heldout"] >= 0.97
     retrained = load_evaluator("digits", out)
     assert retrained.features(data.x[:3]).shape == (3, 128)
+
+
+def test_inception_reads_weights_from_the_environment(tmp_path, monkeypatch, data):
+    path = tmp_path / "inception.safetensors"
+    save_file(InceptionV3FID().state_dict(), str(path))  # random weights: only the wiring is under test
+    monkeypatch.setenv(WEIGHTS_ENV, str(path))
+    inception = load_evaluator("inception")
+    feats, logits = inception.features_and_logits(data.x[:2])  # grey 16x16 -> RGB 299x299
+    assert feats.shape == (2, 2048) and logits.shape == (2, 1008)
+    protocol = inception.protocol()
+    assert protocol["input"] == "299x299x3" and protocol["resize"] == "bilinear (as pytorch-fid)"
+    assert protocol["weights"] == path.name and len(protocol["weights_sha256"]) == 64
