@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import UserError
+
+
+DIFFAUG_POLICIES = ("color", "translation", "cutout")
 
 
 class _Section(BaseModel):
@@ -46,6 +49,10 @@ class ModelConfig(_Section):
     d_hidden: list[int] = Field(default_factory=lambda: [128, 128, 128], description="MLP discriminator widths")
     g_batchnorm: bool = Field(False, description="MLP: batch norm in the generator's hidden layers")
     width: int = Field(64, ge=4, description="DCGAN: channels of the widest-resolution layer")
+    d_batchnorm: bool = Field(True, description="DCGAN: batch norm in D (turn off with gradient penalties)")
+    spectral_norm: bool = Field(False, description="spectral normalisation of every D layer (Miyato et al. 2018)")
+    minibatch_std: bool = Field(False, description="D sees the batch's feature std, so it can spot collapse")
+    pack: int = Field(1, ge=1, le=16, description="PacGAN: D judges `pack` samples at once (Lin et al. 2018)")
 
 
 class LossConfig(_Section):
@@ -53,6 +60,12 @@ class LossConfig(_Section):
 
     name: Literal["minimax", "non_saturating", "wasserstein", "hinge", "least_squares"] = Field(
         "non_saturating", description="the adversarial game (D loss and G loss)")
+    gp_weight: float = Field(0.0, ge=0, description="WGAN-GP gradient penalty weight λ (10 in the paper)")
+    r1_weight: float = Field(0.0, ge=0, description="R1 penalty γ on real data (Mescheder et al. 2018)")
+    r2_weight: float = Field(0.0, ge=0, description="R2 penalty γ on generated data")
+    reg_every: int = Field(1, ge=1, description="lazy regularisation: R1/R2 every N steps, scaled by N")
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="one-sided: real target 1 - s (BCE games)")
+    feature_matching: float = Field(0.0, ge=0, description="weight of G's feature-matching term on D's features")
 
 
 class OptimConfig(_Section):
@@ -78,7 +91,17 @@ class TrainConfig(_Section):
     nan_patience: int = Field(3, ge=1, description="non-finite steps in a row (each skipped) before a rollback")
     max_rollbacks: int = Field(3, ge=0, description="rollbacks to the last good state before the run stops")
     rollback_lr_factor: float = Field(0.5, gt=0, le=1, description="learning rates are multiplied by this per rollback")
+    instance_noise: float = Field(0.0, ge=0, description="std of noise added to D's inputs, annealed to 0")
+    diffaug: str = Field("", description="DiffAugment policy for small image sets, e.g. color,translation,cutout")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1, mps")
+
+    @field_validator("diffaug")
+    @classmethod
+    def _known_policies(cls, value: str) -> str:
+        unknown = [p for p in value.split(",") if p.strip() and p.strip() not in DIFFAUG_POLICIES]
+        if unknown:
+            raise ValueError(f"unknown DiffAugment policy {unknown[0]!r}; choose from {', '.join(DIFFAUG_POLICIES)}")
+        return ",".join(p.strip() for p in value.split(",") if p.strip())
 
 
 class Config(_Section):
@@ -92,6 +115,14 @@ class Config(_Section):
     loss: LossConfig = Field(default_factory=LossConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        if self.train.batch_size % self.model.pack:
+            raise ValueError(f"train.batch_size={self.train.batch_size} must be a multiple of model.pack={self.model.pack}")
+        if self.loss.label_smoothing and self.loss.name not in ("minimax", "non_saturating"):
+            raise ValueError(f"loss.label_smoothing needs a BCE game (minimax or non_saturating), not {self.loss.name}")
+        return self
 
 
 # ----------------------------------------------------------------------------------------------- presets
@@ -120,6 +151,8 @@ def _read_yaml_text(text: str, source: str) -> dict[str, Any]:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise UserError(f"{source}: malformed YAML{where}: {problem}", "fix the file and run again") from None
+    except RecursionError:
+        raise UserError(f"{source}: YAML nested too deeply to read", "fix the file and run again") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -130,8 +163,12 @@ def _read_yaml_text(text: str, source: str) -> dict[str, Any]:
 def load_source(name_or_path: str) -> tuple[dict[str, Any], str]:
     """Raw config dict from a preset name or a YAML file, plus a short run name."""
     path = Path(name_or_path)
-    if name_or_path.endswith((".yaml", ".yml")) or path.is_file():
-        if not path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError:  # e.g. a name too long for the file system: then it can only be a (wrong) preset name
+        is_file = False
+    if name_or_path.endswith((".yaml", ".yml")) or is_file:
+        if not is_file:
             raise UserError(f"config file {name_or_path} does not exist", "check the path")
         try:
             text = path.read_text(encoding="utf-8")
@@ -160,7 +197,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         raise UserError(f"override key '{key}' is not a dotted name", "e.g. optim.lr_d=0.0002")
     try:
         value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         value = text  # a bare string such as a path with a colon: let validation judge it
     return parts, value
 
@@ -207,9 +244,12 @@ def validate(raw: dict[str, Any], source: str = "config") -> Config:
             close = difflib.get_close_matches(key, _all_keys(Config), n=1, cutoff=0.6)
             hint = f"did you mean '{close[0]}'?" if close else "see `gankit train --help` for the keys"
             raise UserError(f"{source}: unknown config key '{key}'", hint) from None
+        msg = err["msg"].removeprefix("Value error, ")
+        if not key:  # a rule across sections
+            raise UserError(f"{source}: {msg}") from None
         got = err.get("input")
-        got_text = f" (got {got!r})" if not isinstance(got, dict) else ""
-        raise UserError(f"{source}: invalid value for '{key}': {err['msg']}{got_text}") from None
+        got_text = f" (got {got!r})" if not isinstance(got, (dict, list)) else ""
+        raise UserError(f"{source}: invalid value for '{key}': {msg}{got_text}") from None
 
 
 def resolve(name_or_path: str, overrides: list[str] | None = None) -> tuple[Config, str]:

@@ -9,13 +9,19 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 
-def d_bce(real: Tensor, fake: Tensor) -> Tensor:
-    """D of the original game maximises log D(x) + log(1 - D(G(z))); we minimise its negative."""
-    return F.softplus(-real).mean() + F.softplus(fake).mean()
+def d_bce(real: Tensor, fake: Tensor, smoothing: float = 0.0) -> Tensor:
+    """D of the original game maximises log D(x) + log(1 - D(G(z))); we minimise its negative.
+
+    One-sided label smoothing (Salimans et al. 2016) uses the target 1 - s for reals only: the real term becomes
+    -(1 - s) log D(x) - s log(1 - D(x)).
+    """
+    real_term = F.softplus(-real) if not smoothing else (1 - smoothing) * F.softplus(-real) + smoothing * F.softplus(real)
+    return real_term.mean() + F.softplus(fake).mean()
 
 
 def g_minimax(fake: Tensor) -> Tensor:
@@ -73,3 +79,32 @@ GAMES: dict[str, Game] = {
 def game(name: str) -> Game:
     """The (D loss, G loss) pair that `loss.name` selects."""
     return GAMES[name]
+
+
+# ----------------------------------------------------------------------------------------------- regularisers
+
+
+def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, target: float = 1.0) -> Tensor:
+    """WGAN-GP (Gulrajani et al. 2017): E[(‖∇f(x̂)‖ - target)²] at x̂ = αx + (1 - α)G(z).
+
+    α is drawn once per example (not per pixel) and the norm is taken per example over all its dimensions:
+    the two places popular re-implementations got wrong.
+    """
+    alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
+    mixed = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)
+    return (grad.flatten(1).norm(dim=1) - target).pow(2).mean()
+
+
+def r1_penalty(logits: Tensor, inputs: Tensor) -> Tensor:
+    """R1 (Mescheder et al. 2018): E‖∇ₓD(x)‖² on the inputs D scored (reals for R1, fakes for R2).
+
+    `inputs` must have requires_grad set before D saw them; multiply by γ/2 as in the paper.
+    """
+    (grad,) = torch.autograd.grad(logits.sum(), inputs, create_graph=True)
+    return grad.flatten(1).pow(2).sum(dim=1).mean()
+
+
+def feature_matching(real_features: Tensor, fake_features: Tensor) -> Tensor:
+    """Salimans et al. 2016: G matches the mean of D's intermediate features on real data, ‖E f(x) - E f(G(z))‖²."""
+    return (real_features.detach().flatten(1).mean(0) - fake_features.flatten(1).mean(0)).pow(2).sum()

@@ -63,3 +63,44 @@ def test_every_configurable_loss_has_a_game():
 
     names = LossConfig.model_fields["name"].annotation.__args__
     assert set(names) == set(losses.GAMES)
+
+
+def test_label_smoothing_changes_only_the_real_term():
+    s = 0.1
+    expected = ((1 - s) * _sp(-2.0) + s * _sp(2.0) + (1 - s) * _sp(1.0) + s * _sp(-1.0)) / 2 + (_sp(0.5) + _sp(-3.0)) / 2
+    assert losses.d_bce(real, fake, smoothing=s).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_gradient_penalty_uses_one_alpha_per_example_and_per_example_norms():
+    seen = {}
+
+    def critic(x):  # f(x) = Σ x² per example, so ∇f = 2x and ‖∇f‖ = 2‖x‖ for each example separately
+        seen["x"] = x
+        return x.pow(2).flatten(1).sum(1)
+
+    real_x, fake_x = torch.ones(6, 3, 4, 4), torch.zeros(6, 3, 4, 4)
+    penalty = losses.gradient_penalty(critic, real_x, fake_x)
+    mixed = seen["x"].detach()
+    alphas = mixed.flatten(1)
+    assert torch.allclose(alphas, alphas[:, :1].expand_as(alphas))  # one α per example, not per pixel
+    assert alphas[:, 0].unique().numel() == 6  # and a different one for each example
+    norms = 2 * mixed.flatten(1).norm(dim=1)
+    assert penalty.item() == pytest.approx(((norms - 1) ** 2).mean().item(), rel=1e-5)
+
+
+def test_gradient_penalty_of_a_1_lipschitz_linear_critic_is_zero():
+    w = torch.tensor([0.6, 0.8])  # ‖w‖ = 1
+    penalty = losses.gradient_penalty(lambda x: x @ w, torch.randn(10, 2), torch.randn(10, 2))
+    assert penalty.item() == pytest.approx(0.0, abs=1e-10)
+
+
+def test_r1_penalty_of_a_linear_discriminator_is_the_squared_weight_norm():
+    w = torch.tensor([1.0, -2.0, 2.0])
+    x = torch.randn(5, 3, requires_grad=True)
+    assert losses.r1_penalty(x @ w, x).item() == pytest.approx(9.0)
+
+
+def test_feature_matching_is_squared_distance_of_means():
+    r = torch.tensor([[1.0, 2.0], [3.0, 4.0]])  # mean (2, 3)
+    f = torch.tensor([[0.0, 0.0], [2.0, 2.0]])  # mean (1, 1)
+    assert losses.feature_matching(r, f).item() == pytest.approx(1.0 + 4.0)

@@ -1,6 +1,7 @@
 """The trainer: exact resume, determinism, checkpoints, logs, EMA and loading without the trainer."""
 
 import json
+import signal
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ def _g_weights(run_dir):
     return load_file(str(run_dir / "model" / "model.safetensors"))
 
 
-def test_resume_is_bit_identical(tmp_path, ring_cfg):
+def test_resume_with_raised_steps_is_bit_identical(tmp_path, ring_cfg):
     straight = tmp_path / "A"
     Trainer(ring_cfg("train.steps=200", "seed=1", "train.checkpoint_every=50"), straight, progress=False).fit()
     split = tmp_path / "B"
@@ -25,6 +26,28 @@ def test_resume_is_bit_identical(tmp_path, ring_cfg):
     # logs of the resumed run continue where the first part stopped, without duplicated steps
     steps = [r["step"] for r in read_logs(split / "logs.jsonl") if "event" not in r]
     assert steps == sorted(set(steps)) and steps[-1] == 200
+
+
+def test_interrupted_stabilised_run_resumes_bit_identically(tmp_path, ring_cfg):
+    """Every stabiliser at once, stopped at step 70 as Ctrl-C would, then resumed (schedules keep train.steps)."""
+    cfg = ring_cfg("train.steps=150", "seed=2", "model.spectral_norm=true", "model.pack=2", "model.minibatch_std=true",
+                   "optim.ema=0.99", "loss.r1_weight=0.5", "loss.reg_every=3", "train.instance_noise=0.05",
+                   "loss.feature_matching=0.1", "loss.label_smoothing=0.1")
+    straight, split = tmp_path / "A", tmp_path / "B"
+    Trainer(cfg, straight, progress=False).fit()
+    first = Trainer(cfg, split, progress=False)
+    iteration = first._iteration
+
+    def stop_at_70(window):
+        iteration(window)
+        if first.step == 69:  # the loop increments to 70, then sees the request, like a SIGINT handler's flag
+            first.stop_signal = signal.SIGINT
+
+    first._iteration = stop_at_70
+    assert first.fit()["step"] == 70
+    Trainer(cfg, split, resume=True, progress=False).fit()
+    a, b = _g_weights(straight), _g_weights(split)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_same_seed_same_samples_and_different_seed_differs(tmp_path, ring_cfg):

@@ -6,7 +6,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..errors import UserError
-from .blocks import count_parameters, dcgan_init
+from .blocks import MinibatchStd, Packed, count_parameters, dcgan_init, spectral_normalize
 from .dcgan import DCGANDiscriminator, DCGANGenerator
 from .mlp import MLPDiscriminator, MLPGenerator
 
@@ -40,13 +40,19 @@ def build_generator(cfg: ModelConfig, spec: dict) -> nn.Module:
 
 
 def build_discriminator(cfg: ModelConfig, spec: dict) -> nn.Module:
-    """A discriminator mapping samples to one logit each, (N,)."""
+    """A discriminator mapping samples to one logit each, (N,) — or one per pack of `model.pack` samples."""
     name, shape = family(cfg, spec), tuple(spec["shape"])
+    packed_shape = (shape[0] * cfg.pack, *shape[1:])
     if name == "mlp":
-        return MLPDiscriminator(shape, cfg.d_hidden)
-    channels, resolution = _image_size(spec)
-    return DCGANDiscriminator(channels, resolution, cfg.width)
+        net: nn.Module = MLPDiscriminator(packed_shape, cfg.d_hidden, cfg.minibatch_std)
+    else:
+        channels, resolution = _image_size(spec)
+        net = DCGANDiscriminator(channels * cfg.pack, resolution, cfg.width, cfg.d_batchnorm, cfg.minibatch_std)
+    if cfg.spectral_norm:
+        spectral_normalize(net)
+    return Packed(net, cfg.pack) if cfg.pack > 1 else net
 
 
-__all__ = ["build_generator", "build_discriminator", "count_parameters", "dcgan_init", "MLPGenerator",
+__all__ = ["build_generator", "build_discriminator", "count_parameters", "dcgan_init", "spectral_normalize",
+           "MinibatchStd", "Packed", "MLPGenerator",
            "MLPDiscriminator", "DCGANGenerator", "DCGANDiscriminator"]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 
 def dcgan_init(module: nn.Module) -> None:
@@ -20,3 +21,53 @@ def dcgan_init(module: nn.Module) -> None:
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def spectral_normalize(module: nn.Module) -> nn.Module:
+    """Constrain every conv/linear weight of `module` to spectral norm 1 (Miyato et al. 2018), in place."""
+    for name, child in list(module.named_children()):
+        if isinstance(child, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            setattr(module, name, nn.utils.parametrizations.spectral_norm(child))
+        else:
+            spectral_normalize(child)
+    return module
+
+
+class MinibatchStd(nn.Module):
+    """Append the mean std of features across groups of samples as one extra channel (Karras et al. 2018).
+
+    A collapsed generator makes every sample alike, so a small std is evidence D can use against it.
+    (N, C, ...) -> (N, C + 1, ...)
+    """
+
+    def __init__(self, group_size: int = 4) -> None:
+        super().__init__()
+        self.group_size = group_size
+
+    def forward(self, x: Tensor) -> Tensor:
+        n = x.shape[0]
+        g = self.group_size if n % self.group_size == 0 else n
+        grouped = x.reshape(g, n // g, *x.shape[1:])  # sample i of every group lies along dim 0
+        std = (grouped.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=tuple(range(1, x.dim())))  # (n/g,)
+        feature = std.repeat(g).reshape(n, 1, *([1] * (x.dim() - 2))).expand(n, 1, *x.shape[2:])
+        return torch.cat([x, feature], dim=1)
+
+
+class Packed(nn.Module):
+    """PacGAN (Lin et al. 2018): D scores `pack` consecutive samples jointly, concatenated along dim 1.
+
+    (N, C, ...) -> D((N / pack, pack·C, ...)) -> (N / pack,) logits; packed sets penalise collapse.
+    """
+
+    def __init__(self, net: nn.Module, pack: int) -> None:
+        super().__init__()
+        self.net, self.pack = net, pack
+
+    def _pack(self, x: Tensor) -> Tensor:
+        return x.reshape(x.shape[0] // self.pack, self.pack * x.shape[1], *x.shape[2:])
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.net.features(self._pack(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(self._pack(x))

@@ -6,7 +6,7 @@ import math
 
 from torch import Tensor, nn
 
-from .blocks import dcgan_init
+from .blocks import MinibatchStd, dcgan_init
 
 
 def _levels(resolution: int) -> int:
@@ -40,20 +40,23 @@ class DCGANGenerator(nn.Module):
 class DCGANDiscriminator(nn.Module):
     """images (N, C, R, R) -> logits (N,): stride-2 convs doubling width down to 4×4 (no norm on the first)."""
 
-    def __init__(self, channels: int, resolution: int, width: int = 64) -> None:
+    def __init__(self, channels: int, resolution: int, width: int = 64, batchnorm: bool = True,
+                 minibatch_std: bool = False) -> None:
         super().__init__()
         levels = _levels(resolution)
         ch = width
         layers: list[nn.Module] = [nn.Conv2d(channels, ch, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
         for _ in range(levels - 1):  # (N, ch, s, s) -> (N, 2ch, s/2, s/2)
-            layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch * 2), nn.LeakyReLU(0.2, True)]
+            norm = [nn.BatchNorm2d(ch * 2)] if batchnorm else []
+            layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=not batchnorm), *norm, nn.LeakyReLU(0.2, True)]
             ch *= 2
         self.body = nn.Sequential(*layers)
-        self.head = nn.Conv2d(ch, 1, 4, 1, 0, bias=False)  # (N, ch, 4, 4) -> (N, 1, 1, 1)
+        self.mbstd = MinibatchStd() if minibatch_std else nn.Identity()
+        self.head = nn.Conv2d(ch + int(minibatch_std), 1, 4, 1, 0, bias=False)  # (N, ch, 4, 4) -> (N, 1, 1, 1)
         dcgan_init(self)
 
     def features(self, x: Tensor) -> Tensor:
         return self.body(x)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.features(x)).flatten()
+        return self.head(self.mbstd(self.features(x))).flatten()

@@ -6,6 +6,8 @@ import math
 
 from torch import Tensor, nn
 
+from .blocks import MinibatchStd
+
 
 class MLPGenerator(nn.Module):
     """z (N, z_dim) -> samples (N, *out_shape); tanh output for images, linear for vectors."""
@@ -31,7 +33,7 @@ class MLPGenerator(nn.Module):
 class MLPDiscriminator(nn.Module):
     """samples (N, *in_shape) -> logits (N,); `features` exposes the last hidden layer (for feature matching)."""
 
-    def __init__(self, in_shape: tuple[int, ...], hidden: list[int]) -> None:
+    def __init__(self, in_shape: tuple[int, ...], hidden: list[int], minibatch_std: bool = False) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         width = math.prod(in_shape)
@@ -39,12 +41,13 @@ class MLPDiscriminator(nn.Module):
             layers += [nn.Linear(width, h), nn.LeakyReLU(0.2)]
             width = h
         self.body = nn.Sequential(*layers)
-        self.head = nn.Linear(width, 1)
+        self.mbstd = MinibatchStd() if minibatch_std else nn.Identity()
+        self.head = nn.Linear(width + int(minibatch_std), 1)
 
     def features(self, x: Tensor) -> Tensor:
         return self.body(x.flatten(1))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.features(x)).squeeze(1)
+        return self.head(self.mbstd(self.features(x))).squeeze(1)
 
 
