@@ -97,8 +97,14 @@ def train(
             raise UserError("give a preset or YAML file to train", "e.g. `gankit train ring8-gan`; list: gankit presets")
         cfg, name = config_mod.resolve(target, list(overrides or []))
         run_dir = _new_run_dir(out_dir, name, force)
+    created = not run_dir.exists()
     _check_writable(run_dir)
-    trainer = Trainer(cfg, run_dir, resume=resume is not None, progress=progress)
+    try:
+        trainer = Trainer(cfg, run_dir, resume=resume is not None, progress=progress)
+    except UserError:
+        if created:  # bad data or model: leave no empty run directory behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     err.print(f"training {cfg.variant} on {cfg.data.name} for {cfg.train.steps} steps → {run_dir}", highlight=False)
     result = trainer.fit()
     _report_run(run_dir, result["step"])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ..errors import UserError
 from .base import Dataset
@@ -17,16 +17,24 @@ log = logging.getLogger("gankit")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
+def _visible_files(root: Path) -> list[Path]:
+    """Files under root, skipping hidden ones and hidden folders (.DS_Store, ._x.png, .ipynb_checkpoints/)."""
+    return [p for p in root.rglob("*")
+            if not any(part.startswith(".") for part in p.relative_to(root).parts) and p.is_file()]
+
+
 def list_images(root: Path) -> list[Path]:
     """Files under root with an image suffix, sorted so the order (and so every seed) is reproducible."""
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in _visible_files(root) if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def load_image(path: Path, resolution: int, channels: int) -> np.ndarray:
     """One image as (channels, resolution, resolution) uint8: any mode converted, short side resized, centre crop."""
     with Image.open(path) as img:
         img.load()
-        if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+        if img.mode.startswith("I"):  # 16/32-bit grey: PIL's convert would clip at 255 instead of scaling
+            img = Image.fromarray((np.asarray(img, dtype=np.float64) / 257).clip(0, 255).round().astype(np.uint8))
+        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
             rgba = img.convert("RGBA")
             img = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             img.alpha_composite(rgba)  # transparent pixels become white rather than arbitrary colours
@@ -48,9 +56,12 @@ def image_folder(path: str | None, resolution: int = 32, channels: int = 3) -> D
     root = Path(path)
     if not root.is_dir():
         raise UserError(f"data.path {path} is not a folder", "give a folder of images")
-    files = list_images(root)
+    visible = _visible_files(root)
+    files = sorted(p for p in visible if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise UserError(f"data.path {path} holds no image files", f"expected {', '.join(sorted(IMAGE_SUFFIXES))}")
+    if len(visible) > len(files):
+        log.info("ignoring %d file(s) in %s without an image suffix", len(visible) - len(files), path)
     subdirs = sorted({f.relative_to(root).parts[0] for f in files if len(f.relative_to(root).parts) > 1})
     labelled = bool(subdirs) and all(len(f.relative_to(root).parts) > 1 for f in files)
     images, labels, bad = [], [], []
@@ -59,7 +70,7 @@ def image_folder(path: str | None, resolution: int = 32, channels: int = 3) -> D
     for f in track(files, description=f"reading {root.name}", transient=True, disable=len(files) < 500):
         try:
             images.append(load_image(f, resolution, channels))
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError, SyntaxError):
+        except Exception:  # noqa: BLE001 - decoders raise many types on malformed files; each such file is skipped
             bad.append(f)
             continue
         if labelled:

@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from ..errors import UserError
 from .base import Dataset
 
+MAX_CLASSES = 100_000  # labels index class embeddings, so they must be small non-negative integers
+
 
 def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     """All arrays of a .npz, never unpickling (object arrays are refused)."""
@@ -23,12 +25,12 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     try:
         with np.load(p, allow_pickle=False) as f:
             return {k: f[k] for k in f.files}
-    except ValueError as exc:
+    except MemoryError:
+        raise UserError(f"{path} is too large to load into memory") from None
+    except Exception as exc:  # noqa: BLE001 - a damaged archive fails in zipfile, zlib or numpy with many types
         if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
             raise UserError(f"{path} holds object (pickled) arrays", "gankit only reads numeric arrays") from None
-        raise UserError(f"{path} is not a readable .npz file: {exc}") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise UserError(f"{path} is not a readable .npz file: {exc}") from None
+        raise UserError(f"{path} is not a readable .npz file: {type(exc).__name__}: {exc}") from None
 
 
 def _as_images(arr: np.ndarray, where: str) -> torch.Tensor:
@@ -62,13 +64,17 @@ def npz_dataset(path: str | None, key: str | None = None, labels_key: str | None
     if key not in arrays:
         raise UserError(f"{path} has no array '{key}'", f"it holds: {', '.join(arrays)}")
     arr, where = arrays[key], f"{path}['{key}']"
-    if arr.dtype.kind not in "fiu" or arr.ndim not in (2, 3, 4) or arr.shape[0] == 0:
+    if arr.dtype.kind not in "fiu" or arr.ndim not in (2, 3, 4) or 0 in arr.shape:
         raise UserError(f"{where} has shape {arr.shape} and dtype {arr.dtype}",
-                        "expected numbers shaped (N, D) for vectors or (N, [C,] H, W[, C]) for images")
+                        "expected numbers shaped (N, D) for vectors or (N, [C,] H, W[, C]) for images, none empty")
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise UserError(f"{where} contains NaN or infinite values", "clean the array first")
     if arr.ndim == 2:
-        x, kind = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)), "vector"
+        with np.errstate(over="ignore"):
+            vectors = np.ascontiguousarray(arr, dtype=np.float32)
+        if not np.isfinite(vectors).all():
+            raise UserError(f"{where} has values beyond float32's range (about ±3.4e38)", "rescale the data")
+        x, kind = torch.from_numpy(vectors), "vector"
     else:
         x, kind = _as_images(arr, where), "image"
         if resolution and x.shape[-1] != resolution:
@@ -78,8 +84,9 @@ def npz_dataset(path: str | None, key: str | None = None, labels_key: str | None
         if labels_key not in arrays:
             raise UserError(f"{path} has no array '{labels_key}'", f"it holds: {', '.join(arrays)}")
         lab = arrays[labels_key]
-        if lab.shape != (len(x),) or lab.dtype.kind not in "iu" or (lab < 0).any():
-            raise UserError(f"{path}['{labels_key}'] must be {len(x)} non-negative integers, got {lab.shape} {lab.dtype}")
+        if lab.shape != (len(x),) or lab.dtype.kind not in "iu" or (lab < 0).any() or lab.max() >= MAX_CLASSES:
+            raise UserError(f"{path}['{labels_key}'] must be {len(x)} integers in [0, {MAX_CLASSES}), "
+                            f"got shape {lab.shape} {lab.dtype}")
         y = torch.from_numpy(lab.astype(np.int64))
         names = [str(i) for i in range(int(lab.max()) + 1)]
     return Dataset(name="npz", kind=kind, x=x, y=y, class_names=names, info={"path": str(path), "key": key})

@@ -5,7 +5,9 @@
     checkpoints/step-N/state.json          step, RNG states, data cursor, ... and the sha256 of each file (written last)
 
 A checkpoint directory appears under its final name only once complete (temp directory + rename), so a
-crash at any moment leaves either the previous checkpoint or the new one.
+crash at any moment leaves either the previous checkpoint or the new one. What a killed save leaves behind
+(`.tmp-step-N-PID`, `.old-step-N-PID`, `.trash-step-N-PID`) is repaired or removed by the next save; reading never
+changes the directory, so sampling from a run that is still training is safe.
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from ..errors import UserError
-from ..io import write_json
+from ..io import DISK_FULL, write_json
 
 log = logging.getLogger("gankit")
 FORMAT = 1
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
+_STEP = re.compile(r"step-(\d+)")
+_LEFTOVER = re.compile(r"\.(tmp|old|trash)-step-(\d+)-(\d+)")  # kind, step, pid of the process that made it
 
 
 def sha256(path: str | Path) -> str:
@@ -57,11 +61,11 @@ def save_tensors(path: Path, tensors: dict[str, Tensor]) -> None:
 
 def load_tensors(path: Path, expected_sha: str | None = None) -> dict[str, Tensor]:
     """Tensors of a safetensors file; a checksum mismatch or an unreadable file is a UserError."""
-    if expected_sha is not None and sha256(path) != expected_sha:
-        raise UserError(f"{path} is corrupt (checksum mismatch)", "it was truncated or changed after saving")
     try:
+        if expected_sha is not None and sha256(path) != expected_sha:
+            raise UserError(f"{path} is corrupt (checksum mismatch)", "it was truncated or changed after saving")
         return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError, MemoryError) as exc:
         raise UserError(f"{path} is not a readable safetensors file: {exc}") from None
 
 
@@ -126,29 +130,53 @@ def checkpoint_root(run_dir: Path) -> Path:
 
 
 def save_checkpoint(run_dir: Path, step: int, files: dict[str, dict[str, Tensor]], state: dict[str, Any]) -> Path:
-    """Write checkpoints/step-N atomically; state.json (with each file's sha256) goes last."""
+    """Write checkpoints/step-N atomically; state.json (with each file's sha256) goes last.
+
+    Checkpoints numbered above `step` are removed: training continued from an older one, so they belong to an
+    abandoned past (they were skipped as corrupt on resume) and must not be resumed or outlive the new one.
+    """
     root = checkpoint_root(run_dir)
     root.mkdir(parents=True, exist_ok=True)
+    repair_leftovers(run_dir)
     final, tmp = root / f"step-{step}", root / f".tmp-step-{step}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    sums = {}
-    for name, tensors in files.items():
-        save_tensors(tmp / name, tensors)
-        sums[name] = sha256(tmp / name)
-    write_json(tmp / "state.json", {**state, "format": FORMAT, "step": step, "files": sums})
-    if final.exists():  # re-saving the same step (e.g. interrupted right after a cadence save)
-        trash = root / f".old-step-{step}-{os.getpid()}"
-        os.replace(final, trash)
+    try:
+        sums = {}
+        for name, tensors in files.items():
+            save_tensors(tmp / name, tensors)
+            _fsync_file(tmp / name)
+            sums[name] = sha256(tmp / name)
+        write_json(tmp / "state.json", {**state, "format": FORMAT, "step": step, "files": sums})
+    except BaseException as exc:  # the half-written directory goes; the previous checkpoint is untouched
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            raise UserError(f"cannot save checkpoint step-{step}: {exc.strerror}",
+                            "free some disk space, then resume; the previous checkpoint is intact") from None
+        raise
+    if final.exists():  # re-saving the same step (e.g. a resume with nothing left to train)
+        old = root / f".old-step-{step}-{os.getpid()}"
+        os.replace(final, old)  # a kill between these two renames is repaired by repair_leftovers
         os.replace(tmp, final)
-        shutil.rmtree(trash, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, final)
     _fsync_dir(root)
+    for path in list_checkpoints(run_dir):
+        if _step_of(path) > step:
+            log.warning("removed checkpoint %s: newer than step %d just saved, so left from before a resume that "
+                        "went further back", path.name, step)
+            _remove(path)
     return final
 
 
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
 def _fsync_dir(path: Path) -> None:
+    if os.name != "posix":  # directories cannot be opened for fsync on Windows
+        return
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -156,26 +184,92 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _step_of(path: Path) -> int | None:
+    """N of `step-N` or of a leftover `.tmp/.old/.trash-step-N-PID`; None for other names."""
+    if m := _STEP.fullmatch(path.name):
+        return int(m.group(1))
+    m = _LEFTOVER.fullmatch(path.name)
+    return int(m.group(2)) if m else None
+
+
+def _remove(path: Path) -> None:
+    """Delete a checkpoint directory so that it vanishes at once (renamed first), even if killed half-way."""
+    trash = path.parent / f".trash-step-{_step_of(path)}-{os.getpid()}"
+    try:
+        os.replace(path, trash)
+    except OSError:
+        trash = path
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether another process with this id runs here (its save may be under way); our own leftovers are stale."""
+    if pid == os.getpid():
+        return False
+    if os.name != "posix":
+        return True  # no cheap check: leave the directory alone
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def repair_leftovers(run_dir: Path) -> None:
+    """Clean up after killed saves: an orphaned `.old-step-N` (killed between the two renames of a re-save) becomes
+    step-N again; temp and trash directories of processes that no longer run are deleted. Called by the trainer only."""
+    root = checkpoint_root(run_dir)
+    if not root.is_dir():
+        return
+    for path in sorted(root.iterdir()):  # ".old-" sorts before ".tmp-": restore first, then delete the rest
+        m = _LEFTOVER.fullmatch(path.name)
+        if not m or _process_alive(int(m.group(3))):
+            continue
+        final = root / f"step-{m.group(2)}"
+        if m.group(1) == "old" and not final.exists() and (path / "state.json").is_file():
+            os.replace(path, final)
+            log.warning("restored checkpoint %s left by an interrupted save", final.name)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def list_checkpoints(run_dir: Path) -> list[Path]:
     """Checkpoint directories with a state.json, oldest first (temp directories are ignored)."""
     root = checkpoint_root(run_dir)
     if not root.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in root.iterdir()
-             if (m := re.fullmatch(r"step-(\d+)", p.name)) and (p / "state.json").is_file()]
-    return [p for _, p in sorted(found)]
+    found = [p for p in root.iterdir() if _STEP.fullmatch(p.name) and (p / "state.json").is_file()]
+    return sorted(found, key=_step_of)
+
+
+def _candidates(run_dir: Path) -> list[Path]:
+    """Checkpoints to resume from, oldest first: the listed ones plus any orphaned `.old-step-N` whose step-N is
+    missing (a save killed between its two renames; read here without repairing, since readers must not write)."""
+    found = {_step_of(p): p for p in list_checkpoints(run_dir)}
+    root = checkpoint_root(run_dir)
+    if root.is_dir():
+        for path in sorted(root.iterdir()):
+            m = _LEFTOVER.fullmatch(path.name)
+            if m and m.group(1) == "old" and (path / "state.json").is_file():
+                found.setdefault(int(m.group(2)), path)
+    return [found[step] for step in sorted(found)]
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Tensor]]]:
     """state.json and every tensor file of one checkpoint, verified against the recorded checksums."""
     try:
         state = json.loads((path / "state.json").read_text())
-        sums = state["files"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise UserError(f"{path}/state.json is unreadable: {exc}") from None
+        sums, step = state["files"], state["step"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}/state.json is unreadable: {exc!r}") from None
+    named_step = _step_of(path)
+    if not isinstance(sums, dict) or "model.safetensors" not in sums or named_step not in (None, step):
+        raise UserError(f"{path}/state.json does not describe this checkpoint")
     files = {}
     for name, digest in sums.items():
-        if not (path / name).is_file():
+        if Path(name).name != name or not (path / name).is_file():
             raise UserError(f"{path}/{name} is missing", "the checkpoint is incomplete")
         files[name] = load_tensors(path / name, digest)
     return state, files
@@ -183,22 +277,29 @@ def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Ten
 
 def latest_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any], dict[str, dict[str, Tensor]]]:
     """The newest checkpoint that verifies; corrupt newer ones are skipped with a warning."""
-    candidates = list_checkpoints(run_dir)
+    candidates = _candidates(run_dir)
+    restart = f"start it again: gankit train {Path(run_dir) / 'config.yaml'} --out {run_dir} --force"
     if not candidates:
-        raise UserError(f"{run_dir} has no complete checkpoint to resume from", "start a new run instead")
+        raise UserError(f"{run_dir} has no complete checkpoint to resume from (it stopped before its first one)",
+                        restart)
     for path in reversed(candidates):
         try:
             state, files = read_checkpoint(path)
             return path, state, files
         except UserError as exc:
-            log.warning("skipping checkpoint %s: %s", path.name, exc.message)
-    raise UserError(f"every checkpoint in {checkpoint_root(run_dir)} is corrupt", "start a new run instead")
+            log.warning("skipping checkpoint %s: %s; trying an older one", path.name, exc.message)
+    raise UserError(f"every checkpoint in {checkpoint_root(run_dir)} is corrupt", restart)
 
 
 def prune_checkpoints(run_dir: Path, keep: int) -> None:
-    """Delete all but the newest `keep` complete checkpoints, and stale temp directories of this process."""
-    for path in list_checkpoints(run_dir)[:-keep]:
-        shutil.rmtree(path, ignore_errors=True)
+    """Delete all but the newest `keep` (at least 1) checkpoints, and what killed saves left behind.
+
+    Temp directories are not listed, so the newest complete checkpoint always survives, even when a newer
+    incomplete one exists; save_checkpoint has removed any numbered above the one just written.
+    """
+    for path in list_checkpoints(run_dir)[: -max(keep, 1)]:
+        _remove(path)
+    repair_leftovers(run_dir)
 
 
 def refuse_pickles(run_dir: Path) -> None:

@@ -56,6 +56,8 @@ def _read_model_dir(model_dir: Path) -> tuple[dict, dict[str, Tensor]]:
         info = json.loads((model_dir / "config.json").read_text())
     except (OSError, ValueError) as exc:
         raise UserError(f"{model_dir}/config.json is unreadable: {exc}") from None
+    if not isinstance(info, dict) or not isinstance(info.get("sha256", ""), str):
+        raise UserError(f"{model_dir}/config.json is not a gankit model description")
     weights = model_dir / "model.safetensors"
     if not weights.is_file():
         raise UserError(f"{weights} is missing")
@@ -65,7 +67,10 @@ def _read_model_dir(model_dir: Path) -> tuple[dict, dict[str, Tensor]]:
 def _from_checkpoint(run_dir: Path) -> tuple[dict, dict[str, Tensor]]:
     """Fallback when model/ is missing or corrupt: the newest verified checkpoint's generator weights."""
     path, state, files = ckpt.latest_checkpoint(run_dir)
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    try:
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise UserError(f"{run_dir}/config.yaml is unreadable: {exc}") from None
     model = files["model.safetensors"]
     ema = {k[4:]: v for k, v in model.items() if k.startswith("ema.")}
     info = {"config": cfg, "spec": state.get("spec"), "step": state["step"], "weights": "ema" if ema else "raw"}
@@ -78,7 +83,8 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu") -> Generator:
     if run_dir.name == "model" and (run_dir / "config.json").is_file():
         run_dir = run_dir.parent
     if not run_dir.is_dir():
-        raise UserError(f"{run_dir} does not exist", "give a run directory made by `gankit train`")
+        problem = "is not a directory" if run_dir.exists() else "does not exist"
+        raise UserError(f"{run_dir} {problem}", "give a run directory made by `gankit train`")
     model_dir = run_dir / "model"
     if (model_dir / "config.json").is_file():
         try:
@@ -86,7 +92,7 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu") -> Generator:
         except UserError as exc:
             if not ckpt.list_checkpoints(run_dir):
                 raise
-            log.warning("%s; using the newest complete checkpoint instead", exc.message)
+            log.warning("%s; using the newest verified checkpoint instead", exc.message)
             info, weights = _from_checkpoint(run_dir)
     elif ckpt.list_checkpoints(run_dir) and (run_dir / "config.yaml").is_file():
         info, weights = _from_checkpoint(run_dir)
@@ -102,5 +108,9 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu") -> Generator:
     missing = set(variant.generator_state()) - set(weights)
     if missing:
         raise UserError(f"{run_dir}: saved weights lack {len(missing)} generator tensors, e.g. {sorted(missing)[0]}")
-    variant.load_state_dict(weights, strict=False)
+    try:
+        variant.load_state_dict(weights, strict=False)
+    except RuntimeError as exc:  # shapes that do not match the saved config
+        raise UserError(f"{run_dir}: saved weights do not fit the saved model description",
+                        str(exc).splitlines()[-1].strip()) from None
     return Generator(variant.to(device), config, spec, info)

@@ -1,0 +1,363 @@
+"""Reliability: corrupt checkpoints and weights, leftovers of killed saves, bad input, messy data, huge learning
+rates and pickles. Each failure ends in a fallback with a warning, or in one `error:` line and exit code 2."""
+
+import errno
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import gankit
+from gankit.config import resolve
+from gankit.data.folder import load_image
+from gankit.errors import UserError
+from gankit.train import Trainer, latest_checkpoint, list_checkpoints
+from gankit.train import checkpoint as ckpt
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGITS = ["model.width=8", "train.batch_size=16", "train.log_every=10", "train.sample_every=0"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny nets train fastest on one thread (and the machine is shared)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """A 40-step digits-dcgan run with checkpoints at steps 20 and 40; tests that damage it use `run_copy`."""
+    run = tmp_path_factory.mktemp("base") / "run"
+    cfg = resolve("digits-dcgan", [*DIGITS, "train.steps=40", "train.checkpoint_every=20"])[0]
+    Trainer(cfg, run, progress=False).fit()
+    return run
+
+
+@pytest.fixture
+def run_copy(digits_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(digits_run, run)
+    return run
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _flip_a_byte(path: Path) -> None:
+    """Same size, valid header, one weight changed: only the checksum can tell."""
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _model_step(run: Path) -> int:
+    return json.loads((run / "model" / "config.json").read_text())["step"]
+
+
+def _one_error(code: int, out: str, err: str, fragment: str) -> str:
+    """Exit 2, no traceback, exactly one `error:` line (containing `fragment`); returns the rest of stderr."""
+    assert code == 2, err
+    assert "Traceback" not in out + err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and fragment in errors[0], err
+    return err
+
+
+# ----------------------------------------------------------------------------------------------- checkpoints
+
+
+@pytest.mark.parametrize("damage, steps, kept", [
+    (_truncate, 60, ["step-20", "step-40", "step-60"]),  # training passes step 40 again and rewrites it
+    (_flip_a_byte, 30, ["step-20", "step-30"]),  # stops before: the skipped step-40 must not outlive step-30
+])
+def test_resume_falls_back_past_a_corrupt_newest_checkpoint(run_copy, cli, damage, steps, kept):
+    damage(run_copy / "checkpoints" / "step-40" / "model.safetensors")
+    code, out, err = cli("train", "--resume", str(run_copy), f"train.steps={steps}", "--no-progress")
+    assert code == 0 and "Traceback" not in out + err, err
+    assert "warning: skipping checkpoint step-40" in err and "checksum mismatch" in err
+    assert _model_step(run_copy) == steps
+    assert [p.name for p in list_checkpoints(run_copy)] == kept
+    for path in list_checkpoints(run_copy):
+        ckpt.read_checkpoint(path)  # every checkpoint left verifies
+
+
+def test_sample_falls_back_to_the_newest_verified_checkpoint(run_copy, cli, tmp_path):
+    out_file = str(tmp_path / "s.npz")
+    _truncate(run_copy / "model" / "model.safetensors")
+    code, _, err = cli("sample", str(run_copy), "-n", "4", "--out", out_file)
+    assert code == 0 and "warning:" in err and "corrupt" in err and "newest verified checkpoint" in err, err
+    assert gankit.load(run_copy).info["step"] == 40
+
+    _flip_a_byte(run_copy / "checkpoints" / "step-40" / "model.safetensors")
+    code, _, err = cli("sample", str(run_copy), "-n", "4", "--out", out_file)
+    assert code == 0 and "skipping checkpoint step-40" in err, err
+    assert gankit.load(run_copy).info["step"] == 20
+
+    _truncate(run_copy / "checkpoints" / "step-20" / "model.safetensors")  # nothing valid is left
+    _one_error(*cli("sample", str(run_copy), "-n", "4", "--out", out_file), "is corrupt")
+
+
+def test_truncated_weights_and_no_checkpoint_is_exit_2(run_copy, cli, tmp_path):
+    shutil.rmtree(run_copy / "checkpoints")
+    _truncate(run_copy / "model" / "model.safetensors")
+    _one_error(*cli("sample", str(run_copy), "--out", str(tmp_path / "x.png")), "model.safetensors is corrupt")
+
+
+def _save(run: Path, step: int) -> Path:
+    return ckpt.save_checkpoint(run, step, {"model.safetensors": {"w": torch.full((3,), float(step))}}, {})
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_leftovers_of_killed_saves_are_read_safely_and_repaired_by_the_next_save(tmp_path):
+    run, dead = tmp_path / "run", _dead_pid()
+    root = run / "checkpoints"
+    _save(run, 10)
+    _save(run, 20)
+    os.replace(root / "step-20", root / f".old-step-20-{dead}")  # killed between the two renames of a re-save
+    (root / f".tmp-step-20-{dead}").mkdir()
+    (root / f".tmp-step-30-{dead}").mkdir()  # killed while writing step 30
+    (root / f".tmp-step-30-{dead}" / "model.safetensors").write_bytes(b"half a file")
+    (root / f".trash-step-5-{dead}").mkdir()  # killed while pruning
+    before = sorted(p.name for p in root.iterdir())
+
+    path, state, files = latest_checkpoint(run)  # readers use the orphaned copy and change nothing
+    assert state["step"] == 20 and path.name == f".old-step-20-{dead}"
+    assert sorted(p.name for p in root.iterdir()) == before
+
+    _save(run, 30)
+    assert sorted(p.name for p in root.iterdir()) == ["step-10", "step-20", "step-30"]
+    assert ckpt.read_checkpoint(root / "step-20")[1]["model.safetensors"]["w"][0] == 20
+
+
+def test_pruning_keeps_the_newest_complete_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    root = run / "checkpoints"
+    _save(run, 10)
+    _save(run, 20)
+    live = root / f".tmp-step-30-{os.getppid()}"  # a newer save still being written by a live process
+    live.mkdir()
+    ckpt.prune_checkpoints(run, keep=1)
+    assert [p.name for p in list_checkpoints(run)] == ["step-20"] and live.is_dir()
+    ckpt.prune_checkpoints(run, keep=0)  # never below one
+    assert [p.name for p in list_checkpoints(run)] == ["step-20"]
+
+
+def test_a_save_after_a_fallback_drops_the_skipped_newer_checkpoint(tmp_path, caplog):
+    run = tmp_path / "run"
+    for step in (10, 20, 40):
+        _save(run, step)
+    _truncate(run / "checkpoints" / "step-40" / "model.safetensors")
+    assert latest_checkpoint(run)[1]["step"] == 20 and "skipping checkpoint step-40" in caplog.text
+    _save(run, 30)  # training went on from step 20 and saved step 30
+    ckpt.prune_checkpoints(run, keep=1)
+    assert [p.name for p in list_checkpoints(run)] == ["step-30"]  # not the corrupt step-40
+
+
+def test_checkpoint_with_a_foreign_state_json_is_skipped(tmp_path, caplog):
+    run = tmp_path / "run"
+    _save(run, 10)
+    _save(run, 20)
+    (run / "checkpoints" / "step-20" / "state.json").write_text("[1, 2]")
+    assert latest_checkpoint(run)[1]["step"] == 10 and "state.json is unreadable" in caplog.text
+
+
+def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    _save(run, 10)
+
+    def disk_full(path, tensors):
+        Path(path).write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt, "save_tensors", disk_full)
+    with pytest.raises(UserError, match="cannot save checkpoint step-20: No space left"):
+        _save(run, 20)
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-10"]
+
+
+# ----------------------------------------------------------------------------------------------- bad input
+
+
+def _bad_inputs(d: Path) -> dict[str, tuple[list[str], str, str | None]]:
+    """Case -> (gankit arguments, fragment of the error line, fragment of the hint or None); files made in d."""
+    (d / "bad.yaml").write_text("train:\n  steps: 10\n   oops: [\n")
+    (d / "a_file").write_text("not a directory")
+    (d / "no_images").mkdir()
+    (d / "no_images" / "readme.txt").write_text("hello")
+    (d / "all_corrupt").mkdir()
+    for name in ("a.png", "b.jpg"):
+        (d / "all_corrupt" / name).write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(40)))
+    np.savez(d / "shape.npz", pixels=np.zeros((4, 5, 6, 7), np.float32))
+    np.savez(d / "empty.npz", points=np.zeros((4, 0), np.float32))
+    np.savez(d / "nan.npz", points=np.array([[0.0, 1.0], [np.inf, 2.0]]))
+    np.savez(d / "huge.npz", points=np.array([[0.0, 1e300]]))
+    ring = ["train", "ring8-gan"]
+    return {
+        "unknown preset": (["train", "digits-dcgn"], "unknown preset 'digits-dcgn'", "did you mean 'digits-dcgan'"),
+        "misspelt key": ([*ring, "train.stepz=10"], "unknown config key 'train.stepz'", "did you mean 'train.steps'"),
+        "float for an int": ([*ring, "train.steps=2.5"], "invalid value for 'train.steps'", None),
+        "text for a float": ([*ring, "optim.lr_d=fast"], "invalid value for 'optim.lr_d'", None),
+        "missing config file": (["train", str(d / "nope.yaml")], "does not exist", None),
+        "malformed yaml": (["train", str(d / "bad.yaml")], "malformed YAML at line 3", None),
+        "out under a file": ([*ring, "--out", str(d / "a_file" / "run")], "cannot write to", "writable"),
+        "no data.path": ([*ring, "data.name=folder"], "data.path is required", "data.path="),
+        "no npz data.path": ([*ring, "data.name=npz"], "data.path is required", None),
+        "folder of no images": ([*ring, "data.name=folder", f"data.path={d / 'no_images'}"], "holds no image files",
+                                ".png"),
+        "all-corrupt folder": ([*ring, "data.name=folder", f"data.path={d / 'all_corrupt'}"],
+                               "none of the 2 image files could be read", None),
+        "npz channels": ([*ring, "data.name=npz", f"data.path={d / 'shape.npz'}"], "shape.npz['pixels'] has shape",
+                         None),
+        "npz empty rows": ([*ring, "data.name=npz", f"data.path={d / 'empty.npz'}"], "empty.npz['points'] has shape",
+                           None),
+        "npz non-finite": ([*ring, "data.name=npz", f"data.path={d / 'nan.npz'}"], "nan.npz['points'] contains NaN",
+                           None),
+        "npz beyond float32": ([*ring, "data.name=npz", f"data.path={d / 'huge.npz'}"],
+                               "huge.npz['points'] has values beyond float32", None),
+        "npz not a zip": ([*ring, "data.name=npz", f"data.path={d / 'bad.yaml'}"], "not a readable .npz", None),
+        "sample a file": (["sample", str(d / "a_file"), "--out", str(d / "x.png")], "is not a directory", None),
+    }
+
+
+CASES = [  # the keys of _bad_inputs
+    "unknown preset", "misspelt key", "float for an int", "text for a float", "missing config file", "malformed yaml",
+    "out under a file", "no data.path", "no npz data.path", "folder of no images", "all-corrupt folder",
+    "npz channels", "npz empty rows", "npz non-finite", "npz beyond float32", "npz not a zip", "sample a file"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_one_error_line_before_any_work(case, cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where runs/NAME would appear
+    args, fragment, hint = _bad_inputs(tmp_path)[case]
+    err = _one_error(*cli(*args, "--no-progress") if args[0] == "train" else cli(*args), fragment)
+    if hint:
+        assert "hint: " in err and hint in err.split("hint: ", 1)[1], err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # no run was started
+
+
+def test_sample_to_a_place_that_cannot_be_written_is_exit_2(digits_run, cli, tmp_path):
+    (tmp_path / "a_file").write_text("not a directory")
+    for out in ("x.png", "x.npz", "each/"):
+        _one_error(*cli("sample", str(digits_run), "-n", "2", "--out", f"{tmp_path / 'a_file'}/{out}"), "cannot write")
+
+
+# ----------------------------------------------------------------------------------------------- messy data
+
+
+def _messy_folder(folder: Path) -> None:
+    """40 images of random sizes (10-90 px) and modes, one broken PNG and one text file."""
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    modes = ["RGB"] * 25 + ["RGBA"] * 5 + ["P"] * 4 + ["L"] * 4 + ["I;16"] * 2
+    for i, mode in enumerate(modes):
+        w, h = (int(v) for v in rng.integers(10, 91, size=2))
+        img = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        if mode == "RGBA":
+            img.putalpha(Image.fromarray(rng.integers(0, 256, (h, w), dtype=np.uint8)))
+        elif mode == "I;16":
+            img = Image.fromarray(rng.integers(0, 65536, (h, w), dtype=np.uint16))
+        elif mode != "RGB":
+            img = img.convert(mode)
+        img.save(folder / f"{i:02d}{'.jpg' if mode in ('RGB', 'L') and i % 4 == 0 else '.png'}")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + rng.bytes(200))
+    (folder / "notes.txt").write_text("where these came from")
+
+
+def test_messy_image_folder_trains_with_a_warning(cli, tmp_path):
+    _messy_folder(tmp_path / "imgs")
+    run = tmp_path / "run"
+    code, out, err = cli("train", "digits-dcgan", "data.name=folder", f"data.path={tmp_path / 'imgs'}",
+                         "data.resolution=16", "model.width=8", "train.steps=5", "--out", str(run), "--no-progress")
+    assert code == 0 and "Traceback" not in out + err, err
+    assert "warning: skipped 1 unreadable image file(s)" in err and "broken.png" in err
+    info = json.loads((run / "model" / "config.json").read_text())
+    assert info["step"] == 5 and info["spec"]["shape"] == [3, 16, 16]
+    code, _, err = cli("sample", str(run), "-n", "4", "--out", str(tmp_path / "grid.png"))
+    assert code == 0, err
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
+    ramp = np.tile(np.linspace(0, 65535, 32).astype(np.uint16), (32, 1))
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    pixels = load_image(tmp_path / "ramp.png", 16, 1)
+    assert pixels.shape == (1, 16, 16) and 100 < pixels.mean() < 155  # PIL's own convert gives almost all 255
+
+
+# ----------------------------------------------------------------------------------------------- huge learning rates
+
+
+@pytest.mark.parametrize("preset, extra", [("ring8-gan", []), ("digits-dcgan", DIGITS)])
+def test_huge_learning_rates_never_end_in_a_traceback(cli, tmp_path, preset, extra):
+    run = tmp_path / "run"
+    code, out, err = cli("train", preset, *extra, "optim.lr_d=1e12", "optim.lr_g=1e12", "train.steps=60",
+                         "train.sample_every=0", "train.checkpoint_every=20", "--out", str(run), "--no-progress")
+    assert code in (0, 3) and "Traceback" not in out + err, err
+    if code == 3:
+        assert "error: training diverged" in err
+    code, _, err = cli("sample", str(run), "-n", "16", "--out", str(tmp_path / "s.npz"))
+    assert code == 0, err
+    with np.load(tmp_path / "s.npz") as f:
+        assert np.isfinite(f["samples"]).all()
+
+
+# ----------------------------------------------------------------------------------------------- never unpickle
+
+
+def _calls(text: str, name: str) -> list[str]:
+    """The argument text of every `name(...)` call in source text (parentheses balanced)."""
+    found = []
+    for m in re.finditer(re.escape(name) + r"\(", text):
+        depth, i = 1, m.end()
+        while depth and i < len(text):
+            depth += {"(": 1, ")": -1}.get(text[i], 0)
+            i += 1
+        found.append(text[m.end(): i - 1])
+    return found
+
+
+def test_the_package_never_unpickles():
+    offenders = []
+    for path in sorted((ROOT / "gankit").rglob("*.py")):
+        text, where = path.read_text(), path.relative_to(ROOT)
+        offenders += [f"{where}: torch.load({args})" for args in _calls(text, "torch.load")
+                      if "weights_only=True" not in args]
+        offenders += [f"{where}: {m.group()}" for m in re.finditer(
+            r"\bpickle\.(loads?|Unpickler)\b|allow_pickle\s*=\s*True|\byaml\.(load|unsafe_load)\(|"
+            r"\b(cloudpickle|dill|joblib)\b|read_pickle", text)]
+    assert not offenders, offenders
+
+
+@pytest.mark.parametrize("name", ["weights.pt", "G.pth", "network-snapshot.pkl", "last.ckpt"])
+def test_a_pickle_only_run_is_refused(cli, tmp_path, name):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / name).write_bytes(b"\x80\x04K\x01.")  # pickle of the integer 1
+    with pytest.raises(UserError, match="arbitrary code"):
+        gankit.load(tmp_path / "run")
+    err = _one_error(*cli("sample", str(tmp_path / "run"), "--out", str(tmp_path / "x.png")), name)
+    assert "arbitrary code" in err
+
+
+def test_every_test_named_in_the_reliability_doc_exists():
+    named = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", (ROOT / "docs" / "reliability.md").read_text())
+    assert len(named) > 20
+    missing = [f"{file}::{name}" for file, name in named
+               if not (ROOT / file).is_file() or f"def {name}(" not in (ROOT / file).read_text()]
+    assert not missing, missing
