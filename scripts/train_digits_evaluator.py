@@ -47,7 +47,7 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return (moved + aug["noise_std"] * torch.randn(x.shape, generator=gen)).clamp(-1, 1)
 
 
-def train(seed: int, holdout: float) -> tuple[DigitsClassifier, dict]:
+def train(seed: int, holdout: float, epochs: int) -> tuple[DigitsClassifier, dict]:
     """Fit the classifier on the training part of the split; returns it and the card describing how."""
     data = digits()
     labels = data.y.numpy()
@@ -57,9 +57,9 @@ def train(seed: int, holdout: float) -> tuple[DigitsClassifier, dict]:
     gen = torch.Generator().manual_seed(seed)
     model = DigitsClassifier(**ARCHITECTURE)
     opt = torch.optim.AdamW(model.parameters(), lr=RECIPE["lr"], weight_decay=RECIPE["weight_decay"])
-    steps = RECIPE["epochs"] * math.ceil(len(train_idx) / RECIPE["batch_size"])
+    steps = epochs * math.ceil(len(train_idx) / RECIPE["batch_size"])
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=RECIPE["lr"], total_steps=steps)
-    for _ in range(RECIPE["epochs"]):
+    for _ in range(epochs):
         model.train()
         for batch in torch.randperm(len(train_idx), generator=gen).split(RECIPE["batch_size"]):
             loss = F.cross_entropy(model(augment(x_train[batch], gen))[1], y_train[batch])
@@ -74,7 +74,7 @@ def train(seed: int, holdout: float) -> tuple[DigitsClassifier, dict]:
                        "features = the 128-d ReLU layer before the class logits",
         "input": {"shape": [1, 16, 16], "range": [-1, 1]},
         "architecture": {"class": "gankit.metrics.digits_classifier.DigitsClassifier", "args": ARCHITECTURE},
-        "training": {**RECIPE, "optimizer": "AdamW + one-cycle", "seed": seed, "threads": 1,
+        "training": {**RECIPE, "epochs": epochs, "optimizer": "AdamW + one-cycle", "seed": seed, "threads": 1,
                      "torch": torch.__version__},
         "split": {"method": "stratified_split", "holdout": holdout, "seed": seed, "train": len(train_idx),
                   "heldout": len(heldout_idx), "heldout_sha256": index_digest(heldout_idx)},
@@ -88,11 +88,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--holdout", type=float, default=0.2, help="held-out fraction of every class")
+    parser.add_argument("--epochs", type=int, default=RECIPE["epochs"], help="the shipped weights use the default")
     parser.add_argument("--out", type=Path, default=WEIGHTS, help="weights file; the card goes beside it as .json")
     args = parser.parse_args()
     torch.set_num_threads(1)
     start = time.perf_counter()
-    model, card = train(args.seed, args.holdout)
+    model, card = train(args.seed, args.holdout, args.epochs)
     write_bytes(args.out, save(model.state_dict()))
     write_json(args.out.with_suffix(".json"), card)
     print(f"held-out accuracy {card['accuracy']['heldout']:.4f} ({card['split']['heldout']} images), "

@@ -100,15 +100,14 @@ def test_stratified_split_is_seeded_and_per_class():
     assert not np.array_equal(heldout, stratified_split(labels, 0.2, seed=4)[1])
 
 
-@pytest.mark.slow
-def test_script_reproduces_the_recipe(tmp_path, data):
+def test_script_writes_weights_and_card(tmp_path, data):
+    """A 2-epoch run of the training script (the shipped weights took 25): same split and architecture, loadable."""
     out = tmp_path / "digits.safetensors"
-    subprocess.run([sys.executable, str(SCRIPT), "--out", str(out)], check=True, capture_output=True)
+    subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), "--epochs", "2"], check=True, capture_output=True)
     card, shipped = read_card(out.with_suffix(".json")), read_card()
     assert card["split"] == shipped["split"] and card["architecture"] == shipped["architecture"]
-    assert card["accuracy"]["heldout"] >= 0.97
-    retrained = load_evaluator("digits", out)
-    assert retrained.features(data.x[:3]).shape == (3, 128)
+    assert card["training"]["epochs"] == 2 and card["accuracy"]["heldout"] > 0.5
+    assert load_evaluator("digits", out).features(data.x[:3]).shape == (3, 128)
 
 
 def test_inception_reads_weights_from_the_environment(tmp_path, monkeypatch, data):
