@@ -116,6 +116,10 @@ def test_truncated_weights_and_no_checkpoint_is_exit_2(run_copy, cli, tmp_path):
     _one_error(*cli("sample", str(run_copy), "--out", str(tmp_path / "x.png")), "model.safetensors is corrupt")
 
 
+def test_resume_with_other_network_sizes_is_exit_2(run_copy, cli):
+    _one_error(*cli("train", "--resume", str(run_copy), "model.width=16", "--no-progress"), "does not fit this config")
+
+
 def _save(run: Path, step: int) -> Path:
     return ckpt.save_checkpoint(run, step, {"model.safetensors": {"w": torch.full((3,), float(step))}}, {})
 

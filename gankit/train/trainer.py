@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ..config import Config, to_yaml
 from ..data import BatchSampler, Dataset, load_dataset
+from ..errors import UserError
 from ..io import atomic_path, save_grid, save_scatter, write_bytes, write_json
 from ..metrics.modes2d import modes2d
 from ..nets import count_parameters
@@ -247,7 +248,12 @@ class Trainer:
     def _restore(self) -> None:
         path, state, files = ckpt.latest_checkpoint(self.run_dir)
         model = files["model.safetensors"]
-        self.variant.load_state_dict({k: v for k, v in model.items() if not k.startswith("ema.")})
+        try:
+            self.variant.load_state_dict({k: v for k, v in model.items() if not k.startswith("ema.")})
+        except RuntimeError as exc:  # resumed with other network sizes
+            detail = (str(exc).splitlines()[1:] or [""])[0].strip()
+            raise UserError(f"{path.name} does not fit this config: {detail}",
+                            "resume without changing model.* keys") from None
         if self.ema is not None:
             shadow = {k[4:]: v for k, v in model.items() if k.startswith("ema.")}
             if shadow:
