@@ -239,6 +239,23 @@ def info(run: Path = typer.Argument(..., help="Run directory.")) -> None:
 
 
 @app.command()
+def doctor(
+    run: Path = typer.Argument(..., help="Run directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print the diagnosis as one JSON object."),
+) -> None:
+    """Find what went wrong in a run's logs: mode collapse, vanishing gradients, D/G imbalance, divergence...
+
+    Each problem comes with its evidence (steps, numbers) and a cure. Exit code 0 whether or not any is found."""
+    from .doctor import diagnose, print_report
+
+    diagnosis = diagnose(run)
+    if as_json:
+        print(json.dumps(diagnosis.as_dict(), allow_nan=False))
+    else:
+        print_report(diagnosis, out)
+
+
+@app.command()
 def presets() -> None:
     """List the presets shipped with gankit."""
     table = Table(show_header=True)
