@@ -76,6 +76,8 @@ class OptimConfig(_Section):
     beta1: float = Field(0.5, ge=0, lt=1, description="Adam β1 (0.5 as in DCGAN)")
     beta2: float = Field(0.999, ge=0, lt=1, description="Adam β2")
     ema: float | None = Field(None, gt=0, lt=1, description="decay of an EMA copy of G used for sampling (e.g. 0.999)")
+    schedule: Literal["constant", "linear", "cosine"] = Field(
+        "constant", description="learning-rate decay over train.steps (to 0 at the end)")
 
 
 class TrainConfig(_Section):

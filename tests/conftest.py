@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-import pytest
+import os
 
-from gankit.cli import main
-from gankit.config import resolve
+# One thread per process: the suite's nets are tiny, and subprocess tests (signals, kill -9) run beside pytest on
+# the same 2 cores, where oversubscribed OpenMP threads spin and slow everything by an order of magnitude.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+from gankit.cli import main  # noqa: E402
+from gankit.config import resolve  # noqa: E402
 
 
 @pytest.fixture

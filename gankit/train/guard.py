@@ -32,7 +32,8 @@ class NanGuard:
         self.patience, self.max_rollbacks, self.factor = patience, max_rollbacks, factor
         self.streak: dict[str, int] = {}  # non-finite steps in a row, per optimizer group
         self.skipped = self.rollbacks = 0
-        self.lr_scale = 1.0
+        self.lr_scale = 1.0  # lowered by rollbacks
+        self.schedule = 1.0  # set by the trainer's learning-rate schedule
         self.events: list[dict[str, Any]] = []
         self.snapshot_step = 0
         self._snapshot: dict[str, Any] | None = None
@@ -85,10 +86,10 @@ class NanGuard:
                             "lr_scale": self.lr_scale, "rollbacks": self.rollbacks})
 
     def apply_lrs(self) -> None:
-        """Set every group's learning rate to its configured value times the current scale."""
+        """Set every group's learning rate to its configured value times the rollback scale and the schedule."""
         for g, opt in self.optimizers.items():
             for pg in opt.param_groups:
-                pg["lr"] = self.base_lrs[g] * self.lr_scale
+                pg["lr"] = self.base_lrs[g] * self.lr_scale * self.schedule
 
     def take_window(self) -> tuple[int, list[dict[str, Any]]]:
         """Skipped updates and events since the last call (for logs.jsonl)."""

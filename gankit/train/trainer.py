@@ -7,6 +7,7 @@ what a phase's loss is. A resumed CPU run is bit-identical to an uninterrupted o
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 import time
@@ -128,6 +129,9 @@ class Trainer:
 
     def _iteration(self, window: dict[str, list]) -> None:
         """One iteration: each phase due at this step runs `repeats` optimizer steps of its group."""
+        if self.cfg.optim.schedule != "constant":
+            self.guard.schedule = lr_schedule(self.cfg.optim.schedule, self.step / self.cfg.train.steps)
+            self.guard.apply_lrs()
         for phase in self.variant.phases:
             if self.step % phase.interval:
                 continue
@@ -287,6 +291,15 @@ class Trainer:
     def _restore_signal_handlers(previous: dict[int, Any]) -> None:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def lr_schedule(name: str, progress: float) -> float:
+    """Learning-rate factor at `progress` ∈ [0, 1) of training: constant 1, linear or cosine decay to 0."""
+    if name == "linear":
+        return 1.0 - progress
+    if name == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0
 
 
 def _grad_norm(optimizer: torch.optim.Optimizer) -> Tensor:

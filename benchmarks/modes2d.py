@@ -1,0 +1,151 @@
+"""Mode collapse on toy 2D data, PacGAN protocol: ring8 (8 modes, radius 1, std 0.01) and grid25 (25 modes, std 0.05).
+
+Each method trains from its preset plus overrides for several seeds; 2,500 samples per trained generator are scored
+(high quality = within 3 std of the nearest mode; a mode is captured if it has one high-quality sample; reverse KL of
+the mode histogram to uniform). Published numbers (Lin et al. 2018, PacGAN, Table 1 / Table 2) are printed beside.
+
+    python benchmarks/modes2d.py                  # 10 seeds, every method, both sets (about an hour on 2 cores)
+    python benchmarks/modes2d.py --quick          # 2 seeds
+    python benchmarks/modes2d.py --sets ring8 --methods "gankit best" --seeds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+SETS = {"ring8": ("ring8-gan", "ring8-best"), "grid25": ("grid25-gan", "grid25-best")}
+METHODS = {  # name -> (use the best preset?, overrides)
+    "GAN (minimax)": (False, ["loss.name=minimax"]),
+    "GAN (non-saturating)": (False, ["loss.name=non_saturating"]),
+    "WGAN-GP": (False, ["loss.name=wasserstein", "loss.gp_weight=0.1", "train.n_critic=5", "optim.lr_d=1e-4",
+                        "optim.lr_g=1e-4", "optim.beta2=0.9"]),
+    "hinge + SN": (False, ["loss.name=hinge", "model.spectral_norm=true"]),
+    "PacGAN2": (False, ["model.pack=2"]),
+    "PacGAN3": (False, ["model.pack=3"]),
+    "PacGAN4": (False, ["model.pack=4"]),
+    "gankit best": (True, []),
+}
+PUBLISHED = {  # (set, method) -> (modes, high-quality %, reverse KL), PacGAN paper
+    ("ring8", "GAN"): (6.3, 98.2, 0.45), ("ring8", "PacGAN2"): (7.9, 95.6, 0.07),
+    ("grid25", "GAN"): (17.3, 94.8, 0.70), ("grid25", "ALI"): (24.1, 95.7, 0.14),
+    ("grid25", "PacGAN4"): (24.8, 93.6, 0.04),
+}
+
+
+def trial(job: tuple[str, str, int, list[str]]) -> dict:
+    """Train one (set, method, seed) in a temporary run directory and score 2,500 samples."""
+    import torch
+
+    torch.set_num_threads(1)  # two single-threaded workers beat one two-threaded run for these small MLPs
+    import gankit
+    from gankit.metrics import modes2d
+    from gankit.train import Trainer
+
+    set_name, method, seed, overrides = job
+    best, extra = METHODS[method]
+    preset = SETS[set_name][1 if best else 0]
+    cfg = gankit.load_config(preset, [*extra, *overrides, f"seed={seed}", "train.sample_every=0",
+                                      "train.checkpoint_every=0"])
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        trainer = Trainer(cfg, tmp, progress=False)
+        trainer.fit()
+        seconds = time.perf_counter() - start
+        gen = gankit.load(tmp)
+        samples = gen.sample(2500, seed=10_000 + seed)
+    report = modes2d(samples, trainer.data.centers, trainer.data.std)
+    return {"set": set_name, "method": method, "seed": seed, "modes": report.modes, "hq": report.hq_fraction,
+            "rkl": report.reverse_kl, "seconds": seconds, "samples": samples[:1000].tolist()}
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Mean ± std over seeds of modes, high-quality fraction and reverse KL; max seconds per trial."""
+    def ms(key: str) -> tuple[float, float]:
+        vals = [r[key] for r in rows]
+        return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+    return {"modes": ms("modes"), "hq": ms("hq"), "rkl": ms("rkl"), "max_seconds": max(r["seconds"] for r in rows),
+            "seeds": len(rows)}
+
+
+def scatter(results: dict[tuple[str, str], list[dict]], path: Path) -> None:
+    """One panel per (set, method): 1,000 generated points of the first seed over the mode centres."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from gankit.data import grid_centers, ring_centers
+
+    sets = sorted({s for s, _ in results}, key=list(SETS).index)
+    methods = [m for m in METHODS if any((s, m) in results for s in sets)]
+    fig, axes = plt.subplots(len(sets), len(methods), figsize=(2.2 * len(methods), 2.3 * len(sets)), squeeze=False)
+    centers = {"ring8": ring_centers(8), "grid25": grid_centers(5)}
+    for i, s in enumerate(sets):
+        for j, m in enumerate(methods):
+            ax = axes[i][j]
+            rows = results.get((s, m))
+            if rows:
+                pts = torch.tensor(rows[0]["samples"])
+                ax.scatter(*pts.T, s=1, c="#d9480f", alpha=0.5)
+                ax.scatter(*centers[s].T, s=12, marker="x", c="black", linewidths=0.8)
+                ax.set_title(f"{m}\n{rows[0]['modes']} modes, {rows[0]['hq']:.0%} HQ", fontsize=7)
+            lim = 1.5 if s == "ring8" else 5.5
+            ax.set_xlim(-lim, lim), ax.set_ylim(-lim, lim), ax.set_aspect("equal")
+            ax.set_xticks([]), ax.set_yticks([])
+        axes[i][0].set_ylabel(s)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="2 seeds instead of 10")
+    parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument("--sets", default="ring8,grid25")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated names from the table")
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--plot", default=None, help="write a scatter-plot PNG here")
+    parser.add_argument("--set-override", action="append", default=[], help="extra key=value for every trial")
+    args = parser.parse_args()
+    seeds = args.seeds or (2 if args.quick else 10)
+    sets, methods = args.sets.split(","), [m.strip() for m in args.methods.split(",")]
+    jobs = [(s, m, seed, args.set_override) for s in sets for m in methods for seed in range(seeds)]
+    results: dict[tuple[str, str], list[dict]] = {}
+    with ProcessPoolExecutor(args.workers) as pool:
+        for row in pool.map(trial, jobs):
+            results.setdefault((row["set"], row["method"]), []).append(row)
+    print(f"PacGAN 2D protocol, {seeds} seeds per row, 2,500 samples each; {args.workers} workers x 1 thread, "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    print(f"{'set':<8}{'method':<24}{'modes':>14}{'high quality':>18}{'reverse KL':>16}{'s/trial':>9}")
+    summary = {}
+    for (s, m), rows in results.items():
+        sm = summarise(rows)
+        summary[f"{s}/{m}"] = sm
+        print(f"{s:<8}{m:<24}{sm['modes'][0]:>8.2f} ± {sm['modes'][1]:<4.2f}{100 * sm['hq'][0]:>10.1f} ± "
+              f"{100 * sm['hq'][1]:<4.1f}%{sm['rkl'][0]:>9.3f} ± {sm['rkl'][1]:<5.3f}{sm['max_seconds']:>7.0f}")
+    for (s, m), (modes, hq, rkl) in PUBLISHED.items():
+        if s in sets:
+            print(f"{s:<8}{m + ' (published)':<24}{modes:>8.1f}{'':7}{hq:>10.1f}{'':8}{rkl:>9.2f}")
+    if args.plot:
+        scatter(results, Path(args.plot))
+        print(f"scatter plot: {args.plot}")
+    print(json.dumps({k: {"modes": round(v["modes"][0], 3), "modes_std": round(v["modes"][1], 3),
+                          "hq": round(v["hq"][0], 4), "hq_std": round(v["hq"][1], 4),
+                          "reverse_kl": round(v["rkl"][0], 4) if math.isfinite(v["rkl"][0]) else None,
+                          "max_seconds": round(v["max_seconds"], 1), "seeds": v["seeds"]}
+                      for k, v in summary.items()}))
+
+
+if __name__ == "__main__":
+    main()
