@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -44,23 +45,29 @@ def _is_run(path: Path) -> bool:
     return (path / "config.yaml").is_file() or (path / "model" / "config.json").is_file()
 
 
-def _new_run_dir(out_dir: Optional[Path], name: str, force: bool) -> Path:
-    """--out as given (refusing to mix two runs), or runs/NAME, runs/NAME-2, ... ."""
+def _new_run_dir(out_dir: Optional[Path], name: str, force: bool) -> tuple[Path, Path | None]:
+    """--out as given (refusing to mix two runs), or runs/NAME, runs/NAME-2, ...
+
+    With --force an existing run is only moved aside (the second value); it is deleted once the new run has started,
+    and put back if the new one cannot start, so a typo never costs the old run.
+    """
     if out_dir is None:
         base = Path("runs") / name
         candidate, i = base, 1
         while candidate.exists():
             i += 1
             candidate = base.with_name(f"{name}-{i}")
-        return candidate
+        return candidate, None
     if out_dir.exists() and any(out_dir.iterdir()):
         if not _is_run(out_dir):
             raise UserError(f"{out_dir} exists and is not a gankit run", "choose another --out directory")
         if not force:
             raise UserError(f"{out_dir} already holds a run",
                             f"continue it with `gankit train --resume {out_dir}` or replace it with --force")
-        shutil.rmtree(out_dir)
-    return out_dir
+        aside = out_dir.with_name(f".{out_dir.name}.replaced-{os.getpid()}")
+        os.replace(out_dir, aside)
+        return out_dir, aside
+    return out_dir, None
 
 
 def _check_writable(path: Path) -> None:
@@ -96,17 +103,29 @@ def train(
         if not target:
             raise UserError("give a preset or YAML file to train", "e.g. `gankit train ring8-gan`; list: gankit presets")
         cfg, name = config_mod.resolve(target, list(overrides or []))
-        run_dir = _new_run_dir(out_dir, name, force)
+    replaced = None
+    if resume is None:
+        run_dir, replaced = _new_run_dir(out_dir, name, force)
     created = not run_dir.exists()
-    _check_writable(run_dir)
     try:
+        _check_writable(run_dir)
         trainer = Trainer(cfg, run_dir, resume=resume is not None, progress=progress)
     except UserError:
         if created:  # bad data or model: leave no empty run directory behind
             shutil.rmtree(run_dir, ignore_errors=True)
+        if replaced is not None:
+            os.replace(replaced, run_dir)
         raise
+    if replaced is not None:
+        shutil.rmtree(replaced, ignore_errors=True)
     err.print(f"training {cfg.variant} on {cfg.data.name} for {cfg.train.steps} steps → {run_dir}", highlight=False)
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except (MemoryError, RuntimeError) as exc:  # CPU and CUDA allocators report running out as RuntimeError
+        if not isinstance(exc, MemoryError) and "memory" not in str(exc).lower():
+            raise
+        raise UserError(f"out of memory at step {trainer.step}: {str(exc).splitlines()[0][:200]}",
+                        "lower train.batch_size or the model size; the last checkpoint is kept") from None
     _report_run(run_dir, result["step"])
     if result["interrupted_by"] is not None:
         err.print(f"stopped at step {result['step']}; resume with `gankit train --resume {run_dir}`")

@@ -91,3 +91,40 @@ def test_sample_of_a_folder_that_is_no_run(cli, tmp_path):
     (tmp_path / "weights.pth").write_bytes(b"\x80\x04K\x01.")
     code, _, err = cli("sample", str(tmp_path), "--out", str(tmp_path / "x.png"))
     assert code == 2 and "arbitrary code" in err
+
+
+def test_force_keeps_the_old_run_when_the_new_one_cannot_start(ring_run, cli):
+    before = (ring_run / "model" / "model.safetensors").read_bytes()
+    code, _, err = cli("train", "digits-dcgan", "data.name=folder", "data.path=/no/such/folder", "--out", str(ring_run),
+                       "--force", "--no-progress")
+    assert code == 2 and "data.path" in err
+    assert (ring_run / "model" / "model.safetensors").read_bytes() == before
+    assert not list(ring_run.parent.glob(".*replaced*"))
+
+
+def test_a_run_being_trained_is_locked(ring_run, cli):
+    import subprocess
+    import sys
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (ring_run / ".lock").write_text(str(sleeper.pid))
+        code, _, err = cli("train", "--resume", str(ring_run), "train.steps=50", "--no-progress")
+        assert code == 2 and f"being trained by process {sleeper.pid}" in err
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    code, _, err = cli("train", "--resume", str(ring_run), "train.steps=50", "--no-progress")  # stale lock: taken over
+    assert code == 0, err
+    assert not (ring_run / ".lock").exists()
+
+
+def test_out_of_memory_is_a_user_error(ring_run, cli, monkeypatch):
+    from gankit.train import Trainer
+
+    def no_memory(self):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:118] DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(Trainer, "fit", no_memory)
+    code, _, err = cli("train", "--resume", str(ring_run), "train.steps=50", "--no-progress")
+    assert code == 2 and "out of memory" in err and "train.batch_size" in err and "Traceback" not in err

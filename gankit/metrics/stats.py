@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from ..data.npz import read_npz
 from ..errors import UserError
 from ..io import atomic_path
 from .frechet import frechet_distance
@@ -135,21 +136,10 @@ class FeatureStats:
 
 
 def _read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Load the named arrays of an .npz file (no pickles), turning every failure into a UserError naming file and key."""
-    hint = "pass a statistics file written by FeatureStats.save"
-    try:
-        data = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such statistics file", hint=hint) from None
-    except (OSError, ValueError) as err:
-        raise UserError(f"{path}: cannot read statistics ({err})", hint=hint) from None
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise UserError(f"{path}: holds a single array, not an .npz archive", hint=hint)
-    with data:
-        for key in keys:
-            if key not in data.files:
-                raise UserError(f"{path}: missing array '{key}' (found {sorted(data.files)})", hint=hint)
-        try:
-            return {key: data[key] for key in keys}
-        except (OSError, ValueError) as err:  # e.g. an object array, which would need unpickling
-            raise UserError(f"{path}: cannot read statistics ({err})", hint=hint) from None
+    """The named arrays of a statistics .npz (read by the one safe npz reader), or a UserError naming file and key."""
+    arrays = read_npz(path)
+    for key in keys:
+        if key not in arrays:
+            raise UserError(f"{path}: missing array '{key}' (found {sorted(arrays)})",
+                            hint="pass a statistics file written by FeatureStats.save")
+    return {key: arrays[key] for key in keys}

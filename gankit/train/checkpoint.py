@@ -19,8 +19,9 @@ import logging
 import os
 import re
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from safetensors import SafetensorError
@@ -309,3 +310,43 @@ def refuse_pickles(run_dir: Path) -> None:
         raise UserError(f"{run_dir} holds pickle-based weights ({', '.join(sorted(pickles)[:3])}) and no gankit model",
                         "gankit never loads .pt/.pth/.pkl/.ckpt files because unpickling can run arbitrary code; "
                         "convert them to safetensors yourself if you trust their source")
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold RUN/.lock (this process's pid) while training, so two trainers never write one run at once.
+
+    A lock whose process is gone (killed with -9, machine rebooted) is stale and taken over.
+    """
+    lock = Path(run_dir) / ".lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and pid != os.getpid() and _alive(pid):
+                raise UserError(f"{run_dir} is being trained by process {pid}",
+                                "wait for it to finish or stop it (Ctrl-C saves a checkpoint) before resuming") from None
+            lock.unlink(missing_ok=True)  # stale
+    else:
+        raise UserError(f"cannot lock {run_dir} for training", "another process keeps creating its lock file")
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True

@@ -84,6 +84,10 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         """Train until `train.steps`, a signal, or divergence; the last good state is checkpointed in every case."""
+        with ckpt.run_lock(self.run_dir):
+            return self._fit()
+
+    def _fit(self) -> dict[str, Any]:
         cfg = self.cfg.train
         self.logs = JsonlLog(self.run_dir / "logs.jsonl", resume_step=self.step if self.step else None)
         bar = ProgressBar(cfg.steps, self.step, enabled=self.show_progress)

@@ -139,7 +139,7 @@ def test_load_never_unpickles(tmp_path):
 
 
 def test_load_missing_file_is_a_user_error(tmp_path):
-    with pytest.raises(UserError, match="no such statistics file"):
+    with pytest.raises(UserError, match="absent.npz does not exist"):
         FeatureStats.load(tmp_path / "absent.npz")
 
 
