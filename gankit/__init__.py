@@ -5,6 +5,9 @@
     gankit.train(cfg, "runs/ring")
     g = gankit.load("runs/ring")
     x = g.sample(1000, seed=0)
+    gankit.evaluate("runs/ring")            # metrics with their protocol
+    gankit.diagnose("runs/ring").problems   # what the doctor sees in the logs
+    gankit.fid("real_images/", "runs/digits", features="digits")
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, preset_names, resolve
+from .doctor import Diagnosis, diagnose
 from .errors import UserError
+from .report.evaluate import compare_sets, evaluate_run
 from .train import Generator, Trainer, load
 from .version import __version__
 
@@ -29,4 +34,15 @@ def train(cfg: Config | str, run_dir: str | Path, *, progress: bool = True, resu
     return Trainer(cfg, run_dir, progress=progress, resume=resume).fit()
 
 
-__all__ = ["Config", "Generator", "Trainer", "UserError", "load", "load_config", "preset_names", "train", "__version__"]
+def evaluate(run_dir: str | Path, **kwargs: Any) -> dict[str, Any]:
+    """Metrics of a run with their protocol (what `gankit eval` prints); see gankit.report.evaluate_run."""
+    return evaluate_run(run_dir, **kwargs)
+
+
+def fid(a: str | Path, b: str | Path, **kwargs: Any) -> dict[str, Any]:
+    """Fréchet distance (and optionally KID, PRDC) between two sets, as `gankit fid`; see report.compare_sets."""
+    return compare_sets(a, b, **kwargs)
+
+
+__all__ = ["Config", "Diagnosis", "Generator", "Trainer", "UserError", "diagnose", "evaluate", "fid", "load",
+           "load_config", "preset_names", "train", "__version__"]

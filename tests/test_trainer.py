@@ -110,3 +110,17 @@ def test_digits_dcgan_step_runs_and_samples_images(tmp_path):
     Trainer(cfg, tmp_path / "d", progress=False).fit()
     x = gankit.load(tmp_path / "d").sample(4, seed=0)
     assert x.shape == (4, 1, 16, 16) and x.min() >= -1 and x.max() <= 1
+
+
+def test_public_api_evaluates_diagnoses_and_compares(tmp_path, ring_cfg):
+    import numpy as np
+
+    Trainer(ring_cfg(), tmp_path / "r", progress=False).fit()
+    assert gankit.evaluate(tmp_path / "r")["protocol"]["samples"] == 2500
+    assert isinstance(gankit.diagnose(tmp_path / "r").problems, list)
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "a.npz", samples=rng.normal(size=(500, 2)))
+    np.savez(tmp_path / "b.npz", samples=rng.normal(size=(500, 2)) + 3)
+    near = gankit.fid(tmp_path / "a.npz", tmp_path / "a.npz", features="raw")["fid"]
+    far = gankit.fid(tmp_path / "a.npz", tmp_path / "b.npz", features="raw")["fid"]
+    assert abs(near) < 1e-6 and far == pytest.approx(18.0, rel=0.2)  # ‖Δμ‖² = 9 + 9
