@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from gankit.errors import UserError
-from gankit.metrics.stats import Features, as_feature_matrix
+from gankit.metrics.stats import Features, as_feature_pair
 
 
 def kid(
@@ -15,13 +15,7 @@ def kid(
 
     Unlike FID it is unbiased in the sample count, so small evaluations compare fairly with large ones.
     """
-    a = as_feature_matrix(feats_a, "kid: feats_a")
-    b = as_feature_matrix(feats_b, "kid: feats_b")
-    if a.shape[1] != b.shape[1]:
-        raise UserError(
-            f"kid: feats_a have d={a.shape[1]} features but feats_b have d={b.shape[1]}",
-            hint="extract both feature sets with the same extractor and layer",
-        )
+    a, b = as_feature_pair(feats_a, feats_b, "kid: feats_a", "feats_b")
     m = min(subset_size, len(a), len(b))
     if subsets < 1 or m < 2:
         raise UserError(

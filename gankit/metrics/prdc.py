@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import torch
 
 from gankit.errors import UserError
-from gankit.metrics.stats import Features, as_feature_matrix
+from gankit.metrics.stats import Features, as_feature_pair
 
 CHUNK_ROWS = 1024  # a block is CHUNK_ROWS × N float32 distances: 40 MB for N = 10,000
 
@@ -45,13 +45,7 @@ def density_coverage(real: Features, fake: Features, k: int = 5) -> tuple[float,
 
 def _prepare(real: Features, fake: Features, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate both sets and return them as float32 tensors centred on the real mean."""
-    real_np = as_feature_matrix(real, "real")
-    fake_np = as_feature_matrix(fake, "fake")
-    if real_np.shape[1] != fake_np.shape[1]:
-        raise UserError(
-            f"real samples have d={real_np.shape[1]} features but fake samples have d={fake_np.shape[1]}",
-            hint="extract both sets with the same feature extractor and layer",
-        )
+    real_np, fake_np = as_feature_pair(real, fake, "real samples", "fake samples")
     if k < 1 or min(len(real_np), len(fake_np)) <= k:
         raise UserError(
             f"k={k} nearest neighbours needs k >= 1 and more than k samples per set; "

@@ -32,6 +32,15 @@ def as_feature_matrix(feats: Features, name: str) -> np.ndarray:
     return matrix
 
 
+def as_feature_pair(a: Features, b: Features, name_a: str, name_b: str) -> tuple[np.ndarray, np.ndarray]:
+    """Two feature sets as float64 matrices with the same number of features d; UserError otherwise."""
+    mat_a, mat_b = as_feature_matrix(a, name_a), as_feature_matrix(b, name_b)
+    if mat_a.shape[1] != mat_b.shape[1]:
+        raise UserError(f"{name_a} have d={mat_a.shape[1]} features but {name_b} have d={mat_b.shape[1]}",
+                        hint="extract both sets with the same feature extractor and layer")
+    return mat_a, mat_b
+
+
 class FeatureStats:
     """Running mean and unbiased covariance of (N, d) feature batches; memory O(d²) whatever the number of samples."""
 
