@@ -12,7 +12,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
@@ -20,6 +20,9 @@ from rich.table import Table
 
 from . import config as config_mod
 from .errors import UserError
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train, sample, evaluate and inspect GANs. `gankit COMMAND --help` for each command.")
@@ -151,37 +154,128 @@ def sample(
     out: str = typer.Option(..., "--out", "-o", help="FILE.png (grid or 2D scatter), DIR/ (one PNG each) or FILE.npz."),
     seed: int = typer.Option(0, "--seed", help="Noise seed: the same seed gives the same samples."),
     truncation: float = typer.Option(1.0, "--truncation", help="In (0, 1]; below 1 trades diversity for fidelity."),
+    cls: Optional[str] = typer.Option(None, "--class", help="Class-conditional runs: a class index or name. "
+                                      "Without it a PNG holds one row per class."),
+    code: Optional[list[str]] = typer.Option(None, "--code", help="InfoGAN runs: fix a code, e.g. --code c0=3."),
+    vary: Optional[str] = typer.Option(None, "--vary", help="InfoGAN runs: a traversal grid sweeping this code "
+                                       "(one column per value, one row per noise)."),
 ) -> None:
     """Generate samples from a trained run."""
-    from . import io
+    import torch
+
     from .train import load
 
     gen = load(run)
     out_path = Path(out)
     as_dir = out.endswith(("/", "\\")) or out_path.is_dir()
-    if not as_dir and out_path.suffix.lower() not in (".png", ".npz"):
+    suffix = "" if as_dir else out_path.suffix.lower()
+    if not as_dir and suffix not in (".png", ".npz"):
         raise UserError(f"--out {out_path}: unknown output type", "use FILE.png, FILE.npz or a directory ending in /")
-    x = gen.sample(n, seed=seed, truncation=truncation)
-    meta = {"run": run.name, "seed": seed, "truncation": truncation}
+    codes = _parse_codes(code or [])
+    nrow, labels = None, None
+    if vary is not None:
+        x, nrow = _traversal(gen, n, seed, truncation, codes, vary)
+    elif cls is None and gen.class_names and suffix == ".png":  # one row per class, one noise per column
+        k = len(gen.class_names)
+        cols = max(1, n // k)
+        z = gen.latents(cols, seed, truncation)
+        x = torch.cat([gen.generate(z, labels=c, codes=codes, seed=seed) for c in range(k)])
+        nrow, labels = cols, torch.arange(k).repeat_interleave(cols)
+    else:
+        labels = gen.label_indices(cls, n) if cls is not None else None
+        x = gen.sample(n, seed=seed, truncation=truncation, labels=labels, codes=codes)
+    _write_samples(gen, x, out_path, as_dir, nrow, labels, {"run": run.name, "seed": seed, "truncation": truncation,
+                                                             "class": cls, "codes": code, "vary": vary})
+
+
+def _parse_codes(items: list[str]) -> dict[str, float]:
+    codes = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            codes[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise UserError(f"--code {item!r} is not NAME=NUMBER", "e.g. --code c0=3 --code c1=0.5")
+    return codes
+
+
+def _traversal(gen, n: int, seed: int, truncation: float, codes: dict[str, float], name: str) -> tuple[Tensor, int]:
+    """Rows of fixed noise, columns sweeping one code: (rows · values) samples and the row length."""
+    import torch
+
+    try:
+        values = gen.variant.code_values(name)
+    except ValueError as exc:
+        raise UserError(str(exc), "--vary takes a code of an InfoGAN run, e.g. c0 or c1") from None
+    rows = max(1, n // len(values))
+    z = gen.latents(rows, seed, truncation)
+    columns = [gen.generate(z, codes={**codes, name: v}, seed=seed) for v in values]
+    return torch.stack(columns, dim=1).flatten(0, 1), len(values)
+
+
+def _write_samples(gen, x: Tensor, out_path: Path, as_dir: bool, nrow: int | None, labels: Tensor | None,
+                   meta: dict) -> None:
+    """Samples as an .npz, one PNG each, an image grid or a 2D scatter, labelled as generated."""
+    import torch
+
+    from . import io
+
     if out_path.suffix.lower() == ".npz" and not as_dir:
         import numpy as np
 
-        with io.atomic_path(out_path) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, samples=x.numpy(), generated=np.array(True), seed=np.array(seed))
+        arrays = {"samples": x.numpy(), "generated": np.array(True), "seed": np.array(meta["seed"])}
+        if labels is not None:
+            arrays["labels"] = labels.numpy()
+        with io.atomic_path(out_path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)
     elif as_dir:
         if gen.kind != "image":
             raise UserError("one PNG per sample needs image data", "use FILE.npz or FILE.png for vectors")
         io.save_images(out_path, x, **meta)
     elif gen.kind == "image":
-        io.save_grid(out_path, x, nrow=math.ceil(math.sqrt(n)), scale=max(1, 64 // x.shape[-1]), **meta)
+        io.save_grid(out_path, x, nrow=nrow or math.ceil(math.sqrt(len(x))), scale=max(1, 64 // x.shape[-1]), **meta)
     else:
         centers = gen.spec.get("centers")
-        import torch
+        io.save_scatter(out_path, x, centers=torch.tensor(centers) if centers else None,
+                        title=f"{meta['run']}: {len(x)} samples", **meta)
+    err.print(f"wrote {len(x)} samples {tuple(x.shape[1:])} to {out_path}", highlight=False)
 
-        io.save_scatter(out_path, x, centers=torch.tensor(centers) if centers else None, title=f"{run.name}: {n} samples",
-                        **meta)
-    err.print(f"wrote {n} samples {tuple(x.shape[1:])} to {out_path}", highlight=False)
+
+@app.command()
+def interpolate(
+    run: Path = typer.Argument(..., help="Run directory."),
+    out: Path = typer.Option(..., "--out", "-o", help="FILE.png (one row per pair) or FILE.gif (animated)."),
+    steps: int = typer.Option(8, "--steps", min=2, help="Images from one end to the other."),
+    rows: int = typer.Option(4, "--rows", min=1, help="Pairs of endpoints, one row each."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the endpoints."),
+    cls: Optional[str] = typer.Option(None, "--class", help="Class-conditional runs: keep this class throughout."),
+    truncation: float = typer.Option(1.0, "--truncation", help="In (0, 1]."),
+) -> None:
+    """Walk the latent space between random endpoints (spherical interpolation) as a grid or an animated GIF."""
+    import torch
+
+    from . import io
+    from .train import load
+    from .variants import slerp
+
+    gen = load(run)
+    if gen.kind != "image":
+        raise UserError("interpolate needs an image model", "sample 2D models with `gankit sample`")
+    if out.suffix.lower() not in (".png", ".gif"):
+        raise UserError(f"--out {out}: unknown output type", "use FILE.png or FILE.gif")
+    start, end = gen.latents(rows, seed, truncation), gen.latents(rows, seed + 1, truncation)
+    labels = gen.label_indices(cls, rows) if cls is not None else None
+    frames = [gen.generate(slerp(start, end, t), labels=labels, seed=seed) for t in torch.linspace(0, 1, steps).tolist()]
+    meta = {"run": run.name, "seed": seed, "steps": steps, "class": cls}
+    if out.suffix.lower() == ".png":
+        io.save_grid(out, torch.stack(frames, dim=1).flatten(0, 1), nrow=steps,
+                     scale=max(1, 64 // frames[0].shape[-1]), **meta)
+    else:
+        io.save_gif(out, [io.image_grid(f, nrow=rows) for f in frames + frames[-2:0:-1]],
+                    scale=max(1, 128 // frames[0].shape[-1]), **meta)
+    err.print(f"wrote {rows} interpolations of {steps} steps to {out}", highlight=False)
 
 
 FEATURES_HELP = "Feature extractor: inception (FID; needs --weights), digits (shipped classifier) or raw (pixels)."

@@ -26,8 +26,8 @@ class _Section(BaseModel):
 class DataConfig(_Section):
     """Which data and how it is shaped. Toy-set fields are ignored by image sets and vice versa."""
 
-    name: Literal["ring", "grid", "spiral", "digits", "folder", "npz"] = Field("ring", description="dataset")
-    n: int = Field(100_000, ge=1, description="samples drawn once for toy 2D sets")
+    name: Literal["ring", "grid", "spiral", "digits", "shapes", "folder", "npz"] = Field("ring", description="dataset")
+    n: int | None = Field(None, ge=1, description="generated sets: samples drawn once (toy 2D 100,000; shapes 20,000)")
     modes: int = Field(8, ge=1, description="ring: number of Gaussians on the circle")
     radius: float = Field(1.0, gt=0, description="ring: circle radius")
     size: int = Field(5, ge=1, description="grid: modes per side")
@@ -38,6 +38,10 @@ class DataConfig(_Section):
     path: str | None = Field(None, description="folder / npz: where the data lies")
     key: str | None = Field(None, description="npz: array name holding the data (default: the first array)")
     labels_key: str | None = Field(None, description="npz: optional array of integer labels")
+    shapes: list[str] | None = Field(None, description="shapes: which shapes to draw (default: all)")
+    colors: list[str] | None = Field(None, description="shapes: which colours to use (default: all)")
+    label: Literal["shape", "color", "shape_color"] = Field(
+        "shape", description="shapes: what the class label is (shape_color: one class per pair)")
 
 
 class ModelConfig(_Section):
@@ -53,6 +57,10 @@ class ModelConfig(_Section):
     spectral_norm: bool = Field(False, description="spectral normalisation of every D layer (Miyato et al. 2018)")
     minibatch_std: bool = Field(False, description="D sees the batch's feature std, so it can spot collapse")
     pack: int = Field(1, ge=1, le=16, description="PacGAN: D judges `pack` samples at once (Lin et al. 2018)")
+    cond: Literal["projection", "concat"] = Field(
+        "projection", description="cgan: how D sees the label (projection discriminator or one-hot concatenation)")
+    info_categorical: int = Field(10, ge=0, description="infogan: values of the categorical code c0 (0: none)")
+    info_continuous: int = Field(2, ge=0, description="infogan: number of continuous codes c1, c2, ... ~ U(-1, 1)")
 
 
 class LossConfig(_Section):
@@ -66,6 +74,9 @@ class LossConfig(_Section):
     reg_every: int = Field(1, ge=1, description="lazy regularisation: R1/R2 every N steps, scaled by N")
     label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="one-sided: real target 1 - s (BCE games)")
     feature_matching: float = Field(0.0, ge=0, description="weight of G's feature-matching term on D's features")
+    aux_weight: float = Field(1.0, ge=0, description="acgan: weight of the auxiliary classification loss")
+    info_weight: float = Field(1.0, ge=0, description="infogan: weight λ of the categorical code's MI term")
+    info_continuous_weight: float = Field(0.1, ge=0, description="infogan: weight of the continuous codes' MI term")
 
 
 class OptimConfig(_Section):
@@ -111,7 +122,7 @@ class Config(_Section):
 
     description: str = Field("", description="one line shown by `gankit presets`")
     seed: int = Field(0, ge=0, description="seeds initialisation, data order, noise and toy data")
-    variant: Literal["gan"] = Field("gan", description="which GAN (see gankit.variants)")
+    variant: Literal["gan", "cgan", "acgan", "infogan"] = Field("gan", description="which GAN (see gankit.variants)")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
@@ -122,6 +133,8 @@ class Config(_Section):
     def _consistent(self) -> Config:
         if self.train.batch_size % self.model.pack:
             raise ValueError(f"train.batch_size={self.train.batch_size} must be a multiple of model.pack={self.model.pack}")
+        if self.model.pack > 1 and self.variant != "gan":
+            raise ValueError(f"model.pack works with variant gan only, not {self.variant}")
         if self.loss.label_smoothing and self.loss.name not in ("minimax", "non_saturating"):
             raise ValueError(f"loss.label_smoothing needs a BCE game (minimax or non_saturating), not {self.loss.name}")
         return self

@@ -110,6 +110,18 @@ def save_grid(path: str | Path, images: torch.Tensor, nrow: int | None = None, s
     write_png(path, img, provenance(**meta))
 
 
+def save_gif(path: str | Path, frames: list[Image.Image], scale: int = 1, duration_ms: int = 120,
+             **meta: object) -> None:
+    """Write frames as a looping animated GIF, with the generated-content note as its comment."""
+    if scale > 1:
+        frames = [f.resize((f.width * scale, f.height * scale), Image.Resampling.NEAREST) for f in frames]
+    buf = _io.BytesIO()
+    note = "; ".join(f"{k}={v}" for k, v in provenance(**meta).items())
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=duration_ms, loop=0,
+                   comment=note.encode())
+    write_bytes(path, buf.getvalue())
+
+
 def save_images(folder: str | Path, images: torch.Tensor, start: int = 0, **meta: object) -> list[Path]:
     """Write each image as its own labelled PNG (000000.png, ...)."""
     folder = Path(folder)

@@ -128,3 +128,13 @@ def test_out_of_memory_is_a_user_error(ring_run, cli, monkeypatch):
     monkeypatch.setattr(Trainer, "fit", no_memory)
     code, _, err = cli("train", "--resume", str(ring_run), "train.steps=50", "--no-progress")
     assert code == 2 and "out of memory" in err and "train.batch_size" in err and "Traceback" not in err
+
+
+def test_cli_starts_without_torch_and_train_stays_a_function():
+    import subprocess
+    import sys
+
+    probe = ("import sys, gankit.cli; print('torch' in sys.modules); "
+             "import gankit; from gankit.train import Trainer; print(callable(gankit.train), Trainer.__name__)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True", "Trainer"]

@@ -19,7 +19,7 @@ def load_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
             "grid": lambda: grid_centers(cfg.size, cfg.spacing),
             "spiral": lambda: spiral_centers(cfg.modes, cfg.radius),
         }[cfg.name]()
-        return mixture(cfg.name, centers, std, cfg.n, seed)
+        return mixture(cfg.name, centers, std, cfg.n or 100_000, seed)
     if cfg.name == "digits":
         return digits(cfg.resolution or 16)
     if cfg.name == "folder":

@@ -7,6 +7,7 @@ from torch import nn
 from ..config import ModelConfig
 from ..errors import UserError
 from .blocks import MinibatchStd, Packed, count_parameters, dcgan_init, spectral_normalize
+from .conditional import ConcatConditionalD, ConcatConditionalG, HeadedD, ProjectionD, feature_shape
 from .dcgan import DCGANDiscriminator, DCGANGenerator
 from .mlp import MLPDiscriminator, MLPGenerator
 
@@ -25,34 +26,38 @@ def _image_size(spec: dict) -> tuple[int, int]:
     return channels, height
 
 
-def build_generator(cfg: ModelConfig, spec: dict) -> nn.Module:
-    """A generator mapping (N, z_dim) noise to samples shaped like the data."""
-    name, shape = family(cfg, spec), tuple(spec["shape"])
+def build_generator(cfg: ModelConfig, spec: dict, extra_inputs: int = 0) -> nn.Module:
+    """A generator mapping (N, z_dim + extra_inputs) inputs (noise, then e.g. one-hot labels or codes) to samples."""
+    name, shape, inputs = family(cfg, spec), tuple(spec["shape"]), cfg.z_dim + extra_inputs
     if name == "mlp":
-        return MLPGenerator(cfg.z_dim, shape, cfg.g_hidden, cfg.g_batchnorm, image=spec["kind"] == "image")
+        return MLPGenerator(inputs, shape, cfg.g_hidden, cfg.g_batchnorm, image=spec["kind"] == "image")
     if spec["kind"] != "image":
         raise UserError(f"model.name={name} needs image data, but data is {spec['kind']}", "use model.name=mlp")
     channels, resolution = _image_size(spec)
     try:
-        return DCGANGenerator(cfg.z_dim, channels, resolution, cfg.width)
+        return DCGANGenerator(inputs, channels, resolution, cfg.width)
     except ValueError as exc:
         raise UserError(str(exc), "set data.resolution to 16, 32 or 64") from None
 
 
-def build_discriminator(cfg: ModelConfig, spec: dict) -> nn.Module:
-    """A discriminator mapping samples to one logit each, (N,) — or one per pack of `model.pack` samples."""
+def build_discriminator(cfg: ModelConfig, spec: dict, extra_channels: int = 0) -> nn.Module:
+    """A discriminator mapping samples to one logit each, (N,) — or one per pack of `model.pack` samples.
+
+    `extra_channels` widens the input for conditioning concatenated to it (one channel or feature per class).
+    """
     name, shape = family(cfg, spec), tuple(spec["shape"])
-    packed_shape = (shape[0] * cfg.pack, *shape[1:])
+    in_shape = (shape[0] * cfg.pack + extra_channels, *shape[1:])
     if name == "mlp":
-        net: nn.Module = MLPDiscriminator(packed_shape, cfg.d_hidden, cfg.minibatch_std)
+        net: nn.Module = MLPDiscriminator(in_shape, cfg.d_hidden, cfg.minibatch_std)
     else:
-        channels, resolution = _image_size(spec)
-        net = DCGANDiscriminator(channels * cfg.pack, resolution, cfg.width, cfg.d_batchnorm, cfg.minibatch_std)
+        _, resolution = _image_size(spec)
+        net = DCGANDiscriminator(in_shape[0], resolution, cfg.width, cfg.d_batchnorm, cfg.minibatch_std)
     if cfg.spectral_norm:
         spectral_normalize(net)
     return Packed(net, cfg.pack) if cfg.pack > 1 else net
 
 
 __all__ = ["build_generator", "build_discriminator", "count_parameters", "dcgan_init", "spectral_normalize",
-           "MinibatchStd", "Packed", "MLPGenerator",
+           "MinibatchStd", "Packed", "MLPGenerator", "ConcatConditionalD", "ConcatConditionalG", "HeadedD",
+           "ProjectionD", "feature_shape",
            "MLPDiscriminator", "DCGANGenerator", "DCGANDiscriminator"]

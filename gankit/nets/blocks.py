@@ -69,5 +69,8 @@ class Packed(nn.Module):
     def features(self, x: Tensor) -> Tensor:
         return self.net.features(self._pack(x))
 
+    def logits_from(self, h: Tensor) -> Tensor:
+        return self.net.logits_from(h)
+
     def forward(self, x: Tensor) -> Tensor:
         return self.net(self._pack(x))

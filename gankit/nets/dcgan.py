@@ -58,5 +58,9 @@ class DCGANDiscriminator(nn.Module):
     def features(self, x: Tensor) -> Tensor:
         return self.body(x)
 
+    def logits_from(self, h: Tensor) -> Tensor:
+        """Logits (N,) from `features(x)`, so wrappers can add heads without running the body twice."""
+        return self.head(self.mbstd(h)).flatten()
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.mbstd(self.features(x))).flatten()
+        return self.logits_from(self.features(x))

@@ -47,7 +47,11 @@ class MLPDiscriminator(nn.Module):
     def features(self, x: Tensor) -> Tensor:
         return self.body(x.flatten(1))
 
+    def logits_from(self, h: Tensor) -> Tensor:
+        """Logits (N,) from `features(x)`, so wrappers can add heads without running the body twice."""
+        return self.head(self.mbstd(h)).squeeze(1)
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.mbstd(self.features(x))).squeeze(1)
+        return self.logits_from(self.features(x))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,9 +66,33 @@ def _evaluate_samples(gen: Generator, run_dir: Path, evaluator: Evaluator, seed:
         splits = min(IS_SPLITS, n_fake)
         values["is"], values["is_std"] = inception_score(fake.logits, splits=splits)
         settings["is"] = {"splits": splits, "classifier": evaluator.name}
+    class_acc = class_accuracy(gen, evaluator, seed)
+    if class_acc is not None:
+        values["class_accuracy"] = class_acc
+        settings["class_accuracy"] = {"per_class": CLASS_SAMPLES, "classifier": evaluator.name, "seed": seed}
     generated = {"samples": n_fake, "seed": seed, "weights": gen.info.get("weights"), "step": gen.info.get("step")}
     return {**values, "protocol": {"extractor": evaluator.protocol(), "generated": generated, "reference": reference,
                                    **settings}}
+
+
+# How an evaluator names its prediction for samples of a dataset, in that dataset's class names.
+CLASS_PREDICTORS: dict[str, Callable[[Evaluator, Tensor, Any], list[str]]] = {
+    "digits": lambda ev, x, data_cfg: [str(i) for i in ev.logits(x).argmax(1).tolist()],
+}
+CLASS_SAMPLES = 100  # generated samples per class for class_accuracy
+
+
+@torch.no_grad()
+def class_accuracy(gen: Generator, evaluator: Evaluator, seed: int = 0) -> float | None:
+    """Share of class-conditional samples that the evaluator recognises as the class asked for (None if n/a)."""
+    predict = CLASS_PREDICTORS.get(evaluator.name)
+    if not gen.class_names or predict is None:
+        return None
+    labels = torch.arange(len(gen.class_names)).repeat_interleave(CLASS_SAMPLES)
+    predicted = []
+    for part in labels.split(1000):
+        predicted += predict(evaluator, gen.sample(len(part), seed=seed + len(predicted), labels=part), gen.config.data)
+    return sum(p == gen.class_names[i] for p, i in zip(predicted, labels.tolist())) / len(labels)
 
 
 def _reference_features(cache: Path, evaluator: Evaluator, data: Dataset, index: Tensor,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -36,19 +37,73 @@ class Generator:
         self.variant.to(device)
         return self
 
-    @torch.no_grad()
-    def sample(self, n: int, seed: int | None = None, truncation: float = 1.0, batch_size: int = 1024) -> Tensor:
-        """n samples on the CPU: images (n, C, H, W) in [-1, 1] or vectors (n, D); the same seed gives the same samples."""
-        if n < 1:
-            raise UserError(f"cannot sample {n} samples", "ask for at least 1")
+    @property
+    def class_names(self) -> list[str] | None:
+        """Classes a class-conditional model can be asked for (None for unconditional models)."""
+        return self.variant.class_names
+
+    def label_indices(self, labels: int | str | Sequence[int | str] | Tensor, n: int) -> Tensor:
+        """Class indices (n,) from one class or n classes, given by index or by name."""
+        names = self.class_names
+        if not names:
+            raise UserError("this model is not class-conditional: it takes no class", "sample without --class")
+        items = labels.tolist() if isinstance(labels, Tensor) else labels
+        items = [items] * n if isinstance(items, (int, str)) else list(items)
+        out = []
+        for item in items:
+            index = names.index(item) if isinstance(item, str) and item in names else item
+            if isinstance(index, str) and index.isdigit():
+                index = int(index)
+            if not isinstance(index, int) or not 0 <= index < len(names):
+                raise UserError(f"unknown class {item!r}", f"choose an index 0-{len(names) - 1} or one of: "
+                                f"{', '.join(names[:20])}")
+            out.append(index)
+        if len(out) != n:
+            raise UserError(f"got {len(out)} classes for {n} samples", "give one class, or one per sample")
+        return torch.tensor(out, dtype=torch.long)
+
+    def latents(self, n: int, seed: int | None = None, truncation: float = 1.0) -> Tensor:
+        """The noise `sample(n, seed=seed)` starts from, (n, z_dim): for interpolation and editing."""
         if not 0 < truncation <= 1:
             raise UserError(f"truncation must be in (0, 1], got {truncation}", "1 means no truncation")
-        gen = torch.Generator().manual_seed(seed if seed is not None else int(torch.randint(2**62, ()).item()))
+        return self.variant.noise(n, truncation=truncation, generator=_generator(seed))
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int | None = None, truncation: float = 1.0,
+               labels: int | str | Sequence[int | str] | Tensor | None = None, codes: dict[str, float] | None = None,
+               batch_size: int = 1024) -> Tensor:
+        """n samples on the CPU: images (n, C, H, W) in [-1, 1] or vectors (n, D); the same seed gives the same samples.
+
+        Class-conditional models take `labels` (one class or one per sample, by index or name; random if None);
+        InfoGAN models take `codes` such as {"c0": 3, "c1": 0.5} (the rest random).
+        """
+        if n < 1:
+            raise UserError(f"cannot sample {n} samples", "ask for at least 1")
+        return self.generate(self.latents(n, seed, truncation), labels=labels, codes=codes, seed=seed,
+                             batch_size=batch_size)
+
+    @torch.no_grad()
+    def generate(self, z: Tensor, labels: int | str | Sequence[int | str] | Tensor | None = None,
+                 codes: dict[str, float] | None = None, seed: int | None = None, batch_size: int = 1024) -> Tensor:
+        """Samples from given latents z (n, z_dim); random labels or codes come from `seed`."""
+        n = len(z)
+        label_index = self.label_indices(labels, n) if labels is not None else None
+        gen = _generator(None if seed is None else seed + 1)  # conditions draw from their own stream
         chunks = []
         for start in range(0, n, batch_size):
-            z = self.variant.noise(min(batch_size, n - start), truncation=truncation, generator=gen)
-            chunks.append(self.variant.generate(len(z), z=z).cpu())
+            part_z = z[start : start + batch_size].to(self.device)
+            part = None if label_index is None else label_index[start : start + len(part_z)].to(self.device)
+            try:
+                cond = self.variant.condition(len(part_z), generator=gen, labels=part, **(codes or {}))
+            except ValueError as exc:
+                raise UserError(str(exc)) from None
+            chunks.append(self.variant.generate(len(part_z), z=part_z, cond=cond).cpu())
         return torch.cat(chunks)
+
+
+def _generator(seed: int | None) -> torch.Generator:
+    """A CPU generator seeded with `seed`, or from the global RNG when None."""
+    return torch.Generator().manual_seed(seed if seed is not None else int(torch.randint(2**62, ()).item()))
 
 
 def _read_model_dir(model_dir: Path) -> tuple[dict, dict[str, Tensor]]:

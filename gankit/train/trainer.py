@@ -67,7 +67,12 @@ class Trainer:
         self.sampler = BatchSampler(self.data, cfg.train.batch_size, cfg.seed, self.device)
         # Fixed noise from its own generator, so sample grids are comparable across steps and draw no training RNG.
         n_fixed = 64 if self.data.kind == "image" else 2500  # 2,500 as in the PacGAN mode protocol
-        self.fixed_z = self.variant.noise(n_fixed, generator=torch.Generator().manual_seed(cfg.seed + 1))
+        fixed_gen = torch.Generator().manual_seed(cfg.seed + 1)
+        self.fixed_z = self.variant.noise(n_fixed, generator=fixed_gen)
+        classes = len(self.variant.class_names or [])  # conditional grids cycle through the classes
+        self.fixed_cond = self.variant.condition(
+            n_fixed, generator=fixed_gen,
+            labels=torch.arange(n_fixed, device=self.device) % classes if classes else None)
         self.step = 0
         self.stop_signal: int | None = None
         self.logs: JsonlLog | None = None  # open only while fit() runs
@@ -191,8 +196,8 @@ class Trainer:
         try:
             if self.ema is not None:
                 with self.ema.swapped(self.variant):
-                    return self.variant.generate(len(self.fixed_z), z=self.fixed_z).cpu()
-            return self.variant.generate(len(self.fixed_z), z=self.fixed_z).cpu()
+                    return self.variant.generate(len(self.fixed_z), z=self.fixed_z, cond=self.fixed_cond).cpu()
+            return self.variant.generate(len(self.fixed_z), z=self.fixed_z, cond=self.fixed_cond).cpu()
         finally:
             for g, mode in zip(gens, modes):
                 g.train(mode)

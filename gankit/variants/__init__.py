@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from ..config import Config
-from .base import Phase, Variant, truncated_noise
+from .base import Phase, Variant, slerp, truncated_noise
+from .conditional import ACGAN, CGAN
 from .gan import GAN
 
-VARIANTS: dict[str, type[Variant]] = {"gan": GAN}
+VARIANTS: dict[str, type[Variant]] = {"gan": GAN, "cgan": CGAN, "acgan": ACGAN}
 
 
 def build_variant(cfg: Config, spec: dict) -> Variant:
@@ -14,4 +15,4 @@ def build_variant(cfg: Config, spec: dict) -> Variant:
     return VARIANTS[cfg.variant](cfg, spec)
 
 
-__all__ = ["Phase", "Variant", "VARIANTS", "build_variant", "truncated_noise", "GAN"]
+__all__ = ["Phase", "Variant", "slerp", "VARIANTS", "build_variant", "truncated_noise", "GAN", "CGAN", "ACGAN"]

@@ -40,12 +40,22 @@ def truncated_noise(n: int, dim: int, truncation: float = 1.0, generator: torch.
     return z.float().to(device)
 
 
+def slerp(a: Tensor, b: Tensor, t: float) -> Tensor:
+    """Spherical interpolation between latent batches a and b (N, D) at t ∈ [0, 1]: stays on the shell where
+    Gaussian noise lives, unlike a straight line through the low-norm middle (White 2016)."""
+    a_n, b_n = a / a.norm(dim=1, keepdim=True), b / b.norm(dim=1, keepdim=True)
+    omega = torch.acos((a_n * b_n).sum(1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7))
+    so = torch.sin(omega)
+    return torch.sin((1 - t) * omega) / so * a + torch.sin(t * omega) / so * b
+
+
 class Variant(nn.Module):
     """Base class: subclasses set `phases`, implement `loss` and `generate`, and name their generator modules."""
 
     phases: list[Phase]
     generator_names: tuple[str, ...] = ("G",)  # child modules that make up the exported generator (EMA'd too)
     z_dim: int
+    class_names: list[str] | None = None  # set by class-conditional variants: what `sample(labels=...)` accepts
 
     @property
     def groups(self) -> dict[str, list[nn.Module]]:
@@ -64,6 +74,18 @@ class Variant(nn.Module):
     def noise(self, n: int, *, truncation: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
         """Latent noise on this variant's device."""
         return truncated_noise(n, self.z_dim, truncation, generator, self.device)
+
+    def condition(self, n: int, *, generator: torch.Generator | None = None, labels: Tensor | None = None,
+                  **codes: float) -> Tensor | None:
+        """What `generate` is conditioned on for n samples: None for unconditional variants; class-conditional ones
+        take `labels` (random when None), InfoGAN takes code values."""
+        if labels is not None or codes:
+            raise ValueError("this model is unconditional: it takes no labels or codes")
+        return None
+
+    def code_values(self, name: str) -> list[float]:
+        """Values to sweep a latent code over in a traversal grid (InfoGAN); other variants have no codes."""
+        raise ValueError(f"this model has no latent code {name!r}")
 
     @property
     def device(self) -> torch.device:

@@ -2,6 +2,7 @@
 
 Stabilisers are config options, not separate variants: gradient penalty, lazy R1/R2, label smoothing, feature
 matching, instance noise and DiffAugment act here; spectral norm, minibatch std and PacGAN packing live in the nets.
+Conditional variants (cGAN, ACGAN, InfoGAN) subclass this one and override the few hooks marked below.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from functools import partial
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .. import losses
 from ..config import Config
@@ -20,17 +21,19 @@ from ..nets import build_discriminator, build_generator
 from ..nets.augment import diff_augment
 from .base import Phase, Variant
 
+NO_AUX = (None, {})
+
 
 class GAN(Variant):
     """G maps noise to samples, D scores samples; `loss.name` picks the game, `train.n_critic` the D:G step ratio."""
 
-    def __init__(self, cfg: Config, spec: dict) -> None:
+    def __init__(self, cfg: Config, spec: dict, G: nn.Module | None = None, D: nn.Module | None = None) -> None:
         super().__init__()
         if cfg.train.diffaug and spec["kind"] != "image":
             raise UserError("train.diffaug needs image data", f"the data is {spec['kind']}: set train.diffaug=''")
         self.z_dim = cfg.model.z_dim
-        self.G = build_generator(cfg.model, spec)
-        self.D = build_discriminator(cfg.model, spec)
+        self.G = G if G is not None else build_generator(cfg.model, spec)
+        self.D = D if D is not None else build_discriminator(cfg.model, spec)
         self.game = losses.game(cfg.loss.name)
         self.d_game = partial(losses.d_bce, smoothing=cfg.loss.label_smoothing) if cfg.loss.label_smoothing \
             else self.game.d
@@ -38,22 +41,54 @@ class GAN(Variant):
         self.phases = [Phase("D", "D", repeats=cfg.train.n_critic), Phase("G", "G")]
         if cfg.loss.r1_weight or cfg.loss.r2_weight:  # lazy regularisation: its own D step every reg_every steps
             self.phases.insert(1, Phase("D_reg", "D", interval=cfg.loss.reg_every))
-        self._fake: Tensor | None = None  # G(z) of the last D step, reused by the G step (one G forward per iteration)
+        self._fake: tuple[Tensor, Tensor | None] | None = None  # (G(z), its condition) of the last D step
 
     @property
     def groups(self) -> dict[str, list]:
         return {"D": [self.D], "G": [self.G]}
 
+    # ------------------------------------------------------------------------------------- hooks for subclasses
+
+    def fake_condition(self, batch: Batch) -> Tensor | None:
+        """What G is conditioned on for this batch's fakes (labels, codes); None for an unconditional GAN."""
+        return None
+
+    def real_condition(self, batch: Batch) -> Tensor | None:
+        """What D is told about the real samples (their labels for a cGAN); None when D is unconditional."""
+        return None
+
+    def g_forward(self, z: Tensor, cond: Tensor | None) -> Tensor:
+        return self.G(z)
+
+    def d_forward(self, x: Tensor, cond: Tensor | None) -> Tensor | tuple[Tensor, Tensor]:
+        """D's logits, or (logits, auxiliary outputs) when D has an extra head (ACGAN, InfoGAN)."""
+        return self.D(x)
+
+    def d_features(self, x: Tensor, cond: Tensor | None) -> Tensor:
+        return self.D.features(x)
+
+    def aux_d_loss(self, real_aux: Tensor | None, fake_aux: Tensor | None, real_cond: Tensor | None,
+                   fake_cond: Tensor | None) -> tuple[Tensor | None, dict[str, Tensor]]:
+        """An extra D-step term from the auxiliary head (ACGAN's classifier, InfoGAN's Q); none here."""
+        return NO_AUX
+
+    def aux_g_loss(self, fake_aux: Tensor | None, fake_cond: Tensor | None) -> tuple[Tensor | None, dict[str, Tensor]]:
+        """An extra G-step term from the auxiliary head; none here."""
+        return NO_AUX
+
+    # ------------------------------------------------------------------------------------- the game
+
     def loss(self, phase: str, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         return {"D": self.d_loss, "D_reg": self.reg_loss, "G": self.g_loss}[phase](batch)
 
-    def critic(self, x: Tensor, progress: float) -> Tensor:
-        """D's logits for samples x, after DiffAugment and instance noise (annealed linearly to 0 over training)."""
+    def critic(self, x: Tensor, cond: Tensor | None, progress: float) -> tuple[Tensor, Tensor | None]:
+        """(logits, auxiliary outputs or None) for x, after DiffAugment and instance noise (annealed to 0)."""
         if self.train_cfg.diffaug:
             x = diff_augment(x, self.train_cfg.diffaug)
         if self.train_cfg.instance_noise:
             x = x + torch.randn_like(x) * (self.train_cfg.instance_noise * (1 - progress))
-        return self.D(x)
+        out = self.d_forward(x, cond)
+        return out if isinstance(out, tuple) else (out, None)
 
     def _score(self, logits: Tensor) -> Tensor:
         """Mean D output to log: the probability D(x) for BCE games, the raw score otherwise."""
@@ -62,14 +97,22 @@ class GAN(Variant):
     def d_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         # The graph through G is kept so the G step can reuse these fakes, as the reference DCGAN loop does;
         # D itself sees them detached, so this backward never reaches G.
-        self._fake = self.G(self.noise(len(batch)))
-        fake = self._fake.detach()
-        real_logits, fake_logits = self.critic(batch.x, batch.progress), self.critic(fake, batch.progress)
+        fake_cond, real_cond = self.fake_condition(batch), self.real_condition(batch)
+        fake_live = self.g_forward(self.noise(len(batch)), fake_cond)
+        self._fake = (fake_live, fake_cond)
+        fake = fake_live.detach()
+        d_cond = fake_cond if real_cond is not None else None  # a conditional D judges fakes by their labels
+        real_logits, real_aux = self.critic(batch.x, real_cond, batch.progress)
+        fake_logits, fake_aux = self.critic(fake, d_cond, batch.progress)
         loss = self.d_game(real_logits, fake_logits)
         scalars = {"d_real": self._score(real_logits), "d_fake": self._score(fake_logits),
                    "diversity": diversity_ratio(fake, batch.x)}
+        aux, aux_scalars = self.aux_d_loss(real_aux, fake_aux, real_cond, fake_cond)
+        if aux is not None:
+            loss = loss + aux
+            scalars.update(aux_scalars)
         if self.reg.gp_weight:
-            penalty = losses.gradient_penalty(self.D, batch.x, fake)
+            penalty = losses.gradient_penalty(lambda x: self.critic(x, real_cond, 1.0)[0], batch.x, fake)
             loss = loss + self.reg.gp_weight * penalty
             scalars["gradient_penalty"] = penalty.detach()
         scalars["d_loss"] = loss.detach()
@@ -78,29 +121,39 @@ class GAN(Variant):
     def reg_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         """(γ₁/2)·R1 on reals + (γ₂/2)·R2 on fakes, times reg_every so lazy and every-step runs match in scale."""
         loss, scalars = torch.zeros((), device=batch.x.device), {}
+        cond = self.real_condition(batch)
         if self.reg.r1_weight:
             real = batch.x.detach().requires_grad_(True)
-            r1 = losses.r1_penalty(self.D(real), real)
+            r1 = losses.r1_penalty(self.critic(real, cond, 1.0)[0], real)
             loss = loss + self.reg.r1_weight / 2 * r1
             scalars["r1"] = r1.detach()
         if self.reg.r2_weight:
+            fake_cond = self.fake_condition(batch)
             with torch.no_grad():
-                fake = self.G(self.noise(len(batch)))
+                fake = self.g_forward(self.noise(len(batch)), fake_cond)
             fake.requires_grad_(True)
-            r2 = losses.r1_penalty(self.D(fake), fake)
+            r2 = losses.r1_penalty(self.critic(fake, fake_cond if cond is not None else None, 1.0)[0], fake)
             loss = loss + self.reg.r2_weight / 2 * r2
             scalars["r2"] = r2.detach()
         return loss * self.reg.reg_every, scalars
 
     def g_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
-        fake, self._fake = (self._fake if self._fake is not None else self.G(self.noise(len(batch)))), None
-        fake_logits = self.critic(fake, batch.progress)
+        if self._fake is None:
+            cond = self.fake_condition(batch)
+            self._fake = (self.g_forward(self.noise(len(batch)), cond), cond)
+        (fake, fake_cond), self._fake = self._fake, None
+        d_cond = fake_cond if self.real_condition(batch) is not None else None
+        fake_logits, fake_aux = self.critic(fake, d_cond, batch.progress)
         loss = self.game.g(fake_logits)
         scalars = {"d_fake_g": self._score(fake_logits)}
+        aux, aux_scalars = self.aux_g_loss(fake_aux, fake_cond)
+        if aux is not None:
+            loss = loss + aux
+            scalars.update(aux_scalars)
         if self.reg.feature_matching:
             with torch.no_grad():
-                real_features = self.D.features(batch.x)
-            fm = losses.feature_matching(real_features, self.D.features(fake))
+                real_features = self.d_features(batch.x, self.real_condition(batch))
+            fm = losses.feature_matching(real_features, self.d_features(fake, d_cond))
             loss = loss + self.reg.feature_matching * fm
             scalars["feature_matching"] = fm.detach()
         scalars["g_loss"] = loss.detach()
@@ -108,4 +161,5 @@ class GAN(Variant):
 
     def generate(self, n: int, *, z: Tensor | None = None, cond: Tensor | None = None,
                  truncation: float = 1.0) -> Tensor:
-        return self.G(self.noise(n, truncation=truncation) if z is None else z)
+        z = self.noise(n, truncation=truncation) if z is None else z
+        return self.g_forward(z, cond)

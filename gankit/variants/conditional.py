@@ -1,0 +1,91 @@
+"""Class-conditional GANs: cGAN (Mirza & Osindero 2014) with a concat or projection D, and ACGAN (Odena et al. 2017).
+
+Both condition G on the label by concatenating its one-hot code to z; fakes in a D step take the real batch's
+labels, so the label distribution of fakes matches the data.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..config import Config
+from ..data import Batch
+from ..errors import UserError
+from ..nets import ConcatConditionalD, ConcatConditionalG, HeadedD, ProjectionD, build_discriminator, \
+    build_generator, feature_shape
+from .gan import GAN
+
+
+def _classes(spec: dict, variant: str) -> list[str]:
+    names = spec.get("class_names")
+    if not names:
+        raise UserError(f"variant {variant} needs labelled data", "use digits, shapes, a folder with sub-folders "
+                        "or an .npz with data.labels_key")
+    return list(names)
+
+
+class _LabelConditioned(GAN):
+    """Shared by cGAN and ACGAN: G(z ⊕ onehot(y)), labels from the batch, random or chosen labels when sampling."""
+
+    def fake_condition(self, batch: Batch) -> Tensor:
+        return batch.y
+
+    def real_condition(self, batch: Batch) -> Tensor:
+        return batch.y
+
+    def g_forward(self, z: Tensor, cond: Tensor | None) -> Tensor:
+        return self.G(z, cond)
+
+    def condition(self, n: int, *, generator: torch.Generator | None = None, labels: Tensor | None = None,
+                  **codes: float) -> Tensor:
+        if codes:
+            raise ValueError(f"this model takes classes, not codes ({', '.join(codes)})")
+        if labels is None:
+            labels = torch.randint(len(self.class_names), (n,), generator=generator)
+        return labels.to(self.device)
+
+
+class CGAN(_LabelConditioned):
+    """cGAN: D(x, y) sees the label by projection (default, `model.cond=projection`) or one-hot concatenation."""
+
+    def __init__(self, cfg: Config, spec: dict) -> None:
+        names = _classes(spec, "cgan")
+        k = len(names)
+        G = ConcatConditionalG(build_generator(cfg.model, spec, extra_inputs=k), k)
+        if cfg.model.cond == "concat":
+            D = ConcatConditionalD(build_discriminator(cfg.model, spec, extra_channels=k), k)
+        else:
+            net = build_discriminator(cfg.model, spec)
+            D = ProjectionD(net, k, feature_shape(net, tuple(spec["shape"]))[0])
+        super().__init__(cfg, spec, G, D)
+        self.class_names = names
+
+    def d_forward(self, x: Tensor, cond: Tensor | None) -> Tensor:
+        return self.D(x, cond)
+
+    def d_features(self, x: Tensor, cond: Tensor | None) -> Tensor:
+        return self.D.features(x, cond)
+
+
+class ACGAN(_LabelConditioned):
+    """ACGAN: D is unconditional but also classifies every sample; both players minimise the class loss."""
+
+    def __init__(self, cfg: Config, spec: dict) -> None:
+        names = _classes(spec, "acgan")
+        k = len(names)
+        G = ConcatConditionalG(build_generator(cfg.model, spec, extra_inputs=k), k)
+        net = build_discriminator(cfg.model, spec)
+        super().__init__(cfg, spec, G, HeadedD(net, feature_shape(net, tuple(spec["shape"])), k))
+        self.class_names, self.aux_weight = names, cfg.loss.aux_weight
+
+    def aux_d_loss(self, real_aux: Tensor | None, fake_aux: Tensor | None, real_cond: Tensor | None,
+                   fake_cond: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
+        real_ce, fake_ce = F.cross_entropy(real_aux, real_cond), F.cross_entropy(fake_aux, fake_cond)
+        accuracy = (real_aux.argmax(1) == real_cond).float().mean()
+        return self.aux_weight * (real_ce + fake_ce), {"d_class_loss": real_ce.detach(), "d_class_acc": accuracy}
+
+    def aux_g_loss(self, fake_aux: Tensor | None, fake_cond: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
+        ce = F.cross_entropy(fake_aux, fake_cond)
+        return self.aux_weight * ce, {"g_class_loss": ce.detach()}
