@@ -47,7 +47,7 @@ class DataConfig(_Section):
 class ModelConfig(_Section):
     """Network family and sizes; `auto` picks MLP for vectors and DCGAN for images."""
 
-    name: Literal["auto", "mlp", "dcgan"] = Field("auto", description="network family")
+    name: Literal["auto", "mlp", "dcgan", "biggan"] = Field("auto", description="network family")
     z_dim: int = Field(64, ge=1, description="latent noise dimension")
     g_hidden: list[int] = Field(default_factory=lambda: [128, 128, 128], description="MLP generator widths")
     d_hidden: list[int] = Field(default_factory=lambda: [128, 128, 128], description="MLP discriminator widths")
@@ -57,6 +57,8 @@ class ModelConfig(_Section):
     spectral_norm: bool = Field(False, description="spectral normalisation of every D layer (Miyato et al. 2018)")
     minibatch_std: bool = Field(False, description="D sees the batch's feature std, so it can spot collapse")
     pack: int = Field(1, ge=1, le=16, description="PacGAN: D judges `pack` samples at once (Lin et al. 2018)")
+    attention: int = Field(16, ge=0, description="biggan: resolution of the self-attention block (0: none)")
+    shared_dim: int = Field(128, ge=1, description="biggan: size of the class embedding shared by all G blocks")
     cond: Literal["projection", "concat"] = Field(
         "projection", description="cgan: how D sees the label (projection discriminator or one-hot concatenation)")
     info_categorical: int = Field(10, ge=0, description="infogan: values of the categorical code c0 (0: none)")
