@@ -1,4 +1,5 @@
-"""Datasets, all offline and seeded: toy 2D mixtures, scikit-learn digits, image folders, .npz arrays."""
+"""Datasets, all offline and seeded: toy 2D mixtures, scikit-learn digits, procedural shapes, image folders, .npz
+arrays."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from .base import Batch, BatchSampler, Dataset
 from .digits import digits
 from .folder import image_folder
 from .npz import npz_dataset, read_npz
+from .shapes import shapes
 from .toy2d import DEFAULT_STD, grid_centers, mixture, ring_centers, spiral_centers
 
 
@@ -22,10 +24,12 @@ def load_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
         return mixture(cfg.name, centers, std, cfg.n or 100_000, seed)
     if cfg.name == "digits":
         return digits(cfg.resolution or 16)
+    if cfg.name == "shapes":
+        return shapes(cfg.n or 20_000, cfg.resolution or 32, cfg.shapes, cfg.colors, cfg.label, seed)
     if cfg.name == "folder":
         return image_folder(cfg.path, cfg.resolution or 32, cfg.channels or 3)
     return npz_dataset(cfg.path, cfg.key, cfg.labels_key, cfg.resolution)
 
 
 __all__ = ["Batch", "BatchSampler", "Dataset", "load_dataset", "digits", "image_folder", "npz_dataset", "read_npz",
-           "ring_centers", "grid_centers", "spiral_centers", "mixture"]
+           "shapes", "ring_centers", "grid_centers", "spiral_centers", "mixture"]

@@ -13,6 +13,8 @@ class Dataset:
     """Samples `x` (float32 vectors, or images in [-1, 1] stored as float32 or uint8) with optional labels.
 
     `kind` is "vector" or "image"; `centers`/`std` describe the modes of toy 2D sets (used by the mode metric).
+    `attributes` maps a name to (N,) int64 values per sample (shapes: "shape", "color", "background", indices into
+    the lists `info["attribute_names"]` holds); `captions` is one short text per sample, when the set has them.
     """
 
     name: str
@@ -23,6 +25,8 @@ class Dataset:
     centers: Tensor | None = None
     std: float | None = None
     info: dict = field(default_factory=dict)
+    attributes: dict[str, Tensor] = field(default_factory=dict)
+    captions: list[str] | None = None
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -42,6 +46,9 @@ class Dataset:
         if self.centers is not None:
             spec["centers"] = self.centers.tolist()
             spec["std"] = self.std
+        if self.attributes:
+            names = self.info.get("attribute_names", {})
+            spec["attributes"] = {key: names.get(key) for key in self.attributes}
         return spec
 
     def take(self, index: Tensor) -> tuple[Tensor, Tensor | None]:
