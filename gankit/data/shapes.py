@@ -229,6 +229,18 @@ def captions(specs: ShapeSpecs) -> list[str]:
             for s, c, t in zip(specs.shape.tolist(), specs.color.tolist(), specs.tone.tolist())]
 
 
+def label_names(index: Tensor, label: str) -> list[str]:
+    """Names of canonical label indices (as the `shapes` evaluator's `classify` returns them): "star" for "shape",
+    "red" for "color", "red star" for "shape_color" (index = shape_index * len(COLORS) + color_index)."""
+    if label not in LABELS:
+        raise UserError(f"unknown shapes label '{label}'", hint=f"choose from: {', '.join(LABELS)}")
+    if label == "shape":
+        return [SHAPES[i] for i in index.tolist()]
+    if label == "color":
+        return [COLORS[i] for i in index.tolist()]
+    return [f"{COLORS[i % len(COLORS)]} {SHAPES[i // len(COLORS)]}" for i in index.tolist()]
+
+
 def shapes(n: int = DEFAULT_N, resolution: int = DEFAULT_RESOLUTION, shapes: Sequence[str] | None = None,
            colors: Sequence[str] | None = None, label: str = "shape", seed: int = 0) -> Dataset:
     """`n` random shape images (N, 3, R, R) uint8, labelled by `label`, with captions and attributes; seeded.

@@ -1,5 +1,5 @@
 """Evaluation metrics: Fréchet distance, KID, IS, precision/recall, density/coverage, 2D mode coverage, and the
-feature extractors (inception, digits, raw) they are computed on."""
+feature extractors (inception, digits, shapes, raw) they are computed on."""
 
 from .features import EXTRACTORS, Evaluator, Extracted, load_evaluator
 from .frechet import frechet_distance

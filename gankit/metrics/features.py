@@ -1,4 +1,4 @@
-"""Feature extractors for FID, KID, IS and precision/recall, chosen by name: `inception`, `digits` or `raw`.
+"""Feature extractors for FID, KID, IS and precision/recall, chosen by name: `inception`, `digits`, `shapes` or `raw`.
 
 Every extractor converts what it is given (any channel count, any size) to its own input, so folders and arrays of
 any shape compare; `protocol()` records what was done (network, weights hash, input size, resize), because metric
@@ -21,14 +21,18 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import Tensor, nn
 
+from ..data.shapes import COLORS, LABELS
 from ..errors import UserError
 from .digits_classifier import RESOLUTION as DIGITS_RESOLUTION
 from .digits_classifier import WEIGHTS as DIGITS_WEIGHTS
 from .digits_classifier import load_digits_classifier
 from .inception import FEATURE_DIM, INPUT_SIZE, WEIGHTS_ENV, load_inception
+from .shapes_classifier import RESOLUTION as SHAPES_RESOLUTION
+from .shapes_classifier import WEIGHTS as SHAPES_WEIGHTS
+from .shapes_classifier import load_shapes_classifier
 from .stats import FeatureStats
 
-EXTRACTORS = ("inception", "digits", "raw")
+EXTRACTORS = ("inception", "digits", "shapes", "raw")
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 weights, as PIL's RGB -> "L": folders and tensors turn grey alike
 PROGRESS_MIN = 1000  # samples; fewer finish in about a second and get no bar
 
@@ -131,6 +135,23 @@ class Evaluator:
                 "weights_sha256": self._sha256, "input": size, "resize": resize, **self.info}
 
 
+class ShapesEvaluator(Evaluator):
+    """The `shapes` extractor, which also names what it sees: `classify(x, label)` with the shape and colour heads."""
+
+    @torch.no_grad()
+    def classify(self, x: Tensor, label: str = "shape") -> Tensor:
+        """(N,) int64 predictions for images (any size, in [-1, 1]): indices into gankit.data.shapes.SHAPES for
+        "shape", COLORS for "color", and shape_index * len(COLORS) + color_index for "shape_color"."""
+        if label not in LABELS:
+            raise UserError(f"unknown shapes label '{label}'", hint=f"choose one of: {', '.join(LABELS)}")
+        predictions = []
+        for chunk in x.split(self.batch_size):
+            _, shape_logits, color_logits = self.net.heads(self.prepare(chunk))
+            shape, color = shape_logits.argmax(1).cpu(), color_logits.argmax(1).cpu()
+            predictions.append({"shape": shape, "color": color, "shape_color": shape * len(COLORS) + color}[label])
+        return torch.cat(predictions)
+
+
 @contextmanager
 def _progress(label: str, total: int | None) -> Iterator[Callable[[int], None]]:
     """A transient rich bar on stderr counting samples; callers only see `advance(n)`."""
@@ -142,7 +163,8 @@ def _progress(label: str, total: int | None) -> Iterator[Callable[[int], None]]:
 
 
 def load_evaluator(name: str, weights: str | Path | None = None) -> Evaluator:
-    """The extractor `name`: inception (weights from `weights` or $GANKIT_INCEPTION_WEIGHTS), digits (shipped), raw."""
+    """The extractor `name`: inception (weights from `weights` or $GANKIT_INCEPTION_WEIGHTS), digits or shapes
+    (shipped; `weights` for a file written by their training script), raw."""
     if name == "inception":
         path = weights or os.environ.get(WEIGHTS_ENV) or None
         net = load_inception(path)  # refuses a missing file or pickles with a hint on how to get the weights
@@ -153,8 +175,14 @@ def load_evaluator(name: str, weights: str | Path | None = None) -> Evaluator:
         return Evaluator("digits", net, dim=net.head.in_features, resolution=DIGITS_RESOLUTION, channels=1,
                          weights=Path(weights) if weights else DIGITS_WEIGHTS,
                          info={"heldout_accuracy": card["accuracy"]["heldout"]})
+    if name == "shapes":
+        net, card = load_shapes_classifier(weights)
+        return ShapesEvaluator("shapes", net, dim=net.shape_head.in_features, resolution=SHAPES_RESOLUTION,
+                               channels=3, weights=Path(weights) if weights else SHAPES_WEIGHTS,
+                               info={"heldout_accuracy": card["accuracy"]["heldout"]})
     if name == "raw":
         if weights:
-            raise UserError("raw features use no weights", hint="drop --weights, or choose --features digits|inception")
+            raise UserError("raw features use no weights",
+                            hint="drop --weights, or choose --features digits|shapes|inception")
         return Evaluator("raw", batch_size=4096)
     raise UserError(f"unknown feature extractor '{name}'", hint=f"choose one of: {', '.join(EXTRACTORS)}")
