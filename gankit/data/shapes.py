@@ -211,11 +211,12 @@ def _render_chunk(specs: ShapeSpecs, resolution: int) -> Tensor:
     return background + coverage * (rgb - background)
 
 
-def render(specs: ShapeSpecs, resolution: int = DEFAULT_RESOLUTION, chunk: int = 1024) -> Tensor:
+def render(specs: ShapeSpecs, resolution: int = DEFAULT_RESOLUTION) -> Tensor:
     """(N, 3, R, R) uint8 images of `specs` (as the image loaders store them; `Dataset.take` maps to [-1, 1]).
 
     Each image depends only on its own row, so batches, subsets and re-renders agree pixel for pixel.
     """
+    chunk = max(1, 2**20 // resolution**2)  # about a million pixels at a time: temporaries stay in cache
     out = torch.empty(len(specs), 3, resolution, resolution, dtype=torch.uint8)
     for start in range(0, len(specs), chunk):
         image = _render_chunk(specs[start : start + chunk], resolution)
