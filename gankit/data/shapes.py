@@ -216,7 +216,7 @@ def render(specs: ShapeSpecs, resolution: int = DEFAULT_RESOLUTION) -> Tensor:
 
     Each image depends only on its own row, so batches, subsets and re-renders agree pixel for pixel.
     """
-    chunk = max(1, 2**20 // resolution**2)  # about a million pixels at a time: temporaries stay in cache
+    chunk = max(1, 2**18 // resolution**2)  # a quarter million pixels at a time: temporaries stay in cache
     out = torch.empty(len(specs), 3, resolution, resolution, dtype=torch.uint8)
     for start in range(0, len(specs), chunk):
         image = _render_chunk(specs[start : start + chunk], resolution)
