@@ -12,10 +12,12 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from ..data import Dataset, load_dataset, npz_dataset, read_npz
 from ..data.folder import IMAGE_SUFFIXES, list_images, load_image
+from ..data.shapes import COLORS, SHAPES
 from ..errors import UserError
 from ..io import atomic_path
 from ..metrics import (Evaluator, Extracted, FeatureStats, density_coverage, inception_score, kid, load_evaluator,
@@ -70,14 +72,28 @@ def _evaluate_samples(gen: Generator, run_dir: Path, evaluator: Evaluator, seed:
     if class_acc is not None:
         values["class_accuracy"] = class_acc
         settings["class_accuracy"] = {"per_class": CLASS_SAMPLES, "classifier": evaluator.name, "seed": seed}
+    code_acc = code_accuracy(gen, evaluator, seed)
+    if code_acc is not None:
+        values["code_accuracy"], settings["code_accuracy"] = code_acc
     generated = {"samples": n_fake, "seed": seed, "weights": gen.info.get("weights"), "step": gen.info.get("step")}
     return {**values, "protocol": {"extractor": evaluator.protocol(), "generated": generated, "reference": reference,
                                    **settings}}
 
 
+def _shapes_classes(evaluator: Evaluator, x: Tensor, data_cfg: Any) -> list[str]:
+    """The shapes evaluator's canonical predictions as class names of `data.label`: "star", "red", "red star"."""
+    predicted = evaluator.classify(x, data_cfg.label).tolist()
+    if data_cfg.label == "shape":
+        return [SHAPES[i] for i in predicted]
+    if data_cfg.label == "color":
+        return [COLORS[i] for i in predicted]
+    return [f"{COLORS[i % len(COLORS)]} {SHAPES[i // len(COLORS)]}" for i in predicted]
+
+
 # How an evaluator names its prediction for samples of a dataset, in that dataset's class names.
 CLASS_PREDICTORS: dict[str, Callable[[Evaluator, Tensor, Any], list[str]]] = {
     "digits": lambda ev, x, data_cfg: [str(i) for i in ev.logits(x).argmax(1).tolist()],
+    "shapes": _shapes_classes,
 }
 CLASS_SAMPLES = 100  # generated samples per class for class_accuracy
 
@@ -93,6 +109,50 @@ def class_accuracy(gen: Generator, evaluator: Evaluator, seed: int = 0) -> float
     for part in labels.split(1000):
         predicted += predict(evaluator, gen.sample(len(part), seed=seed + len(predicted), labels=part), gen.config.data)
     return sum(p == gen.class_names[i] for p, i in zip(predicted, labels.tolist())) / len(labels)
+
+
+CODE_SAMPLES = 100  # generated samples per value of InfoGAN's categorical code c0 for code_accuracy
+
+
+def matched_accuracy(confusion: np.ndarray) -> tuple[float, list[int]]:
+    """Accuracy under the best one-to-one matching of rows (code values) to columns (classes) of a count matrix,
+    and each row's matched column (-1 when there are more rows than columns): the Hungarian method."""
+    rows, cols = linear_sum_assignment(confusion, maximize=True)
+    mapping = [-1] * confusion.shape[0]
+    for row, col in zip(rows.tolist(), cols.tolist()):
+        mapping[row] = col
+    return float(confusion[rows, cols].sum() / confusion.sum()), mapping
+
+
+@torch.no_grad()
+def code_accuracy(gen: Generator, evaluator: Evaluator, seed: int = 0) -> tuple[float, dict[str, Any]] | None:
+    """How well InfoGAN's categorical code c0 found the classes without labels: (accuracy, protocol), None if n/a.
+
+    CODE_SAMPLES samples per value of c0 (z and the other codes random) are classified by the evaluator; the accuracy
+    is that of the best one-to-one matching of c0 values to classes, as for unsupervised clustering.
+    """
+    predict = CLASS_PREDICTORS.get(evaluator.name)
+    try:
+        values = gen.variant.code_values("c0")
+    except ValueError:
+        return None
+    if predict is None:
+        return None
+    z = gen.latents(len(values) * CODE_SAMPLES, seed).split(CODE_SAMPLES)
+    predicted = [predict(evaluator, gen.generate(part, codes={"c0": v}, seed=seed + 1 + i), gen.config.data)
+                 for i, (part, v) in enumerate(zip(z, values))]
+    classes = list(gen.spec.get("class_names") or [])
+    classes += sorted({p for row in predicted for p in row} - set(classes))
+    confusion = np.zeros((len(values), len(classes)), dtype=np.int64)  # (c0 value, predicted class) counts
+    for i, row in enumerate(predicted):
+        for p in row:
+            confusion[i, classes.index(p)] += 1
+    accuracy, mapping = matched_accuracy(confusion)
+    return accuracy, {"code": "c0", "per_value": CODE_SAMPLES, "classifier": evaluator.name, "seed": seed,
+                      "other_codes_and_z": "random", "matching": "one-to-one, maximising matched samples (Hungarian "
+                      "method, scipy.optimize.linear_sum_assignment)",
+                      "mapping": {f"c0={v:g}": classes[c] if c >= 0 else None for v, c in zip(values, mapping)},
+                      "classes": classes, "confusion": confusion.tolist()}
 
 
 def _reference_features(cache: Path, evaluator: Evaluator, data: Dataset, index: Tensor,

@@ -6,8 +6,9 @@ from ..config import Config
 from .base import Phase, Variant, slerp, truncated_noise
 from .conditional import ACGAN, CGAN
 from .gan import GAN
+from .infogan import InfoGAN
 
-VARIANTS: dict[str, type[Variant]] = {"gan": GAN, "cgan": CGAN, "acgan": ACGAN}
+VARIANTS: dict[str, type[Variant]] = {"gan": GAN, "cgan": CGAN, "acgan": ACGAN, "infogan": InfoGAN}
 
 
 def build_variant(cfg: Config, spec: dict) -> Variant:
@@ -15,4 +16,5 @@ def build_variant(cfg: Config, spec: dict) -> Variant:
     return VARIANTS[cfg.variant](cfg, spec)
 
 
-__all__ = ["Phase", "Variant", "slerp", "VARIANTS", "build_variant", "truncated_noise", "GAN", "CGAN", "ACGAN"]
+__all__ = ["Phase", "Variant", "slerp", "VARIANTS", "build_variant", "truncated_noise", "GAN", "CGAN", "ACGAN",
+           "InfoGAN"]

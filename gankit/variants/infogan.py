@@ -1,0 +1,132 @@
+"""InfoGAN (Chen et al. 2016): interpretable latent codes, learnt without labels by maximising their mutual
+information with G's output.
+
+G sees z ⊕ c, where c is one categorical code c0 (one-hot, `model.info_categorical` values, drawn uniformly) and
+`model.info_continuous` codes c1, c2, ... ~ U(-1, 1). A Q head on D's features (one body pass for both) predicts c0's
+logits and, per continuous code, a factored Gaussian's mean and log-std. The variational lower bound on
+I(c; G(z, c)) becomes λ·CE(c0) + λ_cont·Gaussian NLL(c1, c2, ...), minimised by Q in the D step (on detached fakes)
+and by G in its step (through the fakes). Labels are never used: the data may be unlabelled.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..config import Config
+from ..data import Batch
+from ..errors import UserError
+from ..nets import HeadedD, build_discriminator, build_generator, feature_shape
+from .gan import GAN
+
+LOG_STD_MIN, LOG_STD_MAX = -4.0, 2.0  # Q's log-std is clamped so the NLL cannot run off to -inf on one code value
+TRAVERSAL_RANGE, TRAVERSAL_STEPS = 2.0, 8  # continuous traversals go beyond the training range U(-1, 1) to ±2
+
+
+class InfoGAN(GAN):
+    """GAN whose G also takes latent codes that a Q head on D's features must recover from the samples."""
+
+    def __init__(self, cfg: Config, spec: dict) -> None:
+        self.categories, self.continuous = cfg.model.info_categorical, cfg.model.info_continuous
+        if self.categories == 1 or self.categories + self.continuous == 0:
+            raise UserError("infogan needs a latent code", "set model.info_categorical >= 2 or "
+                            "model.info_continuous >= 1")
+        codes = self.categories + self.continuous
+        G = build_generator(cfg.model, spec, extra_inputs=codes)
+        net = build_discriminator(cfg.model, spec)
+        # Q's outputs: c0's logits (K), then each continuous code's mean (C) and log-std (C)
+        Q = HeadedD(net, feature_shape(net, tuple(spec["shape"])), self.categories + 2 * self.continuous)
+        super().__init__(cfg, spec, G, Q)
+        self.info_weight, self.info_continuous_weight = cfg.loss.info_weight, cfg.loss.info_continuous_weight
+
+    @property
+    def code_names(self) -> list[str]:
+        """c0 is the categorical code (when there is one), c1, c2, ... the continuous ones."""
+        return (["c0"] if self.categories else []) + [f"c{i + 1}" for i in range(self.continuous)]
+
+    # ------------------------------------------------------------------------------------- codes
+
+    def _codes(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """Random codes: c0 indices (n,) uniform over its values and continuous values (n, C) ~ U(-1, 1)."""
+        category = torch.randint(max(self.categories, 1), (n,), generator=generator)
+        values = torch.rand(n, self.continuous, generator=generator) * 2 - 1
+        return category, values
+
+    def _join(self, category: Tensor, values: Tensor) -> Tensor:
+        """The condition G sees: onehot(c0) ⊕ c1..cC, (n, K + C) on this variant's device."""
+        onehot = F.one_hot(category, self.categories) if self.categories else category.new_zeros(len(category), 0)
+        return torch.cat([onehot.float(), values], dim=1).to(self.device)
+
+    def fake_condition(self, batch: Batch) -> Tensor:
+        return self._join(*self._codes(len(batch)))
+
+    def condition(self, n: int, *, generator: torch.Generator | None = None, labels: Tensor | None = None,
+                  **codes: float) -> Tensor:
+        """Codes for n samples: those named (c0=3, c1=0.5) fixed for all n, the rest random from `generator`.
+
+        All codes are drawn even when fixed, so fixing one leaves the others' draws (and a traversal's rows) unchanged.
+        """
+        if labels is not None:
+            raise ValueError(f"this InfoGAN model takes codes ({self._describe()}), not classes")
+        category, values = self._codes(n, generator)
+        for name, value in codes.items():
+            if name not in self.code_names:
+                raise ValueError(f"unknown code {name!r}: this model's codes are {self._describe()}")
+            if name == "c0":
+                if value != int(value) or not 0 <= value < self.categories:
+                    raise ValueError(f"c0 is categorical: give an index 0-{self.categories - 1}, not {value:g}")
+                category = torch.full_like(category, int(value))
+            else:
+                values[:, int(name[1:]) - 1] = float(value)
+        return self._join(category, values)
+
+    def _describe(self) -> str:
+        parts = [f"c0 (categorical, 0-{self.categories - 1})"] if self.categories else []
+        if self.continuous:
+            parts.append(f"{', '.join(self.code_names[-self.continuous:])} (continuous, trained on -1 to 1)")
+        return " and ".join(parts)
+
+    def code_values(self, name: str) -> list[float]:
+        """c0: every category; a continuous code: 8 values from -2 to 2 (past the training range, to show its use)."""
+        if name not in self.code_names:
+            raise ValueError(f"this model has no latent code {name!r}; its codes are {self._describe()}")
+        if name == "c0":
+            return [float(i) for i in range(self.categories)]
+        return torch.linspace(-TRAVERSAL_RANGE, TRAVERSAL_RANGE, TRAVERSAL_STEPS).tolist()
+
+    # ------------------------------------------------------------------------------------- the game
+
+    def g_forward(self, z: Tensor, cond: Tensor | None) -> Tensor:
+        return self.G(torch.cat([z, cond], dim=1))
+
+    def info_loss(self, q: Tensor, cond: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """λ·CE(c0) + λ_cont·NLL of c1..cC under Q's factored Gaussian: minus the MI lower bound, up to H(c)."""
+        k, c = self.categories, self.continuous
+        loss, scalars = q.new_zeros(()), {}
+        if k:
+            target = cond[:, :k].argmax(1)
+            loss = loss + self.info_weight * F.cross_entropy(q[:, :k], target)
+            scalars["q_accuracy"] = (q[:, :k].argmax(1) == target).float().mean().detach()
+        if c:
+            mean, log_std = q[:, k : k + c], q[:, k + c :].clamp(LOG_STD_MIN, LOG_STD_MAX)
+            nll = (0.5 * ((cond[:, k:] - mean) / log_std.exp()) ** 2 + log_std + 0.5 * math.log(2 * math.pi))
+            loss = loss + self.info_continuous_weight * nll.sum(1).mean()
+            scalars["q_continuous_mse"] = (cond[:, k:] - mean).pow(2).mean().detach()
+        return loss, scalars
+
+    def d_forward(self, x: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor]:
+        return self.D(x)
+
+    def aux_d_loss(self, real_aux: Tensor | None, fake_aux: Tensor | None, real_cond: Tensor | None,
+                   fake_cond: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
+        # Q (and D's shared body) learn to read the codes back from the detached fakes of this D step
+        loss, scalars = self.info_loss(fake_aux, fake_cond)
+        return loss, {"info_loss": loss.detach(), **scalars}
+
+    def aux_g_loss(self, fake_aux: Tensor | None, fake_cond: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
+        # G makes its codes readable: the same bound, through the live fakes
+        loss, _ = self.info_loss(fake_aux, fake_cond)
+        return loss, {"g_info_loss": loss.detach()}

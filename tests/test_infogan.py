@@ -1,0 +1,142 @@
+"""InfoGAN: codes in G's input, the Q head's mutual-information term, fixed codes, traversals, code_accuracy."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import gankit
+from gankit.metrics import load_evaluator
+from gankit.report.evaluate import code_accuracy, matched_accuracy
+from gankit.variants import InfoGAN
+
+FAST = ["train.steps=3", "model.width=8", "train.sample_every=0", "train.checkpoint_every=0", "train.log_every=1"]
+
+
+@pytest.fixture(scope="module")
+def info_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("infogan") / "run"
+    gankit.train(gankit.load_config("digits-infogan", FAST), run, progress=False)
+    return run
+
+
+def test_infogan_trains_and_logs_the_information_term(info_run):
+    g = gankit.load(info_run)
+    assert isinstance(g.variant, InfoGAN) and g.class_names is None
+    assert g.variant.G.z_dim == g.config.model.z_dim + 10 + 2  # z ⊕ onehot(c0) ⊕ c1, c2
+    logs = [json.loads(line) for line in (info_run / "logs.jsonl").read_text().splitlines()]
+    assert {"info_loss", "q_accuracy", "q_continuous_mse", "g_info_loss"} <= set(logs[-1])
+    assert g.sample(5, seed=0, codes={"c0": 3, "c2": -0.5}).shape == (5, 1, 16, 16)
+
+
+def test_infogan_needs_no_labels(tmp_path):
+    np.savez(tmp_path / "x.npz", data=np.random.rand(40, 1, 16, 16).astype(np.float32))
+    cfg = gankit.load_config("digits-infogan", ["data.name=npz", f"data.path={tmp_path}/x.npz", "model.info_categorical=3",
+                                                "model.info_continuous=0", "train.batch_size=8", *FAST])
+    gankit.train(cfg, tmp_path / "r", progress=False)
+    assert gankit.load(tmp_path / "r").variant.code_values("c0") == [0.0, 1.0, 2.0]
+
+
+def test_infogan_without_codes_is_a_user_error(tmp_path):
+    cfg = gankit.load_config("digits-infogan", ["model.info_categorical=0", "model.info_continuous=0", *FAST])
+    with pytest.raises(gankit.UserError, match="needs a latent code"):
+        gankit.train(cfg, tmp_path / "r", progress=False)
+
+
+def test_condition_fixes_named_codes_and_draws_the_rest_per_seed(info_run):
+    variant = gankit.load(info_run).variant
+
+    def cond(seed, **codes):
+        return variant.condition(64, generator=torch.Generator().manual_seed(seed), **codes)
+
+    c = cond(0, c0=3, c1=0.5)  # (64, onehot(10) ⊕ c1 ⊕ c2)
+    assert c.shape == (64, 12) and (c[:, :10].argmax(1) == 3).all() and (c[:, :10].sum(1) == 1).all()
+    assert (c[:, 10] == 0.5).all() and c[:, 11].std() > 0.3 and c[:, 11].abs().max() <= 1
+    assert torch.equal(cond(0, c0=3, c1=0.5), c) and not torch.equal(cond(1, c0=3, c1=0.5), c)
+    free = cond(0)
+    assert torch.equal(free[:, 11], c[:, 11])  # fixing codes leaves the other codes' draws as they were
+    assert len(free[:, :10].argmax(1).unique()) > 5  # c0 is random (uniform) when not given
+    assert variant.code_values("c0") == [float(i) for i in range(10)]
+    values = variant.code_values("c1")
+    assert len(values) == 8 and values[0] == -2 and values[-1] == 2
+
+
+@pytest.mark.parametrize("codes, fragment", [({"c3": 1.0}, "unknown code 'c3'"), ({"c0": 10.0}, "index 0-9"),
+                                             ({"c0": 1.5}, "index 0-9")])
+def test_bad_codes_are_value_errors(info_run, codes, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        gankit.load(info_run).variant.condition(2, **codes)
+    with pytest.raises(gankit.UserError, match=fragment):
+        gankit.load(info_run).sample(2, seed=0, codes=codes)
+
+
+def test_cli_code_reaches_the_generator_input(info_run, cli, tmp_path, monkeypatch):
+    seen = []
+    g_forward = InfoGAN.g_forward
+    monkeypatch.setattr(InfoGAN, "g_forward", lambda self, z, cond: seen.append(cond) or g_forward(self, z, cond))
+    code, _, err = cli("sample", str(info_run), "-n", "6", "--code", "c0=7", "--code", "c2=-1.5",
+                       "--out", str(tmp_path / "s.npz"))
+    assert code == 0, err
+    cond = torch.cat(seen)
+    assert len(cond) == 6 and (cond[:, :10].argmax(1) == 7).all() and (cond[:, 11] == -1.5).all()
+    assert cond[:, 10].std() > 0  # c1 was not fixed
+
+
+def test_cli_traversal_grid_rows_of_noise_columns_of_values(info_run, cli, tmp_path):
+    code, _, err = cli("sample", str(info_run), "-n", "24", "--code", "c0=3", "--vary", "c1",
+                       "--out", str(tmp_path / "t.png"))
+    assert code == 0, err
+    # 3 rows (noise) × 8 values of c1; 16-pixel digits with 1 pixel of padding, enlarged ×4
+    assert Image.open(tmp_path / "t.png").size == ((8 * 17 + 1) * 4, (3 * 17 + 1) * 4)
+    assert cli("sample", str(info_run), "-n", "20", "--vary", "c0", "--out", str(tmp_path / "c.npz"))[0] == 0
+    with np.load(tmp_path / "c.npz") as f:
+        samples = torch.from_numpy(f["samples"]).view(2, 10, 1, 16, 16)  # (rows, values of c0, C, H, W)
+    g = gankit.load(info_run)
+    z = g.latents(2, seed=0)  # one noise per row, the same across its columns
+    for value in (0, 9):
+        assert torch.allclose(samples[:, value], g.generate(z, codes={"c0": value}, seed=0))
+    assert not torch.equal(samples[0, 0], samples[0, 9]) and not torch.equal(samples[0, 0], samples[1, 0])
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--code", "c9=1"], "unknown code 'c9'"),
+    (["--code", "c0=12"], "index 0-9"),
+    (["--code", "c0=2.5"], "index 0-9"),
+    (["--vary", "c7"], "no latent code 'c7'"),
+    (["--class", "3"], "not class-conditional"),
+])
+def test_cli_bad_codes_exit_2_with_one_error_line(info_run, cli, tmp_path, args, fragment):
+    code, out, err = cli("sample", str(info_run), "--out", str(tmp_path / "x.png"), *args)
+    lines = err.strip().splitlines()
+    assert code == 2 and lines[0].startswith("error:") and fragment in lines[0] and "Traceback" not in out + err
+    assert len(lines) <= 2  # the error, and at most a hint
+
+
+def test_matched_accuracy_finds_a_permuted_perfect_mapping():
+    permutation = [3, 0, 7, 1, 9, 2, 8, 5, 4, 6]  # c0 value i draws digit permutation[i]
+    confusion = np.zeros((10, 10), dtype=np.int64)
+    confusion[np.arange(10), permutation] = 100
+    assert matched_accuracy(confusion) == (1.0, permutation)
+    # two values on one class: only one can match it, the other takes its best free class
+    assert matched_accuracy(np.array([[8, 2], [7, 3]])) == (11 / 20, [0, 1])
+    # more values than classes: the extra value matches nothing
+    assert matched_accuracy(np.array([[5, 0], [0, 5], [4, 1]])) == (10 / 15, [0, 1, -1])
+
+
+def test_code_accuracy_protocol(info_run):
+    accuracy, protocol = code_accuracy(gankit.load(info_run), load_evaluator("digits"), seed=0)
+    assert 0 <= accuracy <= 1 and protocol["per_value"] == 100 and len(protocol["mapping"]) == 10
+    assert np.array(protocol["confusion"]).sum() == 1000 and "Hungarian" in protocol["matching"]
+    assert len(set(protocol["mapping"].values())) == 10  # one-to-one
+
+
+@pytest.mark.slow
+def test_q_learns_to_read_the_categorical_code(tmp_path):
+    cfg = gankit.load_config("digits-infogan", ["train.steps=150", "model.width=16", "train.sample_every=0",
+                                                "train.checkpoint_every=0", "train.log_every=10"])
+    gankit.train(cfg, tmp_path / "r", progress=False)
+    logs = [json.loads(line) for line in (tmp_path / "r" / "logs.jsonl").read_text().splitlines()]
+    q_accuracy = [r["q_accuracy"] for r in logs if "q_accuracy" in r]
+    assert q_accuracy[0] < 0.5 and np.mean(q_accuracy[-3:]) > 0.9, q_accuracy
