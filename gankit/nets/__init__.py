@@ -6,6 +6,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..errors import UserError
+from .biggan import BigGANDiscriminator, BigGANGenerator
 from .blocks import MinibatchStd, Packed, count_parameters, dcgan_init, spectral_normalize
 from .conditional import ConcatConditionalD, ConcatConditionalG, HeadedD, ProjectionD, feature_shape
 from .dcgan import DCGANDiscriminator, DCGANGenerator
@@ -26,9 +27,16 @@ def _image_size(spec: dict) -> tuple[int, int]:
     return channels, height
 
 
+def _not_biggan(name: str) -> None:
+    if name == "biggan":
+        raise UserError("model.name=biggan builds class-conditional nets G(z, y) and D(x, y)",
+                        "use variant=cgan with labelled data, or model.name=dcgan")
+
+
 def build_generator(cfg: ModelConfig, spec: dict, extra_inputs: int = 0) -> nn.Module:
     """A generator mapping (N, z_dim + extra_inputs) inputs (noise, then e.g. one-hot labels or codes) to samples."""
     name, shape, inputs = family(cfg, spec), tuple(spec["shape"]), cfg.z_dim + extra_inputs
+    _not_biggan(name)
     if name == "mlp":
         return MLPGenerator(inputs, shape, cfg.g_hidden, cfg.g_batchnorm, image=spec["kind"] == "image")
     if spec["kind"] != "image":
@@ -46,6 +54,7 @@ def build_discriminator(cfg: ModelConfig, spec: dict, extra_channels: int = 0) -
     `extra_channels` widens the input for conditioning concatenated to it (one channel or feature per class).
     """
     name, shape = family(cfg, spec), tuple(spec["shape"])
+    _not_biggan(name)
     in_shape = (shape[0] * cfg.pack + extra_channels, *shape[1:])
     if name == "mlp":
         net: nn.Module = MLPDiscriminator(in_shape, cfg.d_hidden, cfg.minibatch_std)
@@ -57,7 +66,20 @@ def build_discriminator(cfg: ModelConfig, spec: dict, extra_channels: int = 0) -
     return Packed(net, cfg.pack) if cfg.pack > 1 else net
 
 
-__all__ = ["build_generator", "build_discriminator", "count_parameters", "dcgan_init", "spectral_normalize",
+def build_biggan(cfg: ModelConfig, spec: dict, num_classes: int) -> tuple[BigGANGenerator, BigGANDiscriminator]:
+    """BigGAN's class-conditional G(z, y) and D(x, y) for image data with `num_classes` classes."""
+    if spec["kind"] != "image":
+        raise UserError(f"model.name=biggan needs image data, but data is {spec['kind']}", "use model.name=mlp")
+    channels, resolution = _image_size(spec)
+    try:
+        return (BigGANGenerator(cfg.z_dim, num_classes, channels, resolution, cfg.width, cfg.shared_dim,
+                                cfg.attention),
+                BigGANDiscriminator(channels, num_classes, resolution, cfg.width, cfg.attention))
+    except ValueError as exc:
+        raise UserError(str(exc), "see docs/biggan.md for the sizes BigGAN supports") from None
+
+
+__all__ = ["build_biggan", "BigGANGenerator", "BigGANDiscriminator", "build_generator", "build_discriminator", "count_parameters", "dcgan_init", "spectral_normalize",
            "MinibatchStd", "Packed", "MLPGenerator", "ConcatConditionalD", "ConcatConditionalG", "HeadedD",
            "ProjectionD", "feature_shape",
            "MLPDiscriminator", "DCGANGenerator", "DCGANDiscriminator"]

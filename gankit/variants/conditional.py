@@ -13,7 +13,7 @@ from torch import Tensor
 from ..config import Config
 from ..data import Batch
 from ..errors import UserError
-from ..nets import ConcatConditionalD, ConcatConditionalG, HeadedD, ProjectionD, build_discriminator, \
+from ..nets import ConcatConditionalD, ConcatConditionalG, HeadedD, ProjectionD, build_biggan, build_discriminator, \
     build_generator, feature_shape
 from .gan import GAN
 
@@ -48,15 +48,22 @@ class _LabelConditioned(GAN):
 
 
 class CGAN(_LabelConditioned):
-    """cGAN: D(x, y) sees the label by projection (default, `model.cond=projection`) or one-hot concatenation."""
+    """cGAN: D(x, y) sees the label by projection (default, `model.cond=projection`) or one-hot concatenation.
+
+    With `model.name=biggan` both nets are BigGAN's own: G conditions every block through conditional batch norm and
+    D always projects, so `model.cond` does not apply.
+    """
 
     def __init__(self, cfg: Config, spec: dict) -> None:
         names = _classes(spec, "cgan")
         k = len(names)
-        G = ConcatConditionalG(build_generator(cfg.model, spec, extra_inputs=k), k)
-        if cfg.model.cond == "concat":
+        if cfg.model.name == "biggan":
+            G, D = build_biggan(cfg.model, spec, k)
+        elif cfg.model.cond == "concat":
+            G = ConcatConditionalG(build_generator(cfg.model, spec, extra_inputs=k), k)
             D = ConcatConditionalD(build_discriminator(cfg.model, spec, extra_channels=k), k)
         else:
+            G = ConcatConditionalG(build_generator(cfg.model, spec, extra_inputs=k), k)
             net = build_discriminator(cfg.model, spec)
             D = ProjectionD(net, k, feature_shape(net, tuple(spec["shape"]))[0])
         super().__init__(cfg, spec, G, D)
