@@ -28,7 +28,7 @@ import gankit
 from gankit.data import load_dataset
 from gankit.io import provenance, write_png
 from gankit.metrics import FeatureStats, load_evaluator, precision_recall
-from gankit.report.evaluate import CLASS_PREDICTORS, PR_K
+from gankit.report.evaluate import CLASS_PREDICTORS, PR_K, default_features
 
 TAUS = (0.1, 0.25, 0.5, 0.75, 1.0)
 PRESET = "shapes-biggan"
@@ -49,8 +49,7 @@ def sweep(run_dir: Path, n: int, seed: int, features: str | None) -> list[dict]:
     if not gen.class_names:
         raise SystemExit(f"{run_dir} is not a class-conditional run: the sweep needs labels to balance classes")
     data_cfg = gen.config.data
-    evaluator = load_evaluator(features or ("digits" if data_cfg.name == "digits" else
-                                            "shapes" if data_cfg.name == "shapes" else "raw"))
+    evaluator = load_evaluator(features or default_features(data_cfg.name))
     data = load_dataset(data_cfg, gen.config.seed)
     index = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
     real = evaluator.features(data.take(index)[0])

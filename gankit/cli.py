@@ -278,15 +278,16 @@ def interpolate(
     err.print(f"wrote {rows} interpolations of {steps} steps to {out}", highlight=False)
 
 
-FEATURES_HELP = "Feature extractor: inception (FID; needs --weights), digits (shipped classifier) or raw (pixels)."
+FEATURES_HELP = ("Feature extractor: inception (FID; needs --weights), digits or shapes (shipped classifiers) or raw "
+                 "(pixels).")
 WEIGHTS_HELP = "Extractor weights (.safetensors); inception default: $GANKIT_INCEPTION_WEIGHTS."
 
 
 @app.command("eval")
 def evaluate(
     run: Path = typer.Argument(..., help="Run directory."),
-    features: Optional[str] = typer.Option(None, "--features", help=FEATURES_HELP + " Default: digits for the "
-                                           "digits data, raw for other data."),
+    features: Optional[str] = typer.Option(None, "--features", help=FEATURES_HELP + " Default: digits or shapes "
+                                           "for those data, raw for other data."),
     weights: Optional[Path] = typer.Option(None, "--weights", help=WEIGHTS_HELP),
     n: Optional[int] = typer.Option(None, "-n", min=2, help="Generated samples (default: as many as the reference, "
                                     "at most 10,000; toy 2D data always uses PacGAN's 2,500)."),

@@ -138,3 +138,11 @@ def test_presets_validate_and_build(preset, variant, model):
     spec = load_dataset(cfg.data.model_copy(update={"n": 64})).spec()
     variant_module = build_variant(cfg, spec)
     assert variant_module.generate(2, cond=variant_module.condition(2)).shape == (2, *spec["shape"])
+
+
+def test_eval_of_a_shapes_run_uses_the_shapes_evaluator_for_class_accuracy(tmp_path):
+    Trainer(resolve("shapes-biggan", [*TINY, "train.steps=1"])[0], tmp_path / "r", progress=False).fit()
+    metrics = gankit.evaluate(tmp_path / "r", n=60)
+    assert metrics["protocol"]["class_accuracy"]["classifier"] == "shapes"
+    assert metrics["protocol"]["extractor"]["extractor"] == "shapes"
+    assert metrics["protocol"]["class_accuracy"]["per_class"] == 100 and 0 <= metrics["class_accuracy"] <= 1

@@ -48,8 +48,13 @@ def evaluate_run(run_dir: str | Path, seed: int = 0, features: str | None = None
                 "total_modes": report.total_modes,
                 "protocol": {"metric": "modes2d (PacGAN)", "samples": n, "threshold_std": 3.0, "seed": seed,
                              "weights": gen.info.get("weights"), "step": gen.info.get("step")}}
-    name = features or ("digits" if gen.config.data.name == "digits" else "raw")
+    name = features or default_features(gen.config.data.name)
     return _evaluate_samples(gen, Path(run_dir), load_evaluator(name, weights), seed, n)
+
+
+def default_features(data_name: str) -> str:
+    """The shipped evaluator trained on this data (digits, shapes), else raw pixels."""
+    return data_name if data_name in ("digits", "shapes") else "raw"
 
 
 def _evaluate_samples(gen: Generator, run_dir: Path, evaluator: Evaluator, seed: int, n: int | None) -> dict[str, Any]:
