@@ -17,6 +17,7 @@ import math
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -123,8 +124,10 @@ def main() -> None:
     jobs = [(s, m, seed, args.set_override) for s in sets for m in methods for seed in range(seeds)]
     results: dict[tuple[str, str], list[dict]] = {}
     with ProcessPoolExecutor(args.workers) as pool:
-        for row in pool.map(trial, jobs):
+        for done, row in enumerate(pool.map(trial, jobs), 1):
             results.setdefault((row["set"], row["method"]), []).append(row)
+            print(f"[{done}/{len(jobs)}] {row['set']} {row['method']} seed {row['seed']}: {row['modes']} modes, "
+                  f"{row['hq']:.1%} HQ, {row['seconds']:.0f} s", file=sys.stderr, flush=True)
     print(f"PacGAN 2D protocol, {seeds} seeds per row, 2,500 samples each; {args.workers} workers x 1 thread, "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores")
     print(f"{'set':<8}{'method':<24}{'modes':>14}{'high quality':>18}{'reverse KL':>16}{'s/trial':>9}")

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from gankit.data import digits  # noqa: E402
 from gankit.io import write_bytes, write_json  # noqa: E402
 from gankit.metrics.digits_classifier import (  # noqa: E402
-    WEIGHTS, DigitsClassifier, accuracy, index_digest, stratified_split)
+    WEIGHTS, DigitsClassifier, accuracy, fit_classifier, index_digest, stratified_split)
 
 ARCHITECTURE = {"width": 32, "feature_dim": 128, "dropout": 0.3}
 RECIPE = {"epochs": 25, "batch_size": 64, "lr": 2e-3, "weight_decay": 1e-4,
@@ -56,18 +56,8 @@ def train(seed: int, holdout: float, epochs: int) -> tuple[DigitsClassifier, dic
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = DigitsClassifier(**ARCHITECTURE)
-    opt = torch.optim.AdamW(model.parameters(), lr=RECIPE["lr"], weight_decay=RECIPE["weight_decay"])
-    steps = epochs * math.ceil(len(train_idx) / RECIPE["batch_size"])
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=RECIPE["lr"], total_steps=steps)
-    for _ in range(epochs):
-        model.train()
-        for batch in torch.randperm(len(train_idx), generator=gen).split(RECIPE["batch_size"]):
-            loss = F.cross_entropy(model(augment(x_train[batch], gen))[1], y_train[batch])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-    model.eval()
+    fit_classifier(model, lambda at: F.cross_entropy(model(augment(x_train[at], gen))[1], y_train[at]),
+                   len(train_idx), RECIPE, epochs, gen)
     card = {
         "name": "digits",
         "description": "CNN classifier of gankit.data.digits() (scikit-learn digits at 16x16 in [-1, 1]); "

@@ -11,7 +11,6 @@ always run in the same order). A few minutes on one CPU core.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from gankit.data.shapes import COLORS, SHAPES, shapes  # noqa: E402
 from gankit.io import write_bytes, write_json  # noqa: E402
-from gankit.metrics.digits_classifier import index_digest, stratified_split  # noqa: E402
+from gankit.metrics.digits_classifier import fit_classifier, index_digest, stratified_split  # noqa: E402
 from gankit.metrics.shapes_classifier import RESOLUTION, WEIGHTS, ShapesClassifier, accuracies  # noqa: E402
 
 DATA = {"n": 20_000, "resolution": RESOLUTION, "seed": 0}
@@ -68,19 +67,13 @@ def train(seed: int, holdout: float, epochs: int, n: int = DATA["n"]) -> tuple[S
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = ShapesClassifier(**ARCHITECTURE)
-    opt = torch.optim.AdamW(model.parameters(), lr=RECIPE["lr"], weight_decay=RECIPE["weight_decay"])
-    steps = epochs * math.ceil(len(train_idx) / RECIPE["batch_size"])
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=RECIPE["lr"], total_steps=steps)
-    for _ in range(epochs):
-        model.train()
-        for batch in train_idx_t[torch.randperm(len(train_idx), generator=gen)].split(RECIPE["batch_size"]):
-            _, shape_logits, color_logits = model.heads(augment(x[batch], gen))
-            loss = F.cross_entropy(shape_logits, shape[batch]) + F.cross_entropy(color_logits, color[batch])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-    model.eval()
+
+    def batch_loss(positions: torch.Tensor) -> torch.Tensor:
+        batch = train_idx_t[positions]
+        _, shape_logits, color_logits = model.heads(augment(x[batch], gen))
+        return F.cross_entropy(shape_logits, shape[batch]) + F.cross_entropy(color_logits, color[batch])
+
+    fit_classifier(model, batch_loss, len(train_idx), RECIPE, epochs, gen)
     held, trained = torch.from_numpy(heldout_idx), train_idx_t
     card = {
         "name": "shapes",

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -57,6 +58,25 @@ def stratified_split(labels: np.ndarray, holdout: float, seed: int) -> tuple[np.
         held.append(members[: round(holdout * len(members))])
     heldout = np.sort(np.concatenate(held))
     return np.setdiff1d(np.arange(len(labels)), heldout), heldout
+
+
+def fit_classifier(model: nn.Module, batch_loss: Callable[[Tensor], Tensor], n_train: int, recipe: dict[str, Any],
+                   epochs: int, generator: torch.Generator) -> None:
+    """The shipped evaluators' recipe: AdamW with a one-cycle schedule over shuffled minibatches of the n_train
+    training examples; `batch_loss(positions)` gives the loss of the examples at those positions of the training part.
+    """
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe["lr"], weight_decay=recipe["weight_decay"])
+    steps = epochs * math.ceil(n_train / recipe["batch_size"])
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe["lr"], total_steps=steps)
+    for _ in range(epochs):
+        model.train()
+        for positions in torch.randperm(n_train, generator=generator).split(recipe["batch_size"]):
+            loss = batch_loss(positions)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    model.eval()
 
 
 def index_digest(indices: np.ndarray) -> str:
