@@ -3,6 +3,7 @@ latent, exact resume, truncation, and the presets of the conditional family."""
 
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 from torch.nn.utils import parametrize
@@ -12,7 +13,7 @@ from gankit.config import ModelConfig, resolve
 from gankit.data import load_dataset
 from gankit.errors import UserError
 from gankit.nets import BigGANDiscriminator, BigGANGenerator, build_biggan, build_generator
-from gankit.nets.biggan import ConditionalBatchNorm, z_chunks
+from gankit.nets.biggan import ConditionalBatchNorm, upsample2, z_chunks
 from gankit.train import Trainer
 from gankit.variants import build_variant
 
@@ -146,3 +147,10 @@ def test_eval_of_a_shapes_run_uses_the_shapes_evaluator_for_class_accuracy(tmp_p
     assert metrics["protocol"]["class_accuracy"]["classifier"] == "shapes"
     assert metrics["protocol"]["extractor"]["extractor"] == "shapes"
     assert metrics["protocol"]["class_accuracy"]["per_class"] == 100 and 0 <= metrics["class_accuracy"] <= 1
+
+
+def test_upsample2_is_nearest_neighbour_and_the_skip_conv_commutes_with_it():
+    x = torch.randn(3, 5, 4, 6)
+    assert torch.equal(upsample2(x), F.interpolate(x, scale_factor=2, mode="nearest"))
+    conv = nn.Conv2d(5, 7, 1)
+    assert torch.allclose(upsample2(conv(x)), conv(upsample2(x)), atol=1e-6)
