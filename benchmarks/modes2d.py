@@ -68,6 +68,14 @@ def trial(job: tuple[str, str, int, list[str]]) -> dict:
             "rkl": report.reverse_kl, "seconds": seconds, "samples": samples[:1000].tolist()}
 
 
+def _read_rows(path: Path, overrides: list[str]) -> dict[tuple[str, str, int], dict]:
+    """Trials finished earlier under the same extra overrides, by (set, method, seed)."""
+    if not path.exists():
+        return {}
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {(r["set"], r["method"], r["seed"]): r for r in rows if r.get("overrides", []) == overrides}
+
+
 def summarise(rows: list[dict]) -> dict:
     """Mean ± std over seeds of modes, high-quality fraction and reverse KL; max seconds per trial."""
     def ms(key: str) -> tuple[float, float]:
@@ -118,28 +126,40 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--plot", default=None, help="write a scatter-plot PNG here")
     parser.add_argument("--set-override", action="append", default=[], help="extra key=value for every trial")
+    parser.add_argument("--rows", type=Path, default=None, help="JSONL of finished trials: each trial is appended "
+                        "when it ends, and trials already in it are not run again (resume a cut-off run, or add "
+                        "methods and seeds to an earlier one); the table covers every row in it that was asked for")
     args = parser.parse_args()
     seeds = args.seeds or (2 if args.quick else 10)
     sets, methods = args.sets.split(","), [m.strip() for m in args.methods.split(",")]
     jobs = [(s, m, seed, args.set_override) for s in sets for m in methods for seed in range(seeds)]
     results: dict[tuple[str, str], list[dict]] = {}
+    finished = _read_rows(args.rows, args.set_override) if args.rows else {}
+    for job in jobs:
+        if job[:3] in finished:
+            row = finished[job[:3]]
+            results.setdefault((row["set"], row["method"]), []).append(row)
+    jobs = [job for job in jobs if job[:3] not in finished]
     with ProcessPoolExecutor(args.workers) as pool:
         for done, row in enumerate(pool.map(trial, jobs), 1):
             results.setdefault((row["set"], row["method"]), []).append(row)
+            if args.rows:
+                with args.rows.open("a") as f:
+                    f.write(json.dumps({**row, "overrides": args.set_override}) + "\n")
             print(f"[{done}/{len(jobs)}] {row['set']} {row['method']} seed {row['seed']}: {row['modes']} modes, "
                   f"{row['hq']:.1%} HQ, {row['seconds']:.0f} s", file=sys.stderr, flush=True)
-    print(f"PacGAN 2D protocol, {seeds} seeds per row, 2,500 samples each; {args.workers} workers x 1 thread, "
+    print(f"PacGAN 2D protocol, up to {seeds} seeds per row, 2,500 samples each; {args.workers} workers x 1 thread, "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores")
-    print(f"{'set':<8}{'method':<24}{'modes':>14}{'high quality':>18}{'reverse KL':>16}{'s/trial':>9}")
+    print(f"{'set':<8}{'method':<24}{'seeds':>6}{'modes':>14}{'high quality':>18}{'reverse KL':>16}{'s/trial':>9}")
     summary = {}
-    for (s, m), rows in results.items():
-        sm = summarise(rows)
+    for s, m in sorted(results, key=lambda key: (list(SETS).index(key[0]), list(METHODS).index(key[1]))):
+        sm = summarise(results[(s, m)])
         summary[f"{s}/{m}"] = sm
-        print(f"{s:<8}{m:<24}{sm['modes'][0]:>8.2f} ± {sm['modes'][1]:<4.2f}{100 * sm['hq'][0]:>10.1f} ± "
+        print(f"{s:<8}{m:<24}{sm['seeds']:>6}{sm['modes'][0]:>8.2f} ± {sm['modes'][1]:<4.2f}{100 * sm['hq'][0]:>10.1f} ± "
               f"{100 * sm['hq'][1]:<4.1f}%{sm['rkl'][0]:>9.3f} ± {sm['rkl'][1]:<5.3f}{sm['max_seconds']:>7.0f}")
     for (s, m), (modes, hq, rkl) in PUBLISHED.items():
         if s in sets:
-            print(f"{s:<8}{m + ' (published)':<24}{modes:>8.1f}{'':7}{hq:>10.1f}{'':8}{rkl:>9.2f}")
+            print(f"{s:<8}{m + ' (published)':<24}{'':6}{modes:>8.1f}{'':7}{hq:>10.1f}{'':8}{rkl:>9.2f}")
     if args.plot:
         scatter(results, Path(args.plot))
         print(f"scatter plot: {args.plot}")
