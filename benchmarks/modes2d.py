@@ -80,6 +80,8 @@ def summarise(rows: list[dict]) -> dict:
     """Mean ± std over seeds of modes, high-quality fraction and reverse KL; max seconds per trial."""
     def ms(key: str) -> tuple[float, float]:
         vals = [r[key] for r in rows]
+        if not all(math.isfinite(v) for v in vals):  # reverse KL is infinite when a trial has no HQ sample
+            return math.inf, math.nan
         return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
     return {"modes": ms("modes"), "hq": ms("hq"), "rkl": ms("rkl"), "max_seconds": max(r["seconds"] for r in rows),
             "seeds": len(rows)}
