@@ -79,7 +79,8 @@ def build_biggan(cfg: ModelConfig, spec: dict, num_classes: int) -> tuple[BigGAN
         raise UserError(str(exc), "see docs/biggan.md for the sizes BigGAN supports") from None
 
 
-__all__ = ["build_biggan", "BigGANGenerator", "BigGANDiscriminator", "build_generator", "build_discriminator", "count_parameters", "dcgan_init", "spectral_normalize",
+__all__ = ["build_biggan", "BigGANGenerator", "BigGANDiscriminator", "build_generator", "build_discriminator",
+           "count_parameters", "dcgan_init", "spectral_normalize",
            "MinibatchStd", "Packed", "MLPGenerator", "ConcatConditionalD", "ConcatConditionalG", "HeadedD",
            "ProjectionD", "feature_shape",
            "MLPDiscriminator", "DCGANGenerator", "DCGANDiscriminator"]

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from ..data import Dataset, load_dataset, npz_dataset, read_npz
 from ..data.folder import IMAGE_SUFFIXES, list_images, load_image
-from ..data.shapes import COLORS, SHAPES
+from ..data.shapes import label_names
 from ..errors import UserError
 from ..io import atomic_path
 from ..metrics import (Evaluator, Extracted, FeatureStats, density_coverage, inception_score, kid, load_evaluator,
@@ -85,20 +85,10 @@ def _evaluate_samples(gen: Generator, run_dir: Path, evaluator: Evaluator, seed:
                                    **settings}}
 
 
-def _shapes_classes(evaluator: Evaluator, x: Tensor, data_cfg: Any) -> list[str]:
-    """The shapes evaluator's canonical predictions as class names of `data.label`: "star", "red", "red star"."""
-    predicted = evaluator.classify(x, data_cfg.label).tolist()
-    if data_cfg.label == "shape":
-        return [SHAPES[i] for i in predicted]
-    if data_cfg.label == "color":
-        return [COLORS[i] for i in predicted]
-    return [f"{COLORS[i % len(COLORS)]} {SHAPES[i // len(COLORS)]}" for i in predicted]
-
-
 # How an evaluator names its prediction for samples of a dataset, in that dataset's class names.
 CLASS_PREDICTORS: dict[str, Callable[[Evaluator, Tensor, Any], list[str]]] = {
     "digits": lambda ev, x, data_cfg: [str(i) for i in ev.logits(x).argmax(1).tolist()],
-    "shapes": _shapes_classes,
+    "shapes": lambda ev, x, data_cfg: label_names(ev.classify(x, data_cfg.label), data_cfg.label),
 }
 CLASS_SAMPLES = 100  # generated samples per class for class_accuracy
 

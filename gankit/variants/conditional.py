@@ -59,13 +59,13 @@ class CGAN(_LabelConditioned):
         k = len(names)
         if cfg.model.name == "biggan":
             G, D = build_biggan(cfg.model, spec, k)
-        elif cfg.model.cond == "concat":
-            G = ConcatConditionalG(build_generator(cfg.model, spec, extra_inputs=k), k)
-            D = ConcatConditionalD(build_discriminator(cfg.model, spec, extra_channels=k), k)
         else:
             G = ConcatConditionalG(build_generator(cfg.model, spec, extra_inputs=k), k)
-            net = build_discriminator(cfg.model, spec)
-            D = ProjectionD(net, k, feature_shape(net, tuple(spec["shape"]))[0])
+            if cfg.model.cond == "concat":
+                D = ConcatConditionalD(build_discriminator(cfg.model, spec, extra_channels=k), k)
+            else:
+                net = build_discriminator(cfg.model, spec)
+                D = ProjectionD(net, k, feature_shape(net, tuple(spec["shape"]))[0])
         super().__init__(cfg, spec, G, D)
         self.class_names = names
 
