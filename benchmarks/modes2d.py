@@ -12,6 +12,7 @@ the mode histogram to uniform). Published numbers (Lin et al. 2018, PacGAN, Tabl
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -51,11 +52,8 @@ def trial(job: tuple[str, str, int, list[str]]) -> dict:
     from gankit.metrics import modes2d
     from gankit.train import Trainer
 
-    set_name, method, seed, overrides = job
-    best, extra = METHODS[method]
-    preset = SETS[set_name][1 if best else 0]
-    cfg = gankit.load_config(preset, [*extra, *overrides, f"seed={seed}", "train.sample_every=0",
-                                      "train.checkpoint_every=0"])
+    set_name, method, seed, _ = job
+    cfg = job_config(job)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         trainer = Trainer(cfg, tmp, progress=False)
@@ -64,16 +62,31 @@ def trial(job: tuple[str, str, int, list[str]]) -> dict:
         gen = gankit.load(tmp)
         samples = gen.sample(2500, seed=10_000 + seed)
     report = modes2d(samples, trainer.data.centers, trainer.data.std)
-    return {"set": set_name, "method": method, "seed": seed, "modes": report.modes, "hq": report.hq_fraction,
-            "rkl": report.reverse_kl, "seconds": seconds, "samples": samples[:1000].tolist()}
+    return {"set": set_name, "method": method, "seed": seed, "config": fingerprint(cfg), "modes": report.modes,
+            "hq": report.hq_fraction, "rkl": report.reverse_kl, "seconds": seconds, "samples": samples[:1000].tolist()}
 
 
-def _read_rows(path: Path, overrides: list[str]) -> dict[tuple[str, str, int], dict]:
-    """Trials finished earlier under the same extra overrides, by (set, method, seed)."""
+def job_config(job: tuple[str, str, int, list[str]]):
+    """The resolved config of one (set, method, seed, extra overrides) trial."""
+    import gankit
+
+    set_name, method, seed, overrides = job
+    best, extra = METHODS[method]
+    return gankit.load_config(SETS[set_name][1 if best else 0], [*extra, *overrides, f"seed={seed}",
+                                                                 "train.sample_every=0", "train.checkpoint_every=0"])
+
+
+def fingerprint(cfg) -> str:
+    """Hash of the resolved config: a stored trial is reused only if its preset and overrides still resolve to it."""
+    return hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _read_rows(path: Path) -> dict[tuple[str, str, int, str], dict]:
+    """Trials finished earlier, by (set, method, seed, config fingerprint)."""
     if not path.exists():
         return {}
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return {(r["set"], r["method"], r["seed"]): r for r in rows if r.get("overrides", []) == overrides}
+    return {(r["set"], r["method"], r["seed"], r["config"]): r for r in rows if "config" in r}
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -129,25 +142,27 @@ def main() -> None:
     parser.add_argument("--plot", default=None, help="write a scatter-plot PNG here")
     parser.add_argument("--set-override", action="append", default=[], help="extra key=value for every trial")
     parser.add_argument("--rows", type=Path, default=None, help="JSONL of finished trials: each trial is appended "
-                        "when it ends, and trials already in it are not run again (resume a cut-off run, or add "
-                        "methods and seeds to an earlier one); the table covers every row in it that was asked for")
+                        "when it ends, and trials already in it with the same resolved config are not run again (resume a "
+                        "cut-off run, or add methods and seeds to an earlier one; a changed preset reruns its "
+                        "trials); the table covers every row in it that was asked for")
     args = parser.parse_args()
     seeds = args.seeds or (2 if args.quick else 10)
     sets, methods = args.sets.split(","), [m.strip() for m in args.methods.split(",")]
     jobs = [(s, m, seed, args.set_override) for s in sets for m in methods for seed in range(seeds)]
     results: dict[tuple[str, str], list[dict]] = {}
-    finished = _read_rows(args.rows, args.set_override) if args.rows else {}
+    finished = _read_rows(args.rows) if args.rows else {}
+    keys = {job[:3]: (*job[:3], fingerprint(job_config(job))) for job in jobs}
     for job in jobs:
-        if job[:3] in finished:
-            row = finished[job[:3]]
+        if keys[job[:3]] in finished:
+            row = finished[keys[job[:3]]]
             results.setdefault((row["set"], row["method"]), []).append(row)
-    jobs = [job for job in jobs if job[:3] not in finished]
+    jobs = [job for job in jobs if keys[job[:3]] not in finished]
     with ProcessPoolExecutor(args.workers) as pool:
         for done, row in enumerate(pool.map(trial, jobs), 1):
             results.setdefault((row["set"], row["method"]), []).append(row)
             if args.rows:
                 with args.rows.open("a") as f:
-                    f.write(json.dumps({**row, "overrides": args.set_override}) + "\n")
+                    f.write(json.dumps(row) + "\n")
             print(f"[{done}/{len(jobs)}] {row['set']} {row['method']} seed {row['seed']}: {row['modes']} modes, "
                   f"{row['hq']:.1%} HQ, {row['seconds']:.0f} s", file=sys.stderr, flush=True)
     print(f"PacGAN 2D protocol, up to {seeds} seeds per row, 2,500 samples each; {args.workers} workers x 1 thread, "
