@@ -145,7 +145,11 @@ def main() -> None:
                         "when it ends, and trials already in it with the same resolved config are not run again (resume a "
                         "cut-off run, or add methods and seeds to an earlier one; a changed preset reruns its "
                         "trials); the table covers every row in it that was asked for")
+    parser.add_argument("--table-only", action="store_true", help="with --rows: print the table and plot of the "
+                        "trials already there, without running the missing ones")
     args = parser.parse_args()
+    if args.table_only and not args.rows:
+        parser.error("--table-only needs --rows FILE.jsonl")
     seeds = args.seeds or (2 if args.quick else 10)
     sets, methods = args.sets.split(","), [m.strip() for m in args.methods.split(",")]
     jobs = [(s, m, seed, args.set_override) for s in sets for m in methods for seed in range(seeds)]
@@ -156,7 +160,7 @@ def main() -> None:
         if keys[job[:3]] in finished:
             row = finished[keys[job[:3]]]
             results.setdefault((row["set"], row["method"]), []).append(row)
-    jobs = [job for job in jobs if keys[job[:3]] not in finished]
+    jobs = [] if args.table_only else [job for job in jobs if keys[job[:3]] not in finished]
     with ProcessPoolExecutor(args.workers) as pool:
         for done, row in enumerate(pool.map(trial, jobs), 1):
             results.setdefault((row["set"], row["method"]), []).append(row)
@@ -165,7 +169,8 @@ def main() -> None:
                     f.write(json.dumps(row) + "\n")
             print(f"[{done}/{len(jobs)}] {row['set']} {row['method']} seed {row['seed']}: {row['modes']} modes, "
                   f"{row['hq']:.1%} HQ, {row['seconds']:.0f} s", file=sys.stderr, flush=True)
-    print(f"PacGAN 2D protocol, up to {seeds} seeds per row, 2,500 samples each; {args.workers} workers x 1 thread, "
+    ran = f"trials read from {args.rows}" if args.table_only else f"{args.workers} workers x 1 thread"
+    print(f"PacGAN 2D protocol, up to {seeds} seeds per row, 2,500 samples each; {ran}, "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores")
     print(f"{'set':<8}{'method':<24}{'seeds':>6}{'modes':>14}{'high quality':>18}{'reverse KL':>16}{'s/trial':>9}")
     summary = {}
