@@ -79,6 +79,8 @@ class LossConfig(_Section):
     aux_weight: float = Field(1.0, ge=0, description="acgan: weight of the auxiliary classification loss")
     info_weight: float = Field(1.0, ge=0, description="infogan: weight λ of the categorical code's MI term")
     info_continuous_weight: float = Field(0.1, ge=0, description="infogan: weight of the continuous codes' MI term")
+    info_real_weight: float = Field(0.0, ge=0, description="infogan: weight of a clustering term on real data: Q's "
+                                    "c0 confident per image and balanced over the batch (no labels used)")
 
 
 class OptimConfig(_Section):

@@ -1,10 +1,12 @@
 """InfoGAN: codes in G's input, the Q head's mutual-information term, fixed codes, traversals, code_accuracy."""
 
 import json
+import math
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 import gankit
@@ -28,6 +30,7 @@ def test_infogan_trains_and_logs_the_information_term(info_run):
     assert g.variant.G.z_dim == g.config.model.z_dim + 10 + 2  # z ⊕ onehot(c0) ⊕ c1, c2
     logs = [json.loads(line) for line in (info_run / "logs.jsonl").read_text().splitlines()]
     assert {"info_loss", "q_accuracy", "q_continuous_mse", "g_info_loss"} <= set(logs[-1])
+    assert "q_real_cluster" not in logs[-1]  # the real-data clustering term is off unless asked for
     assert g.sample(5, seed=0, codes={"c0": 3, "c2": -0.5}).shape == (5, 1, 16, 16)
 
 
@@ -112,6 +115,25 @@ def test_cli_bad_codes_exit_2_with_one_error_line(info_run, cli, tmp_path, args,
     lines = err.strip().splitlines()
     assert code == 2 and lines[0].startswith("error:") and fragment in lines[0] and "Traceback" not in out + err
     assert len(lines) <= 2  # the error, and at most a hint
+
+
+def test_cluster_loss_is_minus_the_information_between_images_and_c0(info_run):
+    variant = gankit.load(info_run).variant
+    k, big = 10, 30.0
+    onehot = F.one_hot(torch.arange(40) % k, k).float()
+    assert variant.cluster_loss(torch.zeros(40, k)).item() == pytest.approx(0.0, abs=1e-6)  # undecided: no information
+    assert variant.cluster_loss(big * onehot).item() == pytest.approx(-math.log(k), abs=1e-4)  # confident, balanced
+    one_cluster = big * F.one_hot(torch.zeros(40, dtype=torch.long), k).float()
+    assert variant.cluster_loss(one_cluster).item() == pytest.approx(0.0, abs=1e-4)  # confident but all in one value
+    half = big * F.one_hot(torch.arange(40) % 5, k).float()  # 5 of the 10 values used
+    assert variant.cluster_loss(half).item() == pytest.approx(-math.log(5), abs=1e-4)
+
+
+def test_real_data_clustering_term_is_logged_only_when_on(tmp_path):
+    cfg = gankit.load_config("digits-infogan", ["loss.info_real_weight=1", *FAST])
+    gankit.train(cfg, tmp_path / "r", progress=False)
+    logs = [json.loads(line) for line in (tmp_path / "r" / "logs.jsonl").read_text().splitlines()]
+    assert all(-math.log(10) <= r["q_real_cluster"] <= 0 for r in logs if "d_loss" in r)
 
 
 def test_matched_accuracy_finds_a_permuted_perfect_mapping():

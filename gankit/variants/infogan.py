@@ -41,6 +41,7 @@ class InfoGAN(GAN):
         Q = HeadedD(net, feature_shape(net, tuple(spec["shape"])), self.categories + 2 * self.continuous)
         super().__init__(cfg, spec, G, Q)
         self.info_weight, self.info_continuous_weight = cfg.loss.info_weight, cfg.loss.info_continuous_weight
+        self.info_real_weight = cfg.loss.info_real_weight
 
     @property
     def code_names(self) -> list[str]:
@@ -120,11 +121,27 @@ class InfoGAN(GAN):
     def d_forward(self, x: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor]:
         return self.D(x)
 
+    def cluster_loss(self, q_real: Tensor) -> Tensor:
+        """E[H(p(c0|x))] − H(E[p(c0|x)]) over a real batch: minus the MI between real images and Q's c0 (IMSAT).
+
+        Low when Q puts each real image in one value of c0 and uses every value equally: Q becomes a clusterer of
+        the real data, and G, which must make Q read c0 back, draws those clusters.
+        """
+        p = F.softmax(q_real[:, : self.categories], dim=1)
+        log_p = F.log_softmax(q_real[:, : self.categories], dim=1)
+        mean = p.mean(0)
+        return -(p * log_p).sum(1).mean() + (mean * mean.clamp_min(1e-12).log()).sum()
+
     def aux_d_loss(self, real_aux: Tensor | None, fake_aux: Tensor | None, real_cond: Tensor | None,
                    fake_cond: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
         # Q (and D's shared body) learn to read the codes back from the detached fakes of this D step
         loss, scalars = self.info_loss(fake_aux, fake_cond)
-        return loss, {"info_loss": loss.detach(), **scalars}
+        scalars = {"info_loss": loss.detach(), **scalars}
+        if self.info_real_weight and self.categories:
+            cluster = self.cluster_loss(real_aux)
+            loss = loss + self.info_real_weight * cluster
+            scalars["q_real_cluster"] = cluster.detach()
+        return loss, scalars
 
     def aux_g_loss(self, fake_aux: Tensor | None, fake_cond: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
         # G makes its codes readable: the same bound, through the live fakes
