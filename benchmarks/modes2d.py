@@ -77,8 +77,12 @@ def job_config(job: tuple[str, str, int, list[str]]):
 
 
 def fingerprint(cfg) -> str:
-    """Hash of the resolved config: a stored trial is reused only if its preset and overrides still resolve to it."""
-    return hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+    """Hash of the resolved config: a stored trial is reused only if its preset and overrides still resolve to it.
+
+    Keys at their defaults are left out, so a new config key (off by default) does not invalidate stored trials.
+    """
+    dump = cfg.model_dump(mode="json", exclude_defaults=True)
+    return hashlib.sha256(json.dumps(dump, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _read_rows(path: Path) -> dict[tuple[str, str, int, str], dict]:
