@@ -192,6 +192,7 @@ def main() -> None:
     print(json.dumps({k: {"modes": round(v["modes"][0], 3), "modes_std": round(v["modes"][1], 3),
                           "hq": round(v["hq"][0], 4), "hq_std": round(v["hq"][1], 4),
                           "reverse_kl": round(v["rkl"][0], 4) if math.isfinite(v["rkl"][0]) else None,
+                          "reverse_kl_std": round(v["rkl"][1], 4) if math.isfinite(v["rkl"][0]) else None,
                           "max_seconds": round(v["max_seconds"], 1), "seeds": v["seeds"]}
                       for k, v in summary.items()}))
 
