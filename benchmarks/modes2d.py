@@ -146,9 +146,9 @@ def main() -> None:
     parser.add_argument("--plot", default=None, help="write a scatter-plot PNG here")
     parser.add_argument("--set-override", action="append", default=[], help="extra key=value for every trial")
     parser.add_argument("--rows", type=Path, default=None, help="JSONL of finished trials: each trial is appended "
-                        "when it ends, and trials already in it with the same resolved config are not run again (resume a "
-                        "cut-off run, or add methods and seeds to an earlier one; a changed preset reruns its "
-                        "trials); the table covers every row in it that was asked for")
+                        "when it ends, and trials already in it with the same resolved config are not run again "
+                        "(resume a cut-off run, or add methods and seeds to an earlier one; a changed preset reruns "
+                        "its trials); the table covers every row in it that was asked for")
     parser.add_argument("--table-only", action="store_true", help="with --rows: print the table and plot of the "
                         "trials already there, without running the missing ones")
     args = parser.parse_args()
