@@ -6,6 +6,9 @@ G sees z ⊕ c, where c is one categorical code c0 (one-hot, `model.info_categor
 logits and, per continuous code, a factored Gaussian's mean and log-std. The variational lower bound on
 I(c; G(z, c)) becomes λ·CE(c0) + λ_cont·Gaussian NLL(c1, c2, ...), minimised by Q in the D step (on detached fakes)
 and by G in its step (through the fakes). Labels are never used: the data may be unlabelled.
+
+Optionally (`loss.info_real_weight`), Q also clusters the real batch into confident, balanced values of c0, so the
+values G learns to draw are the data's own groups rather than whatever Q could read first (docs/infogan.md).
 """
 
 from __future__ import annotations
