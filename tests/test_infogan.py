@@ -49,6 +49,12 @@ def test_infogan_without_codes_is_a_user_error(tmp_path):
         gankit.train(cfg, tmp_path / "r", progress=False)
 
 
+def test_clustering_term_without_a_categorical_code_is_a_user_error(tmp_path):
+    cfg = gankit.load_config("digits-infogan", ["model.info_categorical=0", "loss.info_real_weight=1", *FAST])
+    with pytest.raises(gankit.UserError, match="info_real_weight"):
+        gankit.train(cfg, tmp_path / "r", progress=False)
+
+
 def test_condition_fixes_named_codes_and_draws_the_rest_per_seed(info_run):
     variant = gankit.load(info_run).variant
 

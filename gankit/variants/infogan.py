@@ -37,6 +37,9 @@ class InfoGAN(GAN):
         if self.categories == 1 or self.categories + self.continuous == 0:
             raise UserError("infogan needs a latent code", "set model.info_categorical >= 2 or "
                             "model.info_continuous >= 1")
+        if cfg.loss.info_real_weight and not self.categories:
+            raise UserError("loss.info_real_weight clusters the data into values of c0, but this model has none",
+                            "set model.info_categorical >= 2 or loss.info_real_weight=0")
         codes = self.categories + self.continuous
         G = build_generator(cfg.model, spec, extra_inputs=codes)
         net = build_discriminator(cfg.model, spec)
@@ -140,7 +143,7 @@ class InfoGAN(GAN):
         # Q (and D's shared body) learn to read the codes back from the detached fakes of this D step
         loss, scalars = self.info_loss(fake_aux, fake_cond)
         scalars = {"info_loss": loss.detach(), **scalars}
-        if self.info_real_weight and self.categories:
+        if self.info_real_weight:
             cluster = self.cluster_loss(real_aux)
             loss = loss + self.info_real_weight * cluster
             scalars["q_real_cluster"] = cluster.detach()
