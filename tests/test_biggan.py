@@ -100,12 +100,25 @@ def test_hierarchical_latent_splits_all_of_z():
         assert not torch.allclose(G(moved, y), base), index
 
 
-def test_biggan_is_for_cgan_only():
+def test_biggan_is_for_the_label_conditioned_variants_only():
     with pytest.raises(UserError, match="class-conditional"):
         build_generator(ModelConfig(name="biggan"), {"kind": "image", "shape": [3, 32, 32]})
-    cfg = resolve("shapes-biggan", ["variant=acgan", "data.n=64"])[0]
-    with pytest.raises(UserError, match="use variant=cgan"):
-        build_variant(cfg, load_dataset(cfg.data).spec())
+    for variant in ("gan", "infogan"):
+        cfg = resolve("shapes-biggan", [f"variant={variant}", "data.n=64"])[0]
+        with pytest.raises(UserError, match="use variant=cgan or acgan"):
+            build_variant(cfg, load_dataset(cfg.data).spec())
+
+
+def test_acgan_on_biggan_nets_classifies_instead_of_projecting():
+    cfg = resolve("shapes-biggan", [*TINY, "variant=acgan"])[0]
+    variant = build_variant(cfg, load_dataset(cfg.data).spec())
+    variant.eval()  # spectral norm's power iteration would move the weights between the two D calls below
+    assert variant.D.net.embed is None  # no projection: D's realness score ignores the class
+    assert isinstance(variant.G, BigGANGenerator) and variant.G.num_classes == 6
+    x = variant.generate(5, cond=torch.tensor([0, 1, 2, 3, 5]))
+    logits, classes = variant.d_forward(x, None)
+    assert logits.shape == (5,) and classes.shape == (5, 6)
+    assert torch.equal(logits, variant.D.net(x))  # the realness logit is D(x) alone
 
 
 def test_two_step_biggan_run_resumes_bit_identically(tmp_path):

@@ -30,7 +30,7 @@ def _image_size(spec: dict) -> tuple[int, int]:
 def _not_biggan(name: str) -> None:
     if name == "biggan":
         raise UserError("model.name=biggan builds class-conditional nets G(z, y) and D(x, y)",
-                        "use variant=cgan with labelled data, or model.name=dcgan")
+                        "use variant=cgan or acgan with labelled data, or model.name=dcgan")
 
 
 def build_generator(cfg: ModelConfig, spec: dict, extra_inputs: int = 0) -> nn.Module:
@@ -66,15 +66,17 @@ def build_discriminator(cfg: ModelConfig, spec: dict, extra_channels: int = 0) -
     return Packed(net, cfg.pack) if cfg.pack > 1 else net
 
 
-def build_biggan(cfg: ModelConfig, spec: dict, num_classes: int) -> tuple[BigGANGenerator, BigGANDiscriminator]:
-    """BigGAN's class-conditional G(z, y) and D(x, y) for image data with `num_classes` classes."""
+def build_biggan(cfg: ModelConfig, spec: dict, num_classes: int,
+                 projection: bool = True) -> tuple[BigGANGenerator, BigGANDiscriminator]:
+    """BigGAN's class-conditional G(z, y) and D(x, y) for image data with `num_classes` classes; with
+    projection=False, D(x) ignores the class (for a variant that adds its own class head)."""
     if spec["kind"] != "image":
         raise UserError(f"model.name=biggan needs image data, but data is {spec['kind']}", "use model.name=mlp")
     channels, resolution = _image_size(spec)
     try:
         return (BigGANGenerator(cfg.z_dim, num_classes, channels, resolution, cfg.width, cfg.shared_dim,
                                 cfg.attention),
-                BigGANDiscriminator(channels, num_classes, resolution, cfg.width, cfg.attention))
+                BigGANDiscriminator(channels, num_classes if projection else 0, resolution, cfg.width, cfg.attention))
     except ValueError as exc:
         raise UserError(str(exc), "see docs/biggan.md for the sizes BigGAN supports") from None
 

@@ -184,7 +184,10 @@ class BigGANGenerator(nn.Module):
 
 class BigGANDiscriminator(nn.Module):
     """D(x (N, C, R, R), y (N,)) -> logits (N,): residual down blocks to 4×4, one more block, ReLU, sum pooling,
-    then linear(h) + ⟨embed(y), h⟩ (the projection discriminator)."""
+    then linear(h) + ⟨embed(y), h⟩ (the projection discriminator).
+
+    With num_classes=0 there is no projection: D(x) = linear(h), and a class head can sit on `features` (ACGAN).
+    """
 
     def __init__(self, in_channels: int, num_classes: int, resolution: int, width: int = 64,
                  attention: int = 16) -> None:
@@ -198,7 +201,7 @@ class BigGANDiscriminator(nn.Module):
         self.sides = [r // 2 for r in inputs] + [4]  # block outputs: 32 -> [16, 8, 4, 4]
         self.attention = SelfAttention(channels(resolution, 2 * attention, width)) if attention else None
         self.linear = nn.Linear(chans[-1], 1)
-        self.embed = nn.Embedding(num_classes, chans[-1])
+        self.embed = nn.Embedding(num_classes, chans[-1]) if num_classes else None
         _orthogonal_init(self)
         _spectral_normalize(self)
 
@@ -211,9 +214,15 @@ class BigGANDiscriminator(nn.Module):
                 h = self.attention(h)
         return F.relu(h).sum(dim=(2, 3))
 
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+    def logits_from(self, h: Tensor) -> Tensor:
+        """(N,) unconditional logits from `features` (N, C)."""
+        return self.linear(h).flatten()
+
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         h = self.features(x)
-        return self.linear(h).flatten() + (self.embed(y) * h).sum(1)
+        if self.embed is None:
+            return self.logits_from(h)
+        return self.logits_from(h) + (self.embed(y) * h).sum(1)
 
 
 def _spectral_normalize(module: nn.Module, skip: tuple[nn.Module, ...] = ()) -> None:

@@ -77,13 +77,20 @@ class CGAN(_LabelConditioned):
 
 
 class ACGAN(_LabelConditioned):
-    """ACGAN: D is unconditional but also classifies every sample; both players minimise the class loss."""
+    """ACGAN: D is unconditional but also classifies every sample; both players minimise the class loss.
+
+    With `model.name=biggan` G is BigGAN's (conditional batch norm) and D is BigGAN's without the projection; the
+    class head sits on its pooled features (BigGAN's nets with ACGAN's conditioning, as in StudioGAN's "AC" option).
+    """
 
     def __init__(self, cfg: Config, spec: dict) -> None:
         names = _classes(spec, "acgan")
         k = len(names)
-        G = ConcatConditionalG(build_generator(cfg.model, spec, extra_inputs=k), k)
-        net = build_discriminator(cfg.model, spec)
+        if cfg.model.name == "biggan":
+            G, net = build_biggan(cfg.model, spec, k, projection=False)
+        else:
+            G = ConcatConditionalG(build_generator(cfg.model, spec, extra_inputs=k), k)
+            net = build_discriminator(cfg.model, spec)
         super().__init__(cfg, spec, G, HeadedD(net, feature_shape(net, tuple(spec["shape"])), k))
         self.class_names, self.aux_weight = names, cfg.loss.aux_weight
 
