@@ -1,7 +1,8 @@
 """Class-conditional GANs: cGAN (Mirza & Osindero 2014) with a concat or projection D, and ACGAN (Odena et al. 2017).
 
-Both condition G on the label by concatenating its one-hot code to z; fakes in a D step take the real batch's
-labels, so the label distribution of fakes matches the data.
+Both condition G on the label by concatenating its one-hot code to z (with `model.name=biggan`: through BigGAN's
+conditional batch norm); fakes in a D step take the real batch's labels, so the label distribution of fakes matches
+the data.
 """
 
 from __future__ import annotations
