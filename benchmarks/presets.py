@@ -1,0 +1,69 @@
+"""Preset budgets: projected training time of each image preset at its default length, against `digits-dcgan`.
+
+Each preset trains a short run in this process (same threads, same machine state); its speed is the median of the
+logged steps/s windows after the first (start-up excluded), and its projected time is preset steps / that speed.
+`digits-dcgan`, the demo, is the baseline measured in the same run: `vs_demo` is a preset's time per step over the
+demo's. Sample grids and checkpoints are left out of the projection (a few seconds per preset).
+
+    python benchmarks/presets.py            # 100 steps per preset
+    python benchmarks/presets.py --quick    # 20 steps per preset
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+from pathlib import Path
+
+import torch
+
+import gankit
+from gankit.train import Trainer
+from gankit.train.logging import read_logs
+
+BASELINE = "digits-dcgan"
+PRESETS = [BASELINE, "digits-cgan", "digits-acgan", "digits-infogan", "shapes-dcgan", "shapes-biggan"]
+BUDGET_MIN = 20.0  # issue target: every preset of the conditional family within 20 minutes on 2 CPU cores
+
+
+def steps_per_second(preset: str, steps: int, root: Path) -> float:
+    """Median logged steps/s of a `steps`-step run of `preset`, the first log window (start-up) left out."""
+    window = max(1, steps // 5)
+    cfg = gankit.load_config(preset, [f"train.steps={steps}", f"train.log_every={window}", "train.sample_every=0",
+                                      f"train.checkpoint_every={steps}"])
+    Trainer(cfg, root / preset, progress=False).fit()
+    rates = [r["it_s"] for r in read_logs(root / preset / "logs.jsonl") if "it_s" in r][1:]
+    return statistics.median(rates)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="20 steps per preset")
+    parser.add_argument("--steps", type=int, default=None, help="steps per preset (default 100, 20 with --quick)")
+    args = parser.parse_args()
+    steps = args.steps or (20 if args.quick else 100)
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for preset in PRESETS:
+            rate = steps_per_second(preset, steps, Path(tmp))
+            length = gankit.load_config(preset).train.steps
+            rows[preset] = {"steps": length, "steps_per_s": round(rate, 3), "minutes": round(length / rate / 60, 2)}
+    base = rows[BASELINE]["steps_per_s"]
+    for row in rows.values():
+        row["vs_demo"] = round(base / row["steps_per_s"], 2)
+    print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+          f"{steps} measured steps per preset")
+    print(f"{'preset':16} {'steps':>6} {'steps/s':>8} {'x demo':>7} {'minutes':>8}  budget")
+    for name, row in rows.items():
+        verdict = "ok" if row["minutes"] <= BUDGET_MIN else "OVER"
+        print(f"{name:16} {row['steps']:>6} {row['steps_per_s']:>8.2f} {row['vs_demo']:>7.2f} {row['minutes']:>8.2f}"
+              f"  {verdict}")
+    print(json.dumps({"threads": torch.get_num_threads(), "measured_steps": steps, "budget_minutes": BUDGET_MIN,
+                      "presets": rows}))
+
+
+if __name__ == "__main__":
+    main()
