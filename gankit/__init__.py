@@ -20,7 +20,7 @@ import types
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import Config, preset_names, resolve
+from .config import Config, preset_names
 from .errors import UserError
 from .version import __version__
 
@@ -41,6 +41,8 @@ def __getattr__(name: str) -> Any:
 
 def load_config(preset_or_file: str, overrides: list[str] | None = None) -> Config:
     """A validated Config from a preset name or YAML file plus `key=value` overrides."""
+    from .variants import resolve
+
     return resolve(preset_or_file, overrides)[0]
 
 
@@ -61,7 +63,7 @@ def evaluate(run_dir: str | Path, **kwargs: Any) -> dict[str, Any]:
 
 def fid(a: str | Path, b: str | Path, **kwargs: Any) -> dict[str, Any]:
     """Fréchet distance (and optionally KID, PRDC) between two sets, as `gankit fid`; see report.compare_sets."""
-    from .report.evaluate import compare_sets
+    from .report.compare import compare_sets
 
     return compare_sets(a, b, **kwargs)
 

@@ -12,7 +12,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -20,9 +20,6 @@ from rich.table import Table
 
 from . import config as config_mod
 from .errors import UserError
-
-if TYPE_CHECKING:
-    from torch import Tensor
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train, sample, evaluate and inspect GANs. `gankit COMMAND --help` for each command.")
@@ -94,18 +91,19 @@ def train(
 ) -> None:
     """Train a GAN from a preset or YAML file; `--resume RUN [key=value...]` continues (steps may be raised)."""
     from .train import Trainer
+    from .variants import resolve
 
     if resume is not None:
         items = ([target] if target else []) + list(overrides or [])
         cfg_path = resume / "config.yaml"
         if not cfg_path.is_file():
             raise UserError(f"{resume} is not a run directory (no config.yaml)", "give the --out of an earlier run")
-        cfg = config_mod.resolve(str(cfg_path), items)[0]
+        cfg = resolve(str(cfg_path), items)[0]
         run_dir = resume
     else:
         if not target:
             raise UserError("give a preset or YAML file to train", "e.g. `gankit train ring8-gan`; list: gankit presets")
-        cfg, name = config_mod.resolve(target, list(overrides or []))
+        cfg, name = resolve(target, list(overrides or []))
     replaced = None
     if resume is None:
         run_dir, replaced = _new_run_dir(out_dir, name, force)
@@ -150,42 +148,41 @@ def _report_run(run_dir: Path, step: int) -> None:
 @app.command()
 def sample(
     run: Path = typer.Argument(..., help="Run directory."),
-    n: int = typer.Option(64, "-n", help="Number of samples."),
+    n: int = typer.Option(64, "-n", help="Number of samples (with --input: one per input)."),
     out: str = typer.Option(..., "--out", "-o", help="FILE.png (grid or 2D scatter), DIR/ (one PNG each) or FILE.npz."),
     seed: int = typer.Option(0, "--seed", help="Noise seed: the same seed gives the same samples."),
     truncation: float = typer.Option(1.0, "--truncation", help="In (0, 1]; below 1 trades diversity for fidelity."),
     cls: Optional[str] = typer.Option(None, "--class", help="Class-conditional runs: a class index or name. "
                                       "Without it a PNG holds one row per class."),
-    code: Optional[list[str]] = typer.Option(None, "--code", help="InfoGAN runs: fix a code, e.g. --code c0=3."),
-    vary: Optional[str] = typer.Option(None, "--vary", help="InfoGAN runs: a traversal grid sweeping this code "
-                                       "(one column per value, one row per noise)."),
+    code: Optional[list[str]] = typer.Option(None, "--code", help="Runs with latent codes (InfoGAN): fix a code, "
+                                             "e.g. --code c0=3."),
+    vary: Optional[str] = typer.Option(None, "--vary", help="Runs with latent codes: a traversal grid sweeping this "
+                                       "code (one column per value, one row per noise)."),
+    inputs: Optional[Path] = typer.Option(None, "--input", help="Models that transform inputs (translators, "
+                                          "upscalers): an image, a folder of images or an .npz; one sample each."),
 ) -> None:
     """Generate samples from a trained run."""
-    import torch
-
     from .train import load
 
     gen = load(run)
-    out_path = Path(out)
-    as_dir = out.endswith(("/", "\\")) or out_path.is_dir()
-    suffix = "" if as_dir else out_path.suffix.lower()
-    if not as_dir and suffix not in (".png", ".npz"):
-        raise UserError(f"--out {out_path}: unknown output type", "use FILE.png, FILE.npz or a directory ending in /")
+    kind = gen.data_kind
+    fmt = kind.check_output(out)
     codes = _parse_codes(code or [])
-    nrow, labels = None, None
-    if vary is not None:
-        x, nrow = _traversal(gen, n, seed, truncation, codes, vary)
-    elif cls is None and gen.class_names and suffix == ".png":  # one row per class, one noise per column
-        k = len(gen.class_names)
-        cols = max(1, n // k)
-        z = gen.latents(cols, seed, truncation)
-        x = torch.cat([gen.generate(z, labels=c, codes=codes, seed=seed) for c in range(k)])
-        nrow, labels = cols, torch.arange(k).repeat_interleave(cols)
+    given = None
+    if inputs is not None:
+        gen.check_takes(inputs=True)
+        given = kind.read_inputs(inputs, gen.spec)
+    if given is None and (vary is not None or fmt == ".png"):
+        x, nrow, labels = gen.grid(n, seed, truncation, labels=cls, codes=codes, vary=vary)
     else:
-        labels = gen.label_indices(cls, n) if cls is not None else None
-        x = gen.sample(n, seed=seed, truncation=truncation, labels=labels, codes=codes)
-    _write_samples(gen, x, out_path, as_dir, nrow, labels, {"run": run.name, "seed": seed, "truncation": truncation,
-                                                             "class": cls, "codes": code, "vary": vary})
+        count = len(given) if given is not None else n
+        labels = gen.label_indices(cls, count) if cls is not None else None
+        x = gen.sample(count, seed=seed, truncation=truncation, labels=labels, codes=codes, inputs=given)
+        nrow = None
+    meta = {"run": run.name, "seed": seed, "truncation": truncation, "class": cls, "codes": code, "vary": vary,
+            "input": str(inputs) if inputs else None}
+    kind.write(out, x, gen.spec, nrow=nrow, labels=labels, meta=meta)
+    err.print(f"wrote {len(x)} samples {tuple(x.shape[1:])} to {out}", highlight=False)
 
 
 def _parse_codes(items: list[str]) -> dict[str, float]:
@@ -199,48 +196,6 @@ def _parse_codes(items: list[str]) -> dict[str, float]:
         if not sep or not name.strip():
             raise UserError(f"--code {item!r} is not NAME=NUMBER", "e.g. --code c0=3 --code c1=0.5")
     return codes
-
-
-def _traversal(gen, n: int, seed: int, truncation: float, codes: dict[str, float], name: str) -> tuple[Tensor, int]:
-    """Rows of fixed noise, columns sweeping one code: (rows · values) samples and the row length."""
-    import torch
-
-    try:
-        values = gen.variant.code_values(name)
-    except ValueError as exc:
-        raise UserError(str(exc), "--vary takes a code of an InfoGAN run, e.g. c0 or c1") from None
-    rows = max(1, n // len(values))
-    z = gen.latents(rows, seed, truncation)
-    columns = [gen.generate(z, codes={**codes, name: v}, seed=seed) for v in values]
-    return torch.stack(columns, dim=1).flatten(0, 1), len(values)
-
-
-def _write_samples(gen, x: Tensor, out_path: Path, as_dir: bool, nrow: int | None, labels: Tensor | None,
-                   meta: dict) -> None:
-    """Samples as an .npz, one PNG each, an image grid or a 2D scatter, labelled as generated."""
-    import torch
-
-    from . import io
-
-    if out_path.suffix.lower() == ".npz" and not as_dir:
-        import numpy as np
-
-        arrays = {"samples": x.numpy(), "generated": np.array(True), "seed": np.array(meta["seed"])}
-        if labels is not None:
-            arrays["labels"] = labels.numpy()
-        with io.atomic_path(out_path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-    elif as_dir:
-        if gen.kind != "image":
-            raise UserError("one PNG per sample needs image data", "use FILE.npz or FILE.png for vectors")
-        io.save_images(out_path, x, **meta)
-    elif gen.kind == "image":
-        io.save_grid(out_path, x, nrow=nrow or math.ceil(math.sqrt(len(x))), scale=max(1, 64 // x.shape[-1]), **meta)
-    else:
-        centers = gen.spec.get("centers")
-        io.save_scatter(out_path, x, centers=torch.tensor(centers) if centers else None,
-                        title=f"{meta['run']}: {len(x)} samples", **meta)
-    err.print(f"wrote {len(x)} samples {tuple(x.shape[1:])} to {out_path}", highlight=False)
 
 
 @app.command()
@@ -261,7 +216,7 @@ def interpolate(
     from .variants import slerp
 
     gen = load(run)
-    if gen.kind != "image":
+    if not gen.data_kind.images:
         raise UserError("interpolate needs an image model", "sample 2D models with `gankit sample`")
     if out.suffix.lower() not in (".png", ".gif"):
         raise UserError(f"--out {out}: unknown output type", "use FILE.png or FILE.gif")
@@ -321,7 +276,7 @@ def fid(
     seed: int = typer.Option(0, "--seed", help="Seed of generated samples and of KID's subsets."),
 ) -> None:
     """Fréchet distance between two sample sets (FID with Inception features), optionally KID and PRDC."""
-    from .report.evaluate import compare_sets
+    from .report.compare import compare_sets
 
     result = compare_sets(a, b, features=features, weights=weights, with_kid=with_kid, with_prdc=with_prdc, n=n,
                           seed=seed)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -17,6 +17,7 @@ from .errors import UserError
 
 
 DIFFAUG_POLICIES = ("color", "translation", "cutout")
+M = TypeVar("M", bound=BaseModel)
 
 
 class _Section(BaseModel):
@@ -47,6 +48,9 @@ class DataConfig(_Section):
 class ModelConfig(_Section):
     """Network family and sizes; `auto` picks MLP for vectors and DCGAN for images."""
 
+    # keys that shape only the discriminator: left out of exported generators (model/config.json)
+    DISCRIMINATOR_KEYS: ClassVar[tuple[str, ...]] = ("d_hidden", "d_batchnorm", "spectral_norm", "minibatch_std", "pack")
+
     name: Literal["auto", "mlp", "dcgan", "biggan"] = Field("auto", description="network family")
     z_dim: int = Field(64, ge=1, description="latent noise dimension")
     g_hidden: list[int] = Field(default_factory=lambda: [128, 128, 128], description="MLP generator widths")
@@ -59,10 +63,6 @@ class ModelConfig(_Section):
     pack: int = Field(1, ge=1, le=16, description="PacGAN: D judges `pack` samples at once (Lin et al. 2018)")
     attention: int = Field(16, ge=0, description="biggan: resolution of the self-attention block (0: none)")
     shared_dim: int = Field(128, ge=1, description="biggan: size of the class embedding shared by all G blocks")
-    cond: Literal["projection", "concat"] = Field(
-        "projection", description="cgan: how D sees the label (projection discriminator or one-hot concatenation)")
-    info_categorical: int = Field(10, ge=0, description="infogan: values of the categorical code c0 (0: none)")
-    info_continuous: int = Field(2, ge=0, description="infogan: number of continuous codes c1, c2, ... ~ U(-1, 1)")
 
 
 class LossConfig(_Section):
@@ -76,11 +76,6 @@ class LossConfig(_Section):
     reg_every: int = Field(1, ge=1, description="lazy regularisation: R1/R2 every N steps, scaled by N")
     label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="one-sided: real target 1 - s (BCE games)")
     feature_matching: float = Field(0.0, ge=0, description="weight of G's feature-matching term on D's features")
-    aux_weight: float = Field(1.0, ge=0, description="acgan: weight of the auxiliary classification loss")
-    info_weight: float = Field(1.0, ge=0, description="infogan: weight λ of the categorical code's MI term")
-    info_continuous_weight: float = Field(0.1, ge=0, description="infogan: weight of the continuous codes' MI term")
-    info_real_weight: float = Field(0.0, ge=0, description="infogan: weight of a clustering term on real data: Q's "
-                                    "c0 confident per image and balanced over the batch (no labels used)")
 
 
 class OptimConfig(_Section):
@@ -121,28 +116,65 @@ class TrainConfig(_Section):
         return ",".join(p.strip() for p in value.split(",") if p.strip())
 
 
+class Section(_Section):
+    """Base of every config section, including a variant's own (`Variant.Config`): unknown keys are errors."""
+
+
 class Config(_Section):
-    """A whole run: written to runs/NAME/config.yaml, re-runnable as is."""
+    """A whole run: written to runs/NAME/config.yaml, re-runnable as is.
+
+    Besides the shared sections, a config holds the chosen variant's own section under the variant's name (e.g.
+    `infogan: {categorical: 10}`); the variant validates it (gankit.variants.check_config), this model only keeps it.
+    """
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True, allow_inf_nan=False)
 
     description: str = Field("", description="one line shown by `gankit presets`")
     seed: int = Field(0, ge=0, description="seeds initialisation, data order, noise and toy data")
-    variant: Literal["gan", "cgan", "acgan", "infogan"] = Field("gan", description="which GAN (see gankit.variants)")
+    variant: str = Field("gan", description="which GAN: a registered name (`gankit variants`), `package.module:Class`, "
+                         "or a name from the `gankit.variants` entry-point group")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_variant_section(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            own = section_name(str(data.get("variant", "gan")))
+            unknown = [k for k in data if k not in cls.model_fields and k != own]
+            if unknown:
+                raise ValueError(f"unknown config key '{unknown[0]}'")
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> Config:
         if self.train.batch_size % self.model.pack:
             raise ValueError(f"train.batch_size={self.train.batch_size} must be a multiple of model.pack={self.model.pack}")
-        if self.model.pack > 1 and self.variant != "gan":
-            raise ValueError(f"model.pack works with variant gan only, not {self.variant}")
         if self.loss.label_smoothing and self.loss.name not in ("minimax", "non_saturating"):
             raise ValueError(f"loss.label_smoothing needs a BCE game (minimax or non_saturating), not {self.loss.name}")
         return self
 
+    @property
+    def section_key(self) -> str:
+        """Where the variant's own section lives in this config (the variant's name)."""
+        return section_name(self.variant)
+
+    @property
+    def options(self) -> Any:
+        """The variant's own section: a raw dict until gankit.variants.check_config has validated it."""
+        return (self.model_extra or {}).get(self.section_key, {})
+
+    def set_options(self, section: BaseModel) -> None:
+        """Replace the variant's section by its validated model (called by gankit.variants.check_config)."""
+        self.__pydantic_extra__[self.section_key] = section
+
+
+def section_name(variant: str) -> str:
+    """The config key of a variant's own section: its name, or for `package.module:Class` the class name, lowered."""
+    return variant.rsplit(":", 1)[-1].lower() if ":" in variant else variant
 
 # ----------------------------------------------------------------------------------------------- presets
 
@@ -252,31 +284,45 @@ def _all_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     return keys
 
 
-def validate(raw: dict[str, Any], source: str = "config") -> Config:
-    """Build a Config or raise a one-line UserError for the first problem (closest key suggested for typos)."""
+def _unknown_key(key: str, valid: list[str], source: str) -> UserError:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'?" if close else "see docs/configuration.md for the keys"
+    return UserError(f"{source}: unknown config key '{key}'", hint)
+
+
+def validate_model(model: type[M], raw: Any, source: str = "config", prefix: str = "") -> M:
+    """Build a config model (the whole Config or one section) or raise a one-line UserError for the first problem,
+    naming the key (with `prefix`, e.g. `infogan.`) and the closest valid one for typos."""
+    if prefix and raw is not None and not isinstance(raw, dict):
+        raise UserError(f"{source}: '{prefix[:-1]}' must be a mapping of keys, got {raw!r}")
     try:
-        return Config.model_validate(raw)
+        return model.model_validate(raw if raw is not None else {})
     except ValidationError as exc:
         err = exc.errors()[0]
-        key = ".".join(str(p) for p in err["loc"])
+        key = prefix + ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(key, _all_keys(Config), n=1, cutoff=0.6)
-            hint = f"did you mean '{close[0]}'?" if close else "see `gankit train --help` for the keys"
-            raise UserError(f"{source}: unknown config key '{key}'", hint) from None
+            raise _unknown_key(key, _all_keys(model, prefix), source) from None
         msg = err["msg"].removeprefix("Value error, ")
-        if not key:  # a rule across sections
+        if not key or key == prefix:  # a rule across sections
             raise UserError(f"{source}: {msg}") from None
         got = err.get("input")
         got_text = f" (got {got!r})" if not isinstance(got, (dict, list)) else ""
         raise UserError(f"{source}: invalid value for '{key}': {msg}{got_text}") from None
 
 
-def resolve(name_or_path: str, overrides: list[str] | None = None) -> tuple[Config, str]:
-    """Preset or YAML file + overrides -> validated Config and a default run name."""
-    raw, run_name = load_source(name_or_path)
-    return validate(apply_overrides(raw, overrides or []), name_or_path), run_name
+def validate(raw: dict[str, Any], source: str = "config") -> Config:
+    """The shared sections of a config; the variant's own section stays raw until gankit.variants checks it."""
+    own = section_name(str(raw.get("variant", "gan")))
+    unknown = [k for k in raw if k not in Config.model_fields and k != own]
+    if unknown:
+        raise _unknown_key(unknown[0], _all_keys(Config), source)
+    return validate_model(Config, raw, source)
 
 
 def to_yaml(cfg: Config) -> str:
-    """The fully resolved config as YAML text (what runs/NAME/config.yaml holds)."""
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    """The fully resolved config as YAML text (what runs/NAME/config.yaml holds); an empty variant section is left
+    out."""
+    raw = cfg.model_dump(mode="json")
+    if not raw.get(cfg.section_key, True):
+        raw.pop(cfg.section_key)
+    return yaml.safe_dump(raw, sort_keys=False)

@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .errors import UserError
-from .train.logging import read_logs
+from .train.logging import read_logs, run_log_keys
 
 # ---------------------------------------------------------------------------------------------- thresholds
 MIN_RECORDS = 10          # fewer training records: trends are noise, so only NaN/rollback events are judged
@@ -120,7 +120,9 @@ def diagnose(run_dir: str | Path) -> Diagnosis:
     if not logs.is_file():
         raise UserError(f"{run_dir} has no logs.jsonl, so it is not a gankit run (or has not started)",
                         "give the --out directory of a `gankit train` run")
-    lines = sorted(read_logs(logs), key=lambda r: r.get("step", 0))
+    # Checks read the canonical names of gankit.variants.LogKeys; a variant that logs under other names declares them
+    rename = run_log_keys(run_dir).canonical()
+    lines = sorted(({rename.get(k, k): v for k, v in r.items()} for r in read_logs(logs)), key=lambda r: r.get("step", 0))
     if not lines:
         raise UserError(f"{logs} has no log records yet", "wait for the first `train.log_every` steps, then retry")
     run = _Run(records=[r for r in lines if "event" not in r], events=[r for r in lines if "event" in r],

@@ -12,6 +12,7 @@ import typing
 from pydantic import BaseModel
 
 from gankit.config import Config
+from gankit.variants import VARIANTS
 
 
 def _type_name(annotation: object) -> str:
@@ -55,10 +56,16 @@ def render() -> str:
     sections = [("top level", Config, "")] + [
         (name, field.annotation, f"{name}.") for name, field in Config.model_fields.items()
         if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)]
+    sections += [(f"{name} (variant {name} only)", cls.Config, f"{name}.") for name, cls in VARIANTS.items()
+                 if cls.Config.model_fields]
     for title, model, prefix in sections:
         doc = (model.__doc__ or "").strip().splitlines()[0] if model is not Config else "Run-wide settings."
         lines += [f"## {title}", "", doc, "", "| key | type | default | meaning |", "|---|---|---|---|"]
         lines += _rows(model, prefix) + [""]
+    legacy = [f"`{old}` → `{name}.{new}`" for name, cls in VARIANTS.items() for old, new in cls.legacy_keys.items()]
+    lines += ["## Keys of older versions", "",
+              "Still accepted (in files, overrides and old run directories) and moved to the variant's section: "
+              + ", ".join(legacy) + ".", ""]
     return "\n".join(lines)
 
 

@@ -14,7 +14,7 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 from gankit.cli import main  # noqa: E402
-from gankit.config import resolve  # noqa: E402
+from gankit.variants import resolve  # noqa: E402
 
 
 @pytest.fixture

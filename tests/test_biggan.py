@@ -8,13 +8,14 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 import gankit
-from gankit.config import ModelConfig, resolve
+from gankit.config import ModelConfig
+from gankit.variants import resolve
 from gankit.data import load_dataset
 from gankit.errors import UserError
 from gankit.nets import BigGANDiscriminator, BigGANGenerator, build_biggan, build_generator
 from gankit.nets.biggan import ConditionalBatchNorm, upsample2, z_chunks
 from gankit.train import Trainer
-from gankit.variants import build_variant
+from gankit.variants import Request, build_variant
 
 TINY = ["variant=cgan", "data.name=shapes", "data.n=64", "data.resolution=16", "model.name=biggan",
         "model.width=8", "model.shared_dim=8", "model.z_dim=12", "model.attention=8", "loss.name=hinge",
@@ -114,7 +115,7 @@ def test_acgan_on_biggan_nets_classifies_instead_of_projecting():
     variant.eval()  # spectral norm's power iteration would move the weights between the two D calls below
     assert variant.D.net.embed is None  # no projection: D's realness score ignores the class
     assert isinstance(variant.G, BigGANGenerator) and variant.G.num_classes == 6
-    x = variant.generate(5, cond=torch.tensor([0, 1, 2, 3, 5]))
+    x = variant.generate(Request(5, labels=torch.tensor([0, 1, 2, 3, 5])))
     logits, classes = variant.d_forward(x, None)
     assert logits.shape == (5,) and classes.shape == (5, 6)
     assert torch.equal(logits, variant.D.net(x))  # the realness logit is D(x) alone
@@ -150,7 +151,7 @@ def test_presets_validate_and_build(preset, variant, model):
     assert (cfg.variant, cfg.model.name) == (variant, model) and cfg.description
     spec = load_dataset(cfg.data.model_copy(update={"n": 64})).spec()
     variant_module = build_variant(cfg, spec)
-    assert variant_module.generate(2, cond=variant_module.condition(2)).shape == (2, *spec["shape"])
+    assert variant_module.generate(Request(2)).shape == (2, *spec["shape"])
 
 
 def test_eval_of_a_shapes_run_uses_the_shapes_evaluator_for_class_accuracy(tmp_path):

@@ -2,7 +2,8 @@
 
 import pytest
 
-from gankit.config import apply_overrides, parse_override, preset_descriptions, preset_names, resolve, to_yaml, validate
+from gankit.config import apply_overrides, parse_override, preset_descriptions, preset_names, to_yaml
+from gankit.variants import resolve, validate_config as validate
 from gankit.errors import UserError
 
 

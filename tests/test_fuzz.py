@@ -18,7 +18,8 @@ from hypothesis.extra import numpy as hnp
 from PIL import Image
 from pydantic import BaseModel
 
-from gankit.config import Config, apply_overrides, load_source, parse_override, resolve, to_yaml, validate
+from gankit.config import Config, apply_overrides, load_source, parse_override, to_yaml
+from gankit.variants import resolve, validate_config as validate
 from gankit.data import image_folder, npz_dataset
 from gankit.errors import UserError
 from gankit.train.checkpoint import load_tensors

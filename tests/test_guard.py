@@ -31,8 +31,8 @@ def test_isolated_nonfinite_steps_are_skipped_without_rollback(tmp_path, ring_cf
     real_loss = trainer.variant.loss
     calls = {"n": 0}
 
-    def sometimes_nan(phase, batch):
-        loss, scalars = real_loss(phase, batch)
+    def sometimes_nan(phase, batch, ctx):
+        loss, scalars = real_loss(phase, batch, ctx)
         calls["n"] += 1
         return (loss * math.nan if calls["n"] % 7 == 0 else loss), scalars
 

@@ -11,7 +11,8 @@ from PIL import Image
 
 import gankit
 from gankit.metrics import load_evaluator
-from gankit.report.evaluate import code_accuracy, matched_accuracy
+from gankit.report.evaluate import RunEval, code_accuracy, matched_accuracy
+from gankit.variants import Request
 from gankit.variants import InfoGAN
 
 FAST = ["train.steps=3", "model.width=8", "train.sample_every=0", "train.checkpoint_every=0", "train.log_every=1"]
@@ -37,21 +38,21 @@ def test_infogan_trains_and_logs_the_information_term(info_run):
 
 def test_infogan_needs_no_labels(tmp_path):
     np.savez(tmp_path / "x.npz", data=np.random.rand(40, 1, 16, 16).astype(np.float32))
-    cfg = gankit.load_config("digits-infogan", ["data.name=npz", f"data.path={tmp_path}/x.npz", "model.info_categorical=3",
-                                                "model.info_continuous=0", "train.batch_size=8", *FAST])
+    cfg = gankit.load_config("digits-infogan", ["data.name=npz", f"data.path={tmp_path}/x.npz", "infogan.categorical=3",
+                                                "infogan.continuous=0", "train.batch_size=8", *FAST])
     gankit.train(cfg, tmp_path / "r", progress=False)
     assert gankit.load(tmp_path / "r").variant.code_values("c0") == [0.0, 1.0, 2.0]
 
 
 def test_infogan_without_codes_is_a_user_error(tmp_path):
-    cfg = gankit.load_config("digits-infogan", ["model.info_categorical=0", "model.info_continuous=0", *FAST])
+    cfg = gankit.load_config("digits-infogan", ["infogan.categorical=0", "infogan.continuous=0", *FAST])
     with pytest.raises(gankit.UserError, match="needs a latent code"):
         gankit.train(cfg, tmp_path / "r", progress=False)
 
 
 def test_clustering_term_without_a_categorical_code_is_a_user_error(tmp_path):
-    cfg = gankit.load_config("digits-infogan", ["model.info_categorical=0", "loss.info_real_weight=1", *FAST])
-    with pytest.raises(gankit.UserError, match="info_real_weight"):
+    cfg = gankit.load_config("digits-infogan", ["infogan.categorical=0", "infogan.real_weight=1", *FAST])
+    with pytest.raises(gankit.UserError, match="real_weight"):
         gankit.train(cfg, tmp_path / "r", progress=False)
 
 
@@ -59,7 +60,7 @@ def test_condition_fixes_named_codes_and_draws_the_rest_per_seed(info_run):
     variant = gankit.load(info_run).variant
 
     def cond(seed, **codes):
-        return variant.condition(64, generator=torch.Generator().manual_seed(seed), **codes)
+        return variant.condition(Request(64, codes=codes, generator=torch.Generator().manual_seed(seed)))
 
     c = cond(0, c0=3, c1=0.5)  # (64, onehot(10) ⊕ c1 ⊕ c2)
     assert c.shape == (64, 12) and (c[:, :10].argmax(1) == 3).all() and (c[:, :10].sum(1) == 1).all()
@@ -77,7 +78,7 @@ def test_condition_fixes_named_codes_and_draws_the_rest_per_seed(info_run):
                                              ({"c0": 1.5}, "index 0-9")])
 def test_bad_codes_are_value_errors(info_run, codes, fragment):
     with pytest.raises(ValueError, match=fragment):
-        gankit.load(info_run).variant.condition(2, **codes)
+        gankit.load(info_run).variant.condition(Request(2, codes=codes))
     with pytest.raises(gankit.UserError, match=fragment):
         gankit.load(info_run).sample(2, seed=0, codes=codes)
 
@@ -137,7 +138,7 @@ def test_cluster_loss_is_minus_the_information_between_images_and_c0(info_run):
 
 
 def test_real_data_clustering_term_can_be_turned_off(tmp_path):
-    cfg = gankit.load_config("digits-infogan", ["loss.info_real_weight=0", *FAST])
+    cfg = gankit.load_config("digits-infogan", ["infogan.real_weight=0", *FAST])
     gankit.train(cfg, tmp_path / "r", progress=False)
     logs = [json.loads(line) for line in (tmp_path / "r" / "logs.jsonl").read_text().splitlines()]
     assert "info_loss" in logs[-1] and "q_real_cluster" not in logs[-1]
@@ -155,7 +156,7 @@ def test_matched_accuracy_finds_a_permuted_perfect_mapping():
 
 
 def test_code_accuracy_protocol(info_run):
-    accuracy, protocol = code_accuracy(gankit.load(info_run), load_evaluator("digits"), seed=0)
+    accuracy, protocol = code_accuracy(RunEval(gankit.load(info_run), info_run, seed=0, features="digits"))
     assert 0 <= accuracy <= 1 and protocol["per_value"] == 100 and len(protocol["mapping"]) == 10
     assert np.array(protocol["confusion"]).sum() == 1000 and "Hungarian" in protocol["matching"]
     assert len(set(protocol["mapping"].values())) == 10  # one-to-one

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from gankit.config import resolve
+from gankit.variants import resolve
 from gankit.train import Trainer, list_checkpoints, read_logs
 
 STEPS = 200

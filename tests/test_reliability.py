@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 import gankit
-from gankit.config import resolve
+from gankit.variants import resolve
 from gankit.data.folder import load_image
 from gankit.errors import UserError
 from gankit.train import Trainer, latest_checkpoint, list_checkpoints

@@ -7,6 +7,7 @@ from ..config import DataConfig
 from .base import Batch, BatchSampler, Dataset
 from .digits import digits
 from .folder import image_folder
+from .kinds import KINDS, DataKind, ImageKind, VectorKind, kind_of, output_format, register_kind
 from .npz import npz_dataset, read_npz
 from .shapes import shapes
 from .toy2d import DEFAULT_STD, grid_centers, mixture, ring_centers, spiral_centers
@@ -31,5 +32,16 @@ def load_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
     return npz_dataset(cfg.path, cfg.key, cfg.labels_key, cfg.resolution)
 
 
-__all__ = ["Batch", "BatchSampler", "Dataset", "load_dataset", "digits", "image_folder", "npz_dataset", "read_npz",
+def upgrade_spec(spec: dict, data_cfg: dict | None = None) -> dict:
+    """A data spec saved by an older gankit, completed to today's (it lacked `evaluator`); a copy."""
+    spec = dict(spec)
+    if "evaluator" not in spec and spec.get("name") == "digits":
+        spec["evaluator"] = {"name": "digits", "label": "digit"}
+    elif "evaluator" not in spec and spec.get("name") == "shapes":
+        spec["evaluator"] = {"name": "shapes", "label": (data_cfg or {}).get("label", "shape")}
+    return spec
+
+
+__all__ = ["KINDS", "DataKind", "ImageKind", "VectorKind", "kind_of", "output_format", "register_kind",
+           "upgrade_spec", "Batch", "BatchSampler", "Dataset", "load_dataset", "digits", "image_folder", "npz_dataset", "read_npz",
            "shapes", "ring_centers", "grid_centers", "spiral_centers", "mixture"]

@@ -14,7 +14,8 @@ class Dataset:
 
     `kind` is "vector" or "image"; `centers`/`std` describe the modes of toy 2D sets (used by the mode metric).
     `attributes` maps a name to (N,) int64 values per sample (shapes: "shape", "color", "background", indices into
-    the lists `info["attribute_names"]` holds); `captions` is one short text per sample, when the set has them.
+    the lists `info["attribute_names"]` holds). `info["evaluator"]` names the shipped evaluator that knows this data
+    (and, for labelled sets, which of its predictions the labels are), so eval needs no dataset names.
     """
 
     name: str
@@ -26,7 +27,6 @@ class Dataset:
     std: float | None = None
     info: dict = field(default_factory=dict)
     attributes: dict[str, Tensor] = field(default_factory=dict)
-    captions: list[str] | None = None
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -49,6 +49,8 @@ class Dataset:
         if self.attributes:
             names = self.info.get("attribute_names", {})
             spec["attributes"] = {key: names.get(key) for key in self.attributes}
+        if "evaluator" in self.info:
+            spec["evaluator"] = self.info["evaluator"]
         return spec
 
     def take(self, index: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -61,14 +63,10 @@ class Dataset:
 
 @dataclass
 class Batch:
-    """What a variant gets for one step: samples `x`, optional labels `y`, condition `cond`, second domain `x_b`,
-    and `progress`, the fraction of training done (for annealed tricks such as instance noise)."""
+    """What a variant gets for one step: samples `x` and optional labels `y` (other kinds add their own fields)."""
 
     x: Tensor
     y: Tensor | None = None
-    cond: Tensor | None = None
-    x_b: Tensor | None = None
-    progress: float = 0.0
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -85,7 +83,7 @@ class BatchSampler:
         self.batch_size = batch_size
         self.seed = seed
         self.device = torch.device(device)
-        self.cursor = 0
+        self.cursor = 0  # items served so far: the whole resume state
         self._epoch = -1
         self._perm: Tensor | None = None
 
@@ -94,6 +92,12 @@ class BatchSampler:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
             self._perm, self._epoch = torch.randperm(len(self.dataset), generator=g), epoch
         return self._perm
+
+    def state_dict(self) -> dict[str, int]:
+        return {"cursor": self.cursor}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.cursor = int(state["cursor"])
 
     def next(self) -> Batch:
         """The next batch (it wraps into the next epoch's permutation when one runs out)."""

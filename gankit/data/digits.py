@@ -18,4 +18,5 @@ def digits(resolution: int = 16) -> Dataset:
         x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False)
     x = (x * 2 - 1).clamp_(-1, 1)
     y = torch.tensor(bunch.target, dtype=torch.long)
-    return Dataset(name="digits", kind="image", x=x, y=y, class_names=[str(i) for i in range(10)])
+    return Dataset(name="digits", kind="image", x=x, y=y, class_names=[str(i) for i in range(10)],
+                   info={"evaluator": {"name": "digits", "label": "digit"}})

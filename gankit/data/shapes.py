@@ -244,7 +244,7 @@ def label_names(index: Tensor, label: str) -> list[str]:
 
 def shapes(n: int = DEFAULT_N, resolution: int = DEFAULT_RESOLUTION, shapes: Sequence[str] | None = None,
            colors: Sequence[str] | None = None, label: str = "shape", seed: int = 0) -> Dataset:
-    """`n` random shape images (N, 3, R, R) uint8, labelled by `label`, with captions and attributes; seeded.
+    """`n` random shape images (N, 3, R, R) uint8, labelled by `label`, with attributes; seeded.
 
     label "shape": classes are the chosen shapes; "color": the chosen colours; "shape_color": one class per pair,
     "red star", numbered shape-major (shape position * number of chosen colours + colour position). Class lists
@@ -268,6 +268,7 @@ def shapes(n: int = DEFAULT_N, resolution: int = DEFAULT_RESOLUTION, shapes: Seq
         names = [f"{COLORS[c]} {SHAPES[s]}" for s in shape_ids for c in color_ids]
     attributes = {"shape": specs.shape, "color": specs.color, "background": specs.tone}
     return Dataset(name="shapes", kind="image", x=render(specs, resolution), y=y, class_names=names,
-                   info={"seed": seed, "label": label, "attribute_names": {"shape": list(SHAPES),
-                         "color": list(COLORS), "background": list(BACKGROUNDS)}},
-                   attributes=attributes, captions=captions(specs))
+                   info={"seed": seed, "label": label, "evaluator": {"name": "shapes", "label": label},
+                         "attribute_names": {"shape": list(SHAPES), "color": list(COLORS),
+                                             "background": list(BACKGROUNDS)}},
+                   attributes=attributes)

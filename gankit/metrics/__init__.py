@@ -7,6 +7,7 @@ from .inception_score import inception_score
 from .kid import kid
 from .modes2d import ModeReport, modes2d
 from .prdc import density_coverage, precision_recall
+from .registry import PROGRESS_METRICS, register_progress_metric
 from .stats import FeatureStats
 
 __all__ = [
@@ -22,4 +23,6 @@ __all__ = [
     "ModeReport",
     "modes2d",
     "precision_recall",
+    "PROGRESS_METRICS",
+    "register_progress_metric",
 ]

@@ -21,7 +21,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import Tensor, nn
 
-from ..data.shapes import COLORS, LABELS
 from ..errors import UserError
 from .digits_classifier import RESOLUTION as DIGITS_RESOLUTION
 from .digits_classifier import WEIGHTS as DIGITS_WEIGHTS
@@ -33,6 +32,7 @@ from .shapes_classifier import load_shapes_classifier
 from .stats import FeatureStats
 
 EXTRACTORS = ("inception", "digits", "shapes", "raw")
+SHAPES_LABELS = ("shape", "color", "shape_color")  # what the shapes evaluator can name: either head, or both
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 weights, as PIL's RGB -> "L": folders and tensors turn grey alike
 PROGRESS_MIN = 1000  # samples; fewer finish in about a second and get no bar
 
@@ -59,6 +59,7 @@ class Evaluator:
         self.resolution, self.channels, self.antialias = resolution, channels, antialias
         self.weights, self.batch_size, self.info = weights, batch_size, info or {}
         self._sha256: str | None = None
+        self.class_names: list[str] | None = None  # what predict() names (None: this extractor names nothing)
 
     @property
     def device(self) -> torch.device:
@@ -109,6 +110,12 @@ class Evaluator:
         """Class logits (N, classes) for the Inception Score; None for raw features."""
         return self.features_and_logits(x)[1] if self.net is not None else None
 
+    def predict(self, x: Tensor, label: str | None = None) -> list[str] | None:
+        """The class name the evaluator sees in each image, for labels of kind `label` (None: it cannot tell)."""
+        if self.class_names is None:
+            return None
+        return [self.class_names[i] for i in self.logits(x).argmax(1).tolist()]
+
     def extract(self, batches: Iterable[Tensor], total: int | None = None, *, keep: bool = False,
                 keep_logits: bool = False, label: str = "features") -> Extracted:
         """Stream batches into FeatureStats (memory O(d²)); keep the features / logits only when asked (KID, IS)."""
@@ -136,20 +143,38 @@ class Evaluator:
 
 
 class ShapesEvaluator(Evaluator):
-    """The `shapes` extractor, which also names what it sees: `classify(x, label)` with the shape and colour heads."""
+    """The `shapes` extractor, which also names what it sees: `classify(x, label)` with the shape and colour heads.
+
+    `names` holds the card's class lists ({"shape": [...], "color": [...]}) in the order the heads predict.
+    """
+
+    def __init__(self, *args: Any, names: dict[str, list[str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.names = names
 
     @torch.no_grad()
     def classify(self, x: Tensor, label: str = "shape") -> Tensor:
-        """(N,) int64 predictions for images (any size, in [-1, 1]): indices into gankit.data.shapes.SHAPES for
-        "shape", COLORS for "color", and shape_index * len(COLORS) + color_index for "shape_color"."""
-        if label not in LABELS:
-            raise UserError(f"unknown shapes label '{label}'", hint=f"choose one of: {', '.join(LABELS)}")
+        """(N,) int64 predictions for images (any size, in [-1, 1]): indices into the card's shape list for
+        "shape", its colour list for "color", and shape_index * colours + colour_index for "shape_color"."""
+        if label not in SHAPES_LABELS:
+            raise UserError(f"unknown shapes label '{label}'", hint=f"choose one of: {', '.join(SHAPES_LABELS)}")
         predictions = []
+        colors = len(self.names["color"])
         for chunk in x.split(self.batch_size):
             _, shape_logits, color_logits = self.net.heads(self.prepare(chunk))
             shape, color = shape_logits.argmax(1).cpu(), color_logits.argmax(1).cpu()
-            predictions.append({"shape": shape, "color": color, "shape_color": shape * len(COLORS) + color}[label])
+            predictions.append({"shape": shape, "color": color, "shape_color": shape * colors + color}[label])
         return torch.cat(predictions)
+
+    def predict(self, x: Tensor, label: str | None = None) -> list[str]:
+        """Names: "star" for label "shape", "red" for "color", "red star" for "shape_color"."""
+        index = self.classify(x, label or "shape").tolist()
+        shapes, colors = self.names["shape"], self.names["color"]
+        if label == "color":
+            return [colors[i] for i in index]
+        if label == "shape_color":
+            return [f"{colors[i % len(colors)]} {shapes[i // len(colors)]}" for i in index]
+        return [shapes[i] for i in index]
 
 
 @contextmanager
@@ -172,14 +197,16 @@ def load_evaluator(name: str, weights: str | Path | None = None) -> Evaluator:
                          weights=Path(path).expanduser(), batch_size=64)
     if name == "digits":
         net, card = load_digits_classifier(weights)
-        return Evaluator("digits", net, dim=net.head.in_features, resolution=DIGITS_RESOLUTION, channels=1,
-                         weights=Path(weights) if weights else DIGITS_WEIGHTS,
-                         info={"heldout_accuracy": card["accuracy"]["heldout"]})
+        evaluator = Evaluator("digits", net, dim=net.head.in_features, resolution=DIGITS_RESOLUTION, channels=1,
+                              weights=Path(weights) if weights else DIGITS_WEIGHTS,
+                              info={"heldout_accuracy": card["accuracy"]["heldout"]})
+        evaluator.class_names = [str(i) for i in range(net.head.out_features)]  # the digit each logit stands for
+        return evaluator
     if name == "shapes":
         net, card = load_shapes_classifier(weights)
         return ShapesEvaluator("shapes", net, dim=net.shape_head.in_features, resolution=SHAPES_RESOLUTION,
                                channels=3, weights=Path(weights) if weights else SHAPES_WEIGHTS,
-                               info={"heldout_accuracy": card["accuracy"]["heldout"]})
+                               info={"heldout_accuracy": card["accuracy"]["heldout"]}, names=card["classes"])
     if name == "raw":
         if weights:
             raise UserError("raw features use no weights",

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
+from .registry import register_progress_metric
+
 
 @dataclass
 class ModeReport:
@@ -47,3 +49,14 @@ def modes2d(samples: Tensor, centers: Tensor, std: float, threshold: float = 3.0
         reverse_kl = math.inf
     return ModeReport(modes=int((counts > 0).sum()), hq_fraction=float(hq.double().mean()), reverse_kl=reverse_kl,
                       total_modes=k, samples=len(samples), counts=counts.tolist())
+
+
+@register_progress_metric("modes")
+def modes_progress(fake: Tensor, spec: dict) -> tuple[dict, str] | None:
+    """The mode protocol on the trainer's fixed samples, for data with known modes (logged as event "modes")."""
+    if spec.get("centers") is None:
+        return None
+    report = modes2d(fake, torch.tensor(spec["centers"]), spec["std"])
+    record = {"event": "modes", "modes": report.modes, "total_modes": report.total_modes,
+              "hq_fraction": report.hq_fraction, "reverse_kl": report.reverse_kl}
+    return record, f"{report.modes}/{report.total_modes} modes, {report.hq_fraction:.0%} high quality"

@@ -17,13 +17,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from ..data.shapes import COLORS, SHAPES
 from ..errors import UserError
 
 WEIGHTS = Path(__file__).parent / "weights" / "shapes.safetensors"
 CARD = WEIGHTS.with_suffix(".json")
 RESOLUTION = 32  # gankit.data.shapes() default: (N, 3, 32, 32)
 
+
+SHAPE_CLASSES = COLOR_CLASSES = 6  # the renderer's shapes and colours (a test holds the card to gankit.data.shapes)
 
 class ShapesClassifier(nn.Module):
     """(N, 3, 32, 32) in [-1, 1] -> (features (N, feature_dim) after the last ReLU, shape logits (N, len(SHAPES))).
@@ -44,8 +45,8 @@ class ShapesClassifier(nn.Module):
             nn.Linear(2 * width * 16, feature_dim), nn.ReLU(),  # (N, feature_dim): the evaluator's features
         )
         self.dropout = nn.Dropout(dropout)  # training only: features stay deterministic in eval mode
-        self.shape_head = nn.Linear(feature_dim, len(SHAPES))
-        self.color_head = nn.Linear(feature_dim, len(COLORS))
+        self.shape_head = nn.Linear(feature_dim, SHAPE_CLASSES)
+        self.color_head = nn.Linear(feature_dim, COLOR_CLASSES)
 
     def heads(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(features, shape logits, colour logits)."""
@@ -71,8 +72,8 @@ def load_shapes_classifier(weights: str | Path | None = None) -> tuple[ShapesCla
     """(classifier, card): the shipped weights, or `weights` written by the script (its card beside it), frozen."""
     path = Path(weights) if weights is not None else WEIGHTS
     card = read_card(path.with_suffix(".json") if path.with_suffix(".json").is_file() else CARD)
-    if card["classes"] != {"shape": list(SHAPES), "color": list(COLORS)}:
-        raise UserError(f"{path}: trained for other shape or colour lists than gankit.data.shapes has",
+    if set(card.get("classes", {})) != {"shape", "color"}:
+        raise UserError(f"{path}: the card beside it names no shape and colour classes",
                         hint="rebuild it with scripts/train_shapes_evaluator.py")
     model = ShapesClassifier(**card["architecture"]["args"])
     try:

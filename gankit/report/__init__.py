@@ -1,6 +1,8 @@
-"""Reports: loss plots, run evaluation and run summaries."""
+"""Reports: run evaluation (a metric registry by data kind), set comparison (`gankit fid`), run summaries, plots."""
 
-from .evaluate import evaluate_run, run_info
+from .compare import compare_sets
+from .evaluate import RUN_METRICS, RunEval, evaluate_run, register_run_metric
+from .info import run_info
 from .plots import plot_losses
 
-__all__ = ["evaluate_run", "plot_losses", "run_info"]
+__all__ = ["RUN_METRICS", "RunEval", "compare_sets", "evaluate_run", "plot_losses", "register_run_metric", "run_info"]

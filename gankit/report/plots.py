@@ -8,13 +8,17 @@ from pathlib import Path
 from PIL import Image
 
 from ..io import provenance, write_png
-from ..train import read_logs
+from ..train import read_logs, run_log_keys
+from ..variants import LogKeys
 
-PANELS = [
-    ("losses", ["d_loss", "g_loss"]),
-    ("mean D output", ["d_real", "d_fake"]),
-    ("gradient norm", ["grad_norm_D", "grad_norm_G"]),
-]
+
+GRADIENT_PANEL = "gradient norm"  # drawn on a log scale
+
+
+def panels(keys: LogKeys) -> list[tuple[str, list[str]]]:
+    """(title, log keys) of each panel, from the variant's declared log keys."""
+    return [("losses", [keys.d_loss, keys.g_loss]), ("mean D output", [keys.d_real, keys.d_fake]),
+            (GRADIENT_PANEL, [keys.grad_norm_d, keys.grad_norm_g])]
 
 
 def plot_losses(run_dir: str | Path) -> Path | None:
@@ -28,16 +32,16 @@ def plot_losses(run_dir: str | Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(title, [k for k in keys if any(k in r for r in records)]) for title, keys in PANELS]
-    panels = [(t, ks) for t, ks in panels if ks]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), dpi=100, squeeze=False)
-    for ax, (title, keys) in zip(axes[0], panels):
+    shown = [(title, [k for k in keys if any(k in r for r in records)]) for title, keys in panels(run_log_keys(run_dir))]
+    shown = [(t, ks) for t, ks in shown if ks]
+    fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 3.2), dpi=100, squeeze=False)
+    for ax, (title, keys) in zip(axes[0], shown):
         for key in keys:
             pts = [(r["step"], r[key]) for r in records if key in r]
             ax.plot(*zip(*pts), label=key, linewidth=1)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("step")
-        if title == "gradient norm":
+        if title == GRADIENT_PANEL:
             ax.set_yscale("log")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)

@@ -1,8 +1,8 @@
 """Training: the loop, checkpoints, logs, EMA, and loading trained generators."""
 
 from .checkpoint import latest_checkpoint, list_checkpoints
-from .logging import read_logs
+from .logging import read_logs, run_log_keys
 from .pretrained import Generator, load
 from .trainer import Trainer, resolve_device
 
-__all__ = ["Trainer", "Generator", "load", "read_logs", "latest_checkpoint", "list_checkpoints", "resolve_device"]
+__all__ = ["Trainer", "Generator", "load", "read_logs", "run_log_keys", "latest_checkpoint", "list_checkpoints", "resolve_device"]

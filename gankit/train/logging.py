@@ -10,7 +10,9 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ..errors import UserError
 from ..io import write_bytes
+from ..variants import LogKeys, variant_class
 
 
 class JsonlLog:
@@ -58,6 +60,17 @@ def read_logs(path: Path) -> list[dict[str, Any]]:
         except ValueError:
             continue
     return out
+
+
+def run_log_keys(run_dir: Path) -> LogKeys:
+    """The log keys of a run's variant (read from RUN/config.yaml); the defaults when the run or variant is unknown."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+        return variant_class(str(raw.get("variant", "gan"))).log_keys
+    except (OSError, ValueError, AttributeError, yaml.YAMLError, UserError):
+        return LogKeys()
 
 
 def fmt_record(record: dict[str, Any]) -> str:

@@ -9,18 +9,29 @@ from pathlib import Path
 
 import torch
 import yaml
+from pydantic import BaseModel
 from torch import Tensor
 
-from ..config import Config
+from ..config import Config, ModelConfig, section_name
+from ..data import kind_of, upgrade_spec
 from ..errors import UserError
-from ..variants import Variant, build_variant
+from ..variants import Request, Variant, build_variant, upgrade_legacy_keys, validate_config, variant_class
 from . import checkpoint as ckpt
 
 log = logging.getLogger("gankit")
+REFUSALS = {  # sampling option -> (what is wrong, what to do) when a model does not take it
+    "labels": ("this model is not class-conditional: it takes no class", "sample without --class"),
+    "codes": ("this model has no latent codes", "sample without --code / --vary"),
+    "inputs": ("this model generates from noise: it takes no inputs", "sample without --input"),
+    "truncation": ("this model does not support truncation", "sample without --truncation"),
+}
 
 
 class Generator:
-    """A trained generator: `sample(n, seed=..., truncation=...)` returns samples in the data's layout."""
+    """A trained generator: `sample(n, seed=..., truncation=...)` returns samples in the data's layout.
+
+    `config` holds what rebuilt it (variant, its section, model); the run's full config is in RUN/config.yaml.
+    """
 
     def __init__(self, variant: Variant, config: Config, spec: dict, info: dict) -> None:
         self.variant, self.config, self.spec, self.info = variant.eval(), config, spec, info
@@ -28,6 +39,16 @@ class Generator:
     @property
     def kind(self) -> str:
         return self.spec["kind"]
+
+    @property
+    def data_kind(self):
+        """The data kind object (its writers, input readers, default metrics)."""
+        return kind_of(self.spec)
+
+    @property
+    def sampling(self) -> frozenset[str]:
+        """What this model's sampling takes: some of truncation, labels, codes, inputs."""
+        return self.variant.sampling
 
     @property
     def device(self) -> torch.device:
@@ -69,22 +90,37 @@ class Generator:
         return self.variant.noise(n, truncation=truncation, generator=_generator(seed))
 
     @torch.no_grad()
-    def sample(self, n: int, seed: int | None = None, truncation: float = 1.0,
+    def sample(self, n: int | None = None, seed: int | None = None, truncation: float = 1.0,
                labels: int | str | Sequence[int | str] | Tensor | None = None, codes: dict[str, float] | None = None,
-               batch_size: int = 1024) -> Tensor:
+               inputs: Tensor | None = None, batch_size: int = 1024) -> Tensor:
         """n samples on the CPU: images (n, C, H, W) in [-1, 1] or vectors (n, D); the same seed gives the same samples.
 
         Class-conditional models take `labels` (one class or one per sample, by index or name; random if None);
-        InfoGAN models take `codes` such as {"c0": 3, "c1": 0.5} (the rest random).
+        InfoGAN models take `codes` such as {"c0": 3, "c1": 0.5} (the rest random); models that transform inputs
+        (translators, upscalers) take `inputs`, one sample per input (n may then be left out).
         """
-        if n < 1:
+        if n is None and inputs is not None:
+            n = len(inputs)
+        if n is None or n < 1:
             raise UserError(f"cannot sample {n} samples", "ask for at least 1")
-        return self.generate(self.latents(n, seed, truncation), labels=labels, codes=codes, seed=seed,
+        if inputs is not None and len(inputs) != n:
+            raise UserError(f"got {len(inputs)} inputs for {n} samples", "give one input per sample")
+        self.check_takes(labels=labels is not None, codes=bool(codes), inputs=inputs is not None,
+                          truncation=truncation != 1)
+        return self.generate(self.latents(n, seed, truncation), labels=labels, codes=codes, inputs=inputs, seed=seed,
                              batch_size=batch_size)
+
+    def check_takes(self, **asked: bool) -> None:
+        """A clear error when a request asks for something this model does not take (see SAMPLING_OPTIONS)."""
+        for option, given in asked.items():
+            if given and option not in self.sampling:
+                problem, hint = REFUSALS.get(option, (f"this model takes no {option}", f"sample without {option}"))
+                raise UserError(problem, hint)
 
     @torch.no_grad()
     def generate(self, z: Tensor, labels: int | str | Sequence[int | str] | Tensor | None = None,
-                 codes: dict[str, float] | None = None, seed: int | None = None, batch_size: int = 1024) -> Tensor:
+                 codes: dict[str, float] | None = None, inputs: Tensor | None = None, seed: int | None = None,
+                 batch_size: int = 1024) -> Tensor:
         """Samples from given latents z (n, z_dim); random labels or codes come from `seed`."""
         n = len(z)
         label_index = self.label_indices(labels, n) if labels is not None else None
@@ -92,13 +128,41 @@ class Generator:
         chunks = []
         for start in range(0, n, batch_size):
             part_z = z[start : start + batch_size].to(self.device)
-            part = None if label_index is None else label_index[start : start + len(part_z)].to(self.device)
+            rows = slice(start, start + len(part_z))
+            request = Request(len(part_z), z=part_z, labels=None if label_index is None else label_index[rows],
+                              codes=dict(codes or {}), generator=gen,
+                              inputs=None if inputs is None else inputs[rows].to(self.device))
             try:
-                cond = self.variant.condition(len(part_z), generator=gen, labels=part, **(codes or {}))
+                chunks.append(self.variant.generate(request).cpu())
             except ValueError as exc:
                 raise UserError(str(exc)) from None
-            chunks.append(self.variant.generate(len(part_z), z=part_z, cond=cond).cpu())
         return torch.cat(chunks)
+
+    @torch.no_grad()
+    def grid(self, n: int, seed: int = 0, truncation: float = 1.0, labels: int | str | None = None,
+             codes: dict[str, float] | None = None, vary: str | None = None) -> tuple[Tensor, int | None, Tensor | None]:
+        """Samples laid out for a picture: (samples, row length or None for square, labels or None).
+
+        `vary` sweeps one latent code (one column per value, one row per noise); a class-conditional model asked for
+        no class gives one row per class (n // classes columns, the same noise down each column); else n samples.
+        """
+        if vary is not None:
+            try:
+                values = self.variant.code_values(vary)
+            except ValueError as exc:
+                raise UserError(str(exc), "--vary takes a latent code of the model, e.g. c0 or c1") from None
+            rows = max(1, n // len(values))
+            z = self.latents(rows, seed, truncation)
+            columns = [self.generate(z, codes={**(codes or {}), vary: v}, seed=seed) for v in values]
+            return torch.stack(columns, dim=1).flatten(0, 1), len(values), None
+        if labels is None and self.class_names:
+            k = len(self.class_names)
+            cols = max(1, n // k)
+            z = self.latents(cols, seed, truncation)
+            x = torch.cat([self.generate(z, labels=c, codes=codes, seed=seed) for c in range(k)])
+            return x, cols, torch.arange(k).repeat_interleave(cols)
+        label_index = self.label_indices(labels, n) if labels is not None else None
+        return self.sample(n, seed=seed, truncation=truncation, labels=label_index, codes=codes), None, label_index
 
 
 def _generator(seed: int | None) -> torch.Generator:
@@ -132,6 +196,37 @@ def _from_checkpoint(run_dir: Path) -> tuple[dict, dict[str, Tensor]]:
     return info, ema or {k: v for k, v in model.items() if not k.startswith("ema.")}
 
 
+def _known(model: type[BaseModel], raw: object) -> dict:
+    """The keys of a saved section that today's schema knows; others (from an older or newer gankit) are dropped,
+    so an export keeps loading when keys are added or removed."""
+    if not isinstance(raw, dict):
+        return {}
+    dropped = sorted(set(raw) - set(model.model_fields))
+    if dropped:
+        log.debug("ignoring saved keys unknown to this gankit: %s", ", ".join(dropped))
+    return {k: v for k, v in raw.items() if k in model.model_fields}
+
+
+def generator_config(info: dict) -> tuple[Config, dict]:
+    """(Config that rebuilds the generator, data spec) from a model description of any schema version.
+
+    Schema 2 keeps only the generator's sections; schema 1 (gankit 0.1) kept the whole run config, whose keys may
+    sit where older versions had them.
+    """
+    if "generator" in info:
+        saved, data = info["generator"], None
+    else:  # schema 1
+        saved = upgrade_legacy_keys(info["config"], "saved model description")
+        data = saved.get("data")
+    name = str(saved["variant"])
+    section = section_name(name)
+    raw = {"variant": name, "model": _known(ModelConfig, saved.get("model"))}
+    own = _known(variant_class(name).Config, saved.get(section))
+    if own:
+        raw[section] = own
+    return validate_config(raw, "saved model description"), upgrade_spec(info["spec"], data)
+
+
 def load(run_dir: str | Path, device: str | torch.device = "cpu") -> Generator:
     """The generator of a run directory (or of its model/ folder), ready to `.sample(n)`."""
     run_dir = Path(run_dir)
@@ -155,8 +250,7 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu") -> Generator:
         ckpt.refuse_pickles(run_dir)
         raise UserError(f"{run_dir} is not a gankit run (no model/config.json)", "train one with `gankit train`")
     try:
-        config = Config.model_validate(info["config"])
-        spec = info["spec"]
+        config, spec = generator_config(info)
         variant = build_variant(config, spec)
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"{run_dir}: saved model description is invalid: {exc}") from None

@@ -18,12 +18,12 @@ import torch
 from torch import Tensor
 
 from ..config import Config, to_yaml
-from ..data import BatchSampler, Dataset, load_dataset
+from ..data import Dataset, kind_of, load_dataset
 from ..errors import UserError
-from ..io import atomic_path, save_grid, save_scatter, write_bytes, write_json
-from ..metrics.modes2d import modes2d
+from ..io import atomic_path, write_bytes, write_json
+from ..metrics import PROGRESS_METRICS
 from ..nets import count_parameters
-from ..variants import Variant, build_variant
+from ..variants import Context, Group, Variant, build_variant, grad_norm_key
 from ..version import __version__
 from . import checkpoint as ckpt
 from .ema import EMA
@@ -32,6 +32,9 @@ from .logging import JsonlLog, ProgressBar
 
 log = logging.getLogger("gankit")
 SNAPSHOT_EVERY = 100  # steps between in-memory "last good state" copies used by the NaN guard
+EXPORT_SCHEMA = 2  # version of model/config.json; gankit.load reads this one and every older one
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop,
+              "sgd": torch.optim.SGD}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -55,24 +58,20 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.data = dataset if dataset is not None else load_dataset(cfg.data, cfg.seed)
         self.spec = self.data.spec()
+        self.kind = kind_of(self.spec)
         self.variant: Variant = build_variant(cfg, self.spec).to(self.device)
-        self.optimizers = {
-            group: torch.optim.Adam([p for m in modules for p in m.parameters()], lr=self._lr(group),
-                                    betas=(cfg.optim.beta1, cfg.optim.beta2))
-            for group, modules in self.variant.groups.items()
-        }
-        self.ema = EMA(self.variant, list(self.variant.generator_state()), cfg.optim.ema) if cfg.optim.ema else None
-        self.guard = NanGuard(self.variant, self.optimizers, self.ema, {g: self._lr(g) for g in self.optimizers},
+        self.groups: dict[str, Group] = self.variant.groups
+        self.optimizers = {name: make_optimizer(group) for name, group in self.groups.items()}
+        averaged = [m for group in self.groups.values() if group.ema for m in group.modules]
+        self.ema = EMA(self.variant, self.variant.state_keys(averaged), cfg.optim.ema) \
+            if averaged and cfg.optim.ema else None
+        self.guard = NanGuard(self.variant, self.optimizers, self.ema, {n: g.lr for n, g in self.groups.items()},
                               cfg.train.nan_patience, cfg.train.max_rollbacks, cfg.train.rollback_lr_factor)
-        self.sampler = BatchSampler(self.data, cfg.train.batch_size, cfg.seed, self.device)
-        # Fixed noise from its own generator, so sample grids are comparable across steps and draw no training RNG.
-        n_fixed = 64 if self.data.kind == "image" else 2500  # 2,500 as in the PacGAN mode protocol
+        self.sampler = self.kind.sampler(self.data, cfg.train.batch_size, cfg.seed, self.device)
+        # The fixed request behind the progress pictures draws from its own generator, so pictures are comparable
+        # across steps and training's RNG stream is untouched.
         fixed_gen = torch.Generator().manual_seed(cfg.seed + 1)
-        self.fixed_z = self.variant.noise(n_fixed, generator=fixed_gen)
-        classes = len(self.variant.class_names or [])  # conditional grids cycle through the classes
-        self.fixed_cond = self.variant.condition(
-            n_fixed, generator=fixed_gen,
-            labels=torch.arange(n_fixed, device=self.device) % classes if classes else None)
+        self.fixed = self.variant.prepare(self.variant.progress_request(self.kind.fixed_count, fixed_gen))
         self.step = 0
         self.stop_signal: int | None = None
         self.logs: JsonlLog | None = None  # open only while fit() runs
@@ -81,9 +80,6 @@ class Trainer:
             self._restore()
         else:
             write_bytes(self.run_dir / "config.yaml", to_yaml(cfg).encode())
-
-    def _lr(self, group: str) -> float:
-        return self.cfg.optim.lr_d if group.startswith("D") else self.cfg.optim.lr_g
 
     # ------------------------------------------------------------------------------------------- the loop
 
@@ -141,30 +137,30 @@ class Trainer:
         if self.cfg.optim.schedule != "constant":
             self.guard.schedule = lr_schedule(self.cfg.optim.schedule, self.step / self.cfg.train.steps)
             self.guard.apply_lrs()
+        ctx = Context(step=self.step, progress=self.step / self.cfg.train.steps)
         for phase in self.variant.phases:
-            if self.step % phase.interval:
+            if not phase.active(self.step):
                 continue
             optimizer = self.optimizers[phase.group]
             for _ in range(phase.repeats):
                 batch = self.sampler.next()
-                batch.progress = self.step / self.cfg.train.steps
                 optimizer.zero_grad(set_to_none=True)
-                loss, scalars = self.variant.loss(phase.name, batch)
+                loss, scalars = self.variant.loss(phase.name, batch, ctx)
                 loss.backward()
                 grad_norm = _grad_norm(optimizer)
                 if not bool(torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)):  # the one sync per step
                     optimizer.zero_grad(set_to_none=True)
                     if self.guard.nonfinite(phase.group, self.step):
-                        return  # weights were restored in place: tensors cached by this iteration are stale
+                        return  # weights were restored in place: what this iteration's context holds is stale
                     continue
                 optimizer.step()
                 self.guard.finite(phase.group)
-                scalars[f"grad_norm_{phase.group}"] = grad_norm
+                scalars[grad_norm_key(phase.group)] = grad_norm
                 for key, value in scalars.items():
                     entry = window.setdefault(key, [0.0, 0])
                     entry[0] += value
                     entry[1] += 1
-            if phase.group == "G" and self.ema is not None:
+            if self.ema is not None and self.groups[phase.group].ema:
                 self.ema.update(self.variant)
 
     def _log_window(self, window: dict[str, list], steps: int, seconds: float,
@@ -188,42 +184,35 @@ class Trainer:
 
     @torch.no_grad()
     def sample_fixed(self) -> Tensor:
-        """Samples of the fixed noise from G (the EMA weights when enabled) in eval mode."""
-        gens = [getattr(self.variant, n) for n in self.variant.generator_names]
+        """Samples of the fixed request from G (the EMA weights when enabled) in eval mode."""
+        gens = self.variant.generator_modules()
         modes = [g.training for g in gens]
         for g in gens:
             g.eval()
         try:
             if self.ema is not None:
                 with self.ema.swapped(self.variant):
-                    return self.variant.generate(len(self.fixed_z), z=self.fixed_z, cond=self.fixed_cond).cpu()
-            return self.variant.generate(len(self.fixed_z), z=self.fixed_z, cond=self.fixed_cond).cpu()
+                    return self.variant.generate(self.fixed).cpu()
+            return self.variant.generate(self.fixed).cpu()
         finally:
             for g, mode in zip(gens, modes):
                 g.train(mode)
 
     def save_samples(self) -> Path:
-        """samples/step-N.png: an image grid, or for 2D data a scatter of generated over real points.
-
-        For data with known modes the fixed samples are also scored (PacGAN protocol) and logged, so mode loss
-        over time is visible to `gankit doctor`.
-        """
+        """samples/step-N.png, drawn by the data kind; its progress metric (e.g. modes found, for data with known
+        modes) is logged with it, so what happened over time is visible to `gankit doctor`."""
         path = self.run_dir / "samples" / f"step-{self.step}.png"
         fake = self.sample_fixed()
         meta = {"run": self.run_dir.name, "step": self.step, "seed": self.cfg.seed}
-        if self.data.kind == "image":
-            save_grid(path, fake, nrow=8, scale=max(1, 128 // fake.shape[-1]), **meta)
-            return path
-        real = self.data.x[torch.randperm(len(self.data), generator=torch.Generator().manual_seed(0))[:1000]]
         title = f"{self.run_dir.name} step {self.step}"
-        if self.data.centers is not None:
-            report = modes2d(fake, self.data.centers, self.data.std)
-            title += f": {report.modes}/{report.total_modes} modes, {report.hq_fraction:.0%} high quality"
+        metric = PROGRESS_METRICS.get(self.kind.progress_metric or "")
+        scored = metric(fake, self.spec) if metric is not None else None
+        if scored is not None:
+            record, summary = scored
+            title += f": {summary}"
             if self.logs is not None and not self.logs.closed:
-                self.logs.write({"step": self.step, "event": "modes", "modes": report.modes,
-                                 "total_modes": report.total_modes, "hq_fraction": report.hq_fraction,
-                                 "reverse_kl": report.reverse_kl})
-        save_scatter(path, fake.flatten(1)[:, :2], real.flatten(1)[:, :2], self.data.centers, title=title, **meta)
+                self.logs.write({"step": self.step, **record})
+        self.kind.save_progress(path, fake, self.data, title, meta)
         return path
 
     def save_checkpoint(self) -> Path:
@@ -232,7 +221,7 @@ class Trainer:
         if self.ema is not None:
             model.update({f"ema.{k}": v for k, v in self.ema.shadow.items()})
         optim_tensors, optim_meta = ckpt.optimizer_to_files(self.optimizers)
-        state = {"gankit_version": __version__, "rng": ckpt.rng_state(), "data_cursor": self.sampler.cursor,
+        state = {"gankit_version": __version__, "rng": ckpt.rng_state(), "sampler": self.sampler.state_dict(),
                  "optim": optim_meta, "spec": self.spec,
                  "lr_scale": self.guard.lr_scale, "rollbacks": self.guard.rollbacks, "ema_updates": self.ema.updates if self.ema else 0}
         path = ckpt.save_checkpoint(self.run_dir, self.step, {"model.safetensors": model,
@@ -249,10 +238,11 @@ class Trainer:
         with atomic_path(out / "model.safetensors") as tmp:
             ckpt.save_tensors(tmp, weights)
         write_json(out / "config.json", {
-            "gankit_version": __version__, "step": self.step, "weights": "ema" if self.ema else "raw",
-            "sha256": ckpt.sha256(out / "model.safetensors"), "spec": self.spec,
-            "parameters": {g: sum(count_parameters(m) for m in ms) for g, ms in self.variant.groups.items()},
-            "config": self.cfg.model_dump(mode="json"),
+            "schema": EXPORT_SCHEMA, "gankit_version": __version__, "step": self.step,
+            "weights": "ema" if self.ema else "raw", "sha256": ckpt.sha256(out / "model.safetensors"),
+            "spec": self.spec, "parameters": {n: sum(count_parameters(m) for m in g.modules)
+                                              for n, g in self.groups.items()},
+            "generator": generator_section(self.cfg),
         })
         return out
 
@@ -276,7 +266,7 @@ class Trainer:
         self.guard.lr_scale, self.guard.rollbacks = state.get("lr_scale", 1.0), state.get("rollbacks", 0)
         self.guard.apply_lrs()  # learning rates follow the (possibly changed) config, times any NaN-guard scaling
         ckpt.set_rng_state(state["rng"])
-        self.sampler.cursor = state["data_cursor"]
+        self.sampler.load_state_dict(state["sampler"] if "sampler" in state else {"cursor": state["data_cursor"]})
         self.step = state["step"]
         log.info("resumed from %s (step %d)", path.name, self.step)
 
@@ -300,6 +290,26 @@ class Trainer:
     def _restore_signal_handlers(previous: dict[int, Any]) -> None:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def make_optimizer(group: Group) -> torch.optim.Optimizer:
+    """The optimizer a group asks for, over its parameters."""
+    if group.optimizer not in OPTIMIZERS:
+        raise UserError(f"unknown optimizer '{group.optimizer}'", f"choose one of: {', '.join(OPTIMIZERS)}")
+    extra = {"betas": group.betas} if group.optimizer in ("adam", "adamw") else {}
+    return OPTIMIZERS[group.optimizer](group.parameters(), lr=group.lr, **extra)
+
+
+def generator_section(cfg: Config) -> dict[str, Any]:
+    """What rebuilds the generator (model/config.json's `generator`): the variant, its own section, and the model
+    section without the keys that shape only D."""
+    model = cfg.model.model_dump(mode="json")
+    section = {"variant": cfg.variant,
+               "model": {k: v for k, v in model.items() if k not in cfg.model.DISCRIMINATOR_KEYS}}
+    options = cfg.options.model_dump(mode="json") if not isinstance(cfg.options, dict) else dict(cfg.options)
+    if options:
+        section[cfg.section_key] = options
+    return section
 
 
 def lr_schedule(name: str, progress: float) -> float:

@@ -1,20 +1,18 @@
-"""Variants: each combines nets and losses into "what one D step / one G step is". Chosen by `variant:`."""
+"""Variants: each combines nets and losses into "what one D step / one G step is". Chosen by `variant:`.
+
+A variant registers itself (`@register_variant`); importing this package registers gankit's own.
+"""
 
 from __future__ import annotations
 
-from ..config import Config
-from .base import Phase, Variant, slerp, truncated_noise
-from .conditional import ACGAN, CGAN
-from .gan import GAN
-from .infogan import InfoGAN
+from .base import SAMPLING_OPTIONS, Context, Group, LogKeys, Phase, Request, Variant, grad_norm_key, slerp, \
+    truncated_noise
+from .registry import VARIANTS, build_variant, check_config, register_variant, resolve, upgrade_legacy_keys, \
+    validate_config, variant_class
+from .gan import GAN  # noqa: E402 - gankit's own variants register on import
+from .conditional import ACGAN, CGAN  # noqa: E402
+from .infogan import InfoGAN  # noqa: E402
 
-VARIANTS: dict[str, type[Variant]] = {"gan": GAN, "cgan": CGAN, "acgan": ACGAN, "infogan": InfoGAN}
-
-
-def build_variant(cfg: Config, spec: dict) -> Variant:
-    """The variant a config names, with freshly initialised networks for data described by `spec`."""
-    return VARIANTS[cfg.variant](cfg, spec)
-
-
-__all__ = ["Phase", "Variant", "slerp", "VARIANTS", "build_variant", "truncated_noise", "GAN", "CGAN", "ACGAN",
-           "InfoGAN"]
+__all__ = ["SAMPLING_OPTIONS", "Context", "Group", "LogKeys", "Phase", "Request", "Variant", "grad_norm_key", "slerp",
+           "truncated_noise", "VARIANTS", "build_variant", "check_config", "register_variant", "resolve",
+           "upgrade_legacy_keys", "validate_config", "variant_class", "GAN", "CGAN", "ACGAN", "InfoGAN"]

@@ -1,27 +1,128 @@
 """The Variant interface: a module that owns its networks and says what one phase's loss is.
 
-A variant never calls backward() or an optimizer; the trainer walks `phases` and steps the optimizer of each
-phase's group. New GANs are new phase lists and loss methods, not new loops.
+A variant never calls backward() or an optimizer. It declares its optimizer groups (`groups`), the phases of an
+iteration (`phases`, each on one group, with a cadence and an optional start/stop step), the names of what it logs
+(`log_keys`) and what sampling takes (`sampling`); the trainer walks the phases and steps each phase's group.
+New GANs are new phase lists and loss methods, not new loops.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
 
 import torch
+from pydantic import BaseModel
 from torch import Tensor, nn
 
+from ..config import Config, Section
 from ..data import Batch
 
 
 @dataclass(frozen=True)
 class Phase:
-    """One entry of an iteration: run `repeats` steps of loss(`name`) on `group`'s optimizer every `interval` steps."""
+    """One entry of an iteration: `repeats` optimizer steps of loss(`name`) on `group`, at steps where
+    start <= step < stop (stop None: to the end) and (step - start) is a multiple of `every`.
+
+    Pre-training is a phase with a stop; the adversarial phases start there; lazy regularisation is `every`.
+    """
 
     name: str
     group: str
-    interval: int = 1
+    every: int = 1
     repeats: int = 1
+    start: int = 0
+    stop: int | None = None
+
+    def active(self, step: int) -> bool:
+        """Whether this phase runs at `step`."""
+        return self.start <= step and (self.stop is None or step < self.stop) and (step - self.start) % self.every == 0
+
+
+@dataclass
+class Group:
+    """Networks stepped by one optimizer, with its settings; `ema` keeps an exponential moving average of them
+    (decay `optim.ema`) that sampling and export use."""
+
+    modules: list[nn.Module]
+    lr: float
+    betas: tuple[float, float] = (0.5, 0.999)
+    optimizer: str = "adam"  # adam, adamw, rmsprop or sgd
+    ema: bool = False
+
+    def parameters(self) -> list[nn.Parameter]:
+        return [p for m in self.modules for p in m.parameters()]
+
+
+def grad_norm_key(group: str) -> str:
+    """The log key of one group's gradient norm, written by the trainer for every group."""
+    return f"grad_norm_{group}"
+
+
+@dataclass(frozen=True)
+class LogKeys:
+    """The names a variant's loss() logs for the adversarial game: one definition the doctor and plots read.
+
+    `d_real`/`d_fake` are D's mean output on real and generated samples (probabilities for BCE games); `diversity`
+    the fake/real spread ratio; the two groups name whose gradient norms count as D's and G's.
+    """
+
+    d_loss: str = "d_loss"
+    g_loss: str = "g_loss"
+    d_real: str = "d_real"
+    d_fake: str = "d_fake"
+    diversity: str = "diversity"
+    discriminator_group: str = "D"
+    generator_group: str = "G"
+
+    @property
+    def grad_norm_d(self) -> str:
+        return grad_norm_key(self.discriminator_group)
+
+    @property
+    def grad_norm_g(self) -> str:
+        return grad_norm_key(self.generator_group)
+
+    def canonical(self) -> dict[str, str]:
+        """This variant's key -> the default (canonical) name, for readers that compare runs of any variant."""
+        default = LogKeys()
+        return {getattr(self, f): getattr(default, f) for f in ("d_loss", "g_loss", "d_real", "d_fake", "diversity")} \
+            | {self.grad_norm_d: default.grad_norm_d, self.grad_norm_g: default.grad_norm_g}
+
+
+@dataclass
+class Context:
+    """What one iteration's phases share: the step, the fraction of training done, and values a phase leaves for a
+    later one (e.g. the D phase's fakes for the G phase). The trainer makes a new one per iteration, so nothing in
+    it outlives the iteration, a rollback or a checkpoint."""
+
+    step: int = 0
+    progress: float = 0.0
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+# What a `Request` may carry, declared by a variant in `sampling`; the CLI offers the matching flags.
+SAMPLING_OPTIONS = ("truncation", "labels", "codes", "inputs")
+
+
+@dataclass
+class Request:
+    """What to generate: n samples from noise z (drawn when None, with `truncation`), conditioned on labels, codes
+    or inputs (images to translate, a prefix, a table condition, a caption) where the variant takes them.
+
+    `generator` draws whatever is random (noise, labels, codes); `cond` is the resolved condition, filled once by
+    `Variant.prepare` so the same request always gives the same samples.
+    """
+
+    n: int
+    z: Tensor | None = None
+    labels: Tensor | None = None
+    codes: dict[str, float] = field(default_factory=dict)
+    inputs: Tensor | None = None
+    truncation: float = 1.0
+    generator: torch.Generator | None = None
+    cond: Tensor | None = None
+    prepared: bool = False
 
 
 def truncated_noise(n: int, dim: int, truncation: float = 1.0, generator: torch.Generator | None = None,
@@ -50,46 +151,102 @@ def slerp(a: Tensor, b: Tensor, t: float) -> Tensor:
 
 
 class Variant(nn.Module):
-    """Base class: subclasses set `phases`, implement `loss` and `generate`, and name their generator modules."""
+    """Base class. Subclasses set `phases`, `groups`, implement `loss` and `run_generator`, and may declare:
+
+    Config: their own config section (keys only they use), found in a run's config under the variant's name.
+    legacy_keys: old shared-section keys that now live in their section ({"model.cond": "cond"}), still accepted.
+    log_keys, sampling, generator_names: see the class attributes below.
+    """
+
+    name: ClassVar[str] = ""  # set by @register_variant
+    Config: ClassVar[type[BaseModel]] = Section
+    legacy_keys: ClassVar[dict[str, str]] = {}
+    log_keys: ClassVar[LogKeys] = LogKeys()
+    sampling: ClassVar[frozenset[str]] = frozenset({"truncation"})  # what generate() takes: SAMPLING_OPTIONS
+    generator_names: ClassVar[tuple[str, ...]] = ("G",)  # child modules that make up the exported generator
 
     phases: list[Phase]
-    generator_names: tuple[str, ...] = ("G",)  # child modules that make up the exported generator (EMA'd too)
     z_dim: int
-    class_names: list[str] | None = None  # set by class-conditional variants: what `sample(labels=...)` accepts
+    class_names: list[str] | None = None  # set by class-conditional variants: what `labels` index
+
+    def __init__(self, cfg: Config, spec: dict) -> None:
+        super().__init__()
+        self.options = self.read_options(cfg)
+
+    @classmethod
+    def read_options(cls, cfg: Config) -> Any:
+        """This variant's own config section (validated by gankit.variants.check_config, or here)."""
+        return cls.Config.model_validate(cfg.options) if isinstance(cfg.options, dict) else cfg.options
 
     @property
-    def groups(self) -> dict[str, list[nn.Module]]:
-        """Optimizer groups: each gets one Adam with its own learning rate."""
+    def groups(self) -> dict[str, Group]:
+        """Optimizer groups by name: the trainer builds one optimizer per group from its settings."""
         raise NotImplementedError
 
-    def loss(self, phase: str, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(self, phase: str, batch: Batch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
         """The scalar to minimise for this phase and detached scalars to log."""
         raise NotImplementedError
 
-    def generate(self, n: int, *, z: Tensor | None = None, cond: Tensor | None = None,
-                 truncation: float = 1.0) -> Tensor:
-        """n samples (in the data's layout); z overrides the noise."""
-        raise NotImplementedError
+    # ------------------------------------------------------------------------------------------- sampling
 
     def noise(self, n: int, *, truncation: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
         """Latent noise on this variant's device."""
         return truncated_noise(n, self.z_dim, truncation, generator, self.device)
 
-    def condition(self, n: int, *, generator: torch.Generator | None = None, labels: Tensor | None = None,
-                  **codes: float) -> Tensor | None:
-        """What `generate` is conditioned on for n samples: None for unconditional variants; class-conditional ones
-        take `labels` (random when None), InfoGAN takes code values."""
-        if labels is not None or codes:
-            raise ValueError("this model is unconditional: it takes no labels or codes")
+    def condition(self, request: Request) -> Tensor | None:
+        """What G is conditioned on for a request: None here; class-conditional variants resolve labels (random
+        from the request's generator when not given), InfoGAN its codes."""
         return None
+
+    def prepare(self, request: Request) -> Request:
+        """A copy of the request with noise and condition drawn (noise first, then the condition), after checking
+        that it asks only for what this variant takes."""
+        if request.prepared:
+            return request
+        asked = {"labels": request.labels is not None, "codes": bool(request.codes),
+                 "inputs": request.inputs is not None, "truncation": request.truncation != 1}
+        for option, given in asked.items():
+            if given and option not in self.sampling:
+                takes = ", ".join(sorted(self.sampling)) or "nothing"
+                raise ValueError(f"this model takes no {option} (it takes: {takes})")
+        z = request.z if request.z is not None else self.noise(request.n, truncation=request.truncation,
+                                                              generator=request.generator)
+        request = replace(request, z=z.to(self.device))
+        return replace(request, cond=self.condition(request), prepared=True)
+
+    def progress_request(self, n: int, generator: torch.Generator) -> Request:
+        """The fixed request behind the progress grids (drawn once per run); conditional variants cycle classes."""
+        return Request(n, generator=generator)
+
+    def generate(self, request: Request) -> Tensor:
+        """Samples (in the data's layout) for a request."""
+        return self.run_generator(self.prepare(request))
+
+    def run_generator(self, request: Request) -> Tensor:
+        """G's forward pass on a prepared request."""
+        raise NotImplementedError
 
     def code_values(self, name: str) -> list[float]:
         """Values to sweep a latent code over in a traversal grid (InfoGAN); other variants have no codes."""
         raise ValueError(f"this model has no latent code {name!r}")
 
+    def categorical_code(self) -> str | None:
+        """The name of a categorical latent code whose values may have found the data's classes (None: none)."""
+        return None
+
+    # ------------------------------------------------------------------------------------------- state
+
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    def state_keys(self, modules: list[nn.Module]) -> list[str]:
+        """State-dict keys of this variant that belong to `modules` (children of it)."""
+        prefixes = tuple(f"{name}." for name, child in self.named_children() if any(child is m for m in modules))
+        return [k for k in self.state_dict() if k.startswith(prefixes)]
+
+    def generator_modules(self) -> list[nn.Module]:
+        return [getattr(self, name) for name in self.generator_names]
 
     def generator_state(self) -> dict[str, Tensor]:
         """State-dict entries of the generator modules only: what `gankit.load()` needs to sample."""

@@ -19,16 +19,23 @@ from ..errors import UserError
 from ..metrics.diversity import diversity_ratio
 from ..nets import build_discriminator, build_generator
 from ..nets.augment import diff_augment
-from .base import Phase, Variant
+from .base import Context, Group, Phase, Request, Variant
+from .registry import register_variant
 
 NO_AUX = (None, {})
+FAKE = "fake"  # Context key: (G(z), its condition) of the last D step, reused by the G step
 
 
+@register_variant("gan")
 class GAN(Variant):
     """G maps noise to samples, D scores samples; `loss.name` picks the game, `train.n_critic` the D:G step ratio."""
 
+    packs = True  # PacGAN packing (model.pack) is supported; subclasses whose D takes conditions turn it off
+
     def __init__(self, cfg: Config, spec: dict, G: nn.Module | None = None, D: nn.Module | None = None) -> None:
-        super().__init__()
+        super().__init__(cfg, spec)
+        if cfg.model.pack > 1 and not self.packs:
+            raise UserError(f"model.pack works with variant gan only, not {cfg.variant}", "set model.pack=1")
         if cfg.train.diffaug and spec["kind"] != "image":
             raise UserError("train.diffaug needs image data", f"the data is {spec['kind']}: set train.diffaug=''")
         self.z_dim = cfg.model.z_dim
@@ -37,15 +44,16 @@ class GAN(Variant):
         self.game = losses.game(cfg.loss.name)
         self.d_game = partial(losses.d_bce, smoothing=cfg.loss.label_smoothing) if cfg.loss.label_smoothing \
             else self.game.d
-        self.reg, self.train_cfg = cfg.loss, cfg.train
+        self.reg, self.train_cfg, self.optim_cfg = cfg.loss, cfg.train, cfg.optim
         self.phases = [Phase("D", "D", repeats=cfg.train.n_critic), Phase("G", "G")]
         if cfg.loss.r1_weight or cfg.loss.r2_weight:  # lazy regularisation: its own D step every reg_every steps
-            self.phases.insert(1, Phase("D_reg", "D", interval=cfg.loss.reg_every))
-        self._fake: tuple[Tensor, Tensor | None] | None = None  # (G(z), its condition) of the last D step
+            self.phases.insert(1, Phase("D_reg", "D", every=cfg.loss.reg_every))
 
     @property
-    def groups(self) -> dict[str, list]:
-        return {"D": [self.D], "G": [self.G]}
+    def groups(self) -> dict[str, Group]:
+        betas = (self.optim_cfg.beta1, self.optim_cfg.beta2)
+        return {"D": Group([self.D], self.optim_cfg.lr_d, betas),
+                "G": Group([self.G], self.optim_cfg.lr_g, betas, ema=self.optim_cfg.ema is not None)}
 
     # ------------------------------------------------------------------------------------- hooks for subclasses
 
@@ -78,8 +86,8 @@ class GAN(Variant):
 
     # ------------------------------------------------------------------------------------- the game
 
-    def loss(self, phase: str, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
-        return {"D": self.d_loss, "D_reg": self.reg_loss, "G": self.g_loss}[phase](batch)
+    def loss(self, phase: str, batch: Batch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
+        return {"D": self.d_loss, "D_reg": self.reg_loss, "G": self.g_loss}[phase](batch, ctx)
 
     def critic(self, x: Tensor, cond: Tensor | None, progress: float) -> tuple[Tensor, Tensor | None]:
         """(logits, auxiliary outputs or None) for x, after DiffAugment and instance noise (annealed to 0)."""
@@ -94,19 +102,20 @@ class GAN(Variant):
         """Mean D output to log: the probability D(x) for BCE games, the raw score otherwise."""
         return (logits.sigmoid() if self.game.probabilistic else logits).mean().detach()
 
-    def d_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+    def d_loss(self, batch: Batch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
         # The graph through G is kept so the G step can reuse these fakes, as the reference DCGAN loop does;
         # D itself sees them detached, so this backward never reaches G.
         fake_cond, real_cond = self.fake_condition(batch), self.real_condition(batch)
         fake_live = self.g_forward(self.noise(len(batch)), fake_cond)
-        self._fake = (fake_live, fake_cond)
+        ctx.values[FAKE] = (fake_live, fake_cond)
         fake = fake_live.detach()
         d_cond = fake_cond if real_cond is not None else None  # a conditional D judges fakes by their labels
-        real_logits, real_aux = self.critic(batch.x, real_cond, batch.progress)
-        fake_logits, fake_aux = self.critic(fake, d_cond, batch.progress)
+        real_logits, real_aux = self.critic(batch.x, real_cond, ctx.progress)
+        fake_logits, fake_aux = self.critic(fake, d_cond, ctx.progress)
         loss = self.d_game(real_logits, fake_logits)
-        scalars = {"d_real": self._score(real_logits), "d_fake": self._score(fake_logits),
-                   "diversity": diversity_ratio(fake, batch.x)}
+        keys = self.log_keys
+        scalars = {keys.d_real: self._score(real_logits), keys.d_fake: self._score(fake_logits),
+                   keys.diversity: diversity_ratio(fake, batch.x)}
         aux, aux_scalars = self.aux_d_loss(real_aux, fake_aux, real_cond, fake_cond)
         if aux is not None:
             loss = loss + aux
@@ -115,10 +124,10 @@ class GAN(Variant):
             penalty = losses.gradient_penalty(lambda x: self.critic(x, real_cond, 1.0)[0], batch.x, fake)
             loss = loss + self.reg.gp_weight * penalty
             scalars["gradient_penalty"] = penalty.detach()
-        scalars["d_loss"] = loss.detach()
+        scalars[keys.d_loss] = loss.detach()
         return loss, scalars
 
-    def reg_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+    def reg_loss(self, batch: Batch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
         """(γ₁/2)·R1 on reals + (γ₂/2)·R2 on fakes, times reg_every so lazy and every-step runs match in scale."""
         loss, scalars = torch.zeros((), device=batch.x.device), {}
         cond = self.real_condition(batch)
@@ -137,13 +146,14 @@ class GAN(Variant):
             scalars["r2"] = r2.detach()
         return loss * self.reg.reg_every, scalars
 
-    def g_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
-        if self._fake is None:
-            cond = self.fake_condition(batch)
-            self._fake = (self.g_forward(self.noise(len(batch)), cond), cond)
-        (fake, fake_cond), self._fake = self._fake, None
+    def g_loss(self, batch: Batch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
+        if FAKE in ctx.values:
+            fake, fake_cond = ctx.values.pop(FAKE)
+        else:  # no D step in this iteration: fresh fakes
+            fake_cond = self.fake_condition(batch)
+            fake = self.g_forward(self.noise(len(batch)), fake_cond)
         d_cond = fake_cond if self.real_condition(batch) is not None else None
-        fake_logits, fake_aux = self.critic(fake, d_cond, batch.progress)
+        fake_logits, fake_aux = self.critic(fake, d_cond, ctx.progress)
         loss = self.game.g(fake_logits)
         scalars = {"d_fake_g": self._score(fake_logits)}
         aux, aux_scalars = self.aux_g_loss(fake_aux, fake_cond)
@@ -156,10 +166,8 @@ class GAN(Variant):
             fm = losses.feature_matching(real_features, self.d_features(fake, d_cond))
             loss = loss + self.reg.feature_matching * fm
             scalars["feature_matching"] = fm.detach()
-        scalars["g_loss"] = loss.detach()
+        scalars[self.log_keys.g_loss] = loss.detach()
         return loss, scalars
 
-    def generate(self, n: int, *, z: Tensor | None = None, cond: Tensor | None = None,
-                 truncation: float = 1.0) -> Tensor:
-        z = self.noise(n, truncation=truncation) if z is None else z
-        return self.g_forward(z, cond)
+    def run_generator(self, request: Request) -> Tensor:
+        return self.g_forward(request.z, request.cond)

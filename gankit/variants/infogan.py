@@ -7,7 +7,7 @@ logits and, per continuous code, a factored Gaussian's mean and log-std. The var
 I(c; G(z, c)) becomes λ·CE(c0) + λ_cont·Gaussian NLL(c1, c2, ...), minimised by Q in the D step (on detached fakes)
 and by G in its step (through the fakes). Labels are never used: the data may be unlabelled.
 
-Optionally (`loss.info_real_weight`), Q also clusters the real batch into confident, balanced values of c0, so the
+Optionally (`infogan.real_weight`), Q also clusters the real batch into confident, balanced values of c0, so the
 values G learns to draw are the data's own groups rather than whatever Q could read first (docs/infogan.md).
 """
 
@@ -17,37 +17,60 @@ import math
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor
 
-from ..config import Config
+from ..config import Config, Section
 from ..data import Batch
 from ..errors import UserError
 from ..nets import HeadedD, build_discriminator, build_generator, feature_shape
+from .base import Request
 from .gan import GAN
+from .registry import register_variant
 
 LOG_STD_MIN, LOG_STD_MAX = -4.0, 2.0  # Q's log-std is clamped so the NLL cannot run off to -inf on one code value
 TRAVERSAL_RANGE, TRAVERSAL_STEPS = 2.0, 8  # continuous traversals go beyond the training range U(-1, 1) to ±2
 
 
+class InfoGANConfig(Section):
+    """infogan's own keys: the codes and the weights of their mutual-information terms."""
+
+    categorical: int = Field(10, ge=0, description="values of the categorical code c0 (0: none)")
+    continuous: int = Field(2, ge=0, description="number of continuous codes c1, c2, ... ~ U(-1, 1)")
+    weight: float = Field(1.0, ge=0, description="weight λ of the categorical code's MI term")
+    continuous_weight: float = Field(0.1, ge=0, description="weight of the continuous codes' MI term")
+    real_weight: float = Field(0.0, ge=0, description="weight of a clustering term on real data: Q's c0 confident "
+                               "per image and balanced over the batch (no labels used)")
+
+
+@register_variant("infogan")
 class InfoGAN(GAN):
     """GAN whose G also takes latent codes that a Q head on D's features must recover from the samples."""
 
+    Config = InfoGANConfig
+    legacy_keys = {"model.info_categorical": "categorical", "model.info_continuous": "continuous",
+                   "loss.info_weight": "weight", "loss.info_continuous_weight": "continuous_weight",
+                   "loss.info_real_weight": "real_weight"}
+    packs = False
+    sampling = frozenset({"truncation", "codes"})
+
     def __init__(self, cfg: Config, spec: dict) -> None:
-        self.categories, self.continuous = cfg.model.info_categorical, cfg.model.info_continuous
+        options = self.read_options(cfg)
+        self.categories, self.continuous = options.categorical, options.continuous
         if self.categories == 1 or self.categories + self.continuous == 0:
-            raise UserError("infogan needs a latent code", "set model.info_categorical >= 2 or "
-                            "model.info_continuous >= 1")
-        if cfg.loss.info_real_weight and not self.categories:
-            raise UserError("loss.info_real_weight clusters the data into values of c0, but this model has none",
-                            "set model.info_categorical >= 2 or loss.info_real_weight=0")
+            raise UserError("infogan needs a latent code", "set infogan.categorical >= 2 or "
+                            "infogan.continuous >= 1")
+        if options.real_weight and not self.categories:
+            raise UserError("infogan.real_weight clusters the data into values of c0, but this model has none",
+                            "set infogan.categorical >= 2 or infogan.real_weight=0")
         codes = self.categories + self.continuous
         G = build_generator(cfg.model, spec, extra_inputs=codes)
         net = build_discriminator(cfg.model, spec)
         # Q's outputs: c0's logits (K), then each continuous code's mean (C) and log-std (C)
         Q = HeadedD(net, feature_shape(net, tuple(spec["shape"])), self.categories + 2 * self.continuous)
         super().__init__(cfg, spec, G, Q)
-        self.info_weight, self.info_continuous_weight = cfg.loss.info_weight, cfg.loss.info_continuous_weight
-        self.info_real_weight = cfg.loss.info_real_weight
+        self.info_weight, self.info_continuous_weight = options.weight, options.continuous_weight
+        self.info_real_weight = options.real_weight
 
     @property
     def code_names(self) -> list[str]:
@@ -70,16 +93,12 @@ class InfoGAN(GAN):
     def fake_condition(self, batch: Batch) -> Tensor:
         return self._join(*self._codes(len(batch)))
 
-    def condition(self, n: int, *, generator: torch.Generator | None = None, labels: Tensor | None = None,
-                  **codes: float) -> Tensor:
-        """Codes for n samples: those named (c0=3, c1=0.5) fixed for all n, the rest random from `generator`.
-
-        All codes are drawn even when fixed, so fixing one leaves the others' draws (and a traversal's rows) unchanged.
-        """
-        if labels is not None:
-            raise ValueError(f"this InfoGAN model takes codes ({self._describe()}), not classes")
-        category, values = self._codes(n, generator)
-        for name, value in codes.items():
+    def condition(self, request: Request) -> Tensor:
+        """Codes for n samples: those named (c0=3, c1=0.5) fixed for all n, the rest random from the request's
+        generator. All codes are drawn even when fixed, so fixing one leaves the others' draws (and a traversal's
+        rows) unchanged."""
+        category, values = self._codes(request.n, request.generator)
+        for name, value in request.codes.items():
             if name not in self.code_names:
                 raise ValueError(f"unknown code {name!r}: this model's codes are {self._describe()}")
             if name == "c0":
@@ -95,6 +114,9 @@ class InfoGAN(GAN):
         if self.continuous:
             parts.append(f"{', '.join(self.code_names[-self.continuous:])} (continuous, trained on -1 to 1)")
         return " and ".join(parts)
+
+    def categorical_code(self) -> str | None:
+        return "c0" if self.categories else None
 
     def code_values(self, name: str) -> list[float]:
         """c0: every category; a continuous code: 8 values from -2 to 2 (past the training range, to show its use)."""

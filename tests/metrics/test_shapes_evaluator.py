@@ -101,3 +101,10 @@ def test_script_writes_weights_and_card(tmp_path, heldout):
     assert card["architecture"] == shipped["architecture"] and card["classes"] == shipped["classes"]
     assert card["data"]["n"] == 600 and card["training"]["epochs"] == 1 and card["split"]["heldout"] == 120
     assert load_evaluator("shapes", out).features(heldout[0][:3]).shape == (3, 128)
+
+
+def test_card_names_the_renderers_classes_in_order():
+    """The evaluator names what it sees from its card; the card must list the renderer's shapes and colours in the
+    renderer's order (the metrics layer never imports the data set, so this test holds the two together)."""
+    card = json.loads((Path(__file__).resolve().parents[2] / "gankit/metrics/weights/shapes.json").read_text())
+    assert card["classes"] == {"shape": list(SHAPES), "color": list(COLORS)}

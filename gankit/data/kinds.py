@@ -1,0 +1,176 @@
+"""Data kinds: what a kind of sample (2D points/vectors, images, ...) owns, so trainer, CLI and eval never ask.
+
+A kind owns its batch sampler (and that sampler's resume state), how many fixed samples its progress pictures show
+and how they are drawn, its writers (a PNG grid, a scatter, one file per sample, `.npz`), how user inputs are read
+(`gankit sample --input`), the inverse transform back to user units, and the metrics `gankit eval` runs by default.
+
+    @register_kind("clip")
+    class ClipKind(DataKind): ...
+
+Planned kinds map onto the same interface (docs/design.md): image pairs / two domains (a sampler with one cursor
+per domain), tokens (padded batches, `.txt`/`.smi` writers), tables (a conditional-by-column sampler, `.csv` writer,
+the exact inverse of the column encoding), clips (GIF writer) and captions (a sampler that yields text with images).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import UserError
+from ..io import atomic_path, save_grid, save_images, save_scatter
+from .base import BatchSampler, Dataset
+from .folder import IMAGE_SUFFIXES, list_images, load_image
+from .npz import read_npz
+
+KINDS: dict[str, DataKind] = {}
+
+
+def register_kind(name: str):
+    """Class decorator: one instance of the kind serves every dataset whose `kind` is `name`."""
+
+    def add(cls: type[DataKind]) -> type[DataKind]:
+        cls.name = name
+        KINDS[name] = cls()
+        return cls
+
+    return add
+
+
+def kind_of(spec_or_name: dict | str) -> DataKind:
+    """The kind of a data spec (or a kind name)."""
+    name = spec_or_name if isinstance(spec_or_name, str) else spec_or_name["kind"]
+    if name not in KINDS:
+        raise UserError(f"unknown data kind '{name}'", f"known kinds: {', '.join(sorted(KINDS))}")
+    return KINDS[name]
+
+
+class DataKind:
+    """Base of every kind: `.npz` output and input work for all of them."""
+
+    name: ClassVar[str] = ""
+    fixed_count: ClassVar[int] = 64  # fixed samples behind the progress pictures
+    outputs: ClassVar[tuple[str, ...]] = (".npz",)  # what `write` accepts (a suffix, or "/" for a folder)
+    metrics: ClassVar[tuple[str, ...]] = ()  # run metrics `gankit eval` tries, by name (gankit.report.RUN_METRICS)
+    progress_metric: ClassVar[str | None] = None  # a metric of gankit.metrics.PROGRESS_METRICS logged with samples
+    images: ClassVar[bool] = False  # samples are (C, H, W) images that grids and GIFs can show
+
+    def sampler(self, dataset: Dataset, batch_size: int, seed: int, device: torch.device) -> BatchSampler:
+        """Batches for training; the sampler's `state_dict()` goes into checkpoints so resuming continues exactly."""
+        return BatchSampler(dataset, batch_size, seed, device)
+
+    def inverse(self, x: Tensor, spec: dict) -> Tensor:
+        """Samples in user units (the model works in its own; identity for images in [-1, 1] and points)."""
+        return x
+
+    def save_progress(self, path: Path, fake: Tensor, dataset: Dataset, title: str, meta: dict[str, Any]) -> None:
+        """samples/step-N.png for the fixed samples."""
+        raise NotImplementedError
+
+    def write(self, path: Path | str, x: Tensor, spec: dict, *, nrow: int | None = None, labels: Tensor | None = None,
+              meta: dict[str, Any]) -> None:
+        """Samples to `path` in the format its suffix (or a trailing "/" for a folder) names, labelled as generated."""
+        fmt, path = self.check_output(path), Path(path)
+        if fmt == ".npz":
+            arrays = {"samples": self.inverse(x, spec).numpy(), "generated": np.array(True),
+                      "seed": np.array(meta.get("seed", -1))}
+            if labels is not None:
+                arrays["labels"] = labels.numpy()
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+        else:
+            self.write_other(fmt, path, x, spec, nrow=nrow, meta=meta)
+
+    def write_other(self, fmt: str, path: Path, x: Tensor, spec: dict, *, nrow: int | None,
+                    meta: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def check_output(self, path: Path | str) -> str:
+        """The output format of `path` (see output_format), or a UserError when this kind cannot write it."""
+        fmt = output_format(path)
+        if fmt not in self.outputs:
+            names = {".npz": "FILE.npz", ".png": "FILE.png", "/": "a directory ending in /"}
+            what = "a folder" if fmt == "/" else (fmt or "a file without suffix")
+            raise UserError(f"--out {path}: unknown output type for {self.name} samples ({what})",
+                            f"use {', '.join(names.get(o, 'FILE' + o) for o in self.outputs)}")
+        return fmt
+
+    def read_inputs(self, path: Path, spec: dict) -> Tensor:
+        """Inputs for `gankit sample --input` (images to translate, rows to condition on, ...): `.npz` for any kind,
+        its first array or the one named `samples`."""
+        if path.suffix.lower() != ".npz":
+            raise UserError(f"--input {path}: {self.name} inputs are read from .npz files", "save them with numpy.savez")
+        arrays = read_npz(path)
+        if not arrays:
+            raise UserError(f"--input {path} holds no arrays")
+        arr = arrays.get("samples", next(iter(arrays.values())))
+        if arr.dtype.kind not in "fiu":
+            raise UserError(f"--input {path}: expected numbers, got dtype {arr.dtype}")
+        return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+
+
+def output_format(path: Path | str) -> str:
+    """"/" for a folder (a path ending in a separator, or an existing directory), else the lower-case suffix."""
+    text = str(path)
+    return "/" if text.endswith(("/", "\\")) or Path(text).is_dir() else Path(text).suffix.lower()
+
+
+@register_kind("vector")
+class VectorKind(DataKind):
+    """Vectors such as toy 2D points: pictures are scatters over the real data (first two coordinates)."""
+
+    fixed_count = 2500  # the PacGAN mode protocol's sample count, so progress scores compare with eval
+    outputs = (".npz", ".png")
+    metrics = ("modes2d", "features")
+    progress_metric = "modes"
+
+    def save_progress(self, path: Path, fake: Tensor, dataset: Dataset, title: str, meta: dict[str, Any]) -> None:
+        real = dataset.x[torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:1000]]
+        save_scatter(path, fake.flatten(1)[:, :2], real.flatten(1)[:, :2], dataset.centers, title=title, **meta)
+
+    def write_other(self, fmt: str, path: Path, x: Tensor, spec: dict, *, nrow: int | None,
+                    meta: dict[str, Any]) -> None:
+        centers = spec.get("centers")
+        save_scatter(path, x.flatten(1)[:, :2], centers=torch.tensor(centers) if centers else None,
+                     title=f"{meta.get('run', '')}: {len(x)} samples", **meta)
+
+
+@register_kind("image")
+class ImageKind(DataKind):
+    """Images (C, H, W) in [-1, 1]: pictures are grids; inputs may also be image files or folders."""
+
+    outputs = (".npz", ".png", "/")
+    images = True
+    metrics = ("features", "class_accuracy", "code_accuracy")
+
+    def save_progress(self, path: Path, fake: Tensor, dataset: Dataset, title: str, meta: dict[str, Any]) -> None:
+        save_grid(path, fake, nrow=8, scale=max(1, 128 // fake.shape[-1]), **meta)
+
+    def write_other(self, fmt: str, path: Path, x: Tensor, spec: dict, *, nrow: int | None,
+                    meta: dict[str, Any]) -> None:
+        if fmt == "/":
+            save_images(path, x, **meta)
+        else:
+            save_grid(path, x, nrow=nrow or math.ceil(math.sqrt(len(x))), scale=max(1, 64 // x.shape[-1]), **meta)
+
+    def read_inputs(self, path: Path, spec: dict) -> Tensor:
+        """An image file, a folder of images or an .npz, as (N, C, H, W) in [-1, 1] at the model's size."""
+        channels, _, resolution = spec["shape"]
+        if path.is_dir():
+            files = list_images(path)
+            if not files:
+                raise UserError(f"--input {path} holds no image files", f"expected {', '.join(sorted(IMAGE_SUFFIXES))}")
+        elif path.suffix.lower() in IMAGE_SUFFIXES:
+            files = [path]
+        else:
+            return super().read_inputs(path, spec)
+        try:
+            pixels = np.stack([load_image(f, resolution, channels) for f in files])
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise UserError(f"--input {path}: cannot read an image ({exc})", "fix or remove the file") from None
+        return torch.from_numpy(pixels).float() / 127.5 - 1
