@@ -1,4 +1,4 @@
-"""The `gankit` command line: train, sample, eval, fid, info, presets.
+"""The `gankit` command line: train, sample, interpolate, eval, fid, info, doctor, presets, variants.
 
 User mistakes print one `error: ...` line (plus a hint) and exit 2; bugs keep their traceback.
 """
@@ -332,6 +332,24 @@ def presets() -> None:
     table.add_column("description")
     for name, desc in config_mod.preset_descriptions().items():
         table.add_row(name, desc)
+    out.print(table)
+
+
+@app.command()
+def variants() -> None:
+    """List the GAN variants this installation knows: gankit's own and plug-ins (entry-point group gankit.variants),
+    with what sampling them takes and their own config keys."""
+    from .variants import VARIANTS, plugin_names
+
+    table = Table(show_header=True)
+    for column in ("variant", "what it is", "sampling takes", "own keys"):
+        table.add_column(column)
+    for name, cls in VARIANTS.items():
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        keys = ", ".join(f"{name}.{k}" for k in cls.Config.model_fields) or "-"
+        table.add_row(name, doc, ", ".join(sorted(cls.sampling)), keys)
+    for name in plugin_names():
+        table.add_row(name, "plug-in (entry point; loaded when used)", "", "")
     out.print(table)
 
 

@@ -131,8 +131,8 @@ class Config(_Section):
 
     description: str = Field("", description="one line shown by `gankit presets`")
     seed: int = Field(0, ge=0, description="seeds initialisation, data order, noise and toy data")
-    variant: str = Field("gan", description="which GAN: a registered name (`gankit variants`), `package.module:Class`, "
-                         "or a name from the `gankit.variants` entry-point group")
+    variant: str | None = Field(None, description="which GAN: a registered name (`gankit variants`; none: the plain "
+                                "GAN), `package.module:Class`, or a name from the `gankit.variants` entry-point group")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
@@ -143,7 +143,7 @@ class Config(_Section):
     @classmethod
     def _one_variant_section(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            own = section_name(str(data.get("variant", "gan")))
+            own = section_name(data.get("variant"))
             unknown = [k for k in data if k not in cls.model_fields and k != own]
             if unknown:
                 raise ValueError(f"unknown config key '{unknown[0]}'")
@@ -158,22 +158,26 @@ class Config(_Section):
         return self
 
     @property
-    def section_key(self) -> str:
+    def section_key(self) -> str | None:
         """Where the variant's own section lives in this config (the variant's name)."""
         return section_name(self.variant)
 
     @property
     def options(self) -> Any:
         """The variant's own section: a raw dict until gankit.variants.check_config has validated it."""
-        return (self.model_extra or {}).get(self.section_key, {})
+        return (self.model_extra or {}).get(self.section_key, {}) if self.section_key else {}
 
     def set_options(self, section: BaseModel) -> None:
         """Replace the variant's section by its validated model (called by gankit.variants.check_config)."""
         self.__pydantic_extra__[self.section_key] = section
 
 
-def section_name(variant: str) -> str:
-    """The config key of a variant's own section: its name, or for `package.module:Class` the class name, lowered."""
+def section_name(variant: str | None) -> str | None:
+    """The config key of a variant's own section: its name, or for `package.module:Class` the class name, lowered
+    (None before the default variant is filled in)."""
+    if variant is None:
+        return None
+    variant = str(variant)
     return variant.rsplit(":", 1)[-1].lower() if ":" in variant else variant
 
 # ----------------------------------------------------------------------------------------------- presets
@@ -312,7 +316,7 @@ def validate_model(model: type[M], raw: Any, source: str = "config", prefix: str
 
 def validate(raw: dict[str, Any], source: str = "config") -> Config:
     """The shared sections of a config; the variant's own section stays raw until gankit.variants checks it."""
-    own = section_name(str(raw.get("variant", "gan")))
+    own = section_name(raw.get("variant"))
     unknown = [k for k in raw if k not in Config.model_fields and k != own]
     if unknown:
         raise _unknown_key(unknown[0], _all_keys(Config), source)

@@ -67,23 +67,23 @@ def run_log_keys(run_dir: Path) -> LogKeys:
     import yaml
 
     try:
-        raw = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
-        return variant_class(str(raw.get("variant", "gan"))).log_keys
+        name = yaml.safe_load((Path(run_dir) / "config.yaml").read_text()).get("variant")
+        return variant_class(str(name)).log_keys if name else LogKeys()
     except (OSError, ValueError, AttributeError, yaml.YAMLError, UserError):
         return LogKeys()
 
 
-def fmt_record(record: dict[str, Any]) -> str:
+def fmt_record(record: dict[str, Any], keys: LogKeys) -> str:
     """The few numbers worth watching, for the progress bar: losses and mean D outputs."""
-    names = {"d_loss": "D", "g_loss": "G", "d_real": "D(x)", "d_fake": "D(G(z))"}
+    names = {keys.d_loss: "D", keys.g_loss: "G", keys.d_real: "D(x)", keys.d_fake: "D(G(z))"}
     return "  ".join(f"{label} {record[k]:.3f}" for k, label in names.items() if k in record)
 
 
 class ProgressBar:
     """Steps done / total, the latest losses, it/s and ETA on stderr; a no-op when disabled."""
 
-    def __init__(self, total: int, start: int, enabled: bool = True) -> None:
-        self.enabled = enabled
+    def __init__(self, total: int, start: int, keys: LogKeys, enabled: bool = True) -> None:
+        self.enabled, self.keys = enabled, keys
         if not enabled:
             return
         self.progress = Progress(
@@ -100,7 +100,7 @@ class ProgressBar:
     def show(self, record: dict[str, Any]) -> None:
         if self.enabled:
             rate = f"{record['it_s']:.1f} it/s" if "it_s" in record else ""
-            self.progress.update(self.task, stats=fmt_record(record), rate=rate)
+            self.progress.update(self.task, stats=fmt_record(record, self.keys), rate=rate)
 
     def close(self) -> None:
         if self.enabled:

@@ -91,7 +91,7 @@ class Trainer:
     def _fit(self) -> dict[str, Any]:
         cfg = self.cfg.train
         self.logs = JsonlLog(self.run_dir / "logs.jsonl", resume_step=self.step if self.step else None)
-        bar = ProgressBar(cfg.steps, self.step, enabled=self.show_progress)
+        bar = ProgressBar(cfg.steps, self.step, self.variant.log_keys, enabled=self.show_progress)
         window: dict[str, list] = {}  # scalar name -> [running sum (tensor, no sync), count]
         window_start, window_from, first_step = time.perf_counter(), self.step, self.step
         diverged: Diverged | None = None

@@ -19,6 +19,7 @@ from ..errors import UserError
 from .base import Variant
 
 ENTRY_POINT_GROUP = "gankit.variants"
+DEFAULT_VARIANT = "gan"  # what a config without `variant:` trains
 VARIANTS: dict[str, type[Variant]] = {}
 
 
@@ -65,6 +66,11 @@ def _from_entry_point(name: str) -> type[Variant] | None:
     return None
 
 
+def plugin_names() -> list[str]:
+    """Names in the `gankit.variants` entry-point group of installed packages (not imported)."""
+    return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name not in VARIANTS)
+
+
 def variant_class(name: str) -> type[Variant]:
     """The Variant class a config's `variant` names: registered, `package.module:Class` or an entry point."""
     if name in VARIANTS:
@@ -74,7 +80,7 @@ def variant_class(name: str) -> type[Variant]:
     found = _from_entry_point(name)
     if found is not None:
         return found
-    known = sorted(VARIANTS) + sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+    known = sorted(VARIANTS) + plugin_names()
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"did you mean '{close[0]}'?" if close else f"choose one of: {', '.join(known)}, or package.module:Class"
     raise UserError(f"unknown variant '{name}'", hint)
@@ -88,7 +94,7 @@ def upgrade_legacy_keys(raw: dict[str, Any], source: str = "config") -> dict[str
     and is an error otherwise.
     """
     out = apply_overrides(raw, [])  # a deep copy
-    name = str(out.get("variant", "gan"))
+    name = str(out.get("variant") or DEFAULT_VARIANT)
     for owner, cls in VARIANTS.items():
         for old, new in cls.legacy_keys.items():
             section, key = old.split(".")
@@ -106,7 +112,10 @@ def upgrade_legacy_keys(raw: dict[str, Any], source: str = "config") -> dict[str
 
 
 def check_config(cfg: Config, source: str = "config") -> Config:
-    """Validate the variant's own section in place (and that the variant exists); returns cfg."""
+    """Fill in the default variant, validate the variant's own section in place (and that the variant exists);
+    returns cfg."""
+    if cfg.variant is None:
+        cfg.variant = DEFAULT_VARIANT
     cls = variant_class(cfg.variant)
     if isinstance(cfg.options, dict):
         cfg.set_options(validate_model(cls.Config, cfg.options, source, prefix=f"{cfg.section_key}."))
