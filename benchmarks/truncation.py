@@ -27,8 +27,9 @@ import torch
 import gankit
 from gankit.data import load_dataset
 from gankit.io import provenance, write_png
-from gankit.metrics import FeatureStats, load_evaluator, precision_recall
-from gankit.report.evaluate import CLASS_PREDICTORS, PR_K, default_features
+from gankit.metrics import FeatureStats, precision_recall
+from gankit.report.compare import PR_K
+from gankit.report.evaluate import RunEval
 
 TAUS = (0.1, 0.25, 0.5, 0.75, 1.0)
 PRESET = "shapes-biggan"
@@ -48,15 +49,14 @@ def sweep(run_dir: Path, n: int, seed: int, features: str | None) -> list[dict]:
     gen = gankit.load(run_dir)
     if not gen.class_names:
         raise SystemExit(f"{run_dir} is not a class-conditional run: the sweep needs labels to balance classes")
-    data_cfg = gen.config.data
-    evaluator = load_evaluator(features or default_features(data_cfg.name))
-    data = load_dataset(data_cfg, gen.config.seed)
+    run = RunEval(gen, run_dir, seed=seed, features=features)
+    evaluator = run.evaluator
+    data = load_dataset(run.config.data, run.config.seed)
     index = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
     real = evaluator.features(data.take(index)[0])
     real_stats = FeatureStats()
     real_stats.update(real)
     labels = torch.arange(n) % len(gen.class_names)
-    predict = CLASS_PREDICTORS.get(evaluator.name)
     rows = []
     for tau in TAUS:
         x = gen.sample(n, seed=seed, truncation=tau, labels=labels)
@@ -66,8 +66,8 @@ def sweep(run_dir: Path, n: int, seed: int, features: str | None) -> list[dict]:
         precision, recall = precision_recall(real, fake, k=PR_K)
         row = {"truncation": tau, "precision": round(precision, 4), "recall": round(recall, 4),
                "fd": round(real_stats.frechet_to(fake_stats), 3)}
-        if predict is not None:
-            named = predict(evaluator, x, data_cfg)
+        if run.knows_the_data:
+            named = run.predict(x)
             row["class_accuracy"] = round(sum(p == gen.class_names[i] for p, i in zip(named, labels.tolist())) / n, 4)
         rows.append(row)
         print(f"{tau:>6.2f} {row['precision']:>10.3f} {row['recall']:>8.3f} {row['fd']:>9.2f} "
