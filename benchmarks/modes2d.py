@@ -3,6 +3,8 @@
 Each method trains from its preset plus overrides for several seeds; 2,500 samples per trained generator are scored
 (high quality = within 3 std of the nearest mode; a mode is captured if it has one high-quality sample; reverse KL of
 the mode histogram to uniform). Published numbers (Lin et al. 2018, PacGAN, Table 1 / Table 2) are printed beside.
+The table's ± is the standard error of the mean over seeds, as in PacGAN's tables; the JSON line after it holds the
+mean, std (`_std`) and standard error (`_sem`) of each column.
 
     python benchmarks/modes2d.py                  # 10 seeds, every method, both sets (about an hour on 2 cores)
     python benchmarks/modes2d.py --quick          # 2 seeds
@@ -94,14 +96,33 @@ def _read_rows(path: Path) -> dict[tuple[str, str, int, str], dict]:
 
 
 def summarise(rows: list[dict]) -> dict:
-    """Mean ± std over seeds of modes, high-quality fraction and reverse KL; max seconds per trial."""
-    def ms(key: str) -> tuple[float, float]:
+    """(mean, std, standard error of the mean) over seeds of modes, high-quality fraction and reverse KL, and the max
+    seconds per trial. One seed has no spread: its std and standard error are nan."""
+    def stats(key: str) -> tuple[float, float, float]:
         vals = [r[key] for r in rows]
         if not all(math.isfinite(v) for v in vals):  # reverse KL is infinite when a trial has no HQ sample
-            return math.inf, math.nan
-        return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
-    return {"modes": ms("modes"), "hq": ms("hq"), "rkl": ms("rkl"), "max_seconds": max(r["seconds"] for r in rows),
-            "seeds": len(rows)}
+            return math.inf, math.nan, math.nan
+        std = statistics.stdev(vals) if len(vals) > 1 else math.nan
+        return statistics.fmean(vals), std, std / math.sqrt(len(vals))
+    return {"modes": stats("modes"), "hq": stats("hq"), "rkl": stats("rkl"),
+            "max_seconds": max(r["seconds"] for r in rows), "seeds": len(rows)}
+
+
+def plus_minus(stats: tuple[float, float, float], digits: int, scale: float = 1.0) -> str:
+    """A table cell: mean ± standard error (PacGAN's ±), the mean alone for one seed, ∞ for an infinite mean."""
+    mean, _, sem = stats
+    if not math.isfinite(mean):
+        return "∞"
+    return f"{scale * mean:.{digits}f}" + (f" ± {scale * sem:.{digits}f}" if math.isfinite(sem) else "")
+
+
+def json_summary(sm: dict) -> dict:
+    """The JSON line's entry for one row: each column's mean, `_std` and `_sem`, null where not finite."""
+    out: dict = {}
+    for key, name, digits in (("modes", "modes", 3), ("hq", "hq", 4), ("rkl", "reverse_kl", 4)):
+        for suffix, value in zip(("", "_std", "_sem"), sm[key]):
+            out[name + suffix] = round(value, digits) if math.isfinite(value) else None
+    return {**out, "max_seconds": round(sm["max_seconds"], 1), "seeds": sm["seeds"]}
 
 
 def scatter(results: dict[tuple[str, str], list[dict]], path: Path) -> None:
@@ -175,26 +196,21 @@ def main() -> None:
                   f"{row['hq']:.1%} HQ, {row['seconds']:.0f} s", file=sys.stderr, flush=True)
     ran = f"trials read from {args.rows}" if args.table_only else f"{args.workers} workers x 1 thread"
     print(f"PacGAN 2D protocol, up to {seeds} seeds per row, 2,500 samples each; {ran}, "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores")
-    print(f"{'set':<8}{'method':<24}{'seeds':>6}{'modes':>14}{'high quality':>18}{'reverse KL':>16}{'s/trial':>9}")
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; ± is the standard error over seeds")
+    print(f"{'set':<8}{'method':<24}{'seeds':>6}{'modes':>15}{'high quality %':>18}{'reverse KL':>17}{'s/trial':>9}")
     summary = {}
     for s, m in sorted(results, key=lambda key: (list(SETS).index(key[0]), list(METHODS).index(key[1]))):
         sm = summarise(results[(s, m)])
         summary[f"{s}/{m}"] = sm
-        print(f"{s:<8}{m:<24}{sm['seeds']:>6}{sm['modes'][0]:>8.2f} ± {sm['modes'][1]:<4.2f}{100 * sm['hq'][0]:>10.1f} ± "
-              f"{100 * sm['hq'][1]:<4.1f}%{sm['rkl'][0]:>9.3f} ± {sm['rkl'][1]:<5.3f}{sm['max_seconds']:>7.0f}")
+        print(f"{s:<8}{m:<24}{sm['seeds']:>6}{plus_minus(sm['modes'], 2):>15}{plus_minus(sm['hq'], 1, 100):>18}"
+              f"{plus_minus(sm['rkl'], 3):>17}{sm['max_seconds']:>9.0f}")
     for (s, m), (modes, hq, rkl) in PUBLISHED.items():
         if s in sets:
-            print(f"{s:<8}{m + ' (published)':<24}{'':6}{modes:>8.1f}{'':7}{hq:>10.1f}{'':8}{rkl:>9.2f}")
+            print(f"{s:<8}{m + ' (published)':<24}{'':6}{modes:>15.1f}{hq:>18.1f}{rkl:>17.2f}")
     if args.plot:
         scatter(results, Path(args.plot))
         print(f"scatter plot: {args.plot}")
-    print(json.dumps({k: {"modes": round(v["modes"][0], 3), "modes_std": round(v["modes"][1], 3),
-                          "hq": round(v["hq"][0], 4), "hq_std": round(v["hq"][1], 4),
-                          "reverse_kl": round(v["rkl"][0], 4) if math.isfinite(v["rkl"][0]) else None,
-                          "reverse_kl_std": round(v["rkl"][1], 4) if math.isfinite(v["rkl"][0]) else None,
-                          "max_seconds": round(v["max_seconds"], 1), "seeds": v["seeds"]}
-                      for k, v in summary.items()}))
+    print(json.dumps({k: json_summary(v) for k, v in summary.items()}))
 
 
 if __name__ == "__main__":

@@ -12,17 +12,42 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
+from typer.exceptions import TyperException
 from rich.console import Console
 from rich.table import Table
 
 from . import config as config_mod
 from .errors import UserError
 
+if TYPE_CHECKING:
+    from torch import Tensor
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Train, sample, evaluate and inspect GANs. `gankit COMMAND --help` for each command.")
+                  help="Train, sample, evaluate and inspect GANs. `gankit COMMAND --help` for each command.",
+                  epilog="Example: gankit train digits-dcgan --out runs/digits, then gankit sample runs/digits -n 64 "
+                         "--out grid.png")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from .version import __version__
+
+        print(f"gankit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print gankit's version and exit.")) -> None:
+    """Train, sample, evaluate and inspect GANs. `gankit COMMAND --help` for each command."""
+
+
+def _examples(*lines: str) -> str:
+    """A help epilog listing example command lines (one per line in the rendered help)."""
+    return "Examples:\n\n" + "\n\n".join(f"  {line}" for line in lines)
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
 
@@ -80,7 +105,9 @@ def _check_writable(path: Path) -> None:
         raise UserError(f"cannot write to {path}: {exc.strerror or exc}", "choose a writable --out directory") from None
 
 
-@app.command()
+@app.command(epilog=_examples("gankit train ring8-gan train.steps=2000 seed=0 --out runs/ring",
+                              "gankit train digits-cgan cgan.cond=concat optim.lr_d=1e-4",
+                              "gankit train --resume runs/ring train.steps=5000"))
 def train(
     target: Optional[str] = typer.Argument(None, help="Preset name (see `gankit presets`) or a YAML config file."),
     overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. train.steps=2000."),
@@ -89,7 +116,7 @@ def train(
     force: bool = typer.Option(False, "--force", help="Replace an existing run in --out."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
-    """Train a GAN from a preset or YAML file; `--resume RUN [key=value...]` continues (steps may be raised)."""
+    """Train a GAN from a preset or YAML file; `--resume RUN \\[key=value...]` continues (steps may be raised)."""
     from .train import Trainer
     from .variants import resolve
 
@@ -134,9 +161,7 @@ def train(
 
 
 def _report_run(run_dir: Path, step: int) -> None:
-    from .report import plot_losses
-
-    plot = plot_losses(run_dir)
+    plot = run_dir / "losses.png" if (run_dir / "losses.png").is_file() else None
     err.print(f"step {step} saved in {run_dir}:", highlight=False)
     err.print(f"  samples     {run_dir / 'samples' / f'step-{step}.png'}", highlight=False)
     if plot:
@@ -145,7 +170,10 @@ def _report_run(run_dir: Path, step: int) -> None:
     err.print(f"  model       {run_dir / 'model'}  (gankit sample {run_dir} -n 64 --out grid.png)", highlight=False)
 
 
-@app.command()
+@app.command(epilog=_examples("gankit sample runs/digits -n 64 --out grid.png --seed 3",
+                              "gankit sample runs/ring -n 1000 --out ring.npz",
+                              "gankit sample runs/cgan --class 7 --truncation 0.5 --out sevens.png",
+                              "gankit sample runs/info --code c0=3 --vary c1 --out c1.png"))
 def sample(
     run: Path = typer.Argument(..., help="Run directory."),
     n: int = typer.Option(64, "-n", help="Number of samples (with --input: one per input)."),
@@ -172,17 +200,37 @@ def sample(
     if inputs is not None:
         gen.check_takes(inputs=True)
         given = kind.read_inputs(inputs, gen.spec)
+    cells = nrow = None
     if given is None and (vary is not None or fmt == ".png"):
-        x, nrow, labels = gen.grid(n, seed, truncation, labels=cls, codes=codes, vary=vary)
+        x, nrow, labels, cells = gen.grid(n, seed, truncation, labels=cls, codes=codes, vary=vary)
     else:
         count = len(given) if given is not None else n
         labels = gen.label_indices(cls, count) if cls is not None else None
         x = gen.sample(count, seed=seed, truncation=truncation, labels=labels, codes=codes, inputs=given)
-        nrow = None
     meta = {"run": run.name, "seed": seed, "truncation": truncation, "class": cls, "codes": code, "vary": vary,
             "input": str(inputs) if inputs else None}
-    kind.write(out, x, gen.spec, nrow=nrow, labels=labels, meta=meta)
-    err.print(f"wrote {len(x)} samples {tuple(x.shape[1:])} to {out}", highlight=False)
+    kind.write(out, x, gen.spec, nrow=nrow, labels=labels, cells=cells, meta=meta)
+    err.print(f"wrote {len(x)} samples {tuple(x.shape[1:])} to {out}{_spread(gen, labels)}", highlight=False)
+
+
+def _spread(gen, labels: Tensor | None) -> str:
+    """How samples are spread over classes, e.g. ": 7 each of classes 0-3, 6 each of classes 4-9"."""
+    if not gen.class_names:
+        return ""
+    if labels is None:
+        return ": classes drawn at random (--class K for one class, a .png for one row per class)"
+    counts = labels.bincount(minlength=len(gen.class_names)).tolist()
+    groups: list[tuple[int, list[str]]] = []
+    for name, count in zip(gen.class_names, counts):
+        if not count:
+            continue
+        if groups and groups[-1][0] == count:
+            groups[-1][1].append(name)
+        else:
+            groups.append((count, [name]))
+    parts = [f"{count} of {names[0]}" if len(names) == 1 else f"{count} each of {names[0]}-{names[-1]}"
+             for count, names in groups]
+    return ": " + ", ".join(parts)
 
 
 def _parse_codes(items: list[str]) -> dict[str, float]:
@@ -198,7 +246,8 @@ def _parse_codes(items: list[str]) -> dict[str, float]:
     return codes
 
 
-@app.command()
+@app.command(epilog=_examples("gankit interpolate runs/cgan --class 3 --out walk.gif",
+                              "gankit interpolate runs/digits --rows 2 --steps 10 --out walk.png"))
 def interpolate(
     run: Path = typer.Argument(..., help="Run directory."),
     out: Path = typer.Option(..., "--out", "-o", help="FILE.png (one row per pair) or FILE.gif (animated)."),
@@ -236,32 +285,37 @@ def interpolate(
 FEATURES_HELP = ("Feature extractor: inception (FID; needs --weights), digits or shapes (shipped classifiers) or raw "
                  "(pixels).")
 WEIGHTS_HELP = "Extractor weights (.safetensors); inception default: $GANKIT_INCEPTION_WEIGHTS."
+ROUND_HELP = "Round generated images to 8 bits before features, as saved PNGs are (default), or measure the floats."
 
 
-@app.command("eval")
+@app.command("eval", epilog=_examples("gankit eval runs/digits", "gankit eval runs/ring --json",
+                                      "gankit eval runs/shapes -n 2000 --features shapes"))
 def evaluate(
     run: Path = typer.Argument(..., help="Run directory."),
     features: Optional[str] = typer.Option(None, "--features", help=FEATURES_HELP + " Default: digits or shapes "
                                            "for those data, raw for other data."),
     weights: Optional[Path] = typer.Option(None, "--weights", help=WEIGHTS_HELP),
     n: Optional[int] = typer.Option(None, "-n", min=2, help="Generated samples (default: as many as the reference, "
-                                    "at most 10,000; toy 2D data always uses PacGAN's 2,500)."),
+                                    "at most 10,000; papers use 50,000; toy 2D data always uses PacGAN's 2,500)."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
     seed: int = typer.Option(0, "--seed", help="Seed of the generated samples."),
+    round_8bit: bool = typer.Option(True, "--round/--no-round", help=ROUND_HELP),
 ) -> None:
     """Measure a run: mode coverage for toy 2D data; FID, KID, IS, precision/recall, density/coverage of samples
     vs the training data otherwise. Written to RUN/metrics.json with the protocol."""
     from .io import write_json
     from .report import evaluate_run
 
-    result = evaluate_run(run, seed=seed, features=features, weights=weights, n=n)
+    result = evaluate_run(run, seed=seed, features=features, weights=weights, n=n, round_8bit=round_8bit)
     write_json(run / "metrics.json", result)
     _print_metrics(str(run), result, as_json)
     if not as_json:
         err.print(f"wrote {run / 'metrics.json'}", highlight=False)
 
 
-@app.command()
+@app.command(epilog=_examples("gankit fid real_images/ runs/digits --features digits",
+                              "gankit fid data.npz samples.npz --features raw --kid --prdc",
+                              "gankit fid stats.npz my_folder/ --weights pt_inception.safetensors --json"))
 def fid(
     a: Path = typer.Argument(..., metavar="A", help="Reference set: image folder, .npz of samples or statistics, "
                              "or run directory."),
@@ -274,12 +328,13 @@ def fid(
     n: Optional[int] = typer.Option(None, "-n", min=2, help="Samples generated from a run (default: the other "
                                     "set's size, at most 10,000)."),
     seed: int = typer.Option(0, "--seed", help="Seed of generated samples and of KID's subsets."),
+    round_8bit: bool = typer.Option(True, "--round/--no-round", help=ROUND_HELP),
 ) -> None:
     """Fréchet distance between two sample sets (FID with Inception features), optionally KID and PRDC."""
     from .report.compare import compare_sets
 
     result = compare_sets(a, b, features=features, weights=weights, with_kid=with_kid, with_prdc=with_prdc, n=n,
-                          seed=seed)
+                          seed=seed, round_8bit=round_8bit)
     _print_metrics(f"{a} vs {b}", result, as_json)
 
 
@@ -298,16 +353,22 @@ def _print_metrics(title: str, result: dict, as_json: bool) -> None:
     out.print(f"protocol: {json.dumps(result['protocol'])}", highlight=False)
 
 
-@app.command()
-def info(run: Path = typer.Argument(..., help="Run directory.")) -> None:
-    """Show a run's config, training progress and parameter counts."""
-    from .report import run_info
+@app.command(epilog=_examples("gankit info runs/digits", "gankit info runs/digits --json"))
+def info(run: Path = typer.Argument(..., help="Run directory or exported model folder."),
+         as_json: bool = typer.Option(False, "--json", help="Everything as one JSON object, with the config keys "
+                                      "that apply to this run.")) -> None:
+    """Summarise a run: what was trained on what, how far and how long, parameters, weights, last metrics."""
+    from .report.info import run_info, summary_lines
 
     summary = run_info(run)
-    out.print_json(json.dumps(summary))
+    if as_json:
+        print(json.dumps(summary))
+        return
+    for line in summary_lines(summary):
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
-@app.command()
+@app.command(epilog=_examples("gankit doctor runs/digits", "gankit doctor runs/digits --json"))
 def doctor(
     run: Path = typer.Argument(..., help="Run directory."),
     as_json: bool = typer.Option(False, "--json", help="Print the diagnosis as one JSON object."),
@@ -324,7 +385,7 @@ def doctor(
         print_report(diagnosis, out)
 
 
-@app.command()
+@app.command(epilog=_examples("gankit presets"))
 def presets() -> None:
     """List the presets shipped with gankit."""
     table = Table(show_header=True)
@@ -335,7 +396,7 @@ def presets() -> None:
     out.print(table)
 
 
-@app.command()
+@app.command(epilog=_examples("gankit variants"))
 def variants() -> None:
     """List the GAN variants this installation knows: gankit's own and plug-ins (entry-point group gankit.variants),
     with what sampling them takes and their own config keys."""
@@ -354,12 +415,27 @@ def variants() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app, turning UserError into `error: ...` plus a hint and exit code 2."""
+    """Entry point: run the app; user mistakes (ours and the command line's) print `error: ...` plus a hint and exit
+    with code 2; a closed pipe (`gankit ... | head`) ends quietly with code 1 (click's rule); bugs keep their
+    traceback."""
     _setup_logging()
     try:
-        app(args=argv)
+        code = app(args=argv, prog_name="gankit", standalone_mode=False)
     except UserError as exc:
-        err.print(f"error: {exc.message}", markup=False, highlight=False)
-        if exc.hint:
-            err.print(f"hint: {exc.hint}", markup=False, highlight=False)
+        _fail(exc.message, exc.hint, exc.exit_code)
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
+    except typer.Abort:
+        _fail("aborted", None, 130)
+    except TyperException as exc:  # the command line itself: unknown option, missing argument, bad value
+        command = getattr(getattr(exc, "ctx", None), "command_path", "gankit")
+        _fail(exc.format_message(), f"see `{command} --help`", getattr(exc, "exit_code", 2))
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, hint: str | None, code: int) -> None:
+    err.print(f"error: {message}", markup=False, highlight=False)
+    if hint:
+        err.print(f"hint: {hint}", markup=False, highlight=False)
+    sys.exit(code)
+

@@ -17,6 +17,7 @@ from .errors import UserError
 
 
 DIFFAUG_POLICIES = ("color", "translation", "cutout")
+BCE_GAMES = ("minimax", "non_saturating")  # the games whose D outputs are probabilities (label smoothing applies)
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -26,6 +27,13 @@ class _Section(BaseModel):
 
 class DataConfig(_Section):
     """Which data and how it is shaped. Toy-set fields are ignored by image sets and vice versa."""
+
+    # keys that mean something for some data sets only (the others ignore them); `gankit info --json` leaves them out
+    ONLY_FOR: ClassVar[dict[str, tuple[str, ...]]] = {
+        "n": ("ring", "grid", "spiral", "shapes"), "modes": ("ring", "spiral"), "radius": ("ring", "spiral"),
+        "size": ("grid",), "spacing": ("grid",), "std": ("ring", "grid", "spiral"),
+        "resolution": ("digits", "shapes", "folder", "npz"), "channels": ("folder",), "path": ("folder", "npz"),
+        "key": ("npz",), "labels_key": ("npz",), "shapes": ("shapes",), "colors": ("shapes",), "label": ("shapes",)}
 
     name: Literal["ring", "grid", "spiral", "digits", "shapes", "folder", "npz"] = Field("ring", description="dataset")
     n: int | None = Field(None, ge=1, description="generated sets: samples drawn once (toy 2D 100,000; shapes 20,000)")
@@ -48,6 +56,10 @@ class DataConfig(_Section):
 class ModelConfig(_Section):
     """Network family and sizes; `auto` picks MLP for vectors and DCGAN for images."""
 
+    # keys that mean something for some network families only (by `family`, i.e. `auto` resolved)
+    ONLY_FOR: ClassVar[dict[str, tuple[str, ...]]] = {
+        "g_hidden": ("mlp",), "d_hidden": ("mlp",), "g_batchnorm": ("mlp",), "width": ("dcgan", "biggan"),
+        "d_batchnorm": ("dcgan",), "attention": ("biggan",), "shared_dim": ("biggan",)}
     # keys that shape only the discriminator: left out of exported generators (model/config.json)
     DISCRIMINATOR_KEYS: ClassVar[tuple[str, ...]] = ("d_hidden", "d_batchnorm", "spectral_norm", "minibatch_std", "pack")
 
@@ -153,9 +165,20 @@ class Config(_Section):
     def _consistent(self) -> Config:
         if self.train.batch_size % self.model.pack:
             raise ValueError(f"train.batch_size={self.train.batch_size} must be a multiple of model.pack={self.model.pack}")
-        if self.loss.label_smoothing and self.loss.name not in ("minimax", "non_saturating"):
+        if self.loss.label_smoothing and self.loss.name not in BCE_GAMES:
             raise ValueError(f"loss.label_smoothing needs a BCE game (minimax or non_saturating), not {self.loss.name}")
         return self
+
+    def applicable(self, family: str) -> dict[str, Any]:
+        """The config as a dict without the data and model keys that this run's data set and network `family`
+        (mlp, dcgan, biggan) ignore, and without label smoothing for games that have none."""
+        raw = self.model_dump(mode="json")
+        raw["data"] = {k: v for k, v in raw["data"].items()
+                       if self.data.name in DataConfig.ONLY_FOR.get(k, (self.data.name,))}
+        raw["model"] = {k: v for k, v in raw["model"].items() if family in ModelConfig.ONLY_FOR.get(k, (family,))}
+        if self.loss.name not in BCE_GAMES:
+            raw["loss"].pop("label_smoothing")
+        return raw
 
     @property
     def section_key(self) -> str | None:

@@ -21,6 +21,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from .config import BCE_GAMES
 from .errors import UserError
 from .train.logging import read_logs, run_log_keys
 
@@ -49,7 +50,7 @@ NONCONV_FLOOR = 0.5       # ... the level floored at 0.5, so losses hovering nea
 NONCONV_SIGN_CHANGES = 0.3  # ... the detrended loss reverses at >= 30 % of log steps (oscillates, not drifts) ...
 NONCONV_DROP = 0.1        # ... and its late mean is not >= 10 % below the early one (no decrease)
 
-BCE_LOSSES = ("minimax", "non_saturating")  # d_real / d_fake are probabilities only for these
+BCE_LOSSES = BCE_GAMES  # d_real / d_fake are probabilities only for these
 LOG4 = math.log(4.0)
 
 
@@ -74,6 +75,7 @@ class Diagnosis:
     steps: tuple[int, int] | None = None  # first and last logged training step
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    judged: bool = True  # False when the run is too short for the trend checks (only NaN/Inf and rollbacks judged)
 
     @property
     def kinds(self) -> set[str]:
@@ -133,6 +135,7 @@ def diagnose(run_dir: str | Path) -> Diagnosis:
         diagnosis.notes.append("loss unknown (no readable config.yaml): D outputs were not judged")
     checks: list[Callable[[_Run, list[str]], Problem | None]] = [_divergence]
     if len(run.records) < MIN_RECORDS:
+        diagnosis.judged = False
         diagnosis.notes.append(f"only {len(run.records)} training records (< {MIN_RECORDS}): too few to judge "
                                "trends, so only NaN/Inf and rollbacks were checked")
     else:
@@ -470,7 +473,10 @@ def print_report(diagnosis: Diagnosis, console: Console) -> None:
     span = f", {_steps_text(diagnosis.steps)}" if diagnosis.steps else ""
     console.print(f"[bold]{escape(diagnosis.run)}[/]: {diagnosis.loss or 'unknown'} loss, "
                   f"{diagnosis.records} log records{span}", highlight=False)
-    if not diagnosis.problems:
+    if not diagnosis.problems and not diagnosis.judged:
+        console.print(f"[yellow]? too short to judge[/]: {diagnosis.records} training records, at least "
+                      f"{MIN_RECORDS} are needed for the trend checks (no NaN/Inf or rollbacks seen)", highlight=False)
+    elif not diagnosis.problems:
         console.print("[green]✓ no problems found[/]")
     for problem in diagnosis.problems:
         where = f" ({_steps_text(problem.steps)})" if problem.steps else ""

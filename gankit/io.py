@@ -88,23 +88,28 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).numpy()
 
 
-def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 1) -> Image.Image:
-    """Tile (N, C, H, W) images in [-1, 1] into one picture, `nrow` per row (default: a square), grey padding."""
+def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 1, cells: list[int] | None = None) -> Image.Image:
+    """Tile (N, C, H, W) images in [-1, 1] into one picture, `nrow` per row (default: a square), grey padding.
+
+    `cells` places image i at cell cells[i] (row-major) instead of cell i, leaving the other cells grey.
+    """
     arr = to_uint8(images)
     n, h, w, c = arr.shape
     nrow = nrow or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / nrow)
+    cells = list(range(n)) if cells is None else cells
+    rows = max(cells) // nrow + 1 if n else 1
     grid = np.full((rows * (h + pad) + pad, nrow * (w + pad) + pad, c), 64, dtype=np.uint8)
-    for i in range(n):
-        r, col = divmod(i, nrow)
+    for i, cell in enumerate(cells):
+        r, col = divmod(cell, nrow)
         top, left = pad + r * (h + pad), pad + col * (w + pad)
         grid[top : top + h, left : left + w] = arr[i]
     return Image.fromarray(grid[..., 0] if c == 1 else grid)
 
 
-def save_grid(path: str | Path, images: torch.Tensor, nrow: int | None = None, scale: int = 1, **meta: object) -> None:
+def save_grid(path: str | Path, images: torch.Tensor, nrow: int | None = None, scale: int = 1,
+              cells: list[int] | None = None, **meta: object) -> None:
     """Write an image grid PNG labelled as generated; `scale` enlarges small images with nearest-neighbour."""
-    img = image_grid(images, nrow)
+    img = image_grid(images, nrow, cells=cells)
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
     write_png(path, img, provenance(**meta))

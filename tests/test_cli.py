@@ -44,9 +44,15 @@ def test_resume_continues_to_raised_steps(ring_run, cli):
 
 
 def test_info_and_presets(ring_run, cli):
-    code, out, _ = cli("info", str(ring_run))
+    code, out, _ = cli("info", str(ring_run), "--json")
     summary = json.loads(out)
     assert code == 0 and summary["step"] == 40 and summary["parameters"]["G"] > 0
+    assert summary["training_seconds"] > 0 and summary["model"] == "mlp"
+    assert "width" not in summary["config"]["model"] and "resolution" not in summary["config"]["data"]  # n/a here
+    assert {"modes", "radius"} <= summary["config"]["data"].keys() and "g_hidden" in summary["config"]["model"]
+    code, out, _ = cli("info", str(ring_run))
+    assert code == 0 and out.startswith(f"{ring_run}: gan (mlp nets, non_saturating loss) on ring")
+    assert "steps       40 of" in out and "parameters  D " in out and "metrics     none yet" in out
     code, out, _ = cli("presets")
     assert code == 0 and "digits-dcgan" in out
 

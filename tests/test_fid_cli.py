@@ -7,12 +7,15 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import gankit
 from gankit.data import digits
+from gankit.data.folder import list_images, load_image
 from gankit.io import save_images
 from gankit.metrics import FeatureStats, load_evaluator
 from gankit.metrics.inception import WEIGHTS_ENV
+from gankit.report.compare import round_to_8bit
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +116,7 @@ def test_eval_writes_image_metrics_with_protocol(cli, digits_run):
     assert 1.0 <= result["is"] <= 10.0
     protocol = result["protocol"]
     assert protocol["extractor"]["extractor"] == "digits"
-    assert protocol["generated"] == {"samples": 100, "seed": 0, "weights": "ema", "step": 2}
+    assert protocol["generated"] == {"samples": 100, "seed": 0, "weights": "ema", "step": 2, "rounded_to_8bit": True}
     assert protocol["reference"]["samples"] == 1797 and protocol["reference"]["data"] == "digits"
     assert json.loads((digits_run / "metrics.json").read_text()) == result
     cache = digits_run / protocol["reference"]["cache"]
@@ -124,8 +127,37 @@ def test_eval_writes_image_metrics_with_protocol(cli, digits_run):
 def test_run_operand_and_raw_eval(cli, digits_run, sets):
     result = fid_json(cli, str(sets / "half_a.npz"), str(digits_run), "-n", "100", "--seed", "3")
     assert result["protocol"]["b"] == {"path": str(digits_run), "kind": "run", "samples": 100, "seed": 3,
-                                       "step": 2, "weights": "ema"}
+                                       "step": 2, "weights": "ema", "rounded_to_8bit": True}
     code, out, err = cli("eval", str(digits_run), "-n", "50", "--features", "raw", "--json")
     assert code == 0, err
     raw = json.loads(out)
     assert "is" not in raw and raw["protocol"]["extractor"]["extractor"] == "raw"
+
+
+def test_round_to_8bit_is_a_png_round_trip(tmp_path):
+    x = torch.rand(5, 3, 8, 8) * 2.2 - 1.1  # some values outside [-1, 1]: clamped, as when saved
+    save_images(tmp_path, x)
+    read = torch.stack([torch.tensor(load_image(path, 8, 3)) for path in list_images(tmp_path)]).float() / 127.5 - 1
+    assert torch.equal(round_to_8bit(x), read)
+
+
+def test_run_operand_is_measured_as_its_saved_pngs(cli, digits_run, sets, tmp_path):
+    code, _, err = cli("sample", str(digits_run), "-n", "100", "--seed", "3", "--out", f"{tmp_path / 'png'}/")
+    assert code == 0, err
+    half_a = str(sets / "half_a.npz")
+    from_pngs = fid_json(cli, half_a, str(tmp_path / "png"))
+    from_run = fid_json(cli, half_a, str(digits_run), "-n", "100", "--seed", "3")
+    floats = fid_json(cli, half_a, str(digits_run), "-n", "100", "--seed", "3", "--no-round")
+    assert from_run["fid"] == pytest.approx(from_pngs["fid"], rel=1e-9)
+    assert floats["fid"] != pytest.approx(from_run["fid"], rel=1e-6)
+    assert from_run["protocol"]["b"]["rounded_to_8bit"] and not floats["protocol"]["b"]["rounded_to_8bit"]
+
+
+def test_eval_rounds_generated_images_unless_told_not_to(cli, digits_run):
+    code, out, err = cli("eval", str(digits_run), "-n", "100", "--json")
+    assert code == 0, err
+    rounded = json.loads(out)
+    floats = gankit.evaluate(digits_run, n=100, round_8bit=False)  # the Python API's switch
+    assert rounded["protocol"]["generated"]["rounded_to_8bit"] is True
+    assert floats["protocol"]["generated"]["rounded_to_8bit"] is False
+    assert floats["fid"] != pytest.approx(rounded["fid"], rel=1e-6)

@@ -53,3 +53,44 @@ def test_lr_scale_survives_resume(tmp_path, ring_cfg):
     resumed = Trainer(ring_cfg("train.steps=30"), run, resume=True, progress=False)
     assert resumed.optimizers["D"].param_groups[0]["lr"] == pytest.approx(0.25 * resumed.cfg.optim.lr_d)
     assert json.loads((run / "checkpoints" / "step-20" / "state.json").read_text())["lr_scale"] == 0.25
+
+
+def _training_state(trainer: Trainer) -> dict[str, torch.Tensor]:
+    """Copies of everything a rollback must restore: weights, optimizer moments and steps, EMA."""
+    state = {f"variant.{k}": v.clone() for k, v in trainer.variant.state_dict().items()}
+    for group, optimizer in trainer.optimizers.items():
+        for index, moments in optimizer.state_dict()["state"].items():
+            state.update({f"optim.{group}.{index}.{k}": v.clone() for k, v in moments.items()})
+    state.update({f"ema.{k}": v.clone() for k, v in trainer.ema.shadow.items()})
+    return state
+
+
+def _differing_parts(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> set[str]:
+    return {k.split(".")[0] for k in a.keys() | b.keys() if k not in a or k not in b or not torch.equal(a[k], b[k])}
+
+
+def test_rollback_restores_the_exact_pre_nan_state_every_time(tmp_path, ring_cfg, monkeypatch):
+    """Catches a rollback that leaves weights, Adam moments or the EMA as they were at the NaN, or that shares tensors
+    with its snapshot (training on would then move the snapshot, and a second rollback restore a drifted state)."""
+    trainer = Trainer(ring_cfg("train.batch_size=16", "model.g_hidden=[16]", "model.d_hidden=[16]",
+                               "optim.ema=0.9", "train.nan_patience=1"), tmp_path / "r", progress=False)
+    for _ in range(3):  # Adam moments and the EMA under way
+        trainer._iteration({})
+    trainer.guard.snapshot(3)
+    good = _training_state(trainer)
+    real_loss = trainer.variant.loss
+    poisoned = {"on": False}
+
+    def loss(phase, batch, ctx):
+        value, scalars = real_loss(phase, batch, ctx)
+        return (value * math.nan if poisoned["on"] else value), scalars
+
+    monkeypatch.setattr(trainer.variant, "loss", loss)
+    for rollbacks in (1, 2):
+        poisoned["on"] = False
+        trainer._iteration({})  # finite D and G steps move the weights, the moments and the EMA
+        assert _differing_parts(_training_state(trainer), good) == {"variant", "optim", "ema"}
+        poisoned["on"] = True
+        trainer._iteration({})  # the D step is NaN: with patience 1 the guard rolls back at once
+        assert trainer.guard.rollbacks == rollbacks
+        assert _differing_parts(_training_state(trainer), good) == set()

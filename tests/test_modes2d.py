@@ -1,11 +1,18 @@
-"""The PacGAN mode metric on hand-made samples."""
+"""The PacGAN mode metric on hand-made samples, and the benchmark's summary of trials over seeds."""
 
+import importlib.util
 import math
+import statistics
+from pathlib import Path
+from types import ModuleType
 
+import pytest
 import torch
 
 from gankit.data import ring_centers
 from gankit.metrics.modes2d import modes2d
+
+BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "modes2d.py"
 
 
 def test_perfect_samples_cover_all_modes_uniformly():
@@ -36,3 +43,36 @@ def test_reverse_kl_of_two_modes_split_unevenly():
     x = torch.tensor([[0.0, 0.0]] * 3 + [[10.0, 0.0]])
     expected = 0.75 * math.log(0.75 * 2) + 0.25 * math.log(0.25 * 2)
     assert math.isclose(modes2d(x, centers, 0.1).reverse_kl, expected, rel_tol=1e-12)
+
+
+def load_benchmark() -> ModuleType:
+    """benchmarks/modes2d.py as a module: it is a script, not part of the package."""
+    spec = importlib.util.spec_from_file_location("modes2d_benchmark", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def trials(*values: tuple[int, float, float]) -> list[dict]:
+    return [{"modes": m, "hq": hq, "rkl": rkl, "seconds": 10.0 + i} for i, (m, hq, rkl) in enumerate(values)]
+
+
+def test_benchmark_table_shows_the_standard_error_and_the_json_both():
+    bench = load_benchmark()
+    sm = bench.summarise(trials((8, 0.98, 0.004), (8, 0.97, 0.006), (7, 0.99, 0.05)))
+    std = statistics.stdev([8, 8, 7])
+    assert sm["modes"] == pytest.approx((23 / 3, std, std / math.sqrt(3)))
+    assert bench.plus_minus(sm["modes"], 2) == f"7.67 ± {std / math.sqrt(3):.2f}"  # PacGAN's ±: 0.33, not 0.58
+    entry = bench.json_summary(sm)
+    assert entry["modes_std"] == round(std, 3) and entry["modes_sem"] == round(std / math.sqrt(3), 3)
+    assert {"hq_std", "hq_sem", "reverse_kl_std", "reverse_kl_sem"} <= entry.keys() and entry["seeds"] == 3
+
+
+def test_benchmark_summary_of_one_seed_or_an_infinite_kl():
+    bench = load_benchmark()
+    one = bench.summarise(trials((8, 0.3, 0.3)))
+    assert bench.plus_minus(one["hq"], 1, 100) == "30.0"  # one seed: no spread to show
+    assert bench.json_summary(one)["hq_sem"] is None
+    infinite = bench.summarise(trials((20, 0.07, 0.7), (24, 0.05, math.inf)))
+    assert bench.plus_minus(infinite["rkl"], 3) == "∞"
+    assert bench.json_summary(infinite)["reverse_kl"] is None

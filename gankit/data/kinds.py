@@ -73,8 +73,9 @@ class DataKind:
         raise NotImplementedError
 
     def write(self, path: Path | str, x: Tensor, spec: dict, *, nrow: int | None = None, labels: Tensor | None = None,
-              meta: dict[str, Any]) -> None:
-        """Samples to `path` in the format its suffix (or a trailing "/" for a folder) names, labelled as generated."""
+              cells: list[int] | None = None, meta: dict[str, Any]) -> None:
+        """Samples to `path` in the format its suffix (or a trailing "/" for a folder) names, labelled as generated;
+        pictures lay sample i at grid cell cells[i] when given (rows of unequal length)."""
         fmt, path = self.check_output(path), Path(path)
         if fmt == ".npz":
             arrays = {"samples": self.inverse(x, spec).numpy(), "generated": np.array(True),
@@ -84,10 +85,10 @@ class DataKind:
             with atomic_path(path) as tmp, open(tmp, "wb") as f:
                 np.savez(f, **arrays)
         else:
-            self.write_other(fmt, path, x, spec, nrow=nrow, meta=meta)
+            self.write_other(fmt, path, x, spec, nrow=nrow, cells=cells, meta=meta)
 
     def write_other(self, fmt: str, path: Path, x: Tensor, spec: dict, *, nrow: int | None,
-                    meta: dict[str, Any]) -> None:
+                    cells: list[int] | None = None, meta: dict[str, Any]) -> None:
         raise NotImplementedError
 
     def check_output(self, path: Path | str) -> str:
@@ -134,7 +135,7 @@ class VectorKind(DataKind):
         save_scatter(path, fake.flatten(1)[:, :2], real.flatten(1)[:, :2], dataset.centers, title=title, **meta)
 
     def write_other(self, fmt: str, path: Path, x: Tensor, spec: dict, *, nrow: int | None,
-                    meta: dict[str, Any]) -> None:
+                    cells: list[int] | None = None, meta: dict[str, Any]) -> None:
         centers = spec.get("centers")
         save_scatter(path, x.flatten(1)[:, :2], centers=torch.tensor(centers) if centers else None,
                      title=f"{meta.get('run', '')}: {len(x)} samples", **meta)
@@ -152,11 +153,12 @@ class ImageKind(DataKind):
         save_grid(path, fake, nrow=8, scale=max(1, 128 // fake.shape[-1]), **meta)
 
     def write_other(self, fmt: str, path: Path, x: Tensor, spec: dict, *, nrow: int | None,
-                    meta: dict[str, Any]) -> None:
+                    cells: list[int] | None = None, meta: dict[str, Any]) -> None:
         if fmt == "/":
             save_images(path, x, **meta)
         else:
-            save_grid(path, x, nrow=nrow or math.ceil(math.sqrt(len(x))), scale=max(1, 64 // x.shape[-1]), **meta)
+            save_grid(path, x, nrow=nrow or math.ceil(math.sqrt(len(x))), scale=max(1, 64 // x.shape[-1]),
+                      cells=cells, **meta)
 
     def read_inputs(self, path: Path, spec: dict) -> Tensor:
         """An image file, a folder of images or an .npz, as (N, C, H, W) in [-1, 1] at the model's size."""

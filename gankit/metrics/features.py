@@ -194,7 +194,8 @@ def load_evaluator(name: str, weights: str | Path | None = None) -> Evaluator:
         path = weights or os.environ.get(WEIGHTS_ENV) or None
         net = load_inception(path)  # refuses a missing file or pickles with a hint on how to get the weights
         return Evaluator("inception", net, dim=FEATURE_DIM, resolution=INPUT_SIZE, channels=3, antialias=False,
-                         weights=Path(path).expanduser(), batch_size=64)
+                         weights=Path(path).expanduser(), batch_size=64,
+                         info={"logits": "pool3 @ fc.weight, no bias (original IS code, torch-fidelity)"})
     if name == "digits":
         net, card = load_digits_classifier(weights)
         evaluator = Evaluator("digits", net, dim=net.head.in_features, resolution=DIGITS_RESOLUTION, channels=1,

@@ -199,7 +199,11 @@ class InceptionE(nn.Module):
 
 
 class InceptionV3FID(nn.Module):
-    """pytorch-fid's FIDInceptionV3 (no aux head): 2048-d pool3 features for FID/KID, 1008 logits for IS."""
+    """pytorch-fid's FIDInceptionV3 (no aux head): 2048-d pool3 features for FID/KID, 1008 bias-free logits for IS.
+
+    The Inception Score's logits are pool3 @ fc.weightᵀ without fc.bias, as in the original IS code (its `w` only)
+    and torch-fidelity's `logits_unbiased`; the bias is loaded with the weights but never used.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -250,14 +254,16 @@ class InceptionV3FID(nn.Module):
         x = self.Mixed_7a(x)  # (N, 1280, 8, 8)
         x = _chain(x, self.Mixed_7b, self.Mixed_7c)  # (N, 2048, 8, 8)
         features = F.adaptive_avg_pool2d(x, 1).flatten(1)  # (N, 2048): "pool3", the FID features
-        return features, self.fc(features)  # dropout before fc is an identity at inference, so it is omitted
+        # No bias, as published IS values were computed; dropout before fc is an identity at inference.
+        return features, F.linear(features, self.fc.weight)
 
     def features(self, x: Tensor) -> Tensor:
         """Images (N, 1|3, H, W) in [-1, 1] -> (N, 2048) pool3 features, as used by FID and KID."""
         return self(x)[0]
 
     def logits(self, x: Tensor) -> Tensor:
-        """Images (N, 1|3, H, W) in [-1, 1] -> (N, 1008) class logits, as used by the Inception Score."""
+        """Images (N, 1|3, H, W) in [-1, 1] -> (N, 1008) class logits without the fc bias, as the Inception Score
+        uses them."""
         return self(x)[1]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from gankit.errors import UserError
@@ -13,24 +15,24 @@ def kid(
 ) -> tuple[float, float]:
     """(mean, std) of the unbiased MMD² between random equal-size subsets of two (N, d) feature sets, in float64.
 
-    Unlike FID it is unbiased in the sample count, so small evaluations compare fairly with large ones.
+    Unlike FID it is unbiased in the sample count, so small evaluations compare fairly with large ones. Subsets are
+    drawn as torch-fidelity draws them (so equal features and seed give its numbers): each a prefix of a random
+    permutation, no row twice; like torch-fidelity it refuses a subset larger than a set, since a silently smaller
+    subset would not be the KID asked for. The std is nan for a single subset, where it would say nothing.
     """
     a, b = as_feature_pair(feats_a, feats_b, "kid: feats_a", "feats_b")
-    m = min(subset_size, len(a), len(b))
-    if subsets < 1 or m < 2:
-        raise UserError(
-            f"kid: need subsets >= 1 and subsets of >= 2 rows; got subsets={subsets}, subset_size={subset_size}, "
-            f"{len(a)} and {len(b)} samples",
-            hint="pass more samples or larger subsets",
-        )
-    rng = np.random.default_rng(seed)
-    estimates = [_mmd2_unbiased(_subset(a, m, rng), _subset(b, m, rng)) for _ in range(subsets)]
-    return float(np.mean(estimates)), float(np.std(estimates))
-
-
-def _subset(x: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
-    """m distinct random rows of x; all rows, unshuffled, when m == len(x) (so that case is deterministic)."""
-    return x if m == len(x) else x[rng.choice(len(x), size=m, replace=False)]
+    if subsets < 1 or subset_size < 2:
+        raise UserError(f"kid: need subsets >= 1 and subset_size >= 2; got subsets={subsets}, "
+                        f"subset_size={subset_size}", hint="KID needs at least one subset of at least 2 rows")
+    if subset_size > min(len(a), len(b)):
+        raise UserError(f"kid: subset_size={subset_size} is larger than a set ({len(a)} and {len(b)} samples)",
+                        hint=f"pass subset_size <= {min(len(a), len(b))}, or more samples")
+    # torch-fidelity's generator, whose choice(n, m, replace=False) is permutation(n)[:m]; it takes seeds < 2³² only.
+    rng = np.random.RandomState(seed % 2**32)
+    estimates = [_mmd2_unbiased(a[rng.permutation(len(a))[:subset_size]], b[rng.permutation(len(b))[:subset_size]])
+                 for _ in range(subsets)]
+    spread = float(np.std(estimates)) if subsets > 1 else math.nan
+    return float(np.mean(estimates)), spread
 
 
 def _polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -1,13 +1,16 @@
 """k-NN manifold metrics: precision/recall (Kynkäänniemi et al. 2019) and density/coverage (Naeem et al. 2020).
 
-Each sample gets a ball reaching its k-th nearest neighbour in its own set (the sample itself excluded). Distances are
-computed in row blocks, so 10,000 × 10,000 samples of 2048 features never need the full 10,000² distance matrix.
+Each sample gets a ball reaching its k-th nearest neighbour in its own set (the sample itself excluded). For
+precision/recall a sample at exactly the radius is inside (distance ≤ radius, as Kynkäänniemi et al.'s code, NVlabs'
+and torch-fidelity); density/coverage keep Naeem et al.'s strict < from their reference code. Distances are computed
+in row blocks, so 10,000 × 10,000 samples of 2048 features never need the full 10,000² distance matrix.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 
 from gankit.errors import UserError
@@ -17,14 +20,15 @@ CHUNK_ROWS = 1024  # a block is CHUNK_ROWS × N float32 distances: 40 MB for N =
 
 
 def precision_recall(real: Features, fake: Features, k: int = 3) -> tuple[float, float]:
-    """Precision: share of fake samples inside some real sample's k-NN ball; recall: share of real inside a fake ball."""
+    """Precision: share of fake samples inside (≤ radius) some real sample's k-NN ball; recall: share of real samples
+    inside a fake ball."""
     real_t, fake_t = _prepare(real, fake, k)
     real_radii_sq, fake_radii_sq = _knn_radii_sq(real_t, k), _knn_radii_sq(fake_t, k)
     fake_in_real = torch.zeros(len(fake_t), dtype=torch.bool)
     real_in_fake = torch.empty(len(real_t), dtype=torch.bool)
     for rows, dist_sq in _distance_blocks(real_t, fake_t):  # dist_sq: (block of real, all fake)
-        fake_in_real |= (dist_sq < real_radii_sq[rows, None]).any(dim=0)
-        real_in_fake[rows] = (dist_sq < fake_radii_sq[None, :]).any(dim=1)
+        fake_in_real |= (dist_sq <= real_radii_sq[rows, None]).any(dim=0)
+        real_in_fake[rows] = (dist_sq <= fake_radii_sq[None, :]).any(dim=1)
     return fake_in_real.double().mean().item(), real_in_fake.double().mean().item()
 
 
@@ -52,9 +56,19 @@ def _prepare(real: Features, fake: Features, k: int) -> tuple[torch.Tensor, torc
             f"got {len(real_np)} real and {len(fake_np)} fake",
             hint="pass more samples or a smaller k",
         )
-    # Distances are translation invariant; centring keeps ||a||² + ||b||² − 2a·b from cancelling in float32.
+    # Distances are translation invariant; centring keeps ||a||² + ||b||² − 2a·b from cancelling in float32. Integer
+    # features are centred on an integer vector: they stay integers, so equal distances stay exactly equal (a tie
+    # with the radius counts as inside) instead of falling either side by round-off.
     center = real_np.mean(axis=0)
+    if _integral(real_np) and _integral(fake_np):
+        center = np.round(center)
     return torch.from_numpy(real_np - center).float(), torch.from_numpy(fake_np - center).float()
+
+
+def _integral(x: np.ndarray) -> bool:
+    """Every value a whole number (counts, pixel levels), so distances can be computed exactly."""
+    # The first row settles it for float features without a full-size temporary.
+    return bool((x[:1] == np.round(x[:1])).all() and (x == np.round(x)).all())
 
 
 def _distance_blocks(a: torch.Tensor, b: torch.Tensor) -> Iterator[tuple[slice, torch.Tensor]]:

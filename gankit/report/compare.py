@@ -16,6 +16,7 @@ from torch import Tensor
 from ..data import Dataset, npz_dataset
 from ..data.folder import IMAGE_SUFFIXES, list_images, load_image
 from ..errors import UserError
+from ..io import to_uint8
 from ..metrics import Evaluator, Extracted, FeatureStats, density_coverage, kid, load_evaluator, precision_recall
 from ..train import Generator, load
 
@@ -32,9 +33,14 @@ def distribution_metrics(real: Extracted, fake: Extracted, *, with_kid: bool, wi
     values = {"fid": real.stats.frechet_to(fake.stats)}
     settings: dict[str, Any] = {}
     if with_kid:
-        size = min(KID_SUBSET_SIZE, real.stats.n, fake.stats.n)
-        values["kid"], values["kid_std"] = kid(real.features, fake.features, KID_SUBSETS, size, seed=seed)
-        settings["kid"] = {"subsets": KID_SUBSETS, "subset_size": size, "kernel": "(x.y/d + 1)^3", "seed": seed}
+        n_real, n_fake = real.stats.n, fake.stats.n
+        size = min(KID_SUBSET_SIZE, n_real, n_fake)  # papers' 1,000, or the smaller set when it is smaller
+        subsets = 1 if size == n_real == n_fake else KID_SUBSETS  # subsets of whole sets would all be the same
+        values["kid"], spread = kid(real.features, fake.features, subsets, size, seed=seed)
+        if subsets > 1:  # a std over one estimate would look like a precise KID
+            values["kid_std"] = spread
+        settings["kid"] = {"subsets": subsets, "subset_size": size, "draw": "without replacement (torch-fidelity)",
+                           "kernel": "(x.y/d + 1)^3", "seed": seed}
     if with_prdc:
         values["precision"], values["recall"] = precision_recall(real.features, fake.features, k=PR_K)
         values["density"], values["coverage"] = density_coverage(real.features, fake.features, k=DC_K)
@@ -55,6 +61,7 @@ class _Side:
     data: Dataset | None = None
     gen: Generator | None = None
     stats: FeatureStats | None = None
+    rounded: bool = False  # a run's images were rounded to 8 bits before features
 
     @property
     def where(self) -> str:
@@ -129,14 +136,23 @@ def _geometry(evaluator: Evaluator, sides: list[_Side]) -> tuple[int | None, int
         return min(img.size), 1 if img.mode in GREY_MODES else 3
 
 
+def round_to_8bit(images: Tensor) -> Tensor:
+    """Images (N, C, H, W) in [-1, 1] as a PNG holds them: gankit.io.to_uint8's rounding, then back to [-1, 1] as the
+    folder reader maps uint8, so generated images are measured as their saved files would be."""
+    return torch.from_numpy(to_uint8(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
 def _extract_side(side: _Side, evaluator: Evaluator, n: int, seed: int, keep: bool,
-                  geometry: tuple[int | None, int]) -> Extracted:
-    """Features (or the stored statistics) of one operand; a run generates n samples from `seed`."""
+                  geometry: tuple[int | None, int], round_8bit: bool) -> Extracted:
+    """Features (or the stored statistics) of one operand; a run generates n samples from `seed`, images rounded to
+    8 bits when `round_8bit`."""
     if side.kind == "stats":
         return Extracted(side.stats)
     if side.kind == "run":
         side.count = n
-        batches = side.gen.sample(n, seed=seed).split(evaluator.batch_size)
+        samples = side.gen.sample(n, seed=seed)
+        side.rounded = round_8bit and side.gen.data_kind.images
+        batches = (round_to_8bit(samples) if side.rounded else samples).split(evaluator.batch_size)
     elif side.kind == "samples":
         batches = (side.data.take(rows)[0] for rows in torch.arange(side.count).split(evaluator.batch_size))
     else:
@@ -152,19 +168,21 @@ def _describe(side: _Side, seed: int, geometry: tuple[int | None, int]) -> dict[
         size = "own size" if resolution is None else f"{resolution}x{resolution} (PIL bicubic)"
         info["read"] = f"{channels} channel(s), square centre crop at {size}"
     elif side.kind == "run":
-        info.update(seed=seed, step=side.gen.info.get("step"), weights=side.gen.info.get("weights"))
+        info.update(seed=seed, step=side.gen.info.get("step"), weights=side.gen.info.get("weights"),
+                    rounded_to_8bit=side.rounded)
     elif side.kind == "samples":
         info["key"] = side.data.info["key"]
     return info
 
 
 def compare_sets(a: str | Path, b: str | Path, *, features: str = "inception", weights: str | Path | None = None,
-                 with_kid: bool = False, with_prdc: bool = False, n: int | None = None,
-                 seed: int = 0) -> dict[str, Any]:
+                 with_kid: bool = False, with_prdc: bool = False, n: int | None = None, seed: int = 0,
+                 round_8bit: bool = True) -> dict[str, Any]:
     """`gankit fid A B`: Fréchet distance (FID with Inception features), optionally KID and PRDC, and the protocol.
 
     A is the reference: precision is measured for B's samples against A's. A run generates `n` samples (default:
-    the other operand's count, at most 10,000).
+    the other operand's count, at most 10,000), its images rounded to 8 bits as saved files are unless `round_8bit`
+    is False.
     """
     evaluator = load_evaluator(features, weights)
     sides = [_open_side("A", Path(a)), _open_side("B", Path(b))]
@@ -179,7 +197,8 @@ def compare_sets(a: str | Path, b: str | Path, *, features: str = "inception", w
     counts = [side.count for side in sides if side.kind != "run"]
     n = n or min([*counts, MAX_SAMPLES])
     geometry = _geometry(evaluator, sides)
-    feats_a, feats_b = (_extract_side(side, evaluator, n, seed, with_kid or with_prdc, geometry) for side in sides)
+    feats_a, feats_b = (_extract_side(side, evaluator, n, seed, with_kid or with_prdc, geometry, round_8bit)
+                        for side in sides)
     if feats_a.stats.dim != feats_b.stats.dim:
         raise UserError(f"{sides[0].where} gives d={feats_a.stats.dim} features but {sides[1].where} gives "
                         f"d={feats_b.stats.dim}", hint="raw features compare only samples of one shape; use "

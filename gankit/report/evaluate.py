@@ -27,7 +27,7 @@ from ..metrics import Evaluator, Extracted, FeatureStats, inception_score, load_
 from ..metrics.modes2d import modes2d
 from ..train import Generator, load
 from ..variants import resolve
-from .compare import MAX_SAMPLES, distribution_metrics
+from .compare import MAX_SAMPLES, distribution_metrics, round_to_8bit
 
 REFERENCE_SEED = 0  # picks the real subset when the data holds more than N samples; fixed, so the cache stays valid
 IS_SPLITS = 10
@@ -46,6 +46,7 @@ class RunEval:
     n: int | None = None
     features: str | None = None
     weights: str | Path | None = None
+    round_8bit: bool = True  # generated images rounded to 8 bits before features, as saved PNGs are
     cache: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
@@ -92,9 +93,10 @@ def register_run_metric(name: str, applies: Callable[[RunEval], bool]):
 
 
 def evaluate_run(run_dir: str | Path, seed: int = 0, features: str | None = None, weights: str | Path | None = None,
-                 n: int | None = None) -> dict[str, Any]:
-    """Every metric the run's data kind lists that applies to this run, with one protocol."""
-    run = RunEval(load(run_dir), Path(run_dir), seed, n, features, weights)
+                 n: int | None = None, round_8bit: bool = True) -> dict[str, Any]:
+    """Every metric the run's data kind lists that applies to this run, with one protocol; generated images are
+    rounded to 8 bits before features (as saved PNGs are) unless `round_8bit` is False."""
+    run = RunEval(load(run_dir), Path(run_dir), seed, n, features, weights, round_8bit)
     values: dict[str, Any] = {}
     protocol: dict[str, Any] = {}
     for name in run.gen.data_kind.metrics:
@@ -136,14 +138,17 @@ def _features(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
     reference = {"data": run.config.data.name, "path": run.config.data.path, "shape": list(real_data.shape),
                  "samples": n_real, "subset_seed": REFERENCE_SEED, "cache": f"reference-{evaluator.name}.npz"}
     real = _reference_features(run.run_dir / reference["cache"], evaluator, real_data, index, reference)
-    fake = evaluator.extract(gen.sample(n_fake, seed=run.seed).split(evaluator.batch_size), n_fake, keep=True,
-                             keep_logits=True, label="generated")
+    samples = gen.sample(n_fake, seed=run.seed)
+    rounded = run.round_8bit and gen.data_kind.images
+    fake = evaluator.extract((round_to_8bit(samples) if rounded else samples).split(evaluator.batch_size), n_fake,
+                             keep=True, keep_logits=True, label="generated")
     values, settings = distribution_metrics(real, fake, with_kid=True, with_prdc=True, seed=run.seed)
     if fake.logits is not None:
         splits = min(IS_SPLITS, n_fake)
         values["is"], values["is_std"] = inception_score(fake.logits, splits=splits)
         settings["is"] = {"splits": splits, "classifier": evaluator.name}
-    generated = {"samples": n_fake, "seed": run.seed, "weights": gen.info.get("weights"), "step": gen.info.get("step")}
+    generated = {"samples": n_fake, "seed": run.seed, "weights": gen.info.get("weights"), "step": gen.info.get("step"),
+                 "rounded_to_8bit": rounded}
     return values, {"extractor": evaluator.protocol(), "generated": generated, "reference": reference, **settings}
 
 

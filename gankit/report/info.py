@@ -1,32 +1,74 @@
-"""`gankit info`: what a run is, from its files alone."""
+"""`gankit info`: what a run is, from its files alone: a short summary, or everything as JSON."""
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..nets import count_parameters
+from ..nets import count_parameters, family
 from ..train import list_checkpoints, load
 from ..variants import resolve
 
+SUMMARY_METRICS = ("fid", "kid", "is", "precision", "recall", "modes", "hq_fraction", "reverse_kl", "class_accuracy",
+                   "code_accuracy")  # shown by the summary when metrics.json has them
+
 
 def run_info(run_dir: str | Path) -> dict[str, Any]:
-    """Config, steps and parameter counts of a run (or of an exported model folder, with less to say)."""
+    """Config (only the keys that apply to this run), steps, time, parameter counts and last metrics of a run, or of
+    an exported model folder (with less to say)."""
     run_dir = Path(run_dir)
     gen = load(run_dir)
     cfg_path = run_dir / "config.yaml"
     cfg = resolve(str(cfg_path))[0] if cfg_path.is_file() else gen.config
     checkpoints = [p.name for p in list_checkpoints(run_dir)]
     g_params = sum(count_parameters(m) for m in gen.variant.generator_modules())
-    metrics_path = run_dir / "metrics.json"
-    try:
-        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
-    except ValueError:
-        raise UserError(f"{metrics_path} is not valid JSON", "re-run `gankit eval`") from None
     return {"run": str(run_dir), "step": gen.info.get("step"), "target_steps": cfg.train.steps,
             "checkpoints": checkpoints, "data": gen.spec.get("name"), "kind": gen.kind,
-            "shape": gen.spec.get("shape"), "variant": cfg.variant, "model": cfg.model.name,
+            "shape": gen.spec.get("shape"), "variant": cfg.variant, "model": family(cfg.model, gen.spec),
             "loss": cfg.loss.name, "parameters": gen.info.get("parameters", {"G": g_params}),
-            "weights": gen.info.get("weights"), "metrics": metrics, "config": cfg.model_dump(mode="json")}
+            "weights": gen.info.get("weights"), "training_seconds": _training_seconds(run_dir),
+            "metrics": _read_json(run_dir / "metrics.json", "re-run `gankit eval`"),
+            "config": cfg.applicable(family(cfg.model, gen.spec))}
+
+
+def summary_lines(info: dict[str, Any]) -> list[str]:
+    """The few lines `gankit info` prints: what was trained on what, how far, how long, how big, how good."""
+    shape = "×".join(str(s) for s in info["shape"] or [])
+    lines = [f"{info['run']}: {info['variant']} ({info['model']} nets, {info['loss']} loss) on {info['data']} "
+             f"({info['kind']} {shape})",
+             f"steps       {info['step']} of {info['target_steps']}"
+             + (f" (checkpoints: {', '.join(info['checkpoints'])})" if info["checkpoints"] else "")]
+    if info["training_seconds"] is not None:
+        lines.append(f"trained     {_duration(info['training_seconds'])} (run.json)")
+    lines.append("parameters  " + ", ".join(f"{g} {n:,}" for g, n in info["parameters"].items()))
+    lines.append(f"weights     {info['weights']}" + (" (sampling uses the EMA generator)"
+                                                      if info["weights"] == "ema" else ""))
+    metrics = info["metrics"] or {}
+    shown = [f"{k} {metrics[k]:.4g}" if isinstance(metrics[k], float) else f"{k} {metrics[k]}"
+             for k in SUMMARY_METRICS if k in metrics]
+    lines.append("metrics     " + (", ".join(shown) + " (metrics.json)" if shown else "none yet: run `gankit eval`"))
+    return lines
+
+
+def _read_json(path: Path, hint: str) -> Any:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except ValueError:
+        raise UserError(f"{path} is not valid JSON", hint) from None
+
+
+def _training_seconds(run_dir: Path) -> float | None:
+    """Wall time of all finished training sessions in run.json (None when the run has no record)."""
+    record = _read_json(run_dir / "run.json", "delete it; the next training session starts a new one") or {}
+    spans = [datetime.fromisoformat(s["end"]) - datetime.fromisoformat(s["start"])
+             for s in record.get("sessions", []) if s.get("end")]
+    return sum(span.total_seconds() for span in spans) if spans else None
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min {secs} s" if minutes else f"{secs} s"

@@ -2,7 +2,8 @@
 
 from .checkpoint import latest_checkpoint, list_checkpoints
 from .logging import read_logs, run_log_keys
+from .plots import plot_losses
 from .pretrained import Generator, load
 from .trainer import Trainer, resolve_device
 
-__all__ = ["Trainer", "Generator", "load", "read_logs", "run_log_keys", "latest_checkpoint", "list_checkpoints", "resolve_device"]
+__all__ = ["plot_losses", "Trainer", "Generator", "load", "read_logs", "run_log_keys", "latest_checkpoint", "list_checkpoints", "resolve_device"]

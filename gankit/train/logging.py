@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,9 @@ class JsonlLog:
         self._file = open(path, "a", buffering=1)  # line-buffered: a killed run loses at most the current line
 
     def write(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps(record, allow_nan=True) + "\n")
+        """One record, stamped with the wall-clock time (`time`, seconds since the epoch) when it has none."""
+        self._file.write(json.dumps({**record, "time": record.get("time", round(time.time(), 3))}, allow_nan=True)
+                         + "\n")
 
     def close(self) -> None:
         self._file.close()

@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -15,10 +16,13 @@ from torch import Tensor
 from ..config import Config, ModelConfig, section_name
 from ..data import kind_of, upgrade_spec
 from ..errors import UserError
+from ..io import atomic_path, write_json
+from ..version import __version__
 from ..variants import Request, Variant, build_variant, upgrade_legacy_keys, validate_config, variant_class
 from . import checkpoint as ckpt
 
 log = logging.getLogger("gankit")
+EXPORT_SCHEMA = 2  # version of model/config.json; load() reads this one and every older one
 REFUSALS = {  # sampling option -> (what is wrong, what to do) when a model does not take it
     "labels": ("this model is not class-conditional: it takes no class", "sample without --class"),
     "codes": ("this model has no latent codes", "sample without --code / --vary"),
@@ -138,13 +142,23 @@ class Generator:
                 raise UserError(str(exc)) from None
         return torch.cat(chunks)
 
+    def save_pretrained(self, out: str | Path) -> Path:
+        """Write this generator as a model folder (config.json + model.safetensors) that `gankit.load(out)` reads."""
+        weights = {k: v.detach().cpu() for k, v in self.variant.generator_state().items()}
+        info = {k: self.info[k] for k in ("step", "weights", "parameters") if k in self.info}
+        return write_model_dir(Path(out), weights, {**info, "spec": self.spec,
+                                                    "generator": generator_section(self.config)})
+
     @torch.no_grad()
     def grid(self, n: int, seed: int = 0, truncation: float = 1.0, labels: int | str | None = None,
-             codes: dict[str, float] | None = None, vary: str | None = None) -> tuple[Tensor, int | None, Tensor | None]:
-        """Samples laid out for a picture: (samples, row length or None for square, labels or None).
+             codes: dict[str, float] | None = None,
+             vary: str | None = None) -> tuple[Tensor, int | None, Tensor | None, list[int] | None]:
+        """Exactly n samples laid out for a picture: (samples, row length or None for square, labels or None, grid
+        cell of each sample or None for cell i).
 
         `vary` sweeps one latent code (one column per value, one row per noise); a class-conditional model asked for
-        no class gives one row per class (n // classes columns, the same noise down each column); else n samples.
+        no class gives one row per class, the same noise down each column, n spread as evenly as possible (the first
+        n mod classes rows one longer); else n samples.
         """
         if vary is not None:
             try:
@@ -154,15 +168,18 @@ class Generator:
             rows = max(1, n // len(values))
             z = self.latents(rows, seed, truncation)
             columns = [self.generate(z, codes={**(codes or {}), vary: v}, seed=seed) for v in values]
-            return torch.stack(columns, dim=1).flatten(0, 1), len(values), None
+            return torch.stack(columns, dim=1).flatten(0, 1), len(values), None, None
         if labels is None and self.class_names:
             k = len(self.class_names)
-            cols = max(1, n // k)
+            counts = [n // k + (c < n % k) for c in range(k)]
+            cols = max(counts)
             z = self.latents(cols, seed, truncation)
-            x = torch.cat([self.generate(z, labels=c, codes=codes, seed=seed) for c in range(k)])
-            return x, cols, torch.arange(k).repeat_interleave(cols)
+            x = torch.cat([self.generate(z[:m], labels=c, codes=codes, seed=seed) for c, m in enumerate(counts) if m])
+            cells = [c * cols + j for c, m in enumerate(counts) for j in range(m)]
+            return x, cols, torch.arange(k).repeat_interleave(torch.tensor(counts)), cells
         label_index = self.label_indices(labels, n) if labels is not None else None
-        return self.sample(n, seed=seed, truncation=truncation, labels=label_index, codes=codes), None, label_index
+        x = self.sample(n, seed=seed, truncation=truncation, labels=label_index, codes=codes)
+        return x, None, label_index, None
 
 
 def _generator(seed: int | None) -> torch.Generator:
@@ -194,6 +211,28 @@ def _from_checkpoint(run_dir: Path) -> tuple[dict, dict[str, Tensor]]:
     ema = {k[4:]: v for k, v in model.items() if k.startswith("ema.")}
     info = {"config": cfg, "spec": state.get("spec"), "step": state["step"], "weights": "ema" if ema else "raw"}
     return info, ema or {k: v for k, v in model.items() if not k.startswith("ema.")}
+
+
+def generator_section(cfg: Config) -> dict[str, Any]:
+    """What rebuilds the generator (model/config.json's `generator`): the variant, its own section, and the model
+    section without the keys that shape only D."""
+    model = cfg.model.model_dump(mode="json")
+    section = {"variant": cfg.variant,
+               "model": {k: v for k, v in model.items() if k not in cfg.model.DISCRIMINATOR_KEYS}}
+    options = cfg.options.model_dump(mode="json") if not isinstance(cfg.options, dict) else dict(cfg.options)
+    if options:
+        section[cfg.section_key] = options
+    return section
+
+
+def write_model_dir(out: Path, weights: dict[str, Tensor], info: dict[str, Any]) -> Path:
+    """An exported generator: `out/model.safetensors` and `out/config.json` (schema, version, checksum, `info`)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "model.safetensors") as tmp:
+        ckpt.save_tensors(tmp, weights)
+    write_json(out / "config.json", {"schema": EXPORT_SCHEMA, "gankit_version": __version__, **info,
+                                     "sha256": ckpt.sha256(out / "model.safetensors")})
+    return out
 
 
 def _known(model: type[BaseModel], raw: object) -> dict:
@@ -228,14 +267,16 @@ def generator_config(info: dict) -> tuple[Config, dict]:
 
 
 def load(run_dir: str | Path, device: str | torch.device = "cpu") -> Generator:
-    """The generator of a run directory (or of its model/ folder), ready to `.sample(n)`."""
+    """The generator of a run directory, or of an exported model folder under any name (its model/ folder, a copy,
+    or what `Generator.save_pretrained` wrote), ready to `.sample(n)`."""
     run_dir = Path(run_dir)
-    if run_dir.name == "model" and (run_dir / "config.json").is_file():
-        run_dir = run_dir.parent
     if not run_dir.is_dir():
         problem = "is not a directory" if run_dir.exists() else "does not exist"
-        raise UserError(f"{run_dir} {problem}", "give a run directory made by `gankit train`")
+        raise UserError(f"{run_dir} {problem}", "give a run directory made by `gankit train` or a model folder")
     model_dir = run_dir / "model"
+    if (run_dir / "config.json").is_file():  # a model folder itself; inside a run, checkpoints are the fallback
+        model_dir = run_dir
+        run_dir = run_dir.parent if run_dir.name == "model" else run_dir
     if (model_dir / "config.json").is_file():
         try:
             info, weights = _read_model_dir(model_dir)

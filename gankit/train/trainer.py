@@ -20,7 +20,7 @@ from torch import Tensor
 from ..config import Config, to_yaml
 from ..data import Dataset, kind_of, load_dataset
 from ..errors import UserError
-from ..io import atomic_path, write_bytes, write_json
+from ..io import write_bytes
 from ..metrics import PROGRESS_METRICS
 from ..nets import count_parameters
 from ..variants import Context, Group, Variant, build_variant, grad_norm_key
@@ -28,24 +28,37 @@ from ..version import __version__
 from . import checkpoint as ckpt
 from .ema import EMA
 from .guard import Diverged, NanGuard
+from .plots import plot_losses
+from .pretrained import generator_section, write_model_dir
+from .runrecord import RunRecord
 from .logging import JsonlLog, ProgressBar
 
 log = logging.getLogger("gankit")
 SNAPSHOT_EVERY = 100  # steps between in-memory "last good state" copies used by the NaN guard
-EXPORT_SCHEMA = 2  # version of model/config.json; gankit.load reads this one and every older one
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop,
               "sgd": torch.optim.SGD}
 
 
 def resolve_device(name: str) -> torch.device:
-    """`auto` picks CUDA, then MPS, then CPU; anything else is passed to torch."""
+    """`auto` picks CUDA, then MPS, then CPU; a named device must exist on this machine (else a UserError)."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"train.device={name!r} is not a device name", "use auto, cpu, cuda, cuda:N or mps") from None
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(device.type, False):
+        why = "is not supported" if device.type not in available else "is not available on this machine"
+        raise UserError(f"train.device={name!r}: {device.type} {why}", "use train.device=auto (or cpu)")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UserError(f"train.device={name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)",
+                        "use cuda:0 ... or auto")
+    return device
 
 
 class Trainer:
@@ -54,6 +67,10 @@ class Trainer:
     def __init__(self, cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
                  dataset: Dataset | None = None) -> None:
         self.cfg, self.run_dir, self.show_progress = cfg, Path(run_dir), progress
+        if not resume and self.run_dir.is_dir() and any(self.run_dir.iterdir()):
+            what = "already holds a run" if (self.run_dir / "config.yaml").is_file() else "is not empty"
+            raise UserError(f"{self.run_dir} {what}", "resume it (resume=True, `gankit train --resume`) or train "
+                            "into a new directory")
         self.device = resolve_device(cfg.train.device)
         torch.manual_seed(cfg.seed)
         self.data = dataset if dataset is not None else load_dataset(cfg.data, cfg.seed)
@@ -95,6 +112,9 @@ class Trainer:
         window: dict[str, list] = {}  # scalar name -> [running sum (tensor, no sync), count]
         window_start, window_from, first_step = time.perf_counter(), self.step, self.step
         diverged: Diverged | None = None
+        record = RunRecord(self.run_dir)
+        record.start(self.device, self.step)
+        status = "failed"  # until the loop ends one of the known ways
         previous = self._install_signal_handlers()
         self.guard.snapshot(self.step)
         loop_start = time.perf_counter()
@@ -122,13 +142,16 @@ class Trainer:
                 self.save_samples()
             if not (fresh and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
                 self.save_checkpoint()
+            status = "interrupted" if self.stop_signal is not None else "diverged" if diverged else "finished"
             if diverged is not None:
                 self._log_window(window, 0, 0.0, {"event": "diverged", "message": diverged.message})
+                plot_losses(self.run_dir)
                 raise diverged
         finally:
             self._restore_signal_handlers(previous)
             bar.close()
             self.logs.close()
+            record.end(self.step, status)
         return {"step": self.step, "run_dir": str(self.run_dir), "interrupted_by": self.stop_signal,
                 "steps_per_s": (self.step - first_step) / max(loop_seconds, 1e-9)}
 
@@ -228,23 +251,18 @@ class Trainer:
                                                               "optim.safetensors": optim_tensors}, state)
         self.export()
         ckpt.prune_checkpoints(self.run_dir, self.cfg.train.keep_checkpoints)
+        plot_losses(self.run_dir)
         return path
 
     def export(self) -> Path:
-        """model/: config.json + model.safetensors with the generator (EMA weights when enabled)."""
-        out = self.run_dir / "model"
-        out.mkdir(parents=True, exist_ok=True)
-        weights = dict(self.ema.shadow) if self.ema is not None else self.variant.generator_state()
-        with atomic_path(out / "model.safetensors") as tmp:
-            ckpt.save_tensors(tmp, weights)
-        write_json(out / "config.json", {
-            "schema": EXPORT_SCHEMA, "gankit_version": __version__, "step": self.step,
-            "weights": "ema" if self.ema else "raw", "sha256": ckpt.sha256(out / "model.safetensors"),
-            "spec": self.spec, "parameters": {n: sum(count_parameters(m) for m in g.modules)
-                                              for n, g in self.groups.items()},
-            "generator": generator_section(self.cfg),
-        })
-        return out
+        """model/: config.json + model.safetensors with the generator (EMA weights where kept)."""
+        weights = self.variant.generator_state()
+        if self.ema is not None:
+            weights.update({k: v for k, v in self.ema.shadow.items() if k in weights})
+        parameters = {n: sum(count_parameters(m) for m in g.modules) for n, g in self.groups.items()}
+        return write_model_dir(self.run_dir / "model", weights, {
+            "step": self.step, "weights": "ema" if self.ema else "raw", "spec": self.spec, "parameters": parameters,
+            "generator": generator_section(self.cfg)})
 
     # ------------------------------------------------------------------------------------------- resume
 
@@ -298,18 +316,6 @@ def make_optimizer(group: Group) -> torch.optim.Optimizer:
         raise UserError(f"unknown optimizer '{group.optimizer}'", f"choose one of: {', '.join(OPTIMIZERS)}")
     extra = {"betas": group.betas} if group.optimizer in ("adam", "adamw") else {}
     return OPTIMIZERS[group.optimizer](group.parameters(), lr=group.lr, **extra)
-
-
-def generator_section(cfg: Config) -> dict[str, Any]:
-    """What rebuilds the generator (model/config.json's `generator`): the variant, its own section, and the model
-    section without the keys that shape only D."""
-    model = cfg.model.model_dump(mode="json")
-    section = {"variant": cfg.variant,
-               "model": {k: v for k, v in model.items() if k not in cfg.model.DISCRIMINATOR_KEYS}}
-    options = cfg.options.model_dump(mode="json") if not isinstance(cfg.options, dict) else dict(cfg.options)
-    if options:
-        section[cfg.section_key] = options
-    return section
 
 
 def lr_schedule(name: str, progress: float) -> float:

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from gankit.errors import UserError
-from gankit.metrics.inception import WEIGHTS_ENV, InceptionV3FID, _pool_3x3, load_inception
+from gankit.metrics import load_evaluator
+from gankit.metrics.inception import NUM_CLASSES, WEIGHTS_ENV, InceptionV3FID, _pool_3x3, load_inception
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "convert_inception_weights.py"
 
@@ -80,7 +81,21 @@ def test_299_input_gives_features_and_logits(model: InceptionV3FID) -> None:
     assert features.shape == (2, 2048) and logits.shape == (2, 1008)
     assert torch.isfinite(features).all() and torch.isfinite(logits).all()
     assert (features >= 0).all()  # average of ReLU outputs
-    torch.testing.assert_close(logits, model.fc(features))
+    torch.testing.assert_close(logits, features @ model.fc.weight.T)  # IS logits leave out fc.bias
+
+
+def test_is_logits_leave_out_the_fc_bias(weights_file: Path) -> None:
+    # The original IS code and torch-fidelity's logits_unbiased use pool3 @ W.T: a bias would move p(y|x), so the IS.
+    evaluator = load_evaluator("inception", weights_file)
+    net = evaluator.net
+    net.fc.bias.copy_(torch.linspace(-4.0, 4.0, NUM_CLASSES))  # far larger than the random init's: adding it shows
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    features, logits = evaluator.features_and_logits(x)
+    torch.testing.assert_close(logits, features @ net.fc.weight.T)
+    net.fc.bias.zero_()
+    again_features, again_logits = evaluator.features_and_logits(x)
+    assert torch.equal(again_features, features) and torch.equal(again_logits, logits)  # the bias changes nothing
+    assert "no bias" in evaluator.protocol()["logits"]
 
 
 def test_small_grayscale_input_is_resized_and_gives_2048_features(model: InceptionV3FID) -> None:

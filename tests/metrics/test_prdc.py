@@ -11,13 +11,14 @@ from gankit.metrics import prdc
 
 
 def reference_prdc(real, fake, k):
-    """Full distance matrices, radius = (k+1)-th smallest distance in a row (the first one is the point itself)."""
+    """Full distance matrices, radius = (k+1)-th smallest distance in a row (the first one is the point itself);
+    precision/recall count the radius as inside (Kynkäänniemi et al.), density/coverage do not (Naeem et al.)."""
     real_radii = np.sort(scipy.spatial.distance.cdist(real, real), axis=1)[:, k]
     fake_radii = np.sort(scipy.spatial.distance.cdist(fake, fake), axis=1)[:, k]
     dist = scipy.spatial.distance.cdist(real, fake)  # (real, fake)
     inside_real = dist < real_radii[:, None]
-    precision = inside_real.any(axis=0).mean()
-    recall = (dist < fake_radii[None, :]).any(axis=1).mean()
+    precision = (dist <= real_radii[:, None]).any(axis=0).mean()
+    recall = (dist <= fake_radii[None, :]).any(axis=1).mean()
     density = inside_real.sum(axis=0).mean() / k
     coverage = (dist.min(axis=1) < real_radii).mean()
     return precision, recall, density, coverage
@@ -32,6 +33,35 @@ def test_matches_full_matrix_reference(monkeypatch, chunk_rows):
     assert 0.05 < precision < 0.95 and 0.05 < recall < 0.95  # a case that exercises both sides of the radii
     assert precision_recall(real, fake, k=4) == pytest.approx((precision, recall), abs=1.5 / 250)
     assert density_coverage(real, fake, k=4) == pytest.approx((density, coverage), abs=1.5 / 250)
+
+
+def exact_precision_recall(real, fake, k, inside):
+    """Precision and recall from int64 squared distances, `inside(distance², radius²)` deciding membership."""
+    def sq_dist(a, b):
+        return ((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2)
+
+    def radii(x):
+        return np.sort(sq_dist(x, x) + np.diag(np.full(len(x), np.iinfo(np.int64).max)), axis=1)[:, k - 1]
+
+    dist = sq_dist(real, fake)
+    return (inside(dist, radii(real)[:, None]).any(axis=0).mean(),
+            inside(dist, radii(fake)[None, :]).any(axis=1).mean())
+
+
+def test_a_sample_at_exactly_the_radius_is_inside():
+    # 1-NN radii of the real points 0, 3, 7 are 3, 3, 4; the fakes -3 and 11 lie exactly on the balls of 0 and 7.
+    real, fake = np.array([[0], [3], [7]]), np.array([[-3], [11], [30]])
+    assert precision_recall(real, fake, k=1)[0] == pytest.approx(2 / 3)  # < would give 0
+    assert precision_recall(fake, real, k=1)[1] == pytest.approx(2 / 3)  # the same balls, seen by recall
+
+
+def test_integer_features_tie_exactly_as_in_integer_arithmetic():
+    # Pixel-level-like integer features tie often; the float32 distances must tie exactly too, whatever the mean.
+    rng = np.random.default_rng(0)
+    real, fake = rng.integers(0, 4, (150, 7)), rng.integers(0, 4, (130, 7)) + rng.integers(0, 2, 7)
+    expected = exact_precision_recall(real, fake, 3, np.less_equal)
+    assert exact_precision_recall(real, fake, 3, np.less) != expected  # ties decide this case
+    assert precision_recall(real, fake, k=3) == expected
 
 
 def test_identical_sets_are_perfect():

@@ -1,4 +1,5 @@
-"""Matplotlib plots of a run's logs: losses, D outputs and gradient norms against steps."""
+"""Matplotlib plots of a run's logs: losses, D outputs and gradient norms against steps (refreshed by the trainer
+at every checkpoint)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from pathlib import Path
 from PIL import Image
 
 from ..io import provenance, write_png
-from ..train import read_logs, run_log_keys
 from ..variants import LogKeys
+from .logging import read_logs, run_log_keys
 
 
 GRADIENT_PANEL = "gradient norm"  # drawn on a log scale
@@ -34,6 +35,8 @@ def plot_losses(run_dir: str | Path) -> Path | None:
 
     shown = [(title, [k for k in keys if any(k in r for r in records)]) for title, keys in panels(run_log_keys(run_dir))]
     shown = [(t, ks) for t, ks in shown if ks]
+    if not shown:  # nothing plottable logged yet (e.g. the run diverged before its first log line)
+        return None
     fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 3.2), dpi=100, squeeze=False)
     for ax, (title, keys) in zip(axes[0], shown):
         for key in keys:
