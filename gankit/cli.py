@@ -1,4 +1,4 @@
-"""The `gankit` command line: train, sample, interpolate, eval, fid, info, doctor, presets, variants.
+"""The `gankit` command line: train, sample, interpolate, eval, fid, info, doctor, export, presets, variants.
 
 User mistakes print one `error: ...` line (plus a hint) and exit 2; bugs keep their traceback.
 """
@@ -383,6 +383,26 @@ def doctor(
         print(json.dumps(diagnosis.as_dict(), allow_nan=False))
     else:
         print_report(diagnosis, out)
+
+
+@app.command("export", epilog=_examples("gankit export runs/digits --format onnx --out digits.onnx",
+                                        "gankit export runs/cgan --format torchscript --out cgan.pt"))
+def export_model(
+    run: Path = typer.Argument(..., help="Run directory or exported model folder."),
+    fmt: str = typer.Option("torchscript", "--format", help="torchscript or onnx (needs `pip install gankit[onnx]`)."),
+    out: Path = typer.Option(..., "--out", "-o", help="File to write (.pt for TorchScript, .onnx for ONNX)."),
+) -> None:
+    """Write the generator as a TorchScript or ONNX file that runs without gankit: inputs z (N, z_dim) and, for
+    conditional models, the condition (class indices or codes); output the samples."""
+    from .train import load
+    from .train.export import example_inputs, export
+
+    gen = load(run)
+    export(gen, fmt, out)
+    shapes = ", ".join(f"{name} {tuple(t.shape[1:])} {str(t.dtype).removeprefix('torch.')}"
+                       for name, t in zip(("z", "condition"), example_inputs(gen)))
+    err.print(f"wrote {out} ({fmt}): inputs per sample {shapes}; output samples {tuple(gen.spec['shape'])}",
+              highlight=False)
 
 
 @app.command(epilog=_examples("gankit presets"))

@@ -52,6 +52,44 @@ def _step_of(line: str) -> float:
         return math.inf  # a torn last line from a killed run
 
 
+def summary_writer() -> type:
+    """torch's SummaryWriter, or a UserError saying how to install what it needs."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise UserError("train.tensorboard=true needs the tensorboard package",
+                        "pip install 'gankit[tensorboard]', or set train.tensorboard=false") from None
+    return SummaryWriter
+
+
+class TensorBoardLog:
+    """The same records and progress pictures for TensorBoard, in RUN/tensorboard/ (one events file per session)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self._writer = summary_writer()(str(Path(run_dir) / "tensorboard"))
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Every finite number of a training record as a scalar at its step (events are left to logs.jsonl)."""
+        if "event" in record:
+            return
+        for key, value in record.items():
+            if key not in ("step", "time") and isinstance(value, (int, float)) and math.isfinite(value):
+                self._writer.add_scalar(key, value, record["step"], walltime=record.get("time"))
+        self._writer.flush()
+
+    def picture(self, path: Path, step: int) -> None:
+        """A progress picture (the PNG the data kind drew) under the tag `samples`."""
+        import numpy as np
+        from PIL import Image
+
+        with Image.open(path) as img:
+            self._writer.add_image("samples", np.asarray(img.convert("RGB")), step, dataformats="HWC")
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
 def read_logs(path: Path) -> list[dict[str, Any]]:
     """All parseable records of a logs.jsonl (a torn last line is ignored)."""
     if not path.exists():

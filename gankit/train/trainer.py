@@ -31,7 +31,7 @@ from .guard import Diverged, NanGuard
 from .plots import plot_losses
 from .pretrained import generator_section, write_model_dir
 from .runrecord import RunRecord
-from .logging import JsonlLog, ProgressBar
+from .logging import JsonlLog, ProgressBar, TensorBoardLog, summary_writer
 
 log = logging.getLogger("gankit")
 SNAPSHOT_EVERY = 100  # steps between in-memory "last good state" copies used by the NaN guard
@@ -72,6 +72,8 @@ class Trainer:
             raise UserError(f"{self.run_dir} {what}", "resume it (resume=True, `gankit train --resume`) or train "
                             "into a new directory")
         self.device = resolve_device(cfg.train.device)
+        if cfg.train.tensorboard:
+            summary_writer()  # fails here, before any work, when tensorboard is missing
         torch.manual_seed(cfg.seed)
         self.data = dataset if dataset is not None else load_dataset(cfg.data, cfg.seed)
         self.spec = self.data.spec()
@@ -92,6 +94,7 @@ class Trainer:
         self.step = 0
         self.stop_signal: int | None = None
         self.logs: JsonlLog | None = None  # open only while fit() runs
+        self.board: TensorBoardLog | None = None  # with train.tensorboard, open only while fit() runs
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             self._restore()
@@ -108,6 +111,7 @@ class Trainer:
     def _fit(self) -> dict[str, Any]:
         cfg = self.cfg.train
         self.logs = JsonlLog(self.run_dir / "logs.jsonl", resume_step=self.step if self.step else None)
+        self.board = TensorBoardLog(self.run_dir) if cfg.tensorboard else None
         bar = ProgressBar(cfg.steps, self.step, self.variant.log_keys, enabled=self.show_progress)
         window: dict[str, list] = {}  # scalar name -> [running sum (tensor, no sync), count]
         window_start, window_from, first_step = time.perf_counter(), self.step, self.step
@@ -151,6 +155,8 @@ class Trainer:
             self._restore_signal_handlers(previous)
             bar.close()
             self.logs.close()
+            if self.board is not None:
+                self.board.close()
             record.end(self.step, status)
         return {"step": self.step, "run_dir": str(self.run_dir), "interrupted_by": self.stop_signal,
                 "steps_per_s": (self.step - first_step) / max(loop_seconds, 1e-9)}
@@ -201,6 +207,8 @@ class Trainer:
             record["skipped_nonfinite"] = skipped
         record.update(final or {})
         self.logs.write(record)
+        if self.board is not None:
+            self.board.write(record)
         return record
 
     # ------------------------------------------------------------------------------------------- outputs
@@ -236,6 +244,8 @@ class Trainer:
             if self.logs is not None and not self.logs.closed:
                 self.logs.write({"step": self.step, **record})
         self.kind.save_progress(path, fake, self.data, title, meta)
+        if self.board is not None:
+            self.board.picture(path, self.step)
         return path
 
     def save_checkpoint(self) -> Path:

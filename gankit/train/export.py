@@ -1,0 +1,68 @@
+"""`gankit export`: a trained generator as a TorchScript or ONNX file, to run without gankit.
+
+The exported graph maps noise z (N, z_dim) — and, for conditional models, the resolved condition (class indices
+(N,) int64 for class-conditional models, codes (N, K) float for InfoGAN) — to samples in the data's layout, the same
+as `gankit.load(run).generate(...)` for the same inputs. Sampling options that are Python logic (truncation by
+redrawing, random labels) stay outside: draw z and the condition yourself.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import UserError
+from ..io import atomic_path
+from ..variants import Request, Variant
+from .pretrained import Generator
+
+FORMATS = ("torchscript", "onnx")
+
+
+class ExportedGenerator(nn.Module):
+    """G's forward pass on (z[, condition]) as a plain module: what the exporters trace."""
+
+    def __init__(self, variant: Variant) -> None:
+        super().__init__()
+        self.variant = variant
+
+    def forward(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
+        return self.variant.run_generator(Request(z.shape[0], z=z, cond=cond, prepared=True))
+
+
+def example_inputs(gen: Generator, n: int = 2, seed: int = 0) -> tuple[Tensor, ...]:
+    """(z,) or (z, condition) for n samples, drawn like `sample(n, seed=seed)` draws them."""
+    z = gen.latents(n, seed)
+    request = gen.variant.prepare(Request(n, z=z, generator=torch.Generator().manual_seed(seed + 1)))
+    return (request.z,) if request.cond is None else (request.z, request.cond)
+
+
+def export(gen: Generator, fmt: str, out: str | Path) -> Path:
+    """Write the generator as `fmt` (torchscript or onnx) to `out`; returns the path."""
+    if fmt not in FORMATS:
+        raise UserError(f"unknown export format '{fmt}'", f"choose one of: {', '.join(FORMATS)}")
+    module = ExportedGenerator(gen.variant.cpu()).eval()  # eval: exporters restore the mode they found
+    inputs = example_inputs(gen)
+    out = Path(out)
+    with torch.no_grad(), atomic_path(out) as tmp:
+        if fmt == "torchscript":
+            with warnings.catch_warnings():  # tracing notes Python ints it records as constants; none feed shapes
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                torch.jit.save(torch.jit.trace(module, inputs), str(tmp))
+        else:
+            _onnx(module, inputs, tmp)
+    return out
+
+
+def _onnx(module: nn.Module, inputs: tuple[Tensor, ...], path: Path) -> None:
+    if importlib.util.find_spec("onnx") is None:
+        raise UserError("ONNX export needs the onnx package", "pip install 'gankit[onnx]' (or: pip install onnx)")
+    names = ["z", "condition"][: len(inputs)]
+    with warnings.catch_warnings():  # the TorchScript-based exporter announces its successor; the file is the same
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, inputs, str(path), input_names=names, output_names=["samples"], dynamo=False,
+                          dynamic_axes={name: {0: "batch"} for name in [*names, "samples"]})
