@@ -1,4 +1,4 @@
-"""The `gankit` command line: train, sample, interpolate, eval, fid, info, doctor, export, presets, variants.
+"""The `gankit` command line: train, sample, interpolate, eval, fid, info, doctor, export, weights, presets, variants.
 
 User mistakes print one `error: ...` line (plus a hint) and exit 2; bugs keep their traceback.
 """
@@ -188,6 +188,8 @@ def sample(
                                        "code (one column per value, one row per noise)."),
     inputs: Optional[Path] = typer.Option(None, "--input", help="Models that transform inputs (translators, "
                                           "upscalers): an image, a folder of images or an .npz; one sample each."),
+    refine: Optional[str] = typer.Option(None, "--refine", help="Keep the samples the run's calibrated D believes: "
+                                         "drs (rejection) or mh (Metropolis-Hastings). See docs/refine.md."),
 ) -> None:
     """Generate samples from a trained run."""
     from .train import load
@@ -201,14 +203,22 @@ def sample(
         gen.check_takes(inputs=True)
         given = kind.read_inputs(inputs, gen.spec)
     cells = nrow = None
-    if given is None and (vary is not None or fmt == ".png"):
+    if refine is not None:
+        if given is not None or vary is not None:
+            raise UserError("--refine works on samples from noise", "drop --input / --vary, or --refine")
+        x, stats = gen.refined(refine, n, seed, truncation, labels=cls, codes=codes)
+        labels = gen.label_indices(cls, n) if cls is not None else None
+        report = stats.as_dict()
+        err.print(f"refined by {refine}: acceptance {report['acceptance']:.3f}, "
+                  f"{report['g_evals_per_sample']:.1f} G and D passes per kept sample", highlight=False)
+    elif given is None and (vary is not None or fmt == ".png"):
         x, nrow, labels, cells = gen.grid(n, seed, truncation, labels=cls, codes=codes, vary=vary)
     else:
         count = len(given) if given is not None else n
         labels = gen.label_indices(cls, count) if cls is not None else None
         x = gen.sample(count, seed=seed, truncation=truncation, labels=labels, codes=codes, inputs=given)
     meta = {"run": run.name, "seed": seed, "truncation": truncation, "class": cls, "codes": code, "vary": vary,
-            "input": str(inputs) if inputs else None}
+            "input": str(inputs) if inputs else None, "refine": refine}
     kind.write(out, x, gen.spec, nrow=nrow, labels=labels, cells=cells, meta=meta)
     err.print(f"wrote {len(x)} samples {tuple(x.shape[1:])} to {out}{_spread(gen, labels)}", highlight=False)
 
@@ -300,13 +310,16 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
     seed: int = typer.Option(0, "--seed", help="Seed of the generated samples."),
     round_8bit: bool = typer.Option(True, "--round/--no-round", help=ROUND_HELP),
+    refine: Optional[str] = typer.Option(None, "--refine", help="Measure discriminator-guided samples (drs or mh) "
+                                         "instead of plain ones; the protocol records acceptance and cost."),
 ) -> None:
     """Measure a run: mode coverage for toy 2D data; FID, KID, IS, precision/recall, density/coverage of samples
     vs the training data otherwise. Written to RUN/metrics.json with the protocol."""
     from .io import write_json
     from .report import evaluate_run
 
-    result = evaluate_run(run, seed=seed, features=features, weights=weights, n=n, round_8bit=round_8bit)
+    result = evaluate_run(run, seed=seed, features=features, weights=weights, n=n, round_8bit=round_8bit,
+                          refine=refine)
     write_json(run / "metrics.json", result)
     _print_metrics(str(run), result, as_json)
     if not as_json:
@@ -351,6 +364,59 @@ def _print_metrics(title: str, result: dict, as_json: bool) -> None:
             table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     out.print(table)
     out.print(f"protocol: {json.dumps(result['protocol'])}", highlight=False)
+
+
+weights_app = typer.Typer(no_args_is_help=True, help="The FID Inception weights: convert pytorch-fid's file once "
+                          "(gankit never downloads or unpickles), verify a converted one.",
+                          epilog=_examples("gankit weights convert pt_inception-2015-12-05-6726825d.pth",
+                                           "gankit weights verify pt_inception-2015-12-05-6726825d.safetensors"))
+app.add_typer(weights_app, name="weights")
+
+
+@weights_app.command("convert", epilog=_examples(
+    "gankit weights convert pt_inception-2015-12-05-6726825d.pth",
+    "gankit weights convert ~/Downloads/pt_inception-2015-12-05-6726825d.pth --out ~/weights/inception.safetensors"))
+def weights_convert(
+    src: Path = typer.Argument(..., metavar="FILE", help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth, from "
+                               "its GitHub releases."),
+    dest: Optional[Path] = typer.Option(None, "--out", "-o", help="Output .safetensors (default: FILE with that "
+                                        "suffix)."),
+) -> None:
+    """Convert pytorch-fid's Inception weights (.pth, read with torch's weights-only loader) to safetensors."""
+    from .metrics.inception import WEIGHTS_ENV
+    from .metrics.inception_weights import RELEASE_SHA256_PREFIX, convert
+
+    converted = convert(src, dest)
+    print(f"wrote {converted.path}")
+    print(f"sha256 {converted.sha256}")
+    if not converted.from_release:
+        err.print(f"warning: {src.name} is not pytorch-fid's release file (sha256 {converted.source_sha256[:8]}..., "
+                  f"expected {RELEASE_SHA256_PREFIX}...): FIDs from it are not comparable to published ones",
+                  markup=False, highlight=False)
+    err.print(f"use it with --weights {converted.path} or `export {WEIGHTS_ENV}={converted.path.resolve()}`",
+              markup=False, highlight=False)
+
+
+@weights_app.command("verify", epilog=_examples("gankit weights verify",
+                                                "gankit weights verify pt_inception-2015-12-05-6726825d.safetensors"))
+def weights_verify(
+    path: Optional[Path] = typer.Argument(None, metavar="FILE", help="Converted .safetensors (default: "
+                                          "$GANKIT_INCEPTION_WEIGHTS)."),
+) -> None:
+    """Check a converted file loads as the FID Inception network; print its sha256 and where it came from.
+
+    Exit code 0 when it loads, 2 with one error line when not (damaged, incomplete, wrong shapes, not finite)."""
+    from .metrics.inception_weights import RELEASE_SHA256_PREFIX, verify
+
+    checked = verify(path)
+    print(f"ok {checked.path}: complete FID Inception weights (keys, shapes and finite values as the network expects)")
+    print(f"sha256 {checked.sha256}")
+    source = {None: "not recorded (not written by `gankit weights convert`)",
+              True: f"{checked.source_sha256}, pytorch-fid's release file (by its sha256 prefix)",
+              False: f"{checked.source_sha256}, NOT pytorch-fid's release file (expected {RELEASE_SHA256_PREFIX}...): "
+                     "FIDs from it are not comparable to published ones"}[checked.from_release]
+    print(f"source sha256 {source}")
+    print("official conversion: sha256 not known to gankit, so this file cannot be matched against it byte for byte")
 
 
 @app.command(epilog=_examples("gankit info runs/digits", "gankit info runs/digits --json"))
@@ -448,6 +514,8 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         _fail("aborted", None, 130)
     except TyperException as exc:  # the command line itself: unknown option, missing argument, bad value
+        if not exc.format_message().strip():  # no arguments at all: the help was shown, nothing went wrong
+            sys.exit(0)
         command = getattr(getattr(exc, "ctx", None), "command_path", "gankit")
         _fail(exc.format_message(), f"see `{command} --help`", getattr(exc, "exit_code", 2))
     sys.exit(code if isinstance(code, int) else 0)

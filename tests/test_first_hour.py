@@ -101,3 +101,8 @@ def test_every_run_and_resume_is_recorded(tmp_path, ring_cfg):
         assert {"python", "platform", "device", "argv", "git_commit", "start", "end"} <= s.keys()
     assert all(isinstance(r["time"], float) for r in read_logs(tmp_path / "r" / "logs.jsonl"))
     assert (tmp_path / "r" / "losses.png").is_file()  # drawn at the checkpoint, with no CLI involved
+
+
+def test_no_arguments_show_the_help_without_an_error(cli):
+    code, out, err = cli()
+    assert code == 0 and "train" in out + err and "error:" not in err

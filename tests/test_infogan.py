@@ -1,7 +1,9 @@
-"""InfoGAN: codes in G's input, the Q head's mutual-information term, fixed codes, traversals, code_accuracy."""
+"""InfoGAN: codes in G's input, the Q head's mutual-information term, fixed codes, traversals, code_accuracy and
+code_accuracy_real."""
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -10,8 +12,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 import gankit
+from gankit.data import digits
 from gankit.metrics import load_evaluator
-from gankit.report.evaluate import RunEval, code_accuracy, matched_accuracy
+from gankit.report.evaluate import RUN_METRICS, RunEval, code_accuracy, code_accuracy_real, matched_accuracy, \
+    trained_variant
+from gankit.train import latest_checkpoint
 from gankit.variants import Request
 from gankit.variants import InfoGAN
 
@@ -42,6 +47,8 @@ def test_infogan_needs_no_labels(tmp_path):
                                                 "infogan.continuous=0", "train.batch_size=8", *FAST])
     gankit.train(cfg, tmp_path / "r", progress=False)
     assert gankit.load(tmp_path / "r").variant.code_values("c0") == [0.0, 1.0, 2.0]
+    # no labels to match c0 to: no code_accuracy_real
+    assert not RUN_METRICS["code_accuracy_real"].applies(RunEval(gankit.load(tmp_path / "r"), tmp_path / "r"))
 
 
 def test_infogan_without_codes_is_a_user_error(tmp_path):
@@ -160,6 +167,82 @@ def test_code_accuracy_protocol(info_run):
     assert 0 <= accuracy <= 1 and protocol["per_value"] == 100 and len(protocol["mapping"]) == 10
     assert np.array(protocol["confusion"]).sum() == 1000 and "Hungarian" in protocol["matching"]
     assert len(set(protocol["mapping"].values())) == 10  # one-to-one
+
+
+# ---------------------------------------------------------------------------- code_accuracy_real (Q on real digits)
+
+TINY = ["train.steps=2", "model.width=8", "train.batch_size=16", "train.sample_every=0", "train.checkpoint_every=0"]
+
+
+def test_code_accuracy_real_in_eval_with_its_protocol(tmp_path):
+    gankit.train(gankit.load_config("digits-infogan", TINY), tmp_path / "r", progress=False)
+    result = gankit.evaluate(tmp_path / "r", n=50)
+    assert 0 <= result["code_accuracy_real"] <= 1 and "code_accuracy" in result
+    protocol = result["protocol"]["code_accuracy_real"]
+    assert protocol["code"] == "c0" and protocol["step"] == 2 and protocol["checkpoint"] == "step-2"
+    assert protocol["samples"] == 1797 and protocol["images"].startswith("training data")  # no held-out digits
+    confusion = np.array(protocol["confusion"])  # (value of c0, digit label)
+    assert confusion.shape == (10, 10) and confusion.sum() == 1797
+    assert confusion.sum(0).tolist() == [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]  # the digits' labels
+    assert "Hungarian" in protocol["matching"] and len(set(protocol["mapping"].values())) == 10
+    assert result["code_accuracy_real"] == pytest.approx(matched_accuracy(confusion)[0])
+
+
+def test_q_comes_from_the_checkpoint_and_predicts_in_eval_mode(info_run):
+    run = RunEval(gankit.load(info_run), info_run)
+    variant, source = trained_variant(run)
+    _, state, files = latest_checkpoint(info_run)
+    assert source["step"] == state["step"] == 3 and not variant.training
+    live = files["model.safetensors"]
+    assert all(torch.equal(v, live[k]) for k, v in variant.state_dict().items())  # trained D/Q, not a fresh one
+    x = digits(16).x[:40]
+    modes = []
+    variant.D.register_forward_pre_hook(lambda module, args: modes.append(module.training))
+    variant.D.train()
+    predicted = variant.predict_code(x, "c0")
+    assert modes == [False] and variant.D.training  # batch norm on its running statistics; the mode is given back
+    variant.D.eval()
+    assert predicted.shape == (40,) and torch.equal(predicted, variant.D(x)[1][:, :10].argmax(1))  # Q's c0 logits
+    with pytest.raises(ValueError, match="categorical"):
+        variant.predict_code(x, "c1")
+
+
+def test_code_accuracy_real_matches_q_values_to_labels(info_run, monkeypatch):
+    """A Q that puts every digit d in value inverse[d] scores 1.0 with c0=i -> permutation[i]; it reads each image
+    itself, so labels out of step with their images score ~0.1, and without the matching it would score 0."""
+    data = digits(16)
+    label_of = {x.numpy().tobytes(): int(y) for x, y in zip(data.x, data.y)}
+    permutation = [3, 0, 7, 1, 9, 2, 8, 5, 4, 6]  # no fixed point, not its own inverse
+    inverse = np.argsort(permutation)
+    seen = []
+
+    def predict_code(self, x, name):
+        seen.append(len(x))
+        return torch.tensor([inverse[label_of[image.numpy().tobytes()]] for image in x])
+
+    monkeypatch.setattr(InfoGAN, "predict_code", predict_code)
+    accuracy, protocol = code_accuracy_real(RunEval(gankit.load(info_run), info_run))
+    assert sum(seen) == 1797 and accuracy == 1.0
+    assert protocol["mapping"] == {f"c0={i}": str(d) for i, d in enumerate(permutation)}
+    confusion = np.array(protocol["confusion"])
+    assert (confusion[np.arange(10), permutation] == np.bincount(data.y.numpy())[permutation]).all()
+    assert confusion.sum() == confusion[np.arange(10), permutation].sum()
+
+
+def test_code_accuracy_real_needs_a_categorical_code(tmp_path):
+    gankit.train(gankit.load_config("digits-dcgan", TINY), tmp_path / "r", progress=False)
+    result = gankit.evaluate(tmp_path / "r", n=50)
+    assert "fid" in result and "code_accuracy_real" not in result and "code_accuracy_real" not in result["protocol"]
+
+
+def test_code_accuracy_real_needs_the_run_not_only_its_exported_generator(info_run, tmp_path):
+    applies = RUN_METRICS["code_accuracy_real"].applies
+    assert applies(RunEval(gankit.load(info_run), info_run))
+    model = info_run / "model"  # G only: no checkpoint, no config.yaml, so no Q
+    assert not applies(RunEval(gankit.load(model), model))
+    shutil.copytree(info_run, tmp_path / "r", ignore=shutil.ignore_patterns("checkpoints"))  # config, model/, no Q
+    assert (tmp_path / "r" / "config.yaml").is_file()
+    assert not applies(RunEval(gankit.load(tmp_path / "r"), tmp_path / "r"))
 
 
 @pytest.mark.slow

@@ -14,7 +14,8 @@ class Dataset:
 
     `kind` is "vector" or "image"; `centers`/`std` describe the modes of toy 2D sets (used by the mode metric).
     `attributes` maps a name to (N,) int64 values per sample (shapes: "shape", "color", "background", indices into
-    the lists `info["attribute_names"]` holds). `info["evaluator"]` names the shipped evaluator that knows this data
+    the lists `info["attribute_names"]` holds). `info["generated"]` is True for sets drawn from a seed (toy 2D,
+    shapes), whose fresh draws serve as held-out data. `info["evaluator"]` names the shipped evaluator that knows this data
     (and, for labelled sets, which of its predictions the labels are), so eval needs no dataset names.
     """
 

@@ -268,7 +268,7 @@ def shapes(n: int = DEFAULT_N, resolution: int = DEFAULT_RESOLUTION, shapes: Seq
         names = [f"{COLORS[c]} {SHAPES[s]}" for s in shape_ids for c in color_ids]
     attributes = {"shape": specs.shape, "color": specs.color, "background": specs.tone}
     return Dataset(name="shapes", kind="image", x=render(specs, resolution), y=y, class_names=names,
-                   info={"seed": seed, "label": label, "evaluator": {"name": "shapes", "label": label},
+                   info={"seed": seed, "label": label, "generated": True, "evaluator": {"name": "shapes", "label": label},
                          "attribute_names": {"shape": list(SHAPES), "color": list(COLORS),
                                              "background": list(BACKGROUNDS)}},
                    attributes=attributes)

@@ -38,4 +38,5 @@ def mixture(name: str, centers: torch.Tensor, std: float, n: int, seed: int) -> 
     labels = torch.randint(len(centers), (n,), generator=g)
     x = centers[labels] + std * torch.randn(n, 2, generator=g)
     names = [f"mode{i}" for i in range(len(centers))]
-    return Dataset(name=name, kind="vector", x=x, y=labels, class_names=names, centers=centers, std=std)
+    return Dataset(name=name, kind="vector", x=x, y=labels, class_names=names, centers=centers, std=std,
+                   info={"generated": True})

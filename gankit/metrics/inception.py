@@ -9,7 +9,7 @@ Weights are never downloaded: the user converts pytorch-fid's release file once 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -21,10 +21,10 @@ from torch import Tensor, nn
 from gankit.errors import UserError
 
 WEIGHTS_ENV = "GANKIT_INCEPTION_WEIGHTS"
-WEIGHTS_SOURCE = (
-    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"
-)
-CONVERT_COMMAND = "python scripts/convert_inception_weights.py IN.pth OUT.safetensors"
+RELEASE_FILE = "pt_inception-2015-12-05-6726825d.pth"  # pytorch-fid's release asset
+WEIGHTS_SOURCE = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{RELEASE_FILE}"
+CONVERTED_FILE = Path(RELEASE_FILE).with_suffix(".safetensors").name  # what `gankit weights convert` writes
+CONVERT_COMMAND = f"gankit weights convert {RELEASE_FILE}"
 PICKLE_SUFFIXES = (".pth", ".pt", ".pkl", ".pickle", ".ckpt", ".bin")
 INPUT_SIZE = 299
 FEATURE_DIM = 2048
@@ -270,12 +270,12 @@ class InceptionV3FID(nn.Module):
 def _missing_weights_error() -> UserError:
     return UserError(
         "the FID Inception weights are needed: gankit never downloads them",
-        hint=f"download pytorch-fid's release file {WEIGHTS_SOURCE}, convert it once with "
-        f"`{CONVERT_COMMAND}`, then pass OUT.safetensors with --weights or set {WEIGHTS_ENV}",
+        hint=f"download {RELEASE_FILE} from pytorch-fid's GitHub releases ({WEIGHTS_SOURCE}), convert it once with "
+        f"`{CONVERT_COMMAND}`, then pass --weights {CONVERTED_FILE} or `export {WEIGHTS_ENV}=$PWD/{CONVERTED_FILE}`",
     )
 
 
-def _resolve_weights(weights: str | Path | None) -> Path:
+def resolve_weights(weights: str | Path | None) -> Path:
     """The weights file from the argument or $GANKIT_INCEPTION_WEIGHTS, checked to be an existing .safetensors."""
     if weights is None or str(weights) == "":
         weights = os.environ.get(WEIGHTS_ENV) or None
@@ -286,7 +286,7 @@ def _resolve_weights(weights: str | Path | None) -> Path:
     if suffix in PICKLE_SUFFIXES:
         raise UserError(
             f"{path}: gankit never loads pickle-based files ({suffix}), because unpickling can run arbitrary code",
-            hint=f"convert it once to safetensors with `{CONVERT_COMMAND}` and pass the .safetensors file",
+            hint=f"convert it once with `gankit weights convert {path}`, then pass {path.with_suffix('.safetensors')}",
         )
     if suffix != ".safetensors":
         raise UserError(f"{path}: expected a .safetensors file", hint=f"convert weights with `{CONVERT_COMMAND}`")
@@ -295,35 +295,43 @@ def _resolve_weights(weights: str | Path | None) -> Path:
     return path
 
 
-def _few(keys: set[str], n: int = 5) -> str:
-    shown = sorted(keys)[:n]
-    return ", ".join(shown) + (f", ... ({len(keys)} in all)" if len(keys) > n else "")
+def _few(items: list[str], n: int = 5) -> str:
+    return ", ".join(items[:n]) + (f", ... ({len(items)} in all)" if len(items) > n else "")
+
+
+def check_state_dict(state: Mapping[str, Tensor], path: Path) -> None:
+    """Refuse, in one line naming `path`, a state dict unlike InceptionV3FID's in keys or shapes, or not finite."""
+    with torch.device("meta"):  # names and shapes only, no memory
+        expected = InceptionV3FID().state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    hint = f"expected pytorch-fid's {RELEASE_FILE} or its conversion by `{CONVERT_COMMAND}`"
+    if missing or unexpected:
+        problems = [f"{label} keys: {_few(keys)}" for label, keys in (("missing", missing), ("unexpected", unexpected))
+                    if keys]
+        raise UserError(f"{path}: not the FID Inception weights; " + "; ".join(problems), hint=hint)
+    wrong = [f"{key} {tuple(state[key].shape)} instead of {tuple(value.shape)}"
+             for key, value in expected.items() if state[key].shape != value.shape]
+    if wrong:
+        raise UserError(f"{path}: tensor shapes do not match the FID Inception network: {_few(wrong, 3)}", hint=hint)
+    broken = [key for key, value in state.items() if not torch.isfinite(value).all()]
+    if broken:
+        raise UserError(f"{path}: non-finite values (NaN or inf) in {_few(broken, 3)}", hint=hint)
 
 
 def load_inception(weights: str | Path | None = None) -> InceptionV3FID:
     """The FID Inception network with weights from `weights` or $GANKIT_INCEPTION_WEIGHTS, frozen, in eval mode.
 
-    Only safetensors are read (no pickle), and the keys must match pytorch-fid's state dict exactly.
+    Only safetensors are read (no pickle); keys and shapes must match pytorch-fid's state dict exactly, values finite.
     """
-    path = _resolve_weights(weights)
+    path = resolve_weights(weights)
     try:
         state = load_file(path)
     except (SafetensorError, OSError) as err:
-        raise UserError(f"{path}: not a readable safetensors file ({err})", hint=CONVERT_COMMAND) from err
-    model = InceptionV3FID()
-    expected, found = set(model.state_dict()), set(state)
-    if expected != found:
-        problems = []
-        if expected - found:
-            problems.append(f"missing keys: {_few(expected - found)}")
-        if found - expected:
-            problems.append(f"unexpected keys: {_few(found - expected)}")
         raise UserError(
-            f"{path}: not the FID Inception weights; " + "; ".join(problems),
-            hint=f"convert pytorch-fid's pt_inception-2015-12-05-6726825d.pth with `{CONVERT_COMMAND}`",
-        )
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:  # right keys, wrong shapes
-        raise UserError(f"{path}: tensor shapes do not match the FID Inception network ({err})") from err
+            f"{path}: not a readable safetensors file ({err})",
+            hint=f"the file is damaged or not safetensors: convert {RELEASE_FILE} again with `{CONVERT_COMMAND}`",
+        ) from err
+    check_state_dict(state, path)
+    model = InceptionV3FID()
+    model.load_state_dict(state)
     return model.eval().requires_grad_(False)

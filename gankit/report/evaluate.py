@@ -25,8 +25,8 @@ from ..errors import UserError
 from ..io import atomic_path
 from ..metrics import Evaluator, Extracted, FeatureStats, inception_score, load_evaluator
 from ..metrics.modes2d import modes2d
-from ..train import Generator, load
-from ..variants import resolve
+from ..train import Generator, latest_checkpoint, list_checkpoints, load
+from ..variants import Variant, build_variant, resolve
 from .compare import MAX_SAMPLES, distribution_metrics, round_to_8bit
 
 REFERENCE_SEED = 0  # picks the real subset when the data holds more than N samples; fixed, so the cache stays valid
@@ -34,6 +34,7 @@ IS_SPLITS = 10
 MODES_SAMPLES = 2500  # PacGAN's protocol
 CLASS_SAMPLES = 100  # generated samples per class for class_accuracy
 CODE_SAMPLES = 100  # generated samples per value of a categorical latent code for code_accuracy
+CODE_BATCH = 500  # real images per forward pass of the model's code reader in code_accuracy_real
 
 
 @dataclass
@@ -47,7 +48,17 @@ class RunEval:
     features: str | None = None
     weights: str | Path | None = None
     round_8bit: bool = True  # generated images rounded to 8 bits before features, as saved PNGs are
+    refine: str | None = None  # discriminator-guided sampling (drs, mh) for the distribution metrics' samples
     cache: dict[str, Any] = field(default_factory=dict)
+
+    def samples(self, n: int) -> Tensor:
+        """n generated samples for the distribution metrics: plain, or refined by the run's calibrated D (whose
+        cost and calibration go into the protocol under `refine`)."""
+        if self.refine is None:
+            return self.gen.sample(n, seed=self.seed)
+        x, stats = self.gen.refined(self.refine, n, self.seed)
+        self.cache["refine"] = stats.as_dict()
+        return x
 
     @cached_property
     def config(self) -> Config:
@@ -93,10 +104,11 @@ def register_run_metric(name: str, applies: Callable[[RunEval], bool]):
 
 
 def evaluate_run(run_dir: str | Path, seed: int = 0, features: str | None = None, weights: str | Path | None = None,
-                 n: int | None = None, round_8bit: bool = True) -> dict[str, Any]:
+                 n: int | None = None, round_8bit: bool = True, refine: str | None = None) -> dict[str, Any]:
     """Every metric the run's data kind lists that applies to this run, with one protocol; generated images are
-    rounded to 8 bits before features (as saved PNGs are) unless `round_8bit` is False."""
-    run = RunEval(load(run_dir), Path(run_dir), seed, n, features, weights, round_8bit)
+    rounded to 8 bits before features (as saved PNGs are) unless `round_8bit` is False; `refine` (drs, mh) measures
+    discriminator-guided samples instead of plain ones."""
+    run = RunEval(load(run_dir), Path(run_dir), seed, n, features, weights, round_8bit, refine)
     values: dict[str, Any] = {}
     protocol: dict[str, Any] = {}
     for name in run.gen.data_kind.metrics:
@@ -105,6 +117,8 @@ def evaluate_run(run_dir: str | Path, seed: int = 0, features: str | None = None
             more, settings = metric.compute(run)
             values.update(more)
             protocol.update(settings)
+    if "refine" in run.cache:
+        protocol["refine"] = run.cache["refine"]
     return {**values, "protocol": protocol}
 
 
@@ -119,7 +133,7 @@ def default_features(spec: dict) -> str:
 @register_run_metric("modes2d", applies=lambda run: run.gen.spec.get("centers") is not None)
 def _modes(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
     """The PacGAN mode protocol for data with known modes (always 2,500 samples)."""
-    samples = run.gen.sample(MODES_SAMPLES, seed=run.seed)
+    samples = run.samples(MODES_SAMPLES)
     report = modes2d(samples, torch.tensor(run.gen.spec["centers"]), run.gen.spec["std"])
     values = {"modes": report.modes, "hq_fraction": report.hq_fraction, "reverse_kl": report.reverse_kl,
               "total_modes": report.total_modes}
@@ -138,7 +152,7 @@ def _features(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
     reference = {"data": run.config.data.name, "path": run.config.data.path, "shape": list(real_data.shape),
                  "samples": n_real, "subset_seed": REFERENCE_SEED, "cache": f"reference-{evaluator.name}.npz"}
     real = _reference_features(run.run_dir / reference["cache"], evaluator, real_data, index, reference)
-    samples = gen.sample(n_fake, seed=run.seed)
+    samples = run.samples(n_fake)
     rounded = run.round_8bit and gen.data_kind.images
     fake = evaluator.extract((round_to_8bit(samples) if rounded else samples).split(evaluator.batch_size), n_fake,
                              keep=True, keep_logits=True, label="generated")
@@ -164,6 +178,19 @@ def _class_accuracy(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
 def _code_accuracy(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
     value, protocol = code_accuracy(run)
     return {"code_accuracy": value}, {"code_accuracy": protocol}
+
+
+def _reads_codes_of_labelled_data(run: RunEval) -> bool:
+    """A categorical code, labelled training data, and a checkpoint (the exported generator lacks the code reader)
+    with the run's config beside it."""
+    return (run.gen.variant.categorical_code() is not None and bool(run.gen.spec.get("class_names"))
+            and (run.run_dir / "config.yaml").is_file() and bool(list_checkpoints(run.run_dir)))
+
+
+@register_run_metric("code_accuracy_real", applies=_reads_codes_of_labelled_data)
+def _code_accuracy_real(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
+    value, protocol = code_accuracy_real(run)
+    return {"code_accuracy_real": value}, {"code_accuracy_real": protocol}
 
 
 @torch.no_grad()
@@ -212,6 +239,52 @@ def code_accuracy(run: RunEval) -> tuple[float, dict[str, Any]]:
                       "method, scipy.optimize.linear_sum_assignment)",
                       "mapping": {f"{code}={v:g}": classes[c] if c >= 0 else None for v, c in zip(values, mapping)},
                       "classes": classes, "confusion": confusion.tolist()}
+
+
+def trained_variant(run: RunEval) -> tuple[Variant, dict[str, Any]]:
+    """The whole variant (discriminator side included) of the run's newest verified checkpoint, live weights (not
+    the EMA copies), in eval mode; and where it came from."""
+    path, state, files = latest_checkpoint(run.run_dir)
+    variant = build_variant(run.config, state.get("spec") or run.gen.spec)
+    live = {k: v for k, v in files["model.safetensors"].items() if not k.startswith("ema.")}
+    try:
+        variant.load_state_dict(live)
+    except RuntimeError as exc:  # a config.yaml edited after training
+        raise UserError(f"{path}: the checkpoint does not fit {run.run_dir / 'config.yaml'}",
+                        str(exc).splitlines()[-1].strip()) from None
+    return variant.eval(), {"checkpoint": path.name, "step": state["step"], "weights": "live (not EMA)"}
+
+
+@torch.no_grad()
+def code_accuracy_real(run: RunEval) -> tuple[float, dict[str, Any]]:
+    """How well the model's own reader of its categorical code (a Q head on D) sorts real labelled images into the
+    classes: (accuracy, protocol), the protocol of the paper that introduced such codes (Chen et al. 2016).
+
+    Each real image gets the code value the reader finds most likely; the accuracy is that of the best one-to-one
+    matching of code values to the labels. gankit trains on the whole data set, so these are training images.
+    """
+    variant, source = trained_variant(run)
+    code = variant.categorical_code()
+    values = variant.code_values(code)
+    data = load_dataset(run.config.data, run.config.seed)
+    if data.y is None or not data.class_names:
+        raise UserError(f"{run.config.data.name}: the data has no labels to match the code's values to")
+    n = min(len(data), MAX_SAMPLES)
+    index = torch.randperm(len(data), generator=torch.Generator().manual_seed(REFERENCE_SEED))[:n].sort()[0]
+    confusion = np.zeros((len(values), len(data.class_names)), dtype=np.int64)  # (code value, label) counts
+    for rows in index.split(CODE_BATCH):
+        x, y = data.take(rows)
+        np.add.at(confusion, (variant.predict_code(x, code).numpy(), y.numpy()), 1)
+    accuracy, mapping = matched_accuracy(confusion)
+    images = "training data (no held-out split exists for this data)"
+    return accuracy, {"code": code, "images": images, "samples": n, "data": run.config.data.name,
+                      "subset_seed": REFERENCE_SEED if n < len(data) else None, "labels": "the data's own labels",
+                      "reader": "the model's code reader (arg-max), eval mode", **source,
+                      "matching": "one-to-one, maximising matched images (Hungarian method, "
+                      "scipy.optimize.linear_sum_assignment)",
+                      "mapping": {f"{code}={v:g}": data.class_names[c] if c >= 0 else None
+                                  for v, c in zip(values, mapping)},
+                      "classes": list(data.class_names), "confusion": confusion.tolist()}
 
 
 def _reference_features(cache: Path, evaluator: Evaluator, data: Dataset, index: Tensor,

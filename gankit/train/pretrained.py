@@ -37,8 +37,10 @@ class Generator:
     `config` holds what rebuilt it (variant, its section, model); the run's full config is in RUN/config.yaml.
     """
 
-    def __init__(self, variant: Variant, config: Config, spec: dict, info: dict) -> None:
+    def __init__(self, variant: Variant, config: Config, spec: dict, info: dict, source: Path | None = None) -> None:
         self.variant, self.config, self.spec, self.info = variant.eval(), config, spec, info
+        self.source = source  # the run directory (or model folder) it was loaded from: refinement reads D there
+        self._refiner = None
 
     @property
     def kind(self) -> str:
@@ -96,8 +98,11 @@ class Generator:
     @torch.no_grad()
     def sample(self, n: int | None = None, seed: int | None = None, truncation: float = 1.0,
                labels: int | str | Sequence[int | str] | Tensor | None = None, codes: dict[str, float] | None = None,
-               inputs: Tensor | None = None, batch_size: int = 1024) -> Tensor:
+               inputs: Tensor | None = None, batch_size: int = 1024, refine: str | None = None) -> Tensor:
         """n samples on the CPU: images (n, C, H, W) in [-1, 1] or vectors (n, D); the same seed gives the same samples.
+
+        `refine` ("drs" or "mh") keeps the samples the run's calibrated D believes (gankit.train.refine); it needs the
+        run directory, and takes one class at most.
 
         Class-conditional models take `labels` (one class or one per sample, by index or name; random if None);
         InfoGAN models take `codes` such as {"c0": 3, "c1": 0.5} (the rest random); models that transform inputs
@@ -110,9 +115,37 @@ class Generator:
         if inputs is not None and len(inputs) != n:
             raise UserError(f"got {len(inputs)} inputs for {n} samples", "give one input per sample")
         self.check_takes(labels=labels is not None, codes=bool(codes), inputs=inputs is not None,
-                          truncation=truncation != 1)
+                         truncation=truncation != 1)
+        if refine is not None:
+            return self.refined(refine, n, seed, truncation, labels, codes)[0]
         return self.generate(self.latents(n, seed, truncation), labels=labels, codes=codes, inputs=inputs, seed=seed,
                              batch_size=batch_size)
+
+    def refiner(self, quantile: float = 0.5, chain: int = 20):
+        """The run's calibrated D for discriminator-guided sampling (built once per setting, then reused)."""
+        from .refine import Refiner
+
+        if self._refiner is None or (self._refiner.quantile, self._refiner.chain) != (quantile, chain):
+            if self.source is None:
+                raise UserError("refinement needs the run directory this model came from",
+                                "load it with gankit.load(RUN)")
+            self._refiner = Refiner(self, self.source, quantile=quantile, chain=chain)
+        return self._refiner
+
+    @torch.no_grad()
+    def refined(self, method: str, n: int, seed: int | None = None, truncation: float = 1.0,
+                labels: int | str | Sequence[int | str] | Tensor | None = None, codes: dict[str, float] | None = None,
+                quantile: float = 0.5, chain: int = 20):
+        """(n samples refined by `method`, what it cost: gankit.train.refine.RefineStats)."""
+        label = None
+        if labels is not None:
+            index = self.label_indices(labels, 1) if isinstance(labels, (int, str)) else self.label_indices(labels, n)
+            if len(set(index.tolist())) != 1:
+                raise UserError("refined sampling takes one class at most", "pass one --class, or none")
+            label = int(index[0])
+        request = {"codes": dict(codes or {}), "truncation": truncation}
+        seed = int(torch.randint(2**31, ()).item()) if seed is None else seed
+        return self.refiner(quantile, chain).sample(method, n, seed, label=label, **request)
 
     def check_takes(self, **asked: bool) -> None:
         """A clear error when a request asks for something this model does not take (see SAMPLING_OPTIONS)."""
@@ -303,4 +336,4 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu") -> Generator:
     except RuntimeError as exc:  # shapes that do not match the saved config
         raise UserError(f"{run_dir}: saved weights do not fit the saved model description",
                         str(exc).splitlines()[-1].strip()) from None
-    return Generator(variant.to(device), config, spec, info)
+    return Generator(variant.to(device), config, spec, info, source=run_dir)

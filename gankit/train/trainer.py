@@ -20,7 +20,7 @@ from torch import Tensor
 from ..config import Config, to_yaml
 from ..data import Dataset, kind_of, load_dataset
 from ..errors import UserError
-from ..io import write_bytes
+from ..io import atomic_path, write_bytes
 from ..metrics import PROGRESS_METRICS
 from ..nets import count_parameters
 from ..variants import Context, Group, Variant, build_variant, grad_norm_key
@@ -30,6 +30,7 @@ from .ema import EMA
 from .guard import Diverged, NanGuard
 from .plots import plot_losses
 from .pretrained import generator_section, write_model_dir
+from .refine import DISCRIMINATOR_FILE, discriminator_state
 from .runrecord import RunRecord
 from .logging import JsonlLog, ProgressBar, TensorBoardLog, summary_writer
 
@@ -270,6 +271,10 @@ class Trainer:
         if self.ema is not None:
             weights.update({k: v for k, v in self.ema.shadow.items() if k in weights})
         parameters = {n: sum(count_parameters(m) for m in g.modules) for n, g in self.groups.items()}
+        if self.cfg.train.export_discriminator:  # asked for by the run: D beside G, for refined sampling
+            (self.run_dir / "model").mkdir(parents=True, exist_ok=True)
+            with atomic_path(self.run_dir / "model" / DISCRIMINATOR_FILE) as tmp:
+                ckpt.save_tensors(tmp, discriminator_state(self.variant))
         return write_model_dir(self.run_dir / "model", weights, {
             "step": self.step, "weights": "ema" if self.ema else "raw", "spec": self.spec, "parameters": parameters,
             "generator": generator_section(self.cfg)})

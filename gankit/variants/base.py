@@ -234,6 +234,11 @@ class Variant(nn.Module):
         """The name of a categorical latent code whose values may have found the data's classes (None: none)."""
         return None
 
+    def predict_code(self, x: Tensor, name: str) -> Tensor:
+        """For real samples x, the index (N,) of the most likely value of the categorical latent code `name`, as the
+        variant's own networks read it back (a head beside D, say); variants that cannot read codes raise ValueError."""
+        raise ValueError(f"this model cannot read a latent code {name!r} from samples")
+
     # ------------------------------------------------------------------------------------------- state
 
     @property
@@ -247,6 +252,11 @@ class Variant(nn.Module):
 
     def generator_modules(self) -> list[nn.Module]:
         return [getattr(self, name) for name in self.generator_names]
+
+    def score(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """D's realness logit (N,) for samples x and, where D takes one, their condition: what discriminator-guided
+        sampling (gankit.train.refine) calibrates and accepts by. Variants without such a D say so."""
+        raise ValueError(f"variant {self.name} has no discriminator that scores samples")
 
     def generator_state(self) -> dict[str, Tensor]:
         """State-dict entries of the generator modules only: what `gankit.load()` needs to sample."""

@@ -98,6 +98,11 @@ class GAN(Variant):
         out = self.d_forward(x, cond)
         return out if isinstance(out, tuple) else (out, None)
 
+    def score(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """D's logit for x as is (no augmentation or instance noise); `cond` reaches D only if D is conditional."""
+        out = self.d_forward(x, cond)
+        return out[0] if isinstance(out, tuple) else out
+
     def _score(self, logits: Tensor) -> Tensor:
         """Mean D output to log: the probability D(x) for BCE games, the raw score otherwise."""
         return (logits.sigmoid() if self.game.probabilistic else logits).mean().detach()

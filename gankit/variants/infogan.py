@@ -118,6 +118,22 @@ class InfoGAN(GAN):
     def categorical_code(self) -> str | None:
         return "c0" if self.categories else None
 
+    @torch.no_grad()
+    def predict_code(self, x: Tensor, name: str) -> Tensor:
+        """Q's arg-max value of c0 for samples x (real images, say): (N,) indices on the CPU.
+
+        D and Q run in eval mode (batch norm on its running statistics, so each image's answer is its own) and are
+        put back in the mode they were in; x is taken as it is (no DiffAugment, no instance noise)."""
+        if name != self.categorical_code():
+            raise ValueError(f"Q reads back only the categorical code; this model's codes are {self._describe()}")
+        training = self.D.training
+        self.D.eval()
+        try:
+            _, q = self.D(x.to(self.device))
+        finally:
+            self.D.train(training)
+        return q[:, : self.categories].argmax(1).cpu()
+
     def code_values(self, name: str) -> list[float]:
         """c0: every category; a continuous code: 8 values from -2 to 2 (past the training range, to show its use)."""
         if name not in self.code_names:

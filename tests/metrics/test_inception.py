@@ -1,13 +1,11 @@
-"""FID Inception: architecture pinned to pytorch-fid's, safetensors-only loading, and the .pth conversion script."""
+"""FID Inception: architecture pinned to pytorch-fid's, safetensors-only loading, `gankit weights convert|verify`."""
 
 from __future__ import annotations
 
-import importlib.util
-import subprocess
-import sys
+import hashlib
 from pathlib import Path
-from types import ModuleType
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,8 +14,7 @@ from safetensors.torch import load_file, save_file
 from gankit.errors import UserError
 from gankit.metrics import load_evaluator
 from gankit.metrics.inception import NUM_CLASSES, WEIGHTS_ENV, InceptionV3FID, _pool_3x3, load_inception
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "convert_inception_weights.py"
+from gankit.metrics.inception_weights import convert
 
 
 def random_state() -> dict[str, torch.Tensor]:
@@ -165,11 +162,22 @@ def test_corrupt_file_is_a_user_error(tmp_path: Path) -> None:
 def test_no_weights_explains_where_to_get_and_how_to_convert(no_env: None) -> None:
     with pytest.raises(UserError) as info:
         load_inception()
-    text = str(info.value)
-    assert "FID Inception weights are needed" in text
-    assert "pt_inception-2015-12-05-6726825d.pth" in text
-    assert "scripts/convert_inception_weights.py" in text
-    assert "--weights" in text and WEIGHTS_ENV in text
+    assert "FID Inception weights are needed" in info.value.message
+    hint = info.value.hint
+    assert "pt_inception-2015-12-05-6726825d.pth from pytorch-fid's GitHub releases" in hint
+    assert "https://github.com/mseitzer/pytorch-fid/releases/" in hint
+    assert "`gankit weights convert pt_inception-2015-12-05-6726825d.pth`" in hint
+    assert "--weights pt_inception-2015-12-05-6726825d.safetensors" in hint
+    assert f"export {WEIGHTS_ENV}=" in hint
+
+
+def test_fid_without_weights_says_what_to_get_and_run(cli, tmp_path: Path, no_env: None) -> None:
+    np.savez(tmp_path / "a.npz", samples=np.zeros((4, 3, 8, 8), np.float32))
+    code, out, err = cli("fid", str(tmp_path / "a.npz"), str(tmp_path / "a.npz"))
+    lines = err.strip().splitlines()
+    assert code == 2 and out == "" and len(lines) == 2, err
+    assert lines[0] == "error: the FID Inception weights are needed: gankit never downloads them"
+    assert "gankit weights convert pt_inception-2015-12-05-6726825d.pth" in lines[1] and WEIGHTS_ENV in lines[1]
 
 
 @pytest.mark.parametrize("suffix", [".pth", ".pt", ".pkl", ".ckpt"])
@@ -178,7 +186,7 @@ def test_pickle_files_are_refused_before_reading(tmp_path: Path, suffix: str, no
     path.write_bytes(b"never opened")
     with pytest.raises(UserError, match="pickle") as info:
         load_inception(path)
-    assert "scripts/convert_inception_weights.py" in str(info.value)
+    assert f"gankit weights convert {path}" in info.value.hint
 
 
 def test_missing_file_is_a_user_error(tmp_path: Path) -> None:
@@ -186,53 +194,174 @@ def test_missing_file_is_a_user_error(tmp_path: Path) -> None:
         load_inception(tmp_path / "absent.safetensors")
 
 
-# (e) conversion script
+# (e) `gankit weights convert` and `gankit weights verify`
 
 
-def load_script() -> ModuleType:
-    """The conversion script as a module: it is not part of the package, so import it from its path."""
-    spec = importlib.util.spec_from_file_location("convert_inception_weights", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def assert_one_error_line(result: tuple[int, str, str], *fragments: str) -> str:
+    """Exit code 2, nothing on stdout, one `error:` line holding `fragments` (and at most a hint); returns it."""
+    code, out, err = result
+    lines = err.strip().splitlines()
+    assert code == 2 and out == "", err
+    assert lines[0].startswith("error: ") and all(f in lines[0] for f in fragments), err
+    assert len(lines) == 1 or (len(lines) == 2 and lines[1].startswith("hint: ")), err
+    return lines[0]
 
 
-def test_script_round_trip_is_exact(tmp_path: Path) -> None:
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("command", [["weights"], ["weights", "convert"], ["weights", "verify"]])
+def test_weights_help_has_examples(cli, command: list[str]) -> None:
+    code, out, _ = cli(*command, "--help")
+    assert code == 0 and "Examples:" in out and "gankit weights " in out
+
+
+def test_convert_verify_then_measure(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     state = random_state()
     src, out = tmp_path / "pt_inception.pth", tmp_path / "out" / "inception.safetensors"
     torch.save(state, src)
-    result = subprocess.run([sys.executable, str(SCRIPT), str(src), str(out)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert "sha256" in result.stdout and "not pytorch-fid's release file" in result.stderr
+    code, stdout, stderr = cli("weights", "convert", str(src), "--out", str(out))
+    assert code == 0, stderr
+    assert stdout.splitlines() == [f"wrote {out}", f"sha256 {sha256(out)}"]
+    assert "warning: pt_inception.pth is not pytorch-fid's release file" in stderr  # a random file's hash
+    assert f"--weights {out}" in stderr and f"{WEIGHTS_ENV}={out.resolve()}" in stderr
     converted = load_file(out)
     assert set(converted) == set(state)
     assert all(torch.equal(converted[k], state[k]) and converted[k].dtype == state[k].dtype for k in state)
     assert [p.name for p in out.parent.iterdir()] == ["inception.safetensors"]  # no temp file left behind
-    assert isinstance(load_inception(out), InceptionV3FID)
+
+    # the output depends only on the source's bytes: another name, the default --out, the same file
+    renamed = tmp_path / "copy.pth"
+    renamed.write_bytes(src.read_bytes())
+    assert cli("weights", "convert", str(renamed))[0] == 0
+    assert renamed.with_suffix(".safetensors").read_bytes() == out.read_bytes()
+
+    monkeypatch.setenv(WEIGHTS_ENV, str(out))
+    code, stdout, stderr = cli("weights", "verify")  # FILE defaults to $GANKIT_INCEPTION_WEIGHTS
+    assert code == 0, stderr
+    lines = stdout.splitlines()
+    assert lines[0].startswith(f"ok {out}: complete FID Inception weights") and lines[1] == f"sha256 {sha256(out)}"
+    assert lines[2] == f"source sha256 {sha256(src)}, NOT pytorch-fid's release file (expected 6726825d...): " \
+        "FIDs from it are not comparable to published ones"
+    assert "sha256 not known to gankit" in lines[3]  # no invented reference hash
+
+    evaluator = load_evaluator("inception", weights=out)
+    features = evaluator.features(torch.rand(2, 3, 32, 32) * 2 - 1)
+    assert features.shape == (2, 2048) and torch.isfinite(features).all()
+    assert evaluator.protocol()["weights_sha256"] == sha256(out)
 
 
-def test_script_help() -> None:
-    result = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True)
-    assert result.returncode == 0 and "safetensors" in result.stdout
+def test_verify_reports_the_release_file_by_its_hash_prefix(cli, weights_file: Path, tmp_path: Path) -> None:
+    tensors = load_file(weights_file)
+    recorded = tmp_path / "release.safetensors"
+    save_file(tensors, str(recorded), metadata={"source_sha256": "6726825d" + "0" * 56})
+    code, stdout, stderr = cli("weights", "verify", str(recorded))
+    assert code == 0, stderr
+    assert f"source sha256 {'6726825d' + '0' * 56}, pytorch-fid's release file" in stdout
+    code, stdout, stderr = cli("weights", "verify", str(weights_file))  # saved without gankit's metadata
+    assert code == 0 and "source sha256 not recorded" in stdout, stderr
 
 
-def test_script_fills_batchnorm_counters_missing_from_old_files(tmp_path: Path) -> None:
+def test_convert_fills_batchnorm_counters_missing_from_old_files(tmp_path: Path) -> None:
     # .pth files written by PyTorch < 0.4.1 have no num_batches_tracked; they do not affect inference
     state = {k: v for k, v in random_state().items() if not k.endswith("num_batches_tracked")}
-    src, out = tmp_path / "legacy.pth", tmp_path / "legacy.safetensors"
+    src = tmp_path / "legacy.pth"
     torch.save(state, src)
-    load_script().convert(src, out)
+    out = convert(src).path
+    assert out == tmp_path / "legacy.safetensors"
     converted = load_file(out)
     assert len(converted) == len(state) + 94
     assert converted["Mixed_7c.branch_pool.bn.num_batches_tracked"].item() == 0
 
 
-def test_script_rejects_wrong_keys_with_exit_code_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    src, out = tmp_path / "other.pth", tmp_path / "other.safetensors"
-    torch.save({"conv.weight": torch.zeros(1)}, src)
-    assert load_script().main([str(src), str(out)]) == 2
-    assert "keys do not match" in capsys.readouterr().err
-    assert not out.exists()
+def truncated_pth(path: Path) -> None:
+    torch.save(tiny_state(), path)
+    path.write_bytes(path.read_bytes()[:300])
+
+
+def wrong_shapes_pth(path: Path) -> None:
+    torch.save(tiny_state(), path)
+
+
+def wrong_keys_pth(path: Path) -> None:
+    torch.save({"conv.weight": torch.zeros(1)}, path)
+
+
+def not_a_dict_pth(path: Path) -> None:
+    torch.save([torch.zeros(1)], path)
+
+
+def nan_pth(path: Path) -> None:
+    state = random_state()
+    state["Mixed_6c.branch1x1.conv.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(state, path)
+
+
+@pytest.mark.parametrize(("write", "fragment"), [
+    (lambda path: path.write_bytes(b"hello, not a torch file" * 9), "cannot be read as a PyTorch file"),
+    (truncated_pth, "cannot be read as a PyTorch file"),
+    (wrong_keys_pth, "missing keys: Conv2d_1a_3x3.bn.bias"),
+    (wrong_shapes_pth, "tensor shapes do not match the FID Inception network: Conv2d_1a_3x3.conv.weight (1,) "
+                       "instead of (32, 3, 3, 3)"),
+    (not_a_dict_pth, "expected a state dict of tensors, found list"),
+    (nan_pth, "non-finite values (NaN or inf) in Mixed_6c.branch1x1.conv.weight"),
+], ids=["garbage", "truncated", "wrong-keys", "wrong-shapes", "not-a-dict", "nan"])
+def test_convert_refuses_bad_files_in_one_line(cli, tmp_path: Path, write, fragment: str) -> None:
+    src, out = tmp_path / "bad.pth", tmp_path / "bad.safetensors"
+    write(src)
+    assert_one_error_line(cli("weights", "convert", str(src)), str(src), fragment)
+    assert [p.name for p in tmp_path.iterdir()] == ["bad.pth"]  # nothing written, no temp file left
+
+
+class Payload:
+    """Unpickling this object would call open(marker, "w"): the restricted loader must refuse, not run it."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+def test_convert_refuses_pickles_that_are_not_plain_state_dicts(cli, tmp_path: Path) -> None:
+    marker = tmp_path / "code-ran"
+    src = tmp_path / "evil.pth"
+    torch.save({"fc.weight": torch.zeros(1), "fc.extra": Payload(marker)}, src)
+    assert_one_error_line(cli("weights", "convert", str(src)), "refused: it pickles io.open besides tensors")
+    assert not marker.exists() and not src.with_suffix(".safetensors").exists()
+    module = tmp_path / "module.pth"
+    torch.save(torch.nn.Linear(2, 2), module)  # a whole pickled module, not a state dict
+    assert_one_error_line(cli("weights", "convert", str(module)), "refused: it pickles torch.nn.modules.linear.Linear")
+
+
+def test_convert_refuses_wrong_arguments(cli, tmp_path: Path) -> None:
+    src = tmp_path / "pt_inception.pth"
+    assert_one_error_line(cli("weights", "convert", str(src)), "no such file")
+    src.write_bytes(b"")
+    assert_one_error_line(cli("weights", "convert", str(src), "--out", str(tmp_path / "x.pth")), "must end in")
+    assert_one_error_line(cli("weights", "convert", str(tmp_path / "w.safetensors")), "already safetensors")
+
+
+@pytest.mark.parametrize(("damage", "fragment"), [
+    (lambda data: data[: len(data) // 2], "not a readable safetensors file"),  # an interrupted copy
+    (lambda data: b"\xff" * 16 + data[16:], "not a readable safetensors file"),  # garbled header
+], ids=["truncated", "garbled"])
+def test_verify_refuses_damaged_files_in_one_line(cli, weights_file: Path, tmp_path: Path, damage,
+                                                  fragment: str) -> None:
+    path = tmp_path / "damaged.safetensors"
+    path.write_bytes(damage(weights_file.read_bytes()))
+    assert_one_error_line(cli("weights", "verify", str(path)), str(path), fragment)
+
+
+def test_verify_refuses_incomplete_wrong_or_absent_files_in_one_line(cli, tmp_path: Path, no_env: None) -> None:
+    state = tiny_state()
+    assert_one_error_line(cli("weights", "verify", str(small_file(tmp_path, state))), "tensor shapes do not match")
+    del state["fc.weight"]
+    assert_one_error_line(cli("weights", "verify", str(small_file(tmp_path, state))), "missing keys: fc.weight")
+    assert_one_error_line(cli("weights", "verify", str(tmp_path / "absent.safetensors")), "no such file")
+    assert_one_error_line(cli("weights", "verify", str(tmp_path / "w.pth")), "never loads pickle-based files")
+    assert_one_error_line(cli("weights", "verify"), "FID Inception weights are needed")
 
 
 # (f) structure pinned to pytorch-fid's FIDInceptionV3
