@@ -127,7 +127,7 @@ def test_inputs_reach_a_variant_that_takes_them_and_are_refused_elsewhere(plugin
 def test_request_refuses_what_a_variant_does_not_take(ring_cfg, tmp_path):
     gankit.train(ring_cfg("train.steps=2"), tmp_path / "g", progress=False)
     variant = gankit.load(tmp_path / "g").variant
-    with pytest.raises(ValueError, match="takes no labels"):
+    with pytest.raises(ValueError, match="not class-conditional"):
         variant.generate(Request(3, labels=torch.tensor([0, 1, 2])))
     assert variant.generate(Request(3, truncation=0.5)).shape == (3, 2)
 

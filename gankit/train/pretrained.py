@@ -18,17 +18,11 @@ from ..data import kind_of, upgrade_spec
 from ..errors import UserError
 from ..io import atomic_path, write_json
 from ..version import __version__
-from ..variants import Request, Variant, build_variant, upgrade_legacy_keys, validate_config, variant_class
+from ..variants import Request, Variant, build_variant, refused, upgrade_legacy_keys, validate_config, variant_class
 from . import checkpoint as ckpt
 
 log = logging.getLogger("gankit")
 EXPORT_SCHEMA = 2  # version of model/config.json; load() reads this one and every older one
-REFUSALS = {  # sampling option -> (what is wrong, what to do) when a model does not take it
-    "labels": ("this model is not class-conditional: it takes no class", "sample without --class"),
-    "codes": ("this model has no latent codes", "sample without --code / --vary"),
-    "inputs": ("this model generates from noise: it takes no inputs", "sample without --input"),
-    "truncation": ("this model does not support truncation", "sample without --truncation"),
-}
 
 
 class Generator:
@@ -149,10 +143,9 @@ class Generator:
 
     def check_takes(self, **asked: bool) -> None:
         """A clear error when a request asks for something this model does not take (see SAMPLING_OPTIONS)."""
-        for option, given in asked.items():
-            if given and option not in self.sampling:
-                problem, hint = REFUSALS.get(option, (f"this model takes no {option}", f"sample without {option}"))
-                raise UserError(problem, hint)
+        problem = refused(self.sampling, **asked)
+        if problem is not None:
+            raise UserError(*problem)
 
     @torch.no_grad()
     def generate(self, z: Tensor, labels: int | str | Sequence[int | str] | Tensor | None = None,

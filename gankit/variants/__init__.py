@@ -5,14 +5,15 @@ A variant registers itself (`@register_variant`); importing this package registe
 
 from __future__ import annotations
 
-from .base import SAMPLING_OPTIONS, Context, Group, LogKeys, Phase, Request, Variant, grad_norm_key, slerp, \
-    truncated_noise
+from .base import SAMPLING_OPTIONS, Context, Group, LogKeys, Phase, Request, Variant, grad_norm_key, refused, \
+    slerp, truncated_noise
 from .registry import DEFAULT_VARIANT, VARIANTS, build_variant, check_config, plugin_names, register_variant, resolve, \
     upgrade_legacy_keys, validate_config, variant_class
 from .gan import GAN  # noqa: E402 - gankit's own variants register on import
 from .conditional import ACGAN, CGAN  # noqa: E402
 from .infogan import InfoGAN  # noqa: E402
 
-__all__ = ["SAMPLING_OPTIONS", "Context", "Group", "LogKeys", "Phase", "Request", "Variant", "grad_norm_key", "slerp",
+__all__ = ["SAMPLING_OPTIONS", "Context", "Group", "LogKeys", "Phase", "Request", "Variant", "grad_norm_key", "refused",
+           "slerp",
            "truncated_noise", "DEFAULT_VARIANT", "VARIANTS", "plugin_names", "build_variant", "check_config", "register_variant", "resolve",
            "upgrade_legacy_keys", "validate_config", "variant_class", "GAN", "CGAN", "ACGAN", "InfoGAN"]

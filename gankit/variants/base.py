@@ -101,8 +101,19 @@ class Context:
     values: dict[str, Any] = field(default_factory=dict)
 
 
-# What a `Request` may carry, declared by a variant in `sampling`; the CLI offers the matching flags.
-SAMPLING_OPTIONS = ("truncation", "labels", "codes", "inputs")
+# What a `Request` may carry, declared by a variant in `sampling`; the CLI offers the matching flags. Each comes with
+# (what is wrong, what to do) for a model that does not take it.
+SAMPLING_OPTIONS = {
+    "truncation": ("this model does not support truncation", "sample without --truncation"),
+    "labels": ("this model is not class-conditional: it takes no class", "sample without --class"),
+    "codes": ("this model has no latent codes", "sample without --code / --vary"),
+    "inputs": ("this model generates from noise: it takes no inputs", "sample without --input"),
+}
+
+
+def refused(sampling: frozenset[str], **asked: bool) -> tuple[str, str] | None:
+    """(problem, hint) for the first option asked for that a model's `sampling` lacks, else None."""
+    return next((SAMPLING_OPTIONS[o] for o, given in asked.items() if given and o not in sampling), None)
 
 
 @dataclass
@@ -203,12 +214,10 @@ class Variant(nn.Module):
         that it asks only for what this variant takes."""
         if request.prepared:
             return request
-        asked = {"labels": request.labels is not None, "codes": bool(request.codes),
-                 "inputs": request.inputs is not None, "truncation": request.truncation != 1}
-        for option, given in asked.items():
-            if given and option not in self.sampling:
-                takes = ", ".join(sorted(self.sampling)) or "nothing"
-                raise ValueError(f"this model takes no {option} (it takes: {takes})")
+        problem = refused(self.sampling, labels=request.labels is not None, codes=bool(request.codes),
+                          inputs=request.inputs is not None, truncation=request.truncation != 1)
+        if problem is not None:
+            raise ValueError(problem[0])
         z = request.z if request.z is not None else self.noise(request.n, truncation=request.truncation,
                                                               generator=request.generator)
         request = replace(request, z=z.to(self.device))
