@@ -13,7 +13,7 @@ from ..train import list_checkpoints, load
 from ..variants import resolve
 
 SUMMARY_METRICS = ("fid", "kid", "is", "precision", "recall", "modes", "hq_fraction", "reverse_kl", "class_accuracy",
-                   "code_accuracy")  # shown by the summary when metrics.json has them
+                   "code_accuracy", "code_accuracy_real")  # shown by the summary when metrics.json has them
 
 
 def run_info(run_dir: str | Path) -> dict[str, Any]:
