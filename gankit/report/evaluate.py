@@ -25,8 +25,9 @@ from ..errors import UserError
 from ..io import atomic_path
 from ..metrics import Evaluator, Extracted, FeatureStats, inception_score, load_evaluator
 from ..metrics.modes2d import modes2d
-from ..train import Generator, latest_checkpoint, list_checkpoints, load
-from ..variants import Variant, build_variant, resolve
+from ..train import Generator, list_checkpoints, load
+from ..train.pretrained import checkpoint_variant
+from ..variants import Variant, resolve
 from .compare import MAX_SAMPLES, distribution_metrics, round_to_8bit
 
 REFERENCE_SEED = 0  # picks the real subset when the data holds more than N samples; fixed, so the cache stays valid
@@ -244,15 +245,8 @@ def code_accuracy(run: RunEval) -> tuple[float, dict[str, Any]]:
 def trained_variant(run: RunEval) -> tuple[Variant, dict[str, Any]]:
     """The whole variant (discriminator side included) of the run's newest verified checkpoint, live weights (not
     the EMA copies), in eval mode; and where it came from."""
-    path, state, files = latest_checkpoint(run.run_dir)
-    variant = build_variant(run.config, state.get("spec") or run.gen.spec)
-    live = {k: v for k, v in files["model.safetensors"].items() if not k.startswith("ema.")}
-    try:
-        variant.load_state_dict(live)
-    except RuntimeError as exc:  # a config.yaml edited after training
-        raise UserError(f"{path}: the checkpoint does not fit {run.run_dir / 'config.yaml'}",
-                        str(exc).splitlines()[-1].strip()) from None
-    return variant.eval(), {"checkpoint": path.name, "step": state["step"], "weights": "live (not EMA)"}
+    variant, path, state = checkpoint_variant(run.config, run.gen.spec, run.run_dir)
+    return variant, {"checkpoint": path.name, "step": state["step"], "weights": "live (not EMA)"}
 
 
 @torch.no_grad()

@@ -292,6 +292,20 @@ def generator_config(info: dict) -> tuple[Config, dict]:
     return validate_config(raw, "saved model description"), upgrade_spec(info["spec"], data)
 
 
+def checkpoint_variant(cfg: Config, spec: dict, run_dir: Path) -> tuple[Variant, Path, dict[str, Any]]:
+    """The whole variant (D side included) with the live (not EMA) weights of the run's newest verified checkpoint,
+    in eval mode, and that checkpoint's path and state: for what needs more than the exported generator."""
+    path, state, files = ckpt.latest_checkpoint(run_dir)
+    variant = build_variant(cfg, state.get("spec") or spec)
+    live = {k: v for k, v in files["model.safetensors"].items() if not k.startswith("ema.")}
+    try:
+        variant.load_state_dict(live)
+    except RuntimeError as exc:  # a config.yaml edited after training
+        raise UserError(f"{path}: the checkpoint does not fit {run_dir / 'config.yaml'}",
+                        str(exc).splitlines()[-1].strip()) from None
+    return variant.eval(), path, state
+
+
 def load(run_dir: str | Path, device: str | torch.device = "cpu") -> Generator:
     """The generator of a run directory, or of an exported model folder under any name (its model/ folder, a copy,
     or what `Generator.save_pretrained` wrote), ready to `.sample(n)`."""

@@ -27,8 +27,9 @@ from torch import Tensor
 
 from ..data import load_dataset
 from ..errors import UserError
-from ..variants import Request, Variant, build_variant, resolve
+from ..variants import Request, Variant, build_variant, resolve, variant_class
 from . import checkpoint as ckpt
+from .pretrained import checkpoint_variant
 
 METHODS = ("drs", "mh")
 CALIBRATION = 10_000  # real and generated samples each for Platt scaling
@@ -189,23 +190,20 @@ def _run_dir(source: Path) -> Path:
 
 def _load_critic(cfg: Any, spec: dict, source: Path) -> tuple[Variant, str]:
     """The run's variant with D's trained weights: from model/discriminator.safetensors or the newest checkpoint."""
-    critic = build_variant(cfg, spec)
-    if type(critic).score is Variant.score:
-        raise UserError(f"variant {critic.name} has no discriminator that scores samples",
+    if variant_class(cfg.variant).score is Variant.score:
+        raise UserError(f"variant {cfg.variant} has no discriminator that scores samples",
                         "refinement needs a variant whose D scores samples")
     exported = source / "model" / DISCRIMINATOR_FILE
-    if exported.is_file():
-        state, where = ckpt.load_tensors(exported), f"model/{DISCRIMINATOR_FILE}"
-    else:
-        path, _, files = ckpt.latest_checkpoint(source)
-        state = {k: v for k, v in files["model.safetensors"].items() if not k.startswith("ema.")}
-        where = f"checkpoints/{path.name}"
+    if not exported.is_file():
+        critic, path, _ = checkpoint_variant(cfg, spec, source)
+        return critic, f"checkpoints/{path.name}"
+    critic, state = build_variant(cfg, spec), ckpt.load_tensors(exported)
     missing = set(discriminator_state(critic)) - set(state)
     if missing:
-        raise UserError(f"{source}: {where} lacks D's weights (e.g. {sorted(missing)[0]})",
-                        "train with train.export_discriminator=true, or keep a checkpoint")
+        raise UserError(f"{exported} lacks D's weights (e.g. {sorted(missing)[0]})",
+                        "export it again: resume the run with train.export_discriminator=true")
     critic.load_state_dict(state, strict=False)
-    return critic.eval(), where
+    return critic.eval(), f"model/{DISCRIMINATOR_FILE}"
 
 
 def _real_samples(cfg: Any, n: int, offset: int = 0) -> tuple[Tensor, Tensor | None, str]:
