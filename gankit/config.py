@@ -33,7 +33,8 @@ class DataConfig(_Section):
         "n": ("ring", "grid", "spiral", "shapes"), "modes": ("ring", "spiral"), "radius": ("ring", "spiral"),
         "size": ("grid",), "spacing": ("grid",), "std": ("ring", "grid", "spiral"),
         "resolution": ("digits", "shapes", "folder", "npz"), "channels": ("folder",), "path": ("folder", "npz"),
-        "key": ("npz",), "labels_key": ("npz",), "shapes": ("shapes",), "colors": ("shapes",), "label": ("shapes",)}
+        "key": ("npz",), "labels_key": ("npz",), "shapes": ("shapes",), "colors": ("shapes",), "label": ("shapes",),
+        **{knob: ("shapes",) for knob in ("size_range", "jitter", "rotation", "noise", "gradient", "backgrounds")}}
 
     name: Literal["ring", "grid", "spiral", "digits", "shapes", "folder", "npz"] = Field("ring", description="dataset")
     n: int | None = Field(None, ge=1, description="generated sets: samples drawn once (toy 2D 100,000; shapes 20,000)")
@@ -51,6 +52,18 @@ class DataConfig(_Section):
     colors: list[str] | None = Field(None, description="shapes: which colours to use (default: all)")
     label: Literal["shape", "color", "shape_color"] = Field(
         "shape", description="shapes: what the class label is (shape_color: one class per pair)")
+    # shapes difficulty knobs (gankit.data.shapes.Difficulty); the defaults are the full set
+    size_range: tuple[float, float] = Field((0.2, 0.42), description="shapes: sizes drawn from [min, max] (circumradius"
+                                            " as a fraction of the side; 0 < min ≤ max ≤ 0.5)")
+    jitter: float = Field(1.0, ge=0, le=1, description="shapes: position spread (0: always centred, 1: anywhere the "
+                                                       "shape fits)")
+    rotation: float = Field(360.0, ge=0, le=360, description="shapes: rotations drawn from [0, rotation) degrees "
+                                                            "(0: upright)")
+    noise: float = Field(0.05, ge=0, le=1, description="shapes: per-pixel background noise std, at most")
+    gradient: float = Field(0.25, ge=0, le=1, description="shapes: background luminance change across the image, "
+                                                         "at most")
+    backgrounds: list[Literal["dark", "light"]] = Field(["dark", "light"], min_length=1, description="shapes: "
+                                                        "background tones (white shapes always get dark ones)")
 
 
 class ModelConfig(_Section):

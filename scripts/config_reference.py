@@ -32,6 +32,8 @@ def _constraint(meta: object) -> str:
     for attr, sign in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<")):
         if hasattr(meta, attr):
             return f"{sign} {getattr(meta, attr)}"
+    if hasattr(meta, "min_length"):
+        return f"at least {meta.min_length}"
     return str(meta)
 
 

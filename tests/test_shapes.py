@@ -4,6 +4,7 @@ rendering from explicit specs (paired domains and moving objects change only wha
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import replace
 
@@ -12,8 +13,8 @@ import torch
 
 from gankit.config import DataConfig
 from gankit.data import BatchSampler, load_dataset
-from gankit.data.shapes import (BACKGROUNDS, COLOR_RGB, COLORS, SHAPES, ShapeSpecs, captions, random_specs, render,
-                                shapes)
+from gankit.data.shapes import (BACKGROUNDS, COLOR_RGB, COLORS, SHAPES, Difficulty, ShapeSpecs, captions, random_specs,
+                                render, shapes)
 from gankit.errors import UserError
 
 
@@ -131,3 +132,38 @@ def test_paired_rendering_changes_only_the_changed_attribute():
                      size=torch.tensor([0.4]), noise=torch.tensor([0.05]))
     centre = render(circle, 33)[0, :, 16, 16].float()
     assert torch.allclose(centre, 255 * torch.tensor(COLOR_RGB["red"]), atol=0.51)
+
+
+def test_difficulty_knobs_narrow_the_draws_and_keep_everything_else():
+    full = random_specs(400, torch.Generator().manual_seed(3))
+    easy = random_specs(400, torch.Generator().manual_seed(3), difficulty=Difficulty(
+        size_range=(0.3, 0.3), jitter=0.0, rotation=0.0, noise=0.0, gradient=0.0, backgrounds=("dark",)))
+    assert torch.equal(full.shape, easy.shape) and torch.equal(full.color, easy.color)  # same draws, narrowed
+    assert torch.equal(full.noise_seed, easy.noise_seed)
+    assert torch.allclose(easy.size, torch.full((400,), 0.3)) and torch.allclose(easy.center, torch.full((400, 2), 0.5))
+    assert not easy.rotation.any() and not easy.noise.any() and not easy.gradient.any() and not easy.tone.any()
+    half = random_specs(400, torch.Generator().manual_seed(3), difficulty=Difficulty(jitter=0.5, rotation=90.0))
+    offset = (half.center - 0.5).abs()
+    assert torch.allclose(offset, 0.5 * (full.center - 0.5).abs(), atol=1e-6)  # half the spread, same direction
+    assert half.rotation.max() < math.pi / 2 and torch.allclose(half.rotation, full.rotation / 4)
+    light = random_specs(400, torch.Generator().manual_seed(3), difficulty=Difficulty(backgrounds=("light",)))
+    white = light.color == COLORS.index("white")
+    assert light.tone[~white].all() and not light.tone[white].any()  # white stays readable on dark
+    assert Difficulty().is_default and not Difficulty(jitter=0.5).is_default
+
+
+def test_difficulty_reaches_the_dataset_from_the_config():
+    default = load_dataset(DataConfig(name="shapes", n=300))
+    assert torch.equal(default.x, shapes(n=300).x) and "difficulty" not in default.info  # defaults: today's set
+    easy = load_dataset(DataConfig(name="shapes", n=300, jitter=0, rotation=0, noise=0, gradient=0))
+    assert easy.info["difficulty"]["jitter"] == 0 and not torch.equal(easy.x, default.x)
+    assert torch.equal(easy.y, default.y)  # the same objects, drawn more simply
+    flat = easy.x.float()
+    assert (flat[:, :, 0, :] - flat[:, :, 0, :1]).abs().max() <= 1  # no noise, no gradient: a flat top row
+
+
+@pytest.mark.parametrize("knobs, field", [(dict(size_range=(0.3, 0.6)), "size_range"), (dict(jitter=1.5), "jitter"),
+                                          (dict(rotation=-1.0), "rotation"), (dict(backgrounds=("grey",)), "background")])
+def test_out_of_range_difficulty_is_a_user_error(knobs, field):
+    with pytest.raises(UserError, match=field):
+        Difficulty(**knobs)

@@ -9,7 +9,7 @@ from .digits import digits
 from .folder import image_folder
 from .kinds import KINDS, DataKind, ImageKind, VectorKind, kind_of, output_format, register_kind
 from .npz import npz_dataset, read_npz
-from .shapes import shapes
+from .shapes import Difficulty, shapes
 from .toy2d import DEFAULT_STD, grid_centers, mixture, ring_centers, spiral_centers
 
 
@@ -26,7 +26,9 @@ def load_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
     if cfg.name == "digits":
         return digits(cfg.resolution or 16)
     if cfg.name == "shapes":
-        return shapes(cfg.n or 20_000, cfg.resolution or 32, cfg.shapes, cfg.colors, cfg.label, seed)
+        difficulty = Difficulty(tuple(cfg.size_range), cfg.jitter, cfg.rotation, cfg.noise, cfg.gradient,
+                                tuple(cfg.backgrounds))
+        return shapes(cfg.n or 20_000, cfg.resolution or 32, cfg.shapes, cfg.colors, cfg.label, seed, difficulty)
     if cfg.name == "folder":
         return image_folder(cfg.path, cfg.resolution or 32, cfg.channels or 3)
     return npz_dataset(cfg.path, cfg.key, cfg.labels_key, cfg.resolution)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 
 import torch
 from torch import Tensor
@@ -93,29 +93,64 @@ def select(names: Sequence[str] | None, valid: Sequence[str], what: str) -> list
     return sorted({valid.index(name) for name in names})
 
 
+@dataclass(frozen=True)
+class Difficulty:
+    """How varied the random objects are (the knobs of `data.size_range`, `jitter`, `rotation`, ...); the defaults
+    are the full set. Every knob scales the same random draws, so sets that differ only in difficulty share their
+    shapes, colours and seeds row by row."""
+
+    size_range: tuple[float, float] = SIZE_RANGE  # circumradius as a fraction of the side, drawn uniformly
+    jitter: float = 1.0  # centre: 0 always the image centre, 1 anywhere the whole shape fits
+    rotation: float = 360.0  # degrees: rotations drawn from [0, rotation); 0 keeps every shape upright
+    noise: float = NOISE  # per-pixel luminance noise std, at most
+    gradient: float = GRADIENT  # luminance change across the image, at most
+    backgrounds: tuple[str, ...] = BACKGROUNDS  # background tones to draw from (DARK_ONLY colours stay dark)
+
+    def __post_init__(self) -> None:
+        low, high = self.size_range
+        checks = [(0 < low <= high <= 0.5, "size_range", "two sizes 0 < min <= max <= 0.5 (fractions of the side)"),
+                  (0 <= self.jitter <= 1, "jitter", "a number from 0 (centred) to 1 (anywhere)"),
+                  (0 <= self.rotation <= 360, "rotation", "degrees from 0 (upright) to 360"),
+                  (0 <= self.noise <= 1, "noise", "a noise std from 0 to 1"),
+                  (0 <= self.gradient <= 1, "gradient", "a luminance change from 0 to 1")]
+        for ok, name, hint in checks:
+            if not ok:
+                raise UserError(f"shapes difficulty data.{name}={getattr(self, name)!r} is out of range", hint=hint)
+        select(self.backgrounds, BACKGROUNDS, "background")
+
+    @property
+    def is_default(self) -> bool:
+        return self == Difficulty()
+
+
 def random_specs(n: int, generator: torch.Generator, shapes: Sequence[str] | None = None,
-                 colors: Sequence[str] | None = None) -> ShapeSpecs:
+                 colors: Sequence[str] | None = None, difficulty: Difficulty | None = None) -> ShapeSpecs:
     """`n` random objects from the named `shapes` and `colors` (default: all), a pure function of the generator state.
 
-    Uniform shape, colour, size in SIZE_RANGE, centre (the whole shape stays inside), rotation and background tone
-    (dark or light grey with a random tint, gradient and noise); DARK_ONLY colours always get a dark background.
+    Uniform shape, colour, size, centre (the whole shape stays inside), rotation and background tone (dark or light
+    grey with a random tint, gradient and noise), each within the ranges of `difficulty` (default: the full set);
+    DARK_ONLY colours always get a dark background.
     """
+    d = difficulty or Difficulty()
     shape_ids, color_ids = torch.tensor(select(shapes, SHAPES, "shape")), torch.tensor(select(colors, COLORS, "colour"))
     g = generator
     shape = shape_ids[torch.randint(len(shape_ids), (n,), generator=g)]
     color = color_ids[torch.randint(len(color_ids), (n,), generator=g)]
-    size = SIZE_RANGE[0] + (SIZE_RANGE[1] - SIZE_RANGE[0]) * torch.rand(n, generator=g)
-    center = size[:, None] + (1 - 2 * size[:, None]) * torch.rand(n, 2, generator=g)
-    rotation = 2 * math.pi * torch.rand(n, generator=g)
+    size = d.size_range[0] + (d.size_range[1] - d.size_range[0]) * torch.rand(n, generator=g)
+    free = torch.rand(n, 2, generator=g)  # where in the free range around the shape its centre falls
+    center = size[:, None] + (1 - 2 * size[:, None]) * (free if d.jitter == 1 else 0.5 + d.jitter * (free - 0.5))
+    rotation = 2 * math.pi * (d.rotation / 360) * torch.rand(n, generator=g)
     light = torch.rand(n, generator=g) < 0.5
+    if len(set(d.backgrounds)) == 1:
+        light = torch.full((n,), d.backgrounds[0] == "light")
     level, tint = torch.rand(n, 1, generator=g), TINT * (2 * torch.rand(n, 3, generator=g) - 1)
     dark_bg = DARK_GREY[0] + (DARK_GREY[1] - DARK_GREY[0]) * level + tint  # (N, 3)
     light_bg = LIGHT_GREY[0] + (LIGHT_GREY[1] - LIGHT_GREY[0]) * level + tint
     light &= ~torch.isin(color, torch.tensor([COLORS.index(name) for name in DARK_ONLY]))
     background = torch.where(light[:, None], light_bg, dark_bg).clamp(0, 1)
     angle = 2 * math.pi * torch.rand(n, generator=g)
-    gradient = GRADIENT * torch.rand(n, 1, generator=g) * torch.stack([angle.cos(), angle.sin()], dim=1)
-    noise = NOISE * torch.rand(n, generator=g)
+    gradient = d.gradient * torch.rand(n, 1, generator=g) * torch.stack([angle.cos(), angle.sin()], dim=1)
+    noise = d.noise * torch.rand(n, generator=g)
     noise_seed = torch.randint(2**31 - 1, (n,), generator=g)
     return ShapeSpecs(shape, color, center, size, rotation, background, gradient, noise, noise_seed)
 
@@ -243,18 +278,20 @@ def label_names(index: Tensor, label: str) -> list[str]:
 
 
 def shapes(n: int = DEFAULT_N, resolution: int = DEFAULT_RESOLUTION, shapes: Sequence[str] | None = None,
-           colors: Sequence[str] | None = None, label: str = "shape", seed: int = 0) -> Dataset:
+           colors: Sequence[str] | None = None, label: str = "shape", seed: int = 0,
+           difficulty: Difficulty | None = None) -> Dataset:
     """`n` random shape images (N, 3, R, R) uint8, labelled by `label`, with attributes; seeded.
 
     label "shape": classes are the chosen shapes; "color": the chosen colours; "shape_color": one class per pair,
     "red star", numbered shape-major (shape position * number of chosen colours + colour position). Class lists
     follow the canonical order of SHAPES and COLORS. `attributes` hold canonical indices into SHAPES, COLORS and
-    BACKGROUNDS whatever the subset, so they mean the same thing in every configuration.
+    BACKGROUNDS whatever the subset, so they mean the same thing in every configuration. `difficulty` narrows how
+    the objects vary (size, position, rotation, background); the default is the full set.
     """
     if label not in LABELS:
         raise UserError(f"unknown shapes label '{label}'", hint=f"choose from: {', '.join(LABELS)}")
     shape_ids, color_ids = select(shapes, SHAPES, "shape"), select(colors, COLORS, "colour")
-    specs = random_specs(n, torch.Generator().manual_seed(seed), shapes, colors)
+    specs = random_specs(n, torch.Generator().manual_seed(seed), shapes, colors, difficulty)
     shape_pos = torch.full((len(SHAPES),), -1, dtype=torch.long)
     shape_pos[shape_ids] = torch.arange(len(shape_ids))
     color_pos = torch.full((len(COLORS),), -1, dtype=torch.long)
@@ -268,7 +305,8 @@ def shapes(n: int = DEFAULT_N, resolution: int = DEFAULT_RESOLUTION, shapes: Seq
         names = [f"{COLORS[c]} {SHAPES[s]}" for s in shape_ids for c in color_ids]
     attributes = {"shape": specs.shape, "color": specs.color, "background": specs.tone}
     return Dataset(name="shapes", kind="image", x=render(specs, resolution), y=y, class_names=names,
-                   info={"seed": seed, "label": label, "generated": True, "evaluator": {"name": "shapes", "label": label},
+                   info={"seed": seed, "label": label, "generated": True,
+                         **({} if difficulty is None or difficulty.is_default else {"difficulty": asdict(difficulty)}), "evaluator": {"name": "shapes", "label": label},
                          "attribute_names": {"shape": list(SHAPES), "color": list(COLORS),
                                              "background": list(BACKGROUNDS)}},
                    attributes=attributes)
