@@ -1,7 +1,7 @@
 """`gankit doctor`: diagnose a run from its logs.jsonl (and config.yaml), each finding with evidence and a cure.
 
 GAN training fails in a few well-known ways: mode collapse, vanishing generator gradients, one player overpowering
-the other, losses that oscillate without converging, and divergence to NaN/Inf. Each check compares the *late* part
+(or steadily pulling away from) the other, losses that oscillate without converging, and divergence to NaN/Inf. Each check compares the *late* part
 of the run (last 30 % of the logged records) with the *early* part, and asks for a condition to persist, so one noisy
 window mean never decides. A healthy run gives an empty list; a run too short to judge says so in `notes`.
 """
@@ -40,6 +40,10 @@ VANISH_RATIO = 1e-2       # ... or two orders of magnitude below its early media
 VANISH_D_FAKE = 0.05      # BCE: D(G(z)) below this is where log(1 - D(G(z))) saturates
 D_CONFIDENT = 0.95        # BCE: D(x) >= 0.95 and D(G(z)) <= 0.05 means D tells every sample apart
 D_LOSS_FLOOR = 0.05       # hinge / least squares: a D loss this close to 0 means D separates (almost) perfectly
+AWAY_MARGIN = 0.6         # BCE: D(x) - D(G(z)) this wide late (e.g. 0.8 / 0.2) ...
+AWAY_WIDENING = 0.1       # ... and this much wider than early: D keeps pulling away
+AWAY_D_LOSS = 0.7         # other games: late d_loss at most 0.7x its early level ...
+AWAY_G_RISE = 1.25        # ... while G's loss climbs: late median >= 1.25x the early one, on a rising trend
 G_WIN_D_LOSS = 1.6        # BCE: D loss this far above log 4 ≈ 1.386 (chance) with D(G(z)) >= D(x): G fools D
 G_WIN_SHARE = 0.9         # fakes rated >= reals in >= 90 % of late records: a trained D keeps reals above fakes
 PATTERN_RECORDS = 8       # order and oscillation patterns need >= 8 late records (all 8 one way by chance: 1 in 256)
@@ -139,10 +143,11 @@ def diagnose(run_dir: str | Path) -> Diagnosis:
         diagnosis.notes.append(f"only {len(run.records)} training records (< {MIN_RECORDS}): too few to judge "
                                "trends, so only NaN/Inf and rollbacks were checked")
     else:
-        checks += [_mode_collapse, _vanishing_gradients, _d_overpowering, _g_overpowering, _non_convergence]
+        checks += [_mode_collapse, _vanishing_gradients, _d_overpowering, _d_pulling_away, _g_overpowering,
+                   _non_convergence]
     for check in checks:
         problem = check(run, diagnosis.notes)
-        if problem is not None:
+        if problem is not None and not (problem.kind == "d_pulling_away" and "d_overpowering" in diagnosis.kinds):
             diagnosis.problems.append(problem)
     return diagnosis
 
@@ -388,6 +393,46 @@ def _d_overpowering(run: _Run, notes: list[str]) -> Problem | None:
                    "weaken D: lower optim.lr_d; " + BALANCE_ADVICE, _span(hits), _d_values(hits))
 
 
+def _d_pulling_away(run: _Run, notes: list[str]) -> Problem | None:
+    """D's lead over G widens through the run (short of separating every sample) while G's loss climbs: D is
+    learning the training set faster than G learns to fool it, which on small data means D memorises it."""
+    if run.loss is None or run.loss == "wasserstein":
+        return None
+    g_early, g_late = _values(run.early, "g_loss"), _values(run.late, "g_loss")
+    if not g_early or len(g_late) < MIN_WINDOW:
+        return None
+    g_rise = _median(g_late) >= AWAY_G_RISE * max(_median(g_early), 1e-8) and _slope(_values(run.records, "g_loss")) > 0
+    if run.bce:
+        early, late = (_median([r["d_real"] - r["d_fake"] for r in part if _finite(r.get("d_real"))
+                                and _finite(r.get("d_fake"))] or [math.nan]) for part in (run.early, run.late))
+        ahead = late >= AWAY_MARGIN and late >= early + AWAY_WIDENING
+        lead = f"D(x) − D(G(z)) widened from {_fmt(early)} to {_fmt(late)} (median of the early / late run)"
+    else:
+        d_early, d_late = _values(run.early, "d_loss"), _values(run.late, "d_loss")
+        ahead = bool(d_early and d_late) and _median(d_late) <= AWAY_D_LOSS * _median(d_early)
+        lead = (f"d_loss fell from {_fmt(_median(d_early))} to {_fmt(_median(d_late))}" if ahead else "")
+    if not (ahead and g_rise):
+        return None
+    text = f"{lead} while G's loss climbed from {_fmt(_median(g_early))} to {_fmt(_median(g_late))}"
+    values = {"g_loss_early": _median(g_early), "g_loss_late": _median(g_late)}
+    grads_early, grads_late = _values(run.early, "grad_norm_G"), _values(run.late, "grad_norm_G")
+    if grads_early and grads_late and _median(grads_late) >= 3 * _median(grads_early):
+        text += f"; G's gradient norm grew {_median(grads_late) / _median(grads_early):.0f}x (spikes when D flips)"
+    if run.bce:
+        values.update(margin_early=early, margin_late=late)
+    return Problem("d_pulling_away", text + f" ({_steps_text(_span(run.records))})",
+                   "D is learning the training set faster than G learns to fool it (on a few thousand images it "
+                   "memorises them): augment what D sees (train.diffaug=color,translation,cutout; DiffAugment) or "
+                   "penalise it (loss.r1_weight=1); lower optim.lr_d; more data if you have it",
+                   _span(run.records), values)
+
+
+def _slope(xs: list[float]) -> float:
+    """Theil–Sen slope of equally spaced values (the median pairwise slope; spikes do not tilt it)."""
+    n = len(xs)
+    return _median([(xs[j] - xs[i]) / (j - i) for i in range(n) for j in range(i + 1, n)]) if n > 1 else 0.0
+
+
 def _g_overpowering(run: _Run, notes: list[str]) -> Problem | None:
     """D rates fakes at least as real as reals for most of the late run: nearly always (a trained D keeps reals
     above fakes, so this is no coin flip), or for BCE games with a D loss far above chance (log 4)."""
@@ -455,8 +500,7 @@ def _non_convergence(run: _Run, notes: list[str]) -> Problem | None:
 def _detrend(xs: list[float]) -> list[float]:
     """Residuals of a Theil–Sen line through xs (equally spaced): median slope and offset, so a spike does not
     tilt the line and smear itself over the other residuals."""
-    n = len(xs)
-    slope = _median([(xs[j] - xs[i]) / (j - i) for i in range(n) for j in range(i + 1, n)])
+    slope = _slope(xs)
     offset = _median([x - slope * t for t, x in enumerate(xs)])
     return [x - offset - slope * t for t, x in enumerate(xs)]
 
@@ -464,7 +508,8 @@ def _detrend(xs: list[float]) -> list[float]:
 # ---------------------------------------------------------------------------------------------- report
 
 TITLES = {"mode_collapse": "mode collapse", "vanishing_gradients": "vanishing generator gradients",
-          "d_overpowering": "discriminator overpowering", "g_overpowering": "generator overpowering",
+          "d_overpowering": "discriminator overpowering",
+          "d_pulling_away": "discriminator pulling away", "g_overpowering": "generator overpowering",
           "non_convergence": "non-convergence", "divergence": "divergence"}
 
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import math
 import random
+from pathlib import Path
 
 import pytest
 
 from gankit.doctor import diagnose
 from gankit.errors import UserError
 
+DATA = Path(__file__).parent / "data"
 N, EVERY = 60, 25  # 60 window records, one every 25 steps, like a 1,500-step ring8-gan run
 
 
@@ -427,3 +429,50 @@ def test_real_exploding_learning_rate_is_divergence(tmp_path, ring_cfg, cli, one
     assert diagnosis.problems[0].values["rollbacks"] >= 1 and "stopped at step" in diagnosis.problems[0].evidence
     code, out, _ = cli("doctor", str(tmp_path / "run"), "--json")
     assert code == 0 and [p["kind"] for p in json.loads(out)["problems"]] == ["divergence"]
+
+
+# ------------------------------------------------------------------------------------------------ D pulling away
+
+def test_d_pulling_away_bce(tmp_path):
+    # D's lead widens (0.8/0.2 -> 0.9/0.08) and G's loss climbs (1.6 -> 3), short of D separating everything.
+    def away(t, r):
+        r.update(d_real=0.78 + 0.12 * t, d_fake=0.22 - 0.14 * t, d_loss=0.5 - 0.3 * t, g_loss=1.6 + 1.4 * t,
+                 grad_norm_G=15 + 400 * t)
+
+    diagnosis = diagnose(write_run(tmp_path / "run", make_records(away)))
+    assert diagnosis.kinds == {"d_pulling_away"}
+    problem = diagnosis.problems[0]
+    assert "widened" in problem.evidence and "climbed" in problem.evidence and "gradient norm grew" in problem.evidence
+    assert problem.values["margin_late"] > problem.values["margin_early"] + 0.1 and "diffaug" in problem.advice
+
+
+@pytest.mark.parametrize("widening, g_rise, kinds", [(True, True, {"d_pulling_away"}), (False, True, set()),
+                                                     (True, False, set())])
+def test_d_pulling_away_needs_both_a_widening_lead_and_a_climbing_g_loss(tmp_path, widening, g_rise, kinds):
+    def change(t, r):
+        r.update(d_real=0.8 + (0.12 * t if widening else 0), d_fake=0.2 - (0.14 * t if widening else 0),
+                 g_loss=1.6 + (1.4 * t if g_rise else 0))
+
+    assert kinds_of(tmp_path, make_records(change)) == kinds
+
+
+@pytest.mark.parametrize("falling, kinds", [(True, {"d_pulling_away"}), (False, set())])
+def test_d_pulling_away_hinge(tmp_path, falling, kinds):
+    def hinge(t, r):
+        r.update(d_loss=1.2 - (0.8 * t if falling else 0), g_loss=0.3 + 0.6 * t)
+
+    assert kinds_of(tmp_path, make_records(hinge), loss="hinge") == kinds
+
+
+def test_d_overpowering_is_not_also_reported_as_pulling_away(tmp_path):
+    def away_then_total(t, r):
+        r.update(d_real=0.8 + 0.19 * t, d_fake=0.2 - 0.19 * t, g_loss=1.6 + 3 * t)
+
+    assert kinds_of(tmp_path, make_records(away_then_total)) == {"d_overpowering"}
+
+
+def test_the_old_demo_log_shows_d_pulling_away():
+    # digits-dcgan before its small-data fix (3,000 steps): D(x) 0.87 / D(G(z)) 0.14 late, G's loss 1.7 -> 2.4.
+    diagnosis = diagnose(DATA / "doctor" / "demo-d-pulls-away")
+    assert diagnosis.kinds == {"d_pulling_away"}
+    assert 0.5 < diagnosis.problems[0].values["margin_early"] < 0.6 < 0.7 < diagnosis.problems[0].values["margin_late"]
