@@ -136,6 +136,11 @@ class TrainConfig(_Section):
     tensorboard: bool = Field(False, description="also log scalars and progress pictures to RUN/tensorboard/ (needs "
                               "`pip install gankit[tensorboard]`)")
 
+    @field_validator("diffaug", mode="before")
+    @classmethod
+    def _none_is_off(cls, value: object) -> object:
+        return "" if value is None else value  # `train.diffaug=` on the command line turns it off
+
     @field_validator("diffaug")
     @classmethod
     def _known_policies(cls, value: str) -> str:

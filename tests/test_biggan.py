@@ -11,6 +11,7 @@ import gankit
 from gankit.config import ModelConfig
 from gankit.variants import resolve
 from gankit.data import load_dataset
+from gankit.data.shapes import SHAPES
 from gankit.errors import UserError
 from gankit.nets import BigGANDiscriminator, BigGANGenerator, build_biggan, build_generator
 from gankit.nets.biggan import ConditionalBatchNorm, upsample2, z_chunks
@@ -143,6 +144,7 @@ def test_truncation_reduces_sample_variance(tmp_path):
 
 
 @pytest.mark.parametrize("preset, variant, model", [("shapes-biggan", "cgan", "biggan"),
+                                                    ("shapes32-biggan", "cgan", "biggan"),
                                                     ("shapes-dcgan", "gan", "dcgan"),
                                                     ("digits-cgan", "cgan", "dcgan"),
                                                     ("digits-acgan", "acgan", "dcgan")])
@@ -152,6 +154,13 @@ def test_presets_validate_and_build(preset, variant, model):
     spec = load_dataset(cfg.data.model_copy(update={"n": 64})).spec()
     variant_module = build_variant(cfg, spec)
     assert variant_module.generate(Request(2)).shape == (2, *spec["shape"])
+
+
+def test_shapes32_preset_trains_on_the_easier_shapes_it_names():
+    cfg = resolve("shapes32-biggan")[0]
+    data = load_dataset(cfg.data.model_copy(update={"n": 64}))
+    assert data.info["difficulty"]["rotation"] == 0 and data.info["difficulty"]["jitter"] == 0
+    assert data.class_names == list(SHAPES) and data.x.shape[-1] == 32
 
 
 def test_eval_of_a_shapes_run_uses_the_shapes_evaluator_for_class_accuracy(tmp_path):
