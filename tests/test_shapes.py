@@ -163,7 +163,8 @@ def test_difficulty_reaches_the_dataset_from_the_config():
 
 
 @pytest.mark.parametrize("knobs, field", [(dict(size_range=(0.3, 0.6)), "size_range"), (dict(jitter=1.5), "jitter"),
-                                          (dict(rotation=-1.0), "rotation"), (dict(backgrounds=("grey",)), "background")])
+                                          (dict(rotation=-1.0), "rotation"),
+                                          (dict(backgrounds=("grey",)), "background")])
 def test_out_of_range_difficulty_is_a_user_error(knobs, field):
     with pytest.raises(UserError, match=field):
         Difficulty(**knobs)

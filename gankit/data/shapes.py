@@ -306,7 +306,8 @@ def shapes(n: int = DEFAULT_N, resolution: int = DEFAULT_RESOLUTION, shapes: Seq
     attributes = {"shape": specs.shape, "color": specs.color, "background": specs.tone}
     return Dataset(name="shapes", kind="image", x=render(specs, resolution), y=y, class_names=names,
                    info={"seed": seed, "label": label, "generated": True,
-                         **({} if difficulty is None or difficulty.is_default else {"difficulty": asdict(difficulty)}), "evaluator": {"name": "shapes", "label": label},
+                         **({} if difficulty is None or difficulty.is_default else {"difficulty": asdict(difficulty)}),
+                         "evaluator": {"name": "shapes", "label": label},
                          "attribute_names": {"shape": list(SHAPES), "color": list(COLORS),
                                              "background": list(BACKGROUNDS)}},
                    attributes=attributes)
