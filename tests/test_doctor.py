@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -476,3 +477,14 @@ def test_the_old_demo_log_shows_d_pulling_away():
     diagnosis = diagnose(DATA / "doctor" / "demo-d-pulls-away")
     assert diagnosis.kinds == {"d_pulling_away"}
     assert 0.5 < diagnosis.problems[0].values["margin_early"] < 0.6 < 0.7 < diagnosis.problems[0].values["margin_late"]
+
+
+def test_trend_slopes_of_long_logs_are_thinned_but_stay_per_record():
+    # a 200,000-step run logged every 20 steps has 10,000 records: all pairs would be 50 million
+    from gankit.doctor import _slope
+
+    line = [0.5 + 0.002 * i for i in range(10_000)]
+    start = time.perf_counter()
+    assert _slope(line) == pytest.approx(0.002) and _slope(line[:200]) == pytest.approx(0.002)
+    assert time.perf_counter() - start < 2
+    assert _slope([1.0, 1.0, 9.0, 1.0, 1.0]) == 0.0  # one spike does not tilt it
