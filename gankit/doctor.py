@@ -433,7 +433,8 @@ def _slope(xs: list[float], most: int = 300) -> float:
     """Theil–Sen slope of equally spaced values (the median pairwise slope; spikes do not tilt it), per index; long
     series are thinned to about `most` evenly spaced values first, so the pairs stay few."""
     every = max(1, len(xs) // most)
-    xs, n = xs[::every], len(xs[::every])
+    xs = xs[::every]
+    n = len(xs)
     pairs = [(xs[j] - xs[i]) / (j - i) for i in range(n) for j in range(i + 1, n)]
     return _median(pairs) / every if pairs else 0.0
 
