@@ -88,12 +88,13 @@ def main() -> None:
     parser.add_argument("--sets", default="ring8,grid25", help=f"comma-separated, from: {', '.join(SETS)}")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--quick", action="store_true", help="1 seed of ring8 with 1,500 training steps")
+    parser.add_argument("--set-override", action="append", default=[], help="extra key=value for every trial")
     args = parser.parse_args()
     sets = ["ring8"] if args.quick else args.sets.split(",")
     unknown = [s for s in sets if s not in SETS]
     if unknown:
         parser.error(f"unknown set {unknown[0]!r}; choose from {', '.join(SETS)}")
-    extra = ["train.steps=1500"] if args.quick else []
+    extra = [*args.set_override, *(["train.steps=1500"] if args.quick else [])]
     jobs = [(s, seed, extra) for s in sets for seed in range(1 if args.quick else args.seeds)]
     rows: list[dict] = []
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
