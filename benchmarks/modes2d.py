@@ -6,9 +6,14 @@ the mode histogram to uniform). Published numbers (Lin et al. 2018, PacGAN, Tabl
 The table's ± is the standard error of the mean over seeds, as in PacGAN's tables; the JSON line after it holds the
 mean, std (`_std`) and standard error (`_sem`) of each column.
 
+`--refine drs,mh` adds rows for discriminator-guided samples of the same trained generators (docs/refine.md), with
+the acceptance rate and the G+D passes per kept sample. Besides the two benchmark sets, ring12 / grid16 / grid36 are
+variations that no preset was tuned on: a method that only works on 8 and 25 modes shows there.
+
     python benchmarks/modes2d.py                  # 10 seeds, every method, both sets (about an hour on 2 cores)
     python benchmarks/modes2d.py --quick          # 2 seeds
-    python benchmarks/modes2d.py --sets ring8 --methods "gankit best" --seeds 10
+    python benchmarks/modes2d.py --sets ring8 --methods "gankit best" --seeds 10 --refine drs,mh
+    python benchmarks/modes2d.py --sets ring12,grid16,grid36 --methods "gankit best" --seeds 3 --refine drs,mh
 """
 
 from __future__ import annotations
@@ -26,7 +31,12 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-SETS = {"ring8": ("ring8-gan", "ring8-best"), "grid25": ("grid25-gan", "grid25-best")}
+SETS = {  # name -> (vanilla preset, best preset, overrides of both): the benchmark sets, then untuned variations
+    "ring8": ("ring8-gan", "ring8-best", []), "grid25": ("grid25-gan", "grid25-best", []),
+    "ring12": ("ring8-gan", "ring8-best", ["data.modes=12", "data.radius=2"]),
+    "grid16": ("grid25-gan", "grid25-best", ["data.size=4"]), "grid36": ("grid25-gan", "grid25-best", ["data.size=6"]),
+}
+REFINEMENTS = ("drs", "mh")
 METHODS = {  # name -> (use the best preset?, overrides)
     "GAN (minimax)": (False, ["loss.name=minimax"]),
     "GAN (non-saturating)": (False, ["loss.name=non_saturating"]),
@@ -48,37 +58,61 @@ PUBLISHED = {  # (set, method) -> (modes, high-quality %, reverse KL): PacGAN pa
 }
 
 
-def trial(job: tuple[str, str, int, list[str]]) -> dict:
-    """Train one (set, method, seed) in a temporary run directory and score 2,500 samples."""
+def trial(job: tuple[str, str, int, list[str], tuple[str, ...], str | None]) -> list[dict]:
+    """Train one (set, method, seed) and score 2,500 samples: plain, then refined. The run directory is temporary
+    unless `keep` names a folder to keep it in (as SET-METHOD-SEED)."""
     import torch
 
     torch.set_num_threads(1)  # two single-threaded workers beat one two-threaded run for these small MLPs
     import gankit
     from gankit.metrics import modes2d
-    from gankit.train import Trainer
 
-    set_name, method, seed, _ = job
+    set_name, method, seed, _, refine, keep = job
     cfg = job_config(job)
-    with tempfile.TemporaryDirectory() as tmp:
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = Path(keep) / f"{set_name}-{method.replace(' ', '_')}-{seed}" if keep else scratch
         start = time.perf_counter()
-        trainer = Trainer(cfg, tmp, progress=False)
-        trainer.fit()
+        gankit.train(cfg, tmp, progress=False)
         seconds = time.perf_counter() - start
         gen = gankit.load(tmp)
-        samples = gen.sample(2500, seed=10_000 + seed)
-    report = modes2d(samples, trainer.data.centers, trainer.data.std)
-    return {"set": set_name, "method": method, "seed": seed, "config": fingerprint(cfg), "modes": report.modes,
-            "hq": report.hq_fraction, "rkl": report.reverse_kl, "seconds": seconds, "samples": samples[:1000].tolist()}
+        centers, std = torch.tensor(gen.spec["centers"]), gen.spec["std"]
+        for kind in ("plain", *refine):
+            start = time.perf_counter()
+            if kind == "plain":
+                samples, cost = gen.sample(2500, seed=10_000 + seed), {"acceptance": 1.0, "g_evals_per_sample": 1.0}
+            else:
+                samples, stats = gen.refined(kind, 2500, seed=10_000 + seed)
+                cost = stats.as_dict()
+            report = modes2d(samples, centers, std)
+            rows.append({"set": set_name, "method": label(method, kind), "seed": seed, "config": fingerprint(cfg),
+                         "modes": report.modes, "hq": report.hq_fraction, "rkl": report.reverse_kl,
+                         "acceptance": cost["acceptance"], "passes": cost["g_evals_per_sample"],
+                         "seconds": seconds + time.perf_counter() - start, "samples": samples[:1000].tolist(),
+                         "centers": centers.tolist()})
+    return rows
 
 
-def job_config(job: tuple[str, str, int, list[str]]):
-    """The resolved config of one (set, method, seed, extra overrides) trial."""
+def label(method: str, kind: str) -> str:
+    """A table row's name: the method, with the refinement after it."""
+    return method if kind == "plain" else f"{method} + {kind.upper()}"
+
+
+def row_order(key: tuple[str, str]) -> tuple[int, int, int]:
+    set_name, name = key
+    method, _, kind = name.partition(" + ")
+    return list(SETS).index(set_name), list(METHODS).index(method), ("", *map(str.upper, REFINEMENTS)).index(kind)
+
+
+def job_config(job: tuple):
+    """The resolved config of one (set, method, seed, extra overrides, ...) trial."""
     import gankit
 
-    set_name, method, seed, overrides = job
+    set_name, method, seed, overrides = job[:4]
     best, extra = METHODS[method]
-    return gankit.load_config(SETS[set_name][1 if best else 0], [*extra, *overrides, f"seed={seed}",
-                                                                 "train.sample_every=0", "train.checkpoint_every=0"])
+    vanilla, tuned, variation = SETS[set_name]
+    return gankit.load_config(tuned if best else vanilla, [*variation, *extra, *overrides, f"seed={seed}",
+                                                          "train.sample_every=0", "train.checkpoint_every=0"])
 
 
 def fingerprint(cfg) -> str:
@@ -99,8 +133,8 @@ def _read_rows(path: Path) -> dict[tuple[str, str, int, str], dict]:
 
 
 def summarise(rows: list[dict]) -> dict:
-    """(mean, std, standard error of the mean) over seeds of modes, high-quality fraction and reverse KL, and the max
-    seconds per trial. One seed has no spread: its std and standard error are nan."""
+    """(mean, std, standard error of the mean) over seeds of modes, high-quality fraction and reverse KL, the max
+    seconds per trial (refinement included), mean acceptance and passes. One seed has no spread: std and sem are nan."""
     def stats(key: str) -> tuple[float, float, float]:
         vals = [r[key] for r in rows]
         if not all(math.isfinite(v) for v in vals):  # reverse KL is infinite when a trial has no HQ sample
@@ -108,7 +142,9 @@ def summarise(rows: list[dict]) -> dict:
         std = statistics.stdev(vals) if len(vals) > 1 else math.nan
         return statistics.fmean(vals), std, std / math.sqrt(len(vals))
     return {"modes": stats("modes"), "hq": stats("hq"), "rkl": stats("rkl"),
-            "max_seconds": max(r["seconds"] for r in rows), "seeds": len(rows)}
+            "max_seconds": max(r["seconds"] for r in rows), "seeds": len(rows),
+            "acceptance": statistics.fmean(r.get("acceptance", 1.0) for r in rows),
+            "passes": statistics.fmean(r.get("passes", 1.0) for r in rows)}
 
 
 def plus_minus(stats: tuple[float, float, float], digits: int, scale: float = 1.0) -> str:
@@ -125,7 +161,8 @@ def json_summary(sm: dict) -> dict:
     for key, name, digits in (("modes", "modes", 3), ("hq", "hq", 4), ("rkl", "reverse_kl", 4)):
         for suffix, value in zip(("", "_std", "_sem"), sm[key]):
             out[name + suffix] = round(value, digits) if math.isfinite(value) else None
-    return {**out, "max_seconds": round(sm["max_seconds"], 1), "seeds": sm["seeds"]}
+    return {**out, "max_seconds": round(sm["max_seconds"], 1), "seeds": sm["seeds"],
+            "acceptance": round(sm["acceptance"], 3), "passes": round(sm["passes"], 2)}
 
 
 def scatter(results: dict[tuple[str, str], list[dict]], path: Path) -> None:
@@ -139,19 +176,20 @@ def scatter(results: dict[tuple[str, str], list[dict]], path: Path) -> None:
     from gankit.data import grid_centers, ring_centers
 
     sets = sorted({s for s, _ in results}, key=list(SETS).index)
-    methods = [m for m in METHODS if any((s, m) in results for s in sets)]
+    methods = [m for _, m in sorted({("ring8", m) for _, m in results}, key=row_order)]
     fig, axes = plt.subplots(len(sets), len(methods), figsize=(2.2 * len(methods), 2.3 * len(sets)), squeeze=False)
-    centers = {"ring8": ring_centers(8), "grid25": grid_centers(5)}
+    centers = {"ring8": ring_centers(8), "grid25": grid_centers(5)}  # rows stored before they carried their centres
     for i, s in enumerate(sets):
         for j, m in enumerate(methods):
             ax = axes[i][j]
             rows = results.get((s, m))
             if rows:
                 pts = torch.tensor(rows[0]["samples"])
+                modes = torch.tensor(rows[0]["centers"]) if "centers" in rows[0] else centers[s]
                 ax.scatter(*pts.T, s=1, c="#d9480f", alpha=0.5)
-                ax.scatter(*centers[s].T, s=12, marker="x", c="black", linewidths=0.8)
+                ax.scatter(*modes.T, s=12, marker="x", c="black", linewidths=0.8)
                 ax.set_title(f"{m}\n{rows[0]['modes']} modes, {rows[0]['hq']:.0%} HQ", fontsize=7)
-            lim = 1.5 if s == "ring8" else 5.5
+            lim = 1.3 * float(modes.abs().max()) + 0.3 if rows else 1.5
             ax.set_xlim(-lim, lim), ax.set_ylim(-lim, lim), ax.set_aspect("equal")
             ax.set_xticks([]), ax.set_yticks([])
         axes[i][0].set_ylabel(s)
@@ -169,6 +207,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--plot", default=None, help="write a scatter-plot PNG here")
     parser.add_argument("--set-override", action="append", default=[], help="extra key=value for every trial")
+    parser.add_argument("--refine", default="", help="also score refined samples of each trained G: drs, mh or "
+                        "drs,mh (docs/refine.md)")
+    parser.add_argument("--keep-runs", default=None, help="keep each trained run in this folder (to refine or "
+                        "inspect later) instead of a temporary one")
     parser.add_argument("--rows", type=Path, default=None, help="JSONL of finished trials: each trial is appended "
                         "when it ends, and trials already in it with the same resolved config are not run again "
                         "(resume a cut-off run, or add methods and seeds to an earlier one; a changed preset reruns "
@@ -180,36 +222,49 @@ def main() -> None:
         parser.error("--table-only needs --rows FILE.jsonl")
     seeds = args.seeds or (2 if args.quick else 10)
     sets, methods = args.sets.split(","), [m.strip() for m in args.methods.split(",")]
-    jobs = [(s, m, seed, args.set_override) for s in sets for m in methods for seed in range(seeds)]
+    refine = tuple(k for k in args.refine.split(",") if k)
+    if set(refine) - set(REFINEMENTS):
+        parser.error(f"--refine takes {', '.join(REFINEMENTS)}, got {args.refine!r}")
+    unknown = [s for s in sets if s not in SETS] + [m for m in methods if m not in METHODS]
+    if unknown:
+        parser.error(f"unknown set or method {unknown[0]!r}; sets: {', '.join(SETS)}; methods: {', '.join(METHODS)}")
+    jobs = [(s, m, seed, args.set_override, refine, args.keep_runs) for s in sets for m in methods for seed in range(seeds)]
     results: dict[tuple[str, str], list[dict]] = {}
     finished = _read_rows(args.rows) if args.rows else {}
-    keys = {job[:3]: (*job[:3], fingerprint(job_config(job))) for job in jobs}
+    wanted = {job[:3]: [(job[0], label(job[1], kind), job[2], fingerprint(job_config(job)))
+                        for kind in ("plain", *refine)] for job in jobs}
+    todo = []
     for job in jobs:
-        if keys[job[:3]] in finished:
-            row = finished[keys[job[:3]]]
-            results.setdefault((row["set"], row["method"]), []).append(row)
-    jobs = [] if args.table_only else [job for job in jobs if keys[job[:3]] not in finished]
+        if all(key in finished for key in wanted[job[:3]]):
+            for key in wanted[job[:3]]:
+                results.setdefault(key[:2], []).append(finished[key])
+        else:
+            todo.append(job)
+    jobs = [] if args.table_only else todo
     with ProcessPoolExecutor(args.workers) as pool:
-        for done, row in enumerate(pool.map(trial, jobs), 1):
-            results.setdefault((row["set"], row["method"]), []).append(row)
+        for done, rows in enumerate(pool.map(trial, jobs), 1):
+            for row in rows:
+                results.setdefault((row["set"], row["method"]), []).append(row)
             if args.rows:
                 with args.rows.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
-            print(f"[{done}/{len(jobs)}] {row['set']} {row['method']} seed {row['seed']}: {row['modes']} modes, "
-                  f"{row['hq']:.1%} HQ, {row['seconds']:.0f} s", file=sys.stderr, flush=True)
+                    f.writelines(json.dumps(row) + "\n" for row in rows)
+            print(f"[{done}/{len(jobs)}] {rows[0]['set']} {rows[0]['method']} seed {rows[0]['seed']}: "
+                  + ", ".join(f"{row['method']} {row['modes']} modes {row['hq']:.1%} HQ" for row in rows)
+                  + f", {rows[0]['seconds']:.0f} s", file=sys.stderr, flush=True)
     ran = f"trials read from {args.rows}" if args.table_only else f"{args.workers} workers x 1 thread"
     print(f"PacGAN 2D protocol, up to {seeds} seeds per row, 2,500 samples each; {ran}, "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; ± is the standard error over seeds")
-    print(f"{'set':<8}{'method':<24}{'seeds':>6}{'modes':>15}{'high quality %':>18}{'reverse KL':>17}{'s/trial':>9}")
+    print(f"{'set':<8}{'method':<30}{'seeds':>6}{'modes':>15}{'high quality %':>18}{'reverse KL':>17}{'s/trial':>9}"
+          f"{'accept':>8}{'passes':>8}")
     summary = {}
-    for s, m in sorted(results, key=lambda key: (list(SETS).index(key[0]), list(METHODS).index(key[1]))):
+    for s, m in sorted(results, key=row_order):
         sm = summarise(results[(s, m)])
         summary[f"{s}/{m}"] = sm
-        print(f"{s:<8}{m:<24}{sm['seeds']:>6}{plus_minus(sm['modes'], 2):>15}{plus_minus(sm['hq'], 1, 100):>18}"
-              f"{plus_minus(sm['rkl'], 3):>17}{sm['max_seconds']:>9.0f}")
+        print(f"{s:<8}{m:<30}{sm['seeds']:>6}{plus_minus(sm['modes'], 2):>15}{plus_minus(sm['hq'], 1, 100):>18}"
+              f"{plus_minus(sm['rkl'], 3):>17}{sm['max_seconds']:>9.0f}{sm['acceptance']:>8.2f}{sm['passes']:>8.1f}")
     for (s, m), (modes, hq, rkl) in PUBLISHED.items():
         if s in sets:
-            print(f"{s:<8}{m + ' (published)':<24}{'':6}{modes:>15.1f}{hq:>18.1f}{rkl:>17.2f}")
+            print(f"{s:<8}{m + ' (published)':<30}{'':6}{modes:>15.1f}{hq:>18.1f}{rkl:>17.2f}")
     if args.plot:
         scatter(results, Path(args.plot))
         print(f"scatter plot: {args.plot}")

@@ -131,6 +131,8 @@ class TrainConfig(_Section):
     instance_noise: float = Field(0.0, ge=0, description="std of noise added to D's inputs, annealed to 0")
     diffaug: str = Field("", description="DiffAugment policy for small image sets, e.g. color,translation,cutout")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1, mps")
+    channels_last: bool = Field(False, description="keep conv weights and activations channels-last (NHWC): the "
+                                "same maths, often faster convolutions (oneDNN on CPU, tensor cores on GPU)")
     export_discriminator: bool = Field(False, description="also export D to model/discriminator.safetensors, so "
                                        "discriminator-guided sampling (--refine) works without checkpoints")
     tensorboard: bool = Field(False, description="also log scalars and progress pictures to RUN/tensorboard/ (needs "

@@ -76,3 +76,27 @@ def test_benchmark_summary_of_one_seed_or_an_infinite_kl():
     infinite = bench.summarise(trials((20, 0.07, 0.7), (24, 0.05, math.inf)))
     assert bench.plus_minus(infinite["rkl"], 3) == "∞"
     assert bench.json_summary(infinite)["reverse_kl"] is None
+
+
+def test_benchmark_orders_refined_rows_after_their_method_and_keeps_their_cost():
+    bench = load_benchmark()
+    keys = [("grid25", "gankit best + MH"), ("ring8", "gankit best"), ("grid25", "gankit best"),
+            ("grid25", "gankit best + DRS"), ("ring8", "GAN (minimax)"), ("grid36", "gankit best")]
+    assert sorted(keys, key=bench.row_order) == [
+        ("ring8", "GAN (minimax)"), ("ring8", "gankit best"), ("grid25", "gankit best"),
+        ("grid25", "gankit best + DRS"), ("grid25", "gankit best + MH"), ("grid36", "gankit best")]
+    assert bench.label("gankit best", "plain") == "gankit best"
+    assert bench.label("gankit best", "drs") == "gankit best + DRS"
+    rows = [dict(r, acceptance=a, passes=p) for r, a, p in zip(trials((25, 0.97, 0.01), (25, 0.98, 0.02)),
+                                                               (0.5, 0.4), (6.0, 8.0))]
+    entry = bench.json_summary(bench.summarise(rows))
+    assert entry["acceptance"] == 0.45 and entry["passes"] == 7.0 and entry["max_seconds"] == 11.0
+
+
+def test_benchmark_variation_sets_change_only_the_data():
+    bench = load_benchmark()
+    base = bench.job_config(("grid25", "gankit best", 0, []))
+    varied = bench.job_config(("grid36", "gankit best", 0, []))
+    assert (base.data.size, varied.data.size) == (5, 6)
+    assert varied.model == base.model and varied.loss == base.loss and varied.optim == base.optim
+    assert bench.job_config(("ring12", "GAN (minimax)", 3, [])).data.modes == 12

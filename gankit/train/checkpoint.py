@@ -102,6 +102,18 @@ def optimizer_from_files(optimizers: dict[str, torch.optim.Optimizer], tensors: 
         for pid, extra in meta[group]["extra"].items():
             state.setdefault(int(pid), {}).update(extra)
         opt.load_state_dict({"state": state, "param_groups": meta[group]["param_groups"]})
+        _match_layouts(opt)
+
+
+def _match_layouts(opt: torch.optim.Optimizer) -> None:
+    """Give per-parameter state the memory layout of its parameter (files hold it contiguous): fused optimizers
+    walk a parameter and its moments as flat memory, so a channels-last weight needs channels-last moments."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            for key, value in opt.state.get(p, {}).items():
+                if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
+                    laid = torch.empty_strided(p.shape, p.stride(), dtype=value.dtype, device=value.device)
+                    opt.state[p][key] = laid.copy_(value)
 
 
 # ------------------------------------------------------------------------------------------- RNG state

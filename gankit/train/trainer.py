@@ -80,6 +80,8 @@ class Trainer:
         self.spec = self.data.spec()
         self.kind = kind_of(self.spec)
         self.variant: Variant = build_variant(cfg, self.spec).to(self.device)
+        if cfg.train.channels_last:  # 4-D weights only; checkpoints and exports are written contiguous as always
+            self.variant.to(memory_format=torch.channels_last)
         self.groups: dict[str, Group] = self.variant.groups
         self.optimizers = {name: make_optimizer(group) for name, group in self.groups.items()}
         averaged = [m for group in self.groups.values() if group.ema for m in group.modules]
