@@ -202,6 +202,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 seeds instead of 10")
     parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run from here (split a run across machines "
+                        "or processes that share --rows)")
     parser.add_argument("--sets", default="ring8,grid25")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated names from the table")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
@@ -228,7 +230,8 @@ def main() -> None:
     unknown = [s for s in sets if s not in SETS] + [m for m in methods if m not in METHODS]
     if unknown:
         parser.error(f"unknown set or method {unknown[0]!r}; sets: {', '.join(SETS)}; methods: {', '.join(METHODS)}")
-    jobs = [(s, m, seed, args.set_override, refine, args.keep_runs) for s in sets for m in methods for seed in range(seeds)]
+    jobs = [(s, m, seed, args.set_override, refine, args.keep_runs) for s in sets for m in methods
+            for seed in range(args.first_seed, args.first_seed + seeds)]
     results: dict[tuple[str, str], list[dict]] = {}
     finished = _read_rows(args.rows) if args.rows else {}
     wanted = {job[:3]: [(job[0], label(job[1], kind), job[2], fingerprint(job_config(job)))
