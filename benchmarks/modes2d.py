@@ -98,10 +98,14 @@ def label(method: str, kind: str) -> str:
     return method if kind == "plain" else f"{method} + {kind.upper()}"
 
 
-def row_order(key: tuple[str, str]) -> tuple[int, int, int]:
-    set_name, name = key
+def method_order(name: str) -> tuple[int, int]:
+    """Where a row name sorts: its method's place in METHODS, then plain before each refinement."""
     method, _, kind = name.partition(" + ")
-    return list(SETS).index(set_name), list(METHODS).index(method), ("", *map(str.upper, REFINEMENTS)).index(kind)
+    return list(METHODS).index(method), ("", *map(str.upper, REFINEMENTS)).index(kind)
+
+
+def row_order(key: tuple[str, str]) -> tuple[int, int, int]:
+    return list(SETS).index(key[0]), *method_order(key[1])
 
 
 def job_config(job: tuple):
@@ -176,7 +180,7 @@ def scatter(results: dict[tuple[str, str], list[dict]], path: Path) -> None:
     from gankit.data import grid_centers, ring_centers
 
     sets = sorted({s for s, _ in results}, key=list(SETS).index)
-    methods = [m for _, m in sorted({("ring8", m) for _, m in results}, key=row_order)]
+    methods = sorted({m for _, m in results}, key=method_order)
     fig, axes = plt.subplots(len(sets), len(methods), figsize=(2.2 * len(methods), 2.3 * len(sets)), squeeze=False)
     centers = {"ring8": ring_centers(8), "grid25": grid_centers(5)}  # rows stored before they carried their centres
     for i, s in enumerate(sets):
