@@ -34,7 +34,8 @@ class DataConfig(_Section):
         "size": ("grid",), "spacing": ("grid",), "std": ("ring", "grid", "spiral"),
         "resolution": ("digits", "shapes", "folder", "npz"), "channels": ("folder",), "path": ("folder", "npz"),
         "key": ("npz",), "labels_key": ("npz",), "shapes": ("shapes",), "colors": ("shapes",), "label": ("shapes",),
-        **{knob: ("shapes",) for knob in ("size_range", "jitter", "rotation", "noise", "gradient", "backgrounds")}}
+        **{knob: ("shapes",) for knob in ("size_range", "jitter", "rotation", "noise", "gradient", "backgrounds")},
+        "pair": ("digits", "shapes", "folder", "npz"), "paired": ("digits", "shapes", "folder", "npz")}
 
     name: Literal["ring", "grid", "spiral", "digits", "shapes", "folder", "npz"] = Field("ring", description="dataset")
     n: int | None = Field(None, ge=1, description="generated sets: samples drawn once (toy 2D 100,000; shapes 20,000)")
@@ -64,6 +65,10 @@ class DataConfig(_Section):
                                                          "at most")
     backgrounds: list[Literal["dark", "light"]] = Field(["dark", "light"], min_length=1, description="shapes: "
                                                         "background tones (white shapes always get dark ones)")
+    pair: Literal["palette", "night", "invert", "thicken"] | None = Field(
+        None, description="images: a second domain B, the images under this transform (docs/image-to-image.md); "
+        "palette is for shapes")
+    paired: bool = Field(True, description="with pair: B row for row (true) or from other objects (false)")
 
 
 class ModelConfig(_Section):

@@ -9,12 +9,28 @@ from .digits import digits
 from .folder import image_folder
 from .kinds import KINDS, DataKind, ImageKind, VectorKind, kind_of, output_format, register_kind
 from .npz import npz_dataset, read_npz
+from .pairs import PairBatch, PairDataset, PairSampler, image_pairs, truth_pairs
 from .shapes import Difficulty, shapes
 from .toy2d import DEFAULT_STD, grid_centers, mixture, ring_centers, spiral_centers
 
 
 def load_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
-    """The dataset a config names; toy sets are drawn once from `seed`."""
+    """The dataset a config names (two domains when `data.pair` is set); toy sets are drawn once from `seed`."""
+    if cfg.pair is not None:
+        return image_pairs(cfg, seed, lambda: _plain(cfg, seed), _difficulty(cfg))
+    return _plain(cfg, seed)
+
+
+def load_truth_pairs(cfg: DataConfig, seed: int = 0) -> PairDataset:
+    """(A, true B) pairs for scoring a translator trained on `cfg`'s pairs (gankit.data.pairs.truth_pairs)."""
+    return truth_pairs(cfg, seed, lambda: _plain(cfg, seed), _difficulty(cfg))
+
+
+def _difficulty(cfg: DataConfig) -> Difficulty:
+    return Difficulty(tuple(cfg.size_range), cfg.jitter, cfg.rotation, cfg.noise, cfg.gradient, tuple(cfg.backgrounds))
+
+
+def _plain(cfg: DataConfig, seed: int) -> Dataset:
     if cfg.name in DEFAULT_STD:
         std = cfg.std if cfg.std is not None else DEFAULT_STD[cfg.name]
         centers = {
@@ -26,9 +42,7 @@ def load_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
     if cfg.name == "digits":
         return digits(cfg.resolution or 16)
     if cfg.name == "shapes":
-        difficulty = Difficulty(tuple(cfg.size_range), cfg.jitter, cfg.rotation, cfg.noise, cfg.gradient,
-                                tuple(cfg.backgrounds))
-        return shapes(cfg.n or 20_000, cfg.resolution or 32, cfg.shapes, cfg.colors, cfg.label, seed, difficulty)
+        return shapes(cfg.n or 20_000, cfg.resolution or 32, cfg.shapes, cfg.colors, cfg.label, seed, _difficulty(cfg))
     if cfg.name == "folder":
         return image_folder(cfg.path, cfg.resolution or 32, cfg.channels or 3)
     return npz_dataset(cfg.path, cfg.key, cfg.labels_key, cfg.resolution)
@@ -45,5 +59,5 @@ def upgrade_spec(spec: dict, data_cfg: dict | None = None) -> dict:
 
 
 __all__ = ["KINDS", "DataKind", "ImageKind", "VectorKind", "kind_of", "output_format", "register_kind",
-           "upgrade_spec", "Batch", "BatchSampler", "Dataset", "load_dataset", "digits", "image_folder", "npz_dataset", "read_npz",
+           "upgrade_spec", "load_truth_pairs", "PairBatch", "PairDataset", "PairSampler", "Batch", "BatchSampler", "Dataset", "load_dataset", "digits", "image_folder", "npz_dataset", "read_npz",
            "shapes", "ring_centers", "grid_centers", "spiral_centers", "mixture"]

@@ -79,11 +79,13 @@ class BatchSampler:
     The only state is `cursor` (items served so far), so a checkpoint restores the data order exactly.
     """
 
-    def __init__(self, dataset: Dataset, batch_size: int, seed: int, device: torch.device | str = "cpu") -> None:
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int, device: torch.device | str = "cpu",
+                 size: int | None = None) -> None:
         self.dataset = dataset
         self.batch_size = batch_size
         self.seed = seed
         self.device = torch.device(device)
+        self.size = len(dataset) if size is None else size  # rows to shuffle: the dataset's, or another array's
         self.cursor = 0  # items served so far: the whole resume state
         self._epoch = -1
         self._perm: Tensor | None = None
@@ -91,7 +93,7 @@ class BatchSampler:
     def _permutation(self, epoch: int) -> Tensor:
         if epoch != self._epoch:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._perm, self._epoch = torch.randperm(len(self.dataset), generator=g), epoch
+            self._perm, self._epoch = torch.randperm(self.size, generator=g), epoch
         return self._perm
 
     def state_dict(self) -> dict[str, int]:
@@ -102,7 +104,12 @@ class BatchSampler:
 
     def next(self) -> Batch:
         """The next batch (it wraps into the next epoch's permutation when one runs out)."""
-        n = len(self.dataset)
+        x, y = self.dataset.take(self.indices())
+        return Batch(x=x.to(self.device, non_blocking=True), y=None if y is None else y.to(self.device))
+
+    def indices(self) -> Tensor:
+        """The rows of the next batch; advances the cursor."""
+        n = self.size
         parts, need = [], self.batch_size
         while need:
             epoch, pos = divmod(self.cursor, n)
@@ -110,6 +117,4 @@ class BatchSampler:
             parts.append(self._permutation(epoch)[pos : pos + take])
             self.cursor += take
             need -= take
-        index = parts[0] if len(parts) == 1 else torch.cat(parts)
-        x, y = self.dataset.take(index)
-        return Batch(x=x.to(self.device, non_blocking=True), y=None if y is None else y.to(self.device))
+        return parts[0] if len(parts) == 1 else torch.cat(parts)

@@ -25,6 +25,7 @@ from torch import Tensor
 from ..errors import UserError
 from ..io import atomic_path, save_grid, save_images, save_scatter
 from .base import BatchSampler, Dataset
+from .pairs import PairDataset, PairSampler
 from .folder import IMAGE_SUFFIXES, list_images, load_image
 from .npz import read_npz
 
@@ -63,6 +64,11 @@ class DataKind:
     def sampler(self, dataset: Dataset, batch_size: int, seed: int, device: torch.device) -> BatchSampler:
         """Batches for training; the sampler's `state_dict()` goes into checkpoints so resuming continues exactly."""
         return BatchSampler(dataset, batch_size, seed, device)
+
+    def fixed_inputs(self, dataset: Dataset) -> Tensor | None:
+        """Inputs behind the progress pictures of models that transform inputs (the first `fixed_count` rows of a
+        paired set, say); None for kinds whose models generate from noise alone."""
+        return None
 
     def inverse(self, x: Tensor, spec: dict) -> Tensor:
         """Samples in user units (the model works in its own; identity for images in [-1, 1] and points)."""
@@ -176,3 +182,25 @@ class ImageKind(DataKind):
         except (OSError, ValueError, SyntaxError) as exc:
             raise UserError(f"--input {path}: cannot read an image ({exc})", "fix or remove the file") from None
         return torch.from_numpy(pixels).float() / 127.5 - 1
+
+
+@register_kind("pairs")
+class PairKind(ImageKind):
+    """Two image domains (gankit.data.pairs): models translate A to B; progress pictures show A | G(A) | true B."""
+
+    fixed_count = 24  # eight rows of three (A, G(A), B) triplets
+    metrics = ("translation",)
+
+    def sampler(self, dataset: Dataset, batch_size: int, seed: int, device: torch.device) -> BatchSampler:
+        return PairSampler(dataset, batch_size, seed, device)
+
+    def fixed_inputs(self, dataset: Dataset) -> Tensor:
+        return dataset.take(torch.arange(min(self.fixed_count, len(dataset))))[0]
+
+    def save_progress(self, path: Path, fake: Tensor, dataset: Dataset, title: str, meta: dict[str, Any]) -> None:
+        rows = torch.arange(len(fake))
+        columns = [dataset.take(rows)[0], fake]
+        if isinstance(dataset, PairDataset) and dataset.paired:  # the truth exists row for row only when paired
+            columns.append(dataset.take_b(rows))
+        grid = torch.stack(columns, dim=1).flatten(0, 1)
+        save_grid(path, grid, nrow=3 * len(columns), scale=max(1, 64 // fake.shape[-1]), **meta)

@@ -290,8 +290,20 @@ def shapes(n: int = DEFAULT_N, resolution: int = DEFAULT_RESOLUTION, shapes: Seq
     """
     if label not in LABELS:
         raise UserError(f"unknown shapes label '{label}'", hint=f"choose from: {', '.join(LABELS)}")
+    return dataset_of(specs_for(n, seed, shapes, colors, difficulty), resolution, shapes, colors, label, seed,
+                      difficulty)
+
+
+def specs_for(n: int, seed: int, shapes: Sequence[str] | None = None, colors: Sequence[str] | None = None,
+              difficulty: Difficulty | None = None) -> ShapeSpecs:
+    """The specs behind `shapes(n, ..., seed=seed)`, row for row: for sets derived from the same objects."""
+    return random_specs(n, torch.Generator().manual_seed(seed), shapes, colors, difficulty)
+
+
+def dataset_of(specs: ShapeSpecs, resolution: int, shapes: Sequence[str] | None, colors: Sequence[str] | None,
+               label: str, seed: int, difficulty: Difficulty | None) -> Dataset:
+    """The labelled Dataset of rendered `specs` (drawn from `shapes`, `colors` and `difficulty` with `seed`)."""
     shape_ids, color_ids = select(shapes, SHAPES, "shape"), select(colors, COLORS, "colour")
-    specs = random_specs(n, torch.Generator().manual_seed(seed), shapes, colors, difficulty)
     shape_pos = torch.full((len(SHAPES),), -1, dtype=torch.long)
     shape_pos[shape_ids] = torch.arange(len(shape_ids))
     color_pos = torch.full((len(COLORS),), -1, dtype=torch.long)

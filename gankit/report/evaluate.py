@@ -20,11 +20,12 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from ..config import Config
-from ..data import Dataset, load_dataset, read_npz
+from ..data import Dataset, load_dataset, load_truth_pairs, read_npz
 from ..errors import UserError
 from ..io import atomic_path
 from ..metrics import Evaluator, Extracted, FeatureStats, inception_score, load_evaluator
 from ..metrics.modes2d import modes2d
+from ..metrics.translation import histogram_match, l1, psnr
 from ..train import Generator, list_checkpoints, load
 from ..train.pretrained import checkpoint_variant
 from ..variants import Variant, resolve
@@ -36,6 +37,7 @@ MODES_SAMPLES = 2500  # PacGAN's protocol
 CLASS_SAMPLES = 100  # generated samples per class for class_accuracy
 CODE_SAMPLES = 100  # generated samples per value of a categorical latent code for code_accuracy
 CODE_BATCH = 500  # real images per forward pass of the model's code reader in code_accuracy_real
+HISTOGRAM_REFERENCE = 1000  # training images of domain B whose pixels the histogram baseline matches
 
 
 @dataclass
@@ -192,6 +194,45 @@ def _reads_codes_of_labelled_data(run: RunEval) -> bool:
 def _code_accuracy_real(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
     value, protocol = code_accuracy_real(run)
     return {"code_accuracy_real": value}, {"code_accuracy_real": protocol}
+
+
+@register_run_metric("translation", applies=lambda run: "inputs" in run.gen.sampling and "pair" in run.gen.spec)
+def _translation(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
+    values, protocol = translation(run)
+    return values, {"translation": protocol}
+
+
+@torch.no_grad()
+def translation(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A translator's outputs G(A) against the true B of (A, B) pairs it was not trained on where the data allows:
+    PSNR and L1, Fréchet distance in evaluator features, label preservation, and two baselines that learn nothing
+    (B := A, and A's colours histogram-matched to the training B's)."""
+    gen, cfg = run.gen, run.config
+    truth = load_truth_pairs(cfg.data, cfg.seed)
+    a, b = truth.take(torch.arange(len(truth)))[0], truth.take_b(torch.arange(len(truth)))
+    out = gen.sample(inputs=a)
+    if run.round_8bit:
+        out = round_to_8bit(out)
+    train = load_dataset(cfg.data, cfg.seed)
+    reference = train.take_b(torch.arange(min(len(train.b), HISTOGRAM_REFERENCE)))
+    values = {"psnr_to_truth": psnr(out, b), "l1_to_truth": l1(out, b), "baseline_identity_psnr": psnr(a, b),
+              "baseline_histogram_psnr": psnr(histogram_match(a, reference), b)}
+    evaluator = run.evaluator
+    feats = [evaluator.extract(x.split(evaluator.batch_size), len(x), label=name).stats
+             for x, name in ((out, "translated"), (b, "truth"))]
+    values["fd_to_truth"] = feats[0].frechet_to(feats[1])
+    protocol = {"pairs": len(truth), "heldout": truth.info["heldout"], "transform": truth.transform,
+                "units": "PSNR (dB, peak 1) of the mean squared error over all pairs, L1 mean; [0, 1] pixel units",
+                "rounded_to_8bit": run.round_8bit, "extractor": evaluator.protocol(),
+                "histogram_baseline": f"per-channel quantile matching to {len(reference)} training B images",
+                "weights": gen.info.get("weights"), "step": gen.info.get("step")}
+    if truth.y is not None and truth.class_names and run.knows_the_data:
+        names = [truth.class_names[i] for i in truth.y.tolist()]
+        match = lambda x: float(np.mean([p == t for p, t in zip(run.predict(x), names)]))  # noqa: E731
+        values["label_preservation"], values["label_preservation_truth"] = match(out), match(b)
+        protocol["label_preservation"] = {"label": gen.spec["evaluator"].get("label"), "classifier": evaluator.name,
+                                          "truth": "the same share on the true B: the evaluator's ceiling here"}
+    return values, protocol
 
 
 @torch.no_grad()

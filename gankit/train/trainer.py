@@ -93,7 +93,8 @@ class Trainer:
         # The fixed request behind the progress pictures draws from its own generator, so pictures are comparable
         # across steps and training's RNG stream is untouched.
         fixed_gen = torch.Generator().manual_seed(cfg.seed + 1)
-        self.fixed = self.variant.prepare(self.variant.progress_request(self.kind.fixed_count, fixed_gen))
+        self.fixed = self.variant.prepare(self.variant.progress_request(self.kind.fixed_count, fixed_gen,
+                                                                        self.kind.fixed_inputs(self.data)))
         self.step = 0
         self.stop_signal: int | None = None
         self.logs: JsonlLog | None = None  # open only while fit() runs

@@ -223,8 +223,9 @@ class Variant(nn.Module):
         request = replace(request, z=z.to(self.device))
         return replace(request, cond=self.condition(request), prepared=True)
 
-    def progress_request(self, n: int, generator: torch.Generator) -> Request:
-        """The fixed request behind the progress grids (drawn once per run); conditional variants cycle classes."""
+    def progress_request(self, n: int, generator: torch.Generator, inputs: Tensor | None = None) -> Request:
+        """The fixed request behind the progress grids (drawn once per run); conditional variants cycle classes,
+        translators take the data kind's fixed `inputs`."""
         return Request(n, generator=generator)
 
     def generate(self, request: Request) -> Tensor:

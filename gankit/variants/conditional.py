@@ -53,7 +53,7 @@ class _LabelConditioned(GAN):
             labels = torch.randint(len(self.class_names), (request.n,), generator=request.generator)
         return labels.to(self.device)
 
-    def progress_request(self, n: int, generator: torch.Generator) -> Request:
+    def progress_request(self, n: int, generator: torch.Generator, inputs: Tensor | None = None) -> Request:
         """Progress grids cycle through the classes, so each row of 8 shows every class in turn."""
         return Request(n, labels=torch.arange(n) % len(self.class_names), generator=generator)
 

@@ -1,0 +1,176 @@
+"""Two image domains, A and B, for translation models (`data.pair`): B is A under a documented transformation.
+
+Because B is computed from A, a hidden ground truth B exists for every A, even when training is unpaired
+(`data.paired=false`: A and B then come from disjoint objects, or disjoint halves of a fixed set), so translation
+can be scored against the truth (PSNR, L1) and not only by how real it looks.
+
+    palette  shapes only: each object's colour is replaced (red→yellow→green→blue→purple→red; white stays), the
+             background and everything else unchanged, so only pixels of the object differ
+    night    any image: darkened and tinted blue, per channel b = gain·a + offset in [0, 1] units
+    invert   any image: b = 1 − a (in [0, 1] units)
+    thicken  any image: bright strokes dilated by one pixel (a 3×3 maximum)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..errors import UserError
+from .base import Batch, BatchSampler, Dataset
+from .shapes import COLORS, DEFAULT_N, DEFAULT_RESOLUTION, ShapeSpecs, dataset_of, render, specs_for
+
+UNPAIRED_SEED_OFFSET = 1  # unpaired shapes: domain B's objects are drawn from seed + this (disjoint from A's)
+HELDOUT_SEED_OFFSET = 7919  # truth pairs for eval on shapes: objects drawn from seed + this, seen by no training step
+HELDOUT_N = 1000  # truth pairs drawn for eval on generated data
+
+# palette: a 5-cycle over the colours that may sit on either background; white (dark backgrounds only) stays white
+PALETTE = {"red": "yellow", "yellow": "green", "green": "blue", "blue": "purple", "purple": "red", "white": "white"}
+NIGHT_GAIN, NIGHT_OFFSET = (0.35, 0.45, 0.75), (0.02, 0.04, 0.12)  # per RGB channel; grey images use the mean
+
+
+def _night(x: Tensor) -> Tensor:
+    gain, offset = torch.tensor(NIGHT_GAIN), torch.tensor(NIGHT_OFFSET)
+    if x.shape[1] != 3:
+        gain, offset = gain.mean().expand(x.shape[1]), offset.mean().expand(x.shape[1])
+    unit = (x + 1) / 2
+    return (unit * gain.view(1, -1, 1, 1) + offset.view(1, -1, 1, 1)) * 2 - 1
+
+
+def _invert(x: Tensor) -> Tensor:
+    return -x
+
+
+def _thicken(x: Tensor) -> Tensor:
+    return F.max_pool2d(x, 3, stride=1, padding=1)
+
+
+# pixel transforms: (N, C, H, W) float in [-1, 1] -> the same; they apply to any image data
+PIXEL_TRANSFORMS: dict[str, Callable[[Tensor], Tensor]] = {"night": _night, "invert": _invert, "thicken": _thicken}
+SPEC_TRANSFORMS = ("palette",)  # need the objects behind the pixels: shapes only
+TRANSFORMS = (*SPEC_TRANSFORMS, *PIXEL_TRANSFORMS)
+
+
+def palette_swap(specs: ShapeSpecs) -> ShapeSpecs:
+    """The same objects with each colour replaced by its PALETTE partner."""
+    partner = torch.tensor([COLORS.index(PALETTE[name]) for name in COLORS])
+    return replace(specs, color=partner[specs.color])
+
+
+def apply_pixels(name: str, x: Tensor) -> Tensor:
+    """Domain B's images for domain A's images `x` (float in [-1, 1] or uint8, returned in the same dtype)."""
+    if x.dtype == torch.uint8:
+        out = PIXEL_TRANSFORMS[name](x.float() / 127.5 - 1)
+        return ((out.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return PIXEL_TRANSFORMS[name](x).clamp(-1, 1)
+
+
+@dataclass
+class PairDataset(Dataset):
+    """Domain A in `x` (with A's labels in `y`), domain B in `b`. Paired: row i of `b` is row i of `x` transformed;
+    unpaired: `b` holds other objects (its own count), and the truth for any A is still the transform of A."""
+
+    b: Tensor | None = None
+    transform: str = ""
+    paired: bool = True
+
+    def spec(self) -> dict:
+        return {**super().spec(), "kind": "pairs", "pair": {"transform": self.transform, "paired": self.paired}}
+
+    def take_b(self, index: Tensor) -> Tensor:
+        """Rows `index` of domain B as float32 in [-1, 1]."""
+        b = self.b[index]
+        return b.float().div_(127.5).sub_(1.0) if b.dtype == torch.uint8 else b
+
+
+@dataclass
+class PairBatch(Batch):
+    """A batch of domain A (`x`, labels `y`) and one of domain B (`b`): row for row when the data is paired."""
+
+    b: Tensor | None = None
+
+
+class PairSampler(BatchSampler):
+    """Batches of A with batches of B: the same rows when paired, else B from its own shuffled stream (own cursor)."""
+
+    def __init__(self, dataset: PairDataset, batch_size: int, seed: int, device: torch.device | str = "cpu") -> None:
+        super().__init__(dataset, batch_size, seed, device)
+        self.other = None if dataset.paired else BatchSampler(dataset, batch_size, seed + 1, device, len(dataset.b))
+
+    def state_dict(self) -> dict[str, int]:
+        return {**super().state_dict(), **({"cursor_b": self.other.cursor} if self.other else {})}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        super().load_state_dict(state)
+        if self.other:
+            self.other.cursor = int(state["cursor_b"])
+
+    def next(self) -> PairBatch:
+        index = self.indices()
+        x, y = self.dataset.take(index)
+        b = self.dataset.take_b(index if self.other is None else self.other.indices())
+        return PairBatch(x=x.to(self.device, non_blocking=True), y=None if y is None else y.to(self.device),
+                         b=b.to(self.device, non_blocking=True))
+
+
+def _render_b(specs: ShapeSpecs, transform: str, resolution: int) -> Tensor:
+    if transform == "palette":
+        return render(palette_swap(specs), resolution)
+    return apply_pixels(transform, render(specs, resolution))
+
+
+def _from(a: Dataset, b: Tensor, transform: str, paired: bool, info: dict) -> PairDataset:
+    return PairDataset(name=a.name, kind="pairs", x=a.x, y=a.y, class_names=a.class_names, info={**a.info, **info},
+                       attributes=a.attributes, b=b, transform=transform, paired=paired)
+
+
+def image_pairs(cfg, seed: int, plain: Callable[[], Dataset], difficulty=None) -> PairDataset:
+    """The training pairs a config names: shapes render both domains from objects; any other image set gets B as
+    the pixel transform of its own images (unpaired: A the even rows, B from the odd rows)."""
+    transform = _check(cfg)
+    if cfg.name == "shapes":
+        n, resolution = cfg.n or DEFAULT_N, cfg.resolution or DEFAULT_RESOLUTION
+        names, colors, d = cfg.shapes, cfg.colors, difficulty
+        specs = specs_for(n, seed, names, colors, d)
+        a = dataset_of(specs, resolution, names, colors, cfg.label, seed, d)
+        other = specs if cfg.paired else specs_for(n, seed + UNPAIRED_SEED_OFFSET, names, colors, d)
+        return _from(a, _render_b(other, transform, resolution), transform, cfg.paired,
+                     {"b_seed": seed if cfg.paired else seed + UNPAIRED_SEED_OFFSET})
+    base = plain()
+    if base.kind != "image":
+        raise UserError(f"data.pair={transform} needs image data", f"data.name={cfg.name} is {base.kind} data")
+    if cfg.paired:
+        return _from(base, apply_pixels(transform, base.x), transform, True, {})
+    if len(base) < 2:
+        raise UserError(f"data.paired=false splits the images into two halves, but {cfg.name} has {len(base)}",
+                        "add images or train paired")
+    a = Dataset(name=base.name, kind="image", x=base.x[0::2], y=None if base.y is None else base.y[0::2],
+                class_names=base.class_names, info=base.info,
+                attributes={k: v[0::2] for k, v in base.attributes.items()})
+    return _from(a, apply_pixels(transform, base.x[1::2]), transform, False, {"split": "A even rows, B odd rows"})
+
+
+def truth_pairs(cfg, seed: int, plain: Callable[[], Dataset], difficulty=None, n: int = HELDOUT_N) -> PairDataset:
+    """Paired (A, true B) for scoring a translator: for shapes, `n` fresh objects that no training image shows;
+    for a fixed image set, all its images (the training images: no held-out split exists), `info["heldout"]` says."""
+    transform = _check(cfg)
+    if cfg.name == "shapes":
+        resolution, names, colors, d = cfg.resolution or DEFAULT_RESOLUTION, cfg.shapes, cfg.colors, difficulty
+        specs = specs_for(n, seed + HELDOUT_SEED_OFFSET, names, colors, d)
+        a = dataset_of(specs, resolution, names, colors, cfg.label, seed + HELDOUT_SEED_OFFSET, d)
+        return _from(a, _render_b(specs, transform, resolution), transform, True,
+                     {"heldout": f"{n} objects drawn from seed {seed + HELDOUT_SEED_OFFSET}, not trained on"})
+    base = plain()
+    return _from(base, apply_pixels(transform, base.x), transform, True,
+                 {"heldout": "no: the training images (the data has no held-out split)"})
+
+
+def _check(cfg) -> str:
+    if cfg.pair in SPEC_TRANSFORMS and cfg.name != "shapes":
+        raise UserError(f"data.pair={cfg.pair} recolours the objects of the shapes data, not {cfg.name} images",
+                        f"use data.name=shapes, or a pixel transform: {', '.join(PIXEL_TRANSFORMS)}")
+    return cfg.pair

@@ -1,0 +1,114 @@
+"""pix2pix (Isola et al. 2017): paired image-to-image translation with a conditional GAN plus an L1 term.
+
+G is a U-Net from A to B; D is a PatchGAN that judges (A, B) pairs stacked on channels, one logit per patch, so it
+polices local texture and colour while the L1 term (λ = 100, the paper's) ties the output to the true B at low
+frequencies. D's loss is halved, as in the paper, so D learns more slowly than G. No noise z: the paper found G
+ignores it, so the translation is a function of the input (dropout acts in training only).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import Tensor
+
+from .. import losses
+from ..config import Config, Section
+from ..data import PairBatch
+from ..errors import UserError
+from ..nets.translator import PatchDiscriminator, UNetGenerator, patch_layers
+from .base import Context, Group, Phase, Request, Variant
+from .registry import register_variant
+
+FAKE = "fake"  # Context key: the D step's batch and G(A), reused by the G step (the paper's one batch per iteration)
+
+
+class Pix2PixConfig(Section):
+    """pix2pix's own keys."""
+
+    l1_weight: float = Field(100.0, ge=0, description="λ of the L1 distance between G(A) and the true B")
+    width: int = Field(64, ge=4, description="channels of G's and D's first level (doubling to 8× going down)")
+    dropout: float = Field(0.5, ge=0, lt=1, description="dropout in G's innermost decoder levels (training only)")
+    d_layers: int | None = Field(None, ge=1, le=6, description="D's stride-2 layers (receptive field 16, 34, 70 px "
+                                 "for 1, 2, 3); default: the paper's 70/256 of the image, at least 1")
+
+
+@register_variant("pix2pix")
+class Pix2Pix(Variant):
+    """G: A -> B (U-Net); D(A, B) on patches; G minimises the adversarial loss plus λ·L1(G(A), B)."""
+
+    Config = Pix2PixConfig
+    sampling = frozenset({"inputs"})
+    z_dim = 0
+
+    def __init__(self, cfg: Config, spec: dict) -> None:
+        super().__init__(cfg, spec)
+        pair = spec.get("pair")
+        if spec["kind"] != "pairs" or not pair or not pair["paired"]:
+            raise UserError("pix2pix learns from paired images (each A with its B)",
+                            "set data.pair (e.g. data.pair=palette for shapes) and data.paired=true")
+        o = self.options
+        self.shape = tuple(spec["shape"])
+        channels, resolution = self.shape[0], self.shape[-1]
+        try:
+            self.G = UNetGenerator(channels, channels, resolution, o.width, o.dropout)
+            self.D = PatchDiscriminator(2 * channels, resolution, o.width, o.d_layers or patch_layers(resolution))
+        except ValueError as exc:
+            raise UserError(str(exc), "set data.resolution to a power of two, e.g. 32") from None
+        self.game = losses.game(cfg.loss.name)
+        self.l1_weight = o.l1_weight
+        self.optim_cfg = cfg.optim
+        self.phases = [Phase("D", "D", repeats=cfg.train.n_critic), Phase("G", "G")]
+
+    @property
+    def groups(self) -> dict[str, Group]:
+        betas = (self.optim_cfg.beta1, self.optim_cfg.beta2)
+        return {"D": Group([self.D], self.optim_cfg.lr_d, betas),
+                "G": Group([self.G], self.optim_cfg.lr_g, betas, ema=self.optim_cfg.ema is not None)}
+
+    def critic(self, a: Tensor, b: Tensor) -> Tensor:
+        """D's patch logits for B images `b` given their inputs `a`, flattened: (N·h·w,)."""
+        return self.D(torch.cat([a, b], dim=1)).flatten()
+
+    def score(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        raise ValueError("pix2pix's D judges (input, output) pairs patch by patch: it does not score samples alone")
+
+    def _score(self, logits: Tensor) -> Tensor:
+        return (logits.sigmoid() if self.game.probabilistic else logits).mean().detach()
+
+    def loss(self, phase: str, batch: PairBatch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
+        return self.d_loss(batch, ctx) if phase == "D" else self.g_loss(batch, ctx)
+
+    def d_loss(self, batch: PairBatch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
+        fake = self.G(batch.x)
+        ctx.values[FAKE] = (batch, fake)
+        real_logits, fake_logits = self.critic(batch.x, batch.b), self.critic(batch.x, fake.detach())
+        loss = 0.5 * self.game.d(real_logits, fake_logits)  # halved: the paper slows D relative to G
+        keys = self.log_keys
+        return loss, {keys.d_loss: loss.detach(), keys.d_real: self._score(real_logits),
+                      keys.d_fake: self._score(fake_logits)}
+
+    def g_loss(self, batch: PairBatch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
+        # the trainer draws a batch per phase: G is scored on the pairs its reused fakes came from
+        batch, fake = ctx.values.pop(FAKE) if FAKE in ctx.values else (batch, self.G(batch.x))
+        adversarial = self.game.g(self.critic(batch.x, fake))
+        l1 = F.l1_loss(fake, batch.b)
+        loss = adversarial + self.l1_weight * l1
+        return loss, {self.log_keys.g_loss: loss.detach(), "g_adv": adversarial.detach(), "l1": l1.detach()}
+
+    # ------------------------------------------------------------------------------------------- sampling
+
+    def progress_request(self, n: int, generator: torch.Generator, inputs: Tensor | None = None) -> Request:
+        return Request(len(inputs), inputs=inputs, generator=generator)
+
+    def condition(self, request: Request) -> Tensor:
+        if request.inputs is None:
+            raise ValueError("pix2pix translates images: give the images to translate (--input, inputs=...)")
+        if tuple(request.inputs.shape[1:]) != self.shape:
+            raise ValueError(f"inputs are {'×'.join(map(str, request.inputs.shape[1:]))}, this model translates "
+                             f"{'×'.join(map(str, self.shape))} images (channels × height × width)")
+        return request.inputs.to(self.device)
+
+    def run_generator(self, request: Request) -> Tensor:
+        return self.G(request.cond)
