@@ -154,20 +154,22 @@ def train(
             raise
         raise UserError(f"out of memory at step {trainer.step}: {str(exc).splitlines()[0][:200]}",
                         "lower train.batch_size or the model size; the last checkpoint is kept") from None
-    _report_run(run_dir, result["step"])
+    _report_run(run_dir, result["step"], translates="inputs" in trainer.variant.sampling)
     if result["interrupted_by"] is not None:
         err.print(f"stopped at step {result['step']}; resume with `gankit train --resume {run_dir}`")
         raise typer.Exit(128 + result["interrupted_by"])
 
 
-def _report_run(run_dir: Path, step: int) -> None:
+def _report_run(run_dir: Path, step: int, translates: bool = False) -> None:
     plot = run_dir / "losses.png" if (run_dir / "losses.png").is_file() else None
     err.print(f"step {step} saved in {run_dir}:", highlight=False)
     err.print(f"  samples     {run_dir / 'samples' / f'step-{step}.png'}", highlight=False)
     if plot:
         err.print(f"  loss plot   {plot}", highlight=False)
     err.print(f"  checkpoint  {run_dir / 'checkpoints' / f'step-{step}'}", highlight=False)
-    err.print(f"  model       {run_dir / 'model'}  (gankit sample {run_dir} -n 64 --out grid.png)", highlight=False)
+    use = f"gankit translate {run_dir} IMAGES --out OUT/" if translates else \
+        f"gankit sample {run_dir} -n 64 --out grid.png"
+    err.print(f"  model       {run_dir / 'model'}  ({use})", highlight=False)
 
 
 @app.command(epilog=_examples("gankit sample runs/digits -n 64 --out grid.png --seed 3",
@@ -290,6 +292,90 @@ def interpolate(
         io.save_gif(out, [io.image_grid(f, nrow=rows) for f in frames + frames[-2:0:-1]],
                     scale=max(1, 128 // frames[0].shape[-1]), **meta)
     err.print(f"wrote {rows} interpolations of {steps} steps to {out}", highlight=False)
+
+
+OUT_PER_INPUT_HELP = ("DIR/ (one PNG per input, named as the input), FILE.png (one input: that image; several: a "
+                      "grid), or FILE.npz.")
+
+
+@app.command(epilog=_examples("gankit translate runs/p2p photos/ --out translated/",
+                              "gankit translate runs/p2p cat.png --out cat-b.png",
+                              "gankit translate runs/p2p photos/ --out side-by-side.png --grid"))
+def translate(
+    run: Path = typer.Argument(..., help="Run directory of an image-to-image model (pix2pix, srgan)."),
+    inputs: Path = typer.Argument(..., help="An image, a folder of images or an .npz of domain-A images."),
+    out: str = typer.Option(..., "--out", "-o", help=OUT_PER_INPUT_HELP),
+    grid: bool = typer.Option(False, "--grid", help="Write a PNG of input | output pairs side by side."),
+) -> None:
+    """Translate images from domain A to domain B with a trained image-to-image run: one output per input."""
+    _map_images(run, inputs, out, grid, upscale=False)
+
+
+@app.command(epilog=_examples("gankit upscale runs/sr small/ --out large/",
+                              "gankit upscale runs/sr small/ --out compare.png --grid"))
+def upscale(
+    run: Path = typer.Argument(..., help="Run directory of a super-resolution model (srgan, srresnet presets)."),
+    inputs: Path = typer.Argument(..., help="An image, a folder of images or an .npz of low-resolution images."),
+    out: str = typer.Option(..., "--out", "-o", help=OUT_PER_INPUT_HELP),
+    grid: bool = typer.Option(False, "--grid", help="Write a PNG of input (enlarged) | output pairs side by side."),
+) -> None:
+    """Upscale images with a trained super-resolution run: one output per input, `data.scale` times larger."""
+    _map_images(run, inputs, out, grid, upscale=True)
+
+
+def _map_images(run: Path, inputs: Path, out: str, grid: bool, upscale: bool) -> None:
+    """Read images, run the model on each, write one output per input (translate and upscale)."""
+    import torch
+    import torch.nn.functional as F
+
+    from . import io
+    from .train import load
+
+    gen = load(run)
+    if "inputs" not in gen.sampling:
+        raise UserError(f"{run} generates from noise: it has nothing to {'upscale' if upscale else 'translate'}",
+                        f"give a run of an {'super-resolution' if upscale else 'image-to-image'} model, or use "
+                        "`gankit sample`")
+    shape_b = gen.spec.get("pair", {}).get("shape_b", gen.spec["shape"])
+    if upscale and shape_b[-1] <= gen.spec["shape"][-1]:
+        raise UserError(f"{run} translates images at their size: it does not upscale", "use `gankit translate`")
+    if not inputs.exists():
+        raise UserError(f"{inputs} does not exist", "give an image, a folder of images or an .npz")
+    kind = gen.data_kind
+    fmt = kind.check_output(out)
+    if grid and fmt != ".png":
+        raise UserError(f"--grid writes a PNG, not {out}", "give --out FILE.png")
+    x = kind.read_inputs(inputs, gen.spec)
+    y = gen.sample(inputs=x)
+    meta = {"run": run.name, "input": str(inputs), "task": "upscale" if upscale else "translate"}
+    if grid:
+        shown = F.interpolate(x, size=y.shape[-2:], mode="nearest") if x.shape[-1] != y.shape[-1] else x
+        io.save_grid(out, torch.stack([shown, y], dim=1).flatten(0, 1), nrow=2 * min(4, len(x)),
+                     scale=max(1, 64 // y.shape[-1]), **meta)
+    elif fmt == "/":
+        io.save_images(out, y, names=_output_names(inputs), **meta)
+    elif fmt == ".png" and len(y) == 1:
+        io.save_image(out, y[0], **meta)
+    else:
+        kind.write(out, y, gen.spec, meta=meta)
+    size = "×".join(map(str, y.shape[1:]))
+    err.print(f"{'upscaled' if upscale else 'translated'} {len(x)} image{'s' * (len(x) != 1)} to {out} ({size})",
+              highlight=False)
+
+
+def _output_names(inputs: Path) -> list[str] | None:
+    """Each input image's path under its folder (the output keeps it, as .png); the full name where two inputs
+    differ only in suffix (a.jpg, a.png -> a.jpg.png, a.png.png); None for an .npz (numbered outputs)."""
+    from .data.folder import IMAGE_SUFFIXES, list_images
+
+    if inputs.is_dir():
+        names = [p.relative_to(inputs).as_posix() for p in list_images(inputs)]
+    elif inputs.suffix.lower() in IMAGE_SUFFIXES:
+        names = [inputs.name]
+    else:
+        return None
+    stems = [str(Path(n).with_suffix("")) for n in names]
+    return names if len(set(stems)) == len(stems) else [f"{n}.png" for n in names]
 
 
 FEATURES_HELP = ("Feature extractor: inception (FID; needs --weights), digits or shapes (shipped classifiers) or raw "

@@ -35,7 +35,7 @@ class DataConfig(_Section):
         "resolution": ("digits", "shapes", "folder", "npz"), "channels": ("folder",), "path": ("folder", "npz"),
         "key": ("npz",), "labels_key": ("npz",), "shapes": ("shapes",), "colors": ("shapes",), "label": ("shapes",),
         **{knob: ("shapes",) for knob in ("size_range", "jitter", "rotation", "noise", "gradient", "backgrounds")},
-        "pair": ("digits", "shapes", "folder", "npz"), "paired": ("digits", "shapes", "folder", "npz")}
+        **{key: ("digits", "shapes", "folder", "npz") for key in ("pair", "paired", "scale")}}
 
     name: Literal["ring", "grid", "spiral", "digits", "shapes", "folder", "npz"] = Field("ring", description="dataset")
     n: int | None = Field(None, ge=1, description="generated sets: samples drawn once (toy 2D 100,000; shapes 20,000)")
@@ -65,10 +65,11 @@ class DataConfig(_Section):
                                                          "at most")
     backgrounds: list[Literal["dark", "light"]] = Field(["dark", "light"], min_length=1, description="shapes: "
                                                         "background tones (white shapes always get dark ones)")
-    pair: Literal["palette", "night", "invert", "thicken"] | None = Field(
+    pair: Literal["palette", "night", "invert", "thicken", "downscale"] | None = Field(
         None, description="images: a second domain B, the images under this transform (docs/image-to-image.md); "
         "palette is for shapes")
     paired: bool = Field(True, description="with pair: B row for row (true) or from other objects (false)")
+    scale: int = Field(4, ge=2, le=8, description="pair=downscale: A is B made this many times smaller")
 
 
 class ModelConfig(_Section):

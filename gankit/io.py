@@ -127,13 +127,21 @@ def save_gif(path: str | Path, frames: list[Image.Image], scale: int = 1, durati
     write_bytes(path, buf.getvalue())
 
 
-def save_images(folder: str | Path, images: torch.Tensor, start: int = 0, **meta: object) -> list[Path]:
-    """Write each image as its own labelled PNG (000000.png, ...)."""
+def save_image(path: str | Path, image: torch.Tensor, **meta: object) -> None:
+    """Write one image (C, H, W) in [-1, 1] as a PNG of its own size, labelled as generated."""
+    arr = to_uint8(image[None])[0]
+    write_png(path, Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr), provenance(**meta))
+
+
+def save_images(folder: str | Path, images: torch.Tensor, start: int = 0, names: list[str] | None = None,
+                **meta: object) -> list[Path]:
+    """Write each image as its own labelled PNG: 000000.png, ... or, given `names` (one relative path per image,
+    e.g. the inputs' paths under their folder), NAME with its suffix made .png, the name in the metadata."""
     folder = Path(folder)
     paths = []
-    for i, arr in enumerate(to_uint8(images)):
-        path = folder / f"{start + i:06d}.png"
-        write_png(path, Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr), provenance(index=start + i, **meta))
+    for i, image in enumerate(images):
+        path = folder / (Path(names[i]).with_suffix(".png") if names else f"{start + i:06d}.png")
+        save_image(path, image, index=start + i, **({"source": names[i]} if names else {}), **meta)
         paths.append(path)
     return paths
 

@@ -111,13 +111,13 @@ class DataKind:
         """Inputs for `gankit sample --input` (images to translate, rows to condition on, ...): `.npz` for any kind,
         its first array or the one named `samples`."""
         if path.suffix.lower() != ".npz":
-            raise UserError(f"--input {path}: {self.name} inputs are read from .npz files", "save them with numpy.savez")
+            raise UserError(f"{path}: {self.name} inputs are read from .npz files", "save them with numpy.savez")
         arrays = read_npz(path)
         if not arrays:
-            raise UserError(f"--input {path} holds no arrays")
+            raise UserError(f"{path} holds no arrays")
         arr = arrays.get("samples", next(iter(arrays.values())))
         if arr.dtype.kind not in "fiu":
-            raise UserError(f"--input {path}: expected numbers, got dtype {arr.dtype}")
+            raise UserError(f"{path}: expected numbers, got dtype {arr.dtype}")
         return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
 
 
@@ -172,7 +172,7 @@ class ImageKind(DataKind):
         if path.is_dir():
             files = list_images(path)
             if not files:
-                raise UserError(f"--input {path} holds no image files", f"expected {', '.join(sorted(IMAGE_SUFFIXES))}")
+                raise UserError(f"{path} holds no image files", f"expected {', '.join(sorted(IMAGE_SUFFIXES))}")
         elif path.suffix.lower() in IMAGE_SUFFIXES:
             files = [path]
         else:
@@ -180,7 +180,7 @@ class ImageKind(DataKind):
         try:
             pixels = np.stack([load_image(f, resolution, channels) for f in files])
         except (OSError, ValueError, SyntaxError) as exc:
-            raise UserError(f"--input {path}: cannot read an image ({exc})", "fix or remove the file") from None
+            raise UserError(f"{path}: cannot read an image ({exc})", "fix or remove the file") from None
         return torch.from_numpy(pixels).float() / 127.5 - 1
 
 
@@ -189,7 +189,7 @@ class PairKind(ImageKind):
     """Two image domains (gankit.data.pairs): models translate A to B; progress pictures show A | G(A) | true B."""
 
     fixed_count = 24  # eight rows of three (A, G(A), B) triplets
-    metrics = ("translation",)
+    metrics = ("translation", "super_resolution")
 
     def sampler(self, dataset: Dataset, batch_size: int, seed: int, device: torch.device) -> BatchSampler:
         return PairSampler(dataset, batch_size, seed, device)
@@ -199,7 +199,10 @@ class PairKind(ImageKind):
 
     def save_progress(self, path: Path, fake: Tensor, dataset: Dataset, title: str, meta: dict[str, Any]) -> None:
         rows = torch.arange(len(fake))
-        columns = [dataset.take(rows)[0], fake]
+        inputs = dataset.take(rows)[0]
+        if inputs.shape[-1] != fake.shape[-1]:  # a low-resolution input, shown at the output's size
+            inputs = torch.nn.functional.interpolate(inputs, size=fake.shape[-2:], mode="nearest")
+        columns = [inputs, fake]
         if isinstance(dataset, PairDataset) and dataset.paired:  # the truth exists row for row only when paired
             columns.append(dataset.take_b(rows))
         grid = torch.stack(columns, dim=1).flatten(0, 1)

@@ -9,6 +9,7 @@ can be scored against the truth (PSNR, L1) and not only by how real it looks.
     night    any image: darkened and tinted blue, per channel b = gain·a + offset in [0, 1] units
     invert   any image: b = 1 − a (in [0, 1] units)
     thicken  any image: bright strokes dilated by one pixel (a 3×3 maximum)
+    downscale  any image: A is B made `data.scale` times smaller (bicubic, antialiased), for super-resolution
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def _thicken(x: Tensor) -> Tensor:
 # pixel transforms: (N, C, H, W) float in [-1, 1] -> the same; they apply to any image data
 PIXEL_TRANSFORMS: dict[str, Callable[[Tensor], Tensor]] = {"night": _night, "invert": _invert, "thicken": _thicken}
 SPEC_TRANSFORMS = ("palette",)  # need the objects behind the pixels: shapes only
-TRANSFORMS = (*SPEC_TRANSFORMS, *PIXEL_TRANSFORMS)
+TRANSFORMS = (*SPEC_TRANSFORMS, *PIXEL_TRANSFORMS, "downscale")
 
 
 def palette_swap(specs: ShapeSpecs) -> ShapeSpecs:
@@ -79,7 +80,8 @@ class PairDataset(Dataset):
     paired: bool = True
 
     def spec(self) -> dict:
-        return {**super().spec(), "kind": "pairs", "pair": {"transform": self.transform, "paired": self.paired}}
+        return {**super().spec(), "kind": "pairs", "pair": {"transform": self.transform, "paired": self.paired,
+                                                            "shape_b": list(self.b.shape[1:])}}
 
     def take_b(self, index: Tensor) -> Tensor:
         """Rows `index` of domain B as float32 in [-1, 1]."""
@@ -117,41 +119,62 @@ class PairSampler(BatchSampler):
                          b=b.to(self.device, non_blocking=True))
 
 
-def _render_b(specs: ShapeSpecs, transform: str, resolution: int) -> Tensor:
+def resize(x: Tensor, size: int) -> Tensor:
+    """Images (float in [-1, 1] or uint8, returned in the same dtype) resized to size×size, bicubic, antialiased when
+    shrinking (as image libraries downscale)."""
+    image = x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x
+    out = F.interpolate(image, size=(size, size), mode="bicubic", antialias=size < x.shape[-1],
+                        align_corners=False).clamp(-1, 1)
+    return ((out + 1) * 127.5).round().to(torch.uint8) if x.dtype == torch.uint8 else out
+
+
+def _pair_images(transform: str, images: Tensor, specs: ShapeSpecs | None, scale: int) -> tuple[Tensor, Tensor]:
+    """(A, B) for the same objects: B is A transformed, except for downscale, where A is B made `scale` times
+    smaller (the high-resolution image is the given one)."""
+    if transform == "downscale":
+        return resize(images, images.shape[-1] // scale), images
     if transform == "palette":
-        return render(palette_swap(specs), resolution)
-    return apply_pixels(transform, render(specs, resolution))
+        return images, render(palette_swap(specs), images.shape[-1])
+    return images, apply_pixels(transform, images)
 
 
-def _from(a: Dataset, b: Tensor, transform: str, paired: bool, info: dict) -> PairDataset:
-    return PairDataset(name=a.name, kind="pairs", x=a.x, y=a.y, class_names=a.class_names, info={**a.info, **info},
+def _from(a: Dataset, x: Tensor, b: Tensor, transform: str, paired: bool, info: dict) -> PairDataset:
+    return PairDataset(name=a.name, kind="pairs", x=x, y=a.y, class_names=a.class_names, info={**a.info, **info},
                        attributes=a.attributes, b=b, transform=transform, paired=paired)
 
 
+def _rows(data: Dataset, rows: slice) -> Dataset:
+    return Dataset(name=data.name, kind=data.kind, x=data.x[rows], y=None if data.y is None else data.y[rows],
+                   class_names=data.class_names, info=data.info,
+                   attributes={k: v[rows] for k, v in data.attributes.items()})
+
+
 def image_pairs(cfg, seed: int, plain: Callable[[], Dataset], difficulty=None) -> PairDataset:
-    """The training pairs a config names: shapes render both domains from objects; any other image set gets B as
-    the pixel transform of its own images (unpaired: A the even rows, B from the odd rows)."""
-    transform = _check(cfg)
+    """The training pairs a config names: shapes render both domains from objects; any other image set gets its
+    second domain from its own images (unpaired: A from the even rows, B from the odd rows)."""
+    transform, scale = _check(cfg), cfg.scale
     if cfg.name == "shapes":
         n, resolution = cfg.n or DEFAULT_N, cfg.resolution or DEFAULT_RESOLUTION
         names, colors, d = cfg.shapes, cfg.colors, difficulty
         specs = specs_for(n, seed, names, colors, d)
         a = dataset_of(specs, resolution, names, colors, cfg.label, seed, d)
-        other = specs if cfg.paired else specs_for(n, seed + UNPAIRED_SEED_OFFSET, names, colors, d)
-        return _from(a, _render_b(other, transform, resolution), transform, cfg.paired,
-                     {"b_seed": seed if cfg.paired else seed + UNPAIRED_SEED_OFFSET})
+        x, b = _pair_images(transform, a.x, specs, scale)
+        if not cfg.paired:
+            other = specs_for(n, seed + UNPAIRED_SEED_OFFSET, names, colors, d)
+            b = _pair_images(transform, render(other, resolution), other, scale)[1]
+        return _from(a, x, b, transform, cfg.paired, {"b_seed": seed if cfg.paired else seed + UNPAIRED_SEED_OFFSET})
     base = plain()
     if base.kind != "image":
         raise UserError(f"data.pair={transform} needs image data", f"data.name={cfg.name} is {base.kind} data")
     if cfg.paired:
-        return _from(base, apply_pixels(transform, base.x), transform, True, {})
+        return _from(base, *_pair_images(transform, base.x, None, scale), transform, True, {})
     if len(base) < 2:
         raise UserError(f"data.paired=false splits the images into two halves, but {cfg.name} has {len(base)}",
                         "add images or train paired")
-    a = Dataset(name=base.name, kind="image", x=base.x[0::2], y=None if base.y is None else base.y[0::2],
-                class_names=base.class_names, info=base.info,
-                attributes={k: v[0::2] for k, v in base.attributes.items()})
-    return _from(a, apply_pixels(transform, base.x[1::2]), transform, False, {"split": "A even rows, B odd rows"})
+    a = _rows(base, slice(0, None, 2))
+    x = _pair_images(transform, a.x, None, scale)[0]
+    b = _pair_images(transform, base.x[1::2], None, scale)[1]
+    return _from(a, x, b, transform, False, {"split": "A even rows, B odd rows"})
 
 
 def truth_pairs(cfg, seed: int, plain: Callable[[], Dataset], difficulty=None, n: int = HELDOUT_N) -> PairDataset:
@@ -162,10 +185,10 @@ def truth_pairs(cfg, seed: int, plain: Callable[[], Dataset], difficulty=None, n
         resolution, names, colors, d = cfg.resolution or DEFAULT_RESOLUTION, cfg.shapes, cfg.colors, difficulty
         specs = specs_for(n, seed + HELDOUT_SEED_OFFSET, names, colors, d)
         a = dataset_of(specs, resolution, names, colors, cfg.label, seed + HELDOUT_SEED_OFFSET, d)
-        return _from(a, _render_b(specs, transform, resolution), transform, True,
+        return _from(a, *_pair_images(transform, a.x, specs, cfg.scale), transform, True,
                      {"heldout": f"{n} objects drawn from seed {seed + HELDOUT_SEED_OFFSET}, not trained on"})
     base = plain()
-    return _from(base, apply_pixels(transform, base.x), transform, True,
+    return _from(base, *_pair_images(transform, base.x, None, cfg.scale), transform, True,
                  {"heldout": "no: the training images (the data has no held-out split)"})
 
 
@@ -173,4 +196,8 @@ def _check(cfg) -> str:
     if cfg.pair in SPEC_TRANSFORMS and cfg.name != "shapes":
         raise UserError(f"data.pair={cfg.pair} recolours the objects of the shapes data, not {cfg.name} images",
                         f"use data.name=shapes, or a pixel transform: {', '.join(PIXEL_TRANSFORMS)}")
+    resolution = cfg.resolution or (DEFAULT_RESOLUTION if cfg.name == "shapes" else None)
+    if cfg.pair == "downscale" and resolution and (resolution % cfg.scale or resolution // cfg.scale < 4):
+        raise UserError(f"data.pair=downscale: data.resolution={resolution} is not a multiple of data.scale="
+                        f"{cfg.scale} with at least 4 pixels left", "e.g. data.resolution=64 data.scale=4")
     return cfg.pair

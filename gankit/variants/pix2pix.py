@@ -13,12 +13,12 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
-from .. import losses
 from ..config import Config, Section
 from ..data import PairBatch
 from ..errors import UserError
 from ..nets.translator import PatchDiscriminator, UNetGenerator, patch_layers
-from .base import Context, Group, Phase, Request, Variant
+from .base import Context
+from .paired import PairedGAN
 from .registry import register_variant
 
 FAKE = "fake"  # Context key: the D step's batch and G(A), reused by the G step (the paper's one batch per iteration)
@@ -35,47 +35,25 @@ class Pix2PixConfig(Section):
 
 
 @register_variant("pix2pix")
-class Pix2Pix(Variant):
+class Pix2Pix(PairedGAN):
     """G: A -> B (U-Net); D(A, B) on patches; G minimises the adversarial loss plus λ·L1(G(A), B)."""
 
     Config = Pix2PixConfig
-    sampling = frozenset({"inputs"})
-    z_dim = 0
 
     def __init__(self, cfg: Config, spec: dict) -> None:
         super().__init__(cfg, spec)
-        pair = spec.get("pair")
-        if spec["kind"] != "pairs" or not pair or not pair["paired"]:
-            raise UserError("pix2pix learns from paired images (each A with its B)",
-                            "set data.pair (e.g. data.pair=palette for shapes) and data.paired=true")
         o = self.options
-        self.shape = tuple(spec["shape"])
         channels, resolution = self.shape[0], self.shape[-1]
         try:
             self.G = UNetGenerator(channels, channels, resolution, o.width, o.dropout)
             self.D = PatchDiscriminator(2 * channels, resolution, o.width, o.d_layers or patch_layers(resolution))
         except ValueError as exc:
             raise UserError(str(exc), "set data.resolution to a power of two, e.g. 32") from None
-        self.game = losses.game(cfg.loss.name)
         self.l1_weight = o.l1_weight
-        self.optim_cfg = cfg.optim
-        self.phases = [Phase("D", "D", repeats=cfg.train.n_critic), Phase("G", "G")]
-
-    @property
-    def groups(self) -> dict[str, Group]:
-        betas = (self.optim_cfg.beta1, self.optim_cfg.beta2)
-        return {"D": Group([self.D], self.optim_cfg.lr_d, betas),
-                "G": Group([self.G], self.optim_cfg.lr_g, betas, ema=self.optim_cfg.ema is not None)}
 
     def critic(self, a: Tensor, b: Tensor) -> Tensor:
         """D's patch logits for B images `b` given their inputs `a`, flattened: (N·h·w,)."""
         return self.D(torch.cat([a, b], dim=1)).flatten()
-
-    def score(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
-        raise ValueError("pix2pix's D judges (input, output) pairs patch by patch: it does not score samples alone")
-
-    def _score(self, logits: Tensor) -> Tensor:
-        return (logits.sigmoid() if self.game.probabilistic else logits).mean().detach()
 
     def loss(self, phase: str, batch: PairBatch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
         return self.d_loss(batch, ctx) if phase == "D" else self.g_loss(batch, ctx)
@@ -96,19 +74,3 @@ class Pix2Pix(Variant):
         l1 = F.l1_loss(fake, batch.b)
         loss = adversarial + self.l1_weight * l1
         return loss, {self.log_keys.g_loss: loss.detach(), "g_adv": adversarial.detach(), "l1": l1.detach()}
-
-    # ------------------------------------------------------------------------------------------- sampling
-
-    def progress_request(self, n: int, generator: torch.Generator, inputs: Tensor | None = None) -> Request:
-        return Request(len(inputs), inputs=inputs, generator=generator)
-
-    def condition(self, request: Request) -> Tensor:
-        if request.inputs is None:
-            raise ValueError("pix2pix translates images: give the images to translate (--input, inputs=...)")
-        if tuple(request.inputs.shape[1:]) != self.shape:
-            raise ValueError(f"inputs are {'×'.join(map(str, request.inputs.shape[1:]))}, this model translates "
-                             f"{'×'.join(map(str, self.shape))} images (channels × height × width)")
-        return request.inputs.to(self.device)
-
-    def run_generator(self, request: Request) -> Tensor:
-        return self.G(request.cond)

@@ -1,0 +1,63 @@
+"""The shared part of models that learn from (A, B) image pairs and map inputs A to outputs B (pix2pix, SRGAN):
+groups G and D, the game, and sampling from given inputs. Each model is a subclass with its own nets and losses."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .. import losses
+from ..config import Config
+from ..errors import UserError
+from .base import Group, Phase, Request, Variant
+
+
+class PairedGAN(Variant):
+    """G maps inputs (N, *spec shape) to outputs; D judges outputs. Subclasses build `G` and `D`, set `verb` and
+    `needs` (what their data must be) and implement `loss`."""
+
+    sampling = frozenset({"inputs"})
+    z_dim = 0  # no noise: the output is a function of the input
+    verb = "translates"  # what G does to its inputs, for messages
+    transforms: tuple[str, ...] | None = None  # data.pair values this model learns from (None: any)
+
+    def __init__(self, cfg: Config, spec: dict) -> None:
+        super().__init__(cfg, spec)
+        pair = spec.get("pair") or {}
+        wanted = self.transforms
+        if spec["kind"] != "pairs" or not pair.get("paired") or (wanted and pair.get("transform") not in wanted):
+            data = f"data.pair={'|'.join(wanted)}" if wanted else "data.pair (e.g. data.pair=palette for shapes)"
+            raise UserError(f"{self.name} learns from paired images (each input with its true output)",
+                            f"set {data} and data.paired=true")
+        self.shape = tuple(spec["shape"])
+        self.shape_b = tuple(pair.get("shape_b", self.shape))  # outputs; same as inputs unless resized
+        self.game = losses.game(cfg.loss.name)
+        self.optim_cfg = cfg.optim
+        self.phases = [Phase("D", "D", repeats=cfg.train.n_critic), Phase("G", "G")]
+
+    @property
+    def groups(self) -> dict[str, Group]:
+        betas = (self.optim_cfg.beta1, self.optim_cfg.beta2)
+        return {"D": Group([self.D], self.optim_cfg.lr_d, betas),
+                "G": Group([self.G], self.optim_cfg.lr_g, betas, ema=self.optim_cfg.ema is not None)}
+
+    def _score(self, logits: Tensor) -> Tensor:
+        """Mean D output to log: a probability for BCE games, the raw score otherwise."""
+        return (logits.sigmoid() if self.game.probabilistic else logits).mean().detach()
+
+    def score(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        raise ValueError(f"{self.name}'s D judges outputs of given inputs: it does not score samples from noise")
+
+    def progress_request(self, n: int, generator: torch.Generator, inputs: Tensor | None = None) -> Request:
+        return Request(len(inputs), inputs=inputs, generator=generator)
+
+    def condition(self, request: Request) -> Tensor:
+        if request.inputs is None:
+            raise ValueError(f"{self.name} {self.verb} images: give the images (--input, inputs=...)")
+        if tuple(request.inputs.shape[1:]) != self.shape:
+            raise ValueError(f"inputs are {'×'.join(map(str, request.inputs.shape[1:]))}, this model {self.verb} "
+                             f"{'×'.join(map(str, self.shape))} images (channels × height × width)")
+        return request.inputs.to(self.device)
+
+    def run_generator(self, request: Request) -> Tensor:
+        return self.G(request.cond)

@@ -1,0 +1,253 @@
+"""Image pairs, the image-to-image nets, pix2pix's wiring, the translation metrics and `gankit translate`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from gankit import losses
+from gankit.data import PairSampler, load_dataset, load_truth_pairs
+from gankit.data.pairs import PALETTE, palette_swap
+from gankit.data.shapes import COLORS, render, specs_for
+from gankit.metrics.translation import histogram_match, l1, psnr
+from gankit.nets.translator import PatchDiscriminator, UNetGenerator, patch_layers, receptive_field
+from gankit.variants import Context, build_variant, resolve
+from gankit.variants.pix2pix import FAKE
+
+TINY = ["data.n=64", "data.resolution=16", "pix2pix.width=8", "train.batch_size=8"]
+
+
+def _cfg(*overrides: str):
+    return resolve("shapes-pix2pix", [*TINY, *overrides])[0]
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+
+def test_palette_pairs_differ_only_in_the_objects_colour():
+    """B is A's objects re-rendered with each colour replaced by its partner: same shapes, same backgrounds."""
+    data = load_dataset(_cfg().data, 0)
+    specs = specs_for(64, 0, difficulty=None)
+    assert torch.equal(data.x, render(specs, 16))
+    assert torch.equal(data.b, render(palette_swap(specs), 16))
+    partner = [COLORS.index(PALETTE[c]) for c in COLORS]
+    assert torch.equal(palette_swap(specs).color, torch.tensor(partner)[specs.color])
+    changed = (data.x != data.b).flatten(1).any(1)
+    assert torch.equal(changed, specs.color != COLORS.index("white"))  # white stays white, every other colour moves
+
+
+def test_unpaired_shapes_draw_b_from_other_objects_and_the_truth_from_objects_never_trained_on():
+    cfg = _cfg("data.paired=false")
+    data, paired = load_dataset(cfg.data, 0), load_dataset(_cfg().data, 0)
+    assert torch.equal(data.x, paired.x) and not torch.equal(data.b, paired.b)
+    truth = load_truth_pairs(cfg.data, 0)
+    assert truth.paired and len(truth) == 1000 and "not trained on" in truth.info["heldout"]
+    assert not any(torch.equal(truth.x[0], x) for x in data.x)
+
+
+@pytest.mark.parametrize("transform", ["invert", "thicken", "night"])
+def test_pixel_transforms_pair_digits_row_for_row_and_split_them_when_unpaired(transform):
+    paired = load_dataset(resolve("digits-dcgan", [f"data.pair={transform}"])[0].data, 0)
+    assert paired.kind == "pairs" and paired.x.shape == paired.b.shape
+    if transform == "invert":
+        assert torch.allclose(paired.b, -paired.x)
+    elif transform == "thicken":
+        assert (paired.b >= paired.x).all() and (paired.b > paired.x).any()
+    else:
+        assert paired.b.mean() < paired.x.mean()
+    unpaired = load_dataset(resolve("digits-dcgan", [f"data.pair={transform}", "data.paired=false"])[0].data, 0)
+    assert len(unpaired) == (len(paired) + 1) // 2 and len(unpaired.b) == len(paired) // 2
+    assert torch.equal(unpaired.x, paired.x[0::2]) and torch.equal(unpaired.b, paired.b[1::2])
+
+
+def test_palette_on_images_without_objects_is_refused_with_a_hint(cli):
+    code, _, err = cli("train", "digits-dcgan", "data.pair=palette", "--out", "unused")
+    assert code == 2 and "palette" in err and "data.name=shapes" in err
+
+
+def test_pair_sampler_keeps_rows_together_when_paired_and_resumes_both_cursors():
+    data = load_dataset(_cfg().data, 0)
+    batch = PairSampler(data, 8, 0).next()
+    rows = [int(((data.take(torch.arange(64))[0] - x).abs().flatten(1).sum(1)).argmin()) for x in batch.x]
+    assert torch.equal(batch.b, data.take_b(torch.tensor(rows)))
+    unpaired = load_dataset(_cfg("data.paired=false").data, 0)
+    sampler = PairSampler(unpaired, 8, 0)
+    sampler.next()
+    state = sampler.state_dict()
+    after = sampler.next()
+    again = PairSampler(unpaired, 8, 0)
+    again.load_state_dict(state)
+    resumed = again.next()
+    assert state == {"cursor": 8, "cursor_b": 8}
+    assert torch.equal(after.x, resumed.x) and torch.equal(after.b, resumed.b)
+
+
+# ----------------------------------------------------------------------------------------------- nets
+
+
+def test_unet_keeps_the_size_and_its_skips_carry_the_input():
+    torch.manual_seed(0)
+    G = UNetGenerator(3, 3, 32, width=8).eval()
+    x = torch.randn(2, 3, 32, 32)
+    assert G(x).shape == (2, 3, 32, 32) and G(x).abs().max() <= 1
+    x.requires_grad_(True)
+    G(x)[0, :, 5, 5].sum().backward()  # one output pixel depends on its own neighbourhood through the skips
+    assert x.grad[0].abs().sum() > 0 and x.grad[1].abs().sum() == 0  # and on its own image only (eval-mode BN)
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_patch_discriminator_sees_exactly_its_receptive_field(layers):
+    """The documented receptive field (16, 34, 70 px) is what one output logit actually depends on."""
+    D = PatchDiscriminator(3, 128, width=4, layers=layers).eval()
+    x = torch.randn(1, 3, 128, 128, requires_grad=True)
+    out = D(x)
+    out[0, 0, out.shape[2] // 2, out.shape[3] // 2].backward()
+    rows = x.grad[0].abs().sum((0, 2)).nonzero()
+    assert rows.max() - rows.min() + 1 == receptive_field(layers)
+    assert [receptive_field(n) for n in (1, 2, 3)] == [16, 34, 70]
+    assert patch_layers(256) == 3 and patch_layers(64) == 1 and patch_layers(32) == 1
+
+
+# ----------------------------------------------------------------------------------------------- wiring
+
+
+def _setup(*overrides: str):
+    torch.manual_seed(0)
+    cfg = _cfg(*overrides)
+    data = load_dataset(cfg.data, cfg.seed)
+    return build_variant(cfg, data.spec()), PairSampler(data, 8, 0).next()
+
+
+def test_d_loss_is_half_the_game_on_real_pairs_then_fake_pairs():
+    """Catches real and fake pairs swapped, the input left out of D's pairs, or the paper's halving dropped."""
+    variant, batch = _setup()
+    ctx = Context()
+    loss, scalars = variant.loss("D", batch, ctx)
+    _, fake = ctx.values[FAKE]
+    real_logits = variant.D(torch.cat([batch.x, batch.b], 1)).flatten()
+    fake_logits = variant.D(torch.cat([batch.x, fake.detach()], 1)).flatten()
+    assert loss.item() == pytest.approx(0.5 * losses.d_bce(real_logits, fake_logits).item(), rel=1e-5)
+    assert scalars["d_real"].item() == pytest.approx(real_logits.sigmoid().mean().item(), rel=1e-5)
+    assert scalars["d_fake"].item() == pytest.approx(fake_logits.sigmoid().mean().item(), rel=1e-5)
+
+
+def test_g_loss_is_the_adversarial_term_plus_lambda_l1_on_the_d_steps_pairs():
+    """Catches the L1 term dropped, its sign flipped or its weight lost, and G scored on another batch's targets
+    (the trainer draws a fresh batch per phase; G must use the pairs its fakes came from)."""
+    variant, batch = _setup()
+    ctx = Context()
+    variant.loss("D", batch, ctx)
+    _, fake = ctx.values[FAKE]
+    other = replace(batch, b=batch.b.flip(0), x=batch.x.flip(0))
+    loss, scalars = variant.loss("G", other, ctx)
+    adversarial = losses.g_non_saturating(variant.D(torch.cat([batch.x, fake], 1)).flatten())
+    expected = adversarial + 100.0 * F.l1_loss(fake, batch.b)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert scalars["l1"].item() == pytest.approx(F.l1_loss(fake, batch.b).item(), rel=1e-5)
+
+
+def test_a_g_step_moves_the_output_towards_the_true_b():
+    variant, batch = _setup("pix2pix.dropout=0")
+    variant.G.eval()
+    with torch.no_grad():
+        before = F.l1_loss(variant.G(batch.x), batch.b)
+    variant.G.train()
+    loss, _ = variant.loss("G", batch, Context())
+    optimizer = torch.optim.Adam(variant.groups["G"].parameters(), lr=1e-3)
+    loss.backward()
+    optimizer.step()
+    variant.G.eval()
+    with torch.no_grad():
+        assert F.l1_loss(variant.G(batch.x), batch.b) < before
+
+
+def test_d_judges_the_pair_so_the_input_changes_its_verdict():
+    """Catches D built on B alone (the conditioning path zeroed): the same B with another A must score otherwise."""
+    variant, batch = _setup()
+    variant.eval()
+    with torch.no_grad():
+        one = variant.critic(batch.x, batch.b)
+        other = variant.critic(batch.x.flip(0), batch.b)
+    assert not torch.allclose(one, other)
+
+
+def test_pix2pix_refuses_unpaired_data_and_noise_requests(cli):
+    with pytest.raises(Exception, match="paired"):
+        cfg = _cfg("data.paired=false")
+        build_variant(cfg, load_dataset(cfg.data, 0).spec())
+    code, _, err = cli("train", "digits-dcgan", "variant=pix2pix", "--out", "unused")
+    assert code == 2 and "data.pair" in err
+
+
+# ----------------------------------------------------------------------------------------------- metrics and CLI
+
+
+def test_psnr_l1_and_histogram_matching_by_hand():
+    x = torch.zeros(2, 3, 4, 4)
+    y = x + 0.2  # 0.1 in [0, 1] units everywhere
+    assert psnr(x, y) == pytest.approx(20.0) and l1(x, y) == pytest.approx(0.1)
+    assert psnr(x, x) == 100.0
+    ref = torch.rand(3, 3, 4, 4) * 2 - 1
+    assert torch.allclose(histogram_match(ref * 0.5 - 0.3, ref), ref)  # a monotone map of ref is undone exactly
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from gankit.train import Trainer
+
+    run = tmp_path_factory.mktemp("p2p") / "run"
+    cfg = resolve("shapes-pix2pix", [*TINY, "train.steps=4", "train.sample_every=2", "train.checkpoint_every=0",
+                                      "train.log_every=2"])[0]
+    Trainer(cfg, run, progress=False).fit()
+    return run
+
+
+def test_eval_reports_translation_metrics_against_held_out_truth(tiny_run, cli):
+    code, out, _ = cli("eval", str(tiny_run), "--json")
+    report = json.loads(out)
+    assert code == 0
+    for key in ("psnr_to_truth", "l1_to_truth", "baseline_identity_psnr", "baseline_histogram_psnr", "fd_to_truth",
+                "label_preservation", "label_preservation_truth"):
+        assert key in report
+    assert "fid" not in report  # G(A) is not compared with domain A's images
+    protocol = report["protocol"]["translation"]
+    assert protocol["pairs"] == 1000 and "not trained on" in protocol["heldout"]
+    assert (tiny_run / "samples" / "step-4.png").is_file()
+    assert Image.open(tiny_run / "samples" / "step-4.png").size[0] > Image.open(tiny_run / "samples" / "step-4.png").size[1]
+
+
+def test_translate_writes_one_png_per_input_named_as_the_input(tiny_run, tmp_path, cli):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    for name in ("a.png", "sub/b.jpg"):
+        Image.fromarray(np.full((20, 24, 3), 90, np.uint8)).save(src / name)
+    code, _, err = cli("translate", str(tiny_run), str(src), "--out", str(tmp_path / "out") + "/")
+    assert code == 0, err
+    written = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png"))
+    assert written == ["a.png", "sub/b.png"]
+    with Image.open(tmp_path / "out" / "sub" / "b.png") as img:
+        assert img.size == (16, 16) and img.text["gankit:generated"] == "true" and img.text["gankit:source"] == "sub/b.jpg"
+    code, _, _ = cli("translate", str(tiny_run), str(src), "--out", str(tmp_path / "grid.png"), "--grid")
+    assert code == 0 and Image.open(tmp_path / "grid.png").size[0] > 2 * Image.open(tmp_path / "grid.png").size[1]
+
+
+def test_translate_bad_inputs_exit_2_with_one_line(tiny_run, tmp_path, cli, ring_cfg):
+    from gankit.train import Trainer
+
+    (tmp_path / "empty").mkdir()
+    code, _, err = cli("translate", str(tiny_run), str(tmp_path / "empty"), "--out", str(tmp_path / "o") + "/")
+    assert code == 2 and "holds no image files" in err and not (tmp_path / "o").exists()
+    np.savez(tmp_path / "grey.npz", samples=np.zeros((2, 1, 16, 16), np.float32))
+    code, _, err = cli("translate", str(tiny_run), str(tmp_path / "grey.npz"), "--out", str(tmp_path / "o.npz"))
+    assert code == 2 and "1×16×16" in err and not (tmp_path / "o.npz").exists()
+    Trainer(ring_cfg("train.steps=2"), tmp_path / "ring", progress=False).fit()
+    code, _, err = cli("translate", str(tmp_path / "ring"), str(tmp_path / "grey.npz"), "--out", str(tmp_path / "o.npz"))
+    assert code == 2 and "nothing to translate" in err
+    code, _, err = cli("sample", str(tiny_run), "-n", "4", "--out", str(tmp_path / "s.png"))
+    assert code == 2 and "translates images" in err

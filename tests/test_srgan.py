@@ -1,0 +1,145 @@
+"""Super-resolution: downscaled pairs, SRResNet / SRGAN wiring, PSNR-Y / SSIM-Y, `gankit upscale`."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from gankit import losses
+from gankit.data import PairSampler, load_dataset
+from gankit.data.pairs import resize
+from gankit.metrics.translation import luma, psnr_y, sharpness, ssim_y
+from gankit.nets.sr import SRDiscriminator, SRResNet
+from gankit.variants import Context, build_variant, resolve
+from gankit.variants.srgan import FAKE
+
+TINY = ["data.n=32", "data.resolution=32", "srgan.width=8", "srgan.blocks=2", "train.batch_size=4"]
+
+
+def _setup(*overrides: str):
+    torch.manual_seed(0)
+    cfg = resolve("shapes-srresnet", [*TINY, *overrides])[0]
+    data = load_dataset(cfg.data, cfg.seed)
+    return build_variant(cfg, data.spec()), PairSampler(data, 4, 0).next()
+
+
+def test_downscale_pairs_are_the_image_and_its_bicubic_reduction():
+    cfg = resolve("shapes-srresnet", TINY)[0]
+    data = load_dataset(cfg.data, 0)
+    assert data.x.shape[1:] == (3, 8, 8) and data.b.shape[1:] == (3, 32, 32)
+    assert torch.equal(data.x, resize(data.b, 8))
+    assert data.spec()["pair"] == {"transform": "downscale", "paired": True, "shape_b": [3, 32, 32]}
+
+
+def test_a_resolution_that_the_scale_does_not_divide_is_refused(cli):
+    code, _, err = cli("train", "shapes-srresnet", "data.resolution=34", "--out", "unused")
+    assert code == 2 and "data.scale" in err
+
+
+def test_srresnet_multiplies_the_size_and_d_gives_one_logit_per_image():
+    G, D = SRResNet(3, 4, width=8, blocks=2), SRDiscriminator(3, 64, width=8)
+    out = G(torch.randn(2, 3, 16, 16))
+    assert out.shape == (2, 3, 64, 64) and D(out).shape == (2,)
+    with pytest.raises(ValueError):
+        SRResNet(3, 3)
+
+
+def test_only_the_mse_phase_runs_before_pretrain_and_it_is_the_pixel_mse():
+    variant, batch = _setup("srgan.pretrain=5")
+    assert [p.name for p in variant.phases if p.active(4)] == ["mse"]
+    assert [p.name for p in variant.phases if p.active(5)] == ["D", "G"]
+    loss, scalars = variant.loss("mse", batch, Context())
+    assert loss.item() == pytest.approx(F.mse_loss(variant.G(batch.x), batch.b).item(), rel=1e-5)
+
+
+def test_srgan_d_and_g_losses_are_wired_to_the_right_images():
+    """Catches real and fake swapped in D, the content term dropped, the adversarial weight lost, and G scored on
+    another batch's truth."""
+    variant, batch = _setup("srgan.pretrain=0", "srgan.adversarial_weight=0.5")
+    ctx = Context()
+    d_loss, _ = variant.loss("D", batch, ctx)
+    _, fake = ctx.values[FAKE]
+    assert d_loss.item() == pytest.approx(losses.d_bce(variant.D(batch.b), variant.D(fake.detach())).item(), rel=1e-5)
+    other = type(batch)(x=batch.x.flip(0), y=None, b=batch.b.flip(0))
+    g_loss, _ = variant.loss("G", other, ctx)
+    expected = F.mse_loss(fake, batch.b) + 0.5 * losses.g_non_saturating(variant.D(fake))
+    assert g_loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_feature_content_uses_the_frozen_evaluator_and_is_not_part_of_the_model():
+    variant, batch = _setup("srgan.pretrain=0", "srgan.content=features")
+    fake = variant.G(batch.x)
+    net = variant._evaluator.net
+    expected = F.mse_loss(net(variant._evaluator.prepare(fake))[0], net(variant._evaluator.prepare(batch.b))[0])
+    assert variant.content_loss(fake, batch.b).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert all(k.startswith(("G.", "D.")) for k in variant.state_dict())
+    assert not any(p.requires_grad for p in net.parameters())
+
+
+def _ssim_by_loops(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIM of two 2-D arrays by explicit Gaussian-weighted sums at every valid position (Wang et al. 2004)."""
+    g = np.exp(-((np.arange(11) - 5) ** 2) / (2 * 1.5**2))
+    w = np.outer(g, g) / np.outer(g, g).sum()
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    values = []
+    for i in range(a.shape[0] - 10):
+        for j in range(a.shape[1] - 10):
+            pa, pb = a[i : i + 11, j : j + 11], b[i : i + 11, j : j + 11]
+            ma, mb = (w * pa).sum(), (w * pb).sum()
+            va, vb = (w * (pa - ma) ** 2).sum(), (w * (pb - mb) ** 2).sum()
+            cov = (w * (pa - ma) * (pb - mb)).sum()
+            values.append((2 * ma * mb + c1) * (2 * cov + c2) / ((ma**2 + mb**2 + c1) * (va + vb + c2)))
+    return float(np.mean(values))
+
+
+def test_psnr_y_and_ssim_y_by_hand():
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 24, 24) * 2 - 1
+    y = (x + 0.2 * torch.randn_like(x)).clamp(-1, 1)
+    a, b = luma(x, 2)[0, 0].numpy(), luma(y, 2)[0, 0].numpy()
+    assert luma(torch.ones(1, 3, 2, 2))[0, 0, 0, 0].item() == pytest.approx(235.0)
+    assert psnr_y(x, y, 2).item() == pytest.approx(10 * math.log10(255**2 / ((a - b) ** 2).mean()), rel=1e-9)
+    assert ssim_y(x, y, 2).item() == pytest.approx(_ssim_by_loops(a, b), rel=1e-9)
+    assert ssim_y(x, x, 2).item() == pytest.approx(1.0)
+    blurred = F.avg_pool2d(x, 3, 1, 1)
+    assert sharpness(blurred).item() < sharpness(x).item()
+
+
+@pytest.fixture(scope="module")
+def tiny_sr(tmp_path_factory):
+    from gankit.train import Trainer
+
+    run = tmp_path_factory.mktemp("sr") / "run"
+    cfg = resolve("shapes-srresnet", [*TINY, "train.steps=3", "srgan.pretrain=2", "train.sample_every=3",
+                                      "train.checkpoint_every=0", "train.log_every=1"])[0]
+    Trainer(cfg, run, progress=False).fit()
+    return run
+
+
+def test_eval_reports_luminance_psnr_ssim_beside_bicubic(tiny_sr, cli):
+    code, out, _ = cli("eval", str(tiny_sr), "--json")
+    report = json.loads(out)
+    assert code == 0 and "psnr_to_truth" not in report
+    for key in ("psnr_y", "ssim_y", "bicubic_psnr_y", "bicubic_ssim_y", "sharpness", "sharpness_truth",
+                "sharpness_bicubic"):
+        assert key in report
+    assert report["protocol"]["super_resolution"]["scale"] == 4
+    assert report["sharpness_bicubic"] < report["sharpness_truth"]
+
+
+def test_upscale_writes_larger_images_and_refuses_same_size_models(tiny_sr, tmp_path, cli):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(src / "x.png")
+    code, _, err = cli("upscale", str(tiny_sr), str(src), "--out", str(tmp_path / "out") + "/")
+    assert code == 0, err
+    with Image.open(tmp_path / "out" / "x.png") as img:
+        assert img.size == (32, 32) and img.text["gankit:task"] == "upscale"
+    code, _, err = cli("sample", str(tiny_sr), "-n", "2", "--out", str(tmp_path / "s.png"))
+    assert code == 2 and "upscales images" in err
