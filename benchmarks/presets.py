@@ -25,7 +25,8 @@ from gankit.train import Trainer
 from gankit.train.logging import read_logs
 
 BASELINE = "digits-dcgan"
-PRESETS = [BASELINE, "digits-cgan", "digits-acgan", "digits-infogan", "shapes-dcgan", "shapes-biggan"]
+PRESETS = [BASELINE, "digits-cgan", "digits-acgan", "digits-infogan", "shapes-dcgan", "shapes-biggan", "shapes-pix2pix",
+           "shapes-srresnet"]
 BUDGET_MIN = 20.0  # issue target: every preset of the conditional family within 20 minutes on 2 CPU cores
 
 

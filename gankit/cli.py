@@ -306,9 +306,12 @@ def translate(
     inputs: Path = typer.Argument(..., help="An image, a folder of images or an .npz of domain-A images."),
     out: str = typer.Option(..., "--out", "-o", help=OUT_PER_INPUT_HELP),
     grid: bool = typer.Option(False, "--grid", help="Write a PNG of input | output pairs side by side."),
+    direction: Optional[str] = typer.Option(None, "--direction", help="Two-way models (CycleGAN): a2b (default) or "
+                                            "b2a."),
 ) -> None:
-    """Translate images from domain A to domain B with a trained image-to-image run: one output per input."""
-    _map_images(run, inputs, out, grid, upscale=False)
+    """Translate images from domain A to domain B (or back, --direction b2a) with a trained image-to-image run: one
+    output per input."""
+    _map_images(run, inputs, out, grid, upscale=False, direction=direction)
 
 
 @app.command(epilog=_examples("gankit upscale runs/sr small/ --out large/",
@@ -323,7 +326,7 @@ def upscale(
     _map_images(run, inputs, out, grid, upscale=True)
 
 
-def _map_images(run: Path, inputs: Path, out: str, grid: bool, upscale: bool) -> None:
+def _map_images(run: Path, inputs: Path, out: str, grid: bool, upscale: bool, direction: str | None = None) -> None:
     """Read images, run the model on each, write one output per input (translate and upscale)."""
     import torch
     import torch.nn.functional as F
@@ -339,6 +342,12 @@ def _map_images(run: Path, inputs: Path, out: str, grid: bool, upscale: bool) ->
     shape_b = gen.spec.get("pair", {}).get("shape_b", gen.spec["shape"])
     if upscale and shape_b[-1] <= gen.spec["shape"][-1]:
         raise UserError(f"{run} translates images at their size: it does not upscale", "use `gankit translate`")
+    if direction is not None:
+        from .variants import DIRECTIONS
+
+        gen.check_takes(direction=True)
+        if direction not in DIRECTIONS:
+            raise UserError(f"--direction {direction}: unknown direction", f"use {' or '.join(DIRECTIONS)}")
     if not inputs.exists():
         raise UserError(f"{inputs} does not exist", "give an image, a folder of images or an .npz")
     kind = gen.data_kind
@@ -346,8 +355,9 @@ def _map_images(run: Path, inputs: Path, out: str, grid: bool, upscale: bool) ->
     if grid and fmt != ".png":
         raise UserError(f"--grid writes a PNG, not {out}", "give --out FILE.png")
     x = kind.read_inputs(inputs, gen.spec)
-    y = gen.sample(inputs=x)
-    meta = {"run": run.name, "input": str(inputs), "task": "upscale" if upscale else "translate"}
+    y = gen.sample(inputs=x, direction=direction)
+    meta = {"run": run.name, "input": str(inputs), "task": "upscale" if upscale else "translate",
+            "direction": direction}
     if grid:
         shown = F.interpolate(x, size=y.shape[-2:], mode="nearest") if x.shape[-1] != y.shape[-1] else x
         io.save_grid(out, torch.stack([shown, y], dim=1).flatten(0, 1), nrow=2 * min(4, len(x)),

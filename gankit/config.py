@@ -35,7 +35,8 @@ class DataConfig(_Section):
         "resolution": ("digits", "shapes", "folder", "npz"), "channels": ("folder",), "path": ("folder", "npz"),
         "key": ("npz",), "labels_key": ("npz",), "shapes": ("shapes",), "colors": ("shapes",), "label": ("shapes",),
         **{knob: ("shapes",) for knob in ("size_range", "jitter", "rotation", "noise", "gradient", "backgrounds")},
-        **{key: ("digits", "shapes", "folder", "npz") for key in ("pair", "paired", "scale")}}
+        **{key: ("digits", "shapes", "folder", "npz") for key in ("pair", "paired", "scale")},
+        "path_a": ("folder",), "path_b": ("folder",)}
 
     name: Literal["ring", "grid", "spiral", "digits", "shapes", "folder", "npz"] = Field("ring", description="dataset")
     n: int | None = Field(None, ge=1, description="generated sets: samples drawn once (toy 2D 100,000; shapes 20,000)")
@@ -65,11 +66,13 @@ class DataConfig(_Section):
                                                          "at most")
     backgrounds: list[Literal["dark", "light"]] = Field(["dark", "light"], min_length=1, description="shapes: "
                                                         "background tones (white shapes always get dark ones)")
-    pair: Literal["palette", "night", "invert", "thicken", "downscale"] | None = Field(
+    pair: Literal["palette", "outline", "night", "invert", "thicken", "downscale", "folders"] | None = Field(
         None, description="images: a second domain B, the images under this transform (docs/image-to-image.md); "
-        "palette is for shapes")
+        "palette and outline are for shapes")
     paired: bool = Field(True, description="with pair: B row for row (true) or from other objects (false)")
     scale: int = Field(4, ge=2, le=8, description="pair=downscale: A is B made this many times smaller")
+    path_a: str | None = Field(None, description="pair=folders, paired=false: the folder of domain A's images")
+    path_b: str | None = Field(None, description="pair=folders, paired=false: the folder of domain B's images")
 
 
 class ModelConfig(_Section):
@@ -119,6 +122,8 @@ class OptimConfig(_Section):
     ema: float | None = Field(None, gt=0, lt=1, description="decay of an EMA copy of G used for sampling (e.g. 0.999)")
     schedule: Literal["constant", "linear", "cosine"] = Field(
         "constant", description="learning-rate decay over train.steps (to 0 at the end)")
+    decay_start: float = Field(0.0, ge=0, lt=1, description="fraction of train.steps at which the decay begins "
+                               "(constant before; CycleGAN's 0.5)")
 
 
 class TrainConfig(_Section):

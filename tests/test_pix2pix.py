@@ -251,3 +251,52 @@ def test_translate_bad_inputs_exit_2_with_one_line(tiny_run, tmp_path, cli, ring
     assert code == 2 and "nothing to translate" in err
     code, _, err = cli("sample", str(tiny_run), "-n", "4", "--out", str(tmp_path / "s.png"))
     assert code == 2 and "translates images" in err
+
+
+# ----------------------------------------------------------------------------------------------- your own folders
+
+
+def _write(path, value: int, size=(20, 20)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((size[1], size[0], 3), value, np.uint8)).save(path)
+
+
+def _folder_cfg(root, *overrides: str):
+    return resolve("shapes-pix2pix", ["data.name=folder", "data.pair=folders", f"data.path={root}",
+                                      "data.resolution=16", *overrides])[0]
+
+
+def test_paired_folders_match_files_by_name_whatever_the_suffix(tmp_path):
+    for i, name in enumerate(["x", "sub/y"]):
+        _write(tmp_path / "A" / f"{name}.png", 10 * i)
+        _write(tmp_path / "B" / f"{name}.jpg", 200 - 10 * i)
+    data = load_dataset(_folder_cfg(tmp_path).data, 0)
+    assert data.kind == "pairs" and data.paired and len(data) == 2
+    assert data.x[:, 0, 0, 0].tolist() == [10, 0] and data.b[:, 0, 0, 0].tolist() == [190, 200]  # "sub/y" < "x"
+    truth = load_truth_pairs(_folder_cfg(tmp_path).data, 0)
+    assert torch.equal(truth.b, data.b) and truth.info["heldout"].startswith("no")
+
+
+def test_folder_pairs_with_a_missing_partner_or_a_size_mismatch_name_the_file(tmp_path, cli):
+    _write(tmp_path / "A" / "x.png", 1)
+    _write(tmp_path / "A" / "lonely.png", 1)
+    _write(tmp_path / "B" / "x.png", 2)
+    code, _, err = cli("train", "shapes-pix2pix", "data.name=folder", "data.pair=folders", f"data.path={tmp_path}",
+                       "--out", str(tmp_path / "run"))
+    assert code == 2 and "lonely.png has no partner" in err and not (tmp_path / "run").exists()
+    (tmp_path / "A" / "lonely.png").unlink()
+    _write(tmp_path / "B" / "x.png", 2, size=(30, 20))
+    code, _, err = cli("train", "shapes-pix2pix", "data.name=folder", "data.pair=folders", f"data.path={tmp_path}",
+                       "--out", str(tmp_path / "run"))
+    assert code == 2 and "20×20" in err and "30×20" in err and not (tmp_path / "run").exists()
+
+
+def test_unpaired_folders_load_each_domain_and_have_no_truth(tmp_path):
+    for i in range(3):
+        _write(tmp_path / "h" / f"{i}.png", i)
+    _write(tmp_path / "z" / "0.png", 99)
+    cfg = _folder_cfg(tmp_path, f"data.path_a={tmp_path / 'h'}", f"data.path_b={tmp_path / 'z'}", "data.paired=false")
+    data = load_dataset(cfg.data, 0)
+    assert len(data) == 3 and len(data.b) == 1 and not data.paired
+    with pytest.raises(Exception, match="no true B"):
+        load_truth_pairs(cfg.data, 0)

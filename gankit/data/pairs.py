@@ -6,23 +6,30 @@ can be scored against the truth (PSNR, L1) and not only by how real it looks.
 
     palette  shapes only: each object's colour is replaced (red→yellow→green→blue→purple→red; white stays), the
              background and everything else unchanged, so only pixels of the object differ
+    outline  shapes only: each object drawn as a stroke along its edge (0.3 of its circumradius wide), not filled
     night    any image: darkened and tinted blue, per channel b = gain·a + offset in [0, 1] units
     invert   any image: b = 1 − a (in [0, 1] units)
     thicken  any image: bright strokes dilated by one pixel (a 3×3 maximum)
     downscale  any image: A is B made `data.scale` times smaller (bicubic, antialiased), for super-resolution
+    folders  your own pairs: data.path holding A/ and B/ with the same file names, or unpaired folders
+             data.path_a and data.path_b (data.paired=false)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor
 
 from ..errors import UserError
 from .base import Batch, BatchSampler, Dataset
+from .folder import image_folder, list_images, load_image
 from .shapes import COLORS, DEFAULT_N, DEFAULT_RESOLUTION, ShapeSpecs, dataset_of, render, specs_for
 
 UNPAIRED_SEED_OFFSET = 1  # unpaired shapes: domain B's objects are drawn from seed + this (disjoint from A's)
@@ -52,8 +59,9 @@ def _thicken(x: Tensor) -> Tensor:
 
 # pixel transforms: (N, C, H, W) float in [-1, 1] -> the same; they apply to any image data
 PIXEL_TRANSFORMS: dict[str, Callable[[Tensor], Tensor]] = {"night": _night, "invert": _invert, "thicken": _thicken}
-SPEC_TRANSFORMS = ("palette",)  # need the objects behind the pixels: shapes only
-TRANSFORMS = (*SPEC_TRANSFORMS, *PIXEL_TRANSFORMS, "downscale")
+SPEC_TRANSFORMS = ("palette", "outline")  # need the objects behind the pixels: shapes only
+OUTLINE_WIDTH = 0.3  # outline: the stroke's width as a fraction of the shape's circumradius
+TRANSFORMS = (*SPEC_TRANSFORMS, *PIXEL_TRANSFORMS, "downscale", "folders")
 
 
 def palette_swap(specs: ShapeSpecs) -> ShapeSpecs:
@@ -135,6 +143,8 @@ def _pair_images(transform: str, images: Tensor, specs: ShapeSpecs | None, scale
         return resize(images, images.shape[-1] // scale), images
     if transform == "palette":
         return images, render(palette_swap(specs), images.shape[-1])
+    if transform == "outline":
+        return images, render(specs, images.shape[-1], outline=OUTLINE_WIDTH)
     return images, apply_pixels(transform, images)
 
 
@@ -149,10 +159,60 @@ def _rows(data: Dataset, rows: slice) -> Dataset:
                    attributes={k: v[rows] for k, v in data.attributes.items()})
 
 
+def folder_pairs(cfg) -> PairDataset:
+    """The user's own domains: data.path/A and data.path/B paired by file name (suffix aside), or, unpaired,
+    every image of data.path_a and of data.path_b; all resized and centre-cropped to data.resolution."""
+    resolution, channels = cfg.resolution or DEFAULT_RESOLUTION, cfg.channels or 3
+    if not cfg.paired:
+        if not (cfg.path_a and cfg.path_b):
+            raise UserError("unpaired folders need data.path_a and data.path_b", "e.g. data.path_a=horses/ "
+                            "data.path_b=zebras/ data.paired=false")
+        a, b = image_folder(cfg.path_a, resolution, channels), image_folder(cfg.path_b, resolution, channels)
+        return _from(a, a.x, b.x, "folders", False, {"path_a": cfg.path_a, "path_b": cfg.path_b})
+    if not cfg.path:
+        raise UserError("paired folders need data.path holding A/ and B/ with the same file names",
+                        "e.g. data.path=pairs/ with pairs/A/001.png and pairs/B/001.png")
+    root = Path(cfg.path)
+    sides = {side: root / side for side in ("A", "B")}
+    for side, folder in sides.items():
+        if not folder.is_dir():
+            raise UserError(f"data.path {cfg.path} has no {side}/ folder", "put domain A in A/ and domain B in B/, "
+                            "with the same file names")
+    files = {side: {p.relative_to(folder).with_suffix("").as_posix(): p for p in list_images(folder)}
+             for side, folder in sides.items()}
+    for side, other in (("A", "B"), ("B", "A")):
+        alone = sorted(set(files[side]) - set(files[other]))
+        if alone:
+            raise UserError(f"{sides[side] / files[side][alone[0]].relative_to(sides[side])} has no partner in "
+                            f"{sides[other]}/ ({len(alone)} file(s) without one)",
+                            "give every image of A/ a file of the same name in B/, or train unpaired")
+    names = sorted(files["A"])
+    if not names:
+        raise UserError(f"data.path {cfg.path}: A/ and B/ hold no image files", "add image pairs")
+    images: dict[str, list] = {"A": [], "B": []}
+    for name in names:
+        pair = {side: files[side][name] for side in ("A", "B")}
+        try:
+            sizes = {side: Image.open(path).size for side, path in pair.items()}
+            for side, path in pair.items():
+                images[side].append(load_image(path, resolution, channels))
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise UserError(f"cannot read the pair {name} ({exc})", "fix or remove both files") from None
+        if sizes["A"] != sizes["B"]:
+            raise UserError(f"{pair['A']} is {sizes['A'][0]}×{sizes['A'][1]} but {pair['B']} is "
+                            f"{sizes['B'][0]}×{sizes['B'][1]}", "the two images of a pair must have the same size")
+    x, b = (torch.from_numpy(np.stack(images[side])) for side in ("A", "B"))
+    a = Dataset(name="folder", kind="image", x=x, info={"path": str(root), "files": len(names)})
+    return _from(a, x, b, "folders", True, {})
+
+
 def image_pairs(cfg, seed: int, plain: Callable[[], Dataset], difficulty=None) -> PairDataset:
-    """The training pairs a config names: shapes render both domains from objects; any other image set gets its
-    second domain from its own images (unpaired: A from the even rows, B from the odd rows)."""
+    """The training pairs a config names: shapes render both domains from objects; your own folders are read as
+    they are; any other image set gets its second domain from its own images (unpaired: A from the even rows, B
+    from the odd rows)."""
     transform, scale = _check(cfg), cfg.scale
+    if transform == "folders":
+        return folder_pairs(cfg)
     if cfg.name == "shapes":
         n, resolution = cfg.n or DEFAULT_N, cfg.resolution or DEFAULT_RESOLUTION
         names, colors, d = cfg.shapes, cfg.colors, difficulty
@@ -181,6 +241,11 @@ def truth_pairs(cfg, seed: int, plain: Callable[[], Dataset], difficulty=None, n
     """Paired (A, true B) for scoring a translator: for shapes, `n` fresh objects that no training image shows;
     for a fixed image set, all its images (the training images: no held-out split exists), `info["heldout"]` says."""
     transform = _check(cfg)
+    if transform == "folders":
+        if not cfg.paired:
+            raise UserError("unpaired folders have no true B for any A", "score on paired folders (data.path with "
+                            "A/ and B/)")
+        return replace(folder_pairs(cfg), info={"heldout": "no: the training pairs (the data has no held-out split)"})
     if cfg.name == "shapes":
         resolution, names, colors, d = cfg.resolution or DEFAULT_RESOLUTION, cfg.shapes, cfg.colors, difficulty
         specs = specs_for(n, seed + HELDOUT_SEED_OFFSET, names, colors, d)
@@ -193,8 +258,12 @@ def truth_pairs(cfg, seed: int, plain: Callable[[], Dataset], difficulty=None, n
 
 
 def _check(cfg) -> str:
+    if (cfg.pair == "folders") != (cfg.name == "folder"):
+        raise UserError(f"data.pair=folders reads your own folders (data.name=folder), data.name={cfg.name} with "
+                        f"data.pair={cfg.pair} does not", "use data.name=folder data.pair=folders, or a transform: "
+                        f"{', '.join(t for t in TRANSFORMS if t != 'folders')}")
     if cfg.pair in SPEC_TRANSFORMS and cfg.name != "shapes":
-        raise UserError(f"data.pair={cfg.pair} recolours the objects of the shapes data, not {cfg.name} images",
+        raise UserError(f"data.pair={cfg.pair} redraws the objects of the shapes data, not {cfg.name} images",
                         f"use data.name=shapes, or a pixel transform: {', '.join(PIXEL_TRANSFORMS)}")
     resolution = cfg.resolution or (DEFAULT_RESOLUTION if cfg.name == "shapes" else None)
     if cfg.pair == "downscale" and resolution and (resolution % cfg.scale or resolution // cfg.scale < 4):

@@ -223,8 +223,8 @@ def _noise(seeds: Tensor, resolution: int) -> Tensor:
     return (bits.float() / 2**32 - 0.5) * math.sqrt(12)
 
 
-def _render_chunk(specs: ShapeSpecs, resolution: int) -> Tensor:
-    """(N, 3, R, R) float in [0, 1]."""
+def _render_chunk(specs: ShapeSpecs, resolution: int, outline: float = 0.0) -> Tensor:
+    """(N, 3, R, R) float in [0, 1]; `outline` > 0 draws only a stroke of that width (in circumradii) along the edge."""
     n, r = len(specs), resolution
     coord = (torch.arange(r, dtype=torch.float32) + 0.5) / r  # pixel centres in (0, 1)
     px, py = coord.view(1, 1, r), coord.view(1, r, 1)
@@ -238,6 +238,8 @@ def _render_chunk(specs: ShapeSpecs, resolution: int) -> Tensor:
         mask = specs.shape == index
         if mask.any():
             dist[mask] = SDF[name](x[mask], y[mask])
+    if outline:  # inside the stroke: within outline/2 of the edge, on either side
+        dist = dist.abs() - outline / 2
     coverage = (0.5 - dist * size * r).clamp_(0, 1).unsqueeze(1)  # distance in pixels -> covered fraction
     luminance = (specs.gradient[:, 0, None, None] * (px - 0.5) + specs.gradient[:, 1, None, None] * (py - 0.5)
                  + specs.noise.view(n, 1, 1) * _noise(specs.noise_seed, r))
@@ -246,15 +248,16 @@ def _render_chunk(specs: ShapeSpecs, resolution: int) -> Tensor:
     return background + coverage * (rgb - background)
 
 
-def render(specs: ShapeSpecs, resolution: int = DEFAULT_RESOLUTION) -> Tensor:
-    """(N, 3, R, R) uint8 images of `specs` (as the image loaders store them; `Dataset.take` maps to [-1, 1]).
+def render(specs: ShapeSpecs, resolution: int = DEFAULT_RESOLUTION, outline: float = 0.0) -> Tensor:
+    """(N, 3, R, R) uint8 images of `specs` (as the image loaders store them; `Dataset.take` maps to [-1, 1]);
+    `outline` > 0 draws each shape as a stroke of that width (a fraction of its circumradius) instead of filled.
 
     Each image depends only on its own row, so batches, subsets and re-renders agree pixel for pixel.
     """
     chunk = max(1, 2**18 // resolution**2)  # a quarter million pixels at a time: temporaries stay in cache
     out = torch.empty(len(specs), 3, resolution, resolution, dtype=torch.uint8)
     for start in range(0, len(specs), chunk):
-        image = _render_chunk(specs[start : start + chunk], resolution)
+        image = _render_chunk(specs[start : start + chunk], resolution, outline)
         out[start : start + chunk] = image.mul_(255).round_().to(torch.uint8)
     return out
 

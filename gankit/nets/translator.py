@@ -1,5 +1,5 @@
-"""Image-to-image nets (pix2pix, Isola et al. 2017): a U-Net generator and a PatchGAN discriminator, any square
-power-of-two resolution."""
+"""Image-to-image nets: pix2pix's U-Net generator and PatchGAN discriminator (Isola et al. 2017), and CycleGAN's
+residual generator (Zhu et al. 2017, after Johnson et al. 2016); any square power-of-two resolution."""
 
 from __future__ import annotations
 
@@ -76,11 +76,18 @@ def receptive_field(layers: int) -> int:
     return field
 
 
+def _norm(kind: str, channels: int) -> nn.Module:
+    """Batch norm (pix2pix) or instance norm without affine parameters or running statistics (CycleGAN)."""
+    return nn.BatchNorm2d(channels) if kind == "batch" else nn.InstanceNorm2d(channels)
+
+
 class PatchDiscriminator(nn.Module):
     """(N, C, R, R) -> logits (N, 1, h, w), one per overlapping patch of `receptive_field(layers)` pixels:
-    `layers` stride-2 convs, one stride-1 conv, then a 1-channel conv; batch norm after all but the first."""
+    `layers` stride-2 convs, one stride-1 conv, then a 1-channel conv; `norm` (batch or instance) after all but the
+    first."""
 
-    def __init__(self, in_channels: int, resolution: int, width: int = 64, layers: int | None = None) -> None:
+    def __init__(self, in_channels: int, resolution: int, width: int = 64, layers: int | None = None,
+                 norm: str = "batch") -> None:
         super().__init__()
         layers = patch_layers(resolution) if layers is None else layers
         mods: list[nn.Module] = [nn.Conv2d(in_channels, width, 4, 2, 1), nn.LeakyReLU(0.2)]
@@ -88,11 +95,50 @@ class PatchDiscriminator(nn.Module):
         for i in range(1, layers + 1):  # the remaining stride-2 convs, then the stride-1 one
             out = width * min(2**i, MAX_MULT)
             stride = 2 if i < layers else 1
-            mods += [nn.Conv2d(ch, out, 4, stride, 1, bias=False), nn.BatchNorm2d(out), nn.LeakyReLU(0.2)]
+            mods += [nn.Conv2d(ch, out, 4, stride, 1, bias=False), _norm(norm, out), nn.LeakyReLU(0.2)]
             ch = out
         mods.append(nn.Conv2d(ch, 1, 4, 1, 1))
         self.net = nn.Sequential(*mods)
         self.layers = layers
+        dcgan_init(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class _ResidualBlock(nn.Module):
+    """Reflection-padded conv3-IN-ReLU-conv3-IN plus the input."""
+
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3), nn.InstanceNorm2d(ch), nn.ReLU(),
+                                  nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3), nn.InstanceNorm2d(ch))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+class ResNetGenerator(nn.Module):
+    """Images (N, C, R, R) -> images of the same size in [-1, 1]: a 7×7 conv, `downsamples` stride-2 convs doubling
+    the channels, `blocks` residual blocks, as many transposed convs back, a 7×7 conv; instance norm throughout, so
+    each image is normalised on its own statistics in training and sampling alike."""
+
+    def __init__(self, channels: int, resolution: int, width: int = 64, blocks: int = 6, downsamples: int = 2) -> None:
+        super().__init__()
+        if resolution % 2**downsamples:
+            raise ValueError(f"a resolution of {resolution} cannot be halved {downsamples} times")
+        mods: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(channels, width, 7), nn.InstanceNorm2d(width),
+                                 nn.ReLU()]
+        ch = width
+        for _ in range(downsamples):
+            mods += [nn.Conv2d(ch, 2 * ch, 3, 2, 1), nn.InstanceNorm2d(2 * ch), nn.ReLU()]
+            ch *= 2
+        mods += [_ResidualBlock(ch) for _ in range(blocks)]
+        for _ in range(downsamples):
+            mods += [nn.ConvTranspose2d(ch, ch // 2, 3, 2, 1, output_padding=1), nn.InstanceNorm2d(ch // 2), nn.ReLU()]
+            ch //= 2
+        mods += [nn.ReflectionPad2d(3), nn.Conv2d(ch, channels, 7), nn.Tanh()]
+        self.net = nn.Sequential(*mods)
         dcgan_init(self)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -202,7 +202,14 @@ def _pair_transform(run: RunEval) -> str | None:
     return run.gen.spec.get("pair", {}).get("transform") if "inputs" in run.gen.sampling else None
 
 
-@register_run_metric("translation", applies=lambda run: _pair_transform(run) not in (None, "downscale"))
+def _translates_with_truth(run: RunEval) -> bool:
+    """A translator (not an upscaler) whose data has a true B for each A (all but unpaired folders)."""
+    transform = _pair_transform(run)
+    unpaired_folders = transform == "folders" and not run.gen.spec["pair"].get("paired")
+    return transform not in (None, "downscale") and not unpaired_folders
+
+
+@register_run_metric("translation", applies=_translates_with_truth)
 def _translation(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
     values, protocol = translation(run)
     return values, {"translation": protocol}
@@ -232,10 +239,22 @@ def translation(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
                 "rounded_to_8bit": run.round_8bit, "extractor": evaluator.protocol(),
                 "histogram_baseline": f"per-channel quantile matching to {len(reference)} training B images",
                 "weights": gen.info.get("weights"), "step": gen.info.get("step")}
+    back = None
+    if "direction" in gen.sampling:  # a two-way translator: B -> A against the true A, and both round trips
+        back = gen.sample(inputs=b, direction="b2a")
+        if run.round_8bit:
+            back = round_to_8bit(back)
+        values["psnr_to_truth_b2a"] = psnr(back, a)
+        values["cycle_l1_a"] = l1(gen.sample(inputs=out, direction="b2a"), a)
+        values["cycle_l1_b"] = l1(gen.sample(inputs=back, direction="a2b"), b)
+        protocol["two_way"] = "b2a: G_ba(true B) against A; cycle_l1_a: G_ba(G_ab(A)) against A, cycle_l1_b: " \
+            "G_ab(G_ba(B)) against B"
     if truth.y is not None and truth.class_names and run.knows_the_data:
         names = [truth.class_names[i] for i in truth.y.tolist()]
         match = lambda x: float(np.mean([p == t for p, t in zip(run.predict(x), names)]))  # noqa: E731
         values["label_preservation"], values["label_preservation_truth"] = match(out), match(b)
+        if back is not None:
+            values["label_preservation_b2a"] = match(back)
         protocol["label_preservation"] = {"label": gen.spec["evaluator"].get("label"), "classifier": evaluator.name,
                                           "truth": "the same share on the true B: the evaluator's ceiling here"}
     return values, protocol

@@ -168,7 +168,8 @@ class Trainer:
     def _iteration(self, window: dict[str, list]) -> None:
         """One iteration: each phase due at this step runs `repeats` optimizer steps of its group."""
         if self.cfg.optim.schedule != "constant":
-            self.guard.schedule = lr_schedule(self.cfg.optim.schedule, self.step / self.cfg.train.steps)
+            self.guard.schedule = lr_schedule(self.cfg.optim.schedule, self.step / self.cfg.train.steps,
+                                              self.cfg.optim.decay_start)
             self.guard.apply_lrs()
         ctx = Context(step=self.step, progress=self.step / self.cfg.train.steps)
         for phase in self.variant.phases:
@@ -340,8 +341,10 @@ def make_optimizer(group: Group) -> torch.optim.Optimizer:
     return OPTIMIZERS[group.optimizer](params, lr=group.lr, **extra)
 
 
-def lr_schedule(name: str, progress: float) -> float:
-    """Learning-rate factor at `progress` ∈ [0, 1) of training: constant 1, linear or cosine decay to 0."""
+def lr_schedule(name: str, progress: float, start: float = 0.0) -> float:
+    """Learning-rate factor at `progress` ∈ [0, 1) of training: constant 1, linear or cosine decay to 0 over the part
+    of training after `start` (1 before it)."""
+    progress = max(0.0, progress - start) / (1.0 - start)
     if name == "linear":
         return 1.0 - progress
     if name == "cosine":

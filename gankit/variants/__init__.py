@@ -5,7 +5,7 @@ A variant registers itself (`@register_variant`); importing this package registe
 
 from __future__ import annotations
 
-from .base import SAMPLING_OPTIONS, Context, Group, LogKeys, Phase, Request, Variant, grad_norm_key, refused, \
+from .base import DIRECTIONS, SAMPLING_OPTIONS, Context, Group, LogKeys, Phase, Request, Variant, grad_norm_key, refused, \
     slerp, truncated_noise
 from .registry import DEFAULT_VARIANT, VARIANTS, build_variant, check_config, plugin_names, register_variant, resolve, \
     upgrade_legacy_keys, validate_config, variant_class
@@ -14,8 +14,9 @@ from .conditional import ACGAN, CGAN  # noqa: E402
 from .infogan import InfoGAN  # noqa: E402
 from .pix2pix import Pix2Pix  # noqa: E402
 from .srgan import SRGAN  # noqa: E402
+from .cyclegan import CycleGAN  # noqa: E402
 
-__all__ = ["SAMPLING_OPTIONS", "Context", "Group", "LogKeys", "Phase", "Request", "Variant", "grad_norm_key", "refused",
+__all__ = ["DIRECTIONS", "SAMPLING_OPTIONS", "Context", "Group", "LogKeys", "Phase", "Request", "Variant", "grad_norm_key", "refused",
            "slerp", "truncated_noise", "DEFAULT_VARIANT", "VARIANTS", "plugin_names", "build_variant", "check_config",
            "register_variant", "resolve", "upgrade_legacy_keys", "validate_config", "variant_class", "GAN", "CGAN",
-           "ACGAN", "InfoGAN", "Pix2Pix", "SRGAN"]
+           "ACGAN", "InfoGAN", "Pix2Pix", "SRGAN", "CycleGAN"]

@@ -1,5 +1,6 @@
-"""The shared part of models that learn from (A, B) image pairs and map inputs A to outputs B (pix2pix, SRGAN):
-groups G and D, the game, and sampling from given inputs. Each model is a subclass with its own nets and losses."""
+"""The shared part of models that learn from two image domains and map inputs A to outputs B (pix2pix, SRGAN,
+CycleGAN): the data check, groups G and D, the game, and sampling from given inputs. Each model is a subclass with
+its own nets and losses."""
 
 from __future__ import annotations
 
@@ -20,15 +21,19 @@ class PairedGAN(Variant):
     z_dim = 0  # no noise: the output is a function of the input
     verb = "translates"  # what G does to its inputs, for messages
     transforms: tuple[str, ...] | None = None  # data.pair values this model learns from (None: any)
+    needs_pairs = True  # each input must come with its own true output (False: two unpaired domains will do)
 
     def __init__(self, cfg: Config, spec: dict) -> None:
         super().__init__(cfg, spec)
         pair = spec.get("pair") or {}
         wanted = self.transforms
-        if spec["kind"] != "pairs" or not pair.get("paired") or (wanted and pair.get("transform") not in wanted):
+        unpaired = self.needs_pairs and not pair.get("paired")
+        if spec["kind"] != "pairs" or unpaired or (wanted and pair.get("transform") not in wanted):
             data = f"data.pair={'|'.join(wanted)}" if wanted else "data.pair (e.g. data.pair=palette for shapes)"
-            raise UserError(f"{self.name} learns from paired images (each input with its true output)",
-                            f"set {data} and data.paired=true")
+            if self.needs_pairs:
+                raise UserError(f"{self.name} learns from paired images (each input with its true output)",
+                                f"set {data} and data.paired=true")
+            raise UserError(f"{self.name} learns from two image domains", f"set {data}")
         self.shape = tuple(spec["shape"])
         self.shape_b = tuple(pair.get("shape_b", self.shape))  # outputs; same as inputs unless resized
         self.game = losses.game(cfg.loss.name)
@@ -51,13 +56,17 @@ class PairedGAN(Variant):
     def progress_request(self, n: int, generator: torch.Generator, inputs: Tensor | None = None) -> Request:
         return Request(len(inputs), inputs=inputs, generator=generator)
 
-    def condition(self, request: Request) -> Tensor:
+    def check_inputs(self, request: Request) -> Tensor:
+        """The request's inputs on this variant's device, after checking there are some and of the right shape."""
         if request.inputs is None:
             raise ValueError(f"{self.name} {self.verb} images: give the images (--input, inputs=...)")
         if tuple(request.inputs.shape[1:]) != self.shape:
             raise ValueError(f"inputs are {'×'.join(map(str, request.inputs.shape[1:]))}, this model {self.verb} "
                              f"{'×'.join(map(str, self.shape))} images (channels × height × width)")
         return request.inputs.to(self.device)
+
+    def condition(self, request: Request) -> Tensor:
+        return self.check_inputs(request)
 
     def run_generator(self, request: Request) -> Tensor:
         return self.G(request.cond)
