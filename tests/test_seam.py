@@ -166,13 +166,13 @@ def test_old_shared_section_keys_still_work():
 @pytest.mark.parametrize("name", ["cgan", "infogan", "ring"])
 def test_runs_of_gankit_0_1_load_and_sample_as_before(name, tmp_path, cli):
     """model/config.json of schema 1 (the whole run config, keys where 0.1 had them) still loads; samples are the
-    ones gankit 0.1 wrote for the same seed."""
+    ones gankit 0.1 wrote for the same seed (to float rounding: another CPU's kernels differ in the last bits)."""
     run = tmp_path / name
     shutil.copytree(OLD_RUNS / name, run)
     expected = np.load(OLD_RUNS / f"{name}-samples-seed3.npz")["samples"]
     code, _, err = cli("sample", str(run), "-n", "16", "--seed", "3", "--out", str(tmp_path / "s.npz"))
     assert code == 0, err
-    assert np.array_equal(np.load(tmp_path / "s.npz")["samples"], expected)
+    assert np.allclose(np.load(tmp_path / "s.npz")["samples"], expected, rtol=0, atol=1e-6)
 
 
 def test_a_run_of_gankit_0_1_resumes(tmp_path, cli):

@@ -50,6 +50,17 @@ def test_srresnet_multiplies_the_size_and_d_gives_one_logit_per_image():
         SRResNet(3, 3)
 
 
+def test_with_the_bicubic_skip_an_untrained_g_is_bicubic_interpolation_and_learns_the_correction():
+    torch.manual_seed(0)
+    G = SRResNet(3, 4, width=8, blocks=1, bicubic_skip=True)
+    x = torch.rand(2, 3, 8, 8) * 1.6 - 0.8
+    bicubic = F.interpolate(x, scale_factor=4, mode="bicubic", align_corners=False).clamp(-1, 1)
+    assert torch.equal(G(x), bicubic)
+    target = torch.zeros(2, 3, 32, 32)
+    F.mse_loss(G(x), target).backward()
+    assert G.tail.weight.grad.abs().sum() > 0  # the zero-initialised output conv is trained
+
+
 def test_only_the_mse_phase_runs_before_pretrain_and_it_is_the_pixel_mse():
     variant, batch = _setup("srgan.pretrain=5")
     assert [p.name for p in variant.phases if p.active(4)] == ["mse"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .blocks import dcgan_init
@@ -24,9 +25,14 @@ class _Residual(nn.Module):
 class SRResNet(nn.Module):
     """Images (N, C, r, r) -> (N, C, scale·r, scale·r) in [-1, 1]: a 9×9 conv, `blocks` residual blocks at the input's
     resolution with a skip over all of them, ×2 sub-pixel upsampling steps (conv to 4× channels, pixel shuffle), a
-    9×9 conv out. Everything heavy runs at the low resolution; only the upsampling convs see larger maps."""
+    9×9 conv out. Everything heavy runs at the low resolution; only the upsampling convs see larger maps.
 
-    def __init__(self, channels: int, scale: int = 4, width: int = 64, blocks: int = 16) -> None:
+    `bicubic_skip` adds the bicubic upsampling of the input to the output (whose last conv starts at zero), so the
+    net starts as bicubic interpolation and learns only the correction; the paper's SRResNet has no such skip and
+    ends in tanh, which needs far longer training to get back to bicubic quality."""
+
+    def __init__(self, channels: int, scale: int = 4, width: int = 64, blocks: int = 16,
+                 bicubic_skip: bool = False) -> None:
         super().__init__()
         steps = int(math.log2(scale))
         if 2**steps != scale or steps < 1:
@@ -36,11 +42,20 @@ class SRResNet(nn.Module):
                                   nn.Conv2d(width, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width))
         self.up = nn.Sequential(*[nn.Sequential(nn.Conv2d(width, 4 * width, 3, 1, 1), nn.PixelShuffle(2),
                                                 nn.PReLU(width)) for _ in range(steps)])
-        self.tail = nn.Sequential(nn.Conv2d(width, channels, 9, 1, 4), nn.Tanh())
+        self.scale, self.bicubic_skip = scale, bicubic_skip
+        out = nn.Conv2d(width, channels, 9, 1, 4)
+        if bicubic_skip:
+            nn.init.zeros_(out.weight)
+            nn.init.zeros_(out.bias)
+        self.tail = out if bicubic_skip else nn.Sequential(out, nn.Tanh())
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.head(x)
-        return self.tail(self.up(h + self.body(h)))
+        y = self.tail(self.up(h + self.body(h)))
+        if self.bicubic_skip:
+            up = F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+            y = (up + y).clamp(-1, 1)
+        return y
 
 
 class SRDiscriminator(nn.Module):

@@ -25,19 +25,24 @@ def run_info(run_dir: str | Path) -> dict[str, Any]:
     cfg = resolve(str(cfg_path))[0] if cfg_path.is_file() else gen.config
     checkpoints = [p.name for p in list_checkpoints(run_dir)]
     g_params = sum(count_parameters(m) for m in gen.variant.generator_modules())
+    nets = gen.variant.own_nets or f"{family(cfg.model, gen.spec)} nets"
+    config = cfg.applicable(family(cfg.model, gen.spec))
+    if gen.variant.own_nets:
+        config.pop("model")  # the variant's own section sizes its nets
     return {"run": str(run_dir), "step": gen.info.get("step"), "target_steps": cfg.train.steps,
             "checkpoints": checkpoints, "data": gen.spec.get("name"), "kind": gen.kind,
-            "shape": gen.spec.get("shape"), "variant": cfg.variant, "model": family(cfg.model, gen.spec),
+            "shape": gen.spec.get("shape"), "variant": cfg.variant,
+            "model": None if gen.variant.own_nets else family(cfg.model, gen.spec), "nets": nets,
             "loss": cfg.loss.name, "parameters": gen.info.get("parameters", {"G": g_params}),
             "weights": gen.info.get("weights"), "training_seconds": _training_seconds(run_dir),
             "metrics": _read_json(run_dir / "metrics.json", "re-run `gankit eval`"),
-            "config": cfg.applicable(family(cfg.model, gen.spec))}
+            "config": config}
 
 
 def summary_lines(info: dict[str, Any]) -> list[str]:
     """The few lines `gankit info` prints: what was trained on what, how far, how long, how big, how good."""
     shape = "×".join(str(s) for s in info["shape"] or [])
-    lines = [f"{info['run']}: {info['variant']} ({info['model']} nets, {info['loss']} loss) on {info['data']} "
+    lines = [f"{info['run']}: {info['variant']} ({info['nets']}, {info['loss']} loss) on {info['data']} "
              f"({info['kind']} {shape})",
              f"steps       {info['step']} of {info['target_steps']}"
              + (f" (checkpoints: {', '.join(info['checkpoints'])})" if info["checkpoints"] else "")]

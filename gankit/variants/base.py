@@ -179,6 +179,7 @@ class Variant(nn.Module):
     log_keys: ClassVar[LogKeys] = LogKeys()
     sampling: ClassVar[frozenset[str]] = frozenset({"truncation"})  # what generate() takes: SAMPLING_OPTIONS
     generator_names: ClassVar[tuple[str, ...]] = ("G",)  # child modules that make up the exported generator
+    own_nets: ClassVar[str | None] = None  # what nets the variant builds itself, ignoring `model.*` (None: from it)
 
     phases: list[Phase]
     z_dim: int

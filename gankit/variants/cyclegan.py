@@ -67,6 +67,7 @@ class CycleGAN(PairedGAN):
     """G_ab, G_ba (one optimizer group, G) and D_a, D_b (group D); phases G then D; translates both ways."""
 
     Config = CycleGANConfig
+    own_nets = "two ResNet Gs, two PatchGAN Ds"
     sampling = frozenset({"inputs", "direction"})
     generator_names = ("G_ab", "G_ba")
     needs_pairs = False

@@ -39,6 +39,7 @@ class Pix2Pix(PairedGAN):
     """G: A -> B (U-Net); D(A, B) on patches; G minimises the adversarial loss plus λ·L1(G(A), B)."""
 
     Config = Pix2PixConfig
+    own_nets = "U-Net G, PatchGAN D"
 
     def __init__(self, cfg: Config, spec: dict) -> None:
         super().__init__(cfg, spec)

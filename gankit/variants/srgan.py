@@ -38,6 +38,8 @@ class SRGANConfig(Section):
     feature_scale: float = Field(1.0, gt=0, description="content=features: features are divided by this first")
     width: int = Field(64, ge=4, description="channels of G's residual blocks and D's first layer")
     blocks: int = Field(16, ge=1, description="residual blocks of G (the paper's 16)")
+    bicubic_skip: bool = Field(False, description="G adds the bicubic upsampling of its input to its output, so it "
+                               "starts as bicubic and learns the correction (not in the paper)")
 
 
 @register_variant("srgan")
@@ -45,6 +47,7 @@ class SRGAN(PairedGAN):
     """G: low resolution -> high (SRResNet); D: real or generated high-resolution image; phases mse, then D and G."""
 
     Config = SRGANConfig
+    own_nets = "SRResNet G, SRGAN D"
     verb = "upscales"
     transforms = ("downscale",)
 
@@ -52,7 +55,7 @@ class SRGAN(PairedGAN):
         super().__init__(cfg, spec)
         o = self.options
         try:
-            self.G = SRResNet(self.shape[0], self.shape_b[-1] // self.shape[-1], o.width, o.blocks)
+            self.G = SRResNet(self.shape[0], self.shape_b[-1] // self.shape[-1], o.width, o.blocks, o.bicubic_skip)
         except ValueError as exc:
             raise UserError(str(exc), "set data.scale to 2, 4 or 8") from None
         self.D = SRDiscriminator(self.shape[0], self.shape_b[-1], o.width)
