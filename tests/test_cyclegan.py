@@ -129,3 +129,32 @@ def test_translate_direction_flag(tiny_cycle, tmp_path, cli):
     code, _, err = cli("translate", str(tiny_cycle), str(tmp_path / "b.npz"), "--out", str(tmp_path / "x.npz"),
                        "--direction", "up")
     assert code == 2 and "a2b or b2a" in err
+
+
+def test_a_resumed_run_is_bit_identical_pools_cursors_and_schedule_included(tmp_path):
+    """Catches the fake pools or domain B's cursor left out of checkpoints, and the delayed decay restarting: a run
+    stopped at step 4 (as Ctrl-C would) and resumed ends where an uninterrupted one does."""
+    import signal
+
+    from safetensors.torch import load_file
+
+    from gankit.train import Trainer
+
+    cfg = resolve("shapes-cyclegan", [*TINY, "cyclegan.pool=3", "train.steps=8", "train.log_every=2",
+                                      "train.sample_every=0", "train.checkpoint_every=0"])[0]
+    Trainer(cfg, tmp_path / "A", progress=False).fit()
+    first = Trainer(cfg, tmp_path / "B", progress=False)
+    iteration = first._iteration
+
+    def stop_at_4(window):
+        iteration(window)
+        if first.step == 3:
+            first.stop_signal = signal.SIGINT
+
+    first._iteration = stop_at_4
+    assert first.fit()["step"] == 4
+    resumed = Trainer(cfg, tmp_path / "B", resume=True, progress=False)
+    assert int(resumed.variant.pool_a.filled) == 3 and resumed.sampler.other.cursor == 32  # 4 steps × 2 phases × 4
+    resumed.fit()
+    a, b = (load_file(str(tmp_path / r / "model" / "model.safetensors")) for r in "AB")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
