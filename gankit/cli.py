@@ -555,16 +555,18 @@ def export_model(
     out: Path = typer.Option(..., "--out", "-o", help="File to write (.pt for TorchScript, .onnx for ONNX)."),
 ) -> None:
     """Write the generator as a TorchScript or ONNX file that runs without gankit: inputs z (N, z_dim) and, for
-    conditional models, the condition (class indices or codes); output the samples."""
+    conditional models, the condition (class indices or codes), or the images to transform for image-to-image
+    models; output the samples."""
     from .train import load
-    from .train.export import example_inputs, export
+    from .train.export import example_inputs, export, takes_inputs
 
     gen = load(run)
     export(gen, fmt, out)
+    names = ("inputs",) if takes_inputs(gen) else ("z", "condition")
     shapes = ", ".join(f"{name} {tuple(t.shape[1:])} {str(t.dtype).removeprefix('torch.')}"
-                       for name, t in zip(("z", "condition"), example_inputs(gen)))
-    err.print(f"wrote {out} ({fmt}): inputs per sample {shapes}; output samples {tuple(gen.spec['shape'])}",
-              highlight=False)
+                       for name, t in zip(names, example_inputs(gen)))
+    output = tuple(gen.spec.get("pair", {}).get("shape_b", gen.spec["shape"]))
+    err.print(f"wrote {out} ({fmt}): inputs per sample {shapes}; output samples {output}", highlight=False)
 
 
 @app.command(epilog=_examples("gankit presets"))

@@ -154,3 +154,22 @@ def test_upscale_writes_larger_images_and_refuses_same_size_models(tiny_sr, tmp_
         assert img.size == (32, 32) and img.text["gankit:task"] == "upscale"
     code, _, err = cli("sample", str(tiny_sr), "-n", "2", "--out", str(tmp_path / "s.png"))
     assert code == 2 and "upscales images" in err
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_an_upscaler_exports_as_images_in_images_out(tiny_sr, tmp_path, cli, fmt):
+    import gankit
+
+    out = tmp_path / ("sr.pt" if fmt == "torchscript" else "sr.onnx")
+    code, _, err = cli("export", str(tiny_sr), "--format", fmt, "--out", str(out))
+    assert code == 0 and "inputs (3, 8, 8)" in err and "(3, 32, 32)" in err
+    x = torch.rand(2, 3, 8, 8) * 2 - 1
+    expected = gankit.load(tiny_sr).sample(inputs=x)
+    if fmt == "torchscript":
+        got = torch.jit.load(str(out))(x)
+    else:
+        import onnx
+        from onnx.reference import ReferenceEvaluator
+
+        got = torch.from_numpy(ReferenceEvaluator(onnx.load(str(out))).run(None, {"inputs": x.numpy()})[0])
+    assert torch.allclose(got, expected, atol=1e-4)

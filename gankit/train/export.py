@@ -3,7 +3,9 @@
 The exported graph maps noise z (N, z_dim) — and, for conditional models, the resolved condition (class indices
 (N,) int64 for class-conditional models, codes (N, K) float for InfoGAN) — to samples in the data's layout, the same
 as `gankit.load(run).generate(...)` for the same inputs. Sampling options that are Python logic (truncation by
-redrawing, random labels) stay outside: draw z and the condition yourself.
+redrawing, random labels) stay outside: draw z and the condition yourself. A model that transforms inputs
+(translators, upscalers) is exported as inputs (N, C, H, W) in [-1, 1] -> outputs; a two-way translator in its
+default direction, A to B.
 """
 
 from __future__ import annotations
@@ -34,8 +36,27 @@ class ExportedGenerator(nn.Module):
         return self.variant.run_generator(Request(z.shape[0], z=z, cond=cond, prepared=True))
 
 
+class ExportedTranslator(nn.Module):
+    """G's forward pass on input images, for models that transform inputs (no noise)."""
+
+    def __init__(self, variant: Variant) -> None:
+        super().__init__()
+        self.variant = variant
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        return self.variant.run_generator(Request(inputs.shape[0], z=inputs.new_zeros(inputs.shape[0], 0),
+                                                  cond=inputs, prepared=True))
+
+
+def takes_inputs(gen: Generator) -> bool:
+    return "inputs" in gen.sampling
+
+
 def example_inputs(gen: Generator, n: int = 2, seed: int = 0) -> tuple[Tensor, ...]:
-    """(z,) or (z, condition) for n samples, drawn like `sample(n, seed=seed)` draws them."""
+    """(z,) or (z, condition) for n samples, drawn like `sample(n, seed=seed)` draws them; (inputs,) of the data's
+    shape for a model that transforms inputs."""
+    if takes_inputs(gen):
+        return (torch.rand(n, *gen.spec["shape"], generator=torch.Generator().manual_seed(seed)) * 2 - 1,)
     z = gen.latents(n, seed)
     request = gen.variant.prepare(Request(n, z=z, generator=torch.Generator().manual_seed(seed + 1)))
     return (request.z,) if request.cond is None else (request.z, request.cond)
@@ -45,7 +66,8 @@ def export(gen: Generator, fmt: str, out: str | Path) -> Path:
     """Write the generator as `fmt` (torchscript or onnx) to `out`; returns the path."""
     if fmt not in FORMATS:
         raise UserError(f"unknown export format '{fmt}'", f"choose one of: {', '.join(FORMATS)}")
-    module = ExportedGenerator(gen.variant.cpu()).eval()  # eval: exporters restore the mode they found
+    wrapper = ExportedTranslator if takes_inputs(gen) else ExportedGenerator
+    module = wrapper(gen.variant.cpu()).eval()  # eval: exporters restore the mode they found
     inputs = example_inputs(gen)
     out = Path(out)
     with torch.no_grad(), atomic_path(out) as tmp:
@@ -54,14 +76,13 @@ def export(gen: Generator, fmt: str, out: str | Path) -> Path:
                 warnings.simplefilter("ignore", torch.jit.TracerWarning)
                 torch.jit.save(torch.jit.trace(module, inputs), str(tmp))
         else:
-            _onnx(module, inputs, tmp)
+            _onnx(module, inputs, tmp, ["inputs"] if takes_inputs(gen) else ["z", "condition"][: len(inputs)])
     return out
 
 
-def _onnx(module: nn.Module, inputs: tuple[Tensor, ...], path: Path) -> None:
+def _onnx(module: nn.Module, inputs: tuple[Tensor, ...], path: Path, names: list[str]) -> None:
     if importlib.util.find_spec("onnx") is None:
         raise UserError("ONNX export needs the onnx package", "pip install 'gankit[onnx]' (or: pip install onnx)")
-    names = ["z", "condition"][: len(inputs)]
     with warnings.catch_warnings():  # the TorchScript-based exporter announces its successor; the file is the same
         warnings.simplefilter("ignore")
         torch.onnx.export(module, inputs, str(path), input_names=names, output_names=["samples"], dynamo=False,
