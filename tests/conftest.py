@@ -38,3 +38,33 @@ def cli(capsys):
         captured = capsys.readouterr()
         return code, captured.out, captured.err
     return run
+
+
+@pytest.fixture(scope="session")
+def train_tiny(tmp_path_factory):
+    """Train `preset` with `overrides` (a few steps) once per session; returns the run directory."""
+    from gankit.train import Trainer
+
+    runs = {}
+
+    def make(preset: str, *overrides: str):
+        if (preset, overrides) not in runs:
+            run = tmp_path_factory.mktemp(preset) / "run"
+            Trainer(resolve(preset, list(overrides))[0], run, progress=False).fit()
+            runs[preset, overrides] = run
+        return runs[preset, overrides]
+    return make
+
+
+@pytest.fixture
+def pair_setup():
+    """A freshly seeded variant of a two-domain preset and the first batch of its pair sampler."""
+    from gankit.data import PairSampler, load_dataset
+    from gankit.variants import build_variant
+
+    def make(preset: str, *overrides: str, batch_size: int = 4):
+        torch.manual_seed(0)
+        cfg = resolve(preset, list(overrides))[0]
+        data = load_dataset(cfg.data, cfg.seed)
+        return build_variant(cfg, data.spec()), PairSampler(data, batch_size, 0).next()
+    return make

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from gankit import losses
-from gankit.data import PairSampler, load_dataset
+from gankit.data import load_dataset
 from gankit.data.shapes import render, specs_for
 from gankit.variants import Context, build_variant, resolve
 from gankit.variants.cyclegan import FAKES, ImagePool
@@ -17,11 +17,9 @@ from gankit.variants.cyclegan import FAKES, ImagePool
 TINY = ["data.n=32", "data.resolution=16", "cyclegan.width=8", "cyclegan.blocks=1", "train.batch_size=4"]
 
 
-def _setup(*overrides: str):
-    torch.manual_seed(0)
-    cfg = resolve("shapes-cyclegan", [*TINY, *overrides])[0]
-    data = load_dataset(cfg.data, cfg.seed)
-    return build_variant(cfg, data.spec()), PairSampler(data, 4, 0).next()
+@pytest.fixture
+def setup(pair_setup):
+    return lambda *overrides: pair_setup("shapes-cyclegan", *TINY, *overrides)
 
 
 def test_outline_domain_draws_the_same_objects_as_strokes_and_unpaired_b_comes_from_other_objects():
@@ -47,10 +45,10 @@ def test_the_pool_returns_the_batch_until_full_then_swaps_about_half_for_older_f
     assert ImagePool(0, (1, 2, 2)).query(second) is second
 
 
-def test_g_loss_is_both_adversarial_terms_plus_cycle_and_identity():
+def test_g_loss_is_both_adversarial_terms_plus_cycle_and_identity(setup):
     """Catches a dropped direction, the cycle or identity term dropped or mis-weighted, and fakes scored by the wrong
     domain's D."""
-    variant, batch = _setup("cyclegan.cycle=3", "cyclegan.identity=0.5")
+    variant, batch = setup("cyclegan.cycle=3", "cyclegan.identity=0.5")
     a, b = batch.x, batch.b
     loss, scalars = variant.loss("G", batch, Context())
     fake_b, fake_a = variant.G_ab(a), variant.G_ba(b)
@@ -62,9 +60,9 @@ def test_g_loss_is_both_adversarial_terms_plus_cycle_and_identity():
     assert scalars["cycle"].item() == pytest.approx(cycle.item(), rel=1e-5)
 
 
-def test_d_loss_is_half_of_each_domains_game_on_its_own_reals_and_pooled_fakes():
+def test_d_loss_is_half_of_each_domains_game_on_its_own_reals_and_pooled_fakes(setup):
     """Catches real and fake swapped, or D_a judging domain B."""
-    variant, batch = _setup("cyclegan.pool=0")
+    variant, batch = setup("cyclegan.pool=0")
     ctx = Context()
     variant.loss("G", batch, ctx)
     fake_a, fake_b = ctx.values[FAKES]
@@ -75,17 +73,17 @@ def test_d_loss_is_half_of_each_domains_game_on_its_own_reals_and_pooled_fakes()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-def test_the_pool_is_in_the_checkpointed_state_and_not_in_the_exported_generator():
-    variant, _ = _setup()
+def test_the_pool_is_in_the_checkpointed_state_and_not_in_the_exported_generator(setup):
+    variant, _ = setup()
     keys = variant.state_dict().keys()
     assert "pool_a.images" in keys and "pool_b.filled" in keys
     assert all(k.startswith(("G_ab.", "G_ba.")) for k in variant.generator_state())
 
 
-def test_direction_picks_the_generator_and_one_way_models_refuse_it():
+def test_direction_picks_the_generator_and_one_way_models_refuse_it(setup):
     from gankit.variants import Request
 
-    variant, batch = _setup()
+    variant, batch = setup()
     variant.eval()
     with torch.no_grad():
         ab = variant.generate(Request(4, inputs=batch.x))
@@ -100,14 +98,9 @@ def test_direction_picks_the_generator_and_one_way_models_refuse_it():
 
 
 @pytest.fixture(scope="module")
-def tiny_cycle(tmp_path_factory):
-    from gankit.train import Trainer
-
-    run = tmp_path_factory.mktemp("cyc") / "run"
-    cfg = resolve("shapes-cyclegan", [*TINY, "train.steps=3", "train.sample_every=3", "train.checkpoint_every=0",
-                                      "train.log_every=1"])[0]
-    Trainer(cfg, run, progress=False).fit()
-    return run
+def tiny_cycle(train_tiny):
+    return train_tiny("shapes-cyclegan", *TINY, "train.steps=3", "train.sample_every=3", "train.checkpoint_every=0",
+                      "train.log_every=1")
 
 
 def test_eval_reports_both_directions_and_the_round_trips(tiny_cycle, cli):

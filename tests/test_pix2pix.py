@@ -117,16 +117,14 @@ def test_patch_discriminator_sees_exactly_its_receptive_field(layers):
 # ----------------------------------------------------------------------------------------------- wiring
 
 
-def _setup(*overrides: str):
-    torch.manual_seed(0)
-    cfg = _cfg(*overrides)
-    data = load_dataset(cfg.data, cfg.seed)
-    return build_variant(cfg, data.spec()), PairSampler(data, 8, 0).next()
+@pytest.fixture
+def setup(pair_setup):
+    return lambda *overrides: pair_setup("shapes-pix2pix", *TINY, *overrides, batch_size=8)
 
 
-def test_d_loss_is_half_the_game_on_real_pairs_then_fake_pairs():
+def test_d_loss_is_half_the_game_on_real_pairs_then_fake_pairs(setup):
     """Catches real and fake pairs swapped, the input left out of D's pairs, or the paper's halving dropped."""
-    variant, batch = _setup()
+    variant, batch = setup()
     ctx = Context()
     loss, scalars = variant.loss("D", batch, ctx)
     _, fake = ctx.values[FAKE]
@@ -137,10 +135,10 @@ def test_d_loss_is_half_the_game_on_real_pairs_then_fake_pairs():
     assert scalars["d_fake"].item() == pytest.approx(fake_logits.sigmoid().mean().item(), rel=1e-5)
 
 
-def test_g_loss_is_the_adversarial_term_plus_lambda_l1_on_the_d_steps_pairs():
+def test_g_loss_is_the_adversarial_term_plus_lambda_l1_on_the_d_steps_pairs(setup):
     """Catches the L1 term dropped, its sign flipped or its weight lost, and G scored on another batch's targets
     (the trainer draws a fresh batch per phase; G must use the pairs its fakes came from)."""
-    variant, batch = _setup()
+    variant, batch = setup()
     ctx = Context()
     variant.loss("D", batch, ctx)
     _, fake = ctx.values[FAKE]
@@ -152,8 +150,8 @@ def test_g_loss_is_the_adversarial_term_plus_lambda_l1_on_the_d_steps_pairs():
     assert scalars["l1"].item() == pytest.approx(F.l1_loss(fake, batch.b).item(), rel=1e-5)
 
 
-def test_a_g_step_moves_the_output_towards_the_true_b():
-    variant, batch = _setup("pix2pix.dropout=0")
+def test_a_g_step_moves_the_output_towards_the_true_b(setup):
+    variant, batch = setup("pix2pix.dropout=0")
     variant.G.eval()
     with torch.no_grad():
         before = F.l1_loss(variant.G(batch.x), batch.b)
@@ -167,9 +165,9 @@ def test_a_g_step_moves_the_output_towards_the_true_b():
         assert F.l1_loss(variant.G(batch.x), batch.b) < before
 
 
-def test_d_judges_the_pair_so_the_input_changes_its_verdict():
+def test_d_judges_the_pair_so_the_input_changes_its_verdict(setup):
     """Catches D built on B alone (the conditioning path zeroed): the same B with another A must score otherwise."""
-    variant, batch = _setup()
+    variant, batch = setup()
     variant.eval()
     with torch.no_grad():
         one = variant.critic(batch.x, batch.b)
@@ -198,14 +196,9 @@ def test_psnr_l1_and_histogram_matching_by_hand():
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    from gankit.train import Trainer
-
-    run = tmp_path_factory.mktemp("p2p") / "run"
-    cfg = resolve("shapes-pix2pix", [*TINY, "train.steps=4", "train.sample_every=2", "train.checkpoint_every=0",
-                                      "train.log_every=2"])[0]
-    Trainer(cfg, run, progress=False).fit()
-    return run
+def tiny_run(train_tiny):
+    return train_tiny("shapes-pix2pix", *TINY, "train.steps=4", "train.sample_every=2", "train.checkpoint_every=0",
+                      "train.log_every=2")
 
 
 def test_eval_reports_translation_metrics_against_held_out_truth(tiny_run, cli):

@@ -12,21 +12,19 @@ import torch.nn.functional as F
 from PIL import Image
 
 from gankit import losses
-from gankit.data import PairSampler, load_dataset
+from gankit.data import load_dataset
 from gankit.data.pairs import resize
 from gankit.metrics.translation import luma, psnr_y, sharpness, ssim_y
 from gankit.nets.sr import SRDiscriminator, SRResNet
-from gankit.variants import Context, build_variant, resolve
+from gankit.variants import Context, resolve
 from gankit.variants.srgan import FAKE
 
 TINY = ["data.n=32", "data.resolution=32", "srgan.width=8", "srgan.blocks=2", "train.batch_size=4"]
 
 
-def _setup(*overrides: str):
-    torch.manual_seed(0)
-    cfg = resolve("shapes-srresnet", [*TINY, *overrides])[0]
-    data = load_dataset(cfg.data, cfg.seed)
-    return build_variant(cfg, data.spec()), PairSampler(data, 4, 0).next()
+@pytest.fixture
+def setup(pair_setup):
+    return lambda *overrides: pair_setup("shapes-srresnet", *TINY, *overrides)
 
 
 def test_downscale_pairs_are_the_image_and_its_bicubic_reduction():
@@ -61,18 +59,18 @@ def test_with_the_bicubic_skip_an_untrained_g_is_bicubic_interpolation_and_learn
     assert G.tail.weight.grad.abs().sum() > 0  # the zero-initialised output conv is trained
 
 
-def test_only_the_mse_phase_runs_before_pretrain_and_it_is_the_pixel_mse():
-    variant, batch = _setup("srgan.pretrain=5")
+def test_only_the_mse_phase_runs_before_pretrain_and_it_is_the_pixel_mse(setup):
+    variant, batch = setup("srgan.pretrain=5")
     assert [p.name for p in variant.phases if p.active(4)] == ["mse"]
     assert [p.name for p in variant.phases if p.active(5)] == ["D", "G"]
     loss, scalars = variant.loss("mse", batch, Context())
     assert loss.item() == pytest.approx(F.mse_loss(variant.G(batch.x), batch.b).item(), rel=1e-5)
 
 
-def test_srgan_d_and_g_losses_are_wired_to_the_right_images():
+def test_srgan_d_and_g_losses_are_wired_to_the_right_images(setup):
     """Catches real and fake swapped in D, the content term dropped, the adversarial weight lost, and G scored on
     another batch's truth."""
-    variant, batch = _setup("srgan.pretrain=0", "srgan.adversarial_weight=0.5")
+    variant, batch = setup("srgan.pretrain=0", "srgan.adversarial_weight=0.5")
     ctx = Context()
     d_loss, _ = variant.loss("D", batch, ctx)
     _, fake = ctx.values[FAKE]
@@ -83,8 +81,8 @@ def test_srgan_d_and_g_losses_are_wired_to_the_right_images():
     assert g_loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-def test_feature_content_uses_the_frozen_evaluator_and_is_not_part_of_the_model():
-    variant, batch = _setup("srgan.pretrain=0", "srgan.content=features")
+def test_feature_content_uses_the_frozen_evaluator_and_is_not_part_of_the_model(setup):
+    variant, batch = setup("srgan.pretrain=0", "srgan.content=features")
     fake = variant.G(batch.x)
     net = variant._evaluator.net
     expected = F.mse_loss(net(variant._evaluator.prepare(fake))[0], net(variant._evaluator.prepare(batch.b))[0])
@@ -123,14 +121,9 @@ def test_psnr_y_and_ssim_y_by_hand():
 
 
 @pytest.fixture(scope="module")
-def tiny_sr(tmp_path_factory):
-    from gankit.train import Trainer
-
-    run = tmp_path_factory.mktemp("sr") / "run"
-    cfg = resolve("shapes-srresnet", [*TINY, "train.steps=3", "srgan.pretrain=2", "train.sample_every=3",
-                                      "train.checkpoint_every=0", "train.log_every=1"])[0]
-    Trainer(cfg, run, progress=False).fit()
-    return run
+def tiny_sr(train_tiny):
+    return train_tiny("shapes-srresnet", *TINY, "train.steps=3", "srgan.pretrain=2", "train.sample_every=3",
+                      "train.checkpoint_every=0", "train.log_every=1")
 
 
 def test_eval_reports_luminance_psnr_ssim_beside_bicubic(tiny_sr, cli):
