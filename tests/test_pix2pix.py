@@ -66,6 +66,11 @@ def test_pixel_transforms_pair_digits_row_for_row_and_split_them_when_unpaired(t
     assert torch.equal(unpaired.x, paired.x[0::2]) and torch.equal(unpaired.b, paired.b[1::2])
 
 
+def test_a_noise_model_on_two_domains_is_refused(cli):
+    code, _, err = cli("train", "digits-dcgan", "data.pair=invert", "--out", "unused")
+    assert code == 2 and "image-to-image" in err
+
+
 def test_palette_on_images_without_objects_is_refused_with_a_hint(cli):
     code, _, err = cli("train", "digits-dcgan", "data.pair=palette", "--out", "unused")
     assert code == 2 and "palette" in err and "data.name=shapes" in err

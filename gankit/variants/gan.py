@@ -36,6 +36,9 @@ class GAN(Variant):
         super().__init__(cfg, spec)
         if cfg.model.pack > 1 and not self.packs:
             raise UserError(f"model.pack works with variant gan only, not {cfg.variant}", "set model.pack=1")
+        if spec["kind"] == "pairs":
+            raise UserError(f"variant {cfg.variant} generates from noise; data.pair makes two domains for "
+                            "image-to-image models", "drop data.pair, or use variant=pix2pix, cyclegan or srgan")
         if cfg.train.diffaug and spec["kind"] != "image":
             raise UserError("train.diffaug needs image data", f"the data is {spec['kind']}: set train.diffaug=''")
         self.z_dim = cfg.model.z_dim
