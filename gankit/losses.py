@@ -66,6 +66,10 @@ class Game(NamedTuple):
     g: Callable[[Tensor], Tensor]
     probabilistic: bool
 
+    def mean_output(self, logits: Tensor) -> Tensor:
+        """Mean D output to log (detached): the probability D(x) for BCE games, the raw score otherwise."""
+        return (logits.sigmoid() if self.probabilistic else logits).mean().detach()
+
 
 GAMES: dict[str, Game] = {
     "minimax": Game(d_bce, g_minimax, True),

@@ -18,7 +18,7 @@ from gankit.data.shapes import COLORS, render, specs_for
 from gankit.metrics.translation import histogram_match, l1, psnr
 from gankit.nets.translator import PatchDiscriminator, UNetGenerator, patch_layers, receptive_field
 from gankit.variants import Context, build_variant, resolve
-from gankit.variants.pix2pix import FAKE
+from gankit.variants.paired import FAKE
 
 TINY = ["data.n=64", "data.resolution=16", "pix2pix.width=8", "train.batch_size=8"]
 

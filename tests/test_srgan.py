@@ -17,7 +17,7 @@ from gankit.data.pairs import resize
 from gankit.metrics.translation import luma, psnr_y, sharpness, ssim_y
 from gankit.nets.sr import SRDiscriminator, SRResNet
 from gankit.variants import Context, resolve
-from gankit.variants.srgan import FAKE
+from gankit.variants.paired import FAKE
 
 TINY = ["data.n=32", "data.resolution=32", "srgan.width=8", "srgan.blocks=2", "train.batch_size=4"]
 

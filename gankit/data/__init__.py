@@ -59,5 +59,6 @@ def upgrade_spec(spec: dict, data_cfg: dict | None = None) -> dict:
 
 
 __all__ = ["KINDS", "DataKind", "ImageKind", "VectorKind", "kind_of", "output_format", "register_kind",
-           "upgrade_spec", "load_truth_pairs", "PairBatch", "PairDataset", "PairSampler", "Batch", "BatchSampler", "Dataset", "load_dataset", "digits", "image_folder", "npz_dataset", "read_npz",
+           "upgrade_spec", "load_truth_pairs", "PairBatch", "PairDataset", "PairSampler", "Batch", "BatchSampler",
+           "Dataset", "load_dataset", "digits", "image_folder", "npz_dataset", "read_npz",
            "shapes", "ring_centers", "grid_centers", "spiral_centers", "mixture"]

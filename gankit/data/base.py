@@ -8,6 +8,16 @@ import torch
 from torch import Tensor
 
 
+def as_float(images: Tensor) -> Tensor:
+    """uint8 images as float32 in [-1, 1] (a new tensor); float images as they are."""
+    return images.float().div_(127.5).sub_(1.0) if images.dtype == torch.uint8 else images
+
+
+def as_dtype_of(images: Tensor, like: Tensor) -> Tensor:
+    """Float images in [-1, 1] back in the dtype of `like`: rounded to uint8 when `like` is uint8."""
+    return ((images + 1) * 127.5).round().to(torch.uint8) if like.dtype == torch.uint8 else images
+
+
 @dataclass
 class Dataset:
     """Samples `x` (float32 vectors, or images in [-1, 1] stored as float32 or uint8) with optional labels.
@@ -56,10 +66,7 @@ class Dataset:
 
     def take(self, index: Tensor) -> tuple[Tensor, Tensor | None]:
         """Rows `index` as float32 (uint8 images are mapped to [-1, 1] here, per batch, to save memory)."""
-        x = self.x[index]
-        if x.dtype == torch.uint8:
-            x = x.float().div_(127.5).sub_(1.0)
-        return x, (self.y[index] if self.y is not None else None)
+        return as_float(self.x[index]), (self.y[index] if self.y is not None else None)
 
 
 @dataclass

@@ -28,7 +28,7 @@ from PIL import Image
 from torch import Tensor
 
 from ..errors import UserError
-from .base import Batch, BatchSampler, Dataset
+from .base import Batch, BatchSampler, Dataset, as_dtype_of, as_float
 from .folder import image_folder, list_images, load_image
 from .shapes import COLORS, DEFAULT_N, DEFAULT_RESOLUTION, ShapeSpecs, dataset_of, render, specs_for
 
@@ -72,10 +72,7 @@ def palette_swap(specs: ShapeSpecs) -> ShapeSpecs:
 
 def apply_pixels(name: str, x: Tensor) -> Tensor:
     """Domain B's images for domain A's images `x` (float in [-1, 1] or uint8, returned in the same dtype)."""
-    if x.dtype == torch.uint8:
-        out = PIXEL_TRANSFORMS[name](x.float() / 127.5 - 1)
-        return ((out.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return PIXEL_TRANSFORMS[name](x).clamp(-1, 1)
+    return as_dtype_of(PIXEL_TRANSFORMS[name](as_float(x)).clamp(-1, 1), x)
 
 
 @dataclass
@@ -93,8 +90,7 @@ class PairDataset(Dataset):
 
     def take_b(self, index: Tensor) -> Tensor:
         """Rows `index` of domain B as float32 in [-1, 1]."""
-        b = self.b[index]
-        return b.float().div_(127.5).sub_(1.0) if b.dtype == torch.uint8 else b
+        return as_float(self.b[index])
 
 
 @dataclass
@@ -130,10 +126,9 @@ class PairSampler(BatchSampler):
 def resize(x: Tensor, size: int) -> Tensor:
     """Images (float in [-1, 1] or uint8, returned in the same dtype) resized to size×size, bicubic, antialiased when
     shrinking (as image libraries downscale)."""
-    image = x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x
-    out = F.interpolate(image, size=(size, size), mode="bicubic", antialias=size < x.shape[-1],
-                        align_corners=False).clamp(-1, 1)
-    return ((out + 1) * 127.5).round().to(torch.uint8) if x.dtype == torch.uint8 else out
+    out = F.interpolate(as_float(x), size=(size, size), mode="bicubic", antialias=size < x.shape[-1],
+                        align_corners=False)
+    return as_dtype_of(out.clamp(-1, 1), x)
 
 
 def _pair_images(transform: str, images: Tensor, specs: ShapeSpecs | None, scale: int) -> tuple[Tensor, Tensor]:

@@ -21,12 +21,12 @@ from torch import Tensor
 
 from ..config import Config
 from ..data import Dataset, load_dataset, load_truth_pairs, read_npz
+from ..data.pairs import resize
 from ..errors import UserError
 from ..io import atomic_path
 from ..metrics import Evaluator, Extracted, FeatureStats, inception_score, load_evaluator
 from ..metrics.modes2d import modes2d
 from ..metrics.translation import histogram_match, l1, psnr, psnr_y, sharpness, ssim_y
-from ..data.pairs import resize
 from ..train import Generator, list_checkpoints, load
 from ..train.pretrained import checkpoint_variant
 from ..variants import Variant, resolve

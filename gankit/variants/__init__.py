@@ -5,8 +5,8 @@ A variant registers itself (`@register_variant`); importing this package registe
 
 from __future__ import annotations
 
-from .base import DIRECTIONS, SAMPLING_OPTIONS, Context, Group, LogKeys, Phase, Request, Variant, grad_norm_key, refused, \
-    slerp, truncated_noise
+from .base import DIRECTIONS, SAMPLING_OPTIONS, Context, Group, LogKeys, Phase, Request, Variant, grad_norm_key, \
+    refused, slerp, truncated_noise
 from .registry import DEFAULT_VARIANT, VARIANTS, build_variant, check_config, plugin_names, register_variant, resolve, \
     upgrade_legacy_keys, validate_config, variant_class
 from .gan import GAN  # noqa: E402 - gankit's own variants register on import
@@ -16,7 +16,7 @@ from .pix2pix import Pix2Pix  # noqa: E402
 from .srgan import SRGAN  # noqa: E402
 from .cyclegan import CycleGAN  # noqa: E402
 
-__all__ = ["DIRECTIONS", "SAMPLING_OPTIONS", "Context", "Group", "LogKeys", "Phase", "Request", "Variant", "grad_norm_key", "refused",
-           "slerp", "truncated_noise", "DEFAULT_VARIANT", "VARIANTS", "plugin_names", "build_variant", "check_config",
+__all__ = ["DIRECTIONS", "SAMPLING_OPTIONS", "Context", "Group", "LogKeys", "Phase", "Request", "Variant",
+           "grad_norm_key", "refused", "slerp", "truncated_noise", "DEFAULT_VARIANT", "VARIANTS", "plugin_names", "build_variant", "check_config",
            "register_variant", "resolve", "upgrade_legacy_keys", "validate_config", "variant_class", "GAN", "CGAN",
            "ACGAN", "InfoGAN", "Pix2Pix", "SRGAN", "CycleGAN"]

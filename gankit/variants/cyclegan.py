@@ -126,8 +126,8 @@ class CycleGAN(PairedGAN):
         # halved, as in the paper: each D learns at half G's pace
         loss = 0.5 * (self.game.d(real_a, fake_a_logits) + self.game.d(real_b, fake_b_logits))
         keys = self.log_keys
-        return loss, {keys.d_loss: loss.detach(), keys.d_real: self._score(torch.cat([real_a, real_b])),
-                      keys.d_fake: self._score(torch.cat([fake_a_logits, fake_b_logits]))}
+        return loss, {keys.d_loss: loss.detach(), keys.d_real: self.game.mean_output(torch.cat([real_a, real_b])),
+                      keys.d_fake: self.game.mean_output(torch.cat([fake_a_logits, fake_b_logits]))}
 
     # ------------------------------------------------------------------------------------------- sampling
 

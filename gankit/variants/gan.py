@@ -106,10 +106,6 @@ class GAN(Variant):
         out = self.d_forward(x, cond)
         return out[0] if isinstance(out, tuple) else out
 
-    def _score(self, logits: Tensor) -> Tensor:
-        """Mean D output to log: the probability D(x) for BCE games, the raw score otherwise."""
-        return (logits.sigmoid() if self.game.probabilistic else logits).mean().detach()
-
     def d_loss(self, batch: Batch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
         # The graph through G is kept so the G step can reuse these fakes, as the reference DCGAN loop does;
         # D itself sees them detached, so this backward never reaches G.
@@ -122,7 +118,7 @@ class GAN(Variant):
         fake_logits, fake_aux = self.critic(fake, d_cond, ctx.progress)
         loss = self.d_game(real_logits, fake_logits)
         keys = self.log_keys
-        scalars = {keys.d_real: self._score(real_logits), keys.d_fake: self._score(fake_logits),
+        scalars = {keys.d_real: self.game.mean_output(real_logits), keys.d_fake: self.game.mean_output(fake_logits),
                    keys.diversity: diversity_ratio(fake, batch.x)}
         aux, aux_scalars = self.aux_d_loss(real_aux, fake_aux, real_cond, fake_cond)
         if aux is not None:
@@ -163,7 +159,7 @@ class GAN(Variant):
         d_cond = fake_cond if self.real_condition(batch) is not None else None
         fake_logits, fake_aux = self.critic(fake, d_cond, ctx.progress)
         loss = self.game.g(fake_logits)
-        scalars = {"d_fake_g": self._score(fake_logits)}
+        scalars = {"d_fake_g": self.game.mean_output(fake_logits)}
         aux, aux_scalars = self.aux_g_loss(fake_aux, fake_cond)
         if aux is not None:
             loss = loss + aux

@@ -9,8 +9,11 @@ from torch import Tensor
 
 from .. import losses
 from ..config import Config
+from ..data import PairBatch
 from ..errors import UserError
-from .base import Group, Phase, Request, Variant
+from .base import Context, Group, Phase, Request, Variant
+
+FAKE = "fake"  # Context key: the D step's batch and G(A), reused by the G step (one batch per iteration, as in pix2pix)
 
 
 class PairedGAN(Variant):
@@ -46,9 +49,16 @@ class PairedGAN(Variant):
         return {"D": Group([self.D], self.optim_cfg.lr_d, betas),
                 "G": Group([self.G], self.optim_cfg.lr_g, betas, ema=self.optim_cfg.ema is not None)}
 
-    def _score(self, logits: Tensor) -> Tensor:
-        """Mean D output to log: a probability for BCE games, the raw score otherwise."""
-        return (logits.sigmoid() if self.game.probabilistic else logits).mean().detach()
+    def d_step_fakes(self, batch: PairBatch, ctx: Context) -> Tensor:
+        """G(A) for the D step, kept (with its batch) for this iteration's G step."""
+        fake = self.G(batch.x)
+        ctx.values[FAKE] = (batch, fake)
+        return fake
+
+    def g_step_fakes(self, batch: PairBatch, ctx: Context) -> tuple[PairBatch, Tensor]:
+        """The D step's (batch, G(A)), or fresh ones when no D step ran: the trainer draws a batch per phase, so G
+        is scored on the pairs its reused fakes came from."""
+        return ctx.values.pop(FAKE) if FAKE in ctx.values else (batch, self.G(batch.x))
 
     def score(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
         raise ValueError(f"{self.name}'s D judges outputs of given inputs: it does not score samples from noise")

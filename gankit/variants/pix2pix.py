@@ -21,7 +21,6 @@ from .base import Context
 from .paired import PairedGAN
 from .registry import register_variant
 
-FAKE = "fake"  # Context key: the D step's batch and G(A), reused by the G step (the paper's one batch per iteration)
 
 
 class Pix2PixConfig(Section):
@@ -60,17 +59,15 @@ class Pix2Pix(PairedGAN):
         return self.d_loss(batch, ctx) if phase == "D" else self.g_loss(batch, ctx)
 
     def d_loss(self, batch: PairBatch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
-        fake = self.G(batch.x)
-        ctx.values[FAKE] = (batch, fake)
+        fake = self.d_step_fakes(batch, ctx)
         real_logits, fake_logits = self.critic(batch.x, batch.b), self.critic(batch.x, fake.detach())
         loss = 0.5 * self.game.d(real_logits, fake_logits)  # halved: the paper slows D relative to G
         keys = self.log_keys
-        return loss, {keys.d_loss: loss.detach(), keys.d_real: self._score(real_logits),
-                      keys.d_fake: self._score(fake_logits)}
+        return loss, {keys.d_loss: loss.detach(), keys.d_real: self.game.mean_output(real_logits),
+                      keys.d_fake: self.game.mean_output(fake_logits)}
 
     def g_loss(self, batch: PairBatch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
-        # the trainer draws a batch per phase: G is scored on the pairs its reused fakes came from
-        batch, fake = ctx.values.pop(FAKE) if FAKE in ctx.values else (batch, self.G(batch.x))
+        batch, fake = self.g_step_fakes(batch, ctx)
         adversarial = self.game.g(self.critic(batch.x, fake))
         l1 = F.l1_loss(fake, batch.b)
         loss = adversarial + self.l1_weight * l1

@@ -25,8 +25,6 @@ from .base import Context, Phase
 from .paired import PairedGAN
 from .registry import register_variant
 
-FAKE = "fake"  # Context key: the D step's batch and G(A), reused by the G step
-
 
 class SRGANConfig(Section):
     """srgan's own keys."""
@@ -87,14 +85,13 @@ class SRGAN(PairedGAN):
             mse = F.mse_loss(self.G(batch.x), batch.b)
             return mse, {"mse": mse.detach()}
         if phase == "D":
-            fake = self.G(batch.x)
-            ctx.values[FAKE] = (batch, fake)
+            fake = self.d_step_fakes(batch, ctx)
             real_logits, fake_logits = self.D(batch.b), self.D(fake.detach())
             loss = self.game.d(real_logits, fake_logits)
             keys = self.log_keys
-            return loss, {keys.d_loss: loss.detach(), keys.d_real: self._score(real_logits),
-                          keys.d_fake: self._score(fake_logits)}
-        batch, fake = ctx.values.pop(FAKE) if FAKE in ctx.values else (batch, self.G(batch.x))
+            return loss, {keys.d_loss: loss.detach(), keys.d_real: self.game.mean_output(real_logits),
+                          keys.d_fake: self.game.mean_output(fake_logits)}
+        batch, fake = self.g_step_fakes(batch, ctx)
         adversarial = self.game.g(self.D(fake))
         content = self.content_loss(fake, batch.b)
         loss = content + self.adversarial_weight * adversarial
