@@ -17,7 +17,7 @@ from ..version import __version__
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def git_commit(where: Path | None = None) -> str | None:
