@@ -1,4 +1,5 @@
-"""The `gankit` command line: train, sample, interpolate, eval, fid, info, doctor, export, weights, presets, variants.
+"""The `gankit` command line: train, sample, interpolate, translate, upscale, invert, edit, directions, eval, fid,
+info, doctor, export, weights, presets, variants.
 
 User mistakes print one `error: ...` line (plus a hint) and exit 2; bugs keep their traceback.
 """
@@ -386,6 +387,171 @@ def _output_names(inputs: Path) -> list[str] | None:
         return None
     stems = [str(Path(n).with_suffix("")) for n in names]
     return names if len(set(stems)) == len(stems) else [f"{n}.png" for n in names]
+
+
+@app.command(epilog=_examples("gankit invert runs/shapes photo.png --out z.npz",
+                              "gankit invert runs/shapes photos/ --out z.npz --grid"))
+def invert(
+    run: Path = typer.Argument(..., help="Run directory of an image GAN that generates from noise (dcgan, cgan, "
+                               "biggan, ...)."),
+    images: Path = typer.Argument(..., help="An image or a folder of images (resized to the model's size)."),
+    out: Path = typer.Option(..., "--out", "-o", help="FILE.npz: the latents (z, labels, psnr, names) for "
+                             "`gankit edit`."),
+    steps: int = typer.Option(300, "--steps", min=0, help="Adam steps refining each latent (0: the best of the "
+                              "random pool only)."),
+    cls: Optional[str] = typer.Option(None, "--class", help="Class-conditional runs: the class of every image "
+                                      "(default: the class that redraws each image best)."),
+    grid: bool = typer.Option(False, "--grid", help="Also write OUT.png: each input beside its reconstruction."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random pool the search starts from."),
+) -> None:
+    """Find the latent (and class) from which a trained image GAN redraws each image, by search and optimisation;
+    PSNR says how close it got. The .npz feeds `gankit edit`."""
+    from . import edit as editing
+
+    if out.suffix.lower() != ".npz":
+        raise UserError(f"--out {out}: latents are written as .npz", "give --out FILE.npz")
+    gen, x, names = _images_to_edit(run, images)
+    inv = _invert(gen, x, cls, steps, seed)
+    editing.save_latents(out, inv, names)
+    if grid:
+        from . import io
+        import torch
+
+        io.save_grid(out.with_suffix(".png"), torch.stack([x, inv.images], dim=1).flatten(0, 1),
+                     nrow=2 * min(4, len(x)), scale=max(1, 64 // x.shape[-1]), run=run.name, input=str(images),
+                     task="invert")
+    also = f" and {out.with_suffix('.png')}" if grid else ""
+    err.print(f"inverted {len(x)} image{'s' * (len(x) != 1)} into {out}{also}: PSNR {inv.psnr.mean():.2f} dB "
+              f"(best of the random pool: {inv.psnr_start.mean():.2f} dB)", highlight=False)
+
+
+def _images_to_edit(run: Path, images: Path):
+    """(generator, images at its size, their names) for invert / edit, with clear errors for the wrong model."""
+    from .edit import check_invertible
+    from .train import load
+
+    gen = load(run)
+    check_invertible(gen)
+    if not images.exists():
+        raise UserError(f"{images} does not exist", "give an image or a folder of images")
+    return gen, gen.data_kind.read_inputs(images, gen.spec), _output_names(images)
+
+
+def _invert(gen, x: Tensor, cls: Optional[str], steps: int, seed: int):
+    from .edit import invert
+    from .metrics import progress_bar
+
+    labels = gen.label_indices(cls, len(x)) if cls is not None else None
+    with progress_bar("inverting", len(x), minimum=8) as advance:
+        return invert(gen, x, labels, steps=steps, seed=seed, advance=advance)
+
+
+@app.command(epilog=_examples("gankit edit runs/shapes photo.png --direction red=3 --out red.png",
+                              "gankit edit runs/shapes z.npz --direction star=2.5 --direction sefa0=-2 --out edited/",
+                              "gankit edit runs/shapes photos/ --direction blue=3 --out before-after.png --grid"))
+def edit(
+    run: Path = typer.Argument(..., help="Run directory of an image GAN that generates from noise."),
+    inputs: Path = typer.Argument(..., help="An image or a folder of images (inverted first), or the .npz of "
+                                  "`gankit invert`."),
+    direction: list[str] = typer.Option(..., "--direction", "-d", help="NAME=AMOUNT: move this far along a "
+                                        "direction (`gankit directions RUN` lists them); repeat to combine."),
+    out: str = typer.Option(..., "--out", "-o", help=OUT_PER_INPUT_HELP),
+    grid: bool = typer.Option(False, "--grid", help="Write a PNG of input | reconstruction | edit side by side."),
+    free: bool = typer.Option(False, "--free", help="Move along the attribute's own boundary normal, without "
+                              "holding the other attributes."),
+    steps: int = typer.Option(300, "--steps", min=0, help="Inversion steps for image inputs."),
+    cls: Optional[str] = typer.Option(None, "--class", help="Class-conditional runs, image inputs: their class."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the inversion's random pool."),
+) -> None:
+    """Edit images with a trained image GAN: invert them (or read latents), move the latents along named
+    directions (attributes such as `red` or `star`, or SeFa's `sefa0`, ...), and draw the result."""
+    import torch
+
+    from . import edit as editing
+    from . import io
+
+    amounts = editing.parse_edits(direction)
+    if inputs.suffix.lower() == ".npz":
+        from .train import load
+
+        gen = load(run)
+        editing.check_invertible(gen)
+        z, labels, names = editing.read_latents(inputs, gen)
+        x = shown = None
+    else:
+        gen, x, names = _images_to_edit(run, inputs)
+    kind = gen.data_kind
+    fmt = kind.check_output(out)
+    if grid and fmt != ".png":
+        raise UserError(f"--grid writes a PNG, not {out}", "give --out FILE.png")
+    found = editing.run_directions(gen, run, editing.evaluator_for(gen))
+    for name in amounts:
+        found[name]  # unknown names fail before any work
+    if x is not None:
+        inv = _invert(gen, x, cls, steps, seed)
+        z, labels, shown = inv.z, inv.labels, inv.images
+    y = gen.generate(editing.edit(z, found, amounts, hold=not free), labels=labels)
+    meta = {"run": run.name, "input": str(inputs), "task": "edit", "edit": ", ".join(direction), "free": free}
+    if grid:
+        columns = ([x, shown] if x is not None else [gen.generate(z, labels=labels)]) + [y]
+        io.save_grid(out, torch.stack(columns, dim=1).flatten(0, 1), nrow=len(columns) * min(4, len(y)),
+                     scale=max(1, 64 // y.shape[-1]), **meta)
+    elif fmt == "/":
+        io.save_images(out, y, names=names, **meta)
+    elif fmt == ".png" and len(y) == 1:
+        io.save_image(out, y[0], **meta)
+    else:
+        kind.write(out, y, gen.spec, meta=meta)
+    err.print(f"edited {len(y)} image{'s' * (len(y) != 1)} ({', '.join(direction)}) to {out}", highlight=False)
+
+
+@app.command("directions", epilog=_examples("gankit directions runs/shapes",
+                                            "gankit directions runs/shapes --grid directions.png"))
+def directions_cmd(
+    run: Path = typer.Argument(..., help="Run directory of an image GAN that generates from noise."),
+    grid: Optional[Path] = typer.Option(None, "--grid", help="Write a PNG: one row per direction, the same sample "
+                                        "moved from -3 to +3 along it."),
+    refit: bool = typer.Option(False, "--refit", help="Find the directions again rather than reading RUN/edit/."),
+    as_json: bool = typer.Option(False, "--json", help="Print the directions and their protocol as JSON."),
+) -> None:
+    """List the latent directions `gankit edit` can move along: one per attribute value the data's evaluator names
+    (InterFaceGAN boundaries, with their held-out accuracy) and SeFa's closed-form directions. Found once per model
+    and kept in RUN/edit/."""
+    import torch
+
+    from . import edit as editing
+    from .train import load
+
+    gen = load(run)
+    editing.check_invertible(gen)
+    found = editing.run_directions(gen, run, editing.evaluator_for(gen), refit=refit)
+    if grid is not None:
+        from . import io
+
+        if grid.suffix.lower() != ".png":
+            raise UserError(f"--grid {grid}: the sweep is a PNG", "give --grid FILE.png")
+        z = gen.latents(1, seed=0)
+        amounts = torch.linspace(-3, 3, 7)
+        labels = torch.zeros(len(amounts), dtype=torch.long) if gen.class_names else None
+        rows = [gen.generate(torch.cat([editing.edit(z, found, {name: float(a)}) for a in amounts]), labels=labels)
+                for name in found.items]
+        io.save_grid(grid, torch.cat(rows), nrow=len(amounts), scale=max(1, 64 // rows[0].shape[-1]), run=run.name,
+                     task="directions", rows=", ".join(found.items), amounts="-3 to 3")
+    if as_json:
+        items = {name: {"method": d.method, "attribute": d.attribute, "value": d.value, "accuracy": d.accuracy}
+                 for name, d in found.items.items()}
+        print(json.dumps({"directions": items, "protocol": found.protocol}, indent=2))
+        return
+    table = Table("direction", "method", "attribute", "boundary accuracy (held out)")
+    for name, d in found.items.items():
+        what = f"{d.attribute} = {d.value}" if d.attribute else f"eigenvalue share {d.value}"
+        table.add_row(name, d.method, what, "" if d.accuracy is None else f"{d.accuracy:.3f}")
+    out.print(table)
+    skipped = found.protocol.get("interfacegan", {}).get("skipped")
+    if skipped:
+        err.print(f"no direction for {', '.join(skipped)}: too rare in the model's samples", highlight=False)
+    if grid is not None:
+        err.print(f"wrote {grid}", highlight=False)
 
 
 FEATURES_HELP = ("Feature extractor: inception (FID; needs --weights), digits or shapes (shipped classifiers) or raw "

@@ -3,13 +3,16 @@ arrays."""
 
 from __future__ import annotations
 
+import torch
+from torch import Tensor
+
 from ..config import DataConfig
-from .base import Batch, BatchSampler, Dataset
+from .base import Batch, BatchSampler, Dataset, as_float
 from .digits import digits
 from .folder import image_folder
 from .kinds import KINDS, DataKind, ImageKind, VectorKind, kind_of, output_format, register_kind
 from .npz import npz_dataset, read_npz
-from .pairs import PairBatch, PairDataset, PairSampler, image_pairs, truth_pairs
+from .pairs import HELDOUT_SEED_OFFSET, PairBatch, PairDataset, PairSampler, image_pairs, truth_pairs
 from .shapes import Difficulty, shapes
 from .toy2d import DEFAULT_STD, grid_centers, mixture, ring_centers, spiral_centers
 
@@ -24,6 +27,19 @@ def load_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
 def load_truth_pairs(cfg: DataConfig, seed: int = 0) -> PairDataset:
     """(A, true B) pairs for scoring a translator trained on `cfg`'s pairs (gankit.data.pairs.truth_pairs)."""
     return truth_pairs(cfg, seed, lambda: _plain(cfg, seed), _difficulty(cfg))
+
+
+def load_heldout(cfg: DataConfig, seed: int, n: int) -> tuple[Tensor, str]:
+    """n samples (float, images in [-1, 1]) for scoring what a model does with data it was not trained on
+    (inversion), and a note that says whether it was: shapes draws fresh objects from seed + HELDOUT_SEED_OFFSET;
+    fixed sets give n of their own training samples (they have no held-out split)."""
+    if cfg.name == "shapes":
+        other = seed + HELDOUT_SEED_OFFSET
+        data = shapes(n, cfg.resolution or 32, cfg.shapes, cfg.colors, cfg.label, other, _difficulty(cfg))
+        return as_float(data.x), f"{n} objects drawn from seed {other}, not trained on"
+    data = _plain(cfg, seed)
+    pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
+    return data.take(pick)[0], f"no: {len(pick)} of the training samples (the data has no held-out split)"
 
 
 def _difficulty(cfg: DataConfig) -> Difficulty:
@@ -59,6 +75,6 @@ def upgrade_spec(spec: dict, data_cfg: dict | None = None) -> dict:
 
 
 __all__ = ["KINDS", "DataKind", "ImageKind", "VectorKind", "kind_of", "output_format", "register_kind",
-           "upgrade_spec", "load_truth_pairs", "PairBatch", "PairDataset", "PairSampler", "Batch", "BatchSampler",
+           "upgrade_spec", "load_heldout", "load_truth_pairs", "PairBatch", "PairDataset", "PairSampler", "Batch", "BatchSampler",
            "Dataset", "load_dataset", "digits", "image_folder", "npz_dataset", "read_npz",
            "shapes", "ring_centers", "grid_centers", "spiral_centers", "mixture"]

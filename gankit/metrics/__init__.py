@@ -1,7 +1,7 @@
 """Evaluation metrics: Fréchet distance, KID, IS, precision/recall, density/coverage, 2D mode coverage, and the
 feature extractors (inception, digits, shapes, raw) they are computed on."""
 
-from .features import EXTRACTORS, Evaluator, Extracted, load_evaluator
+from .features import EXTRACTORS, Evaluator, Extracted, load_evaluator, progress_bar
 from .frechet import frechet_distance
 from .inception_score import inception_score
 from .kid import kid
@@ -23,6 +23,7 @@ __all__ = [
     "ModeReport",
     "modes2d",
     "precision_recall",
+    "progress_bar",
     "PROGRESS_METRICS",
     "register_progress_metric",
 ]

@@ -60,6 +60,7 @@ class Evaluator:
         self.weights, self.batch_size, self.info = weights, batch_size, info or {}
         self._sha256: str | None = None
         self.class_names: list[str] | None = None  # what predict() names (None: this extractor names nothing)
+        self.attributes: dict[str, list[str]] = {}  # what classify() names, by attribute ({"digit": ["0", ...]})
 
     @property
     def device(self) -> torch.device:
@@ -116,11 +117,19 @@ class Evaluator:
             return None
         return [self.class_names[i] for i in self.logits(x).argmax(1).tolist()]
 
+    @torch.no_grad()
+    def classify(self, x: Tensor, label: str) -> Tensor:
+        """(N,) int64 indices into `attributes[label]`: the value of that attribute the evaluator sees."""
+        if label not in self.attributes:
+            raise UserError(f"the {self.name} evaluator names no attribute '{label}'",
+                            f"it names: {', '.join(self.attributes) or 'nothing'}")
+        return self.logits(x).argmax(1)
+
     def extract(self, batches: Iterable[Tensor], total: int | None = None, *, keep: bool = False,
                 keep_logits: bool = False, label: str = "features") -> Extracted:
         """Stream batches into FeatureStats (memory O(d²)); keep the features / logits only when asked (KID, IS)."""
         stats, feats, logits = FeatureStats(), [], []
-        with _progress(label, total) as advance:
+        with progress_bar(label, total) as advance:
             for batch in batches:
                 f, lg = self.features_and_logits(batch)
                 stats.update(f)
@@ -151,6 +160,7 @@ class ShapesEvaluator(Evaluator):
     def __init__(self, *args: Any, names: dict[str, list[str]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.names = names
+        self.attributes = {"shape": names["shape"], "color": names["color"]}
 
     @torch.no_grad()
     def classify(self, x: Tensor, label: str = "shape") -> Tensor:
@@ -178,10 +188,10 @@ class ShapesEvaluator(Evaluator):
 
 
 @contextmanager
-def _progress(label: str, total: int | None) -> Iterator[Callable[[int], None]]:
-    """A transient rich bar on stderr counting samples; callers only see `advance(n)`."""
+def progress_bar(label: str, total: int | None, minimum: int = PROGRESS_MIN) -> Iterator[Callable[[int], None]]:
+    """A transient rich bar on stderr counting items (none for fewer than `minimum`); callers see `advance(n)`."""
     bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                   console=Console(stderr=True), transient=True, disable=total is not None and total < PROGRESS_MIN)
+                   console=Console(stderr=True), transient=True, disable=total is not None and total < minimum)
     task = bar.add_task(label, total=total)
     with bar:
         yield lambda n: bar.advance(task, n)
@@ -202,6 +212,7 @@ def load_evaluator(name: str, weights: str | Path | None = None) -> Evaluator:
                               weights=Path(weights) if weights else DIGITS_WEIGHTS,
                               info={"heldout_accuracy": card["accuracy"]["heldout"]})
         evaluator.class_names = [str(i) for i in range(net.head.out_features)]  # the digit each logit stands for
+        evaluator.attributes = {"digit": evaluator.class_names}
         return evaluator
     if name == "shapes":
         net, card = load_shapes_classifier(weights)

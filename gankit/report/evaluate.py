@@ -20,7 +20,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from ..config import Config
-from ..data import Dataset, load_dataset, load_truth_pairs, read_npz
+from ..data import Dataset, load_dataset, load_heldout, load_truth_pairs, read_npz
 from ..data.pairs import resize
 from ..errors import UserError
 from ..io import atomic_path
@@ -38,6 +38,12 @@ MODES_SAMPLES = 2500  # PacGAN's protocol
 CLASS_SAMPLES = 100  # generated samples per class for class_accuracy
 CODE_SAMPLES = 100  # generated samples per value of a categorical latent code for code_accuracy
 CODE_BATCH = 500  # real images per forward pass of the model's code reader in code_accuracy_real
+INVERT_IMAGES = 64  # held-out images inverted for the editing metrics
+EDITS = 200  # edits of random latents scored for edit success
+EDIT_RULE = ("each latent is moved toward one attribute value it does not show (attributes in turn, the value at "
+             "random) along that value's direction, held orthogonal to the other attributes' boundaries, to {margin} "
+             "past the boundary (at most {most}); success: the evaluator sees the new value and every other attribute "
+             "unchanged; *_random: the same moves along random directions")
 HISTOGRAM_REFERENCE = 1000  # training images of domain B whose pixels the histogram baseline matches
 
 
@@ -285,6 +291,46 @@ def _super_resolution(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
                      "image then averaged (the SRGAN paper's protocol); SSIM: Gaussian window 11, sigma 1.5",
         "sharpness": "mean squared difference of neighbouring Y values, across plus down",
         "rounded_to_8bit": run.round_8bit, "weights": gen.info.get("weights"), "step": gen.info.get("step")}}
+
+
+def _edits_with_evaluator(run: RunEval) -> bool:
+    """A noise-to-image model (no inputs, no codes) whose evaluator names attributes of its data."""
+    return (run.gen.kind == "image" and not {"inputs", "codes"} & run.gen.sampling and run.knows_the_data
+            and bool(run.evaluator.attributes) and (run.run_dir / "config.yaml").is_file())
+
+
+@register_run_metric("editing", applies=_edits_with_evaluator)
+def _editing(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Inversion of images the model was not trained on (PSNR, and whether the evaluator still sees the same
+    attributes), then edits toward attribute values: random latents and the inverted ones."""
+    from .. import edit as editing
+
+    gen, cfg, evaluator = run.gen, run.config, run.evaluator
+    real, heldout = load_heldout(cfg.data, cfg.seed, INVERT_IMAGES)
+    inv = editing.invert(gen, real, seed=run.seed)
+    kept = torch.stack([evaluator.classify(inv.images, a) == evaluator.classify(real, a)
+                        for a in evaluator.attributes]).all(0)
+    found = editing.run_directions(gen, run.run_dir, evaluator)
+    values = {"inversion_psnr": float(inv.psnr.mean()), "inversion_psnr_start": float(inv.psnr_start.mean()),
+              "inversion_attributes_kept": float(kept.float().mean())}
+    edits = "none: no attribute value is common enough in the model's samples to fit a direction toward it"
+    if editing.editable(found, evaluator):
+        sampled = editing.edit_success(gen, evaluator, found, gen.latents(EDITS, run.seed), seed=run.seed)
+        inverted = editing.edit_success(gen, evaluator, found, inv.z, inv.labels, seed=run.seed)
+        values.update({k: v for k, v in sampled.items() if k != "edits"}, edit_success_inverted=inverted[
+            "edit_success"], edit_success_inverted_random=inverted["edit_success_random"])
+        edits = {"sampled": EDITS, "inverted": len(real), "rule": EDIT_RULE.format(
+            margin=editing.EDIT_MARGIN, most=editing.MAX_AMOUNT)}
+    boundaries = {name: round(d.accuracy, 4) for name, d in found.items.items() if d.accuracy is not None}
+    return values, {"editing": {
+        "inversion": {"images": len(real), "heldout": heldout, "start": f"best of {editing.POOL} random latents (per "
+                      "class for class-conditional models)", "steps": editing.STEPS, "lr": editing.LR,
+                      "psnr": "dB, peak-to-peak 2 in [-1, 1] units, per image then averaged",
+                      "attributes_kept": f"the evaluator sees the same {', '.join(evaluator.attributes)} in the "
+                      "reconstruction as in the image"},
+        "directions": {**found.protocol, "boundary_accuracy": boundaries},
+        "edits": edits,
+        "classifier": evaluator.name, "weights": gen.info.get("weights"), "step": gen.info.get("step")}}
 
 
 @torch.no_grad()

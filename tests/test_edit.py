@@ -1,0 +1,208 @@
+"""Editing: inversion, InterFaceGAN / SeFa directions, edits, edit success, and the invert / edit / directions CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from gankit import edit as editing
+from gankit.errors import UserError
+from gankit.metrics import Evaluator
+from gankit.train import Generator, load
+
+TINY = ("data.n=64", "data.resolution=16", "model.width=8", "model.z_dim=8", "train.steps=2", "train.sample_every=0",
+        "train.checkpoint_every=0")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(train_tiny):
+    return train_tiny("shapes-dcgan", *TINY)
+
+
+@pytest.fixture(scope="module")
+def tiny_cgan(train_tiny):
+    return train_tiny("digits-cgan", "train.steps=2", "train.sample_every=0", "train.checkpoint_every=0")
+
+
+def varied(run) -> Generator:
+    """The tiny run's generator with weights redrawn so its images depend strongly on z (after two steps from
+    DCGAN's small init it draws nearly the same image for every z, which leaves inversion nothing to find)."""
+    gen = load(run)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for m in gen.variant.G.modules():
+            if isinstance(m, nn.ConvTranspose2d):
+                m.weight.normal_(0, 0.4 / m.weight.shape[0] ** 0.5)
+            elif isinstance(m, nn.BatchNorm2d):
+                m.reset_running_stats()
+    return gen
+
+
+class HalvesEvaluator(Evaluator):
+    """A stand-in evaluator whose attributes are linear-ish in the image: is the left (top) half brighter than
+    the median of G's samples? It makes the right answer for each direction known."""
+
+    def __init__(self, reference: torch.Tensor) -> None:
+        super().__init__("halves")
+        self.attributes = {"left": ["dark left", "bright left"], "top": ["dark top", "bright top"]}
+        self.median = {a: self._score(reference, a).median() for a in self.attributes}
+
+    @staticmethod
+    def _score(x: torch.Tensor, attribute: str) -> torch.Tensor:
+        half = x.shape[-1] // 2
+        return (x[..., :half] if attribute == "left" else x[..., :half, :]).mean(dim=(1, 2, 3))
+
+    def classify(self, x: torch.Tensor, label: str) -> torch.Tensor:
+        return (self._score(x, label) > self.median[label]).long()
+
+
+@pytest.fixture(scope="module")
+def halves(tiny_run):
+    gen = varied(tiny_run)
+    evaluator = HalvesEvaluator(gen.sample(2000, seed=11))
+    return gen, evaluator, editing.directions(gen, evaluator, n=2000, sefa=3)
+
+
+def test_first_layer_is_the_transposed_conv_weight_and_sefa_its_top_eigenvectors(tiny_run):
+    gen = load(tiny_run)
+    weight = gen.variant.G.net[0].weight.detach()  # (z_dim, C, 4, 4): z enters the first transposed conv
+    a = weight.flatten(1).T
+    assert torch.allclose(editing.first_layer(gen), a, atol=1e-5)
+    found = editing.directions(gen, None, sefa=3)
+    values, vectors = torch.linalg.eigh(a.T @ a)
+    for i in range(3):
+        top = vectors[:, -1 - i]
+        assert abs(float(found[f"sefa{i}"].vector @ top)) == pytest.approx(1, abs=1e-4)
+    assert list(found.items) == ["sefa0", "sefa1", "sefa2"]  # no evaluator: no attribute directions
+
+
+def test_attribute_directions_point_toward_their_value_and_move_samples_there(halves):
+    gen, evaluator, found = halves
+    bright = found["bright left"]
+    assert bright.method == "interfacegan" and bright.attribute == "left" and bright.accuracy > 0.6
+    assert float(found["dark left"].vector @ bright.vector) < -0.9  # the two sides of one boundary
+    z = gen.latents(200, seed=5)
+    before = evaluator.classify(gen.generate(z), "left").float().mean()
+    up = evaluator.classify(gen.generate(editing.edit(z, found, {"bright left": 3.0})), "left").float().mean()
+    down = evaluator.classify(gen.generate(editing.edit(z, found, {"bright left": -3.0})), "left").float().mean()
+    assert up > before + 0.15 and down < before - 0.3
+
+
+def test_held_directions_are_orthogonal_to_the_other_attributes_boundaries(halves):
+    _, _, found = halves
+    held = found.held("bright left")
+    for other in ("bright top", "dark top"):
+        assert abs(float(held @ found[other].vector)) < 1e-5
+    assert float(held @ found["bright left"].vector) > 0.5 and float(held.norm()) == pytest.approx(1, abs=1e-5)
+    assert torch.equal(found.held("sefa0"), found["sefa0"].vector)  # SeFa directions hold nothing
+
+
+def test_edit_success_beats_random_moves_and_counts_both_conditions(halves):
+    gen, evaluator, found = halves
+    result = editing.edit_success(gen, evaluator, found, gen.latents(200, seed=7), seed=0)
+    assert result["edits"] == 200
+    assert result["edit_success"] <= min(result["edit_changed"], result["edit_held"])
+    assert result["edit_changed"] > 0.4 and result["edit_success"] > result["edit_success_random"] + 0.1
+
+
+def test_inversion_refines_the_pool_start_and_steps_zero_keeps_it(tiny_run):
+    gen = varied(tiny_run)
+    x = gen.sample(4, seed=123)
+    start = editing.invert(gen, x, steps=0, pool=32)
+    assert torch.allclose(start.psnr, start.psnr_start, atol=1e-3)
+    refined = editing.invert(gen, x, steps=60, pool=32)
+    assert torch.equal(refined.psnr_start, start.psnr_start)  # the same pool for the same seed
+    assert (refined.psnr > refined.psnr_start + 3).all()
+    assert torch.allclose(gen.generate(refined.z), refined.images, atol=1e-5)
+    assert all(p.requires_grad for p in gen.variant.parameters())  # inversion gives the weights back untouched
+
+
+def test_inversion_of_a_conditional_model_finds_the_class(tiny_cgan):
+    gen = load(tiny_cgan)
+    labels = torch.tensor([3, 7, 1, 9])
+    x = gen.sample(4, seed=0, labels=labels)  # the pool for seed 0 starts with these latents
+    inv = editing.invert(gen, x, steps=0, seed=0, pool=8)
+    assert torch.equal(inv.labels, labels) and (inv.psnr > 60).all()
+    fixed = editing.invert(gen, x, labels=torch.tensor([0, 0, 0, 0]), steps=0, seed=0, pool=8)
+    assert torch.equal(fixed.labels, torch.zeros(4, dtype=torch.long)) and (fixed.psnr < inv.psnr).all()
+
+
+def test_directions_are_cached_per_weights(tiny_run, tmp_path):
+    gen = load(tiny_run)
+    first = editing.run_directions(gen, tmp_path, None)
+    files = tmp_path / "edit" / "directions.json"
+    stamp = files.stat().st_mtime_ns
+    again = editing.run_directions(gen, tmp_path, None)
+    assert files.stat().st_mtime_ns == stamp and torch.equal(again["sefa0"].vector, first["sefa0"].vector)
+    with torch.no_grad():
+        gen.variant.G.net[0].weight.mul_(-1)  # other weights: the cache no longer applies
+    editing.run_directions(gen, tmp_path, None)
+    assert json.loads(files.read_text())["fingerprint"] == editing.fingerprint(gen) != ""
+    assert files.stat().st_mtime_ns != stamp
+
+
+def test_parse_edits_adds_amounts_and_refuses_bad_ones():
+    assert editing.parse_edits(["red=3", "sefa0=-2", "red=0.5"]) == {"red": 3.5, "sefa0": -2.0}
+    for bad in ("red", "=3", "red=x", "red=nan"):
+        with pytest.raises(UserError, match="NAME=AMOUNT"):
+            editing.parse_edits([bad])
+
+
+def test_invert_then_edit_from_the_cli_writes_latents_grids_and_one_png_per_input(tiny_run, tmp_path, cli):
+    images = tmp_path / "in"
+    assert cli("sample", str(tiny_run), "-n", "3", "--out", f"{images}/", "--seed", "4")[0] == 0
+    code, _, err = cli("invert", str(tiny_run), str(images), "--out", str(tmp_path / "z.npz"), "--steps", "5",
+                       "--grid")
+    assert code == 0 and "PSNR" in err
+    with np.load(tmp_path / "z.npz", allow_pickle=False) as f:
+        assert f["z"].shape == (3, 8) and len(f["psnr"]) == 3 and list(f["names"]) == sorted(
+            p.name for p in images.iterdir())
+    assert (tmp_path / "z.png").is_file()
+    code, _, err = cli("edit", str(tiny_run), str(tmp_path / "z.npz"), "-d", "sefa0=2", "--out", f"{tmp_path}/ed/")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "ed").iterdir()) == sorted(p.name for p in images.iterdir())
+    code, _, err = cli("edit", str(tiny_run), str(images), "-d", "sefa1=-1", "--steps", "3", "--grid",
+                       "--out", str(tmp_path / "grid.png"))
+    assert code == 0, err
+    from PIL import Image
+
+    with Image.open(tmp_path / "grid.png") as im:
+        assert im.info.get("gankit:task") == "edit" and "sefa1=-1" in im.info.get("gankit:edit", "")
+    code, out, _ = cli("directions", str(tiny_run), "--json")
+    listed = json.loads(out)["directions"]
+    assert "sefa0" in listed and "interfacegan" in json.loads(out)["protocol"]  # two steps: every value too rare
+
+
+def test_edited_latents_differ_from_the_originals_by_the_amount(tiny_run, tmp_path, cli):
+    gen = load(tiny_run)
+    found = editing.run_directions(gen, tiny_run, editing.evaluator_for(gen))
+    z = gen.latents(2, seed=1)
+    moved = editing.edit(z, found, {"sefa0": 2.0, "sefa1": -1.0})
+    assert torch.allclose(moved - z, 2 * found["sefa0"].vector - found["sefa1"].vector, atol=1e-6)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["invert", "{pix}", "{img}", "--out", "{tmp}/z.npz"], "no latent to invert"),
+    (["invert", "{run}", "{img}", "--out", "{tmp}/z.png"], "written as .npz"),
+    (["invert", "{run}", "{tmp}/missing", "--out", "{tmp}/z.npz"], "does not exist"),
+    (["edit", "{run}", "{img}", "-d", "nosuch=1", "--out", "{tmp}/e.png"], "unknown direction 'nosuch'"),
+    (["edit", "{run}", "{badz}", "-d", "sefa0=1", "--out", "{tmp}/e.png"], "this model takes float (N, 8)"),
+    (["edit", "{run}", "{img}", "-d", "sefa0=1", "--out", "{tmp}/e.npz", "--grid"], "--grid writes a PNG"),
+])
+def test_bad_editing_inputs_exit_2_with_one_line_and_write_nothing(args, message, tiny_run, train_tiny, tmp_path,
+                                                                  cli):
+    pix = train_tiny("shapes-pix2pix", "data.n=16", "data.resolution=16", "pix2pix.width=8", "train.batch_size=8",
+                     "train.steps=1",
+                     "train.sample_every=0", "train.checkpoint_every=0")
+    img = tmp_path / "img"
+    cli("sample", str(tiny_run), "-n", "1", "--out", f"{img}/")
+    np.savez(tmp_path / "badz.npz", z=np.zeros((2, 5), np.float32))
+    names = {"run": tiny_run, "pix": pix, "img": img, "tmp": tmp_path, "badz": tmp_path / "badz.npz"}
+    before = set(tmp_path.rglob("*"))
+    code, _, err = cli(*[a.format(**names) for a in args])
+    assert code == 2 and message in err and "Traceback" not in err
+    assert set(tmp_path.rglob("*")) == before
