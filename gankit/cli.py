@@ -389,6 +389,10 @@ def _output_names(inputs: Path) -> list[str] | None:
     return names if len(set(stems)) == len(stems) else [f"{n}.png" for n in names]
 
 
+ENCODER_HELP = ("Start from an encoder's guess where it beats the random pool; the encoder is trained on the model's "
+                "own samples the first time (a few minutes on a CPU) and kept in RUN/edit/.")
+
+
 @app.command(epilog=_examples("gankit invert runs/shapes photo.png --out z.npz",
                               "gankit invert runs/shapes photos/ --out z.npz --grid"))
 def invert(
@@ -402,6 +406,7 @@ def invert(
     cls: Optional[str] = typer.Option(None, "--class", help="Class-conditional runs: the class of every image "
                                       "(default: the class that redraws each image best)."),
     grid: bool = typer.Option(False, "--grid", help="Also write OUT.png: each input beside its reconstruction."),
+    encoder: bool = typer.Option(False, "--encoder", help=ENCODER_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of the random pool the search starts from."),
 ) -> None:
     """Find the latent (and class) from which a trained image GAN redraws each image, by search and optimisation;
@@ -411,7 +416,7 @@ def invert(
     if out.suffix.lower() != ".npz":
         raise UserError(f"--out {out}: latents are written as .npz", "give --out FILE.npz")
     gen, x, names = _images_to_edit(run, images)
-    inv = _invert(gen, x, cls, steps, seed)
+    inv = _invert(gen, run, x, cls, steps, seed, encoder)
     editing.save_latents(out, inv, names)
     if grid:
         from . import io
@@ -437,13 +442,18 @@ def _images_to_edit(run: Path, images: Path):
     return gen, gen.data_kind.read_inputs(images, gen.spec), _output_names(images)
 
 
-def _invert(gen, x: Tensor, cls: Optional[str], steps: int, seed: int):
-    from .edit import invert
+def _invert(gen, run: Path, x: Tensor, cls: Optional[str], steps: int, seed: int, encoder: bool):
+    from . import edit as editing
     from .metrics import progress_bar
 
     labels = gen.label_indices(cls, len(x)) if cls is not None else None
+    net = None
+    if encoder:
+        with progress_bar("training the encoder", None if (run / "edit" / "encoder.json").is_file() else editing.ENCODER_STEPS,
+                          minimum=1) as advance:
+            net = editing.run_encoder(gen, run, advance=advance)
     with progress_bar("inverting", len(x), minimum=8) as advance:
-        return invert(gen, x, labels, steps=steps, seed=seed, advance=advance)
+        return editing.invert(gen, x, labels, steps=steps, seed=seed, encoder=net, advance=advance)
 
 
 @app.command(epilog=_examples("gankit edit runs/shapes photo.png --direction red=3 --out red.png",
@@ -461,6 +471,7 @@ def edit(
                               "holding the other attributes."),
     steps: int = typer.Option(300, "--steps", min=0, help="Inversion steps for image inputs."),
     cls: Optional[str] = typer.Option(None, "--class", help="Class-conditional runs, image inputs: their class."),
+    encoder: bool = typer.Option(False, "--encoder", help="Image inputs: " + ENCODER_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of the inversion's random pool."),
 ) -> None:
     """Edit images with a trained image GAN: invert them (or read latents), move the latents along named
@@ -488,7 +499,7 @@ def edit(
     for name in amounts:
         found[name]  # unknown names fail before any work
     if x is not None:
-        inv = _invert(gen, x, cls, steps, seed)
+        inv = _invert(gen, run, x, cls, steps, seed, encoder)
         z, labels, shown = inv.z, inv.labels, inv.images
     y = gen.generate(editing.edit(z, found, amounts, hold=not free), labels=labels)
     meta = {"run": run.name, "input": str(inputs), "task": "edit", "edit": ", ".join(direction), "free": free}

@@ -32,6 +32,7 @@ from .errors import UserError
 from .io import atomic_path, write_json
 from .data import read_npz
 from .metrics import Evaluator, load_evaluator
+from .nets import DCGANEncoder
 from .train import Generator
 from .train.checkpoint import load_tensors, save_tensors
 from .variants import Request
@@ -44,7 +45,9 @@ MIN_POSITIVES = 20  # an attribute value seen fewer times in those samples gets 
 SEFA_DIRECTIONS = 5
 EDIT_MARGIN = 1.0  # edit success: each edit ends this far (in z units) past the target's boundary
 MAX_AMOUNT = 6.0  # ... moving at most this far along the direction
-CACHE = "edit"  # RUN/edit/directions.{safetensors,json}
+ENCODER_STEPS = 2000  # Adam steps of the optional encoder, on batches of G's own samples
+ENCODER_WIDTH = 32
+CACHE = "edit"  # RUN/edit/: directions.{safetensors,json}, encoder.{safetensors,json}
 
 
 @dataclass
@@ -137,11 +140,12 @@ def psnr_of(x: Tensor, y: Tensor) -> Tensor:
 
 
 def invert(gen: Generator, images: Tensor, labels: Tensor | None = None, *, steps: int = STEPS, lr: float = LR,
-           pool: int = POOL, seed: int = 0, batch_size: int = 64,
+           pool: int = POOL, seed: int = 0, batch_size: int = 64, encoder: nn.Module | None = None,
            advance: Callable[[int], None] | None = None) -> Inversion:
     """Latents whose G(z) redraws `images` (N, C, H, W) in [-1, 1] at the model's size: the best of `pool` random
-    latents (with every class, for class-conditional models, unless `labels` fix them), refined by `steps` of Adam
-    on the mean squared pixel error. Deterministic for a seed; `advance(k)` reports images done."""
+    latents (with every class, for class-conditional models, unless `labels` fix them) or, where it redraws the image
+    better, an `encoder`'s guess (train_encoder), refined by `steps` of Adam on the mean squared pixel error.
+    Deterministic for a seed; `advance(k)` reports images done."""
     check_invertible(gen)
     shape = tuple(gen.spec["shape"])
     if tuple(images.shape[1:]) != shape:
@@ -149,17 +153,19 @@ def invert(gen: Generator, images: Tensor, labels: Tensor | None = None, *, step
                         "read them with the model's data kind (it resizes), or resize them first")
     fixed = _pick_labels(gen, labels, len(images))
     with _frozen(gen.variant):
-        return _invert(gen, images, fixed, steps, lr, pool, seed, batch_size, advance)
+        return _invert(gen, images, fixed, steps, lr, pool, seed, batch_size, encoder, advance)
 
 
 def _invert(gen: Generator, images: Tensor, fixed: Tensor | None, steps: int, lr: float, pool: int, seed: int,
-            batch_size: int, advance: Callable[[int], None] | None) -> Inversion:
+            batch_size: int, encoder: nn.Module | None, advance: Callable[[int], None] | None) -> Inversion:
     gen_rng = torch.Generator().manual_seed(seed)
     zs, ys, outs, start, end = [], [], [], [], []
     for first in range(0, len(images), batch_size):
         x = images[first : first + batch_size].to(gen.device, torch.float32)
         y = None if fixed is None else fixed[first : first + len(x)].to(gen.device)
         z0, y0, best = _best_of_pool(gen, x, y, pool, gen_rng)
+        if encoder is not None:
+            z0, best = _better_guess(gen, x, y0, z0, best, encoder)
         z = z0.clone().requires_grad_(True)
         opt = torch.optim.Adam([z], lr=lr)
         for _ in range(steps):
@@ -205,6 +211,70 @@ def _best_of_pool(gen: Generator, x: Tensor, labels: Tensor | None, pool: int,
             best_y[better] = c
     y = best_y.to(x.device) if gen.class_names else None
     return best_z.to(x.device), y, 10 * torch.log10(4 / best_err.clamp_min(1e-10))
+
+
+@torch.no_grad()
+def _better_guess(gen: Generator, x: Tensor, labels: Tensor | None, z: Tensor, psnr: Tensor,
+                  encoder: nn.Module) -> tuple[Tensor, Tensor]:
+    """Per image, the encoder's latent where G redraws the image better from it than from the pool's best."""
+    guess = encoder(x).to(z)
+    score = psnr_of(gen.generate(guess, labels=labels).to(x.device), x).to(psnr)
+    better = score > psnr
+    return torch.where(better[:, None], guess, z), torch.where(better, score, psnr)
+
+
+def train_encoder(gen: Generator, steps: int | None = None, batch_size: int = 64, seed: int = 0,
+                  width: int = ENCODER_WIDTH, advance: Callable[[int], None] | None = None) -> tuple[nn.Module, dict]:
+    """A DCGAN encoder E trained to give back z from G(z) (mean squared error in z, on fresh samples each step):
+    a starting guess for inversion. Returns E (in eval mode) and what it was trained on."""
+    steps = ENCODER_STEPS if steps is None else steps
+    channels, side, _ = gen.spec["shape"]
+    try:
+        encoder = DCGANEncoder(channels, side, gen.variant.z_dim, width).to(gen.device)
+    except ValueError as exc:
+        raise UserError(f"no encoder for this model: {exc}", "invert without --encoder") from None
+    rng = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    encoder.apply(lambda m: nn.init.kaiming_normal_(m.weight, 0.2) if isinstance(m, nn.Conv2d) else None)
+    opt = torch.optim.Adam(encoder.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    classes = len(gen.class_names or [])
+    loss = torch.zeros(())
+    for _ in range(steps):
+        z = gen.variant.noise(batch_size, generator=rng).cpu()
+        labels = torch.randint(classes, (batch_size,), generator=rng) if classes else None
+        x = gen.generate(z, labels=labels).to(gen.device)
+        loss = (encoder(x) - z.to(gen.device)).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if advance is not None:
+            advance(1)
+    return encoder.eval(), {"steps": steps, "batch_size": batch_size, "width": width, "seed": seed,
+                            "final_latent_mse": round(float(loss.detach()), 5), "objective": "mean squared error in z on "
+                            "G's own samples"}
+
+
+def run_encoder(gen: Generator, run_dir: Path, advance: Callable[[int], None] | None = None) -> nn.Module:
+    """The run's encoder: read from RUN/edit/ when it was trained for these weights, else trained and saved."""
+    import json
+
+    weights_sha = fingerprint(gen)
+    channels, side, _ = gen.spec["shape"]
+    meta_path, tensor_path = run_dir / CACHE / "encoder.json", run_dir / CACHE / "encoder.safetensors"
+    try:
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    except ValueError:
+        meta = {}
+    if meta.get("fingerprint") == weights_sha and tensor_path.is_file():
+        encoder = DCGANEncoder(channels, side, gen.variant.z_dim, meta.get("width", ENCODER_WIDTH))
+        encoder.load_state_dict(load_tensors(tensor_path))
+        return encoder.to(gen.device).eval()
+    encoder, info = train_encoder(gen, advance=advance)
+    (run_dir / CACHE).mkdir(parents=True, exist_ok=True)
+    with atomic_path(tensor_path) as tmp:
+        save_tensors(tmp, encoder.state_dict())
+    write_json(meta_path, {"fingerprint": weights_sha, **info})
+    return encoder
 
 
 @contextmanager

@@ -206,3 +206,50 @@ def test_bad_editing_inputs_exit_2_with_one_line_and_write_nothing(args, message
     code, _, err = cli(*[a.format(**names) for a in args])
     assert code == 2 and message in err and "Traceback" not in err
     assert set(tmp_path.rglob("*")) == before
+
+
+class KnownLatents(torch.nn.Module):
+    """An encoder that knows the answer: the latents the test images were drawn from."""
+
+    def __init__(self, z: torch.Tensor) -> None:
+        super().__init__()
+        self.z = z
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.z[: len(x)]
+
+
+def test_an_encoders_guess_replaces_the_pool_start_where_it_redraws_better(tiny_run):
+    gen = varied(tiny_run)
+    z = gen.latents(4, seed=99)
+    x = gen.generate(z)
+    pool = editing.invert(gen, x, steps=0, pool=16)
+    guessed = editing.invert(gen, x, steps=0, pool=16, encoder=KnownLatents(z))
+    assert (pool.psnr_start < 40).all() and (guessed.psnr_start > 60).all()
+    assert torch.allclose(guessed.z, z)
+    wrong = editing.invert(gen, x, steps=0, pool=16, encoder=KnownLatents(-3 * z))
+    assert torch.equal(wrong.z, pool.z)  # a worse guess is ignored
+
+
+def test_the_encoder_learns_to_read_z_back_from_samples(tiny_run):
+    gen = varied(tiny_run)
+    _, untrained = editing.train_encoder(gen, steps=1)
+    _, trained = editing.train_encoder(gen, steps=150)
+    assert trained["final_latent_mse"] < 0.7 * untrained["final_latent_mse"]
+
+
+def test_invert_with_encoder_trains_it_once_and_keeps_it_in_the_run(tiny_run, tmp_path, cli, monkeypatch):
+    monkeypatch.setattr(editing, "ENCODER_STEPS", 5)
+    run = tmp_path / "run"
+    import shutil
+
+    shutil.copytree(tiny_run, run)
+    cli("sample", str(run), "-n", "2", "--out", f"{tmp_path}/in/")
+    assert cli("invert", str(run), f"{tmp_path}/in", "--out", str(tmp_path / "z.npz"), "--encoder",
+               "--steps", "1")[0] == 0
+    meta = json.loads((run / "edit" / "encoder.json").read_text())
+    assert meta["steps"] == 5 and meta["fingerprint"] == editing.fingerprint(load(run))
+    stamp = (run / "edit" / "encoder.safetensors").stat().st_mtime_ns
+    assert cli("edit", str(run), f"{tmp_path}/in", "-d", "sefa0=1", "--encoder", "--steps", "1",
+               "--out", f"{tmp_path}/out/")[0] == 0
+    assert (run / "edit" / "encoder.safetensors").stat().st_mtime_ns == stamp

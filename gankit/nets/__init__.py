@@ -9,7 +9,7 @@ from ..errors import UserError
 from .biggan import BigGANDiscriminator, BigGANGenerator
 from .blocks import MinibatchStd, Packed, count_parameters, dcgan_init, spectral_normalize
 from .conditional import ConcatConditionalD, ConcatConditionalG, HeadedD, ProjectionD, feature_shape
-from .dcgan import DCGANDiscriminator, DCGANGenerator
+from .dcgan import DCGANDiscriminator, DCGANEncoder, DCGANGenerator
 from .mlp import MLPDiscriminator, MLPGenerator
 
 
@@ -85,4 +85,4 @@ __all__ = ["build_biggan", "BigGANGenerator", "BigGANDiscriminator", "build_gene
            "count_parameters", "dcgan_init", "spectral_normalize",
            "MinibatchStd", "Packed", "MLPGenerator", "ConcatConditionalD", "ConcatConditionalG", "HeadedD",
            "ProjectionD", "feature_shape",
-           "MLPDiscriminator", "DCGANGenerator", "DCGANDiscriminator"]
+           "MLPDiscriminator", "DCGANGenerator", "DCGANDiscriminator", "DCGANEncoder"]

@@ -64,3 +64,16 @@ class DCGANDiscriminator(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.logits_from(self.features(x))
+
+
+class DCGANEncoder(nn.Module):
+    """images (N, C, R, R) -> latents (N, z_dim): the discriminator's conv stack (no batch norm) with a z_dim-wide
+    head; trained on a generator's own samples, it gives inversion a starting guess (Zhu et al. 2016)."""
+
+    def __init__(self, channels: int, resolution: int, z_dim: int, width: int = 32) -> None:
+        super().__init__()
+        self.body = DCGANDiscriminator(channels, resolution, width, batchnorm=False).body
+        self.head = nn.Conv2d(width * 2 ** (_levels(resolution) - 1), z_dim, 4, 1, 0)  # (N, ch, 4, 4) -> (N, z, 1, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.body(x)).flatten(1)
