@@ -327,12 +327,36 @@ def upscale(
     _map_images(run, inputs, out, grid, upscale=True)
 
 
+@app.command(epilog=_examples("gankit reconstruct runs/vaegan digits/ --out redrawn/",
+                              "gankit reconstruct runs/vaegan digits/ --out side-by-side.png --grid"))
+def reconstruct(
+    run: Path = typer.Argument(..., help="Run directory of a model with an encoder (vaegan)."),
+    inputs: Path = typer.Argument(..., help="An image, a folder of images or an .npz of images."),
+    out: str = typer.Option(..., "--out", "-o", help=OUT_PER_INPUT_HELP),
+    grid: bool = typer.Option(False, "--grid", help="Write a PNG of input | reconstruction pairs side by side."),
+) -> None:
+    """Redraw images through a model's encoder and generator, G(E(x)): one output per input. Models without an
+    encoder find their latents by search instead (`gankit invert --grid`)."""
+    from .train import load
+
+    gen = load(run)
+    if not gen.encodes:
+        raise UserError(f"{run} has no encoder: it cannot reconstruct images",
+                        "train a model with one (variant=vaegan), or use `gankit invert RUN IMAGES --grid`")
+    if not inputs.exists():
+        raise UserError(f"{inputs} does not exist", "give an image, a folder of images or an .npz")
+    _check_per_input_out(gen, out, grid)
+    x = gen.data_kind.read_inputs(inputs, gen.spec)
+    y = gen.reconstruct(x)
+    meta = {"run": run.name, "input": str(inputs), "task": "reconstruct"}
+    _write_per_input(gen, out, y, _output_names(inputs), meta, [x, y] if grid else None)
+    err.print(f"reconstructed {len(x)} image{'s' * (len(x) != 1)} to {out}", highlight=False)
+
+
 def _map_images(run: Path, inputs: Path, out: str, grid: bool, upscale: bool, direction: str | None = None) -> None:
     """Read images, run the model on each, write one output per input (translate and upscale)."""
-    import torch
     import torch.nn.functional as F
 
-    from . import io
     from .train import load
 
     gen = load(run)
@@ -351,27 +375,42 @@ def _map_images(run: Path, inputs: Path, out: str, grid: bool, upscale: bool, di
             raise UserError(f"--direction {direction}: unknown direction", f"use {' or '.join(DIRECTIONS)}")
     if not inputs.exists():
         raise UserError(f"{inputs} does not exist", "give an image, a folder of images or an .npz")
-    kind = gen.data_kind
-    fmt = kind.check_output(out)
-    if grid and fmt != ".png":
-        raise UserError(f"--grid writes a PNG, not {out}", "give --out FILE.png")
-    x = kind.read_inputs(inputs, gen.spec)
+    _check_per_input_out(gen, out, grid)
+    x = gen.data_kind.read_inputs(inputs, gen.spec)
     y = gen.sample(inputs=x, direction=direction)
     meta = {"run": run.name, "input": str(inputs), "task": "upscale" if upscale else "translate",
             "direction": direction}
-    if grid:
-        shown = F.interpolate(x, size=y.shape[-2:], mode="nearest") if x.shape[-1] != y.shape[-1] else x
-        io.save_grid(out, torch.stack([shown, y], dim=1).flatten(0, 1), nrow=2 * min(4, len(x)),
-                     scale=max(1, 64 // y.shape[-1]), **meta)
-    elif fmt == "/":
-        io.save_images(out, y, names=_output_names(inputs), **meta)
-    elif fmt == ".png" and len(y) == 1:
-        io.save_image(out, y[0], **meta)
-    else:
-        kind.write(out, y, gen.spec, meta=meta)
+    shown = F.interpolate(x, size=y.shape[-2:], mode="nearest") if x.shape[-1] != y.shape[-1] else x
+    _write_per_input(gen, out, y, _output_names(inputs), meta, [shown, y] if grid else None)
     size = "×".join(map(str, y.shape[1:]))
     err.print(f"{'upscaled' if upscale else 'translated'} {len(x)} image{'s' * (len(x) != 1)} to {out} ({size})",
               highlight=False)
+
+
+def _check_per_input_out(gen, out: str, grid: bool) -> None:
+    """Refuse an --out the data kind cannot write, or a --grid that is not a PNG, before any work."""
+    fmt = gen.data_kind.check_output(out)
+    if grid and fmt != ".png":
+        raise UserError(f"--grid writes a PNG, not {out}", "give --out FILE.png")
+
+
+def _write_per_input(gen, out: str, y: Tensor, names: list[str] | None, meta: dict,
+                     columns: list[Tensor] | None = None) -> None:
+    """One output per input: `columns` side by side in a grid PNG (--grid), DIR/ (one PNG each, named as the
+    inputs), FILE.png (the image, for one input), or the data kind's writer (.npz, a grid PNG)."""
+    from . import io
+
+    if columns is not None:
+        import torch
+
+        io.save_grid(out, torch.stack(columns, dim=1).flatten(0, 1), nrow=len(columns) * min(4, len(y)),
+                     scale=max(1, 64 // y.shape[-1]), **meta)
+    elif gen.data_kind.check_output(out) == "/":
+        io.save_images(out, y, names=names, **meta)
+    elif out.lower().endswith(".png") and len(y) == 1:
+        io.save_image(out, y[0], **meta)
+    else:
+        gen.data_kind.write(out, y, gen.spec, meta=meta)
 
 
 def _output_names(inputs: Path) -> list[str] | None:
@@ -476,10 +515,7 @@ def edit(
 ) -> None:
     """Edit images with a trained image GAN: invert them (or read latents), move the latents along named
     directions (attributes such as `red` or `star`, or SeFa's `sefa0`, ...), and draw the result."""
-    import torch
-
     from . import edit as editing
-    from . import io
 
     amounts = editing.parse_edits(direction)
     if inputs.suffix.lower() == ".npz":
@@ -491,10 +527,7 @@ def edit(
         x = shown = None
     else:
         gen, x, names = _images_to_edit(run, inputs)
-    kind = gen.data_kind
-    fmt = kind.check_output(out)
-    if grid and fmt != ".png":
-        raise UserError(f"--grid writes a PNG, not {out}", "give --out FILE.png")
+    _check_per_input_out(gen, out, grid)
     found = editing.run_directions(gen, run, editing.evaluator_for(gen))
     for name in amounts:
         found[name]  # unknown names fail before any work
@@ -503,16 +536,8 @@ def edit(
         z, labels, shown = inv.z, inv.labels, inv.images
     y = gen.generate(editing.edit(z, found, amounts, hold=not free), labels=labels)
     meta = {"run": run.name, "input": str(inputs), "task": "edit", "edit": ", ".join(direction), "free": free}
-    if grid:
-        columns = ([x, shown] if x is not None else [gen.generate(z, labels=labels)]) + [y]
-        io.save_grid(out, torch.stack(columns, dim=1).flatten(0, 1), nrow=len(columns) * min(4, len(y)),
-                     scale=max(1, 64 // y.shape[-1]), **meta)
-    elif fmt == "/":
-        io.save_images(out, y, names=names, **meta)
-    elif fmt == ".png" and len(y) == 1:
-        io.save_image(out, y[0], **meta)
-    else:
-        kind.write(out, y, gen.spec, meta=meta)
+    columns = ([x, shown] if x is not None else [gen.generate(z, labels=labels)]) + [y]
+    _write_per_input(gen, out, y, names, meta, columns if grid else None)
     err.print(f"edited {len(y)} image{'s' * (len(y) != 1)} ({', '.join(direction)}) to {out}", highlight=False)
 
 

@@ -39,6 +39,7 @@ CLASS_SAMPLES = 100  # generated samples per class for class_accuracy
 CODE_SAMPLES = 100  # generated samples per value of a categorical latent code for code_accuracy
 CODE_BATCH = 500  # real images per forward pass of the model's code reader in code_accuracy_real
 INVERT_IMAGES = 64  # held-out images inverted for the editing metrics
+RECONSTRUCT_IMAGES = 1000  # held-out images redrawn through an encoder for the reconstruction metrics
 EDITS = 200  # edits of random latents scored for edit success
 EDIT_RULE = ("each latent is moved toward one attribute value it does not show (attributes in turn, the value at "
              "random) along that value's direction, held orthogonal to the other attributes' boundaries, to {margin} "
@@ -291,6 +292,23 @@ def _super_resolution(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
                      "image then averaged (the SRGAN paper's protocol); SSIM: Gaussian window 11, sigma 1.5",
         "sharpness": "mean squared difference of neighbouring Y values, across plus down",
         "rounded_to_8bit": run.round_8bit, "weights": gen.info.get("weights"), "step": gen.info.get("step")}}
+
+
+@register_run_metric("reconstruction", applies=lambda run: run.gen.encodes and (run.run_dir / "config.yaml").is_file())
+@torch.no_grad()
+def _reconstruction(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
+    """How well G(E(x)) redraws images the model was not trained on where the data allows: mean squared error in
+    [0, 1] units and the PSNR of it (models with an encoder)."""
+    cfg = run.config
+    real, heldout = load_heldout(cfg.data, cfg.seed, RECONSTRUCT_IMAGES)
+    out = run.gen.reconstruct(real)
+    if run.round_8bit:
+        out = round_to_8bit(out)
+    error = float(((out - real) / 2).pow(2).mean())
+    return {"reconstruction_error": error, "reconstruction_psnr": psnr(out, real)}, {"reconstruction": {
+        "images": len(real), "heldout": heldout, "latent": "the posterior mean μ(x)",
+        "units": "mean squared error over all pixels in [0, 1] units; PSNR (dB, peak 1) of it",
+        "rounded_to_8bit": run.round_8bit, "weights": run.gen.info.get("weights"), "step": run.gen.info.get("step")}}
 
 
 def _edits_with_evaluator(run: RunEval) -> bool:

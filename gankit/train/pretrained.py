@@ -170,6 +170,24 @@ class Generator:
                 raise UserError(str(exc)) from None
         return torch.cat(chunks)
 
+    @property
+    def encodes(self) -> bool:
+        """The model has an encoder (VAE-GAN): `reconstruct` redraws images through it."""
+        return self.variant.encodes
+
+    @torch.no_grad()
+    def reconstruct(self, images: Tensor, batch_size: int = 1024) -> Tensor:
+        """G(E(x)) for images (N, C, H, W) in [-1, 1] at the model's size, on the CPU: models with an encoder."""
+        if not self.encodes:
+            raise UserError("this model has no encoder: it cannot reconstruct images",
+                            "train one with an encoder (variant=vaegan), or invert images with `gankit invert`")
+        shape = tuple(self.spec["shape"])
+        if tuple(images.shape[1:]) != shape:
+            raise UserError(f"images are {tuple(images.shape[1:])}, the model takes {shape}",
+                            "read them with the model's data kind (it resizes), or resize them first")
+        return torch.cat([self.generate(self.variant.encode(part.to(self.device)).cpu())
+                          for part in images.split(batch_size)])
+
     def save_pretrained(self, out: str | Path) -> Path:
         """Write this generator as a model folder (config.json + model.safetensors) that `gankit.load(out)` reads."""
         weights = {k: v.detach().cpu() for k, v in self.variant.generator_state().items()}

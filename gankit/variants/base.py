@@ -180,6 +180,7 @@ class Variant(nn.Module):
     sampling: ClassVar[frozenset[str]] = frozenset({"truncation"})  # what generate() takes: SAMPLING_OPTIONS
     generator_names: ClassVar[tuple[str, ...]] = ("G",)  # child modules that make up the exported generator
     own_nets: ClassVar[str | None] = None  # what nets the variant builds itself, ignoring `model.*` (None: from it)
+    encodes: ClassVar[bool] = False  # it has an encoder: encode(x) gives latents that G decodes back to x
 
     phases: list[Phase]
     z_dim: int
@@ -241,6 +242,10 @@ class Variant(nn.Module):
     def run_generator(self, request: Request) -> Tensor:
         """G's forward pass on a prepared request."""
         raise NotImplementedError
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Latents (N, z_dim) that G decodes back to images x: variants with an encoder (VAE-GAN) override this."""
+        raise ValueError(f"variant {self.name} has no encoder: it cannot reconstruct images")
 
     def code_values(self, name: str) -> list[float]:
         """Values to sweep a latent code over in a traversal grid (InfoGAN); other variants have no codes."""
