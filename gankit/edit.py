@@ -550,9 +550,11 @@ def edit_success(gen: Generator, evaluator: Evaluator, found: Directions, z: Ten
     if not attrs:
         raise UserError("no attribute has two directions to edit between", "fit directions with an evaluator that "
                         "knows the data")
+    rng = torch.Generator().manual_seed(seed)
+    if gen.class_names and labels is None:  # one class per latent, the same before and after the edit
+        labels = torch.randint(len(gen.class_names), (len(z),), generator=rng)
     x = gen.generate(z, labels=labels)
     before = {a: evaluator.classify(x, a).cpu() for a in evaluator.attributes}
-    rng = torch.Generator().manual_seed(seed)
     names = list(attrs)
     moved, random_moved, targets, amounts = z.clone(), z.clone(), [], []
     for i in range(len(z)):

@@ -253,3 +253,24 @@ def test_invert_with_encoder_trains_it_once_and_keeps_it_in_the_run(tiny_run, tm
     assert cli("edit", str(run), f"{tmp_path}/in", "-d", "sefa0=1", "--encoder", "--steps", "1",
                "--out", f"{tmp_path}/out/")[0] == 0
     assert (run / "edit" / "encoder.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_edit_success_keeps_each_latents_class_for_conditional_models(tiny_cgan):
+    """Catches fresh random classes drawn for the edited samples (the class would change with every edit)."""
+    gen = load(tiny_cgan)
+    drawn: list = []  # the classes of the last batch G drew (None: left to G, i.e. random)
+    generate = gen.generate
+    gen.generate = lambda z, labels=None, **kw: drawn.insert(0, labels) or generate(z, labels=labels, **kw)
+
+    class ClassAndHalves(HalvesEvaluator):
+        def classify(self, x, label):
+            if label != "digit":
+                return super().classify(x, label)
+            return drawn[0] if drawn[0] is not None else torch.randint(10, (len(x),))
+
+    ev = ClassAndHalves(gen.sample(500, seed=11))
+    ev.attributes = {"left": ev.attributes["left"], "digit": gen.class_names}
+    found = editing.Directions({name: editing.Direction(name, torch.randn(gen.variant.z_dim) / 3, "interfacegan",
+                                                        "left", name) for name in ev.attributes["left"]})
+    result = editing.edit_success(gen, ev, found, gen.latents(50, seed=3), seed=0)
+    assert result["edit_held"] == 1.0  # the only other attribute is the class, which must not move
