@@ -590,6 +590,66 @@ def directions_cmd(
         err.print(f"wrote {grid}", highlight=False)
 
 
+@app.command(epilog=_examples("gankit score runs/normal3 test/ --out scores.csv",
+                              "gankit score runs/normal3 test/ --out scores.csv --roc roc.png"))
+def score(
+    run: Path = typer.Argument(..., help="Run of a model trained on normal images only (data.normal=...)."),
+    inputs: Path = typer.Argument(..., help="An image, a folder of images (sub-folders named after classes label "
+                                  "them) or an .npz (images, and optionally `labels`: class indices)."),
+    out: Path = typer.Option(..., "--out", "-o", help="FILE.csv: one row per input with its score (higher: more "
+                             "anomalous) and residuals."),
+    roc: Optional[Path] = typer.Option(None, "--roc", help="Labelled inputs: also write the ROC curve as a PNG."),
+    steps: int = typer.Option(100, "--steps", min=0, help="Latent search steps per image."),
+    kappa: float = typer.Option(0.1, "--kappa", min=0, max=1, help="Weight of the residual in D's features."),
+) -> None:
+    """Anomaly scores: how badly a GAN trained on normal images redraws each input (AnoGAN search, f-AnoGAN score).
+    Labelled inputs also get the AUROC, anomalies being the classes outside the run's data.normal."""
+    import torch
+
+    from . import anomaly
+    from .data import read_npz
+    from .data.folder import list_images
+    from .train import load
+
+    if out.suffix.lower() != ".csv":
+        raise UserError(f"--out {out}: scores are written as .csv", "give --out FILE.csv")
+    if roc is not None and roc.suffix.lower() != ".png":
+        raise UserError(f"--roc {roc}: the ROC curve is a PNG", "give --roc FILE.png")
+    gen = load(run)
+    normal = gen.spec.get("normal")
+    if not inputs.exists():
+        raise UserError(f"{inputs} does not exist", "give an image, a folder of images or an .npz")
+    x = gen.data_kind.read_inputs(inputs, gen.spec)
+    names = _output_names(inputs) or [str(i) for i in range(len(x))]
+    labels = None
+    if inputs.is_dir():
+        labels = anomaly.folder_labels(inputs, list_images(inputs))
+    elif inputs.suffix.lower() == ".npz":
+        arrays = read_npz(inputs)
+        if "labels" in arrays:
+            classes = gen.spec.get("class_names") or []
+            labels = [classes[i] if 0 <= i < len(classes) else str(i) for i in arrays["labels"].astype(int).tolist()]
+    flags = None if labels is None or not normal else torch.tensor([label not in normal for label in labels])
+    mixed = flags is not None and 0 < int(flags.sum()) < len(flags)
+    if roc is not None and not mixed:
+        raise UserError("--roc needs labelled inputs with both normal and anomalous classes, and a run trained with "
+                        "data.normal", "put the inputs in sub-folders named after their classes, or give an .npz "
+                        "with labels")
+    from .metrics import progress_bar
+
+    with progress_bar("scoring", len(x), minimum=8) as advance:
+        result = anomaly.anomaly_scores(gen, x, anomaly.discriminator(run) if kappa else None, kappa, steps,
+                                        advance=advance)
+    anomaly.write_scores(out, names, result, labels, flags)
+    message = f"scored {len(x)} image{'s' * (len(x) != 1)} to {out}"
+    if mixed:
+        message += (f": AUROC {anomaly.auroc(result.score, flags):.3f} ({int(flags.sum())} anomalous, "
+                    f"{int((~flags).sum())} normal; normal = {', '.join(normal)})")
+        if roc is not None:
+            anomaly.roc_plot(roc, result.score, flags, f"{run.name}: normal = {', '.join(normal)}")
+    err.print(message, highlight=False)
+
+
 FEATURES_HELP = ("Feature extractor: inception (FID; needs --weights), digits or shapes (shipped classifiers) or raw "
                  "(pixels).")
 WEIGHTS_HELP = "Extractor weights (.safetensors); inception default: $GANKIT_INCEPTION_WEIGHTS."

@@ -36,7 +36,8 @@ class DataConfig(_Section):
         "key": ("npz",), "labels_key": ("npz",), "shapes": ("shapes",), "colors": ("shapes",), "label": ("shapes",),
         **{knob: ("shapes",) for knob in ("size_range", "jitter", "rotation", "noise", "gradient", "backgrounds")},
         **{key: ("digits", "shapes", "folder", "npz") for key in ("pair", "paired", "scale")},
-        "path_a": ("folder",), "path_b": ("folder",)}
+        "path_a": ("folder",), "path_b": ("folder",),
+        "normal": ("ring", "grid", "spiral", "digits", "shapes", "folder", "npz")}
 
     name: Literal["ring", "grid", "spiral", "digits", "shapes", "folder", "npz"] = Field("ring", description="dataset")
     n: int | None = Field(None, ge=1, description="generated sets: samples drawn once (toy 2D 100,000; shapes 20,000)")
@@ -73,6 +74,14 @@ class DataConfig(_Section):
     scale: int = Field(4, ge=2, le=8, description="pair=downscale: A is B made this many times smaller")
     path_a: str | None = Field(None, description="pair=folders, paired=false: the folder of domain A's images")
     path_b: str | None = Field(None, description="pair=folders, paired=false: the folder of domain B's images")
+    normal: list[str] | None = Field(None, min_length=1, description="labelled data: train on these classes only "
+                                     "(names or indices); the others are the anomalies (docs/applications.md)")
+
+    @field_validator("normal", mode="before")
+    @classmethod
+    def _one_class(cls, value: object) -> object:
+        """`data.normal=3` or `data.normal=circle` means one class."""
+        return [str(value)] if isinstance(value, (str, int)) else value
 
 
 class ModelConfig(_Section):

@@ -3,10 +3,13 @@ arrays."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import Tensor
 
 from ..config import DataConfig
+from ..errors import UserError
 from .base import Batch, BatchSampler, Dataset, as_float
 from .digits import digits
 from .folder import image_folder
@@ -18,10 +21,36 @@ from .toy2d import DEFAULT_STD, grid_centers, mixture, ring_centers, spiral_cent
 
 
 def load_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
-    """The dataset a config names (two domains when `data.pair` is set); toy sets are drawn once from `seed`."""
+    """The dataset a config names (two domains when `data.pair` is set; only the `data.normal` classes when set);
+    toy sets are drawn once from `seed`."""
     if cfg.pair is not None:
+        if cfg.normal:
+            raise UserError("data.normal picks classes to train a model of normal images; data.pair makes two "
+                            "domains", "drop one of them")
         return image_pairs(cfg, seed, lambda: _plain(cfg, seed), _difficulty(cfg))
-    return _plain(cfg, seed)
+    data = _plain(cfg, seed)
+    return only_classes(data, cfg.normal) if cfg.normal else data
+
+
+def only_classes(data: Dataset, classes: list[str]) -> Dataset:
+    """The samples of `data` whose class is one of `classes` (names, or indices as strings), with the class list
+    kept whole and `info["normal"]` naming the chosen ones: a model of normal data for anomaly detection."""
+    if data.y is None or not data.class_names:
+        raise UserError(f"data.normal needs labelled data, and {data.name} has no labels",
+                        "use digits, shapes, a folder with one sub-folder per class, or an npz with labels_key")
+    names = data.class_names
+    picked = []
+    for item in classes:
+        index = names.index(item) if item in names else int(item) if item.isdigit() else -1
+        if not 0 <= index < len(names):
+            raise UserError(f"data.normal: unknown class '{item}'", f"the classes are: {', '.join(names)}")
+        picked.append(index)
+    keep = torch.isin(data.y, torch.tensor(picked))
+    if not keep.any():
+        raise UserError(f"data.normal={','.join(classes)} selects no sample", "pick classes the data has")
+    rows = keep.nonzero().flatten()
+    return replace(data, x=data.x[rows], y=data.y[rows], attributes={k: v[rows] for k, v in data.attributes.items()},
+                   info={**data.info, "normal": [names[i] for i in sorted(set(picked))]})
 
 
 def load_truth_pairs(cfg: DataConfig, seed: int = 0) -> PairDataset:
@@ -75,6 +104,6 @@ def upgrade_spec(spec: dict, data_cfg: dict | None = None) -> dict:
 
 
 __all__ = ["KINDS", "DataKind", "ImageKind", "VectorKind", "kind_of", "output_format", "register_kind",
-           "upgrade_spec", "load_heldout", "load_truth_pairs", "PairBatch", "PairDataset", "PairSampler", "Batch", "BatchSampler",
+           "upgrade_spec", "load_heldout", "only_classes", "load_truth_pairs", "PairBatch", "PairDataset", "PairSampler", "Batch", "BatchSampler",
            "Dataset", "load_dataset", "digits", "image_folder", "npz_dataset", "read_npz",
            "shapes", "ring_centers", "grid_centers", "spiral_centers", "mixture"]

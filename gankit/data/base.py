@@ -62,6 +62,8 @@ class Dataset:
             spec["attributes"] = {key: names.get(key) for key in self.attributes}
         if "evaluator" in self.info:
             spec["evaluator"] = self.info["evaluator"]
+        if "normal" in self.info:
+            spec["normal"] = self.info["normal"]
         return spec
 
     def take(self, index: Tensor) -> tuple[Tensor, Tensor | None]:

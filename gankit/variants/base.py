@@ -243,6 +243,11 @@ class Variant(nn.Module):
         """G's forward pass on a prepared request."""
         raise NotImplementedError
 
+    def features(self, x: Tensor) -> Tensor:
+        """D's features (N, d) of samples x, for scores that compare samples as D sees them (anomaly detection);
+        variants whose D needs more than the sample raise ValueError."""
+        raise ValueError(f"variant {self.name} has no discriminator features for samples alone")
+
     def encode(self, x: Tensor) -> Tensor:
         """Latents (N, z_dim) that G decodes back to images x: variants with an encoder (VAE-GAN) override this."""
         raise ValueError(f"variant {self.name} has no encoder: it cannot reconstruct images")

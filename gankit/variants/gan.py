@@ -173,5 +173,10 @@ class GAN(Variant):
         scalars[self.log_keys.g_loss] = loss.detach()
         return loss, scalars
 
+    def features(self, x: Tensor) -> Tensor:
+        if type(self).real_condition is not GAN.real_condition:
+            raise ValueError(f"{self.name}'s D judges samples together with their class")
+        return self.d_features(x, None).flatten(1)
+
     def run_generator(self, request: Request) -> Tensor:
         return self.g_forward(request.z, request.cond)

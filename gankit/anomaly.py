@@ -1,0 +1,123 @@
+"""Anomaly scores from a GAN trained on normal images only (`data.normal`): what its generator cannot redraw, or
+redraws into something its discriminator sees differently, is unusual.
+
+AnoGAN (Schlegl et al. 2017) searches G's latent space for the sample closest to an image and scores what is left;
+f-AnoGAN (Schlegl et al. 2019) scores the same two residuals, in pixels and in D's features. Here the search is
+gankit.edit.invert (best of a random pool, then Adam on the pixel error), and the score is
+
+    score = (1 − κ)·mean (x − G(z*))² + κ·mean (f_D(x) − f_D(G(z*)))²
+
+with f_D the features of D's last convolution block, taken from the run's newest checkpoint (κ = 0 when the run has
+none, or its D judges images with their class). Higher means more anomalous.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from .edit import invert
+from .errors import UserError
+from .io import atomic_path
+from .train import Generator, list_checkpoints
+from .train.pretrained import checkpoint_variant
+from .variants import Variant, resolve
+
+KAPPA = 0.1  # f-AnoGAN's weight of the feature residual
+STEPS = 100  # inversion steps per image: AnoGAN's search, shortened (the ranking settles early)
+
+
+@dataclass
+class Scores:
+    """Per image: the anomaly score and its two residuals (N,), and how they were made."""
+
+    score: Tensor
+    pixel: Tensor
+    features: Tensor | None
+    protocol: dict
+
+
+def discriminator(run_dir: Path) -> Variant | None:
+    """The run's whole variant from its newest checkpoint when its D can give features of images alone, else None."""
+    if not (run_dir / "config.yaml").is_file() or not list_checkpoints(run_dir):
+        return None
+    variant, _, state = checkpoint_variant(resolve(str(run_dir / "config.yaml"))[0], {}, run_dir)
+    try:
+        variant.features(torch.zeros(2, *state["spec"]["shape"]))
+    except ValueError:
+        return None
+    return variant
+
+
+def anomaly_scores(gen: Generator, x: Tensor, critic: Variant | None = None, kappa: float = KAPPA,
+                   steps: int = STEPS, seed: int = 0, advance=None) -> Scores:
+    """Scores (higher: more anomalous) of images x (N, C, H, W) in [-1, 1] at the model's size."""
+    if gen.class_names:
+        raise UserError("anomaly scores need a model of normal images drawn from noise, without classes",
+                        "train an unconditional model on the normal classes: data.normal=CLASS")
+    inv = invert(gen, x, steps=steps, seed=seed, advance=advance)
+    pixel = (x - inv.images).pow(2).flatten(1).mean(1)
+    features = None
+    if critic is not None and kappa:
+        with torch.no_grad():
+            features = torch.cat([(critic.features(a.to(critic.device)) - critic.features(b.to(critic.device)))
+                                  .pow(2).mean(1).cpu() for a, b in zip(x.split(256), inv.images.split(256))])
+    score = pixel if features is None else (1 - kappa) * pixel + kappa * features
+    protocol = {"search": f"gankit.edit.invert, {steps} steps", "kappa": kappa if features is not None else 0.0,
+                "features": "D's last block, newest checkpoint" if features is not None else "none (no usable D)",
+                "normal": gen.spec.get("normal")}
+    return Scores(score, pixel, features, protocol)
+
+
+def auroc(scores: Tensor, anomalous: Tensor) -> float:
+    """Area under the ROC curve of scores for telling anomalous (True) from normal: the chance that a random
+    anomaly scores above a random normal image (ties count half)."""
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(anomalous.numpy().astype(int), scores.numpy()))
+
+
+def write_scores(path: Path, names: list[str], scores: Scores, labels: list[str] | None = None,
+                 anomalous: Tensor | None = None) -> None:
+    """A CSV with one row per input: name, score, pixel and feature residuals, and the label and verdict when
+    known."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["input", "score", "pixel_residual", "feature_residual"]
+                        + (["label", "anomalous"] if labels is not None else []))
+        for i, name in enumerate(names):
+            row = [name, f"{float(scores.score[i]):.6g}", f"{float(scores.pixel[i]):.6g}",
+                   "" if scores.features is None else f"{float(scores.features[i]):.6g}"]
+            if labels is not None:
+                row += [labels[i], int(anomalous[i])]
+            writer.writerow(row)
+
+
+def roc_plot(path: Path, scores: Tensor, anomalous: Tensor, title: str) -> None:
+    """The ROC curve as a PNG labelled with its AUROC."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(anomalous.numpy().astype(int), scores.numpy())
+    fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
+    ax.plot(fpr, tpr, label=f"AUROC {auroc(scores, anomalous):.3f}")
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="chance")
+    ax.set(xlabel="false positive rate (normal flagged)", ylabel="true positive rate (anomalies found)", title=title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def folder_labels(root: Path, files: list[Path]) -> list[str] | None:
+    """The first sub-folder under `root` of each file (its label), or None when the files are not in sub-folders."""
+    labels = [f.relative_to(root).parts[0] if len(f.relative_to(root).parts) > 1 else None for f in files]
+    return None if any(label is None for label in labels) else labels

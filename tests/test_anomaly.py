@@ -1,0 +1,115 @@
+"""Anomaly detection: training on the normal classes only, the AnoGAN / f-AnoGAN score, AUROC, `gankit score`."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from gankit import anomaly
+from gankit.config import DataConfig
+from gankit.data import load_dataset
+from gankit.train import load
+
+TINY = ("model.width=8", "train.steps=3", "train.sample_every=0", "train.checkpoint_every=3")
+
+
+@pytest.fixture(scope="module")
+def normal3(train_tiny):
+    return train_tiny("digits-dcgan", "data.normal=3", *TINY)
+
+
+def test_data_normal_keeps_the_named_classes_and_says_so():
+    data = load_dataset(DataConfig(name="shapes", n=300, normal=["circle", "4"]))  # a name and an index (ring)
+    assert set(data.y.tolist()) == {0, 4} and data.spec()["normal"] == ["circle", "ring"]
+    assert data.class_names == ["circle", "square", "triangle", "star", "ring", "cross"]  # the class list stays whole
+    assert len(data.attributes["color"]) == len(data)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["digits-dcgan", "data.normal=eleven"], "unknown class 'eleven'"),
+    (["shapes-pix2pix", "data.normal=circle"], "drop one of them"),
+])
+def test_bad_normal_classes_exit_2(args, message, cli, tmp_path):
+    code, _, err = cli("train", *args, "train.steps=1", "--out", str(tmp_path / "r"), "--no-progress")
+    assert code == 2 and message in err and not (tmp_path / "r").exists()
+
+
+def test_unlabelled_data_has_no_normal_classes():
+    from gankit.data import Dataset, only_classes
+
+    with pytest.raises(anomaly.UserError, match="needs labelled data"):
+        only_classes(Dataset("mine", "image", torch.zeros(4, 1, 8, 8)), ["0"])
+
+
+def test_the_score_mixes_pixel_and_feature_residuals_by_kappa(normal3):
+    gen = load(normal3)
+    critic = anomaly.discriminator(normal3)
+    assert critic is not None
+    x = gen.sample(4, seed=2)
+    both = anomaly.anomaly_scores(gen, x, critic, kappa=0.3, steps=2)
+    assert torch.allclose(both.score, 0.7 * both.pixel + 0.3 * both.features, atol=1e-7)
+    inv = anomaly.invert(gen, x, steps=2)
+    with torch.no_grad():
+        expected = (critic.features(x) - critic.features(inv.images)).pow(2).mean(1)
+    assert torch.allclose(both.features, expected, atol=1e-6)
+    assert torch.allclose(both.pixel, (x - inv.images).pow(2).flatten(1).mean(1), atol=1e-7)
+    plain = anomaly.anomaly_scores(gen, x, None, steps=2)
+    assert plain.features is None and torch.equal(plain.score, plain.pixel)
+
+
+def test_what_g_draws_scores_below_what_it_cannot(normal3):
+    """Catches a score whose sign is flipped: G's own samples must look normal next to noise."""
+    gen = load(normal3)
+    own = gen.sample(8, seed=0)  # the search's pool starts with these latents: an exact redraw exists
+    noise = torch.rand(8, *own.shape[1:]) * 2 - 1
+    scores = anomaly.anomaly_scores(gen, torch.cat([own, noise]), anomaly.discriminator(normal3), steps=5)
+    assert anomaly.auroc(scores.score, torch.tensor([False] * 8 + [True] * 8)) == 1.0
+
+
+def test_auroc_by_hand():
+    scores = torch.tensor([0.1, 0.4, 0.35, 0.8])
+    anomalous = torch.tensor([False, False, True, True])
+    assert anomaly.auroc(scores, anomalous) == pytest.approx(0.75)  # 3 of the 4 (anomaly, normal) pairs ordered
+
+
+def test_a_conditional_d_gives_no_features_and_conditional_models_are_refused(train_tiny):
+    run = train_tiny("digits-cgan", *TINY)
+    assert anomaly.discriminator(run) is None  # its D judges digits with their class
+    gen = load(run)
+    with pytest.raises(anomaly.UserError, match="without classes"):
+        anomaly.anomaly_scores(gen, gen.sample(2, labels=1), None)
+
+
+def test_score_labels_a_folder_by_sub_folder_writes_a_csv_auroc_and_roc(normal3, tmp_path, cli):
+    from PIL import Image
+
+    data = load_dataset(DataConfig(name="digits", resolution=16))
+    for label in ("3", "7"):
+        (tmp_path / "test" / label).mkdir(parents=True)
+        rows = (data.y == int(label)).nonzero().flatten()[:3]
+        for i, row in enumerate(rows.tolist()):
+            pixels = ((data.x[row, 0].float() + 1) * 127.5).clamp(0, 255).byte().numpy()
+            Image.fromarray(pixels).save(tmp_path / "test" / label / f"{i}.png")
+    code, _, err = cli("score", str(normal3), str(tmp_path / "test"), "--out", str(tmp_path / "s.csv"),
+                       "--roc", str(tmp_path / "roc.png"), "--steps", "2")
+    assert code == 0 and "AUROC" in err, err
+    with open(tmp_path / "s.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["input"], r["label"], r["anomalous"]) for r in rows] == \
+        [(f"{c}/{i}.png", c, str(int(c != "3"))) for c in ("3", "7") for i in range(3)]
+    assert all(float(r["score"]) >= 0 for r in rows) and (tmp_path / "roc.png").is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["{x}", "--out", "{tmp}/s.txt"], "written as .csv"),
+    (["{x}", "--out", "{tmp}/s.csv", "--roc", "{tmp}/roc.png"], "needs labelled inputs"),
+    (["{tmp}/missing", "--out", "{tmp}/s.csv"], "does not exist"),
+])
+def test_bad_score_requests_exit_2_and_write_nothing(args, message, normal3, tmp_path, cli):
+    np.savez(tmp_path / "x.npz", samples=np.zeros((2, 1, 16, 16), np.float32))
+    before = set(tmp_path.iterdir())
+    code, _, err = cli("score", str(normal3), *[a.format(x=tmp_path / "x.npz", tmp=tmp_path) for a in args])
+    assert code == 2 and message in err and set(tmp_path.iterdir()) == before
