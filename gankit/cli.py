@@ -1,5 +1,5 @@
-"""The `gankit` command line: train, sample, interpolate, translate, upscale, invert, edit, directions, eval, fid,
-info, doctor, export, weights, presets, variants.
+"""The `gankit` command line: train, sample, interpolate, translate, upscale, reconstruct, invert, edit, directions,
+score, eval, fid, info, doctor, export, weights, presets, variants.
 
 User mistakes print one `error: ...` line (plus a hint) and exit 2; bugs keep their traceback.
 """
