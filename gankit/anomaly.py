@@ -14,21 +14,28 @@ none, or its D judges images with their class). Higher means more anomalous.
 from __future__ import annotations
 
 import csv
+import json
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from .edit import invert
+from .data import load_dataset
+from .edit import fingerprint, frozen, invert
 from .errors import UserError
-from .io import atomic_path
+from .io import atomic_path, write_json
+from .nets import DCGANEncoder
 from .train import Generator, list_checkpoints
+from .train.checkpoint import load_tensors, save_tensors
 from .train.pretrained import checkpoint_variant
-from .variants import Variant, resolve
+from .variants import Request, Variant, resolve
 
 KAPPA = 0.1  # f-AnoGAN's weight of the feature residual
 STEPS = 100  # inversion steps per image: AnoGAN's search, shortened (the ranking settles early)
+ENCODER_STEPS = 1500  # f-AnoGAN's izi_f encoder: Adam steps on batches of the normal training images
+CACHE = "anomaly"  # RUN/anomaly/encoder.{safetensors,json}
 
 
 @dataclass
@@ -54,23 +61,97 @@ def discriminator(run_dir: Path) -> Variant | None:
 
 
 def anomaly_scores(gen: Generator, x: Tensor, critic: Variant | None = None, kappa: float = KAPPA,
-                   steps: int = STEPS, seed: int = 0, advance=None) -> Scores:
-    """Scores (higher: more anomalous) of images x (N, C, H, W) in [-1, 1] at the model's size."""
-    if gen.class_names:
-        raise UserError("anomaly scores need a model of normal images drawn from noise, without classes",
-                        "train an unconditional model on the normal classes: data.normal=CLASS")
-    inv = invert(gen, x, steps=steps, seed=seed, advance=advance)
-    pixel = (x - inv.images).pow(2).flatten(1).mean(1)
+                   steps: int = STEPS, seed: int = 0, advance=None, encoder: nn.Module | None = None) -> Scores:
+    """Scores (higher: more anomalous) of images x (N, C, H, W) in [-1, 1] at the model's size: G(z*) from the latent
+    search, or from an `encoder`'s z = E(x) in one pass (f-AnoGAN's izi_f, train_encoder)."""
+    check_model(gen)
+    if encoder is not None:
+        with torch.no_grad():
+            redrawn = torch.cat([gen.generate(encoder(part.to(gen.device)).cpu()) for part in x.split(256)])
+        if advance is not None:
+            advance(len(x))
+        how = "the izi_f encoder's z = E(x), one pass"
+    else:
+        redrawn = invert(gen, x, steps=steps, seed=seed, advance=advance).images
+        how = f"gankit.edit.invert, {steps} steps"
+    pixel = (x - redrawn).pow(2).flatten(1).mean(1)
     features = None
     if critic is not None and kappa:
         with torch.no_grad():
-            features = torch.cat([(critic.features(a.to(critic.device)) - critic.features(b.to(critic.device)))
-                                  .pow(2).mean(1).cpu() for a, b in zip(x.split(256), inv.images.split(256))])
+            features = torch.cat([feature_residual(critic, a, b) for a, b in zip(x.split(256), redrawn.split(256))])
     score = pixel if features is None else (1 - kappa) * pixel + kappa * features
-    protocol = {"search": f"gankit.edit.invert, {steps} steps", "kappa": kappa if features is not None else 0.0,
+    protocol = {"latent": how, "kappa": kappa if features is not None else 0.0,
                 "features": "D's last block, newest checkpoint" if features is not None else "none (no usable D)",
                 "normal": gen.spec.get("normal")}
     return Scores(score, pixel, features, protocol)
+
+
+def check_model(gen: Generator) -> None:
+    if gen.class_names or gen.kind != "image" or {"inputs", "codes"} & gen.sampling:
+        raise UserError("anomaly scores need a model of normal images drawn from noise, without classes",
+                        "train an unconditional image model on the normal classes: data.normal=CLASS")
+
+
+def feature_residual(critic: Variant, a: Tensor, b: Tensor) -> Tensor:
+    """Mean squared difference of D's features of a and b, per image."""
+    return (critic.features(a.to(critic.device)) - critic.features(b.to(critic.device))).pow(2).mean(1).cpu()
+
+
+def train_encoder(gen: Generator, critic: Variant | None, images: Tensor, kappa: float = KAPPA,
+                  steps: int | None = None, batch_size: int = 64, seed: int = 0,
+                  advance=None) -> tuple[nn.Module, dict]:
+    """f-AnoGAN's izi_f encoder: E trained on the normal training images so that G(E(x)) redraws x, in pixels and
+    (weight κ) in D's features, with G and D frozen. Returns E in eval mode and how it was trained."""
+    steps = ENCODER_STEPS if steps is None else steps
+    channels, side, _ = gen.spec["shape"]
+    torch.manual_seed(seed)
+    encoder = DCGANEncoder(channels, side, gen.variant.z_dim).to(gen.device)
+    opt = torch.optim.Adam(encoder.parameters(), lr=1e-4, betas=(0.5, 0.999))
+    rng = torch.Generator().manual_seed(seed)
+    loss = torch.zeros(())
+    with frozen(gen.variant), (frozen(critic) if critic is not None else nullcontext()):
+        for _ in range(steps):
+            x = images[torch.randint(len(images), (batch_size,), generator=rng)].to(gen.device)
+            z = encoder(x)
+            redrawn = gen.variant.generate(Request(len(z), z=z))
+            loss = (x - redrawn).pow(2).mean()
+            if critic is not None and kappa:
+                loss = loss + kappa * (critic.features(x) - critic.features(redrawn)).pow(2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if advance is not None:
+                advance(1)
+    return encoder.eval(), {"steps": steps, "batch_size": batch_size, "seed": seed, "kappa": kappa,
+                            "images": len(images), "final_loss": round(float(loss.detach()), 6)}
+
+
+def run_encoder(gen: Generator, run_dir: Path, critic: Variant | None, kappa: float = KAPPA,
+                advance=None) -> nn.Module:
+    """The run's izi_f encoder: read from RUN/anomaly/ when trained for these weights and κ, else trained on the
+    run's (normal) training images and saved."""
+    weights_sha = fingerprint(gen)
+    meta_path, tensor_path = run_dir / CACHE / "encoder.json", run_dir / CACHE / "encoder.safetensors"
+    try:
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    except ValueError:
+        meta = {}
+    channels, side, _ = gen.spec["shape"]
+    if meta.get("fingerprint") == weights_sha and meta.get("kappa") == kappa and tensor_path.is_file():
+        encoder = DCGANEncoder(channels, side, gen.variant.z_dim)
+        encoder.load_state_dict(load_tensors(tensor_path))
+        return encoder.to(gen.device).eval()
+    if not (run_dir / "config.yaml").is_file():
+        raise UserError(f"{run_dir} has no config.yaml, so its training images are unknown",
+                        "score without --encoder (the latent search needs no training)")
+    cfg = resolve(str(run_dir / "config.yaml"))[0]
+    data = load_dataset(cfg.data, cfg.seed)
+    encoder, info = train_encoder(gen, critic, data.take(torch.arange(len(data)))[0], kappa, advance=advance)
+    (run_dir / CACHE).mkdir(parents=True, exist_ok=True)
+    with atomic_path(tensor_path) as tmp:
+        save_tensors(tmp, encoder.state_dict())
+    write_json(meta_path, {"fingerprint": weights_sha, **info})
+    return encoder
 
 
 def auroc(scores: Tensor, anomalous: Tensor) -> float:

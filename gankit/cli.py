@@ -601,6 +601,9 @@ def score(
     roc: Optional[Path] = typer.Option(None, "--roc", help="Labelled inputs: also write the ROC curve as a PNG."),
     steps: int = typer.Option(100, "--steps", min=0, help="Latent search steps per image."),
     kappa: float = typer.Option(0.1, "--kappa", min=0, max=1, help="Weight of the residual in D's features."),
+    encoder: bool = typer.Option(False, "--encoder", help="Find each latent in one pass with f-AnoGAN's encoder "
+                                 "(trained on the run's training images the first time, kept in RUN/anomaly/) "
+                                 "instead of searching."),
 ) -> None:
     """Anomaly scores: how badly a GAN trained on normal images redraws each input (AnoGAN search, f-AnoGAN score).
     Labelled inputs also get the AUROC, anomalies being the classes outside the run's data.normal."""
@@ -637,9 +640,15 @@ def score(
                         "with labels")
     from .metrics import progress_bar
 
+    anomaly.check_model(gen)
+    critic = anomaly.discriminator(run) if kappa else None
+    net = None
+    if encoder:
+        with progress_bar("training the encoder", None if (run / "anomaly" / "encoder.json").is_file()
+                          else anomaly.ENCODER_STEPS, minimum=1) as advance:
+            net = anomaly.run_encoder(gen, run, critic, kappa, advance=advance)
     with progress_bar("scoring", len(x), minimum=8) as advance:
-        result = anomaly.anomaly_scores(gen, x, anomaly.discriminator(run) if kappa else None, kappa, steps,
-                                        advance=advance)
+        result = anomaly.anomaly_scores(gen, x, critic, kappa, steps, advance=advance, encoder=net)
     anomaly.write_scores(out, names, result, labels, flags)
     message = f"scored {len(x)} image{'s' * (len(x) != 1)} to {out}"
     if mixed:

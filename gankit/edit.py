@@ -152,7 +152,7 @@ def invert(gen: Generator, images: Tensor, labels: Tensor | None = None, *, step
         raise UserError(f"images are {tuple(images.shape[1:])}, the model makes {shape}",
                         "read them with the model's data kind (it resizes), or resize them first")
     fixed = _pick_labels(gen, labels, len(images))
-    with _frozen(gen.variant):
+    with frozen(gen.variant):
         return _invert(gen, images, fixed, steps, lr, pool, seed, batch_size, encoder, advance)
 
 
@@ -278,7 +278,7 @@ def run_encoder(gen: Generator, run_dir: Path, advance: Callable[[int], None] | 
 
 
 @contextmanager
-def _frozen(module: nn.Module) -> Iterator[None]:
+def frozen(module: nn.Module) -> Iterator[None]:
     """No parameter gradients inside the block (inversion differentiates z only); the flags come back after."""
     flags = [(p, p.requires_grad) for p in module.parameters()]
     module.requires_grad_(False)

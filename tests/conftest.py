@@ -10,10 +10,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from torch import nn  # noqa: E402
 
 torch.set_num_threads(1)
 
 from gankit.cli import main  # noqa: E402
+from gankit.train import Generator, load  # noqa: E402
 from gankit.variants import resolve  # noqa: E402
 
 
@@ -68,3 +70,17 @@ def pair_setup():
         data = load_dataset(cfg.data, cfg.seed)
         return build_variant(cfg, data.spec()), PairSampler(data, batch_size, 0).next()
     return make
+
+
+def varied(run) -> Generator:
+    """A tiny DCGAN run's generator with weights redrawn so its images depend strongly on z (after two steps from
+    DCGAN's small init it draws nearly the same image for every z, which leaves inversion nothing to find)."""
+    gen = load(run)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for m in gen.variant.G.modules():
+            if isinstance(m, nn.ConvTranspose2d):
+                m.weight.normal_(0, 0.4 / m.weight.shape[0] ** 0.5)
+            elif isinstance(m, nn.BatchNorm2d):
+                m.reset_running_stats()
+    return gen

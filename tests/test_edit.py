@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from conftest import varied
 
 from gankit import edit as editing
 from gankit.errors import UserError
 from gankit.metrics import Evaluator
-from gankit.train import Generator, load
+from gankit.train import load
 
 TINY = ("data.n=64", "data.resolution=16", "model.width=8", "model.z_dim=8", "train.steps=2", "train.sample_every=0",
         "train.checkpoint_every=0")
@@ -26,20 +26,6 @@ def tiny_run(train_tiny):
 @pytest.fixture(scope="module")
 def tiny_cgan(train_tiny):
     return train_tiny("digits-cgan", "train.steps=2", "train.sample_every=0", "train.checkpoint_every=0")
-
-
-def varied(run) -> Generator:
-    """The tiny run's generator with weights redrawn so its images depend strongly on z (after two steps from
-    DCGAN's small init it draws nearly the same image for every z, which leaves inversion nothing to find)."""
-    gen = load(run)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for m in gen.variant.G.modules():
-            if isinstance(m, nn.ConvTranspose2d):
-                m.weight.normal_(0, 0.4 / m.weight.shape[0] ** 0.5)
-            elif isinstance(m, nn.BatchNorm2d):
-                m.reset_running_stats()
-    return gen
 
 
 class HalvesEvaluator(Evaluator):
