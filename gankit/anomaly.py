@@ -14,7 +14,6 @@ none, or its D judges images with their class). Higher means more anomalous.
 from __future__ import annotations
 
 import csv
-import json
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +22,11 @@ import torch
 from torch import Tensor, nn
 
 from .data import load_dataset
-from .edit import fingerprint, frozen, invert
+from .edit import cached_module, fingerprint, frozen, invert
 from .errors import UserError
-from .io import atomic_path, write_json
+from .io import atomic_path
 from .nets import DCGANEncoder
 from .train import Generator, list_checkpoints
-from .train.checkpoint import load_tensors, save_tensors
 from .train.pretrained import checkpoint_variant
 from .variants import Request, Variant, resolve
 
@@ -130,28 +128,18 @@ def run_encoder(gen: Generator, run_dir: Path, critic: Variant | None, kappa: fl
                 advance=None) -> nn.Module:
     """The run's izi_f encoder: read from RUN/anomaly/ when trained for these weights and κ, else trained on the
     run's (normal) training images and saved."""
-    weights_sha = fingerprint(gen)
-    meta_path, tensor_path = run_dir / CACHE / "encoder.json", run_dir / CACHE / "encoder.safetensors"
-    try:
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    except ValueError:
-        meta = {}
-    channels, side, _ = gen.spec["shape"]
-    if meta.get("fingerprint") == weights_sha and meta.get("kappa") == kappa and tensor_path.is_file():
-        encoder = DCGANEncoder(channels, side, gen.variant.z_dim)
-        encoder.load_state_dict(load_tensors(tensor_path))
-        return encoder.to(gen.device).eval()
     if not (run_dir / "config.yaml").is_file():
         raise UserError(f"{run_dir} has no config.yaml, so its training images are unknown",
                         "score without --encoder (the latent search needs no training)")
-    cfg = resolve(str(run_dir / "config.yaml"))[0]
-    data = load_dataset(cfg.data, cfg.seed)
-    encoder, info = train_encoder(gen, critic, data.take(torch.arange(len(data)))[0], kappa, advance=advance)
-    (run_dir / CACHE).mkdir(parents=True, exist_ok=True)
-    with atomic_path(tensor_path) as tmp:
-        save_tensors(tmp, encoder.state_dict())
-    write_json(meta_path, {"fingerprint": weights_sha, **info})
-    return encoder
+    channels, side, _ = gen.spec["shape"]
+
+    def train() -> tuple[nn.Module, dict]:
+        cfg = resolve(str(run_dir / "config.yaml"))[0]
+        data = load_dataset(cfg.data, cfg.seed)
+        return train_encoder(gen, critic, data.take(torch.arange(len(data)))[0], kappa, advance=advance)
+
+    return cached_module(run_dir / CACHE / "encoder", {"fingerprint": fingerprint(gen), "kappa": kappa},
+                         lambda meta: DCGANEncoder(channels, side, gen.variant.z_dim), train).to(gen.device).eval()
 
 
 def auroc(scores: Tensor, anomalous: Tensor) -> float:

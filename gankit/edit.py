@@ -256,25 +256,33 @@ def train_encoder(gen: Generator, steps: int | None = None, batch_size: int = 64
 
 def run_encoder(gen: Generator, run_dir: Path, advance: Callable[[int], None] | None = None) -> nn.Module:
     """The run's encoder: read from RUN/edit/ when it was trained for these weights, else trained and saved."""
+    channels, side, _ = gen.spec["shape"]
+    return cached_module(run_dir / CACHE / "encoder", {"fingerprint": fingerprint(gen)},
+                         lambda meta: DCGANEncoder(channels, side, gen.variant.z_dim, meta.get("width", ENCODER_WIDTH)),
+                         lambda: train_encoder(gen, advance=advance)).to(gen.device).eval()
+
+
+def cached_module(stem: Path, key: dict[str, Any], build: Callable[[dict], nn.Module],
+                  train: Callable[[], tuple[nn.Module, dict]]) -> nn.Module:
+    """A trained module kept as STEM.safetensors + STEM.json: loaded when the JSON holds `key` (the weights it was
+    trained for, its settings), else trained, saved and returned. `build(meta)` makes the empty module."""
     import json
 
-    weights_sha = fingerprint(gen)
-    channels, side, _ = gen.spec["shape"]
-    meta_path, tensor_path = run_dir / CACHE / "encoder.json", run_dir / CACHE / "encoder.safetensors"
+    meta_path, tensor_path = stem.with_suffix(".json"), stem.with_suffix(".safetensors")
     try:
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     except ValueError:
         meta = {}
-    if meta.get("fingerprint") == weights_sha and tensor_path.is_file():
-        encoder = DCGANEncoder(channels, side, gen.variant.z_dim, meta.get("width", ENCODER_WIDTH))
-        encoder.load_state_dict(load_tensors(tensor_path))
-        return encoder.to(gen.device).eval()
-    encoder, info = train_encoder(gen, advance=advance)
-    (run_dir / CACHE).mkdir(parents=True, exist_ok=True)
+    if all(meta.get(k) == v for k, v in key.items()) and tensor_path.is_file():
+        module = build(meta)
+        module.load_state_dict(load_tensors(tensor_path))
+        return module
+    module, info = train()
+    stem.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(tensor_path) as tmp:
-        save_tensors(tmp, encoder.state_dict())
-    write_json(meta_path, {"fingerprint": weights_sha, **info})
-    return encoder
+        save_tensors(tmp, module.state_dict())
+    write_json(meta_path, {**info, **key})
+    return module
 
 
 @contextmanager

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import varied
+from conftest import KnownLatents, varied
 
 from gankit import anomaly
 from gankit.config import DataConfig
@@ -115,15 +115,6 @@ def test_bad_score_requests_exit_2_and_write_nothing(args, message, normal3, tmp
     before = set(tmp_path.iterdir())
     code, _, err = cli("score", str(normal3), *[a.format(x=tmp_path / "x.npz", tmp=tmp_path) for a in args])
     assert code == 2 and message in err and set(tmp_path.iterdir()) == before
-
-
-class KnownLatents(torch.nn.Module):
-    def __init__(self, z: torch.Tensor) -> None:
-        super().__init__()
-        self.z = z
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.z[: len(x)]
 
 
 def test_an_encoder_redraws_in_one_pass_from_its_latents(normal3):

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import varied
+from conftest import KnownLatents, varied
 
 from gankit import edit as editing
 from gankit.errors import UserError
@@ -192,17 +192,6 @@ def test_bad_editing_inputs_exit_2_with_one_line_and_write_nothing(args, message
     code, _, err = cli(*[a.format(**names) for a in args])
     assert code == 2 and message in err and "Traceback" not in err
     assert set(tmp_path.rglob("*")) == before
-
-
-class KnownLatents(torch.nn.Module):
-    """An encoder that knows the answer: the latents the test images were drawn from."""
-
-    def __init__(self, z: torch.Tensor) -> None:
-        super().__init__()
-        self.z = z
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.z[: len(x)]
 
 
 def test_an_encoders_guess_replaces_the_pool_start_where_it_redraws_better(tiny_run):
