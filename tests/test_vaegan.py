@@ -47,15 +47,21 @@ def test_e_loss_is_beta_kl_plus_the_feature_distance_of_the_reconstruction():
     assert scalars["kl"].item() == pytest.approx(kl.item(), rel=1e-5) and kl.item() > 0
 
 
-def test_d_loss_is_the_game_on_reals_against_reconstructions_and_prior_samples():
-    """Catches real and fake logits swapped, or one kind of fake left out of D's loss."""
-    variant, batch = setup()
+def d_phase(variant, batch):
+    """D's loss and scalars, and the reconstructions and prior samples it was computed on (same noise)."""
     torch.manual_seed(3)
     loss, scalars = variant.loss("D", batch, Context())
     torch.manual_seed(3)
     with torch.no_grad():
         rec, _ = variant.reconstruct_sample(batch.x)
         prior = variant.G(variant.noise(len(batch)))
+    return loss, scalars, rec, prior
+
+
+def test_d_loss_is_the_game_on_reals_against_reconstructions_and_prior_samples():
+    """Catches real and fake logits swapped, or one kind of fake left out of D's loss."""
+    variant, batch = setup()
+    loss, scalars, rec, prior = d_phase(variant, batch)
     real_logits, fake_logits = variant.D(batch.x), torch.cat([variant.D(rec), variant.D(prior)])
     assert loss.item() == pytest.approx(losses.d_bce(real_logits, fake_logits).item(), rel=1e-5)
     assert scalars["d_real"].item() == pytest.approx(real_logits.sigmoid().mean().item(), rel=1e-5)
@@ -63,12 +69,8 @@ def test_d_loss_is_the_game_on_reals_against_reconstructions_and_prior_samples()
 
 def test_one_d_step_raises_d_on_reals_and_lowers_it_on_both_fakes():
     variant, batch = setup()
-    torch.manual_seed(3)
-    loss, _ = variant.loss("D", batch, Context())
-    torch.manual_seed(3)
+    loss, _, rec, prior = d_phase(variant, batch)
     with torch.no_grad():
-        rec, _ = variant.reconstruct_sample(batch.x)
-        prior = variant.G(variant.noise(len(batch)))
         before = [variant.D(t).mean() for t in (batch.x, rec, prior)]
     loss.backward()
     torch.optim.SGD(variant.groups["D"].parameters(), lr=0.05).step()
