@@ -63,6 +63,12 @@ def anomaly_scores(gen: Generator, x: Tensor, critic: Variant | None = None, kap
     """Scores (higher: more anomalous) of images x (N, C, H, W) in [-1, 1] at the model's size: G(z*) from the latent
     search, or from an `encoder`'s z = E(x) in one pass (f-AnoGAN's izi_f, train_encoder)."""
     check_model(gen)
+    if gen.variant.scores_anomalies:  # the model's own score (GANomaly's latent distance): no search, no residuals
+        with torch.no_grad():
+            own = torch.cat([gen.variant.anomaly_score(part).cpu() for part in x.split(256)])
+        if advance is not None:
+            advance(len(x))
+        return Scores(own, own, None, {"latent": "the model's own score", "normal": gen.spec.get("normal")})
     if encoder is not None:
         with torch.no_grad():
             redrawn = torch.cat([gen.generate(encoder(part.to(gen.device)).cpu()) for part in x.split(256)])

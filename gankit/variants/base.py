@@ -181,6 +181,7 @@ class Variant(nn.Module):
     generator_names: ClassVar[tuple[str, ...]] = ("G",)  # child modules that make up the exported generator
     own_nets: ClassVar[str | None] = None  # what nets the variant builds itself, ignoring `model.*` (None: from it)
     encodes: ClassVar[bool] = False  # it has an encoder: encode(x) gives latents that G decodes back to x
+    scores_anomalies: ClassVar[bool] = False  # it scores images itself: anomaly_score(x) (GANomaly)
 
     phases: list[Phase]
     z_dim: int
@@ -247,6 +248,10 @@ class Variant(nn.Module):
         """D's features (N, d) of samples x, for scores that compare samples as D sees them (anomaly detection);
         variants whose D needs more than the sample raise ValueError."""
         raise ValueError(f"variant {self.name} has no discriminator features for samples alone")
+
+    def anomaly_score(self, x: Tensor) -> Tensor:
+        """Per-image anomaly scores (N,), higher meaning more anomalous, for variants built to give them."""
+        raise ValueError(f"variant {self.name} does not score anomalies itself")
 
     def encode(self, x: Tensor) -> Tensor:
         """Latents (N, z_dim) that G decodes back to images x: variants with an encoder (VAE-GAN) override this."""
