@@ -487,8 +487,8 @@ def _invert(gen, run: Path, x: Tensor, cls: Optional[str], steps: int, seed: int
     labels = gen.label_indices(cls, len(x)) if cls is not None else None
     net = None
     if encoder:
-        with progress_bar("training the encoder", None if (run / "edit" / "encoder.json").is_file() else editing.ENCODER_STEPS,
-                          minimum=1) as advance:
+        trained = (run / "edit" / "encoder.json").is_file()
+        with progress_bar("training the encoder", None if trained else editing.ENCODER_STEPS, minimum=1) as advance:
             net = editing.run_encoder(gen, run, advance=advance)
     with progress_bar("inverting", len(x), minimum=8) as advance:
         return editing.invert(gen, x, labels, steps=steps, seed=seed, encoder=net, advance=advance)

@@ -250,8 +250,8 @@ def train_encoder(gen: Generator, steps: int | None = None, batch_size: int = 64
         if advance is not None:
             advance(1)
     return encoder.eval(), {"steps": steps, "batch_size": batch_size, "width": width, "seed": seed,
-                            "final_latent_mse": round(float(loss.detach()), 5), "objective": "mean squared error in z on "
-                            "G's own samples"}
+                            "final_latent_mse": round(float(loss.detach()), 5),
+                            "objective": "mean squared error in z on G's own samples"}
 
 
 def run_encoder(gen: Generator, run_dir: Path, advance: Callable[[int], None] | None = None) -> nn.Module:

@@ -150,3 +150,12 @@ def test_score_with_encoder_trains_it_once_per_weights(normal3, tmp_path, cli, m
     stamp = (run / "anomaly" / "encoder.safetensors").stat().st_mtime_ns
     assert json.loads((run / "anomaly" / "encoder.json").read_text())["steps"] == 4
     assert cli(*args)[0] == 0 and (run / "anomaly" / "encoder.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_eval_reports_the_auroc_on_every_class_for_a_model_of_normal_data(normal3, cli):
+    code, out, err = cli("eval", str(normal3), "--json", "-n", "200")
+    assert code == 0, err
+    values = json.loads(out)
+    protocol = values["protocol"]["anomaly"]
+    assert 0 <= values["anomaly_auroc"] <= 1 and protocol["normal"] == ["3"]
+    assert 0 < protocol["anomalous"] < protocol["images"] and "training" in protocol["note"]

@@ -62,13 +62,21 @@ def load_heldout(cfg: DataConfig, seed: int, n: int) -> tuple[Tensor, str]:
     """n samples (float, images in [-1, 1]) for scoring what a model does with data it was not trained on
     (inversion), and a note that says whether it was: shapes draws fresh objects from seed + HELDOUT_SEED_OFFSET;
     fixed sets give n of their own training samples (they have no held-out split)."""
+    x, _, _, note = load_heldout_labelled(cfg, seed, n)
+    return x, note
+
+
+def load_heldout_labelled(cfg: DataConfig, seed: int, n: int) -> tuple[Tensor, Tensor | None, list[str] | None, str]:
+    """As load_heldout, of every class whatever `data.normal` says, with labels and class names (None when the data
+    has none): what a model of normal data is scored on."""
     if cfg.name == "shapes":
         other = seed + HELDOUT_SEED_OFFSET
         data = shapes(n, cfg.resolution or 32, cfg.shapes, cfg.colors, cfg.label, other, _difficulty(cfg))
-        return as_float(data.x), f"{n} objects drawn from seed {other}, not trained on"
+        return as_float(data.x), data.y, data.class_names, f"{n} objects drawn from seed {other}, not trained on"
     data = _plain(cfg, seed)
     pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
-    return data.take(pick)[0], f"no: {len(pick)} of the training samples (the data has no held-out split)"
+    x, y = data.take(pick)
+    return x, y, data.class_names, f"no: {len(pick)} of the training samples (the data has no held-out split)"
 
 
 def _difficulty(cfg: DataConfig) -> Difficulty:
@@ -104,6 +112,7 @@ def upgrade_spec(spec: dict, data_cfg: dict | None = None) -> dict:
 
 
 __all__ = ["KINDS", "DataKind", "ImageKind", "VectorKind", "kind_of", "output_format", "register_kind",
-           "upgrade_spec", "load_heldout", "only_classes", "load_truth_pairs", "PairBatch", "PairDataset", "PairSampler", "Batch", "BatchSampler",
+           "upgrade_spec", "load_heldout", "load_heldout_labelled", "only_classes", "load_truth_pairs", "PairBatch",
+           "PairDataset", "PairSampler", "Batch", "BatchSampler",
            "Dataset", "load_dataset", "digits", "image_folder", "npz_dataset", "read_npz",
            "shapes", "ring_centers", "grid_centers", "spiral_centers", "mixture"]

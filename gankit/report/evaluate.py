@@ -20,7 +20,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from ..config import Config
-from ..data import Dataset, load_dataset, load_heldout, load_truth_pairs, read_npz
+from ..data import Dataset, load_dataset, load_heldout, load_heldout_labelled, load_truth_pairs, read_npz
 from ..data.pairs import resize
 from ..errors import UserError
 from ..io import atomic_path
@@ -39,6 +39,7 @@ CLASS_SAMPLES = 100  # generated samples per class for class_accuracy
 CODE_SAMPLES = 100  # generated samples per value of a categorical latent code for code_accuracy
 CODE_BATCH = 500  # real images per forward pass of the model's code reader in code_accuracy_real
 INVERT_IMAGES = 64  # held-out images inverted for the editing metrics
+ANOMALY_IMAGES = 1000  # images of every class scored for anomaly_auroc
 RECONSTRUCT_IMAGES = 1000  # held-out images redrawn through an encoder for the reconstruction metrics
 EDITS = 200  # edits of random latents scored for edit success
 EDIT_RULE = ("each latent is moved toward one attribute value it does not show (attributes in turn, the value at "
@@ -309,6 +310,31 @@ def _reconstruction(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
         "images": len(real), "heldout": heldout, "latent": "the posterior mean μ(x)",
         "units": "mean squared error over all pixels in [0, 1] units; PSNR (dB, peak 1) of it",
         "rounded_to_8bit": run.round_8bit, "weights": run.gen.info.get("weights"), "step": run.gen.info.get("step")}}
+
+
+def _models_normal_data(run: RunEval) -> bool:
+    """A model trained on some classes only (data.normal) that anomaly scores can use."""
+    gen = run.gen
+    scorable = gen.variant.scores_anomalies or (gen.kind == "image" and not gen.class_names
+                                                and not {"inputs", "codes"} & gen.sampling)
+    return bool(gen.spec.get("normal")) and scorable and (run.run_dir / "config.yaml").is_file()
+
+
+@register_run_metric("anomaly", applies=_models_normal_data)
+def _anomaly(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
+    """AUROC of the model's anomaly scores (gankit.anomaly) for telling the classes outside data.normal from those in
+    it, on images of every class."""
+    from .. import anomaly
+
+    cfg, normal = run.config, run.gen.spec["normal"]
+    x, y, names, heldout = load_heldout_labelled(cfg.data, cfg.seed, ANOMALY_IMAGES)
+    flags = torch.tensor([names[i] not in normal for i in y.tolist()])
+    scores = anomaly.anomaly_scores(run.gen, x, anomaly.discriminator(run.run_dir), seed=run.seed)
+    value = anomaly.auroc(scores.score, flags) if 0 < int(flags.sum()) < len(flags) else None
+    return {"anomaly_auroc": value}, {"anomaly": {
+        **scores.protocol, "images": len(x), "anomalous": int(flags.sum()), "heldout": heldout,
+        "note": "for fixed sets the normal images scored are training images, which flatters the AUROC"
+        if heldout.startswith("no") else "none of the scored images was trained on"}}
 
 
 def _edits_with_evaluator(run: RunEval) -> bool:

@@ -36,8 +36,8 @@ class GANomalyConfig(Section):
 
 @register_variant("ganomaly")
 class GANomaly(Variant):
-    """G = (G_E, G_D, E) on images; D judges images against their redraws. Scores images by ‖G_E(x) − E(G_D(G_E(x)))‖²
-    (`gankit score`); `gankit reconstruct` draws G_D(G_E(x))."""
+    """G = (G_E, G_D, E) on images; D judges images against their redraws. Scores images by
+    ‖G_E(x) − E(G_D(G_E(x)))‖² (`gankit score`); `gankit reconstruct` draws G_D(G_E(x))."""
 
     Config = GANomalyConfig
     sampling = frozenset({"truncation"})
