@@ -72,6 +72,28 @@ def provenance(**fields: object) -> dict[str, str]:
     return meta
 
 
+def read_provenance(path: str | Path) -> dict[str, str] | None:
+    """The provenance gankit wrote into a PNG (text chunks), GIF (comment) or .npz (a `provenance` array), or None
+    when the file carries none (another program's file, or metadata stripped on the way)."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".npz":
+            with np.load(path, allow_pickle=False) as arrays:
+                if "provenance" not in arrays.files:
+                    return None
+                fields = json.loads(str(arrays["provenance"]))
+        else:
+            with Image.open(path) as image:
+                info = dict(image.info)
+            if isinstance(info.get("comment"), bytes):  # GIF: "key=value" lines
+                pairs = (item.partition("=") for item in info["comment"].decode(errors="replace").splitlines())
+                info = {k: v for k, sep, v in pairs if sep}
+            fields = {k: str(v) for k, v in info.items() if isinstance(v, str)}
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise UserError(f"{path}: cannot read it as an image or .npz ({exc})", "give a PNG, GIF or .npz") from None
+    return fields if fields.get("gankit:generated") == "true" else None
+
+
 def write_png(path: str | Path, image: Image.Image, meta: dict[str, str]) -> None:
     """Atomically write a PNG carrying `meta` as tEXt chunks."""
     info = PngImagePlugin.PngInfo()
@@ -121,7 +143,7 @@ def save_gif(path: str | Path, frames: list[Image.Image], scale: int = 1, durati
     if scale > 1:
         frames = [f.resize((f.width * scale, f.height * scale), Image.Resampling.NEAREST) for f in frames]
     buf = _io.BytesIO()
-    note = "; ".join(f"{k}={v}" for k, v in provenance(**meta).items())
+    note = "\n".join(f"{k}={v}" for k, v in provenance(**meta).items())
     frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=duration_ms, loop=0,
                    comment=note.encode())
     write_bytes(path, buf.getvalue())

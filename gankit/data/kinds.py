@@ -14,6 +14,7 @@ the exact inverse of the column encoding), clips (GIF writer) and captions (a sa
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,7 +24,7 @@ import torch
 from torch import Tensor
 
 from ..errors import UserError
-from ..io import atomic_path, save_grid, save_images, save_scatter
+from ..io import atomic_path, provenance, save_grid, save_images, save_scatter
 from .base import BatchSampler, Dataset
 from .pairs import PairDataset, PairSampler
 from .folder import IMAGE_SUFFIXES, list_images, load_image
@@ -85,7 +86,7 @@ class DataKind:
         fmt, path = self.check_output(path), Path(path)
         if fmt == ".npz":
             arrays = {"samples": self.inverse(x, spec).numpy(), "generated": np.array(True),
-                      "seed": np.array(meta.get("seed", -1))}
+                      "seed": np.array(meta.get("seed", -1)), "provenance": np.array(json.dumps(provenance(**meta)))}
             if labels is not None:
                 arrays["labels"] = labels.numpy()
             with atomic_path(path) as tmp, open(tmp, "wb") as f:
