@@ -1,5 +1,5 @@
 """The `gankit` command line: train, sample, interpolate, translate, upscale, reconstruct, invert, edit, directions,
-score, eval, fid, info, provenance, doctor, export, weights, presets, variants.
+score, explain, eval, fid, info, provenance, doctor, export, weights, presets, variants.
 
 User mistakes print one `error: ...` line (plus a hint) and exit 2; bugs keep their traceback.
 """
@@ -565,13 +565,9 @@ def directions_cmd(
 
         if grid.suffix.lower() != ".png":
             raise UserError(f"--grid {grid}: the sweep is a PNG", "give --grid FILE.png")
-        z = gen.latents(1, seed=0)
-        amounts = torch.linspace(-3, 3, 7)
-        labels = torch.zeros(len(amounts), dtype=torch.long) if gen.class_names else None
-        rows = [gen.generate(torch.cat([editing.edit(z, found, {name: float(a)}) for a in amounts]), labels=labels)
-                for name in found.items]
-        io.save_grid(grid, torch.cat(rows), nrow=len(amounts), scale=max(1, 64 // rows[0].shape[-1]), run=run.name,
-                     task="directions", rows=", ".join(found.items), amounts="-3 to 3")
+        images = editing.sweep(gen, found, torch.linspace(-3, 3, 7))
+        io.save_grid(grid, images, nrow=7, scale=max(1, 64 // images.shape[-1]), run=run.name, task="directions",
+                     rows=", ".join(found.items), amounts="-3 to 3")
     if as_json:
         items = {name: {"method": d.method, "attribute": d.attribute, "value": d.value, "accuracy": d.accuracy}
                  for name, d in found.items.items()}
@@ -587,6 +583,71 @@ def directions_cmd(
         err.print(f"no direction for {', '.join(skipped)}: too rare in the model's samples", highlight=False)
     if grid is not None:
         err.print(f"wrote {grid}", highlight=False)
+
+
+@app.command(epilog=_examples("gankit explain runs/shapes --out explain/", "gankit explain runs/digits --out ex/ -n 4"))
+def explain(
+    run: Path = typer.Argument(..., help="Run directory of an image GAN that generates from noise."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for saliency.png, directions.png and explain.json."),
+    n: int = typer.Option(8, "-n", min=1, max=64, help="Real and generated images in the saliency grid (each)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the generated images and of the direction samples."),
+) -> None:
+    """What D looks at (saliency maps of its logit for real and generated images: gradient × input, integrated
+    gradients) and what each latent direction changes, as the data's evaluator reads it."""
+    import torch
+
+    from . import edit as editing
+    from . import explain as explaining
+    from . import io
+    from .data import load_heldout_labelled
+    from .io import write_json
+    from .train import load
+
+    gen = load(run)
+    editing.check_invertible(gen)
+    report: dict = {"run": run.name, "protocol": explaining.protocol()}
+    critic = explaining.critic(run)
+    if critic is not None:
+        cfg = resolve_run_config(run)
+        real, real_labels, _, heldout = load_heldout_labelled(cfg.data, cfg.seed, n)
+        fake_labels = torch.arange(n) % len(gen.class_names) if gen.class_names else None
+        images = torch.cat([real, gen.sample(n, seed=seed, labels=fake_labels)])
+        labels = torch.cat([real_labels, fake_labels]) if gen.class_names else None
+        grad_input, integrated = explaining.saliency(critic, images, labels)
+        cells = torch.stack([images, explaining.heat(grad_input), explaining.heat(integrated)], dim=1).flatten(0, 1)
+        io.save_grid(out / "saliency.png", cells, nrow=6, scale=max(1, 64 // images.shape[-1]), run=run.name,
+                     task="explain", columns="image, gradient x input, integrated gradients (real first)")
+        report["saliency"] = {"file": "saliency.png", "real": heldout, "generated": n}
+    else:
+        report["saliency"] = "none: the run kept no checkpoint with a D that scores images alone"
+    found = editing.run_directions(gen, run, editing.evaluator_for(gen))
+    images = editing.sweep(gen, found, torch.linspace(-3, 3, 7), seed=seed)
+    io.save_grid(out / "directions.png", images, nrow=7, scale=max(1, 64 // images.shape[-1]), run=run.name,
+                 task="explain", rows=", ".join(found.items), amounts="-3 to 3")
+    evaluator = editing.evaluator_for(gen)
+    effects = explaining.direction_effects(gen, evaluator, found, seed=seed) if evaluator is not None else {}
+    lines = explaining.describe(effects) if effects else {}
+    report["directions"] = {name: {"method": d.method, "attribute": d.attribute, "value": d.value,
+                                   "effects": effects.get(name), "reading": lines.get(name)}
+                            for name, d in found.items.items()}
+    write_json(out / "explain.json", report)
+    table = Table("direction", "method", "what the evaluator sees change")
+    for name, d in found.items.items():
+        table.add_row(name, d.method, lines.get(name, "no evaluator for this data"))
+    out_console = Console()
+    out_console.print(table)
+    err.print(f"wrote {out / 'saliency.png'} , {out / 'directions.png'} and {out / 'explain.json'}"
+              if critic is not None else f"wrote {out / 'directions.png'} and {out / 'explain.json'} (no D for "
+              "saliency)", highlight=False)
+
+
+def resolve_run_config(run: Path):
+    """The run's full config, or a clear error when it has none."""
+    from .variants import resolve
+
+    if not (run / "config.yaml").is_file():
+        raise UserError(f"{run} has no config.yaml", "give a run directory made by `gankit train`")
+    return resolve(str(run / "config.yaml"))[0]
 
 
 @app.command(epilog=_examples("gankit score runs/normal3 test/ --out scores.csv",

@@ -539,6 +539,15 @@ def edit(z: Tensor, found: Directions, amounts: Mapping[str, float], hold: bool 
     return out
 
 
+def sweep(gen: Generator, found: Directions, amounts: Tensor, seed: int = 0) -> Tensor:
+    """One sample (class 0 for conditional models) moved by each amount along each direction: (directions ×
+    amounts, C, H, W), a row per direction, for a picture of what each does."""
+    z = gen.latents(1, seed=seed)
+    labels = torch.zeros(len(amounts), dtype=torch.long) if gen.class_names else None
+    return torch.cat([gen.generate(torch.cat([edit(z, found, {name: float(a)}) for a in amounts]), labels=labels)
+                      for name in found.items])
+
+
 # ---------------------------------------------------------------------------------------------------- edit success
 
 
