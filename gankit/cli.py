@@ -1,5 +1,5 @@
 """The `gankit` command line: train, sample, interpolate, translate, upscale, reconstruct, invert, edit, directions,
-score, explain, eval, fid, info, provenance, doctor, export, weights, presets, variants.
+score, explain, eval, fid, info, report, provenance, doctor, export, weights, presets, variants.
 
 User mistakes print one `error: ...` line (plus a hint) and exit 2; bugs keep their traceback.
 """
@@ -161,6 +161,9 @@ def train(
 
 
 def _report_run(run_dir: Path, step: int, translates: bool = False) -> None:
+    from .report.html import write_report
+
+    report = write_report(run_dir)
     plot = run_dir / "losses.png" if (run_dir / "losses.png").is_file() else None
     err.print(f"step {step} saved in {run_dir}:", highlight=False)
     err.print(f"  samples     {run_dir / 'samples' / f'step-{step}.png'}", highlight=False)
@@ -170,6 +173,23 @@ def _report_run(run_dir: Path, step: int, translates: bool = False) -> None:
     use = f"gankit translate {run_dir} IMAGES --out OUT/" if translates else \
         f"gankit sample {run_dir} -n 64 --out grid.png"
     err.print(f"  model       {run_dir / 'model'}  ({use})", highlight=False)
+    err.print(f"  report      {report}  (after `gankit eval`, `gankit report {run_dir}` adds the metrics)",
+              highlight=False)
+
+
+@app.command("report", epilog=_examples("gankit report runs/digits", "gankit report runs/digits --out digits.html"))
+def report_cmd(
+    run: Path = typer.Argument(..., help="Run directory (or exported model folder)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="FILE.html (default: RUN/report.html)."),
+) -> None:
+    """Write one self-contained HTML page about a run: samples over training, curves, metrics with their protocol,
+    the doctor's verdict, a model card and the config. Also written at the end of every training."""
+    from .report.html import write_report
+
+    if out is not None and out.suffix.lower() not in (".html", ".htm"):
+        raise UserError(f"--out {out}: the report is an HTML file", "give --out FILE.html")
+    path = write_report(run, out)
+    err.print(f"wrote {path}", highlight=False)
 
 
 @app.command(epilog=_examples("gankit sample runs/digits -n 64 --out grid.png --seed 3",

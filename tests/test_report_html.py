@@ -1,0 +1,68 @@
+"""`gankit report`: one self-contained HTML page per run, written after training and on demand; rendered in a real
+headless Chromium where the machine has one."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from gankit.io import GENERATED_NOTE
+from gankit.report.html import render_report
+
+SHORT = ("train.steps=4", "train.sample_every=2", "train.log_every=1", "train.checkpoint_every=0")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    from gankit.train import Trainer
+    from gankit.variants import resolve
+
+    run_dir = tmp_path_factory.mktemp("report") / "run<b>"  # a name that needs escaping
+    Trainer(resolve("digits-dcgan", ["model.width=8", *SHORT])[0], run_dir, progress=False).fit()
+    return run_dir
+
+
+def test_the_page_is_self_contained_and_shows_samples_curves_doctor_and_card(run, cli):
+    assert cli("eval", str(run), "-n", "100")[0] == 0
+    page = render_report(run)
+    assert not re.search(r'(src|href)="(?!data:)', page)  # nothing to fetch: every image is inline
+    assert "http://" not in page and "https://" not in page
+    assert len(re.findall(r'<img src="data:image/png;base64,', page)) >= 3  # two grids and the curves
+    assert "step-2" in page and "step-4" in page
+    assert "<h2>Doctor</h2>" in page and GENERATED_NOTE in page
+    assert "<th>fid</th>" in page and "Protocol (how each figure was measured)" in page
+    assert "run&lt;b&gt;" in page and "run<b>" not in page  # the run's name is escaped
+
+
+def test_training_writes_the_report_and_bad_output_names_are_refused(tmp_path, cli):
+    code, _, err = cli("train", "digits-dcgan", "model.width=8", *SHORT, "--out", str(tmp_path / "r"),
+                       "--no-progress")
+    assert code == 0 and (tmp_path / "r" / "report.html").is_file() and "report" in err
+    code, _, err = cli("report", str(tmp_path / "r"), "--out", str(tmp_path / "r.txt"))
+    assert code == 2 and "HTML" in err and not (tmp_path / "r.txt").exists()
+
+
+def test_chromium_renders_the_page_with_its_images(run, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("Chromium is not installed here (Debian package `chromium`; .ci/run installs it as root)")
+    html = render_report(run)
+
+    def midtones(text: str, name: str) -> int:
+        """Pixels between dark and white in a screenshot of the page: images, not text on white."""
+        page, shot = tmp_path / f"{name}.html", tmp_path / f"{name}.png"
+        page.write_text(text)
+        subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                        f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,2400",
+                        f"--screenshot={shot}", page.as_uri()], check=True, capture_output=True, timeout=120)
+        from PIL import Image
+
+        with Image.open(shot) as image:
+            return sum(image.convert("L").histogram()[40:200])
+
+    without_images = re.sub(r'<img src="data:[^"]*"', '<img src=""', html)
+    assert midtones(html, "report") > midtones(without_images, "text") + 50_000  # the grids and curves drew
