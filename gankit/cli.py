@@ -1,5 +1,5 @@
 """The `gankit` command line: train, sample, interpolate, translate, upscale, reconstruct, invert, edit, directions,
-score, explain, eval, fid, info, report, provenance, doctor, export, weights, presets, variants.
+score, explain, serve, eval, fid, info, report, provenance, doctor, export, weights, presets, variants.
 
 User mistakes print one `error: ...` line (plus a hint) and exit 2; bugs keep their traceback.
 """
@@ -668,6 +668,28 @@ def resolve_run_config(run: Path):
     if not (run / "config.yaml").is_file():
         raise UserError(f"{run} has no config.yaml", "give a run directory made by `gankit train`")
     return resolve(str(run / "config.yaml"))[0]
+
+
+@app.command(epilog=_examples("gankit serve runs/digits", "gankit serve runs/cgan --port 8080"))
+def serve(
+    run: Path = typer.Argument(..., help="Run directory (or exported model folder) of an image GAN."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port to listen on."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; the default, loopback, is reachable "
+                             "from this machine only."),
+) -> None:
+    """A local web page to explore a model: seed, truncation, class, interpolation between seeds, PNG download
+    with provenance; and its API (/api/sample, /api/interpolate, /api/info). Needs the `serve` extra."""
+    try:
+        import uvicorn
+
+        from .serve import make_app
+    except ImportError:
+        raise UserError("gankit serve needs starlette and uvicorn", "pip install 'gankit[serve]'") from None
+    app_ = make_app(run)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"warning: listening on {host}: other machines can reach this page", highlight=False)
+    err.print(f"serving {run} at http://{host}:{port}/ (Ctrl-C stops)", highlight=False)
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
 
 
 @app.command(epilog=_examples("gankit score runs/normal3 test/ --out scores.csv",

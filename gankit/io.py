@@ -94,14 +94,19 @@ def read_provenance(path: str | Path) -> dict[str, str] | None:
     return fields if fields.get("gankit:generated") == "true" else None
 
 
-def write_png(path: str | Path, image: Image.Image, meta: dict[str, str]) -> None:
-    """Atomically write a PNG carrying `meta` as tEXt chunks."""
+def png_bytes(image: Image.Image, meta: dict[str, str]) -> bytes:
+    """A PNG file's bytes, carrying `meta` as tEXt chunks."""
     info = PngImagePlugin.PngInfo()
     for key, value in meta.items():
         info.add_text(key, value)
     buf = _io.BytesIO()
     image.save(buf, format="PNG", pnginfo=info)
-    write_bytes(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def write_png(path: str | Path, image: Image.Image, meta: dict[str, str]) -> None:
+    """Atomically write a PNG carrying `meta` as tEXt chunks."""
+    write_bytes(path, png_bytes(image, meta))
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:

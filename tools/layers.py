@@ -19,7 +19,7 @@ RANK = {  # a module may import its own layer and lower ones only
     "losses": 3, "metrics": 3,
     "variants": 4,
     "train": 5,
-    "doctor": 6, "report": 6, "edit": 6, "anomaly": 6, "explain": 6,
+    "doctor": 6, "report": 6, "edit": 6, "anomaly": 6, "explain": 6, "serve": 6,
     "cli": 7, "__init__": 7, "__main__": 7,
 }
 
