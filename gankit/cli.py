@@ -595,7 +595,8 @@ def directions_cmd(
         return
     table = Table("direction", "method", "attribute", "boundary accuracy (held out)")
     for name, d in found.items.items():
-        what = f"{d.attribute} = {d.value}" if d.attribute else f"eigenvalue share {d.value}"
+        what = f"{d.attribute} = {d.value}" if d.attribute else \
+            f"{'eigenvalue' if d.method == 'sefa' else 'variance'} share {d.value}"
         table.add_row(name, d.method, what, "" if d.accuracy is None else f"{d.accuracy:.3f}")
     out.print(table)
     skipped = found.protocol.get("interfacegan", {}).get("skipped")

@@ -42,11 +42,13 @@ STEPS = 300  # Adam steps refining each inversion
 LR = 0.05
 FIT_SAMPLES = 4000  # generated samples the attribute boundaries are fitted on (a fifth held out for their accuracy)
 MIN_POSITIVES = 20  # an attribute value seen fewer times in those samples gets no direction
-SEFA_DIRECTIONS = 5
+SEFA_DIRECTIONS = 5  # closed-form directions listed (and as many GANSpace ones)
+GANSPACE_SAMPLES = 1000  # samples whose first activations GANSpace's PCA runs on
 EDIT_MARGIN = 1.0  # edit success: each edit ends this far (in z units) past the target's boundary
 MAX_AMOUNT = 6.0  # ... moving at most this far along the direction
 ENCODER_STEPS = 2000  # Adam steps of the optional encoder, on batches of G's own samples
 ENCODER_WIDTH = 32
+DIRECTIONS_SCHEMA = 2  # what a saved directions.json holds; older ones are found again (2: GANSpace added)
 CACHE = "edit"  # RUN/edit/: directions.{safetensors,json}, encoder.{safetensors,json}
 
 
@@ -310,9 +312,9 @@ def fingerprint(gen: Generator) -> str:
 
 
 def directions(gen: Generator, evaluator: Evaluator | None, *, n: int = FIT_SAMPLES, seed: int = 0,
-               sefa: int = SEFA_DIRECTIONS) -> Directions:
-    """Attribute directions from what `evaluator` sees in n samples (none when it names nothing, or is None) and
-    `sefa` closed-form directions of G's first layer."""
+               sefa: int = SEFA_DIRECTIONS, ganspace: int = SEFA_DIRECTIONS) -> Directions:
+    """Attribute directions from what `evaluator` sees in n samples (none when it names nothing, or is None),
+    `sefa` closed-form directions of G's first layer and `ganspace` principal directions of its first activations."""
     check_invertible(gen)
     items: dict[str, Direction] = {}
     protocol: dict[str, Any] = {"seed": seed}
@@ -324,6 +326,10 @@ def directions(gen: Generator, evaluator: Evaluator | None, *, n: int = FIT_SAMP
         found, fit = _sefa(gen, sefa)
         items.update(found)
         protocol["sefa"] = fit
+    if ganspace:
+        found, fit = _ganspace(gen, ganspace, GANSPACE_SAMPLES, seed)
+        items.update(found)
+        protocol["ganspace"] = fit
     return Directions(items, protocol)
 
 
@@ -437,6 +443,43 @@ def _sefa(gen: Generator, k: int) -> tuple[dict[str, Direction], dict]:
     return items, {"layer_outputs": a.shape[0], "eigenvalue_share": [round(float(s), 4) for s in share[:k]]}
 
 
+NONLINEAR = (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.ELU, nn.Tanh)
+
+
+def _ganspace(gen: Generator, k: int, n: int, seed: int) -> tuple[dict[str, Direction], dict]:
+    """GANSpace (Härkönen et al. 2020): PCA of G's activations after its first nonlinearity over n samples, each
+    principal component carried back to z by least squares (z ≈ coordinates · U); `pca0` explains the most."""
+    layers = [m for top in gen.variant.generator_modules() for m in top.modules() if isinstance(m, NONLINEAR)]
+    seen: list[Tensor] = []
+    handles = [m.register_forward_hook(lambda module, args, out: seen.append(out.detach().flatten(1).cpu())
+                                       if not seen else None) for m in layers]
+    z = gen.latents(n, seed).cpu()
+    labels = torch.randint(len(gen.class_names), (n,), generator=torch.Generator().manual_seed(seed + 2)) \
+        if gen.class_names else None
+    try:
+        with torch.no_grad():
+            _forward(gen, z.to(gen.device), None if labels is None else labels.to(gen.device))
+    finally:
+        for h in handles:
+            h.remove()
+    if not seen:
+        raise UserError("found no nonlinearity in this generator", "GANSpace needs one")
+    y = seen[0].double()
+    y = y - y.mean(0)
+    _, s, v = torch.linalg.svd(y, full_matrices=False)
+    k = min(k, len(s))
+    coords = y @ v[:k].T  # (n, k)
+    basis = torch.linalg.lstsq(coords, z.double()).solution  # (k, z_dim): z ≈ coords · basis
+    share = s.pow(2) / s.pow(2).sum()
+    items = {}
+    for i in range(k):
+        u = basis[i] / basis[i].norm().clamp_min(1e-12)
+        u = (u * torch.sign(u[u.abs().argmax()])).float()
+        items[f"pca{i}"] = Direction(f"pca{i}", u, "ganspace", value=f"{float(share[i]):.3f}")
+    return items, {"samples": n, "layer_features": y.shape[1], "variance_share": [round(float(x), 4)
+                                                                                  for x in share[:k]]}
+
+
 def save_directions(path: Path, found: Directions, weights_sha: str) -> None:
     """RUN/edit/directions.safetensors (the vectors) + directions.json (the rest, and the weights' fingerprint)."""
     path.mkdir(parents=True, exist_ok=True)
@@ -444,7 +487,8 @@ def save_directions(path: Path, found: Directions, weights_sha: str) -> None:
         save_tensors(tmp, {name: d.vector for name, d in found.items.items()})
     meta = {name: {k: getattr(d, k) for k in ("method", "attribute", "value", "bias", "accuracy")}
             for name, d in found.items.items()}
-    write_json(path / "directions.json", {"fingerprint": weights_sha, "directions": meta, "protocol": found.protocol})
+    write_json(path / "directions.json", {"fingerprint": weights_sha, "schema": DIRECTIONS_SCHEMA, "directions": meta,
+                                          "protocol": found.protocol})
 
 
 def load_directions(path: Path, weights_sha: str) -> Directions | None:
@@ -458,7 +502,7 @@ def load_directions(path: Path, weights_sha: str) -> Directions | None:
         meta = json.loads(meta_path.read_text())
     except ValueError:
         return None
-    if meta.get("fingerprint") != weights_sha:
+    if meta.get("fingerprint") != weights_sha or meta.get("schema") != DIRECTIONS_SCHEMA:
         return None
     vectors = load_tensors(tensor_path)
     items = {name: Direction(name, vectors[name], **info) for name, info in meta["directions"].items()

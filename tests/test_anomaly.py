@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import KnownLatents, varied
 
+from conftest import KnownLatents, varied
 from gankit import anomaly
 from gankit.config import DataConfig
 from gankit.data import load_dataset

@@ -1,4 +1,4 @@
-"""Editing: inversion, InterFaceGAN / SeFa directions, edits, edit success, and the invert / edit / directions CLI."""
+"""Editing: inversion, InterFaceGAN / SeFa / GANSpace directions, edits, edit success, and the invert / edit / directions CLI."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import KnownLatents, varied
+from torch import nn
 
+from conftest import KnownLatents, varied
 from gankit import edit as editing
 from gankit.errors import UserError
 from gankit.metrics import Evaluator
@@ -58,7 +59,7 @@ def test_first_layer_is_the_transposed_conv_weight_and_sefa_its_top_eigenvectors
     weight = gen.variant.G.net[0].weight.detach()  # (z_dim, C, 4, 4): z enters the first transposed conv
     a = weight.flatten(1).T
     assert torch.allclose(editing.first_layer(gen), a, atol=1e-5)
-    found = editing.directions(gen, None, sefa=3)
+    found = editing.directions(gen, None, sefa=3, ganspace=0)
     values, vectors = torch.linalg.eigh(a.T @ a)
     for i in range(3):
         top = vectors[:, -1 - i]
@@ -249,3 +250,25 @@ def test_edit_success_keeps_each_latents_class_for_conditional_models(tiny_cgan)
                                                         "left", name) for name in ev.attributes["left"]})
     result = editing.edit_success(gen, ev, found, gen.latents(50, seed=3), seed=0)
     assert result["edit_held"] == 1.0  # the only other attribute is the class, which must not move
+
+
+def test_ganspace_directions_move_their_own_principal_component_most(tiny_run):
+    """Catches components carried back to z wrongly (transposed basis, wrong layer): pca0 must move the first
+    principal coordinate of the first activations more than any other coordinate."""
+    gen = varied(tiny_run)
+    found = editing.directions(gen, None, sefa=0, ganspace=3)
+    assert list(found.items) == ["pca0", "pca1", "pca2"] and found["pca0"].method == "ganspace"
+    relu = next(m for m in gen.variant.G.modules() if isinstance(m, nn.ReLU))
+    acts: list = []
+    handle = relu.register_forward_hook(lambda m, a, out: acts.append(out.flatten(1)))
+    z = gen.latents(1000, seed=0)  # the samples the PCA was fitted on (seed 0)
+    gen.generate(z)
+    mean = acts[-1].mean(0)
+    _, _, v = torch.linalg.svd((acts[-1] - mean).double(), full_matrices=False)
+    for i in range(3):
+        moved = editing.edit(z[:100], found, {f"pca{i}": 1.0})
+        gen.generate(moved)
+        gen.generate(z[:100])
+        shift = ((acts[-2] - acts[-1]).double() @ v[:3].T).abs().mean(0)
+        assert int(shift.argmax()) == i
+    handle.remove()
