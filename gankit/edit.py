@@ -446,13 +446,18 @@ def _sefa(gen: Generator, k: int) -> tuple[dict[str, Direction], dict]:
 NONLINEAR = (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.ELU, nn.Tanh)
 
 
-def _ganspace(gen: Generator, k: int, n: int, seed: int) -> tuple[dict[str, Direction], dict]:
+def _ganspace(gen: Generator, k: int, n: int, seed: int) -> tuple[dict[str, Direction], dict | str]:
     """GANSpace (Härkönen et al. 2020): PCA of G's activations after its first nonlinearity over n samples, each
     principal component carried back to z by least squares (z ≈ coordinates · U); `pca0` explains the most."""
-    layers = [m for top in gen.variant.generator_modules() for m in top.modules() if isinstance(m, NONLINEAR)]
+    modules = [m for top in gen.variant.generator_modules() for m in top.modules()]
     seen: list[Tensor] = []
-    handles = [m.register_forward_hook(lambda module, args, out: seen.append(out.detach().flatten(1).cpu())
-                                       if not seen else None) for m in layers]
+    layers = [m for m in modules if isinstance(m, NONLINEAR)]
+    if layers:  # the output of the first nonlinearity module
+        handles = [m.register_forward_hook(lambda module, args, out: seen.append(out.detach().flatten(1).cpu())
+                                           if not seen else None) for m in layers]
+    else:  # nets that call F.relu: the input of the first convolution, which follows one (BigGAN's blocks)
+        handles = [m.register_forward_hook(lambda module, args, out: seen.append(args[0].detach().flatten(1).cpu())
+                                           if not seen else None) for m in modules if isinstance(m, nn.Conv2d)]
     z = gen.latents(n, seed).cpu()
     labels = torch.randint(len(gen.class_names), (n,), generator=torch.Generator().manual_seed(seed + 2)) \
         if gen.class_names else None
@@ -463,7 +468,7 @@ def _ganspace(gen: Generator, k: int, n: int, seed: int) -> tuple[dict[str, Dire
         for h in handles:
             h.remove()
     if not seen:
-        raise UserError("found no nonlinearity in this generator", "GANSpace needs one")
+        return {}, "none: found no nonlinearity module and no convolution in this generator"
     y = seen[0].double()
     y = y - y.mean(0)
     _, s, v = torch.linalg.svd(y, full_matrices=False)
