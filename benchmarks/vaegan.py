@@ -1,5 +1,6 @@
 """VAE-GAN against a plain VAE (the same encoder and decoder) and DCGAN on digits: sample quality (FD, precision,
-recall in the digits evaluator's features) and reconstruction error on the same 1,000 images.
+recall in the digits evaluator's features), sharpness (gradient energy) of samples and reconstructions, and
+reconstruction error on the same 1,000 images.
 
 VAE-GAN and the VAE reconstruct through their encoder, G(μ(x)); DCGAN has none, so its reconstruction is the
 inversion of each image (gankit.edit.invert: best of 256 random latents, then 300 Adam steps on the pixel error),
@@ -24,7 +25,7 @@ import torch
 import gankit
 from gankit import edit as editing
 from gankit.data import load_heldout
-from gankit.metrics.translation import psnr
+from gankit.metrics.translation import psnr, sharpness
 from gankit.report.compare import round_to_8bit
 from gankit.train import Trainer
 
@@ -40,8 +41,11 @@ def reconstruction(run_dir: Path) -> dict:
     out = gen.reconstruct(real) if gen.encodes else editing.invert(gen, real).images
     seconds = time.perf_counter() - start
     out = round_to_8bit(out)
+    samples = gen.sample(IMAGES, seed=cfg.seed)
     return {"reconstruction_error": float(((out - real) / 2).pow(2).mean()), "reconstruction_psnr": psnr(out, real),
-            "reconstruction_by": "encoder" if gen.encodes else "inversion", "reconstruction_seconds": seconds}
+            "reconstruction_by": "encoder" if gen.encodes else "inversion", "reconstruction_seconds": seconds,
+            "sharpness_samples": float(sharpness(samples).mean()),
+            "sharpness_reconstructions": float(sharpness(out).mean()), "sharpness_real": float(sharpness(real).mean())}
 
 
 def main() -> None:
@@ -66,11 +70,13 @@ def main() -> None:
                                "recall": values["recall"], **reconstruction(run_dir)}
     print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, seed {args.seed}"
           f"{', quick' if args.quick else ''}; FD in digits features, reconstruction on {IMAGES} training images")
-    print(f"{'preset':14} {'FD':>8} {'precision':>9} {'recall':>7} {'rec. MSE':>9} {'rec. PSNR':>9}  by")
+    print(f"{'preset':14} {'FD':>8} {'precision':>9} {'recall':>7} {'rec. MSE':>9} {'rec. PSNR':>9} "
+          f"{'sharp. samples':>14} {'sharp. rec.':>11}  by")
     for preset, r in results.items():
         print(f"{preset:14} {r['fid']:>8.1f} {r['precision']:>9.3f} {r['recall']:>7.3f} "
-              f"{r['reconstruction_error']:>9.4f} {r['reconstruction_psnr']:>9.2f}  {r['reconstruction_by']} "
-              f"({r['reconstruction_seconds']:.0f} s)")
+              f"{r['reconstruction_error']:>9.4f} {r['reconstruction_psnr']:>9.2f} {r['sharpness_samples']:>14.0f} "
+              f"{r['sharpness_reconstructions']:>11.0f}  {r['reconstruction_by']} ({r['reconstruction_seconds']:.0f} s)"
+              f"; real images' sharpness {r['sharpness_real']:.0f}")
     print(json.dumps({"seed": args.seed, "quick": args.quick, "runs": {
         p: {k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for p, r in results.items()}}))
 
