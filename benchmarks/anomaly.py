@@ -99,7 +99,8 @@ def gan_auroc(name: str, train: np.ndarray, test: np.ndarray, anomalous: np.ndar
     encoded = anomaly_scores(gen, x, critic, encoder=run_encoder(gen, run, critic)).score.numpy()
     encoder_done = time.perf_counter()
     gano_cfg = gankit.load_config("digits-ganomaly", [f"seed={seed}", "data.name=npz", f"data.path={path}",
-                                                      "data.normal=null", f"train.steps={steps}",
+                                                      "data.normal=null", f"data.resolution={train.shape[-1]}",
+                                                      f"train.steps={steps}",
                                                       "train.sample_every=0", "train.checkpoint_every=0"])
     Trainer(gano_cfg, root / f"gano-{tag}", progress=False).fit()
     gano = anomaly_scores(gankit.load(root / f"gano-{tag}"), x).score.numpy()

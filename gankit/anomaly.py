@@ -63,6 +63,9 @@ def anomaly_scores(gen: Generator, x: Tensor, critic: Variant | None = None, kap
     """Scores (higher: more anomalous) of images x (N, C, H, W) in [-1, 1] at the model's size: G(z*) from the latent
     search, or from an `encoder`'s z = E(x) in one pass (f-AnoGAN's izi_f, train_encoder)."""
     check_model(gen)
+    if tuple(x.shape[1:]) != tuple(gen.spec["shape"]):
+        raise UserError(f"images are {tuple(x.shape[1:])}, the model takes {tuple(gen.spec['shape'])}",
+                        "read them with the model's data kind (it resizes), or resize them first")
     if gen.variant.scores_anomalies:  # the model's own score (GANomaly's latent distance): no search, no residuals
         with torch.no_grad():
             own = torch.cat([gen.variant.anomaly_score(part).cpu() for part in x.split(256)])

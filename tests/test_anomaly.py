@@ -159,3 +159,8 @@ def test_eval_reports_the_auroc_on_every_class_for_a_model_of_normal_data(normal
     protocol = values["protocol"]["anomaly"]
     assert 0 <= values["anomaly_auroc"] <= 1 and protocol["normal"] == ["3"]
     assert 0 < protocol["anomalous"] < protocol["images"] and "training" in protocol["note"]
+
+
+def test_images_of_the_wrong_size_are_refused(normal3):
+    with pytest.raises(anomaly.UserError, match="the model takes"):
+        anomaly.anomaly_scores(load(normal3), torch.zeros(2, 1, 32, 32))
