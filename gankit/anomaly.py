@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .data import load_dataset
-from .edit import cached_module, fingerprint, frozen, invert
+from .edit import cached_module, fingerprint, frozen, invert, optimizer_step
 from .errors import UserError
 from .io import atomic_path
 from .nets import DCGANEncoder
@@ -124,9 +124,7 @@ def train_encoder(gen: Generator, critic: Variant | None, images: Tensor, kappa:
             loss = (x - redrawn).pow(2).mean()
             if critic is not None and kappa:
                 loss = loss + kappa * (critic.features(x) - critic.features(redrawn)).pow(2).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            optimizer_step(opt, loss)
             if advance is not None:
                 advance(1)
     return encoder.eval(), {"steps": steps, "batch_size": batch_size, "seed": seed, "kappa": kappa,

@@ -135,6 +135,23 @@ def _forward(gen: Generator, z: Tensor, labels: Tensor | None) -> Tensor:
     return gen.variant.generate(Request(len(z), z=z, labels=labels))
 
 
+def _forward_hooked(gen: Generator, z: Tensor, labels: Tensor | None, handles: list) -> None:
+    """G(z, labels) without gradients, for its forward hooks; the hooks are removed afterwards whatever happens."""
+    try:
+        with torch.no_grad():
+            _forward(gen, z.to(gen.device), None if labels is None else labels.to(gen.device))
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def optimizer_step(opt: torch.optim.Optimizer, loss: Tensor) -> None:
+    """One step of `opt` on `loss` (the small fits here: inversion, encoders)."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
 def psnr_of(x: Tensor, y: Tensor) -> Tensor:
     """PSNR (dB) of each image pair, for images in [-1, 1] (peak-to-peak 2)."""
     mse = (x - y).pow(2).flatten(1).mean(1).clamp_min(1e-10)
@@ -171,10 +188,7 @@ def _invert(gen: Generator, images: Tensor, fixed: Tensor | None, steps: int, lr
         z = z0.clone().requires_grad_(True)
         opt = torch.optim.Adam([z], lr=lr)
         for _ in range(steps):
-            loss = (_forward(gen, z, y0) - x).pow(2).flatten(1).mean(1).sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            optimizer_step(opt, (_forward(gen, z, y0) - x).pow(2).flatten(1).mean(1).sum())
         with torch.no_grad():
             out = _forward(gen, z, y0)
         zs.append(z.detach().cpu())
@@ -246,9 +260,7 @@ def train_encoder(gen: Generator, steps: int | None = None, batch_size: int = 64
         labels = torch.randint(classes, (batch_size,), generator=rng) if classes else None
         x = gen.generate(z, labels=labels).to(gen.device)
         loss = (encoder(x) - z.to(gen.device)).pow(2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        optimizer_step(opt, loss)
         if advance is not None:
             advance(1)
     return encoder.eval(), {"steps": steps, "batch_size": batch_size, "width": width, "seed": seed,
@@ -412,12 +424,7 @@ def first_layer(gen: Generator) -> Tensor:
     dim = gen.variant.z_dim
     probe = torch.cat([torch.zeros(1, dim), torch.eye(dim), 2 * torch.eye(dim)[:1]])
     labels = torch.zeros(len(probe), dtype=torch.long) if gen.class_names else None
-    try:
-        with torch.no_grad():
-            _forward(gen, probe.to(gen.device), None if labels is None else labels.to(gen.device))
-    finally:
-        for h in handles:
-            h.remove()
+    _forward_hooked(gen, probe, labels, handles)
     if not seen:
         raise UserError("found no layer with weights that reads z in this generator", "SeFa needs one")
     out = seen[0].cpu()
@@ -461,12 +468,7 @@ def _ganspace(gen: Generator, k: int, n: int, seed: int) -> tuple[dict[str, Dire
     z = gen.latents(n, seed).cpu()
     labels = torch.randint(len(gen.class_names), (n,), generator=torch.Generator().manual_seed(seed + 2)) \
         if gen.class_names else None
-    try:
-        with torch.no_grad():
-            _forward(gen, z.to(gen.device), None if labels is None else labels.to(gen.device))
-    finally:
-        for h in handles:
-            h.remove()
+    _forward_hooked(gen, z, labels, handles)
     if not seen:
         return {}, "none: found no nonlinearity module and no convolution in this generator"
     y = seen[0].double()

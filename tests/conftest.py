@@ -16,7 +16,7 @@ torch.set_num_threads(1)
 
 from gankit.cli import main  # noqa: E402
 from gankit.train import Generator, load  # noqa: E402
-from gankit.variants import resolve  # noqa: E402
+from gankit.variants import build_variant, resolve  # noqa: E402
 
 
 @pytest.fixture
@@ -95,3 +95,14 @@ class KnownLatents(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.z[: len(x)]
+
+
+def variant_and_batch(preset: str, *overrides: str, n: int = 16):
+    """A freshly seeded variant of a preset (with overrides) and a fixed batch of its first n samples."""
+    from gankit.data import Batch, load_dataset
+
+    torch.manual_seed(0)
+    cfg = resolve(preset, list(overrides))[0]
+    data = load_dataset(cfg.data, cfg.seed)
+    return build_variant(cfg, data.spec()), Batch(*data.take(torch.arange(n)))
+

@@ -7,19 +7,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import variant_and_batch
 from gankit import anomaly, losses
-from gankit.data import Batch, load_dataset
+from gankit.data import load_dataset
 from gankit.train import load
-from gankit.variants import Context, build_variant, resolve
+from gankit.variants import Context, resolve
 
 SMALL = ["model.width=8", "model.z_dim=8", "train.batch_size=16"]
 
 
 def setup(*overrides: str):
-    torch.manual_seed(0)
-    cfg = resolve("digits-ganomaly", [*SMALL, *overrides])[0]
-    data = load_dataset(cfg.data, cfg.seed)
-    return build_variant(cfg, data.spec()), Batch(*data.take(torch.arange(16)))
+    return variant_and_batch("digits-ganomaly", *SMALL, *overrides)
 
 
 def test_g_loss_weighs_the_feature_image_and_latent_distances():

@@ -7,19 +7,16 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import variant_and_batch
 from gankit import losses
-from gankit.data import Batch, load_dataset
 from gankit.train import load
-from gankit.variants import Context, build_variant, resolve
+from gankit.variants import Context
 
 SMALL = ["model.width=8", "model.z_dim=8", "train.batch_size=16"]
 
 
 def setup(*overrides: str):
-    torch.manual_seed(0)
-    cfg = resolve("digits-vaegan", [*SMALL, *overrides])[0]
-    data = load_dataset(cfg.data, cfg.seed)
-    return build_variant(cfg, data.spec()), Batch(*data.take(torch.arange(16)))
+    return variant_and_batch("digits-vaegan", *SMALL, *overrides)
 
 
 def by_hand(variant, x: torch.Tensor, seed: int):
