@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .data import load_dataset
-from .edit import cached_module, fingerprint, frozen, invert, optimizer_step
+from .edit import cached_module, frozen, invert, optimizer_step
 from .errors import UserError
 from .io import atomic_path
 from .nets import DCGANEncoder
@@ -145,7 +145,7 @@ def run_encoder(gen: Generator, run_dir: Path, critic: Variant | None, kappa: fl
         data = load_dataset(cfg.data, cfg.seed)
         return train_encoder(gen, critic, data.take(torch.arange(len(data)))[0], kappa, advance=advance)
 
-    return cached_module(run_dir / CACHE / "encoder", {"fingerprint": fingerprint(gen), "kappa": kappa},
+    return cached_module(run_dir / CACHE / "encoder", {"fingerprint": gen.weights_sha256(), "kappa": kappa},
                          lambda meta: DCGANEncoder(channels, side, gen.variant.z_dim), train).to(gen.device).eval()
 
 

@@ -239,10 +239,15 @@ def sample(
         count = len(given) if given is not None else n
         labels = gen.label_indices(cls, count) if cls is not None else None
         x = gen.sample(count, seed=seed, truncation=truncation, labels=labels, codes=codes, inputs=given)
-    meta = {"run": run.name, "seed": seed, "truncation": truncation, "class": cls, "codes": code, "vary": vary,
+    meta = {**_made_by(gen, run), "seed": seed, "truncation": truncation, "class": cls, "codes": code, "vary": vary,
             "input": str(inputs) if inputs else None, "refine": refine}
     kind.write(out, x, gen.spec, nrow=nrow, labels=labels, cells=cells, meta=meta)
     err.print(f"wrote {len(x)} samples {tuple(x.shape[1:])} to {out}{_spread(gen, labels)}", highlight=False)
+
+
+def _made_by(gen, run: Path) -> dict[str, str]:
+    """Provenance fields naming the model behind an output: the run's name and the sha256 of the weights."""
+    return {"run": run.name, "model_sha256": gen.weights_sha256()}
 
 
 def _spread(gen, labels: Tensor | None) -> str:
@@ -304,7 +309,7 @@ def interpolate(
     start, end = gen.latents(rows, seed, truncation), gen.latents(rows, seed + 1, truncation)
     labels = gen.label_indices(cls, rows) if cls is not None else None
     frames = [gen.generate(slerp(start, end, t), labels=labels, seed=seed) for t in torch.linspace(0, 1, steps).tolist()]
-    meta = {"run": run.name, "seed": seed, "steps": steps, "class": cls}
+    meta = {**_made_by(gen, run), "seed": seed, "steps": steps, "class": cls}
     if out.suffix.lower() == ".png":
         io.save_grid(out, torch.stack(frames, dim=1).flatten(0, 1), nrow=steps,
                      scale=max(1, 64 // frames[0].shape[-1]), **meta)
@@ -367,7 +372,7 @@ def reconstruct(
     _check_per_input_out(gen, out, grid)
     x = gen.data_kind.read_inputs(inputs, gen.spec)
     y = gen.reconstruct(x)
-    meta = {"run": run.name, "input": str(inputs), "task": "reconstruct"}
+    meta = {**_made_by(gen, run), "input": str(inputs), "task": "reconstruct"}
     _write_per_input(gen, out, y, _output_names(inputs), meta, [x, y] if grid else None)
     err.print(f"reconstructed {len(x)} image{'s' * (len(x) != 1)} to {out}", highlight=False)
 
@@ -397,7 +402,7 @@ def _map_images(run: Path, inputs: Path, out: str, grid: bool, upscale: bool, di
     _check_per_input_out(gen, out, grid)
     x = gen.data_kind.read_inputs(inputs, gen.spec)
     y = gen.sample(inputs=x, direction=direction)
-    meta = {"run": run.name, "input": str(inputs), "task": "upscale" if upscale else "translate",
+    meta = {**_made_by(gen, run), "input": str(inputs), "task": "upscale" if upscale else "translate",
             "direction": direction}
     shown = F.interpolate(x, size=y.shape[-2:], mode="nearest") if x.shape[-1] != y.shape[-1] else x
     _write_per_input(gen, out, y, _output_names(inputs), meta, [shown, y] if grid else None)
@@ -481,7 +486,7 @@ def invert(
         import torch
 
         io.save_grid(out.with_suffix(".png"), torch.stack([x, inv.images], dim=1).flatten(0, 1),
-                     nrow=2 * min(4, len(x)), scale=max(1, 64 // x.shape[-1]), run=run.name, input=str(images),
+                     nrow=2 * min(4, len(x)), scale=max(1, 64 // x.shape[-1]), **_made_by(gen, run), input=str(images),
                      task="invert")
     also = f" and {out.with_suffix('.png')}" if grid else ""
     err.print(f"inverted {len(x)} image{'s' * (len(x) != 1)} into {out}{also}: PSNR {inv.psnr.mean():.2f} dB "
@@ -554,7 +559,7 @@ def edit(
         inv = _invert(gen, run, x, cls, steps, seed, encoder)
         z, labels, shown = inv.z, inv.labels, inv.images
     y = gen.generate(editing.edit(z, found, amounts, hold=not free), labels=labels)
-    meta = {"run": run.name, "input": str(inputs), "task": "edit", "edit": ", ".join(direction), "free": free}
+    meta = {**_made_by(gen, run), "input": str(inputs), "task": "edit", "edit": ", ".join(direction), "free": free}
     columns = ([x, shown] if x is not None else [gen.generate(z, labels=labels)]) + [y]
     _write_per_input(gen, out, y, names, meta, columns if grid else None)
     err.print(f"edited {len(y)} image{'s' * (len(y) != 1)} ({', '.join(direction)}) to {out}", highlight=False)
@@ -586,8 +591,8 @@ def directions_cmd(
         if grid.suffix.lower() != ".png":
             raise UserError(f"--grid {grid}: the sweep is a PNG", "give --grid FILE.png")
         images = editing.sweep(gen, found, torch.linspace(-3, 3, 7))
-        io.save_grid(grid, images, nrow=7, scale=max(1, 64 // images.shape[-1]), run=run.name, task="directions",
-                     rows=", ".join(found.items), amounts="-3 to 3")
+        io.save_grid(grid, images, nrow=7, scale=max(1, 64 // images.shape[-1]), **_made_by(gen, run),
+                     task="directions", rows=", ".join(found.items), amounts="-3 to 3")
     if as_json:
         items = {name: {"method": d.method, "attribute": d.attribute, "value": d.value, "accuracy": d.accuracy}
                  for name, d in found.items.items()}
@@ -636,14 +641,14 @@ def explain(
         labels = torch.cat([real_labels, fake_labels]) if gen.class_names else None
         grad_input, integrated = explaining.saliency(critic, images, labels)
         cells = torch.stack([images, explaining.heat(grad_input), explaining.heat(integrated)], dim=1).flatten(0, 1)
-        io.save_grid(out / "saliency.png", cells, nrow=6, scale=max(1, 64 // images.shape[-1]), run=run.name,
+        io.save_grid(out / "saliency.png", cells, nrow=6, scale=max(1, 64 // images.shape[-1]), **_made_by(gen, run),
                      task="explain", columns="image, gradient x input, integrated gradients (real first)")
         report["saliency"] = {"file": "saliency.png", "real": heldout, "generated": n}
     else:
         report["saliency"] = "none: the run kept no checkpoint with a D that scores images alone"
     found = editing.run_directions(gen, run, editing.evaluator_for(gen))
     images = editing.sweep(gen, found, torch.linspace(-3, 3, 7), seed=seed)
-    io.save_grid(out / "directions.png", images, nrow=7, scale=max(1, 64 // images.shape[-1]), run=run.name,
+    io.save_grid(out / "directions.png", images, nrow=7, scale=max(1, 64 // images.shape[-1]), **_made_by(gen, run),
                  task="explain", rows=", ".join(found.items), amounts="-3 to 3")
     evaluator = editing.evaluator_for(gen)
     effects = explaining.direction_effects(gen, evaluator, found, seed=seed) if evaluator is not None else {}

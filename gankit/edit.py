@@ -15,7 +15,6 @@ eigenvectors of AᵀA for G's first layer A are the directions that change its o
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -271,7 +270,7 @@ def train_encoder(gen: Generator, steps: int | None = None, batch_size: int = 64
 def run_encoder(gen: Generator, run_dir: Path, advance: Callable[[int], None] | None = None) -> nn.Module:
     """The run's encoder: read from RUN/edit/ when it was trained for these weights, else trained and saved."""
     channels, side, _ = gen.spec["shape"]
-    return cached_module(run_dir / CACHE / "encoder", {"fingerprint": fingerprint(gen)},
+    return cached_module(run_dir / CACHE / "encoder", {"fingerprint": gen.weights_sha256()},
                          lambda meta: DCGANEncoder(channels, side, gen.variant.z_dim, meta.get("width", ENCODER_WIDTH)),
                          lambda: train_encoder(gen, advance=advance)).to(gen.device).eval()
 
@@ -312,15 +311,6 @@ def frozen(module: nn.Module) -> Iterator[None]:
 
 
 # ------------------------------------------------------------------------------------------------------ directions
-
-
-def fingerprint(gen: Generator) -> str:
-    """sha256 of the generator's weights: cached directions belong to exactly these."""
-    h = hashlib.sha256()
-    for key, value in sorted(gen.variant.generator_state().items()):
-        h.update(key.encode())
-        h.update(value.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 def directions(gen: Generator, evaluator: Evaluator | None, *, n: int = FIT_SAMPLES, seed: int = 0,
@@ -519,7 +509,7 @@ def load_directions(path: Path, weights_sha: str) -> Directions | None:
 
 def run_directions(gen: Generator, run_dir: Path, evaluator: Evaluator | None, refit: bool = False) -> Directions:
     """The run's directions: read from RUN/edit/ when they were found for these weights, else found and saved."""
-    weights_sha = fingerprint(gen)
+    weights_sha = gen.weights_sha256()
     found = None if refit else load_directions(run_dir / CACHE, weights_sha)
     if found is None:
         found = directions(gen, evaluator)

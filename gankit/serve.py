@@ -79,6 +79,7 @@ def make_app(run_dir: str | Path) -> Starlette:
         raise UserError("gankit serve explores models that draw images from noise (with classes or not)",
                         "serve a DCGAN, cGAN, BigGAN, ... run; translators take images: use `gankit translate`")
     takes_truncation = "truncation" in gen.sampling
+    made_by = {"run": run_dir.name, "model_sha256": gen.weights_sha256()}
 
     def params(request: Request) -> tuple[int, float, int | None]:
         seed = _number(request, "seed", int, 0, 0, MAX_SEED)
@@ -99,7 +100,7 @@ def make_app(run_dir: str | Path) -> Starlette:
         labels = None if label is None else torch.full((n,), label, dtype=torch.long)
         with torch.no_grad():
             x = gen.sample(n, seed=seed, truncation=truncation, labels=labels)
-        meta = {"run": run_dir.name, "seed": seed, "truncation": truncation, "class": label, "task": "serve"}
+        meta = {**made_by, "seed": seed, "truncation": truncation, "class": label, "task": "serve"}
         return _png(x, min(n, 8), meta)
 
     def interpolate(request: Request) -> Response:
@@ -110,7 +111,7 @@ def make_app(run_dir: str | Path) -> Starlette:
         z = torch.cat([slerp(a, b, t) for t in torch.linspace(0, 1, steps).tolist()])
         labels = None if label is None else torch.full((steps,), label, dtype=torch.long)
         x = gen.generate(z, labels=labels, seed=seed)
-        meta = {"run": run_dir.name, "seed": seed, "seed_b": seed_b, "truncation": truncation, "class": label,
+        meta = {**made_by, "seed": seed, "seed_b": seed_b, "truncation": truncation, "class": label,
                 "task": "serve interpolate"}
         return _png(x, steps, meta)
 

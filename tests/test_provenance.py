@@ -23,6 +23,9 @@ def test_what_gankit_writes_reads_back_as_generated_with_its_fields(suffix, tmp_
     code, text, _ = cli("provenance", str(out), "--json")
     fields = json.loads(text)
     assert code == 0 and fields["gankit:generated"] == "true" and fields["gankit:run"] == run.name
+    from gankit.train import load
+
+    assert fields["gankit:model_sha256"] == load(run).weights_sha256()  # which weights made it
     assert "not a photograph" in fields["Comment"]  # the whole note, not cut at its punctuation
     if suffix != ".gif":
         assert fields["gankit:seed"] == "7"

@@ -40,6 +40,7 @@ def test_sample_returns_a_labelled_png_grid_and_the_same_seed_the_same_pixels(di
     client = TestClient(make_app(digits))
     image = png(client.get("/api/sample?seed=3&n=4&truncation=0.5"))
     assert image.info["gankit:generated"] == "true" and image.info["gankit:seed"] == "3"
+    assert len(image.info["gankit:model_sha256"]) == 64
     assert image.size == (4 * 64 + 5 * 4, 64 + 2 * 4)  # 4 cells of 16 px, enlarged 4x with their padding
     again = png(client.get("/api/sample?seed=3&n=4&truncation=0.5"))
     other = png(client.get("/api/sample?seed=4&n=4&truncation=0.5"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -169,6 +170,15 @@ class Generator:
             except ValueError as exc:
                 raise UserError(str(exc)) from None
         return torch.cat(chunks)
+
+    def weights_sha256(self) -> str:
+        """sha256 of the generator's weights (names and values): what provenance fields and caches name the model
+        by; two models with the same weights share it whatever their file layout."""
+        h = hashlib.sha256()
+        for key, value in sorted(self.variant.generator_state().items()):
+            h.update(key.encode())
+            h.update(value.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
 
     @property
     def encodes(self) -> bool:
