@@ -177,21 +177,6 @@ def _report_run(run_dir: Path, step: int, translates: bool = False) -> None:
               highlight=False)
 
 
-@app.command("report", epilog=_examples("gankit report runs/digits", "gankit report runs/digits --out digits.html"))
-def report_cmd(
-    run: Path = typer.Argument(..., help="Run directory (or exported model folder)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="FILE.html (default: RUN/report.html)."),
-) -> None:
-    """Write one self-contained HTML page about a run: samples over training, curves, metrics with their protocol,
-    the doctor's verdict, a model card and the config. Also written at the end of every training."""
-    from .report.html import write_report
-
-    if out is not None and out.suffix.lower() not in (".html", ".htm"):
-        raise UserError(f"--out {out}: the report is an HTML file", "give --out FILE.html")
-    path = write_report(run, out)
-    err.print(f"wrote {path}", highlight=False)
-
-
 @app.command(epilog=_examples("gankit sample runs/digits -n 64 --out grid.png --seed 3",
                               "gankit sample runs/ring -n 1000 --out ring.npz",
                               "gankit sample runs/cgan --class 7 --truncation 0.5 --out sevens.png",
@@ -892,6 +877,21 @@ def weights_verify(
                      "FIDs from it are not comparable to published ones"}[checked.from_release]
     print(f"source sha256 {source}")
     print("official conversion: sha256 not known to gankit, so this file cannot be matched against it byte for byte")
+
+
+@app.command("report", epilog=_examples("gankit report runs/digits", "gankit report runs/digits --out digits.html"))
+def report_cmd(
+    run: Path = typer.Argument(..., help="Run directory (or exported model folder)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="FILE.html (default: RUN/report.html)."),
+) -> None:
+    """Write one self-contained HTML page about a run: samples over training, curves, metrics with their protocol,
+    the doctor's verdict, a model card and the config. Also written at the end of every training."""
+    from .report.html import write_report
+
+    if out is not None and out.suffix.lower() not in (".html", ".htm"):
+        raise UserError(f"--out {out}: the report is an HTML file", "give --out FILE.html")
+    path = write_report(run, out)
+    err.print(f"wrote {path}", highlight=False)
 
 
 @app.command("provenance", epilog=_examples("gankit provenance grid.png", "gankit provenance samples.npz --json"))
