@@ -26,8 +26,8 @@ from .edit import cached_module, frozen, invert, optimizer_step
 from .errors import UserError
 from .io import atomic_path
 from .nets import DCGANEncoder
-from .train import Generator, list_checkpoints
-from .train.pretrained import checkpoint_variant
+from .train import Generator
+from .train.pretrained import run_variant
 from .variants import Request, Variant, resolve
 
 KAPPA = 0.1  # f-AnoGAN's weight of the feature residual
@@ -48,11 +48,12 @@ class Scores:
 
 def discriminator(run_dir: Path) -> Variant | None:
     """The run's whole variant from its newest checkpoint when its D can give features of images alone, else None."""
-    if not (run_dir / "config.yaml").is_file() or not list_checkpoints(run_dir):
+    found = run_variant(run_dir)
+    if found is None:
         return None
-    variant, _, state = checkpoint_variant(resolve(str(run_dir / "config.yaml"))[0], {}, run_dir)
+    variant, shape = found
     try:
-        variant.features(torch.zeros(2, *state["spec"]["shape"]))
+        variant.features(torch.zeros(2, *shape))
     except ValueError:
         return None
     return variant

@@ -18,9 +18,9 @@ from torch import Tensor
 
 from .edit import Directions, edit
 from .metrics import Evaluator
-from .train import Generator, list_checkpoints
-from .train.pretrained import checkpoint_variant
-from .variants import Variant, resolve
+from .train import Generator
+from .train.pretrained import run_variant
+from .variants import Variant
 
 IG_STEPS = 32  # points on the path from the baseline for integrated gradients
 EFFECT_SAMPLES = 200
@@ -30,10 +30,11 @@ EFFECT_AMOUNT = 3.0
 def critic(run_dir: Path) -> Variant | None:
     """The run's variant with its D (newest checkpoint) when D scores images (with their classes, for a conditional
     D), else None."""
-    if not (run_dir / "config.yaml").is_file() or not list_checkpoints(run_dir):
+    found = run_variant(run_dir)
+    if found is None:
         return None
-    variant, _, state = checkpoint_variant(resolve(str(run_dir / "config.yaml"))[0], {}, run_dir)
-    probe = torch.zeros(2, *state["spec"]["shape"])
+    variant, shape = found
+    probe = torch.zeros(2, *shape)
     try:
         variant.score(probe, torch.zeros(2, dtype=torch.long) if variant.class_names else None)
     except (ValueError, TypeError):

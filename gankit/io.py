@@ -115,10 +115,12 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).numpy()
 
 
-def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 1, cells: list[int] | None = None) -> Image.Image:
+def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 1, cells: list[int] | None = None,
+               scale: int = 1) -> Image.Image:
     """Tile (N, C, H, W) images in [-1, 1] into one picture, `nrow` per row (default: a square), grey padding.
 
-    `cells` places image i at cell cells[i] (row-major) instead of cell i, leaving the other cells grey.
+    `cells` places image i at cell cells[i] (row-major) instead of cell i, leaving the other cells grey; `scale`
+    enlarges the picture with nearest-neighbour (pixels stay sharp).
     """
     arr = to_uint8(images)
     n, h, w, c = arr.shape
@@ -130,16 +132,14 @@ def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 1, cell
         r, col = divmod(cell, nrow)
         top, left = pad + r * (h + pad), pad + col * (w + pad)
         grid[top : top + h, left : left + w] = arr[i]
-    return Image.fromarray(grid[..., 0] if c == 1 else grid)
+    img = Image.fromarray(grid[..., 0] if c == 1 else grid)
+    return img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST) if scale > 1 else img
 
 
 def save_grid(path: str | Path, images: torch.Tensor, nrow: int | None = None, scale: int = 1,
               cells: list[int] | None = None, **meta: object) -> None:
     """Write an image grid PNG labelled as generated; `scale` enlarges small images with nearest-neighbour."""
-    img = image_grid(images, nrow, cells=cells)
-    if scale > 1:
-        img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
-    write_png(path, img, provenance(**meta))
+    write_png(path, image_grid(images, nrow, cells=cells, scale=scale), provenance(**meta))
 
 
 def save_gif(path: str | Path, frames: list[Image.Image], scale: int = 1, duration_ms: int = 120,

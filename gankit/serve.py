@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -64,10 +63,7 @@ def _label(gen: Generator, request: Request) -> int | None:
 
 def _png(images: torch.Tensor, nrow: int, meta: dict[str, Any]) -> Response:
     """A grid PNG, cells enlarged to at least 64 pixels, labelled as generated."""
-    grid = image_grid(images, nrow=nrow)
-    scale = max(1, 64 // images.shape[-1])
-    if scale > 1:
-        grid = grid.resize((grid.width * scale, grid.height * scale), Image.Resampling.NEAREST)
+    grid = image_grid(images, nrow=nrow, scale=max(1, 64 // images.shape[-1]))
     return Response(png_bytes(grid, provenance(**meta)), media_type="image/png")
 
 

@@ -19,7 +19,8 @@ from ..data import kind_of, upgrade_spec
 from ..errors import UserError
 from ..io import atomic_path, write_json
 from ..version import __version__
-from ..variants import Request, Variant, build_variant, refused, upgrade_legacy_keys, validate_config, variant_class
+from ..variants import (Request, Variant, build_variant, refused, resolve, upgrade_legacy_keys, validate_config,
+                        variant_class)
 from . import checkpoint as ckpt
 
 log = logging.getLogger("gankit")
@@ -334,6 +335,15 @@ def checkpoint_variant(cfg: Config, spec: dict, run_dir: Path) -> tuple[Variant,
         raise UserError(f"{path}: the checkpoint does not fit {run_dir / 'config.yaml'}",
                         str(exc).splitlines()[-1].strip()) from None
     return variant.eval(), path, state
+
+
+def run_variant(run_dir: Path) -> tuple[Variant, tuple[int, ...]] | None:
+    """The whole variant of a run (D included) from its newest checkpoint and its sample shape, or None when the
+    folder has no config.yaml or no checkpoint (an exported model folder keeps G only)."""
+    if not (run_dir / "config.yaml").is_file() or not ckpt.list_checkpoints(run_dir):
+        return None
+    variant, _, state = checkpoint_variant(resolve(str(run_dir / "config.yaml"))[0], {}, run_dir)
+    return variant, tuple(state["spec"]["shape"])
 
 
 def load(run_dir: str | Path, device: str | torch.device = "cpu") -> Generator:
