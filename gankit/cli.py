@@ -154,13 +154,13 @@ def train(
             raise
         raise UserError(f"out of memory at step {trainer.step}: {str(exc).splitlines()[0][:200]}",
                         "lower train.batch_size or the model size; the last checkpoint is kept") from None
-    _report_run(run_dir, result["step"], translates="inputs" in trainer.variant.sampling)
+    _report_run(run_dir, result["step"], trainer.kind.usage.format(run=run_dir))
     if result["interrupted_by"] is not None:
         err.print(f"stopped at step {result['step']}; resume with `gankit train --resume {run_dir}`")
         raise typer.Exit(128 + result["interrupted_by"])
 
 
-def _report_run(run_dir: Path, step: int, translates: bool = False) -> None:
+def _report_run(run_dir: Path, step: int, use: str) -> None:
     from .report.html import write_report
 
     report = write_report(run_dir)
@@ -170,8 +170,6 @@ def _report_run(run_dir: Path, step: int, translates: bool = False) -> None:
     if plot:
         err.print(f"  loss plot   {plot}", highlight=False)
     err.print(f"  checkpoint  {run_dir / 'checkpoints' / f'step-{step}'}", highlight=False)
-    use = f"gankit translate {run_dir} IMAGES --out OUT/" if translates else \
-        f"gankit sample {run_dir} -n 64 --out grid.png"
     err.print(f"  model       {run_dir / 'model'}  ({use})", highlight=False)
     err.print(f"  report      {report}  (after `gankit eval`, `gankit report {run_dir}` adds the metrics)",
               highlight=False)
@@ -180,7 +178,8 @@ def _report_run(run_dir: Path, step: int, translates: bool = False) -> None:
 @app.command(epilog=_examples("gankit sample runs/digits -n 64 --out grid.png --seed 3",
                               "gankit sample runs/ring -n 1000 --out ring.npz",
                               "gankit sample runs/cgan --class 7 --truncation 0.5 --out sevens.png",
-                              "gankit sample runs/info --code c0=3 --vary c1 --out c1.png"))
+                              "gankit sample runs/info --code c0=3 --vary c1 --out c1.png",
+                              "gankit sample runs/table -n 1000 --out synthetic.csv --condition target=1"))
 def sample(
     run: Path = typer.Argument(..., help="Run directory."),
     n: int = typer.Option(64, "-n", help="Number of samples (with --input: one per input)."),
@@ -197,6 +196,8 @@ def sample(
                                           "upscalers): an image, a folder of images or an .npz; one sample each."),
     refine: Optional[str] = typer.Option(None, "--refine", help="Keep the samples the run's calibrated D believes: "
                                          "drs (rejection) or mh (Metropolis-Hastings). See docs/refine.md."),
+    condition: Optional[list[str]] = typer.Option(None, "--condition", help="Table models: every row shows this "
+                                                  "category, e.g. --condition target=1."),
 ) -> None:
     """Generate samples from a trained run."""
     from .train import load
@@ -206,9 +207,13 @@ def sample(
     fmt = kind.check_output(out)
     codes = _parse_codes(code or [])
     given = None
+    if inputs is not None and condition:
+        raise UserError("--input and --condition both say what to generate from", "give one of them")
     if inputs is not None:
         gen.check_takes(inputs=True)
         given = kind.read_inputs(inputs, gen.spec)
+    if condition:
+        given = kind.read_condition(condition, gen.spec).expand(n, -1)
     cells = nrow = None
     if refine is not None:
         if given is not None or vary is not None:
@@ -225,9 +230,10 @@ def sample(
         labels = gen.label_indices(cls, count) if cls is not None else None
         x = gen.sample(count, seed=seed, truncation=truncation, labels=labels, codes=codes, inputs=given)
     meta = {**_made_by(gen, run), "seed": seed, "truncation": truncation, "class": cls, "codes": code, "vary": vary,
-            "input": str(inputs) if inputs else None, "refine": refine}
+            "input": str(inputs) if inputs else None, "refine": refine,
+            "condition": ",".join(condition) if condition else None}
     kind.write(out, x, gen.spec, nrow=nrow, labels=labels, cells=cells, meta=meta)
-    err.print(f"wrote {len(x)} samples {tuple(x.shape[1:])} to {out}{_spread(gen, labels)}", highlight=False)
+    err.print(f"wrote {kind.describe(x, gen.spec)} to {out}{_spread(gen, labels)}", highlight=False)
 
 
 def _made_by(gen, run: Path) -> dict[str, str]:
@@ -759,7 +765,8 @@ ROUND_HELP = "Round generated images to 8 bits before features, as saved PNGs ar
 
 
 @app.command("eval", epilog=_examples("gankit eval runs/digits", "gankit eval runs/ring --json",
-                                      "gankit eval runs/shapes -n 2000 --features shapes"))
+                                      "gankit eval runs/shapes -n 2000 --features shapes",
+                                      "gankit eval runs/table --target income --json"))
 def evaluate(
     run: Path = typer.Argument(..., help="Run directory."),
     features: Optional[str] = typer.Option(None, "--features", help=FEATURES_HELP + " Default: digits or shapes "
@@ -772,6 +779,8 @@ def evaluate(
     round_8bit: bool = typer.Option(True, "--round/--no-round", help=ROUND_HELP),
     refine: Optional[str] = typer.Option(None, "--refine", help="Measure discriminator-guided samples (drs or mh) "
                                          "instead of plain ones; the protocol records acceptance and cost."),
+    target: Optional[str] = typer.Option(None, "--target", help="Tables: the column to predict in the utility test "
+                                         "(train on synthetic, test on real; default: the run's data.target)."),
 ) -> None:
     """Measure a run: mode coverage for toy 2D data; FID, KID, IS, precision/recall, density/coverage of samples
     vs the training data otherwise. Written to RUN/metrics.json with the protocol."""
@@ -779,7 +788,7 @@ def evaluate(
     from .report import evaluate_run
 
     result = evaluate_run(run, seed=seed, features=features, weights=weights, n=n, round_8bit=round_8bit,
-                          refine=refine)
+                          refine=refine, target=target)
     write_json(run / "metrics.json", result)
     _print_metrics(str(run), result, as_json)
     if not as_json:

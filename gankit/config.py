@@ -32,14 +32,17 @@ class DataConfig(_Section):
     ONLY_FOR: ClassVar[dict[str, tuple[str, ...]]] = {
         "n": ("ring", "grid", "spiral", "shapes"), "modes": ("ring", "spiral"), "radius": ("ring", "spiral"),
         "size": ("grid",), "spacing": ("grid",), "std": ("ring", "grid", "spiral"),
-        "resolution": ("digits", "shapes", "folder", "npz"), "channels": ("folder",), "path": ("folder", "npz"),
+        "resolution": ("digits", "shapes", "folder", "npz"), "channels": ("folder",), "path": ("folder", "npz", "table"),
         "key": ("npz",), "labels_key": ("npz",), "shapes": ("shapes",), "colors": ("shapes",), "label": ("shapes",),
         **{knob: ("shapes",) for knob in ("size_range", "jitter", "rotation", "noise", "gradient", "backgrounds")},
         **{key: ("digits", "shapes", "folder", "npz") for key in ("pair", "paired", "scale")},
         "path_a": ("folder",), "path_b": ("folder",),
-        "normal": ("ring", "grid", "spiral", "digits", "shapes", "folder", "npz")}
+        "normal": ("ring", "grid", "spiral", "digits", "shapes", "folder", "npz"),
+        **{key: ("table",) for key in ("categorical", "discrete", "conditional", "target", "holdout", "split_seed",
+                                       "max_modes")}}
 
-    name: Literal["ring", "grid", "spiral", "digits", "shapes", "folder", "npz"] = Field("ring", description="dataset")
+    name: Literal["ring", "grid", "spiral", "digits", "shapes", "folder", "npz", "table"] = Field(
+        "ring", description="dataset (table: a CSV file, docs/tabular.md)")
     n: int | None = Field(None, ge=1, description="generated sets: samples drawn once (toy 2D 100,000; shapes 20,000)")
     modes: int = Field(8, ge=1, description="ring: number of Gaussians on the circle")
     radius: float = Field(1.0, gt=0, description="ring: circle radius")
@@ -48,7 +51,7 @@ class DataConfig(_Section):
     std: float | None = Field(None, gt=0, description="toy sets: std of each mode (ring 0.01, grid 0.05, spiral 0.05)")
     resolution: int | None = Field(None, ge=4, le=1024, description="images: side in pixels (digits 16)")
     channels: Literal[1, 3] | None = Field(None, description="images: 1 (grey) or 3 (RGB)")
-    path: str | None = Field(None, description="folder / npz: where the data lies")
+    path: str | None = Field(None, description="folder / npz / table: where the data lies")
     key: str | None = Field(None, description="npz: array name holding the data (default: the first array)")
     labels_key: str | None = Field(None, description="npz: optional array of integer labels")
     shapes: list[str] | None = Field(None, description="shapes: which shapes to draw (default: all)")
@@ -77,11 +80,33 @@ class DataConfig(_Section):
     normal: list[str] | None = Field(None, min_length=1, description="labelled data: train on these classes only "
                                      "(names or indices); the others are the anomalies (docs/applications.md)")
 
-    @field_validator("normal", mode="before")
+    # tables (gankit.data.tabular)
+    categorical: list[str] = Field(default_factory=list, description="table: columns to read as categories "
+                                   "(text, booleans and integers with at most 10 values are already)")
+    discrete: list[str] = Field(default_factory=list, description="table: integer columns to keep as numbers even "
+                                "with few distinct values")
+    conditional: list[str] | None = Field(None, description="table: categorical columns G is conditioned on "
+                                          "(default: all)")
+    target: str | None = Field(None, description="table: the column to predict in utility tests (`gankit eval "
+                               "--target`); the held-out split is stratified by it")
+    holdout: float = Field(0.3, ge=0, le=0.9, description="table: share of rows held out of training, for utility "
+                           "and privacy tests (0: none)")
+    split_seed: int = Field(0, ge=0, description="table: seed of the held-out split and of the encoding")
+    max_modes: int = Field(10, ge=1, le=50, description="table: most Gaussian modes per continuous column")
+
+    @field_validator("normal", "categorical", "discrete", "conditional", mode="before")
     @classmethod
-    def _one_class(cls, value: object) -> object:
-        """`data.normal=3` or `data.normal=circle` means one class."""
-        return [str(value)] if isinstance(value, (str, int)) else value
+    def _names(cls, value: object) -> object:
+        """`data.normal=3` or `data.normal=circle` means one class (a list of one); names are text even when YAML
+        reads them as numbers (a column called 3)."""
+        if isinstance(value, (str, int)):
+            return [str(value)]
+        return [str(v) for v in value] if isinstance(value, list) else value
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _target_name(cls, value: object) -> object:
+        return str(value) if isinstance(value, int) else value
 
 
 class ModelConfig(_Section):

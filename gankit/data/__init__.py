@@ -17,6 +17,7 @@ from .kinds import KINDS, DataKind, ImageKind, VectorKind, kind_of, output_forma
 from .npz import npz_dataset, read_npz
 from .pairs import HELDOUT_SEED_OFFSET, PairBatch, PairDataset, PairSampler, image_pairs, truth_pairs
 from .shapes import Difficulty, shapes
+from .tabular import TableBatch, TableOptions, TableSampler, decode, table_dataset, table_from_frame
 from .toy2d import DEFAULT_STD, grid_centers, mixture, ring_centers, spiral_centers
 
 
@@ -98,7 +99,16 @@ def _plain(cfg: DataConfig, seed: int) -> Dataset:
         return shapes(cfg.n or 20_000, cfg.resolution or 32, cfg.shapes, cfg.colors, cfg.label, seed, _difficulty(cfg))
     if cfg.name == "folder":
         return image_folder(cfg.path, cfg.resolution or 32, cfg.channels or 3)
+    if cfg.name == "table":
+        return table_dataset(cfg.path, table_options(cfg))
     return npz_dataset(cfg.path, cfg.key, cfg.labels_key, cfg.resolution)
+
+
+def table_options(cfg: DataConfig) -> TableOptions:
+    """What the `data.*` keys of a table say."""
+    return TableOptions(tuple(cfg.categorical), tuple(cfg.discrete),
+                        None if cfg.conditional is None else tuple(cfg.conditional), cfg.target, cfg.holdout,
+                        cfg.split_seed, cfg.max_modes)
 
 
 def upgrade_spec(spec: dict, data_cfg: dict | None = None) -> dict:
@@ -115,4 +125,5 @@ __all__ = ["KINDS", "DataKind", "ImageKind", "VectorKind", "kind_of", "output_fo
            "upgrade_spec", "load_heldout", "load_heldout_labelled", "only_classes", "load_truth_pairs", "PairBatch",
            "PairDataset", "PairSampler", "Batch", "BatchSampler",
            "Dataset", "load_dataset", "digits", "image_folder", "npz_dataset", "read_npz",
-           "shapes", "ring_centers", "grid_centers", "spiral_centers", "mixture"]
+           "shapes", "TableBatch", "TableOptions", "TableSampler", "decode", "table_dataset",
+           "table_from_frame", "table_options", "ring_centers", "grid_centers", "spiral_centers", "mixture"]

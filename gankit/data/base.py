@@ -64,6 +64,8 @@ class Dataset:
             spec["evaluator"] = self.info["evaluator"]
         if "normal" in self.info:
             spec["normal"] = self.info["normal"]
+        if "table" in self.info:
+            spec["table"] = self.info["table"]
         return spec
 
     def take(self, index: Tensor) -> tuple[Tensor, Tensor | None]:

@@ -61,6 +61,7 @@ class DataKind:
     metrics: ClassVar[tuple[str, ...]] = ()  # run metrics `gankit eval` tries, by name (gankit.report.RUN_METRICS)
     progress_metric: ClassVar[str | None] = None  # a metric of gankit.metrics.PROGRESS_METRICS logged with samples
     images: ClassVar[bool] = False  # samples are (C, H, W) images that grids and GIFs can show
+    usage: ClassVar[str] = "gankit sample {run} -n 64 --out grid.png"  # how to use a trained model, shown after training
 
     def sampler(self, dataset: Dataset, batch_size: int, seed: int, device: torch.device) -> BatchSampler:
         """Batches for training; the sampler's `state_dict()` goes into checkpoints so resuming continues exactly."""
@@ -107,6 +108,14 @@ class DataKind:
             raise UserError(f"--out {path}: unknown output type for {self.name} samples ({what})",
                             f"use {', '.join(names.get(o, 'FILE' + o) for o in self.outputs)}")
         return fmt
+
+    def describe(self, x: Tensor, spec: dict) -> str:
+        """What `x` holds, for messages: "64 samples (1, 16, 16)"."""
+        return f"{len(x)} samples {tuple(x.shape[1:])}"
+
+    def read_condition(self, items: list[str], spec: dict) -> Tensor:
+        """The condition vector that `gankit sample --condition COLUMN=VALUE` names (tables); other kinds take none."""
+        raise UserError(f"{self.name} models take no --condition", "sample without --condition")
 
     def read_inputs(self, path: Path, spec: dict) -> Tensor:
         """Inputs for `gankit sample --input` (images to translate, rows to condition on, ...): `.npz` for any kind,
@@ -191,6 +200,7 @@ class PairKind(ImageKind):
     """Two image domains (gankit.data.pairs): models translate A to B; progress pictures show A | G(A) | true B."""
 
     fixed_count = 24  # eight rows of three (A, G(A), B) triplets
+    usage = "gankit translate {run} IMAGES --out OUT/"
     metrics = ("translation", "super_resolution")
 
     def sampler(self, dataset: Dataset, batch_size: int, seed: int, device: torch.device) -> BatchSampler:

@@ -20,12 +20,15 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from ..config import Config
-from ..data import Dataset, load_dataset, load_heldout, load_heldout_labelled, load_truth_pairs, read_npz
+from ..data import Dataset, decode, load_dataset, load_heldout, load_heldout_labelled, load_truth_pairs, read_npz, \
+    table_options
+from ..data.tabular import table_rows
 from ..data.pairs import resize
 from ..errors import UserError
 from ..io import atomic_path
 from ..metrics import Evaluator, Extracted, FeatureStats, inception_score, load_evaluator
 from ..metrics.modes2d import modes2d
+from ..metrics.tabular import FOREST_TREES, PRIVACY_MEANING, column_similarity, correlation_difference, privacy, tstr
 from ..metrics.translation import histogram_match, l1, psnr, psnr_y, sharpness, ssim_y
 from ..train import Generator, list_checkpoints, load
 from ..train.pretrained import checkpoint_variant
@@ -61,6 +64,7 @@ class RunEval:
     weights: str | Path | None = None
     round_8bit: bool = True  # generated images rounded to 8 bits before features, as saved PNGs are
     refine: str | None = None  # discriminator-guided sampling (drs, mh) for the distribution metrics' samples
+    target: str | None = None  # tables: the column utility tests predict (default: the run's data.target)
     cache: dict[str, Any] = field(default_factory=dict)
 
     def samples(self, n: int) -> Tensor:
@@ -116,11 +120,12 @@ def register_run_metric(name: str, applies: Callable[[RunEval], bool]):
 
 
 def evaluate_run(run_dir: str | Path, seed: int = 0, features: str | None = None, weights: str | Path | None = None,
-                 n: int | None = None, round_8bit: bool = True, refine: str | None = None) -> dict[str, Any]:
+                 n: int | None = None, round_8bit: bool = True, refine: str | None = None,
+                 target: str | None = None) -> dict[str, Any]:
     """Every metric the run's data kind lists that applies to this run, with one protocol; generated images are
     rounded to 8 bits before features (as saved PNGs are) unless `round_8bit` is False; `refine` (drs, mh) measures
-    discriminator-guided samples instead of plain ones."""
-    run = RunEval(load(run_dir), Path(run_dir), seed, n, features, weights, round_8bit, refine)
+    discriminator-guided samples instead of plain ones; `target` names the column table utility tests predict."""
+    run = RunEval(load(run_dir), Path(run_dir), seed, n, features, weights, round_8bit, refine, target)
     values: dict[str, Any] = {}
     protocol: dict[str, Any] = {}
     for name in run.gen.data_kind.metrics:
@@ -375,6 +380,56 @@ def _editing(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
         "directions": {**found.protocol, "boundary_accuracy": boundaries},
         "edits": edits,
         "classifier": evaluator.name, "weights": gen.info.get("weights"), "step": gen.info.get("step")}}
+
+
+def _is_table(run: RunEval) -> bool:
+    return run.gen.kind == "table"
+
+
+def table_sets(run: RunEval) -> tuple[Any, Any, Any]:
+    """(training rows, held-out rows, synthetic rows) of a table run: the real ones re-read from its CSV (checked
+    unchanged), as many synthetic rows as training rows (or -n)."""
+    if "table" not in run.cache:
+        meta = run.gen.spec["table"]
+        train, holdout = table_rows(run.config.data.path, table_options(run.config.data), meta)
+        synthetic = decode(run.gen.sample(run.n or len(train), seed=run.seed), meta)
+        run.cache["table"] = (train, holdout, synthetic)
+    return run.cache["table"]
+
+
+@register_run_metric("table_utility", applies=_is_table)
+def _table_utility(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
+    meta = run.gen.spec["table"]
+    train, holdout, synthetic = table_sets(run)
+    similarity = column_similarity(train, synthetic, meta)
+    values: dict[str, Any] = {"column_similarity": float(np.mean(list(similarity.values()))),
+                              "column_similarity_per_column": similarity,
+                              "correlation_difference": correlation_difference(train, synthetic, meta)}
+    target = run.target or meta.get("target")
+    if target is not None:
+        if target not in [c["name"] for c in meta["columns"]]:
+            raise UserError(f"--target {target}: the table has no such column",
+                            f"its columns: {', '.join(c['name'] for c in meta['columns'])}")
+        if len(holdout) == 0:
+            raise UserError("utility tests need rows held out of training, and this run held none (data.holdout=0)",
+                            "train with data.holdout=0.3, or evaluate without --target")
+        values["tstr"] = tstr(train, synthetic, holdout, meta, target, run.seed)
+    protocol = {"table": {"training_rows": len(train), "held_out_rows": len(holdout), "synthetic_rows": len(synthetic),
+                          "seed": run.seed, "similarity": "1 - KS statistic (numbers), 1 - total variation "
+                          "(categories), synthetic vs training rows",
+                          "correlation": "mean |Pearson corr difference| over pairs of continuous columns",
+                          "tstr": f"random forest ({FOREST_TREES} trees) and a linear model (logistic regression or "
+                                  "ridge, standardised), trained on the training rows or on the synthetic rows, "
+                                  "tested on the held-out rows; macro F1 / accuracy, or R²"}}
+    return values, protocol
+
+
+@register_run_metric("table_privacy", applies=lambda run: _is_table(run) and run.gen.spec["table"].get("holdout", 0) > 0)
+def _table_privacy(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
+    train, holdout, synthetic = table_sets(run)
+    figures = privacy(train, holdout, synthetic, run.gen.spec["table"], run.seed)
+    rows = figures.pop("rows")
+    return {"privacy": figures}, {"privacy": {"rows": rows, "meaning": PRIVACY_MEANING}}
 
 
 @torch.no_grad()

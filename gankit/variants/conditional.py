@@ -133,6 +133,6 @@ class ACGAN(_LabelConditioned):
         accuracy = (real_aux.argmax(1) == real_cond).float().mean()
         return self.aux_weight * (real_ce + fake_ce), {"d_class_loss": real_ce.detach(), "d_class_acc": accuracy}
 
-    def aux_g_loss(self, fake_aux: Tensor | None, fake_cond: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
+    def aux_g_loss(self, fake_aux: Tensor | None, fake_cond: Tensor | None, fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         ce = F.cross_entropy(fake_aux, fake_cond)
         return self.aux_weight * ce, {"g_class_loss": ce.detach()}

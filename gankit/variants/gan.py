@@ -42,6 +42,7 @@ class GAN(Variant):
         if cfg.train.diffaug and spec["kind"] != "image":
             raise UserError("train.diffaug needs image data", f"the data is {spec['kind']}: set train.diffaug=''")
         self.z_dim = cfg.model.z_dim
+        self.pack = cfg.model.pack  # D judges this many rows together: gradient penalties treat them as one input
         self.G = G if G is not None else build_generator(cfg.model, spec)
         self.D = D if D is not None else build_discriminator(cfg.model, spec)
         self.game = losses.game(cfg.loss.name)
@@ -83,8 +84,8 @@ class GAN(Variant):
         """An extra D-step term from the auxiliary head (ACGAN's classifier, InfoGAN's Q); none here."""
         return NO_AUX
 
-    def aux_g_loss(self, fake_aux: Tensor | None, fake_cond: Tensor | None) -> tuple[Tensor | None, dict[str, Tensor]]:
-        """An extra G-step term from the auxiliary head; none here."""
+    def aux_g_loss(self, fake_aux: Tensor | None, fake_cond: Tensor | None, fake: Tensor) -> tuple[Tensor | None, dict[str, Tensor]]:
+        """An extra G-step term from the auxiliary head (or from the fakes themselves); none here."""
         return NO_AUX
 
     # ------------------------------------------------------------------------------------- the game
@@ -125,7 +126,8 @@ class GAN(Variant):
             loss = loss + aux
             scalars.update(aux_scalars)
         if self.reg.gp_weight:
-            penalty = losses.gradient_penalty(lambda x: self.critic(x, real_cond, 1.0)[0], batch.x, fake)
+            penalty = losses.gradient_penalty(lambda x: self.critic(x, real_cond, 1.0)[0], batch.x, fake,
+                                              group=self.pack)
             loss = loss + self.reg.gp_weight * penalty
             scalars["gradient_penalty"] = penalty.detach()
         scalars[keys.d_loss] = loss.detach()
@@ -160,7 +162,7 @@ class GAN(Variant):
         fake_logits, fake_aux = self.critic(fake, d_cond, ctx.progress)
         loss = self.game.g(fake_logits)
         scalars = {"d_fake_g": self.game.mean_output(fake_logits)}
-        aux, aux_scalars = self.aux_g_loss(fake_aux, fake_cond)
+        aux, aux_scalars = self.aux_g_loss(fake_aux, fake_cond, fake)
         if aux is not None:
             loss = loss + aux
             scalars.update(aux_scalars)

@@ -187,7 +187,7 @@ class InfoGAN(GAN):
             scalars["q_real_cluster"] = cluster.detach()
         return loss, scalars
 
-    def aux_g_loss(self, fake_aux: Tensor | None, fake_cond: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
+    def aux_g_loss(self, fake_aux: Tensor | None, fake_cond: Tensor | None, fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         # G makes its codes readable: the same bound, through the live fakes
         loss, _ = self.info_loss(fake_aux, fake_cond)
         return loss, {"g_info_loss": loss.detach()}

@@ -1,0 +1,562 @@
+"""Tables: CSV or pandas input, column types, the reversible column encoding and the conditional row sampler.
+
+Continuous columns are encoded mode-specifically (Xu et al. 2019): a Bayesian Gaussian mixture per column finds its
+modes; a value becomes a scalar α = (x − μₖ) / 4σₖ and a one-hot of the mode k drawn from its posterior. Categories
+(and booleans, and integers with few values) are one-hot; a column with missing values gets a present/missing
+indicator. Everything needed to invert the encoding is plain JSON in the model's spec, so decoding gives back the
+original columns, dtypes, categories, integer rounding, decimals and value ranges.
+
+Training by sampling: each batch picks a categorical column uniformly, a category of it with probability ∝ log of its
+frequency, and real rows showing that category; G is told the same (column, category) as a one-hot condition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import UserError
+from ..io import atomic_path, provenance, save_figure, write_json
+from .base import Batch, BatchSampler, Dataset
+from .kinds import DataKind, register_kind
+
+FEW_VALUES = 10  # an integer column with at most this many distinct values is read as categories
+MAX_DECIMALS = 8  # decimals kept for float columns (the fewest that reproduce every value)
+MIN_WEIGHT = 0.005  # mixture components below this weight are dropped (as in the paper)
+MISSING = None  # how a missing category is stored in the spec (JSON null)
+
+
+def _read_csv(path: Path):
+    import pandas as pd
+
+    if not path.is_file():
+        raise UserError(f"data.path={path}: no such file", "give the path of a CSV file")
+    try:
+        frame = pd.read_csv(path, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{path} is empty", "give a CSV file with a header line and at least two rows") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise UserError(f"{path}: not a readable CSV ({first})", "save it as comma-separated text, UTF-8") from None
+    if frame.empty or len(frame) < 2:
+        raise UserError(f"{path} has {len(frame)} data rows", "a table needs at least two rows")
+    return frame
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _decimals(values: np.ndarray) -> int | None:
+    """The fewest decimals (≤ MAX_DECIMALS) that reproduce every value, or None when no such number exists."""
+    scale = np.maximum(1.0, np.abs(values))
+    for d in range(MAX_DECIMALS + 1):
+        if np.all(np.abs(np.round(values, d) - values) <= 1e-9 * scale):
+            return d
+    return None
+
+
+def _is_number_text(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _as_datetime(series, name: str, source: str):
+    """Epoch seconds of a text column whose every value is a date or time, else None."""
+    import pandas as pd
+
+    sample = series.dropna().astype(str)
+    if not sample.str.contains(r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}", regex=True).all():
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parsed = pd.to_datetime(series, errors="coerce", format="mixed")
+    if parsed[series.notna()].isna().any():
+        bad = series[series.notna() & parsed.isna()].iloc[0]
+        raise UserError(f"{source}: column '{name}' holds dates and a value that is not one ('{bad}')",
+                        "fix the value, or list the column in data.categorical to keep it as text")
+    return parsed
+
+
+def _column_meta(series, name: str, source: str, categorical: bool, discrete: bool, max_modes: int,
+                 rng: np.random.Generator) -> dict[str, Any]:
+    """The type and encoding statistics of one column of the training rows."""
+    import pandas as pd
+
+    present = series.dropna()
+    if present.empty:
+        raise UserError(f"{source}: column '{name}' is empty (every value is missing)", "drop the column")
+    if present.nunique() < 2:
+        raise UserError(f"{source}: column '{name}' holds one value only ('{present.iloc[0]}'), so there is nothing "
+                        "to learn", "drop the column (add it back to the synthetic rows if you need it)")
+    missing = bool(series.isna().any())
+    meta: dict[str, Any] = {"name": name, "missing": missing}
+    kind = series.dtype.kind
+    if kind == "O":
+        numeric = present.astype(str).map(_is_number_text)
+        if numeric.any() and not numeric.all() and not categorical:
+            text = present[~numeric].iloc[0] if numeric.mean() >= 0.5 else present[numeric].iloc[0]
+            raise UserError(f"{source}: column '{name}' mixes numbers and text (e.g. '{text}')",
+                            "fix the odd values, or list the column in data.categorical to treat all as text")
+        dates = None if categorical else _as_datetime(series, name, source)
+        if dates is not None:
+            seconds = _seconds(dates)
+            midnight = bool((dates.dropna().dt.normalize() == dates.dropna()).all())
+            meta.update(dtype="datetime", format="%Y-%m-%d" if midnight else "%Y-%m-%d %H:%M:%S")
+            return _continuous(meta, seconds.to_numpy(dtype=float), max_modes, rng, integer=True)
+        meta["dtype"] = "str"
+        return _categorical(meta, series.astype(object).where(series.notna(), None))
+    if kind == "b":
+        meta["dtype"] = "bool"
+        return _categorical(meta, series.astype(object).where(series.notna(), None))
+    values = series.to_numpy(dtype=float)
+    integer = kind in "iu" or bool(np.all(np.mod(present.to_numpy(dtype=float), 1) == 0))
+    if categorical or (integer and present.nunique() <= FEW_VALUES and not discrete):
+        meta["dtype"] = "int" if integer else "float"
+        cats = series.astype(object).where(series.notna(), None)
+        return _categorical(meta, cats.map(lambda v: v if v is None else (int(v) if integer else float(v))))
+    meta["dtype"] = "int" if integer or discrete else "float"
+    return _continuous(meta, values, max_modes, rng, integer=integer or discrete)
+
+
+def _categorical(meta: dict[str, Any], values) -> dict[str, Any]:
+    counts: dict[Any, int] = {}
+    for v in values:
+        key = None if _key(v) is None else (v.item() if hasattr(v, "item") else v)
+        counts[key] = counts.get(key, 0) + 1
+    cats = sorted(counts, key=lambda v: (v is None, 0 if v is None else v))
+    meta.update(type="categorical", categories=cats, counts=[counts[c] for c in cats])
+    meta["missing"] = False  # a missing value is a category of its own (None)
+    return meta
+
+
+def _continuous(meta: dict[str, Any], values: np.ndarray, max_modes: int, rng: np.random.Generator,
+                integer: bool) -> dict[str, Any]:
+    from sklearn.mixture import BayesianGaussianMixture
+
+    present = values[~np.isnan(values)]
+    spread = float(present.std()) or 1.0
+    modes = min(max_modes, len(np.unique(present)))
+    bgm = BayesianGaussianMixture(n_components=modes, weight_concentration_prior_type="dirichlet_process",
+                                  weight_concentration_prior=1e-3, max_iter=100, n_init=1,
+                                  random_state=int(rng.integers(2**31)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning on tiny columns: the fit is still usable
+        bgm.fit(present.reshape(-1, 1))
+    keep = bgm.weights_ > MIN_WEIGHT
+    keep[np.argmax(bgm.weights_)] = True
+    stds = np.sqrt(bgm.covariances_.reshape(-1))[keep]
+    meta.update(type="continuous", means=bgm.means_.reshape(-1)[keep].tolist(),
+                stds=np.maximum(stds, 1e-3 * spread).tolist(), min=float(present.min()), max=float(present.max()),
+                fill=float(present.mean()), decimals=0 if integer else _decimals(present))
+    meta["weights"] = (bgm.weights_[keep] / bgm.weights_[keep].sum()).tolist()
+    return meta
+
+
+def spans(meta: dict[str, Any]) -> list[list]:
+    """The encoded layout of the table: [size, "tanh" | "softmax"] per block, column by column."""
+    out: list[list] = []
+    for col in meta["columns"]:
+        if col["type"] == "continuous":
+            out += [[1, "tanh"], [len(col["means"]), "softmax"]]
+            if col["missing"]:
+                out.append([2, "softmax"])
+        else:
+            out.append([len(col["categories"]), "softmax"])
+    return out
+
+
+def condition_layout(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per conditional column: its name, where its block starts in the encoded row, its size, where its part of the
+    condition vector starts, and its category frequencies."""
+    layout, at, cond_at = [], 0, 0
+    conditional = meta["conditional"]
+    for col in meta["columns"]:
+        if col["type"] == "continuous":
+            at += 1 + len(col["means"]) + (2 if col["missing"] else 0)
+            continue
+        k = len(col["categories"])
+        if col["name"] in conditional:
+            layout.append({"name": col["name"], "start": at, "size": k, "cond_start": cond_at, "counts": col["counts"]})
+            cond_at += k
+        at += k
+    return layout
+
+
+def condition_dim(meta: dict[str, Any]) -> int:
+    return sum(part["size"] for part in condition_layout(meta))
+
+
+def category_codes(series, col: dict[str, Any]) -> np.ndarray:
+    """The index of each value of a categorical column among its training categories (-1: never seen)."""
+    values = series.astype(object).where(series.notna(), None)
+    if col["dtype"] in ("int", "float"):
+        values = values.map(lambda v: v if v is None else (int(v) if col["dtype"] == "int" else float(v)))
+    lookup = {_key(c): i for i, c in enumerate(col["categories"])}
+    return np.array([lookup.get(_key(v), -1) for v in values], dtype=np.int64)
+
+
+def numbers(series, col: dict[str, Any]) -> np.ndarray:
+    """A continuous column as float64 (datetimes as seconds since 1970), NaN where missing."""
+    if col["dtype"] == "datetime":
+        import pandas as pd
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dates = pd.to_datetime(series, errors="coerce", format="mixed")
+        return _seconds(dates).to_numpy(dtype=float)
+    return series.to_numpy(dtype=float)
+
+
+def _key(value: Any) -> Any:
+    """A hashable, type-tolerant key for a category (1 and 1.0 and "1" differ; NaN is None)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    return (type(value).__name__ if not isinstance(value, bool) else "bool", value)
+
+
+def encode(frame, meta: dict[str, Any], seed: int = 0) -> np.ndarray:
+    """Rows of `frame` in the model's encoding (float32, one block per span); modes drawn from their posterior with
+    a generator seeded by `seed`."""
+    rng = np.random.default_rng(seed)
+    blocks = []
+    for col in meta["columns"]:
+        series = frame[col["name"]]
+        if col["type"] == "categorical":
+            index = category_codes(series, col)
+            if (index < 0).any():
+                bad = series[index < 0].iloc[0]
+                raise UserError(f"column '{col['name']}': value '{bad}' was not in the training data",
+                                f"known values: {', '.join(map(str, col['categories'][:20]))}")
+            blocks.append(np.eye(len(col["categories"]), dtype=np.float32)[index])
+            continue
+        values = numbers(series, col)
+        absent = np.isnan(values)
+        x = np.where(absent, col["fill"], values)
+        means, stds = np.array(col["means"]), np.array(col["stds"])
+        weights = np.array(col["weights"])
+        logp = -0.5 * ((x[:, None] - means) / stds) ** 2 - np.log(stds) + np.log(weights)
+        prob = np.exp(logp - logp.max(1, keepdims=True))
+        prob /= prob.sum(1, keepdims=True)
+        mode = (prob.cumsum(1) < rng.random((len(x), 1))).sum(1).clip(0, len(means) - 1)
+        alpha = (x - means[mode]) / (4 * stds[mode])
+        blocks += [alpha[:, None].astype(np.float32), np.eye(len(means), dtype=np.float32)[mode]]
+        if col["missing"]:
+            blocks.append(np.eye(2, dtype=np.float32)[absent.astype(np.int64)])
+    return np.concatenate(blocks, axis=1)
+
+
+def _seconds(dates):
+    """Seconds since 1970 of a datetime Series (NaN where missing), whatever its resolution."""
+    import pandas as pd
+
+    return (dates - pd.Timestamp(0)).dt.total_seconds()
+
+
+def decode(x: Tensor | np.ndarray, meta: dict[str, Any]):
+    """Encoded rows back to a pandas DataFrame with the original columns and dtypes: the arg-max of each one-hot
+    block, values clipped to the training range, rounded to the column's decimals (integers to whole numbers)."""
+    import pandas as pd
+
+    x = x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
+    x = x.astype(np.float64)
+    out, at = {}, 0
+    for col in meta["columns"]:
+        if col["type"] == "categorical":
+            k = len(col["categories"])
+            values = [col["categories"][i] for i in x[:, at:at + k].argmax(1)]
+            at += k
+            out[col["name"]] = _categorical_series(values, col)
+            continue
+        k = len(col["means"])
+        alpha, mode = x[:, at], x[:, at + 1:at + 1 + k].argmax(1)
+        at += 1 + k
+        value = alpha * 4 * np.array(col["stds"])[mode] + np.array(col["means"])[mode]
+        value = np.clip(value, col["min"], col["max"])
+        if col["decimals"] is not None:
+            value = np.round(value, col["decimals"])
+        if col["missing"]:
+            value = np.where(x[:, at:at + 2].argmax(1) == 1, np.nan, value)
+            at += 2
+        out[col["name"]] = _numeric_series(value, col)
+    return pd.DataFrame(out)
+
+
+def _categorical_series(values: list, col: dict[str, Any]):
+    import pandas as pd
+
+    has_missing = any(v is None for v in values)
+    if col["dtype"] == "int":
+        return pd.Series(values, dtype="Int64" if has_missing else "int64")
+    if col["dtype"] == "float":
+        return pd.Series([np.nan if v is None else v for v in values], dtype="float64")
+    if col["dtype"] == "bool":
+        return pd.Series(values, dtype="boolean" if has_missing else "bool")
+    return pd.Series(values, dtype=object)
+
+
+def _numeric_series(value: np.ndarray, col: dict[str, Any]):
+    import pandas as pd
+
+    if col["dtype"] == "datetime":
+        return pd.Series(pd.to_datetime(value, unit="s")).dt.strftime(col["format"])
+    if col["dtype"] == "int":
+        return pd.Series(value, dtype="float64").round().astype("Int64" if np.isnan(value).any() else "int64")
+    return pd.Series(value, dtype="float64")
+
+
+def write_csv(path: Path | str, frame) -> None:
+    """The frame as CSV (no index), written atomically; floats in their shortest exact form."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+# ----------------------------------------------------------------------------------------------- the dataset
+
+
+@dataclass
+class TableOptions:
+    """What `data.*` says about a table (see DataConfig)."""
+
+    categorical: tuple[str, ...] = ()
+    discrete: tuple[str, ...] = ()
+    conditional: tuple[str, ...] | None = None
+    target: str | None = None
+    holdout: float = 0.3
+    split_seed: int = 0
+    max_modes: int = 10
+
+
+def table_from_frame(frame, options: TableOptions, source: str = "table", sha256: str | None = None) -> Dataset:
+    """A table dataset of the training rows of `frame` (a pandas DataFrame); the held-out rows stay in `info`."""
+    train, holdout = split(frame, options, source)
+    rng = np.random.default_rng(options.split_seed)
+    for name in (*options.categorical, *options.discrete, *(options.conditional or ()),
+                 *([options.target] if options.target else [])):
+        if name not in frame.columns:
+            raise UserError(f"{source}: no column '{name}'", f"the columns are: {', '.join(map(str, frame.columns))}")
+    columns = [_column_meta(train[c], str(c), source, str(c) in options.categorical, str(c) in options.discrete,
+                            options.max_modes, rng) for c in train.columns]
+    categorical = [c["name"] for c in columns if c["type"] == "categorical"]
+    conditional = list(options.conditional) if options.conditional is not None else categorical
+    for name in conditional:
+        col = next(c for c in columns if c["name"] == name)
+        if col["type"] != "categorical":
+            raise UserError(f"data.conditional: column '{name}' is not categorical", "list categorical columns only")
+        single = [c for c, n in zip(col["categories"], col["counts"]) if n == 1]
+        if single:
+            raise UserError(f"{source}: column '{name}': category '{single[0]}' appears in one training row only, "
+                            "so conditioning on it would replay that row",
+                            "merge rare categories, or leave the column out of data.conditional")
+    meta = {"columns": columns, "conditional": conditional, "rows": len(train), "source": Path(source).name,
+            "sha256": sha256, "target": options.target, "holdout": options.holdout, "split_seed": options.split_seed}
+    x = torch.from_numpy(encode(train, meta, options.split_seed))
+    return Dataset(name="table", kind="table", x=x, info={"table": meta, "frame": train, "holdout": holdout})
+
+
+def split(frame, options: TableOptions, source: str):
+    """(training rows, held-out rows): a seeded split, stratified by the target column when it names categories."""
+    from sklearn.model_selection import train_test_split
+
+    frame = frame.reset_index(drop=True)
+    frame.columns = [str(c) for c in frame.columns]
+    if options.holdout == 0:
+        return frame, frame.iloc[:0]
+    strata = None
+    if options.target is not None:
+        if options.target not in frame.columns:
+            raise UserError(f"data.target: {source} has no column '{options.target}'",
+                            f"the columns are: {', '.join(frame.columns)}")
+        y = frame[options.target]
+        if y.dtype.kind in "Ob" or y.nunique() <= FEW_VALUES:
+            strata = y.astype(str)
+            rare = strata.value_counts()
+            if rare.min() < 2:
+                raise UserError(f"data.target: class '{rare.idxmin()}' of column '{options.target}' has one row, too "
+                                "few to hold one out", "drop that row or merge the class")
+    train, holdout = train_test_split(frame, test_size=options.holdout, random_state=options.split_seed,
+                                      stratify=strata)
+    return train.reset_index(drop=True), holdout.reset_index(drop=True)
+
+
+def table_dataset(path: str | None, options: TableOptions) -> Dataset:
+    """The table in the CSV file `path` (see table_from_frame)."""
+    if not path:
+        raise UserError("data.name=table needs data.path", "give data.path=FILE.csv")
+    file = Path(path)
+    return table_from_frame(_read_csv(file), options, str(file), _file_sha256(file))
+
+
+def table_rows(path: str, options: TableOptions, meta: dict[str, Any]):
+    """(training rows, held-out rows) of the CSV a model was trained on, after checking the file is unchanged."""
+    check_source(meta, path)
+    return split(_read_csv(Path(path)), options, path)
+
+
+def check_source(meta: dict[str, Any], path: str | None) -> None:
+    """Raise when the CSV a model was trained on changed since (its rows are what utility and privacy compare to)."""
+    if path is None or meta.get("sha256") is None:
+        return
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"{file}: the table this model was trained on is gone", "put it back to measure the model")
+    if _file_sha256(file) != meta["sha256"]:
+        raise UserError(f"{file} changed since the model was trained on it",
+                        "restore the original file: utility and privacy compare with the training rows")
+
+
+# ----------------------------------------------------------------------------------------------- sampling
+
+
+@dataclass
+class TableBatch(Batch):
+    """Rows `x` (encoded) with the condition vector `cond` they were drawn for (None when no column conditions)."""
+
+    cond: Tensor | None = None
+
+
+class TableSampler(BatchSampler):
+    """Training by sampling: per row a conditional column uniformly, one of its categories ∝ log(1 + count), and a
+    real row with that category. Each batch is a pure function of (seed, batches served), so resuming is exact."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int, device: torch.device | str = "cpu") -> None:
+        super().__init__(dataset, batch_size, seed, device)
+        meta = dataset.info["table"]
+        self.layout = condition_layout(meta)
+        if not self.layout:
+            return
+        x = dataset.x
+        self.cond_dim = condition_dim(meta)
+        width = max(p["size"] for p in self.layout)
+        logf = torch.zeros(len(self.layout), width)
+        groups, starts, counts = [], [], []
+        offset = 0
+        for j, part in enumerate(self.layout):
+            code = x[:, part["start"]:part["start"] + part["size"]].argmax(1)
+            c = torch.bincount(code, minlength=part["size"])
+            logf[j, :part["size"]] = torch.log1p(c.double()).float() * (c > 0)
+            order = torch.argsort(code, stable=True)
+            groups.append(order)
+            starts.append(offset + torch.cumsum(c, 0) - c)
+            counts.append(c)
+            offset += len(x)
+        self.prob = logf
+        self.rows = torch.cat(groups)
+        self.group_start = torch.nn.utils.rnn.pad_sequence(starts, batch_first=True)
+        self.group_count = torch.nn.utils.rnn.pad_sequence(counts, batch_first=True)
+        self.cond_start = torch.tensor([p["cond_start"] for p in self.layout])
+
+    def next(self) -> TableBatch:
+        if not self.layout:
+            return TableBatch(x=self.dataset.x[self.indices()].to(self.device))
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.cursor)
+        self.cursor += self.batch_size
+        n = self.batch_size
+        column = torch.randint(len(self.layout), (n,), generator=g)
+        category = torch.multinomial(self.prob[column], 1, generator=g).squeeze(1)
+        pick = (torch.rand(n, generator=g) * self.group_count[column, category]).long()
+        rows = self.rows[self.group_start[column, category] + pick]
+        cond = torch.zeros(n, self.cond_dim)
+        cond[torch.arange(n), self.cond_start[column] + category] = 1
+        return TableBatch(x=self.dataset.x[rows].to(self.device), cond=cond.to(self.device))
+
+
+# ----------------------------------------------------------------------------------------------- the kind
+
+MARGINAL_PLOTS = 16  # columns shown in a progress picture
+
+
+@register_kind("table")
+class TableKind(DataKind):
+    """Rows of a table: progress pictures compare each column's distribution with the training rows'; samples are
+    written as CSV in the original columns and dtypes, with a provenance sidecar (FILE.csv.provenance.json)."""
+
+    fixed_count = 1000
+    outputs = (".csv",)
+    usage = "gankit sample {run} -n 1000 --out synthetic.csv"
+    metrics = ("table_utility", "table_privacy")
+
+    def sampler(self, dataset: Dataset, batch_size: int, seed: int, device: torch.device) -> BatchSampler:
+        return TableSampler(dataset, batch_size, seed, device)
+
+    def describe(self, x: Tensor, spec: dict) -> str:
+        return f"{len(x)} rows of {len(spec['table']['columns'])} columns"
+
+    def save_progress(self, path: Path, fake: Tensor, dataset: Dataset, title: str, meta: dict[str, Any]) -> None:
+        plot_marginals(path, decode(fake, dataset.info["table"]), dataset.info["frame"], title, meta)
+
+    def write_other(self, fmt: str, path: Path, x: Tensor, spec: dict, *, nrow: int | None,
+                    cells: list[int] | None = None, meta: dict[str, Any]) -> None:
+        write_csv(path, decode(x, spec["table"]))
+        write_json(provenance_path(path), provenance(**meta))
+
+    def read_condition(self, items: list[str], spec: dict) -> Tensor:
+        """`column=value` (one) as the condition vector (cond_dim,) of a conditional table model."""
+        meta = spec["table"]
+        layout = {part["name"]: part for part in condition_layout(meta)}
+        if len(items) != 1 or "=" not in items[0]:
+            raise UserError("--condition takes one COLUMN=VALUE", f"conditional columns: {', '.join(layout) or 'none'}")
+        name, _, text = items[0].partition("=")
+        if name not in layout:
+            raise UserError(f"--condition {items[0]}: '{name}' is not a column the model is conditioned on",
+                            f"conditional columns: {', '.join(layout) or 'none'}")
+        col = next(c for c in meta["columns"] if c["name"] == name)
+        names = ["" if c is None else str(c) for c in col["categories"]]
+        if text not in names:
+            raise UserError(f"--condition {items[0]}: column '{name}' has no value '{text}'",
+                            f"its values: {', '.join(names[:30])}")
+        cond = torch.zeros(condition_dim(meta))
+        cond[layout[name]["cond_start"] + names.index(text)] = 1
+        return cond
+
+
+def provenance_path(path: Path | str) -> Path:
+    """Where the provenance of a generated CSV lies (CSV has no place for it inside)."""
+    return Path(f"{path}.provenance.json")
+
+
+def plot_marginals(path: Path, fake, real, title: str, meta: dict[str, Any]) -> None:
+    """Histograms (numbers) and bar pairs (categories) of generated vs real rows, one panel per column."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = list(real.columns)[:MARGINAL_PLOTS]
+    cols = min(4, len(columns))
+    rows = math.ceil(len(columns) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2.2 * rows), dpi=90, squeeze=False)
+    for ax, name in zip(axes.flat, columns):
+        r, f = real[name], fake[name]
+        if r.dtype.kind in "fiu" and r.nunique() > FEW_VALUES:
+            bins = np.histogram_bin_edges(r.dropna().to_numpy(dtype=float), bins=20)
+            ax.hist(r.dropna(), bins=bins, density=True, color="#9aa5b1", alpha=0.7, label="real")
+            ax.hist(f.dropna().astype(float), bins=bins, density=True, histtype="step", color="#d9480f", lw=1.5,
+                    label="generated")
+        else:
+            cats = [str(c) for c in r.astype(str).value_counts().index[:10]]
+            rs, fs = r.astype(str).value_counts(normalize=True), f.astype(str).value_counts(normalize=True)
+            at = np.arange(len(cats))
+            ax.bar(at - 0.2, [rs.get(c, 0) for c in cats], 0.4, color="#9aa5b1", label="real")
+            ax.bar(at + 0.2, [fs.get(c, 0) for c in cats], 0.4, color="#d9480f", label="generated")
+            ax.set_xticks(at, cats, fontsize=6, rotation=45)
+        ax.set_title(name, fontsize=8)
+        ax.tick_params(labelsize=6)
+    for ax in list(axes.flat)[len(columns):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=6)
+    fig.suptitle(title, fontsize=9)
+    save_figure(path, fig, **meta)
