@@ -113,7 +113,8 @@ def _column_meta(series, name: str, source: str, categorical: bool, discrete: bo
         if dates is not None:
             seconds = _seconds(dates)
             midnight = bool((dates.dropna().dt.normalize() == dates.dropna()).all())
-            meta.update(dtype="datetime", format="%Y-%m-%d" if midnight else "%Y-%m-%d %H:%M:%S")
+            meta.update(dtype="datetime", format="%Y-%m-%d" if midnight else "%Y-%m-%d %H:%M:%S",
+                        step=86400 if midnight else 1)
             return _continuous(meta, seconds.to_numpy(dtype=float), max_modes, rng, integer=True)
         meta["dtype"] = "str"
         return _categorical(meta, series.astype(object).where(series.notna(), None))
@@ -286,6 +287,8 @@ def decode(x: Tensor | np.ndarray, meta: dict[str, Any]):
         at += 1 + k
         value = alpha * 4 * np.array(col["stds"])[mode] + np.array(col["means"])[mode]
         value = np.clip(value, col["min"], col["max"])
+        if "step" in col:  # dates: whole days (or seconds), whatever float32 did to 1.6e9 seconds
+            value = np.round(value / col["step"]) * col["step"]
         if col["decimals"] is not None:
             value = np.round(value, col["decimals"])
         if col["missing"]:

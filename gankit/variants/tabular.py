@@ -26,6 +26,8 @@ REJECTION_ROUNDS = 100  # redraws for rows of a conditioned request that came ou
 
 
 class TabularConfig(Section):
+    """Conditional tabular GAN (variant tabular): network widths and the conditional term."""
+
     g_dims: list[int] = Field(default_factory=lambda: [256, 256], description="G's residual layer widths")
     d_dims: list[int] = Field(default_factory=lambda: [256, 256], description="D's layer widths")
     dropout: float = Field(0.5, ge=0, lt=1, description="D's dropout")

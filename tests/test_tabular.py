@@ -1,0 +1,325 @@
+"""Tables: reading and encoding CSVs exactly, training by sampling, the conditional tabular GAN's wiring, CSV samples
+and the utility / privacy figures."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from gankit.data import Batch, TableOptions, TableSampler, decode, load_dataset, table_dataset, table_from_frame
+from gankit.data.tabular import condition_layout, encode, spans
+from gankit.errors import UserError
+from gankit.metrics.tabular import column_similarity, privacy, tstr
+from gankit.variants import Context, build_variant, resolve
+
+
+def mixed_frame(n: int = 300, seed: int = 0) -> pd.DataFrame:
+    """Every column type gankit reads, with missing values, and a label the other columns depend on."""
+    rng = np.random.default_rng(seed)
+    label = rng.choice(["yes", "no"], n, p=[0.3, 0.7])
+    frame = pd.DataFrame({
+        "age": rng.integers(18, 90, n),
+        "income": np.round(np.where(label == "yes", 80, 30) + rng.normal(0, 5, n), 2),
+        "city": rng.choice(["Oslo", "Lima", "Pune"], n).astype(object),
+        "member": rng.random(n) < 0.4,
+        "joined": pd.to_datetime("2020-01-01") + pd.to_timedelta(rng.integers(0, 900, n), unit="D"),
+        "stars": rng.integers(1, 6, n),
+        "label": label,
+    })
+    frame["joined"] = frame["joined"].dt.strftime("%Y-%m-%d")
+    frame.loc[rng.random(n) < 0.1, "income"] = np.nan
+    frame.loc[rng.random(n) < 0.1, "city"] = None
+    return frame
+
+
+@pytest.fixture
+def mixed_csv(tmp_path):
+    path = tmp_path / "mixed.csv"
+    mixed_frame().to_csv(path, index=False)
+    return path
+
+
+def tiny_table_cfg(path, *overrides: str):
+    return resolve("table", [f"data.path={path}", "data.target=label", "train.steps=30", "train.batch_size=50",
+                             "model.pack=5", "train.log_every=10", "train.sample_every=0",
+                             "train.checkpoint_every=0", *overrides])[0]
+
+
+# ----------------------------------------------------------------------------------------------- reading, encoding
+
+
+def test_encoding_inverts_exactly_to_the_original_columns_and_dtypes(mixed_csv):
+    data = table_dataset(str(mixed_csv), TableOptions(holdout=0))
+    meta = data.info["table"]
+    back = decode(data.x, meta)
+    original = pd.read_csv(mixed_csv)
+    written = mixed_csv.parent / "back.csv"
+    back.to_csv(written, index=False)
+    assert written.read_text() == mixed_csv.read_text()  # byte for byte, missing values and dates included
+    types = {c["name"]: (c["type"], c["dtype"]) for c in meta["columns"]}
+    assert types == {"age": ("continuous", "int"), "income": ("continuous", "float"), "city": ("categorical", "str"),
+                     "member": ("categorical", "bool"), "joined": ("continuous", "datetime"),
+                     "stars": ("categorical", "int"), "label": ("categorical", "str")}
+    assert list(back.dtypes.astype(str)) == list(original.dtypes.astype(str))
+
+
+def test_overrides_decide_between_numbers_and_categories(mixed_csv):
+    frame = pd.read_csv(mixed_csv)
+    meta = table_from_frame(frame, TableOptions(holdout=0, discrete=("stars",), categorical=("age",),
+                                               conditional=("label",))).info["table"]
+    types = {c["name"]: c["type"] for c in meta["columns"]}
+    assert types["stars"] == "continuous" and types["age"] == "categorical"
+    assert decode(encode(frame, meta), meta)["stars"].tolist() == frame["stars"].tolist()
+
+
+def test_decoded_numbers_stay_in_the_training_range_and_are_rounded(mixed_csv):
+    data = table_dataset(str(mixed_csv), TableOptions(holdout=0))
+    meta = data.info["table"]
+    wild = data.x.clone()
+    scalars = [at for at, (size, act) in enumerate(_starts(spans(meta))) if act == "tanh"]
+    wild[:, scalars] = torch.linspace(-1, 1, len(wild))[:, None] * 1e3
+    back = decode(wild, meta)
+    income = meta["columns"][1]
+    assert back["income"].min() >= income["min"] and back["income"].max() <= income["max"]
+    assert (back["income"].dropna() == back["income"].dropna().round(2)).all()
+    assert back["age"].dtype == np.int64
+
+
+def _starts(layout):
+    out = []
+    for size, act in layout:
+        out += [(size, act)] + [(0, "")] * (size - 1)
+    return out
+
+
+@pytest.mark.parametrize("body, column, problem", [
+    ("", None, "is empty"),
+    ("a,b\n1,x\n", None, "1 data rows"),
+    ("a,b\n1,x\n1,y\n2,x\n", "a", None),  # fine: two values
+    ("a,b\n1,x\n1,y\n1,x\n", "a", "holds one value only"),
+    ("a,b\n,x\n,y\n,x\n", "a", "is empty (every value is missing)"),
+    ("a,b\n1,x\n2,y\nthree,x\n4,y\n", "a", "mixes numbers and text"),
+    ("a,b\n1.5,x\n2.5,y\n3.5,x\n", "b", "appears in one training row only"),
+])
+def test_bad_tables_name_the_column_and_the_problem(tmp_path, body, column, problem):
+    path = tmp_path / "t.csv"
+    path.write_text(body)
+    if problem is None:
+        table_dataset(str(path), TableOptions(holdout=0, conditional=()))
+        return
+    with pytest.raises(UserError) as exc:
+        table_dataset(str(path), TableOptions(holdout=0))
+    assert problem in str(exc.value) and (column is None or f"'{column}'" in str(exc.value))
+
+
+def test_cli_refuses_a_bad_csv_with_exit_2_and_writes_no_run(tmp_path, cli):
+    path = tmp_path / "t.csv"
+    path.write_text("a,b\n1,x\n1,y\n1,x\n")
+    code, _, err = cli("train", "table", f"data.path={path}", "--out", str(tmp_path / "run"))
+    assert code == 2 and "column 'a'" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+# ----------------------------------------------------------------------------------------------- training by sampling
+
+
+def test_sampler_draws_real_rows_that_show_the_condition(mixed_csv):
+    data = table_dataset(str(mixed_csv), TableOptions(holdout=0))
+    layout = condition_layout(data.info["table"])
+    batch = TableSampler(data, 4000, seed=0).next()
+    for part in layout:
+        rows_block = batch.x[:, part["start"]:part["start"] + part["size"]]
+        cond_block = batch.cond[:, part["cond_start"]:part["cond_start"] + part["size"]]
+        asked = cond_block.sum(1) == 1
+        assert asked.any() and torch.equal(rows_block[asked], cond_block[asked])
+    # columns uniform, categories ∝ log(1 + count)
+    share = torch.stack([batch.cond[:, p["cond_start"]:p["cond_start"] + p["size"]].sum() for p in layout]) / 4000
+    assert torch.allclose(share, torch.full_like(share, 1 / len(layout)), atol=0.03)
+    label = next(p for p in layout if p["name"] == "label")
+    counts = torch.tensor(label["counts"], dtype=torch.float)
+    expected = torch.log1p(counts) / torch.log1p(counts).sum()
+    got = batch.cond[:, label["cond_start"]:label["cond_start"] + label["size"]].sum(0)
+    assert torch.allclose(got / got.sum(), expected, atol=0.04)
+
+
+def test_sampler_resumes_exactly_from_its_state(mixed_csv):
+    data = table_dataset(str(mixed_csv), TableOptions(holdout=0))
+    a = TableSampler(data, 20, seed=3)
+    a.next()
+    state = a.state_dict()
+    expected = a.next()
+    b = TableSampler(data, 20, seed=3)
+    b.load_state_dict(state)
+    got = b.next()
+    assert torch.equal(got.x, expected.x) and torch.equal(got.cond, expected.cond)
+
+
+# ----------------------------------------------------------------------------------------------- the variant's wiring
+
+
+def variant_and_table_batch(mixed_csv, *overrides: str):
+    torch.manual_seed(0)
+    cfg = tiny_table_cfg(mixed_csv, *overrides)
+    data = load_dataset(cfg.data, cfg.seed)
+    return build_variant(cfg, data.spec()), TableSampler(data, 50, seed=0).next()
+
+
+def test_d_loss_is_the_wasserstein_game_on_real_then_fake_packs(mixed_csv):
+    variant, batch = variant_and_table_batch(mixed_csv, "loss.gp_weight=0")
+    variant.D.eval()  # no dropout: the logits can be recomputed exactly
+    torch.manual_seed(1)
+    loss, scalars = variant.d_loss(batch, Context())
+    torch.manual_seed(1)
+    fake = variant.g_forward(variant.noise(len(batch)), batch.cond).detach()
+    real_logits = variant.D(torch.cat([batch.x, batch.cond], 1))
+    fake_logits = variant.D(torch.cat([fake, batch.cond], 1))
+    assert real_logits.shape == (len(batch) // variant.pack,)
+    assert torch.allclose(loss, fake_logits.mean() - real_logits.mean(), atol=1e-5)
+    assert torch.allclose(scalars["d_real"], real_logits.mean()) and torch.allclose(scalars["d_fake"],
+                                                                                    fake_logits.mean())
+
+
+def test_g_and_d_both_read_the_condition(mixed_csv):
+    variant, batch = variant_and_table_batch(mixed_csv)
+    variant.eval()
+    z = variant.noise(len(batch))
+    other = batch.cond.roll(1, dims=1)
+    with torch.no_grad():
+        assert not torch.allclose(variant.G(variant._join(z, batch.cond)), variant.G(variant._join(z, other)))
+        assert not torch.allclose(variant.score(batch.x, batch.cond), variant.score(batch.x, other))
+
+
+def test_conditional_term_is_minus_log_of_the_mass_on_the_asked_category(mixed_csv):
+    variant, batch = variant_and_table_batch(mixed_csv, "tabular.cond_weight=2")
+    fake = batch.x.clone()  # real rows show the asked categories: mass 1, loss 0
+    loss, scalars = variant.aux_g_loss(None, batch.cond, fake)
+    assert loss.item() == pytest.approx(0, abs=1e-6) and scalars["cond_hit"].item() == 1
+    wrong = fake.clone()
+    wrong[:, variant.cond_columns] = 1 - batch.cond  # every other category on, the asked one off
+    loss, _ = variant.aux_g_loss(None, batch.cond, wrong)
+    assert loss.item() == pytest.approx(2 * -np.log(1e-8), rel=1e-4)
+    # and the G step adds it: its loss is the game's plus the weighted term
+    _, scalars = variant.g_loss(batch, Context())
+    assert scalars["g_loss"].item() == pytest.approx(-scalars["d_fake_g"].item() + 2 * scalars["cond_loss"].item(),
+                                                     rel=1e-4)
+
+
+def test_gradient_penalty_treats_a_pack_as_one_example():
+    from gankit.losses import gradient_penalty
+
+    real, fake = torch.ones(4, 3), torch.zeros(4, 3)
+    critic = lambda x: x.reshape(2, 6).sum(1)  # noqa: E731 - a packed critic of pairs: gradient 1 everywhere
+    # per pack the gradient norm is √6, per row it would be √3
+    assert gradient_penalty(critic, real, fake, group=2).item() == pytest.approx((6 ** 0.5 - 1) ** 2)
+    assert gradient_penalty(critic, real, fake).item() == pytest.approx((3 ** 0.5 - 1) ** 2)
+
+
+# ----------------------------------------------------------------------------------------------- sampling and eval
+
+
+@pytest.fixture
+def table_run(mixed_csv, tmp_path):
+    from gankit.train import Trainer
+
+    run = tmp_path / "run"
+    Trainer(tiny_table_cfg(mixed_csv), run, progress=False).fit()
+    return run
+
+
+def test_the_same_seed_writes_the_same_csv_with_the_original_columns(table_run, tmp_path, cli, mixed_csv):
+    a, b, c = (tmp_path / f"{name}.csv" for name in "abc")
+    assert cli("sample", str(table_run), "-n", "200", "--out", str(a))[0] == 0
+    assert cli("sample", str(table_run), "-n", "200", "--out", str(b))[0] == 0
+    assert cli("sample", str(table_run), "-n", "200", "--out", str(c), "--seed", "1")[0] == 0
+    assert a.read_bytes() == b.read_bytes() and a.read_bytes() != c.read_bytes()
+    synthetic, original = pd.read_csv(a), pd.read_csv(mixed_csv)
+    assert list(synthetic.columns) == list(original.columns) and len(synthetic) == 200
+    assert set(synthetic["city"].dropna()) <= {"Oslo", "Lima", "Pune"}
+    assert synthetic["stars"].dtype == np.int64 and set(synthetic["stars"]) <= set(range(1, 6))
+    fields = json.loads((tmp_path / "a.csv.provenance.json").read_text())
+    assert fields["gankit:generated"] == "true" and fields["gankit:seed"] == "0"
+
+
+def test_condition_gives_every_row_the_asked_category(table_run, tmp_path, cli):
+    out = tmp_path / "yes.csv"
+    code, _, err = cli("sample", str(table_run), "-n", "100", "--out", str(out), "--condition", "label=yes")
+    assert code == 0, err
+    assert (pd.read_csv(out)["label"] == "yes").all()
+    code, _, err = cli("sample", str(table_run), "-n", "5", "--out", str(out), "--condition", "label=maybe")
+    assert code == 2 and "no value 'maybe'" in err and "yes" in err
+
+
+def test_eval_reports_utility_and_privacy_and_refuses_a_changed_csv(table_run, cli, mixed_csv):
+    code, out, err = cli("eval", str(table_run), "--json", "--target", "income")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["tstr"]["task"] == "regression" and "r2_synthetic" in result["tstr"]["random_forest"]
+    assert 0 <= result["privacy"]["membership_auc"] <= 1 and set(result["column_similarity_per_column"]) == set(
+        pd.read_csv(mixed_csv).columns)
+    mixed_csv.write_text(mixed_csv.read_text() + "30,1.0,Oslo,True,2020-01-01,3,no\n")
+    code, _, err = cli("eval", str(table_run), "--json")
+    assert code == 2 and "changed since the model was trained" in err
+
+
+# ----------------------------------------------------------------------------------------------- the figures themselves
+
+
+def split_frames(seed: int = 0):
+    data = table_from_frame(mixed_frame(600, seed), TableOptions(target="label"))
+    return data.info["frame"], data.info["holdout"], data.info["table"]
+
+
+def test_privacy_flags_copies_of_the_training_rows_and_not_fresh_rows():
+    train, holdout, meta = split_frames()
+    copied = privacy(train, holdout, train, meta)
+    assert copied["exact_copies"] == 1 and copied["dcr_median"] == 0
+    # nearer_to_training compares against a training subset as large as the held-out rows (180 of 420), so a full
+    # copy of the training rows scores 0.5 + 0.5 * 180/420 ≈ 0.71 rather than 1
+    assert copied["membership_auc"] > 0.95 and copied["nearer_to_training"] > 0.68
+    fresh = table_from_frame(mixed_frame(600, seed=1), TableOptions(target="label")).info["frame"]
+    clean = privacy(train, holdout, fresh, meta)
+    assert clean["exact_copies"] == 0 and 0.4 < clean["membership_auc"] < 0.6
+    assert 0.4 < clean["nearer_to_training"] < 0.6
+    assert clean["dcr_median"] == pytest.approx(clean["dcr_holdout_median"], rel=0.3)
+
+
+def test_tstr_of_real_rows_equals_real_to_real_and_noise_scores_low():
+    train, holdout, meta = split_frames()
+    same = tstr(train, train, holdout, meta, "label")["random_forest"]
+    assert same["f1_synthetic"] == same["f1_real"] > 0.9 and same["ratio"] == 1
+    shuffled = train.copy()
+    shuffled["label"] = shuffled["label"].sample(frac=1, random_state=0).to_numpy()  # the label's link cut
+    broken = tstr(train, shuffled, holdout, meta, "label")["random_forest"]
+    assert broken["f1_synthetic"] < 0.7
+
+
+def test_column_similarity_is_one_for_the_same_rows_and_drops_for_shifted_ones():
+    train, _, meta = split_frames()
+    assert all(v == pytest.approx(1) for v in column_similarity(train, train, meta).values())
+    shifted = train.assign(income=train["income"] + 40, city="Oslo")
+    sim = column_similarity(train, shifted, meta)
+    assert sim["income"] < 0.5 and sim["city"] < 0.7 and sim["age"] == pytest.approx(1)
+
+
+@pytest.mark.slow
+def test_tabular_gan_learns_the_label_dependence(mixed_csv, tmp_path):
+    """A short real run: conditioned on the label, incomes come out near 80 for yes and 30 for no."""
+    from gankit.train import Trainer, load
+
+    run = tmp_path / "learn"
+    Trainer(tiny_table_cfg(mixed_csv, "train.steps=600", "train.batch_size=100", "model.pack=10",
+                           "optim.lr_d=1e-3", "optim.lr_g=1e-3"), run, progress=False).fit()
+    gen = load(run)
+    meta = gen.spec["table"]
+    kind = gen.data_kind
+    means = {}
+    for value in ("yes", "no"):
+        cond = kind.read_condition([f"label={value}"], gen.spec).expand(400, -1)
+        rows = decode(gen.sample(400, seed=0, inputs=cond), meta)
+        assert (rows["label"] == value).all()
+        means[value] = rows["income"].mean()
+    assert means["yes"] > 65 and means["no"] < 45, means
