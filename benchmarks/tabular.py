@@ -12,6 +12,7 @@ out); ctgan's are its `fit`. Privacy: the membership-inference AUC of gankit.met
 
     python benchmarks/tabular.py            # 4 tables x 3 seeds x (gankit, ctgan, gaussian)
     python benchmarks/tabular.py --quick    # wine and breast_cancer, one seed
+    python benchmarks/tabular.py --methods gankit --tables wine train.steps=500   # gankit only, preset overrides
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def mixed_table(n: int = 2000, seed: int = 0):
     return frame
 
 
-def fit_one(method: str, csv: Path, seed: int, steps: int | None) -> dict:
+def fit_one(method: str, csv: Path, seed: int, overrides: list[str]) -> dict:
     """One fit in this process: seconds, the synthetic rows' TSTR F1 and (gankit) the membership AUC."""
     import torch
 
@@ -88,7 +89,7 @@ def fit_one(method: str, csv: Path, seed: int, steps: int | None) -> dict:
         from gankit.variants import resolve
 
         overrides = [f"data.path={csv}", "data.target=target", "data.conditional=[target]", f"seed={seed}",
-                     "train.sample_every=0", "train.checkpoint_every=0"] + ([f"train.steps={steps}"] if steps else [])
+                     "train.sample_every=0", "train.checkpoint_every=0", *overrides]
         run = Path(tempfile.mkdtemp()) / "run"
         trainer = Trainer(resolve("table", overrides)[0], run, progress=False)  # reads, splits and encodes the CSV
         setup = time.perf_counter() - start
@@ -151,9 +152,8 @@ def gaussian_per_class(train, meta: dict, seed: int):
     return pd.DataFrame(frame)[[c["name"] for c in meta["columns"]]]
 
 
-def child(method: str, table: str, seed: int, steps: int | None, folder: Path) -> dict:
-    cmd = [sys.executable, __file__, "--one", method, table, str(seed), str(folder)] + (
-        ["--steps", str(steps)] if steps else [])
+def child(method: str, table: str, seed: int, overrides: list[str], folder: Path) -> dict:
+    cmd = [sys.executable, __file__, "--one", method, table, str(seed), str(folder), *overrides]
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     if done.returncode:
         raise SystemExit(f"{method} on {table} (seed {seed}) failed:\n{done.stderr[-2000:]}")
@@ -165,20 +165,21 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="wine and breast_cancer, one seed")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--tables", nargs="*", default=None)
-    parser.add_argument("--steps", type=int, default=None, help="gankit's train.steps (default: the preset's)")
+    parser.add_argument("--methods", nargs="*", default=None, help=f"some of {', '.join(METHODS)}")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides of gankit's preset `table`")
     parser.add_argument("--one", nargs=4, metavar=("METHOD", "TABLE", "SEED", "FOLDER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         method, table, seed, folder = args.one
-        print(json.dumps(fit_one(method, Path(folder) / f"{table}.csv", int(seed), args.steps)))
+        print(json.dumps(fit_one(method, Path(folder) / f"{table}.csv", int(seed), args.overrides)))
         return
     tables = args.tables or (["wine", "breast_cancer"] if args.quick else list(TABLES))
     seeds = range(1 if args.quick else args.seeds)
+    methods = tuple(args.methods or METHODS)
     try:
         import ctgan  # noqa: F401 - only whether it is installed
-        methods = METHODS
     except ImportError:
-        methods = tuple(m for m in METHODS if m != "ctgan")
+        methods = tuple(m for m in methods if m != "ctgan")
         print("ctgan is not installed: its rows are left out (pip install ctgan)", file=sys.stderr)
     folder = Path(tempfile.mkdtemp())
     results: dict[str, dict[str, list[dict]]] = {}
@@ -186,7 +187,7 @@ def main() -> None:
         write_table(table, folder)
         for method in methods:
             for seed in seeds:
-                r = child(method, table, seed, args.steps, folder)
+                r = child(method, table, seed, args.overrides, folder)
                 results.setdefault(table, {}).setdefault(method, []).append(r)
                 print(f"{table:14s} {method:9s} seed {seed}: F1 {r['f1_synthetic']:.3f} (real {r['f1_real']:.3f}) "
                       f"fit {r['fit_s']:.1f} s, peak {r['peak_rss_mb']:.0f} MB, MIA {r['membership_auc']:.3f}",

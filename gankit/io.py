@@ -197,11 +197,13 @@ def save_scatter(path: str | Path, fake: torch.Tensor, real: torch.Tensor | None
     save_figure(path, fig, **meta)
 
 
-def save_figure(path: str | Path, fig, **meta: object) -> None:
-    """A matplotlib figure as a PNG labelled as generated (atomically); the figure is closed."""
+def save_figure(path: str | Path, fig, tight: bool = True, **meta: object) -> None:
+    """A matplotlib figure as a PNG labelled as generated (atomically); the figure is closed. `tight` lays it out
+    first (slow for many panels: lay those out by hand)."""
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
+    if tight:
+        fig.tight_layout()
     buf = _io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)

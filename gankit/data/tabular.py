@@ -1,7 +1,7 @@
 """Tables: CSV or pandas input, column types, the reversible column encoding and the conditional row sampler.
 
-Continuous columns are encoded mode-specifically (Xu et al. 2019): a Bayesian Gaussian mixture per column finds its
-modes; a value becomes a scalar α = (x − μₖ) / 4σₖ and a one-hot of the mode k drawn from its posterior. Categories
+Continuous columns are encoded mode-specifically (Xu et al. 2019): a Gaussian mixture per column (fitted by EM with
+small components pruned, standing in for the paper's Dirichlet-process mixture) finds its modes; a value becomes a scalar α = (x − μₖ) / 4σₖ and a one-hot of the mode k drawn from its posterior. Categories
 (and booleans, and integers with few values) are one-hot; a column with missing values gets a present/missing
 indicator. Everything needed to invert the encoding is plain JSON in the model's spec, so decoding gives back the
 original columns, dtypes, categories, integer rounding, decimals and value ranges.
@@ -31,6 +31,8 @@ from .kinds import DataKind, register_kind
 FEW_VALUES = 10  # an integer column with at most this many distinct values is read as categories
 MAX_DECIMALS = 8  # decimals kept for float columns (the fewest that reproduce every value)
 MIN_WEIGHT = 0.005  # mixture components below this weight are dropped (as in the paper)
+FIT_ROWS = 20_000  # a column's modes are fitted on at most this many of its values
+VAR_FLOOR = 0.01  # a mode's std is at least this share of its column's std
 MISSING = None  # how a missing category is stored in the spec (JSON null)
 
 
@@ -89,8 +91,7 @@ def _as_datetime(series, name: str, source: str):
     return parsed
 
 
-def _column_meta(series, name: str, source: str, categorical: bool, discrete: bool, max_modes: int,
-                 rng: np.random.Generator) -> dict[str, Any]:
+def _column_meta(series, name: str, source: str, categorical: bool, discrete: bool, max_modes: int) -> dict[str, Any]:
     """The type and encoding statistics of one column of the training rows."""
     import pandas as pd
 
@@ -115,7 +116,7 @@ def _column_meta(series, name: str, source: str, categorical: bool, discrete: bo
             midnight = bool((dates.dropna().dt.normalize() == dates.dropna()).all())
             meta.update(dtype="datetime", format="%Y-%m-%d" if midnight else "%Y-%m-%d %H:%M:%S",
                         step=86400 if midnight else 1)
-            return _continuous(meta, seconds.to_numpy(dtype=float), max_modes, rng, integer=True)
+            return _continuous(meta, seconds.to_numpy(dtype=float), max_modes, integer=True)
         meta["dtype"] = "str"
         return _categorical(meta, series.astype(object).where(series.notna(), None))
     if kind == "b":
@@ -128,7 +129,7 @@ def _column_meta(series, name: str, source: str, categorical: bool, discrete: bo
         cats = series.astype(object).where(series.notna(), None)
         return _categorical(meta, cats.map(lambda v: v if v is None else (int(v) if integer else float(v))))
     meta["dtype"] = "int" if integer or discrete else "float"
-    return _continuous(meta, values, max_modes, rng, integer=integer or discrete)
+    return _continuous(meta, values, max_modes, integer=integer or discrete)
 
 
 def _categorical(meta: dict[str, Any], values) -> dict[str, Any]:
@@ -142,27 +143,78 @@ def _categorical(meta: dict[str, Any], values) -> dict[str, Any]:
     return meta
 
 
-def _continuous(meta: dict[str, Any], values: np.ndarray, max_modes: int, rng: np.random.Generator,
-                integer: bool) -> dict[str, Any]:
-    from sklearn.mixture import BayesianGaussianMixture
-
+def _continuous(meta: dict[str, Any], values: np.ndarray, max_modes: int, integer: bool) -> dict[str, Any]:
     present = values[~np.isnan(values)]
-    spread = float(present.std()) or 1.0
-    modes = min(max_modes, len(np.unique(present)))
-    bgm = BayesianGaussianMixture(n_components=modes, weight_concentration_prior_type="dirichlet_process",
-                                  weight_concentration_prior=1e-3, max_iter=100, n_init=1,
-                                  random_state=int(rng.integers(2**31)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # ConvergenceWarning on tiny columns: the fit is still usable
-        bgm.fit(present.reshape(-1, 1))
-    keep = bgm.weights_ > MIN_WEIGHT
-    keep[np.argmax(bgm.weights_)] = True
-    stds = np.sqrt(bgm.covariances_.reshape(-1))[keep]
-    meta.update(type="continuous", means=bgm.means_.reshape(-1)[keep].tolist(),
-                stds=np.maximum(stds, 1e-3 * spread).tolist(), min=float(present.min()), max=float(present.max()),
-                fill=float(present.mean()), decimals=0 if integer else _decimals(present))
-    meta["weights"] = (bgm.weights_[keep] / bgm.weights_[keep].sum()).tolist()
+    weights, means, stds = fit_modes(present, max_modes)
+    meta.update(type="continuous", means=means.tolist(), stds=stds.tolist(), weights=weights.tolist(),
+                min=float(present.min()), max=float(present.max()), fill=float(present.mean()),
+                decimals=0 if integer else _decimals(present))
     return meta
+
+
+def fit_modes(x: np.ndarray, max_modes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The modes of a column: (weights, means, stds) of a 1-D Gaussian mixture, deterministic.
+
+    EM starts from `max_modes` components at evenly spaced quantiles; then the two neighbouring components that
+    overlap most are merged and EM re-run, while that lowers the Bayesian information criterion, so a column gets as many modes as it shows (what
+    the paper's Dirichlet-process prior does). Columns longer than FIT_ROWS are fitted on evenly spaced order
+    statistics."""
+    if len(x) > FIT_ROWS:
+        x = np.sort(x)[np.linspace(0, len(x) - 1, FIT_ROWS).round().astype(int)]
+    spread = float(x.std()) or 1.0
+    floor = (VAR_FLOOR * spread) ** 2  # keeps a component from collapsing onto one repeated value
+    k = min(max_modes, len(np.unique(x)))
+    means = np.quantile(x, (np.arange(k) + 0.5) / k)
+    fit = _em(x, np.full(k, 1 / k), means, np.full(k, (spread / k) ** 2 + floor), floor, 100)
+    while len(fit[0]) > 1:
+        smaller = _em(x, *_merge_closest(*fit[:3]), floor, 30)
+        if _bic(smaller, len(x)) >= _bic(fit, len(x)):
+            break
+        fit = smaller
+    weights, means, var, _ = fit
+    order = np.argsort(means)
+    return weights[order], means[order], np.sqrt(var[order])
+
+
+def _em(x: np.ndarray, weights: np.ndarray, means: np.ndarray, var: np.ndarray, floor: float,
+        iterations: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """EM steps of a 1-D Gaussian mixture from the given parameters: (weights, means, variances, mean log-likelihood
+    of the final parameters); components that lose all weight are dropped."""
+    previous = -np.inf
+    for _ in range(iterations + 1):
+        logp = -0.5 * (x[:, None] - means) ** 2 / var - 0.5 * np.log(2 * np.pi * var) + np.log(weights)
+        top = logp.max(1, keepdims=True)
+        resp = np.exp(logp - top)
+        total = resp.sum(1, keepdims=True)
+        likelihood = float((np.log(total) + top).mean())
+        if likelihood - previous < 1e-6 * max(1.0, abs(likelihood)):
+            break
+        previous = likelihood
+        resp /= total
+        count = resp.sum(0)
+        live = count > 1e-3
+        resp, count = resp[:, live], count[live]
+        weights, means = count / count.sum(), (resp * x[:, None]).sum(0) / count
+        var = (resp * (x[:, None] - means) ** 2).sum(0) / count + floor
+    return weights, means, var, likelihood
+
+
+def _merge_closest(weights: np.ndarray, means: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The mixture with its most overlapping neighbours (by mean gap over summed stds) merged, moments kept."""
+    order = np.argsort(means)
+    weights, means, var = weights[order], means[order], var[order]
+    i = int(np.argmin(np.diff(means) / (np.sqrt(var[:-1]) + np.sqrt(var[1:]))))
+    w = weights[i] + weights[i + 1]
+    m = (weights[i] * means[i] + weights[i + 1] * means[i + 1]) / w
+    v = (weights[i] * (var[i] + means[i] ** 2) + weights[i + 1] * (var[i + 1] + means[i + 1] ** 2)) / w - m ** 2
+    keep = np.arange(len(weights)) != i + 1
+    weights, means, var = weights[keep], means[keep], var[keep]
+    weights[i], means[i], var[i] = w, m, v
+    return weights, means, var
+
+
+def _bic(fit: tuple[np.ndarray, np.ndarray, np.ndarray, float], n: int) -> float:
+    return -2 * n * fit[3] + (3 * len(fit[0]) - 1) * np.log(n)
 
 
 def spans(meta: dict[str, Any]) -> list[list]:
@@ -346,13 +398,12 @@ class TableOptions:
 def table_from_frame(frame, options: TableOptions, source: str = "table", sha256: str | None = None) -> Dataset:
     """A table dataset of the training rows of `frame` (a pandas DataFrame); the held-out rows stay in `info`."""
     train, holdout = split(frame, options, source)
-    rng = np.random.default_rng(options.split_seed)
     for name in (*options.categorical, *options.discrete, *(options.conditional or ()),
                  *([options.target] if options.target else [])):
         if name not in frame.columns:
             raise UserError(f"{source}: no column '{name}'", f"the columns are: {', '.join(map(str, frame.columns))}")
     columns = [_column_meta(train[c], str(c), source, str(c) in options.categorical, str(c) in options.discrete,
-                            options.max_modes, rng) for c in train.columns]
+                            options.max_modes) for c in train.columns]
     categorical = [c["name"] for c in columns if c["type"] == "categorical"]
     conditional = list(options.conditional) if options.conditional is not None else categorical
     for name in conditional:
@@ -538,28 +589,32 @@ def plot_marginals(path: Path, fake, real, title: str, meta: dict[str, Any]) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    columns = list(real.columns)[:MARGINAL_PLOTS]
+    numeric = {name: real[name].dtype.kind in "fiu" and real[name].nunique() > FEW_VALUES for name in real.columns}
+    columns = sorted(real.columns, key=lambda name: numeric[name])[:MARGINAL_PLOTS]  # categories (a target) first
     cols = min(4, len(columns))
     rows = math.ceil(len(columns) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2.2 * rows), dpi=90, squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2 * rows + 0.4), dpi=80, squeeze=False)
     for ax, name in zip(axes.flat, columns):
         r, f = real[name], fake[name]
-        if r.dtype.kind in "fiu" and r.nunique() > FEW_VALUES:
-            bins = np.histogram_bin_edges(r.dropna().to_numpy(dtype=float), bins=20)
-            ax.hist(r.dropna(), bins=bins, density=True, color="#9aa5b1", alpha=0.7, label="real")
-            ax.hist(f.dropna().astype(float), bins=bins, density=True, histtype="step", color="#d9480f", lw=1.5,
-                    label="generated")
+        if numeric[name]:
+            edges = np.histogram_bin_edges(r.dropna().to_numpy(dtype=float), bins=20)
+            ax.stairs(np.histogram(r.dropna().to_numpy(dtype=float), edges, density=True)[0], edges, fill=True,
+                      color="#9aa5b1", label="real")
+            ax.stairs(np.histogram(f.dropna().to_numpy(dtype=float), edges, density=True)[0], edges,
+                      color="#d9480f", lw=1.5, label="generated")
         else:
-            cats = [str(c) for c in r.astype(str).value_counts().index[:10]]
             rs, fs = r.astype(str).value_counts(normalize=True), f.astype(str).value_counts(normalize=True)
+            cats = list(rs.index[:10])
             at = np.arange(len(cats))
             ax.bar(at - 0.2, [rs.get(c, 0) for c in cats], 0.4, color="#9aa5b1", label="real")
             ax.bar(at + 0.2, [fs.get(c, 0) for c in cats], 0.4, color="#d9480f", label="generated")
-            ax.set_xticks(at, cats, fontsize=6, rotation=45)
-        ax.set_title(name, fontsize=8)
+            ax.set_xticks(at, [c[:8] for c in cats], fontsize=6)
+        ax.set_title(name[:30], fontsize=8)
         ax.tick_params(labelsize=6)
+        ax.set_yticks([])
     for ax in list(axes.flat)[len(columns):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=6)
     fig.suptitle(title, fontsize=9)
-    save_figure(path, fig, **meta)
+    fig.subplots_adjust(left=0.03, right=0.98, bottom=0.08, top=1 - 0.5 / (2 * rows + 0.4), hspace=0.6, wspace=0.15)
+    save_figure(path, fig, tight=False, **meta)

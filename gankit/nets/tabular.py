@@ -7,6 +7,7 @@ by the Gumbel-max trick with the caller's generator, when sampling.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -34,7 +35,16 @@ class TableGenerator(nn.Module):
             width += d
         self.body = nn.Sequential(*layers)
         self.out = nn.Linear(width, sum(size for size, _ in spans))
-        self.spans = [(int(size), str(act)) for size, act in spans]
+        # where each activation applies: tanh positions, and one-hot blocks laid out as rows of a padded matrix
+        starts = np.cumsum([0] + [int(size) for size, _ in spans])[:-1]
+        blocks = [(int(at), int(size)) for at, (size, act) in zip(starts, spans) if act == "softmax"]
+        widest = max((size for _, size in blocks), default=1)
+        index = torch.tensor([[at + min(i, size - 1) for i in range(widest)] for at, size in blocks] or [[0]])
+        valid = torch.tensor([[i < size for i in range(widest)] for _, size in blocks] or [[False]])
+        self.register_buffer("tanh_at", torch.tensor([int(at) for at, (_, act) in zip(starts, spans) if act == "tanh"],
+                                                     dtype=torch.long), persistent=False)
+        self.register_buffer("block_at", index, persistent=False)
+        self.register_buffer("block_valid", valid, persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.out(self.body(x))
@@ -42,21 +52,20 @@ class TableGenerator(nn.Module):
     def activate(self, raw: Tensor, tau: float, generator: torch.Generator | None = None,
                  hard: bool = False) -> Tensor:
         """tanh for scalars; for one-hot blocks a Gumbel-softmax at temperature tau, or (hard) a one-hot draw from
-        softmax(logits) with noise from `generator`."""
-        parts, at = [], 0
-        for size, act in self.spans:
-            block = raw[:, at:at + size]
-            at += size
-            if act == "tanh":
-                parts.append(torch.tanh(block))
-                continue
-            u = torch.rand(block.shape, generator=generator).to(block.device).clamp_(1e-10, 1 - 1e-10)
-            noisy = block - torch.log(-torch.log(u))
-            if hard:
-                parts.append(F.one_hot(noisy.argmax(1), size).to(block.dtype))
-            else:
-                parts.append(torch.softmax(noisy / tau, dim=1))
-        return torch.cat(parts, dim=1)
+        softmax(logits) with noise from `generator`. All blocks at once, padded to the widest."""
+        out = raw.clone()
+        out[:, self.tanh_at] = torch.tanh(raw[:, self.tanh_at])
+        if not self.block_valid.any():
+            return out
+        logits = raw[:, self.block_at].masked_fill(~self.block_valid, float("-inf"))  # (N, blocks, widest)
+        u = torch.rand(logits.shape, generator=generator).to(raw.device).clamp_(1e-10, 1 - 1e-10)
+        noisy = logits - torch.log(-torch.log(u))
+        if hard:
+            y = F.one_hot(noisy.argmax(2), logits.shape[2]).to(raw.dtype)
+        else:
+            y = torch.softmax(noisy / tau, dim=2)
+        out[:, self.block_at[self.block_valid]] = y[:, self.block_valid]
+        return out
 
 
 class PackedCritic(nn.Module):
