@@ -39,7 +39,7 @@ class DataConfig(_Section):
         "path_a": ("folder",), "path_b": ("folder",),
         "normal": ("ring", "grid", "spiral", "digits", "shapes", "folder", "npz"),
         **{key: ("table",) for key in ("categorical", "discrete", "conditional", "target", "holdout", "split_seed",
-                                       "max_modes")}}
+                                       "max_modes", "public")}}
 
     name: Literal["ring", "grid", "spiral", "digits", "shapes", "folder", "npz", "table"] = Field(
         "ring", description="dataset (table: a CSV file, docs/tabular.md)")
@@ -93,6 +93,8 @@ class DataConfig(_Section):
                            "and privacy tests (0: none)")
     split_seed: int = Field(0, ge=0, description="table: seed of the held-out split and of the encoding")
     max_modes: int = Field(10, ge=1, le=50, description="table: most Gaussian modes per continuous column")
+    public: str | None = Field(None, description="table: a JSON file of public column facts (number bounds, category "
+                               "lists) used instead of the data's own statistics, as differential privacy needs")
 
     @field_validator("normal", "categorical", "discrete", "conditional", mode="before")
     @classmethod
@@ -201,6 +203,15 @@ class Section(_Section):
     """Base of every config section, including a variant's own (`Variant.Config`): unknown keys are errors."""
 
 
+class PrivacyConfig(_Section):
+    """Differential privacy (DP-SGD on the discriminator, docs/tabular.md); needs `pip install gankit[privacy]`."""
+
+    epsilon: float | None = Field(None, gt=0, description="target ε of (ε, δ)-DP for the whole run (none: no DP); "
+                                  "the noise is set so training spends exactly this")
+    delta: float | None = Field(None, gt=0, lt=1, description="δ (default: 1 / (10 n) for n training rows)")
+    max_grad_norm: float = Field(1.0, gt=0, description="each example's gradient is clipped to this L2 norm")
+
+
 class Config(_Section):
     """A whole run: written to runs/NAME/config.yaml, re-runnable as is.
 
@@ -219,6 +230,7 @@ class Config(_Section):
     loss: LossConfig = Field(default_factory=LossConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
     @model_validator(mode="before")
     @classmethod

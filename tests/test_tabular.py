@@ -323,3 +323,146 @@ def test_tabular_gan_learns_the_label_dependence(mixed_csv, tmp_path):
         assert (rows["label"] == value).all()
         means[value] = rows["income"].mean()
     assert means["yes"] > 65 and means["no"] < 45, means
+
+
+# ----------------------------------------------------------------------------------------------- differential privacy
+
+
+def public_facts(frame: pd.DataFrame) -> dict:
+    facts = {}
+    for name in frame.columns:
+        if name in ("city", "member", "stars", "label"):
+            facts[name] = {"categories": sorted(frame[name].dropna().unique().tolist()), "missing": name == "city"}
+        elif name == "joined":
+            facts[name] = {"min": "2019-12-01", "max": "2022-12-31"}
+        else:
+            facts[name] = {"min": 0, "max": 120, "decimals": 2}
+    return {"columns": facts}
+
+
+@pytest.fixture
+def public_json(mixed_csv):
+    path = mixed_csv.parent / "public.json"
+    path.write_text(json.dumps(public_facts(pd.read_csv(mixed_csv))))
+    return path
+
+
+def dp_cfg(mixed_csv, public_json, *overrides: str):
+    return tiny_table_cfg(mixed_csv, f"data.public={public_json}", "privacy.epsilon=3", "loss.name=non_saturating",
+                          "loss.gp_weight=0", *overrides)
+
+
+def test_public_facts_replace_the_data_statistics_and_clip_to_their_bounds(mixed_csv, public_json):
+    from gankit.data import read_public
+
+    frame = pd.read_csv(mixed_csv)
+    frame.loc[0, "income"] = 500.0  # beyond the declared bound of 120
+    data = table_from_frame(frame, TableOptions(holdout=0, public=read_public(str(public_json))))
+    meta = data.info["table"]
+    income = next(c for c in meta["columns"] if c["name"] == "income")
+    assert (income["min"], income["max"], len(income["means"])) == (0, 120, 1)
+    assert meta["conditional"] == [] and meta["sampling"] == "poisson"
+    back = decode(data.x, meta)
+    assert back.loc[0, "income"] == 120 and back.loc[1:, "income"].equals(frame.loc[1:, "income"])
+    bad = json.loads(public_json.read_text())
+    del bad["columns"]["age"]
+    with pytest.raises(UserError, match="no facts for column"):
+        table_from_frame(frame, TableOptions(public=bad["columns"]))
+
+
+def test_poisson_batches_vary_in_size_around_the_batch_and_replay_exactly(mixed_csv, public_json):
+    from gankit.data import read_public
+
+    data = table_from_frame(pd.read_csv(mixed_csv), TableOptions(holdout=0, public=read_public(str(public_json))))
+    sampler = TableSampler(data, 60, seed=0)
+    sizes = [len(sampler.next()) for _ in range(200)]
+    assert len(set(sizes)) > 5 and abs(np.mean(sizes) - 60) < 2
+    again = TableSampler(data, 60, seed=0)
+    again.load_state_dict({"cursor": 60 * 5})
+    first = TableSampler(data, 60, seed=0)
+    for _ in range(5):
+        first.next()
+    assert torch.equal(again.next().x, first.next().x)
+
+
+def test_epsilon_follows_opacus_accountant_and_the_plan_spends_the_target():
+    from opacus.accountants import RDPAccountant
+
+    from gankit.variants.private import PrivateSGD
+
+    cfg = resolve("table", ["privacy.epsilon=2", "train.steps=400", "train.batch_size=50"])[0]
+    plan = PrivateSGD.plan(cfg, rows=1000)
+    accountant = RDPAccountant()
+    accountant.history = [(plan.sigma, plan.rate, 123)]
+    assert plan.epsilon(123) == pytest.approx(accountant.get_epsilon(plan.delta))
+    assert plan.delta == pytest.approx(1e-4) and plan.rate == 0.05
+    assert 1.9 < plan.epsilon(400) <= 2.0 and plan.epsilon(200) < plan.epsilon(400)
+
+
+def test_dp_gradient_is_the_clipped_per_pair_game_gradient_plus_noise(mixed_csv, public_json):
+    from dataclasses import replace
+
+    variant, _ = variant_and_table_batch_dp(mixed_csv, public_json)
+    variant.D.eval()  # no dropout: per-pair gradients are deterministic
+    dim = variant.D.body[0].in_features // variant.pack
+    real, fake = torch.randn(4 * variant.pack, dim), torch.randn(4 * variant.pack, dim)
+    exact = replace(variant.private, sigma=0.0, max_grad_norm=1e6, batch=4 * variant.pack)
+    got = exact.gradients(variant.D, variant.d_game, real, fake, variant.pack)
+    # without clipping or noise: the mean over the 4 pairs of each pair's game gradient = the batch game's gradient
+    variant.D.zero_grad()
+    variant.d_game(variant.D(real), variant.D(fake)).backward()
+    for name, p in variant.D.named_parameters():
+        assert torch.allclose(got[name], p.grad, atol=1e-5), name
+    clipped = replace(exact, max_grad_norm=1e-3).gradients(variant.D, variant.d_game, real, fake, variant.pack)
+    norm = torch.sqrt(sum(g.pow(2).sum() for g in clipped.values()))
+    assert norm <= 1e-3 + 1e-7  # each pair clipped to C, their mean no longer than C
+    noisy = replace(exact, sigma=2.0, max_grad_norm=1.0).gradients(variant.D, variant.d_game, real[:0], fake[:0],
+                                                                   variant.pack)
+    spread = torch.cat([g.flatten() for g in noisy.values()]).std()
+    assert spread.item() == pytest.approx(2.0 / 4, rel=0.1)  # σC over the expected 4 pairs
+
+
+def variant_and_table_batch_dp(mixed_csv, public_json):
+    torch.manual_seed(0)
+    cfg = dp_cfg(mixed_csv, public_json)
+    data = load_dataset(cfg.data, cfg.seed)
+    return build_variant(cfg, data.spec()), TableSampler(data, 50, seed=0).next()
+
+
+def test_dp_d_step_applies_the_private_gradient_and_counts_the_step(mixed_csv, public_json):
+    from dataclasses import replace
+
+    variant, batch = variant_and_table_batch_dp(mixed_csv, public_json)
+    variant.private = replace(variant.private, sigma=0.0)
+    torch.manual_seed(3)
+    surrogate, scalars = variant.d_loss(batch, Context())
+    variant.D.zero_grad()
+    surrogate.backward()
+    torch.manual_seed(3)
+    n = len(batch) // variant.pack * variant.pack
+    fake = variant.g_forward(variant.noise(n), None).detach()
+    expected = variant.private.gradients(variant.D, variant.d_game, batch.x[:n], fake, variant.pack)
+    assert all(torch.allclose(p.grad, expected[k], atol=1e-6) for k, p in variant.D.named_parameters())
+    assert int(variant.private_steps) == 1 and scalars["epsilon"].item() > 0
+
+
+def test_dp_needs_public_facts_and_no_gradient_penalty(mixed_csv, public_json, cli, tmp_path):
+    code, _, err = cli("train", "table", f"data.path={mixed_csv}", "privacy.epsilon=1", "--out", str(tmp_path / "a"))
+    assert code == 2 and "data.public" in err
+    code, _, err = cli("train", "table", f"data.path={mixed_csv}", f"data.public={public_json}", "privacy.epsilon=1",
+                       "--out", str(tmp_path / "b"))
+    assert code == 2 and "gp_weight" in err
+
+
+def test_dp_run_reports_the_epsilon_it_spent(mixed_csv, public_json, tmp_path, cli):
+    from gankit.train import Trainer
+
+    run = tmp_path / "dp"
+    Trainer(dp_cfg(mixed_csv, public_json, "train.steps=20"), run, progress=False).fit()
+    code, out, err = cli("eval", str(run), "--json")
+    assert code == 0, err
+    dp = json.loads(out)["privacy"]["dp"]
+    assert dp["d_steps"] == 20 and 2.8 < dp["epsilon_spent"] <= 3.0 and dp["noise_multiplier"] > 0
+    logged = [json.loads(line)["epsilon"] for line in (run / "logs.jsonl").read_text().splitlines()
+              if "epsilon" in line]
+    assert logged == sorted(logged) and logged[-1] <= 3.0

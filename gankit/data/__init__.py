@@ -17,7 +17,7 @@ from .kinds import KINDS, DataKind, ImageKind, VectorKind, kind_of, output_forma
 from .npz import npz_dataset, read_npz
 from .pairs import HELDOUT_SEED_OFFSET, PairBatch, PairDataset, PairSampler, image_pairs, truth_pairs
 from .shapes import Difficulty, shapes
-from .tabular import TableBatch, TableOptions, TableSampler, decode, table_dataset, table_from_frame
+from .tabular import TableBatch, TableOptions, TableSampler, decode, read_public, table_dataset, table_from_frame
 from .toy2d import DEFAULT_STD, grid_centers, mixture, ring_centers, spiral_centers
 
 
@@ -108,7 +108,7 @@ def table_options(cfg: DataConfig) -> TableOptions:
     """What the `data.*` keys of a table say."""
     return TableOptions(tuple(cfg.categorical), tuple(cfg.discrete),
                         None if cfg.conditional is None else tuple(cfg.conditional), cfg.target, cfg.holdout,
-                        cfg.split_seed, cfg.max_modes)
+                        cfg.split_seed, cfg.max_modes, read_public(cfg.public) if cfg.public else None)
 
 
 def upgrade_spec(spec: dict, data_cfg: dict | None = None) -> dict:

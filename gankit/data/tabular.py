@@ -13,6 +13,7 @@ frequency, and real rows showing that category; G is told the same (column, cate
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import warnings
 from dataclasses import dataclass
@@ -306,6 +307,8 @@ def encode(frame, meta: dict[str, Any], seed: int = 0) -> np.ndarray:
         prob /= prob.sum(1, keepdims=True)
         mode = (prob.cumsum(1) < rng.random((len(x), 1))).sum(1).clip(0, len(means) - 1)
         alpha = (x - means[mode]) / (4 * stds[mode])
+        if col.get("public"):  # declared bounds: values outside them are clipped to them
+            alpha = alpha.clip(-1, 1)
         blocks += [alpha[:, None].astype(np.float32), np.eye(len(means), dtype=np.float32)[mode]]
         if col["missing"]:
             blocks.append(np.eye(2, dtype=np.float32)[absent.astype(np.int64)])
@@ -393,6 +396,7 @@ class TableOptions:
     holdout: float = 0.3
     split_seed: int = 0
     max_modes: int = 10
+    public: dict[str, dict[str, Any]] | None = None  # declared column facts (read_public), instead of the data's
 
 
 def table_from_frame(frame, options: TableOptions, source: str = "table", sha256: str | None = None) -> Dataset:
@@ -402,10 +406,14 @@ def table_from_frame(frame, options: TableOptions, source: str = "table", sha256
                  *([options.target] if options.target else [])):
         if name not in frame.columns:
             raise UserError(f"{source}: no column '{name}'", f"the columns are: {', '.join(map(str, frame.columns))}")
-    columns = [_column_meta(train[c], str(c), source, str(c) in options.categorical, str(c) in options.discrete,
-                            options.max_modes) for c in train.columns]
-    categorical = [c["name"] for c in columns if c["type"] == "categorical"]
-    conditional = list(options.conditional) if options.conditional is not None else categorical
+    if options.public is not None:
+        columns = public_columns(train, options.public)
+        conditional: list[str] = []  # category frequencies would come from the data: unconditional under DP
+    else:
+        columns = [_column_meta(train[c], str(c), source, str(c) in options.categorical, str(c) in options.discrete,
+                                options.max_modes) for c in train.columns]
+        categorical = [c["name"] for c in columns if c["type"] == "categorical"]
+        conditional = list(options.conditional) if options.conditional is not None else categorical
     for name in conditional:
         col = next(c for c in columns if c["name"] == name)
         if col["type"] != "categorical":
@@ -416,9 +424,61 @@ def table_from_frame(frame, options: TableOptions, source: str = "table", sha256
                             "so conditioning on it would replay that row",
                             "merge rare categories, or leave the column out of data.conditional")
     meta = {"columns": columns, "conditional": conditional, "rows": len(train), "source": Path(source).name,
-            "sha256": sha256, "target": options.target, "holdout": options.holdout, "split_seed": options.split_seed}
+            "sha256": sha256, "target": options.target, "holdout": options.holdout, "split_seed": options.split_seed,
+            "sampling": "poisson" if options.public is not None else "by_condition"}
     x = torch.from_numpy(encode(train, meta, options.split_seed))
     return Dataset(name="table", kind="table", x=x, info={"table": meta, "frame": train, "holdout": holdout})
+
+
+def read_public(path: str) -> dict[str, dict[str, Any]]:
+    """The public column facts of a JSON file: {"columns": {name: {"min": .., "max": ..} or {"categories": [..]}}}."""
+    file = Path(path)
+    try:
+        facts = json.loads(file.read_text(encoding="utf-8"))["columns"]
+    except FileNotFoundError:
+        raise UserError(f"data.public={path}: no such file", "write the public column facts as JSON "
+                        "(docs/tabular.md#differential-privacy)") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"data.public={path}: not a JSON object with 'columns' ({exc})",
+                        'expected {"columns": {"age": {"min": 0, "max": 120}, "city": {"categories": [...]}}}') from None
+    return facts
+
+
+def public_columns(train, facts: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Column specs from declared public facts, not from the rows: numbers get one mode spanning their bounds (so
+    α stays in [-1, 1]), categories their declared list; missing-value flags on every number column. Only the
+    column names and pandas dtypes (the schema) are read from the data."""
+    missing = [c for c in train.columns if c not in facts]
+    if missing:
+        raise UserError(f"data.public: no facts for column(s) {', '.join(missing)}",
+                        'give each column {"min": .., "max": ..} (numbers, dates) or {"categories": [...]}')
+    columns = []
+    for name in train.columns:
+        fact, series = facts[name], train[name]
+        col: dict[str, Any] = {"name": name, "public": True}
+        if "categories" in fact:
+            kind = series.dtype.kind
+            dtype = "bool" if kind == "b" else "int" if kind in "iu" else "float" if kind == "f" else "str"
+            col.update(type="categorical", dtype=dtype, missing=False, counts=None,
+                       categories=list(fact["categories"]) + ([None] if fact.get("missing") else []))
+        elif "min" in fact and "max" in fact:
+            lo, hi = fact["min"], fact["max"]
+            if isinstance(lo, str):  # dates
+                import pandas as pd
+
+                lo, hi = (_seconds(pd.Series(pd.to_datetime([v]))).iloc[0] for v in (lo, hi))
+                col.update(dtype="datetime", format=fact.get("format", "%Y-%m-%d"), step=fact.get("step", 86400))
+            else:
+                col["dtype"] = "int" if series.dtype.kind in "iu" or fact.get("integer") else "float"
+            if not hi > lo:
+                raise UserError(f"data.public: column '{name}' has max {fact['max']} not above min {fact['min']}")
+            col.update(type="continuous", means=[(lo + hi) / 2], stds=[(hi - lo) / 8], weights=[1.0], min=float(lo),
+                       max=float(hi), fill=(lo + hi) / 2, missing=bool(fact.get("missing", True)),
+                       decimals=0 if col["dtype"] in ("int", "datetime") else fact.get("decimals"))
+        else:
+            raise UserError(f"data.public: column '{name}' needs min and max, or categories")
+        columns.append(col)
+    return columns
 
 
 def split(frame, options: TableOptions, source: str):
@@ -514,6 +574,8 @@ class TableSampler(BatchSampler):
         self.cond_start = torch.tensor([p["cond_start"] for p in self.layout])
 
     def next(self) -> TableBatch:
+        if self.dataset.info["table"].get("sampling") == "poisson":
+            return TableBatch(x=self.dataset.x[self.poisson()].to(self.device))
         if not self.layout:
             return TableBatch(x=self.dataset.x[self.indices()].to(self.device))
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.cursor)
@@ -526,6 +588,15 @@ class TableSampler(BatchSampler):
         cond = torch.zeros(n, self.cond_dim)
         cond[torch.arange(n), self.cond_start[column] + category] = 1
         return TableBatch(x=self.dataset.x[rows].to(self.device), cond=cond.to(self.device))
+
+
+    def poisson(self) -> Tensor:
+        """Rows each drawn independently with probability batch_size / rows (Poisson sampling, which the privacy
+        accountant assumes): a batch of varying size."""
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.cursor)
+        self.cursor += self.batch_size
+        n = len(self.dataset)
+        return (torch.rand(n, generator=g) < self.batch_size / n).nonzero().flatten()
 
 
 # ----------------------------------------------------------------------------------------------- the kind

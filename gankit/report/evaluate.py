@@ -33,6 +33,7 @@ from ..metrics.translation import histogram_match, l1, psnr, psnr_y, sharpness, 
 from ..train import Generator, list_checkpoints, load
 from ..train.pretrained import checkpoint_variant
 from ..variants import Variant, resolve
+from ..variants.private import PrivateSGD
 from .compare import MAX_SAMPLES, distribution_metrics, round_to_8bit
 
 REFERENCE_SEED = 0  # picks the real subset when the data holds more than N samples; fixed, so the cache stays valid
@@ -427,8 +428,17 @@ def _table_utility(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
 @register_run_metric("table_privacy", applies=lambda run: _is_table(run) and run.gen.spec["table"].get("holdout", 0) > 0)
 def _table_privacy(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
     train, holdout, synthetic = table_sets(run)
-    figures = privacy(train, holdout, synthetic, run.gen.spec["table"], run.seed)
+    meta = run.gen.spec["table"]
+    figures = privacy(train, holdout, synthetic, meta, run.seed)
     rows = figures.pop("rows")
+    cfg = run.config
+    if cfg.privacy.epsilon is not None:  # the guarantee the run was trained under, and what it spent
+        plan = PrivateSGD.plan(cfg, meta["rows"])
+        steps = int(run.gen.info.get("step", 0)) * cfg.train.n_critic
+        figures["dp"] = {"epsilon_spent": plan.epsilon(steps), "epsilon_target": plan.target_epsilon,
+                         "delta": plan.delta, "noise_multiplier": plan.sigma, "sample_rate": plan.rate,
+                         "d_steps": steps, "max_grad_norm": plan.max_grad_norm,
+                         "statistics": "encoding from declared public facts (data.public), no budget spent on them"}
     return {"privacy": figures}, {"privacy": {"rows": rows, "meaning": PRIVACY_MEANING}}
 
 

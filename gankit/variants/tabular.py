@@ -18,8 +18,9 @@ from ..data import Batch
 from ..data.tabular import condition_dim, condition_layout, spans
 from ..errors import UserError
 from ..nets.tabular import PackedCritic, TableGenerator
-from .base import Request
-from .gan import GAN
+from .base import Context, Request
+from .gan import FAKE, GAN
+from .private import PrivateSGD
 from .registry import register_variant
 
 REJECTION_ROUNDS = 100  # redraws for rows of a conditioned request that came out with another category
@@ -46,9 +47,6 @@ class TabularGAN(GAN):
     def __init__(self, cfg: Config, spec: dict) -> None:
         if spec["kind"] != "table":
             raise UserError(f"variant tabular models tables; the data is {spec['kind']}", "use data.name=table")
-        if cfg.train.batch_size % cfg.model.pack:
-            raise UserError(f"train.batch_size={cfg.train.batch_size} is not a multiple of model.pack="
-                            f"{cfg.model.pack}", "D judges rows in packs: make the batch a multiple of the pack")
         options = self.read_options(cfg)
         meta = spec["table"]
         layout, cond_dim, layout_spans = condition_layout(meta), condition_dim(meta), spans(meta)
@@ -57,6 +55,17 @@ class TabularGAN(GAN):
         D = PackedCritic(data_dim + cond_dim, options.d_dims, cfg.model.pack, options.dropout)
         super().__init__(cfg, spec, G=G, D=D)
         self.layout, self.cond_dim = layout, cond_dim
+        self.private = None
+        if cfg.privacy.epsilon is not None:
+            if meta.get("sampling") != "poisson":
+                raise UserError("privacy.epsilon needs data.public: without declared column facts, the encoding's "
+                                "statistics would come from the private rows", "see docs/tabular.md#differential-privacy")
+            if cfg.loss.gp_weight or cfg.loss.r1_weight or cfg.loss.r2_weight:
+                raise UserError("privacy.epsilon works with per-example gradients, which gradient penalties "
+                                "(a second backward) do not allow", "set loss.gp_weight=0 (and r1/r2), e.g. "
+                                "loss.name=non_saturating")
+            self.private = PrivateSGD.plan(cfg, meta["rows"])
+            self.register_buffer("private_steps", torch.zeros((), dtype=torch.long))  # checkpointed: ε on resume
         # where each position of the condition vector sits in an encoded row
         where = [part["start"] + i for part in self.layout for i in range(part["size"])]
         self.register_buffer("cond_columns", torch.tensor(where, dtype=torch.long), persistent=False)
@@ -88,6 +97,27 @@ class TabularGAN(GAN):
         loss = -torch.log(hit.clamp_min(1e-8)).mean()
         return self.options.cond_weight * loss, {"cond_loss": loss.detach(),
                                                  "cond_hit": (hit > 0.5).float().mean().detach()}
+
+    def d_loss(self, batch: Batch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
+        """Under privacy.epsilon: D's DP-SGD gradient (gankit.variants.private) as the gradient of a surrogate, so
+        the trainer's backward and step apply it unchanged; else the game of GAN.d_loss."""
+        if self.private is None:
+            return super().d_loss(batch, ctx)
+        n = len(batch) // self.pack * self.pack  # the Poisson draw, cut to whole packs
+        real = batch.x[:n]
+        fake_live = self.g_forward(self.noise(n), None)
+        ctx.values[FAKE] = (fake_live, None)
+        fake = fake_live.detach()
+        grads = self.private.gradients(self.D, self.d_game, real, fake, self.pack)
+        self.private_steps += 1
+        with torch.no_grad():
+            real_logits, fake_logits = self.D(real), self.D(fake)
+        keys = self.log_keys
+        surrogate = sum((p * grads[k]).sum() for k, p in self.D.named_parameters())
+        return surrogate, {keys.d_loss: self.d_game(real_logits, fake_logits).detach(),
+                           keys.d_real: self.game.mean_output(real_logits),
+                           keys.d_fake: self.game.mean_output(fake_logits),
+                           "epsilon": torch.tensor(self.private.epsilon(int(self.private_steps)))}
 
     @staticmethod
     def _join(x: Tensor, cond: Tensor | None) -> Tensor:
