@@ -212,12 +212,14 @@ def sample(
     if inputs is not None:
         gen.check_takes(inputs=True)
         given = kind.read_inputs(inputs, gen.spec)
+    rows = None
     if condition:
-        given = kind.read_condition(condition, gen.spec).expand(n, -1)
+        gen.check_takes(condition=True)
+        rows = kind.read_condition(condition, gen.spec).expand(n, -1)
     cells = nrow = None
     if refine is not None:
-        if given is not None or vary is not None:
-            raise UserError("--refine works on samples from noise", "drop --input / --vary, or --refine")
+        if given is not None or vary is not None or rows is not None:
+            raise UserError("--refine works on samples from noise", "drop --input / --vary / --condition, or --refine")
         x, stats = gen.refined(refine, n, seed, truncation, labels=cls, codes=codes)
         labels = gen.label_indices(cls, n) if cls is not None else None
         report = stats.as_dict()
@@ -228,7 +230,8 @@ def sample(
     else:
         count = len(given) if given is not None else n
         labels = gen.label_indices(cls, count) if cls is not None else None
-        x = gen.sample(count, seed=seed, truncation=truncation, labels=labels, codes=codes, inputs=given)
+        x = gen.sample(count, seed=seed, truncation=truncation, labels=labels, codes=codes, inputs=given,
+                       condition=rows)
     meta = {**_made_by(gen, run), "seed": seed, "truncation": truncation, "class": cls, "codes": code, "vary": vary,
             "input": str(inputs) if inputs else None, "refine": refine,
             "condition": ",".join(condition) if condition else None}

@@ -319,7 +319,7 @@ def test_tabular_gan_learns_the_label_dependence(mixed_csv, tmp_path):
     means = {}
     for value in ("yes", "no"):
         cond = kind.read_condition([f"label={value}"], gen.spec).expand(400, -1)
-        rows = decode(gen.sample(400, seed=0, inputs=cond), meta)
+        rows = decode(gen.sample(400, seed=0, condition=cond), meta)
         assert (rows["label"] == value).all()
         means[value] = rows["income"].mean()
     assert means["yes"] > 65 and means["no"] < 45, means
@@ -435,11 +435,11 @@ def test_dp_d_step_applies_the_private_gradient_and_counts_the_step(mixed_csv, p
     variant, batch = variant_and_table_batch_dp(mixed_csv, public_json)
     variant.private = replace(variant.private, sigma=0.0)
     torch.manual_seed(3)
-    surrogate, scalars = variant.d_loss(batch, Context())
+    surrogate, scalars = variant.loss("D", batch, Context())
     variant.D.zero_grad()
     surrogate.backward()
     torch.manual_seed(3)
-    n = len(batch) // variant.pack * variant.pack
+    n = len(batch) // variant.pack * variant.pack  # the Poisson draw, cut to whole packs
     fake = variant.g_forward(variant.noise(n), None).detach()
     expected = variant.private.gradients(variant.D, variant.d_game, batch.x[:n], fake, variant.pack)
     assert all(torch.allclose(p.grad, expected[k], atol=1e-6) for k, p in variant.D.named_parameters())

@@ -671,8 +671,10 @@ def plot_marginals(path: Path, fake, real, title: str, meta: dict[str, Any]) -> 
             edges = np.histogram_bin_edges(r.dropna().to_numpy(dtype=float), bins=20)
             ax.stairs(np.histogram(r.dropna().to_numpy(dtype=float), edges, density=True)[0], edges, fill=True,
                       color="#9aa5b1", label="real")
-            ax.stairs(np.histogram(f.dropna().to_numpy(dtype=float), edges, density=True)[0], edges,
-                      color="#d9480f", lw=1.5, label="generated")
+            drawn = f.dropna().to_numpy(dtype=float)
+            if len(drawn):
+                ax.stairs(np.histogram(drawn, edges)[0] / len(drawn) / np.diff(edges), edges, color="#d9480f", lw=1.5,
+                          label="generated")
         else:
             rs, fs = r.astype(str).value_counts(normalize=True), f.astype(str).value_counts(normalize=True)
             cats = list(rs.index[:10])

@@ -95,7 +95,7 @@ class Generator:
     def sample(self, n: int | None = None, seed: int | None = None, truncation: float = 1.0,
                labels: int | str | Sequence[int | str] | Tensor | None = None, codes: dict[str, float] | None = None,
                inputs: Tensor | None = None, batch_size: int = 1024, refine: str | None = None,
-               direction: str | None = None) -> Tensor:
+               direction: str | None = None, condition: Tensor | None = None) -> Tensor:
         """n samples on the CPU: images (n, C, H, W) in [-1, 1] or vectors (n, D); the same seed gives the same samples.
 
         `refine` ("drs" or "mh") keeps the samples the run's calibrated D believes (gankit.train.refine); it needs the
@@ -104,7 +104,8 @@ class Generator:
         Class-conditional models take `labels` (one class or one per sample, by index or name; random if None);
         InfoGAN models take `codes` such as {"c0": 3, "c1": 0.5} (the rest random); models that transform inputs
         (translators, upscalers) take `inputs`, one sample per input (n may then be left out); two-way translators
-        (CycleGAN) also take `direction`, "a2b" (the default) or "b2a".
+        (CycleGAN) also take `direction`, "a2b" (the default) or "b2a"; table models take `condition`, one
+        condition vector per sample (`data_kind.read_condition`), and every row then shows what it asks for.
         """
         if n is None and inputs is not None:
             n = len(inputs)
@@ -112,12 +113,14 @@ class Generator:
             raise UserError(f"cannot sample {n} samples", "ask for at least 1")
         if inputs is not None and len(inputs) != n:
             raise UserError(f"got {len(inputs)} inputs for {n} samples", "give one input per sample")
+        if condition is not None and len(condition) != n:
+            raise UserError(f"got {len(condition)} conditions for {n} samples", "give one condition per sample")
         self.check_takes(labels=labels is not None, codes=bool(codes), inputs=inputs is not None,
-                         truncation=truncation != 1, direction=direction is not None)
+                         truncation=truncation != 1, direction=direction is not None, condition=condition is not None)
         if refine is not None:
             return self.refined(refine, n, seed, truncation, labels, codes)[0]
         return self.generate(self.latents(n, seed, truncation), labels=labels, codes=codes, inputs=inputs, seed=seed,
-                             batch_size=batch_size, direction=direction)
+                             batch_size=batch_size, direction=direction, condition=condition)
 
     def refiner(self, quantile: float = 0.5, chain: int = 20):
         """The run's calibrated D for discriminator-guided sampling (built once per setting, then reused)."""
@@ -154,7 +157,7 @@ class Generator:
     @torch.no_grad()
     def generate(self, z: Tensor, labels: int | str | Sequence[int | str] | Tensor | None = None,
                  codes: dict[str, float] | None = None, inputs: Tensor | None = None, seed: int | None = None,
-                 batch_size: int = 1024, direction: str | None = None) -> Tensor:
+                 batch_size: int = 1024, direction: str | None = None, condition: Tensor | None = None) -> Tensor:
         """Samples from given latents z (n, z_dim); random labels or codes come from `seed`."""
         n = len(z)
         label_index = self.label_indices(labels, n) if labels is not None else None
@@ -165,7 +168,8 @@ class Generator:
             rows = slice(start, start + len(part_z))
             request = Request(len(part_z), z=part_z, labels=None if label_index is None else label_index[rows],
                               codes=dict(codes or {}), generator=gen,
-                              inputs=None if inputs is None else inputs[rows].to(self.device), direction=direction)
+                              inputs=None if inputs is None else inputs[rows].to(self.device), direction=direction,
+                              condition=None if condition is None else condition[rows].to(self.device))
             try:
                 chunks.append(self.variant.generate(request).cpu())
             except ValueError as exc:

@@ -109,6 +109,7 @@ SAMPLING_OPTIONS = {
     "codes": ("this model has no latent codes", "sample without --code / --vary"),
     "inputs": ("this model generates from noise: it takes no inputs", "sample without --input"),
     "direction": ("this model translates one way only (A to B)", "translate without --direction"),
+    "condition": ("this model takes no column condition", "sample without --condition"),
 }
 DIRECTIONS = ("a2b", "b2a")  # what a two-way translator's `direction` may be
 
@@ -120,9 +121,9 @@ def refused(sampling: frozenset[str], **asked: bool) -> tuple[str, str] | None:
 
 @dataclass
 class Request:
-    """What to generate: n samples from noise z (drawn when None, with `truncation`), conditioned on labels, codes
-    or inputs (images to translate, a prefix, a table condition, a caption) where the variant takes them; a two-way
-    translator also takes the `direction`.
+    """What to generate: n samples from noise z (drawn when None, with `truncation`), conditioned on labels, codes,
+    a table row's `condition`, or inputs (images to translate, a prefix, a caption) where the variant takes them; a
+    two-way translator also takes the `direction`.
 
     `generator` draws whatever is random (noise, labels, codes); `cond` is the resolved condition, filled once by
     `Variant.prepare` so the same request always gives the same samples.
@@ -134,6 +135,7 @@ class Request:
     codes: dict[str, float] = field(default_factory=dict)
     inputs: Tensor | None = None
     direction: str | None = None  # two-way translators: "a2b" (default) or "b2a"
+    condition: Tensor | None = None  # tables: one condition vector per row (a column's category, one-hot)
     truncation: float = 1.0
     generator: torch.Generator | None = None
     cond: Tensor | None = None
@@ -223,7 +225,7 @@ class Variant(nn.Module):
             return request
         problem = refused(self.sampling, labels=request.labels is not None, codes=bool(request.codes),
                           inputs=request.inputs is not None, truncation=request.truncation != 1,
-                          direction=request.direction is not None)
+                          direction=request.direction is not None, condition=request.condition is not None)
         if problem is not None:
             raise ValueError(problem[0])
         z = request.z if request.z is not None else self.noise(request.n, truncation=request.truncation,

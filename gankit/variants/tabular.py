@@ -42,7 +42,7 @@ class TabularGAN(GAN):
 
     Config = TabularConfig
     own_nets = "residual MLP G, packed MLP critic"
-    sampling = frozenset({"truncation", "inputs"})
+    sampling = frozenset({"truncation", "condition"})
 
     def __init__(self, cfg: Config, spec: dict) -> None:
         if spec["kind"] != "table":
@@ -98,14 +98,20 @@ class TabularGAN(GAN):
         return self.options.cond_weight * loss, {"cond_loss": loss.detach(),
                                                  "cond_hit": (hit > 0.5).float().mean().detach()}
 
+    def loss(self, phase: str, batch: Batch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
+        """Any phase's loss on the batch cut to whole packs (Poisson-sampled batches vary in size)."""
+        n = len(batch) // self.pack * self.pack
+        if n < len(batch):
+            batch = replace(batch, x=batch.x[:n], cond=None if batch.cond is None else batch.cond[:n])
+        return super().loss(phase, batch, ctx)
+
     def d_loss(self, batch: Batch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
         """Under privacy.epsilon: D's DP-SGD gradient (gankit.variants.private) as the gradient of a surrogate, so
         the trainer's backward and step apply it unchanged; else the game of GAN.d_loss."""
         if self.private is None:
             return super().d_loss(batch, ctx)
-        n = len(batch) // self.pack * self.pack  # the Poisson draw, cut to whole packs
-        real = batch.x[:n]
-        fake_live = self.g_forward(self.noise(n), None)
+        real = batch.x
+        fake_live = self.g_forward(self.noise(len(real)), None)
         ctx.values[FAKE] = (fake_live, None)
         fake = fake_live.detach()
         grads = self.private.gradients(self.D, self.d_game, real, fake, self.pack)
@@ -129,11 +135,11 @@ class TabularGAN(GAN):
         """The given condition rows, else a column drawn uniformly and its category by its training frequency."""
         if not self.layout:
             return None
-        if request.inputs is not None:
-            if request.inputs.shape != (request.n, self.cond_dim):
+        if request.condition is not None:
+            if request.condition.shape != (request.n, self.cond_dim):
                 raise ValueError(f"condition rows must be ({request.n}, {self.cond_dim}), got "
-                                 f"{tuple(request.inputs.shape)}")
-            return request.inputs.to(self.device)
+                                 f"{tuple(request.condition.shape)}")
+            return request.condition.to(self.device)
         column = torch.randint(len(self.layout), (request.n,), generator=request.generator)
         cond = torch.zeros(request.n, self.cond_dim)
         for j, part in enumerate(self.layout):
@@ -148,11 +154,11 @@ class TabularGAN(GAN):
         return self.G.activate(raw, self.options.tau, request.generator, hard=True)
 
     def generate(self, request: Request) -> Tensor:
-        """Rows for a request; rows asked for a category (given conditions) that came out with another one are
+        """Rows for a request; rows asked for a category (a given condition) that came out with another one are
         drawn again (rejection sampling), so every row shows the category asked for."""
         request = self.prepare(request)
         out = self.run_generator(request)
-        if request.inputs is None or request.cond is None:
+        if request.condition is None or request.cond is None:
             return out
         wanted = request.cond.bool()
         ok = (out[:, self.cond_columns].bool() | ~wanted).all(1)
