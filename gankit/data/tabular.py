@@ -369,8 +369,11 @@ def _categorical_series(values: list, col: dict[str, Any]):
 def _numeric_series(value: np.ndarray, col: dict[str, Any]):
     import pandas as pd
 
-    if col["dtype"] == "datetime":
-        return pd.Series(pd.to_datetime(value, unit="s")).dt.strftime(col["format"])
+    if col["dtype"] == "datetime":  # NaN rows stay out of the conversion (pandas may overflow on them)
+        text = pd.Series([None] * len(value), dtype=object)
+        present = ~np.isnan(value)
+        text[present] = pd.Series(pd.to_datetime(value[present], unit="s")).dt.strftime(col["format"]).to_numpy()
+        return text
     if col["dtype"] == "int":
         return pd.Series(value, dtype="float64").round().astype("Int64" if np.isnan(value).any() else "int64")
     return pd.Series(value, dtype="float64")
