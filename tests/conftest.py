@@ -97,6 +97,25 @@ class KnownLatents(torch.nn.Module):
         return self.z[: len(x)]
 
 
+def train_until_interrupted(cfg, run, step: int):
+    """Train `cfg` into `run` and stop after `step` steps as Ctrl-C would (the loop increments the step, then sees
+    the handler's flag); returns the step the run stopped at."""
+    import signal
+
+    from gankit.train import Trainer
+
+    trainer = Trainer(cfg, run, progress=False)
+    iteration = trainer._iteration
+
+    def stop_then(window):
+        iteration(window)
+        if trainer.step == step - 1:
+            trainer.stop_signal = signal.SIGINT
+
+    trainer._iteration = stop_then
+    return trainer.fit()["step"]
+
+
 def variant_and_batch(preset: str, *overrides: str, n: int = 16):
     """A freshly seeded variant of a preset (with overrides) and a fixed batch of its first n samples."""
     from gankit.data import Batch, load_dataset

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import train_until_interrupted
 from gankit import losses
 from gankit.data import load_dataset
 from gankit.data.shapes import render, specs_for
@@ -127,8 +128,6 @@ def test_translate_direction_flag(tiny_cycle, tmp_path, cli):
 def test_a_resumed_run_is_bit_identical_pools_cursors_and_schedule_included(tmp_path):
     """Catches the fake pools or domain B's cursor left out of checkpoints, and the delayed decay restarting: a run
     stopped at step 4 (as Ctrl-C would) and resumed ends where an uninterrupted one does."""
-    import signal
-
     from safetensors.torch import load_file
 
     from gankit.train import Trainer
@@ -136,16 +135,7 @@ def test_a_resumed_run_is_bit_identical_pools_cursors_and_schedule_included(tmp_
     cfg = resolve("shapes-cyclegan", [*TINY, "cyclegan.pool=3", "train.steps=8", "train.log_every=2",
                                       "train.sample_every=0", "train.checkpoint_every=0"])[0]
     Trainer(cfg, tmp_path / "A", progress=False).fit()
-    first = Trainer(cfg, tmp_path / "B", progress=False)
-    iteration = first._iteration
-
-    def stop_at_4(window):
-        iteration(window)
-        if first.step == 3:
-            first.stop_signal = signal.SIGINT
-
-    first._iteration = stop_at_4
-    assert first.fit()["step"] == 4
+    assert train_until_interrupted(cfg, tmp_path / "B", 4) == 4
     resumed = Trainer(cfg, tmp_path / "B", resume=True, progress=False)
     assert int(resumed.variant.pool_a.filled) == 3 and resumed.sampler.other.cursor == 32  # 4 steps × 2 phases × 4
     resumed.fit()

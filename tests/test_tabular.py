@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from gankit.data import Batch, TableOptions, TableSampler, decode, load_dataset, table_dataset, table_from_frame
+from conftest import train_until_interrupted
+from gankit.data import TableOptions, TableSampler, decode, load_dataset, table_dataset, table_from_frame
 from gankit.data.tabular import condition_layout, encode, spans
 from gankit.errors import UserError
 from gankit.metrics.tabular import column_similarity, privacy, tstr
@@ -472,8 +473,6 @@ def test_dp_run_reports_the_epsilon_it_spent(mixed_csv, public_json, tmp_path, c
 def test_a_resumed_table_run_is_bit_identical(mixed_csv, public_json, tmp_path, private):
     """Catches the sampler's cursor, the condition stream or (under DP) the counted steps left out of checkpoints:
     a run stopped at step 4 and resumed ends where an uninterrupted one does, having spent the same ε."""
-    import signal
-
     from safetensors.torch import load_file
 
     from gankit.train import Trainer
@@ -481,16 +480,7 @@ def test_a_resumed_table_run_is_bit_identical(mixed_csv, public_json, tmp_path, 
     steps = ["train.steps=8", "train.log_every=2"]
     cfg = dp_cfg(mixed_csv, public_json, *steps) if private else tiny_table_cfg(mixed_csv, *steps)
     Trainer(cfg, tmp_path / "A", progress=False).fit()
-    first = Trainer(cfg, tmp_path / "B", progress=False)
-    iteration = first._iteration
-
-    def stop_at_4(window):
-        iteration(window)
-        if first.step == 3:
-            first.stop_signal = signal.SIGINT
-
-    first._iteration = stop_at_4
-    assert first.fit()["step"] == 4
+    assert train_until_interrupted(cfg, tmp_path / "B", 4) == 4
     resumed = Trainer(cfg, tmp_path / "B", resume=True, progress=False)
     assert resumed.sampler.cursor == 4 * 2 * 50  # 4 steps × 2 phases (the trainer draws a batch per phase)
     if private:

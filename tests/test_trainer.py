@@ -1,12 +1,12 @@
 """The trainer: exact resume, determinism, checkpoints, logs, EMA and loading without the trainer."""
 
 import json
-import signal
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import train_until_interrupted
 import gankit
 from gankit.train import Trainer, list_checkpoints, read_logs
 
@@ -35,16 +35,7 @@ def test_interrupted_stabilised_run_resumes_bit_identically(tmp_path, ring_cfg):
                    "loss.feature_matching=0.1", "loss.label_smoothing=0.1")
     straight, split = tmp_path / "A", tmp_path / "B"
     Trainer(cfg, straight, progress=False).fit()
-    first = Trainer(cfg, split, progress=False)
-    iteration = first._iteration
-
-    def stop_at_70(window):
-        iteration(window)
-        if first.step == 69:  # the loop increments to 70, then sees the request, like a SIGINT handler's flag
-            first.stop_signal = signal.SIGINT
-
-    first._iteration = stop_at_70
-    assert first.fit()["step"] == 70
+    assert train_until_interrupted(cfg, split, 70) == 70
     Trainer(cfg, split, resume=True, progress=False).fit()
     a, b = _g_weights(straight), _g_weights(split)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

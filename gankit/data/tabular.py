@@ -94,8 +94,6 @@ def _as_datetime(series, name: str, source: str):
 
 def _column_meta(series, name: str, source: str, categorical: bool, discrete: bool, max_modes: int) -> dict[str, Any]:
     """The type and encoding statistics of one column of the training rows."""
-    import pandas as pd
-
     present = series.dropna()
     if present.empty:
         raise UserError(f"{source}: column '{name}' is empty (every value is missing)", "drop the column")
