@@ -38,7 +38,6 @@ CTGAN_EPOCHS = 300  # ctgan's default
 
 def write_table(name: str, folder: Path) -> Path:
     """The table as a CSV with a `target` column."""
-    import pandas as pd
     from sklearn import datasets
 
     path = folder / f"{name}.csv"
