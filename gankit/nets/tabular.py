@@ -35,16 +35,14 @@ class TableGenerator(nn.Module):
             width += d
         self.body = nn.Sequential(*layers)
         self.out = nn.Linear(width, sum(size for size, _ in spans))
-        # where each activation applies: tanh positions, and one-hot blocks laid out as rows of a padded matrix
+        # where each activation applies: tanh positions, and the one-hot blocks grouped by width (one (blocks,
+        # width) index per width, so a wide category column pads nothing)
         starts = np.cumsum([0] + [int(size) for size, _ in spans])[:-1]
-        blocks = [(int(at), int(size)) for at, (size, act) in zip(starts, spans) if act == "softmax"]
-        widest = max((size for _, size in blocks), default=1)
-        index = torch.tensor([[at + min(i, size - 1) for i in range(widest)] for at, size in blocks] or [[0]])
-        valid = torch.tensor([[i < size for i in range(widest)] for _, size in blocks] or [[False]])
         self.register_buffer("tanh_at", torch.tensor([int(at) for at, (_, act) in zip(starts, spans) if act == "tanh"],
                                                      dtype=torch.long), persistent=False)
-        self.register_buffer("block_at", index, persistent=False)
-        self.register_buffer("block_valid", valid, persistent=False)
+        widths = sorted({int(size) for size, act in spans if act == "softmax"})
+        self.block_index = [torch.tensor([[int(at) + i for i in range(w)] for at, (size, act) in zip(starts, spans)
+                                          if act == "softmax" and int(size) == w]) for w in widths]
 
     def forward(self, x: Tensor) -> Tensor:
         return self.out(self.body(x))
@@ -52,19 +50,16 @@ class TableGenerator(nn.Module):
     def activate(self, raw: Tensor, tau: float, generator: torch.Generator | None = None,
                  hard: bool = False) -> Tensor:
         """tanh for scalars; for one-hot blocks a Gumbel-softmax at temperature tau, or (hard) a one-hot draw from
-        softmax(logits) with noise from `generator`. All blocks at once, padded to the widest."""
+        softmax(logits) with noise from `generator`. Blocks of one width at once."""
         out = raw.clone()
         out[:, self.tanh_at] = torch.tanh(raw[:, self.tanh_at])
-        if not self.block_valid.any():
-            return out
-        logits = raw[:, self.block_at].masked_fill(~self.block_valid, float("-inf"))  # (N, blocks, widest)
-        u = torch.rand(logits.shape, generator=generator).to(raw.device).clamp_(1e-10, 1 - 1e-10)
-        noisy = logits - torch.log(-torch.log(u))
-        if hard:
-            y = F.one_hot(noisy.argmax(2), logits.shape[2]).to(raw.dtype)
-        else:
-            y = torch.softmax(noisy / tau, dim=2)
-        out[:, self.block_at[self.block_valid]] = y[:, self.block_valid]
+        for index in self.block_index:
+            index = index.to(raw.device)
+            logits = raw[:, index]  # (N, blocks, width)
+            u = torch.rand(logits.shape, generator=generator).to(raw.device).clamp_(1e-10, 1 - 1e-10)
+            noisy = logits - torch.log(-torch.log(u))
+            y = F.one_hot(noisy.argmax(2), index.shape[1]).to(raw.dtype) if hard else torch.softmax(noisy / tau, 2)
+            out[:, index] = y
         return out
 
 
