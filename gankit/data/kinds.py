@@ -113,6 +113,10 @@ class DataKind:
         """What `x` holds, for messages: "64 samples (1, 16, 16)"."""
         return f"{len(x)} samples {tuple(x.shape[1:])}"
 
+    def sample_shape(self, spec: dict) -> str:
+        """One sample's shape in words, for summaries: "1×16×16"."""
+        return "×".join(str(s) for s in spec.get("shape") or [])
+
     def read_condition(self, items: list[str], spec: dict) -> Tensor:
         """The condition vector that `gankit sample --condition COLUMN=VALUE` names (tables); other kinds take none."""
         raise UserError(f"{self.name} models take no --condition", "sample without --condition")

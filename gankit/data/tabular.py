@@ -621,6 +621,9 @@ class TableKind(DataKind):
     def describe(self, x: Tensor, spec: dict) -> str:
         return f"{len(x)} rows of {len(spec['table']['columns'])} columns"
 
+    def sample_shape(self, spec: dict) -> str:
+        return f"{len(spec['table']['columns'])} columns"
+
     def save_progress(self, path: Path, fake: Tensor, dataset: Dataset, title: str, meta: dict[str, Any]) -> None:
         plot_marginals(path, decode(fake, dataset.info["table"]), dataset.info["frame"], title, meta)
 

@@ -31,7 +31,7 @@ def run_info(run_dir: str | Path) -> dict[str, Any]:
         config.pop("model")  # the variant's own section sizes its nets
     return {"run": str(run_dir), "step": gen.info.get("step"), "target_steps": cfg.train.steps,
             "checkpoints": checkpoints, "data": gen.spec.get("name"), "kind": gen.kind,
-            "shape": gen.spec.get("shape"), "variant": cfg.variant,
+            "shape": gen.spec.get("shape"), "sample": gen.data_kind.sample_shape(gen.spec), "variant": cfg.variant,
             "model": None if gen.variant.own_nets else family(cfg.model, gen.spec), "nets": nets,
             "loss": cfg.loss.name, "parameters": gen.info.get("parameters", {"G": g_params}),
             "weights": gen.info.get("weights"), "training_seconds": _training_seconds(run_dir),
@@ -41,9 +41,8 @@ def run_info(run_dir: str | Path) -> dict[str, Any]:
 
 def summary_lines(info: dict[str, Any]) -> list[str]:
     """The few lines `gankit info` prints: what was trained on what, how far, how long, how big, how good."""
-    shape = "×".join(str(s) for s in info["shape"] or [])
     lines = [f"{info['run']}: {info['variant']} ({info['nets']}, {info['loss']} loss) on {info['data']} "
-             f"({info['kind']} {shape})",
+             f"({info['kind']} {info['sample']})",
              f"steps       {info['step']} of {info['target_steps']}"
              + (f" (checkpoints: {', '.join(info['checkpoints'])})" if info["checkpoints"] else "")]
     if info["training_seconds"] is not None:
