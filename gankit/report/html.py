@@ -89,8 +89,7 @@ def render_report(run_dir: str | Path) -> str:
     """The report of a run (or exported model folder) as one HTML string."""
     run_dir = Path(run_dir)
     info = run_info(run_dir)
-    shape = "×".join(str(s) for s in info["shape"] or [])
-    spec_note = f"{info['data']} ({info['kind']}, {shape})"
+    spec_note = f"{info['data']} ({info['kind']}, {info['sample']})"
     parts = [f"<h1>gankit run report: {html.escape(run_dir.name)}</h1>",
              f'<p class="note">{html.escape(GENERATED_NOTE)} Samples below are model outputs.</p>',
              "<h2>Summary</h2>", "<pre>" + html.escape("\n".join(summary_lines(info))) + "</pre>"]
