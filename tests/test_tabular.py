@@ -312,8 +312,8 @@ def test_tabular_gan_learns_the_label_dependence(mixed_csv, tmp_path):
     from gankit.train import Trainer, load
 
     run = tmp_path / "learn"
-    Trainer(tiny_table_cfg(mixed_csv, "train.steps=600", "train.batch_size=100", "model.pack=10",
-                           "optim.lr_d=1e-3", "optim.lr_g=1e-3"), run, progress=False).fit()
+    Trainer(tiny_table_cfg(mixed_csv, "train.steps=1000", "train.batch_size=200", "model.pack=10"), run,
+            progress=False).fit()  # the preset's batch, pack and learning rate
     gen = load(run)
     meta = gen.spec["table"]
     kind = gen.data_kind
