@@ -195,7 +195,7 @@ def test_g_and_d_both_read_the_condition(mixed_csv):
 
 
 def test_conditional_term_is_minus_log_of_the_mass_on_the_asked_category(mixed_csv):
-    variant, batch = variant_and_table_batch(mixed_csv, "tabular.cond_weight=2")
+    variant, batch = variant_and_table_batch(mixed_csv, "tabular.cond_weight=2", "tabular.classifier=0")
     fake = batch.x.clone()  # real rows show the asked categories: mass 1, loss 0
     loss, scalars = variant.aux_g_loss(None, batch.cond, fake)
     assert loss.item() == pytest.approx(0, abs=1e-6) and scalars["cond_hit"].item() == 1
@@ -207,6 +207,28 @@ def test_conditional_term_is_minus_log_of_the_mass_on_the_asked_category(mixed_c
     _, scalars = variant.g_loss(batch, Context())
     assert scalars["g_loss"].item() == pytest.approx(-scalars["d_fake_g"].item() + 2 * scalars["cond_loss"].item(),
                                                      rel=1e-4)
+
+
+def test_classifier_learns_the_target_from_the_other_columns_and_charges_g(mixed_csv):
+    import torch.nn.functional as F
+
+    from gankit.data.tabular import column_blocks
+
+    plain, _ = variant_and_table_batch(mixed_csv, "data.target=null")
+    assert [p.name for p in plain.phases] == ["D", "G"]  # no target, no classifier (by default)
+    variant, batch = variant_and_table_batch(mixed_csv, "tabular.classifier=0.5", "tabular.cond_weight=2")
+    assert [p.name for p in variant.phases] == ["D", "C", "G"] and "C" in variant.groups
+    start, width = column_blocks(variant.spec_table)["label"]
+    # C never sees the target it predicts: changing the target block leaves its output alone
+    flipped = batch.x.clone()
+    flipped[:, start:start + width] = flipped[:, start:start + width].flip(1)
+    assert torch.equal(variant.C(batch.x[:, variant.features_at]), variant.C(flipped[:, variant.features_at]))
+    loss, scalars = variant.loss("C", batch, Context())
+    expected = F.cross_entropy(variant.C(batch.x[:, variant.features_at]), batch.x[:, start:start + width].argmax(1))
+    assert torch.allclose(loss, expected)
+    _, scalars = variant.g_loss(batch, Context())
+    assert scalars["g_loss"].item() == pytest.approx(-scalars["d_fake_g"].item() + 2 * scalars["cond_loss"].item()
+                                                     + 0.5 * scalars["g_classifier"].item(), rel=1e-4)
 
 
 def test_gradient_penalty_treats_a_pack_as_one_example():
@@ -482,7 +504,8 @@ def test_a_resumed_table_run_is_bit_identical(mixed_csv, public_json, tmp_path, 
     Trainer(cfg, tmp_path / "A", progress=False).fit()
     assert train_until_interrupted(cfg, tmp_path / "B", 4) == 4
     resumed = Trainer(cfg, tmp_path / "B", resume=True, progress=False)
-    assert resumed.sampler.cursor == 4 * 2 * 50  # 4 steps × 2 phases (the trainer draws a batch per phase)
+    phases = len(resumed.variant.phases)  # D, (C, with the classifier of the plain run), G
+    assert phases == (2 if private else 3) and resumed.sampler.cursor == 4 * phases * 50  # a batch per phase
     if private:
         assert int(resumed.variant.private_steps) == 4
     resumed.fit()

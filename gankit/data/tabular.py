@@ -229,20 +229,31 @@ def spans(meta: dict[str, Any]) -> list[list]:
     return out
 
 
+def column_blocks(meta: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    """Where each column's encoding lies in a row: name -> (start, width)."""
+    blocks, at = {}, 0
+    for col, width in zip(meta["columns"], _column_widths(meta)):
+        blocks[col["name"]] = (at, width)
+        at += width
+    return blocks
+
+
+def _column_widths(meta: dict[str, Any]) -> list[int]:
+    return [1 + len(c["means"]) + (2 if c["missing"] else 0) if c["type"] == "continuous" else len(c["categories"])
+            for c in meta["columns"]]
+
+
 def condition_layout(meta: dict[str, Any]) -> list[dict[str, Any]]:
     """Per conditional column: its name, where its block starts in the encoded row, its size, where its part of the
     condition vector starts, and its category frequencies."""
-    layout, at, cond_at = [], 0, 0
-    conditional = meta["conditional"]
+    layout, cond_at = [], 0
+    blocks = column_blocks(meta)
     for col in meta["columns"]:
-        if col["type"] == "continuous":
-            at += 1 + len(col["means"]) + (2 if col["missing"] else 0)
-            continue
-        k = len(col["categories"])
-        if col["name"] in conditional:
-            layout.append({"name": col["name"], "start": at, "size": k, "cond_start": cond_at, "counts": col["counts"]})
+        if col["type"] == "categorical" and col["name"] in meta["conditional"]:
+            start, k = blocks[col["name"]]
+            layout.append({"name": col["name"], "start": start, "size": k, "cond_start": cond_at,
+                           "counts": col["counts"]})
             cond_at += k
-        at += k
     return layout
 
 

@@ -10,15 +10,16 @@ from __future__ import annotations
 from dataclasses import replace
 
 import torch
+import torch.nn.functional as F
 from pydantic import Field
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..config import Config, Section
 from ..data import Batch
-from ..data.tabular import condition_dim, condition_layout, spans
+from ..data.tabular import column_blocks, condition_dim, condition_layout, spans
 from ..errors import UserError
 from ..nets.tabular import PackedCritic, TableGenerator
-from .base import Context, Request
+from .base import Context, Group, Phase, Request
 from .gan import FAKE, GAN
 from .private import PrivateSGD
 from .registry import register_variant
@@ -34,6 +35,11 @@ class TabularConfig(Section):
     dropout: float = Field(0.5, ge=0, lt=1, description="D's dropout")
     tau: float = Field(0.2, gt=0, description="Gumbel-softmax temperature of G's one-hot outputs in training")
     cond_weight: float = Field(1.0, ge=0, description="weight of G's term for showing the conditioned category")
+    classifier: float | None = Field(None, ge=0, description="weight of an auxiliary classifier's term (after "
+                                     "CTAB-GAN): a separate net learns data.target from the other columns of real "
+                                     "rows, and G is charged when its rows' other columns do not predict their own "
+                                     "target. Default: 1 when data.target names a categorical column (and no "
+                                     "privacy.epsilon), else off; 0: off")
 
 
 @register_variant("tabular")
@@ -54,7 +60,7 @@ class TabularGAN(GAN):
         G = TableGenerator(cfg.model.z_dim + cond_dim, options.g_dims, layout_spans)
         D = PackedCritic(data_dim + cond_dim, options.d_dims, cfg.model.pack, options.dropout)
         super().__init__(cfg, spec, G=G, D=D)
-        self.layout, self.cond_dim = layout, cond_dim
+        self.layout, self.cond_dim, self.spec_table = layout, cond_dim, meta
         self.private = None
         if cfg.privacy.epsilon is not None:
             if meta.get("sampling") != "poisson":
@@ -66,6 +72,24 @@ class TabularGAN(GAN):
                                 "loss.name=non_saturating")
             self.private = PrivateSGD.plan(cfg, meta["rows"])
             self.register_buffer("private_steps", torch.zeros((), dtype=torch.long))  # checkpointed: ε on resume
+        self.target_block = None
+        target = next((c for c in meta["columns"] if c["name"] == meta.get("target")), None)
+        self.classifier_weight = options.classifier if options.classifier is not None else \
+            float(target is not None and target["type"] == "categorical" and self.private is None)
+        if self.classifier_weight:
+            if target is None or target["type"] != "categorical":
+                raise UserError("tabular.classifier predicts data.target, which must name a categorical column",
+                                "set data.target, or tabular.classifier=0")
+            if self.private is not None:
+                raise UserError("tabular.classifier learns from real rows outside the privacy budget",
+                                "set tabular.classifier=0 with privacy.epsilon")
+            start, width = column_blocks(meta)[target["name"]]
+            keep = [i for i in range(data_dim) if not start <= i < start + width]
+            self.register_buffer("features_at", torch.tensor(keep, dtype=torch.long), persistent=False)
+            self.target_block = (start, width)
+            self.C = nn.Sequential(nn.Linear(len(keep), options.d_dims[0]), nn.LeakyReLU(0.2),
+                                   nn.Linear(options.d_dims[0], width))
+            self.phases.insert(-1, Phase("C", "C"))
         # where each position of the condition vector sits in an encoded row
         where = [part["start"] + i for part in self.layout for i in range(part["size"])]
         self.register_buffer("cond_columns", torch.tensor(where, dtype=torch.long), persistent=False)
@@ -90,20 +114,41 @@ class TabularGAN(GAN):
 
     def aux_g_loss(self, fake_aux: Tensor | None, fake_cond: Tensor | None,
                    fake: Tensor) -> tuple[Tensor | None, dict[str, Tensor]]:
-        """−log of the (relaxed one-hot) mass G put on the category it was conditioned on."""
-        if fake_cond is None or not self.options.cond_weight:
-            return None, {}
-        hit = (fake[:, self.cond_columns] * fake_cond).sum(1)
-        loss = -torch.log(hit.clamp_min(1e-8)).mean()
-        return self.options.cond_weight * loss, {"cond_loss": loss.detach(),
-                                                 "cond_hit": (hit > 0.5).float().mean().detach()}
+        """−log of the (relaxed one-hot) mass G put on the category it was conditioned on; with a classifier, also
+        its cross-entropy on G's rows."""
+        total, scalars = None, {}
+        if fake_cond is not None and self.options.cond_weight:
+            hit = (fake[:, self.cond_columns] * fake_cond).sum(1)
+            loss = -torch.log(hit.clamp_min(1e-8)).mean()
+            total = self.options.cond_weight * loss
+            scalars.update(cond_loss=loss.detach(), cond_hit=(hit > 0.5).float().mean().detach())
+        if self.target_block is not None:
+            loss = self._classifier_loss(fake)
+            total = self.classifier_weight * loss + (0 if total is None else total)
+            scalars["g_classifier"] = loss.detach()
+        return total, scalars
+
+    @property
+    def groups(self) -> dict[str, Group]:
+        groups = super().groups
+        if self.target_block is not None:
+            groups["C"] = Group([self.C], self.optim_cfg.lr_d, groups["D"].betas)
+        return groups
 
     def loss(self, phase: str, batch: Batch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
         """Any phase's loss on the batch cut to whole packs (Poisson-sampled batches vary in size)."""
         n = len(batch) // self.pack * self.pack
         if n < len(batch):
             batch = replace(batch, x=batch.x[:n], cond=None if batch.cond is None else batch.cond[:n])
+        if phase == "C":
+            loss = self._classifier_loss(batch.x)
+            return loss, {"classifier_loss": loss.detach()}
         return super().loss(phase, batch, ctx)
+
+    def _classifier_loss(self, rows: Tensor) -> Tensor:
+        """Cross-entropy of C's prediction of the target from a row's other columns against the row's own target."""
+        start, width = self.target_block
+        return F.cross_entropy(self.C(rows[:, self.features_at]), rows[:, start:start + width].argmax(1))
 
     def d_loss(self, batch: Batch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
         """Under privacy.epsilon: D's DP-SGD gradient (gankit.variants.private) as the gradient of a surrogate, so
