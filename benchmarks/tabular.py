@@ -184,8 +184,10 @@ def gaussian_per_class(train, meta: dict, seed: int):
 def child(method: str, table: str, seed: int, overrides: list[str], folder: Path) -> dict:
     cmd = [sys.executable, __file__, "--one", method, table, str(seed), str(folder), *overrides]
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    if done.returncode:
-        raise SystemExit(f"{method} on {table} (seed {seed}) failed:\n{done.stderr[-2000:]}")
+    if done.returncode:  # a method that refuses a table (ctgan and missing numbers) is a result too
+        lines = done.stderr.strip().splitlines()
+        print(f"{method} on {table} (seed {seed}) failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+        return {"error": lines[-1][:300] if lines else f"exit code {done.returncode}"}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -219,6 +221,8 @@ def main() -> None:
             for seed in seeds:
                 r = child(method, table, seed, args.overrides, folder)
                 results.setdefault(table, {}).setdefault(method, []).append(r)
+                if "error" in r:
+                    break  # the other seeds would fail the same way
                 print(f"{table:14s} {method:9s} seed {seed}: F1 {r['f1_synthetic']:.3f} (real {r['f1_real']:.3f}) "
                       f"fit {r['fit_s']:.1f} s, peak {r['peak_rss_mb']:.0f} MB, MIA {r['membership_auc']:.3f}",
                       file=sys.stderr, flush=True)
@@ -226,6 +230,11 @@ def main() -> None:
     print(f"\n{'table':14s} {'method':9s} {'TSTR F1':>15s} {'of real':>8s} {'fit s':>12s} {'peak MB':>8s} {'MIA AUC':>8s}")
     for table, by_method in results.items():
         for method, runs in by_method.items():
+            if "error" in runs[0]:
+                summary.setdefault(table, {})[method] = {"error": runs[0]["error"]}
+                print(f"{table:14s} {method:9s} failed: {runs[0]['error']}")
+                continue
+
             def stat(key: str) -> tuple[float, float]:
                 v = np.array([r[key] for r in runs])
                 return float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
