@@ -61,39 +61,48 @@ class TabularGAN(GAN):
         D = PackedCritic(data_dim + cond_dim, options.d_dims, cfg.model.pack, options.dropout)
         super().__init__(cfg, spec, G=G, D=D)
         self.layout, self.cond_dim, self.spec_table = layout, cond_dim, meta
-        self.private = None
-        if cfg.privacy.epsilon is not None:
-            if meta.get("sampling") != "poisson":
-                raise UserError("privacy.epsilon needs data.public: without declared column facts, the encoding's "
-                                "statistics would come from the private rows", "see docs/tabular.md#differential-privacy")
-            if cfg.loss.gp_weight or cfg.loss.r1_weight or cfg.loss.r2_weight:
-                raise UserError("privacy.epsilon works with per-example gradients, which gradient penalties "
-                                "(a second backward) do not allow", "set loss.gp_weight=0 (and r1/r2), e.g. "
-                                "loss.name=non_saturating")
-            self.private = PrivateSGD.plan(cfg, meta["rows"])
+        self.private = self._plan_privacy(cfg, meta)
+        if self.private is not None:
             self.register_buffer("private_steps", torch.zeros((), dtype=torch.long))  # checkpointed: ε on resume
         self.target_block = None
         target = next((c for c in meta["columns"] if c["name"] == meta.get("target")), None)
         self.classifier_weight = options.classifier if options.classifier is not None else \
             float(target is not None and target["type"] == "categorical" and self.private is None)
         if self.classifier_weight:
-            if target is None or target["type"] != "categorical":
-                raise UserError("tabular.classifier predicts data.target, which must name a categorical column",
-                                "set data.target, or tabular.classifier=0")
-            if self.private is not None:
-                raise UserError("tabular.classifier learns from real rows outside the privacy budget",
-                                "set tabular.classifier=0 with privacy.epsilon")
-            start, width = column_blocks(meta)[target["name"]]
-            keep = [i for i in range(data_dim) if not start <= i < start + width]
-            self.register_buffer("features_at", torch.tensor(keep, dtype=torch.long), persistent=False)
-            self.target_block = (start, width)
-            self.C = nn.Sequential(nn.Linear(len(keep), options.d_dims[0]), nn.LeakyReLU(0.2),
-                                   nn.Linear(options.d_dims[0], width))
-            self.phases.insert(-1, Phase("C", "C"))
+            self._add_classifier(target, meta, data_dim, options.d_dims[0])
         # where each position of the condition vector sits in an encoded row
         where = [part["start"] + i for part in self.layout for i in range(part["size"])]
         self.register_buffer("cond_columns", torch.tensor(where, dtype=torch.long), persistent=False)
         self.counts = [torch.tensor(part["counts"], dtype=torch.float) for part in self.layout]
+
+    @staticmethod
+    def _plan_privacy(cfg: Config, meta: dict) -> PrivateSGD | None:
+        """DP-SGD's plan under privacy.epsilon (None without), after checking the run can be private."""
+        if cfg.privacy.epsilon is None:
+            return None
+        if meta.get("sampling") != "poisson":
+            raise UserError("privacy.epsilon needs data.public: without declared column facts, the encoding's "
+                            "statistics would come from the private rows", "see docs/tabular.md#differential-privacy")
+        if cfg.loss.gp_weight or cfg.loss.r1_weight or cfg.loss.r2_weight:
+            raise UserError("privacy.epsilon works with per-example gradients, which gradient penalties "
+                            "(a second backward) do not allow", "set loss.gp_weight=0 (and r1/r2), e.g. "
+                            "loss.name=non_saturating")
+        return PrivateSGD.plan(cfg, meta["rows"])
+
+    def _add_classifier(self, target: dict | None, meta: dict, data_dim: int, width: int) -> None:
+        """The auxiliary classifier C (a phase and a group of its own) of the target from the other columns."""
+        if target is None or target["type"] != "categorical":
+            raise UserError("tabular.classifier predicts data.target, which must name a categorical column",
+                            "set data.target, or tabular.classifier=0")
+        if self.private is not None:
+            raise UserError("tabular.classifier learns from real rows outside the privacy budget",
+                            "set tabular.classifier=0 with privacy.epsilon")
+        start, size = column_blocks(meta)[target["name"]]
+        keep = [i for i in range(data_dim) if not start <= i < start + size]
+        self.register_buffer("features_at", torch.tensor(keep, dtype=torch.long), persistent=False)
+        self.target_block = (start, size)
+        self.C = nn.Sequential(nn.Linear(len(keep), width), nn.LeakyReLU(0.2), nn.Linear(width, size))
+        self.phases.insert(-1, Phase("C", "C"))
 
     # ------------------------------------------------------------------------------------- the game's hooks
 
