@@ -68,6 +68,20 @@ def test_encoding_inverts_exactly_to_the_original_columns_and_dtypes(mixed_csv):
     assert list(back.dtypes.astype(str)) == list(original.dtypes.astype(str))
 
 
+def test_whole_numbers_keep_the_form_they_were_written_in(tmp_path):
+    """127.0 stays a float, 3 with gaps stays an integer (pandas reads both as floats): the CSV text comes back."""
+    path = tmp_path / "w.csv"
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"mass": rng.integers(60, 160, 50).astype(float), "rooms": rng.integers(1, 30, 50)})
+    frame["rooms"] = frame["rooms"].astype("Int64").mask(rng.random(50) < 0.2)
+    frame.to_csv(path, index=False)
+    assert "127.0" in path.read_text() or ".0," in path.read_text()
+    data = table_dataset(str(path), TableOptions(holdout=0))
+    assert [c["dtype"] for c in data.info["table"]["columns"]] == ["float", "int"]
+    decode(data.x, data.info["table"]).to_csv(tmp_path / "back.csv", index=False)
+    assert (tmp_path / "back.csv").read_text() == path.read_text()
+
+
 def test_overrides_decide_between_numbers_and_categories(mixed_csv):
     frame = pd.read_csv(mixed_csv)
     meta = table_from_frame(frame, TableOptions(holdout=0, discrete=("stars",), categorical=("age",),

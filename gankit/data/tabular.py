@@ -123,11 +123,14 @@ def _column_meta(series, name: str, source: str, categorical: bool, discrete: bo
         return _categorical(meta, series.astype(object).where(series.notna(), None))
     values = series.to_numpy(dtype=float)
     integer = kind in "iu" or bool(np.all(np.mod(present.to_numpy(dtype=float), 1) == 0))
+    # written back as integers when read as integers, or as whole numbers with gaps (pandas reads "3" and "" as
+    # floats); whole numbers written with a decimal point ("127.0", no gaps) stay floats
+    dtype = "int" if kind in "iu" or (integer and missing) else "float"
     if categorical or (integer and present.nunique() <= FEW_VALUES and not discrete):
-        meta["dtype"] = "int" if integer else "float"
+        meta["dtype"] = dtype
         cats = series.astype(object).where(series.notna(), None)
-        return _categorical(meta, cats.map(lambda v: v if v is None else (int(v) if integer else float(v))))
-    meta["dtype"] = "int" if integer or discrete else "float"
+        return _categorical(meta, cats.map(lambda v: v if v is None else (int(v) if dtype == "int" else float(v))))
+    meta["dtype"] = dtype
     return _continuous(meta, values, max_modes, integer=integer or discrete)
 
 
