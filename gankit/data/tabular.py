@@ -375,7 +375,7 @@ def _categorical_series(values: list, col: dict[str, Any]):
         return pd.Series([np.nan if v is None else v for v in values], dtype="float64")
     if col["dtype"] == "bool":
         return pd.Series(values, dtype="boolean" if has_missing else "bool")
-    return pd.Series(values, dtype=object)
+    return pd.Series(values, dtype=object).infer_objects()  # text as pandas reads it (str in pandas 3, else object)
 
 
 def _numeric_series(value: np.ndarray, col: dict[str, Any]):
@@ -385,7 +385,7 @@ def _numeric_series(value: np.ndarray, col: dict[str, Any]):
         text = pd.Series([None] * len(value), dtype=object)
         present = ~np.isnan(value)
         text[present] = pd.Series(pd.to_datetime(value[present], unit="s")).dt.strftime(col["format"]).to_numpy()
-        return text
+        return text.infer_objects()
     if col["dtype"] == "int":
         return pd.Series(value, dtype="float64").round().astype("Int64" if np.isnan(value).any() else "int64")
     return pd.Series(value, dtype="float64")
