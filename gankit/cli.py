@@ -831,9 +831,10 @@ def _print_metrics(title: str, result: dict, as_json: bool) -> None:
     table = Table(title=title, show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key, value in result.items():
-        if key != "protocol":
-            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    from .report.info import metric_rows
+
+    for key, value in metric_rows(result):
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     out.print(table)
     out.print(f"protocol: {json.dumps(result['protocol'])}", highlight=False)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..doctor import diagnose
 from ..io import GENERATED_NOTE, write_bytes
-from .info import run_info, summary_lines
+from .info import metric_rows, run_info, summary_lines
 
 MAX_GRIDS = 6  # sample grids shown, spread over training
 
@@ -54,7 +54,7 @@ def _table(rows: list[tuple[str, str]]) -> str:
 def _metrics(metrics: dict[str, Any] | None) -> str:
     if not metrics:
         return "<p>No metrics yet: run <code>gankit eval RUN</code>, then <code>gankit report RUN</code> again.</p>"
-    rows = [(k, f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in metrics.items() if k != "protocol"]
+    rows = [(k, f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in metric_rows(metrics)]
     protocol = json.dumps(metrics.get("protocol", {}), indent=2)
     return (_table(rows) + "<details><summary>Protocol (how each figure was measured)</summary>"
             f"<pre>{html.escape(protocol)}</pre></details>")

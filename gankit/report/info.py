@@ -76,3 +76,17 @@ def _duration(seconds: float) -> str:
     minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min" if hours else f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+def metric_rows(metrics: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """A metrics result without its protocol as (name, value) rows, nested groups (tstr, privacy, per-column
+    figures) as dotted names: tstr.random_forest.f1_synthetic."""
+    rows: list[tuple[str, Any]] = []
+    for key, value in metrics.items():
+        if key == "protocol" and not prefix:
+            continue
+        if isinstance(value, dict):
+            rows += metric_rows(value, f"{prefix}{key}.")
+        else:
+            rows.append((f"{prefix}{key}", value))
+    return rows
