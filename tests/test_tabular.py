@@ -297,6 +297,8 @@ def test_eval_reports_utility_and_privacy_and_refuses_a_changed_csv(table_run, c
     assert result["tstr"]["task"] == "regression" and "r2_synthetic" in result["tstr"]["random_forest"]
     assert 0 <= result["privacy"]["membership_auc"] <= 1 and set(result["column_similarity_per_column"]) == set(
         pd.read_csv(mixed_csv).columns)
+    code, out, _ = cli("eval", str(table_run), "--target", "income")  # the table: nested groups as dotted rows
+    assert code == 0 and "privacy.membership_auc" in out and "tstr.random_forest.r2_synthetic" in out
     mixed_csv.write_text(mixed_csv.read_text() + "30,1.0,Oslo,True,2020-01-01,3,no\n")
     code, _, err = cli("eval", str(table_run), "--json")
     assert code == 2 and "changed since the model was trained" in err
