@@ -12,7 +12,7 @@ out); ctgan's are its `fit`. Privacy: the membership-inference AUC of gankit.met
 
     python benchmarks/tabular.py            # 4 tables x 3 seeds x (gankit, ctgan, gaussian)
     python benchmarks/tabular.py --quick    # wine and breast_cancer, one seed
-    python benchmarks/tabular.py --methods gankit --tables wine train.steps=500   # gankit only, preset overrides
+    python benchmarks/tabular.py --methods gankit --tables wine --set train.steps=500   # gankit, a preset override
     python benchmarks/tabular.py --methods gankit-dp1 gankit-dp3 gankit-dp10 gaussian --tables mixed digits
 """
 
@@ -182,7 +182,8 @@ def gaussian_per_class(train, meta: dict, seed: int):
 
 
 def child(method: str, table: str, seed: int, overrides: list[str], folder: Path) -> dict:
-    cmd = [sys.executable, __file__, "--one", method, table, str(seed), str(folder), *overrides]
+    cmd = [sys.executable, __file__, "--one", method, table, str(seed), str(folder),
+           *(f"--set={item}" for item in overrides)]
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     if done.returncode:  # a method that refuses a table (ctgan and missing numbers) is a result too
         lines = done.stderr.strip().splitlines()
@@ -195,10 +196,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="wine and breast_cancer, one seed")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--tables", nargs="*", default=None)
+    parser.add_argument("--tables", nargs="*", default=None, choices=TABLES)
     parser.add_argument("--methods", nargs="*", default=None, help=f"some of {', '.join(METHODS)}, or gankit-dpE "
                         "(differential privacy at ε = E, e.g. gankit-dp3)")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides of gankit's preset `table`")
+    parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
+                        help="an override of gankit's preset `table` (repeatable)")
     parser.add_argument("--one", nargs=4, metavar=("METHOD", "TABLE", "SEED", "FOLDER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
