@@ -529,3 +529,18 @@ def test_a_resumed_table_run_is_bit_identical(mixed_csv, public_json, tmp_path, 
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     if private:
         assert int(resumed.variant.private_steps) == 8
+
+
+def test_a_wide_category_costs_its_own_width_only(tmp_path):
+    """One-hot blocks are activated per width: a 400-category column beside 20 yes/no columns makes one (1, 400) and
+    one (20, 2) block group, not 21 blocks padded to 400 (what once made wide tables slow and memory-hungry)."""
+    from gankit.nets.tabular import TableGenerator
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"code": np.repeat([f"c{i}" for i in range(400)], 2),
+                          **{f"flag{j}": rng.random(800) < 0.5 for j in range(20)}})
+    data = table_from_frame(frame, TableOptions(holdout=0))
+    G = TableGenerator(8, [16], spans(data.info["table"]))
+    assert sorted(tuple(index.shape) for index in G.block_index) == [(1, 400), (20, 2)]
+    rows = G.activate(G(torch.randn(5, 8)), tau=0.2, generator=torch.Generator().manual_seed(0), hard=True)
+    assert rows.shape == (5, 440) and torch.equal(rows.sum(1), torch.full((5,), 21.0))  # one hot per column
