@@ -76,15 +76,11 @@ def _is_number_text(text: str) -> bool:
 
 
 def _as_datetime(series, name: str, source: str):
-    """Epoch seconds of a text column whose every value is a date or time, else None."""
-    import pandas as pd
-
+    """The dates of a text column whose every value is a date or time, else None."""
     sample = series.dropna().astype(str)
     if not sample.str.contains(r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}", regex=True).all():
         return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        parsed = pd.to_datetime(series, errors="coerce", format="mixed")
+    parsed = _parse_dates(series)
     if parsed[series.notna()].isna().any():
         bad = series[series.notna() & parsed.isna()].iloc[0]
         raise UserError(f"{source}: column '{name}' holds dates and a value that is not one ('{bad}')",
@@ -117,20 +113,17 @@ def _column_meta(series, name: str, source: str, categorical: bool, discrete: bo
                         step=86400 if midnight else 1)
             return _continuous(meta, seconds.to_numpy(dtype=float), max_modes, integer=True)
         meta["dtype"] = "str"
-        return _categorical(meta, series.astype(object).where(series.notna(), None))
+        return _categorical(meta, _category_values(series, "str"))
     if kind == "b":
         meta["dtype"] = "bool"
-        return _categorical(meta, series.astype(object).where(series.notna(), None))
+        return _categorical(meta, _category_values(series, "bool"))
     values = series.to_numpy(dtype=float)
     integer = kind in "iu" or bool(np.all(np.mod(present.to_numpy(dtype=float), 1) == 0))
     # written back as integers when read as integers, or as whole numbers with gaps (pandas reads "3" and "" as
     # floats); whole numbers written with a decimal point ("127.0", no gaps) stay floats
-    dtype = "int" if kind in "iu" or (integer and missing) else "float"
+    meta["dtype"] = "int" if kind in "iu" or (integer and missing) else "float"
     if categorical or (integer and present.nunique() <= FEW_VALUES and not discrete):
-        meta["dtype"] = dtype
-        cats = series.astype(object).where(series.notna(), None)
-        return _categorical(meta, cats.map(lambda v: v if v is None else (int(v) if dtype == "int" else float(v))))
-    meta["dtype"] = dtype
+        return _categorical(meta, _category_values(series, meta["dtype"]))
     return _continuous(meta, values, max_modes, integer=integer or discrete)
 
 
@@ -158,9 +151,9 @@ def fit_modes(x: np.ndarray, max_modes: int) -> tuple[np.ndarray, np.ndarray, np
     """The modes of a column: (weights, means, stds) of a 1-D Gaussian mixture, deterministic.
 
     EM starts from `max_modes` components at evenly spaced quantiles; then the two neighbouring components that
-    overlap most are merged and EM re-run, while that lowers the Bayesian information criterion, so a column gets as many modes as it shows (what
-    the paper's Dirichlet-process prior does). Columns longer than FIT_ROWS are fitted on evenly spaced order
-    statistics."""
+    overlap most are merged and EM re-run, while that lowers the Bayesian information criterion, so a column gets as
+    many modes as it shows (what the paper's Dirichlet-process prior does). Columns longer than FIT_ROWS are fitted
+    on evenly spaced order statistics."""
     if len(x) > FIT_ROWS:
         x = np.sort(x)[np.linspace(0, len(x) - 1, FIT_ROWS).round().astype(int)]
     spread = float(x.std()) or 1.0
@@ -184,7 +177,7 @@ def _em(x: np.ndarray, weights: np.ndarray, means: np.ndarray, var: np.ndarray, 
     of the final parameters); components that lose all weight are dropped."""
     previous = -np.inf
     for _ in range(iterations + 1):
-        logp = -0.5 * (x[:, None] - means) ** 2 / var - 0.5 * np.log(2 * np.pi * var) + np.log(weights)
+        logp = _log_joint(x, weights, means, var)
         top = logp.max(1, keepdims=True)
         resp = np.exp(logp - top)
         total = resp.sum(1, keepdims=True)
@@ -199,6 +192,11 @@ def _em(x: np.ndarray, weights: np.ndarray, means: np.ndarray, var: np.ndarray, 
         weights, means = count / count.sum(), (resp * x[:, None]).sum(0) / count
         var = (resp * (x[:, None] - means) ** 2).sum(0) / count + floor
     return weights, means, var, likelihood
+
+
+def _log_joint(x: np.ndarray, weights: np.ndarray, means: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """log(weight_k · N(x | mean_k, var_k)) for every value and mode, (n, k)."""
+    return -0.5 * (x[:, None] - means) ** 2 / var - 0.5 * np.log(2 * np.pi * var) + np.log(weights)
 
 
 def _merge_closest(weights: np.ndarray, means: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -219,31 +217,26 @@ def _bic(fit: tuple[np.ndarray, np.ndarray, np.ndarray, float], n: int) -> float
     return -2 * n * fit[3] + (3 * len(fit[0]) - 1) * np.log(n)
 
 
+def _column_spans(col: dict[str, Any]) -> list[list]:
+    """One column's blocks: a number is α (tanh), its mode (one-hot) and, with gaps, a present/missing flag."""
+    if col["type"] == "categorical":
+        return [[len(col["categories"]), "softmax"]]
+    return [[1, "tanh"], [len(col["means"]), "softmax"]] + ([[2, "softmax"]] if col["missing"] else [])
+
+
 def spans(meta: dict[str, Any]) -> list[list]:
     """The encoded layout of the table: [size, "tanh" | "softmax"] per block, column by column."""
-    out: list[list] = []
-    for col in meta["columns"]:
-        if col["type"] == "continuous":
-            out += [[1, "tanh"], [len(col["means"]), "softmax"]]
-            if col["missing"]:
-                out.append([2, "softmax"])
-        else:
-            out.append([len(col["categories"]), "softmax"])
-    return out
+    return [span for col in meta["columns"] for span in _column_spans(col)]
 
 
 def column_blocks(meta: dict[str, Any]) -> dict[str, tuple[int, int]]:
     """Where each column's encoding lies in a row: name -> (start, width)."""
     blocks, at = {}, 0
-    for col, width in zip(meta["columns"], _column_widths(meta)):
+    for col in meta["columns"]:
+        width = sum(size for size, _ in _column_spans(col))
         blocks[col["name"]] = (at, width)
         at += width
     return blocks
-
-
-def _column_widths(meta: dict[str, Any]) -> list[int]:
-    return [1 + len(c["means"]) + (2 if c["missing"] else 0) if c["type"] == "continuous" else len(c["categories"])
-            for c in meta["columns"]]
 
 
 def condition_layout(meta: dict[str, Any]) -> list[dict[str, Any]]:
@@ -264,24 +257,24 @@ def condition_dim(meta: dict[str, Any]) -> int:
     return sum(part["size"] for part in condition_layout(meta))
 
 
+def _category_values(series, dtype: str):
+    """A categorical column's values as Python objects of its dtype (numbers as int or float), None where missing."""
+    values = series.astype(object).where(series.notna(), None)
+    if dtype in ("int", "float"):
+        values = values.map(lambda v: v if v is None else (int(v) if dtype == "int" else float(v)))
+    return values
+
+
 def category_codes(series, col: dict[str, Any]) -> np.ndarray:
     """The index of each value of a categorical column among its training categories (-1: never seen)."""
-    values = series.astype(object).where(series.notna(), None)
-    if col["dtype"] in ("int", "float"):
-        values = values.map(lambda v: v if v is None else (int(v) if col["dtype"] == "int" else float(v)))
     lookup = {_key(c): i for i, c in enumerate(col["categories"])}
-    return np.array([lookup.get(_key(v), -1) for v in values], dtype=np.int64)
+    return np.array([lookup.get(_key(v), -1) for v in _category_values(series, col["dtype"])], dtype=np.int64)
 
 
 def numbers(series, col: dict[str, Any]) -> np.ndarray:
     """A continuous column as float64 (datetimes as seconds since 1970), NaN where missing."""
     if col["dtype"] == "datetime":
-        import pandas as pd
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            dates = pd.to_datetime(series, errors="coerce", format="mixed")
-        return _seconds(dates).to_numpy(dtype=float)
+        return _seconds(_parse_dates(series)).to_numpy(dtype=float)
     return series.to_numpy(dtype=float)
 
 
@@ -313,8 +306,7 @@ def encode(frame, meta: dict[str, Any], seed: int = 0) -> np.ndarray:
         absent = np.isnan(values)
         x = np.where(absent, col["fill"], values)
         means, stds = np.array(col["means"]), np.array(col["stds"])
-        weights = np.array(col["weights"])
-        logp = -0.5 * ((x[:, None] - means) / stds) ** 2 - np.log(stds) + np.log(weights)
+        logp = _log_joint(x, np.array(col["weights"]), means, stds ** 2)
         prob = np.exp(logp - logp.max(1, keepdims=True))
         prob /= prob.sum(1, keepdims=True)
         mode = (prob.cumsum(1) < rng.random((len(x), 1))).sum(1).clip(0, len(means) - 1)
@@ -325,6 +317,15 @@ def encode(frame, meta: dict[str, Any], seed: int = 0) -> np.ndarray:
         if col["missing"]:
             blocks.append(np.eye(2, dtype=np.float32)[absent.astype(np.int64)])
     return np.concatenate(blocks, axis=1)
+
+
+def _parse_dates(series):
+    """Dates and times of a text column (NaT where a value is missing or is not one)."""
+    import pandas as pd
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "could not infer format": mixed formats are parsed one by one
+        return pd.to_datetime(series, errors="coerce", format="mixed")
 
 
 def _seconds(dates):
@@ -593,8 +594,7 @@ class TableSampler(BatchSampler):
             return TableBatch(x=self.dataset.x[self.poisson()].to(self.device))
         if not self.layout:
             return TableBatch(x=self.dataset.x[self.indices()].to(self.device))
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.cursor)
-        self.cursor += self.batch_size
+        g = self._batch_generator()
         n = self.batch_size
         column = torch.randint(len(self.layout), (n,), generator=g)
         category = torch.multinomial(self.prob[column], 1, generator=g).squeeze(1)
@@ -604,14 +604,18 @@ class TableSampler(BatchSampler):
         cond[torch.arange(n), self.cond_start[column] + category] = 1
         return TableBatch(x=self.dataset.x[rows].to(self.device), cond=cond.to(self.device))
 
-
     def poisson(self) -> Tensor:
         """Rows each drawn independently with probability batch_size / rows (Poisson sampling, which the privacy
         accountant assumes): a batch of varying size."""
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.cursor)
-        self.cursor += self.batch_size
+        g = self._batch_generator()
         n = len(self.dataset)
         return (torch.rand(n, generator=g) < self.batch_size / n).nonzero().flatten()
+
+    def _batch_generator(self) -> torch.Generator:
+        """The random stream of the next batch, a function of (seed, rows served); advances the cursor."""
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.cursor)
+        self.cursor += self.batch_size
+        return g
 
 
 # ----------------------------------------------------------------------------------------------- the kind

@@ -59,6 +59,14 @@ def correlation_difference(real, fake, meta: dict[str, Any]) -> float | None:
     return float(np.abs(corr(real) - corr(fake))[upper].mean())
 
 
+def _one_hot(series, col: dict[str, Any], value: float = 1.0) -> np.ndarray:
+    """A categorical column as one-hot rows (all zero for a value never seen in training), ones set to `value`."""
+    codes = category_codes(series, col)
+    out = np.zeros((len(series), len(col["categories"])))
+    out[np.arange(len(series))[codes >= 0], codes[codes >= 0]] = value
+    return out
+
+
 def design(frame, meta: dict[str, Any], exclude: str | None = None) -> np.ndarray:
     """Features for scikit-learn models: numbers (missing → the column's training mean, plus a missing flag) and
     one-hot categories, in the table's column order."""
@@ -72,10 +80,7 @@ def design(frame, meta: dict[str, Any], exclude: str | None = None) -> np.ndarra
             if col["missing"]:
                 parts.append(np.isnan(x)[:, None].astype(float))
         else:
-            codes = category_codes(frame[col["name"]], col)
-            onehot = np.zeros((len(frame), len(col["categories"])))
-            onehot[np.arange(len(frame))[codes >= 0], codes[codes >= 0]] = 1
-            parts.append(onehot)
+            parts.append(_one_hot(frame[col["name"]], col))
     return np.concatenate(parts, axis=1)
 
 
@@ -137,10 +142,7 @@ def distance_inputs(frame, meta: dict[str, Any]) -> torch.Tensor:
             span = (col["max"] - col["min"]) or 1.0
             parts.append(np.where(np.isnan(x), -1.0, (x - col["min"]) / span)[:, None])
         else:
-            codes = category_codes(frame[col["name"]], col)
-            onehot = np.zeros((len(frame), len(col["categories"])))
-            onehot[np.arange(len(frame))[codes >= 0], codes[codes >= 0]] = 0.5
-            parts.append(onehot)
+            parts.append(_one_hot(frame[col["name"]], col, 0.5))
     return torch.from_numpy(np.concatenate(parts, axis=1)).double()
 
 

@@ -40,9 +40,17 @@ class TableGenerator(nn.Module):
         starts = np.cumsum([0] + [int(size) for size, _ in spans])[:-1]
         self.register_buffer("tanh_at", torch.tensor([int(at) for at, (_, act) in zip(starts, spans) if act == "tanh"],
                                                      dtype=torch.long), persistent=False)
-        widths = sorted({int(size) for size, act in spans if act == "softmax"})
-        self.block_index = [torch.tensor([[int(at) + i for i in range(w)] for at, (size, act) in zip(starts, spans)
-                                          if act == "softmax" and int(size) == w]) for w in widths]
+        self._widths = sorted({int(size) for size, act in spans if act == "softmax"})
+        for w in self._widths:  # buffers, so they move with the module to its device
+            self.register_buffer(f"blocks_{w}", torch.tensor([[int(at) + i for i in range(w)] for at, (size, act)
+                                                               in zip(starts, spans)
+                                                               if act == "softmax" and int(size) == w]),
+                                 persistent=False)
+
+    @property
+    def block_index(self) -> list[Tensor]:
+        """Per width of one-hot block, the (blocks, width) positions of those blocks in a row."""
+        return [getattr(self, f"blocks_{w}") for w in self._widths]
 
     def forward(self, x: Tensor) -> Tensor:
         return self.out(self.body(x))
@@ -54,7 +62,6 @@ class TableGenerator(nn.Module):
         out = raw.clone()
         out[:, self.tanh_at] = torch.tanh(raw[:, self.tanh_at])
         for index in self.block_index:
-            index = index.to(raw.device)
             logits = raw[:, index]  # (N, blocks, width)
             u = torch.rand(logits.shape, generator=generator).to(raw.device).clamp_(1e-10, 1 - 1e-10)
             noisy = logits - torch.log(-torch.log(u))

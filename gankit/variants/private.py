@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 from torch import Tensor, nn
@@ -31,6 +32,13 @@ def _opacus():
     return RDPAccountant, rdp, get_noise_multiplier
 
 
+@lru_cache(maxsize=16)
+def _one_step_rdp(rate: float, sigma: float):
+    """The Rényi divergences of one subsampled Gaussian step at the accountant's orders (steps add them up)."""
+    accountant, rdp, _ = _opacus()
+    return rdp.compute_rdp(q=rate, noise_multiplier=sigma, steps=1, orders=accountant.DEFAULT_ALPHAS)
+
+
 @dataclass(frozen=True)
 class PrivateSGD:
     """The DP-SGD settings of a run: noise multiplier σ, sampling rate q, δ, clipping norm C, D steps planned."""
@@ -42,7 +50,6 @@ class PrivateSGD:
     steps: int
     target_epsilon: float
     batch: int  # expected rows per step (q × rows)
-    _one_step: object = field(default=None, compare=False, repr=False)  # cached Rényi divergences of one step
 
     @classmethod
     def plan(cls, cfg: Config, rows: int) -> PrivateSGD:
@@ -65,13 +72,11 @@ class PrivateSGD:
         if steps == 0:
             return 0.0
         accountant, rdp, _ = _opacus()
-        orders = accountant.DEFAULT_ALPHAS
-        if self._one_step is None:
-            object.__setattr__(self, "_one_step", rdp.compute_rdp(q=self.rate, noise_multiplier=self.sigma, steps=1,
-                                                                 orders=orders))
+        one_step = _one_step_rdp(self.rate, self.sigma)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "optimal order is the largest/smallest alpha": early or late in a run
-            return float(rdp.get_privacy_spent(orders=orders, rdp=self._one_step * steps, delta=self.delta)[0])
+            return float(rdp.get_privacy_spent(orders=accountant.DEFAULT_ALPHAS, rdp=one_step * steps,
+                                               delta=self.delta)[0])
 
     def gradients(self, D: nn.Module, game: Callable[[Tensor, Tensor], Tensor], real: Tensor, fake: Tensor,
                   pack: int) -> dict[str, Tensor]:
