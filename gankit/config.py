@@ -30,20 +30,24 @@ class DataConfig(_Section):
 
     # keys that mean something for some data sets only (the others ignore them); `gankit info --json` leaves them out
     ONLY_FOR: ClassVar[dict[str, tuple[str, ...]]] = {
-        "n": ("ring", "grid", "spiral", "shapes"), "modes": ("ring", "spiral"), "radius": ("ring", "spiral"),
+        "n": ("ring", "grid", "spiral", "shapes", "oracle"), "modes": ("ring", "spiral"), "radius": ("ring", "spiral"),
         "size": ("grid",), "spacing": ("grid",), "std": ("ring", "grid", "spiral"),
-        "resolution": ("digits", "shapes", "folder", "npz"), "channels": ("folder",), "path": ("folder", "npz", "table"),
+        "resolution": ("digits", "shapes", "folder", "npz"), "channels": ("folder",), "path": ("folder", "npz", "table", "text"),
         "key": ("npz",), "labels_key": ("npz",), "shapes": ("shapes",), "colors": ("shapes",), "label": ("shapes",),
         **{knob: ("shapes",) for knob in ("size_range", "jitter", "rotation", "noise", "gradient", "backgrounds")},
         **{key: ("digits", "shapes", "folder", "npz") for key in ("pair", "paired", "scale")},
         "path_a": ("folder",), "path_b": ("folder",),
         "normal": ("ring", "grid", "spiral", "digits", "shapes", "folder", "npz"),
-        **{key: ("table",) for key in ("categorical", "discrete", "conditional", "target", "holdout", "split_seed",
-                                       "max_modes", "public")}}
+        **{key: ("table",) for key in ("categorical", "discrete", "conditional", "target", "max_modes", "public")},
+        **{key: ("table", "text", "nci") for key in ("holdout", "split_seed")},
+        **{key: ("text", "nci") for key in ("tokenizer", "max_len", "skip_invalid")}, "vocab": ("oracle",),
+        "length": ("oracle",)}
 
-    name: Literal["ring", "grid", "spiral", "digits", "shapes", "folder", "npz", "table"] = Field(
-        "ring", description="dataset (table: a CSV file, docs/tabular.md)")
-    n: int | None = Field(None, ge=1, description="generated sets: samples drawn once (toy 2D 100,000; shapes 20,000)")
+    name: Literal["ring", "grid", "spiral", "digits", "shapes", "folder", "npz", "table", "text", "nci", "oracle"] = \
+        Field("ring", description="dataset (table: a CSV file, docs/tabular.md; text: a .txt or .smi file, nci: "
+              "RDKit's NCI molecules, oracle: SeqGAN's synthetic sequences, docs/sequences.md)")
+    n: int | None = Field(None, ge=1, description="generated sets: samples drawn once (toy 2D 100,000; shapes 20,000; "
+                          "oracle 10,000)")
     modes: int = Field(8, ge=1, description="ring: number of Gaussians on the circle")
     radius: float = Field(1.0, gt=0, description="ring: circle radius")
     size: int = Field(5, ge=1, description="grid: modes per side")
@@ -89,12 +93,23 @@ class DataConfig(_Section):
                                           "(default: all)")
     target: str | None = Field(None, description="table: the column to predict in utility tests (`gankit eval "
                                "--target`); the held-out split is stratified by it")
-    holdout: float = Field(0.3, ge=0, le=0.9, description="table: share of rows held out of training, for utility "
-                           "and privacy tests (0: none)")
-    split_seed: int = Field(0, ge=0, description="table: seed of the held-out split and of the encoding")
+    holdout: float | None = Field(None, ge=0, le=0.9, description="table / text: share of rows held out of training, "
+                                  "for utility and privacy tests (default: tables 0.3, sequences 0.1; 0: none)")
+    split_seed: int = Field(0, ge=0, description="table / text: seed of the held-out split (and of a table's "
+                            "encoding)")
     max_modes: int = Field(10, ge=1, le=50, description="table: most Gaussian modes per continuous column")
     public: str | None = Field(None, description="table: a JSON file of public column facts (number bounds, category "
                                "lists) used instead of the data's own statistics, as differential privacy needs")
+
+    # token sequences (gankit.data.text)
+    tokenizer: Literal["char", "word", "smiles"] | None = Field(None, description="text: how lines become tokens "
+                                                               "(default: smiles for .smi and nci, else char)")
+    max_len: int | None = Field(None, ge=1, description="text: leave out sequences longer than this many tokens "
+                                "(they are counted in the log); default: keep all")
+    skip_invalid: bool = Field(False, description="text: leave out SMILES RDKit cannot parse (named in the log) "
+                               "instead of stopping")
+    vocab: int = Field(5000, ge=2, description="oracle: vocabulary size")
+    length: int = Field(20, ge=2, description="oracle: sequence length")
 
     @field_validator("normal", "categorical", "discrete", "conditional", mode="before")
     @classmethod

@@ -72,14 +72,22 @@ def provenance(**fields: object) -> dict[str, str]:
     return meta
 
 
+SIDECAR_SUFFIXES = (".csv", ".txt", ".smi")  # plain-text outputs with no room for metadata inside
+
+
+def provenance_path(path: str | Path) -> Path:
+    """Where the provenance of a generated plain-text file (CSV, text, SMILES) lies: FILE.provenance.json beside it."""
+    return Path(f"{path}.provenance.json")
+
+
 def read_provenance(path: str | Path) -> dict[str, str] | None:
     """The provenance gankit wrote into a PNG (text chunks), GIF (comment) or .npz (a `provenance` array), or beside
-    a CSV (FILE.csv.provenance.json); None when the file carries none (another program's file, or metadata stripped
-    on the way)."""
+    a CSV, text or SMILES file (FILE.csv.provenance.json); None when the file carries none (another program's file,
+    or metadata stripped on the way)."""
     path = Path(path)
     try:
-        if path.suffix.lower() == ".csv":  # CSV has no room for it: a sidecar FILE.csv.provenance.json
-            side = Path(f"{path}.provenance.json")
+        if path.suffix.lower() in SIDECAR_SUFFIXES:
+            side = provenance_path(path)
             fields = json.loads(side.read_text(encoding="utf-8")) if side.is_file() else {}
         elif path.suffix.lower() == ".npz":
             with np.load(path, allow_pickle=False) as arrays:

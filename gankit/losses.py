@@ -116,3 +116,18 @@ def r1_penalty(logits: Tensor, inputs: Tensor) -> Tensor:
 def feature_matching(real_features: Tensor, fake_features: Tensor) -> Tensor:
     """Salimans et al. 2016: G matches the mean of D's intermediate features on real data, ‖E f(x) - E f(G(z))‖²."""
     return (real_features.detach().flatten(1).mean(0) - fake_features.flatten(1).mean(0)).pow(2).sum()
+
+
+# ----------------------------------------------------------------------------------------------- sequences
+
+
+def sequence_nll(logits: Tensor, tokens: Tensor, mask: Tensor) -> Tensor:
+    """Maximum-likelihood loss of a token model: mean -log p(x_t | x_<t) over the positions `mask` keeps (N, L)."""
+    nll = F.cross_entropy(logits.transpose(1, 2), tokens, reduction="none")
+    return (nll * mask).sum() / mask.sum()
+
+
+def policy_gradient(log_probs: Tensor, rewards: Tensor, mask: Tensor) -> Tensor:
+    """REINFORCE for a token generator (SeqGAN): -mean of log G(x_t | x_<t) · Q_t over the positions `mask` keeps;
+    the rewards Q (N, L) carry no gradient."""
+    return -(log_probs * rewards.detach() * mask).sum() / mask.sum()

@@ -18,6 +18,7 @@ from .npz import npz_dataset, read_npz
 from .pairs import HELDOUT_SEED_OFFSET, PairBatch, PairDataset, PairSampler, image_pairs, truth_pairs
 from .shapes import Difficulty, shapes
 from .tabular import TableBatch, TableOptions, TableSampler, decode, read_public, table_dataset, table_from_frame
+from .text import Oracle, TextOptions, TokenKind, build_oracle, nci_dataset, oracle_dataset, text_dataset
 from .toy2d import DEFAULT_STD, grid_centers, mixture, ring_centers, spiral_centers
 
 
@@ -101,14 +102,27 @@ def _plain(cfg: DataConfig, seed: int) -> Dataset:
         return image_folder(cfg.path, cfg.resolution or 32, cfg.channels or 3)
     if cfg.name == "table":
         return table_dataset(cfg.path, table_options(cfg))
+    if cfg.name == "text":
+        return text_dataset(cfg.path, text_options(cfg))
+    if cfg.name == "nci":
+        return nci_dataset(text_options(cfg))
+    if cfg.name == "oracle":
+        return oracle_dataset(cfg.n or 10_000, cfg.vocab, cfg.length, seed)
     return npz_dataset(cfg.path, cfg.key, cfg.labels_key, cfg.resolution)
 
 
 def table_options(cfg: DataConfig) -> TableOptions:
     """What the `data.*` keys of a table say."""
     return TableOptions(tuple(cfg.categorical), tuple(cfg.discrete),
-                        None if cfg.conditional is None else tuple(cfg.conditional), cfg.target, cfg.holdout,
+                        None if cfg.conditional is None else tuple(cfg.conditional), cfg.target,
+                        0.3 if cfg.holdout is None else cfg.holdout,
                         cfg.split_seed, cfg.max_modes, read_public(cfg.public) if cfg.public else None)
+
+
+def text_options(cfg: DataConfig) -> TextOptions:
+    """What the `data.*` keys of token sequences say."""
+    return TextOptions(cfg.tokenizer, cfg.max_len, 0.1 if cfg.holdout is None else cfg.holdout, cfg.split_seed,
+                       cfg.skip_invalid)
 
 
 def upgrade_spec(spec: dict, data_cfg: dict | None = None) -> dict:
@@ -126,4 +140,5 @@ __all__ = ["KINDS", "DataKind", "ImageKind", "VectorKind", "kind_of", "output_fo
            "PairDataset", "PairSampler", "Batch", "BatchSampler",
            "Dataset", "load_dataset", "digits", "image_folder", "npz_dataset", "read_npz",
            "shapes", "TableBatch", "TableOptions", "TableSampler", "decode", "table_dataset",
-           "table_from_frame", "table_options", "ring_centers", "grid_centers", "spiral_centers", "mixture"]
+           "table_from_frame", "table_options", "Oracle", "TextOptions", "TokenKind", "build_oracle", "nci_dataset",
+           "oracle_dataset", "text_dataset", "text_options", "ring_centers", "grid_centers", "spiral_centers", "mixture"]

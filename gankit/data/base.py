@@ -64,8 +64,9 @@ class Dataset:
             spec["evaluator"] = self.info["evaluator"]
         if "normal" in self.info:
             spec["normal"] = self.info["normal"]
-        if "table" in self.info:
-            spec["table"] = self.info["table"]
+        for key in ("table", "tokens"):  # what a model of a table or of token sequences needs to decode its output
+            if key in self.info:
+                spec[key] = self.info[key]
         return spec
 
     def take(self, index: Tensor) -> tuple[Tensor, Tensor | None]:

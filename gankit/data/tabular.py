@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from ..errors import UserError
-from ..io import atomic_path, provenance, save_figure, write_json
+from ..io import atomic_path, provenance, provenance_path, save_figure, write_json
 from .base import Batch, BatchSampler, Dataset
 from .kinds import DataKind, register_kind
 
@@ -668,11 +668,6 @@ class TableKind(DataKind):
         cond = torch.zeros(condition_dim(meta))
         cond[layout[name]["cond_start"] + names.index(text)] = 1
         return cond
-
-
-def provenance_path(path: Path | str) -> Path:
-    """Where the provenance of a generated CSV lies (CSV has no place for it inside)."""
-    return Path(f"{path}.provenance.json")
 
 
 def plot_marginals(path: Path, fake, real, title: str, meta: dict[str, Any]) -> None:

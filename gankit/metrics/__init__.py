@@ -8,6 +8,7 @@ from .kid import kid
 from .modes2d import ModeReport, modes2d
 from .prdc import density_coverage, precision_recall
 from .registry import PROGRESS_METRICS, register_progress_metric
+from . import sequences  # noqa: F401 - registers the sequences progress metric
 from .stats import FeatureStats
 
 __all__ = [

@@ -23,11 +23,13 @@ from ..config import Config
 from ..data import Dataset, decode, load_dataset, load_heldout, load_heldout_labelled, load_truth_pairs, read_npz, \
     table_options
 from ..data.tabular import table_rows
+from ..data.text import decode as decode_tokens
 from ..data.pairs import resize
 from ..errors import UserError
 from ..io import atomic_path
 from ..metrics import Evaluator, Extracted, FeatureStats, inception_score, load_evaluator
 from ..metrics.modes2d import modes2d
+from ..metrics.sequences import DIVERSITY_PAIRS, molecules, nll_oracle, uniqueness_novelty
 from ..metrics.tabular import FOREST_TREES, PRIVACY_MEANING, column_similarity, correlation_difference, privacy, tstr
 from ..metrics.translation import histogram_match, l1, psnr, psnr_y, sharpness, ssim_y
 from ..train import Generator, list_checkpoints, load
@@ -440,6 +442,55 @@ def _table_privacy(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
                          "d_steps": steps, "max_grad_norm": plan.max_grad_norm,
                          "statistics": "encoding from declared public facts (data.public), no budget spent on them"}
     return {"privacy": figures}, {"privacy": {"rows": rows, "meaning": PRIVACY_MEANING}}
+
+
+SEQUENCE_SAMPLES = 10_000  # generated sequences for the sequence metrics (SeqGAN's and the molecule protocol)
+
+
+def _tokens(run: RunEval) -> dict:
+    return run.gen.spec.get("tokens", {}) if run.gen.kind == "tokens" else {}
+
+
+def sequence_sets(run: RunEval) -> tuple[Tensor, list[str], set[str]]:
+    """(generated ids, their text, the training texts): the training data rebuilt from the run's config, checked to
+    be the data the model was trained on."""
+    if "sequences" not in run.cache:
+        data = load_dataset(run.config.data, run.config.seed)
+        meta = run.gen.spec["tokens"]
+        if data.info["tokens"].get("sha256") != meta.get("sha256") or data.info["tokens"]["vocab"] != meta["vocab"]:
+            raise UserError(f"{meta.get('path')} changed since the model was trained on it",
+                            "restore the original file: novelty compares with the training sequences")
+        x = run.gen.sample(run.n or SEQUENCE_SAMPLES, seed=run.seed)
+        run.cache["sequences"] = (x, decode_tokens(x, run.gen.spec), set(data.info["texts"]))
+    return run.cache["sequences"]
+
+
+@register_run_metric("nll_oracle", applies=lambda run: "oracle" in _tokens(run))
+def _nll_oracle(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
+    n = run.n or SEQUENCE_SAMPLES
+    value = nll_oracle(run.gen.sample(n, seed=run.seed), run.gen.spec)
+    return {"nll_oracle": value}, {"nll_oracle": {"samples": n, "seed": run.seed, "oracle": _tokens(run)["oracle"],
+                                                  "unit": "nats per token, mean over sequences and positions"}}
+
+
+@register_run_metric("sequences", applies=lambda run: bool(_tokens(run).get("vocab")) and
+                     _tokens(run).get("tokenizer") != "smiles")
+def _sequences(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
+    _, texts, training = sequence_sets(run)
+    return uniqueness_novelty(texts, training), {"sequences": {
+        "samples": len(texts), "seed": run.seed, "uniqueness": "distinct / all generated",
+        "novelty": "distinct generated not among the training sequences / distinct generated"}}
+
+
+@register_run_metric("molecules", applies=lambda run: _tokens(run).get("tokenizer") == "smiles")
+def _molecules(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
+    _, texts, training = sequence_sets(run)
+    return molecules(texts, training), {"molecules": {
+        "samples": len(texts), "seed": run.seed, "validity": "RDKit parses / all generated",
+        "uniqueness": "distinct canonical SMILES / valid", "novelty": "distinct valid not among the training "
+        "molecules (canonical) / distinct valid", "qed_mean": "mean QED of the valid molecules",
+        "internal_diversity": f"1 - mean pairwise Tanimoto (Morgan radius 2, 2048 bits) over up to "
+                              f"{DIVERSITY_PAIRS} distinct valid molecules"}}
 
 
 @torch.no_grad()

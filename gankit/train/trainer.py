@@ -238,11 +238,13 @@ class Trainer:
         """samples/step-N.png, drawn by the data kind; its progress metric (e.g. modes found, for data with known
         modes) is logged with it, so what happened over time is visible to `gankit doctor`."""
         path = self.run_dir / "samples" / f"step-{self.step}.png"
-        fake = self.sample_fixed()
+        # a picture must not change training: whatever it draws comes from a copy of the RNG state
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            fake = self.sample_fixed()
+            metric = PROGRESS_METRICS.get(self.kind.progress_metric or "")
+            scored = metric(fake, self.spec) if metric is not None else None
         meta = {"run": self.run_dir.name, "step": self.step, "seed": self.cfg.seed}
         title = f"{self.run_dir.name} step {self.step}"
-        metric = PROGRESS_METRICS.get(self.kind.progress_metric or "")
-        scored = metric(fake, self.spec) if metric is not None else None
         if scored is not None:
             record, summary = scored
             title += f": {summary}"

@@ -18,8 +18,9 @@ from .cyclegan import CycleGAN  # noqa: E402
 from .vaegan import VAEGAN  # noqa: E402
 from .ganomaly import GANomaly  # noqa: E402
 from .tabular import TabularGAN  # noqa: E402
+from .seqgan import SeqGAN  # noqa: E402
 
 __all__ = ["DIRECTIONS", "SAMPLING_OPTIONS", "Context", "Group", "LogKeys", "Phase", "Request", "Variant",
            "grad_norm_key", "refused", "slerp", "truncated_noise", "DEFAULT_VARIANT", "VARIANTS", "plugin_names", "build_variant", "check_config",
            "register_variant", "resolve", "upgrade_legacy_keys", "validate_config", "variant_class", "GAN", "CGAN",
-           "ACGAN", "InfoGAN", "Pix2Pix", "SRGAN", "CycleGAN", "VAEGAN", "GANomaly", "TabularGAN"]
+           "ACGAN", "InfoGAN", "Pix2Pix", "SRGAN", "CycleGAN", "VAEGAN", "GANomaly", "TabularGAN", "SeqGAN"]
