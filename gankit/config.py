@@ -40,7 +40,7 @@ class DataConfig(_Section):
         "normal": ("ring", "grid", "spiral", "digits", "shapes", "folder", "npz"),
         **{key: ("table",) for key in ("categorical", "discrete", "conditional", "target", "max_modes", "public")},
         **{key: ("table", "text", "nci") for key in ("holdout", "split_seed")},
-        **{key: ("text", "nci") for key in ("tokenizer", "max_len", "skip_invalid")}, "vocab": ("oracle",),
+        **{key: ("text", "nci") for key in ("tokenizer", "max_len", "skip_invalid", "augment")}, "vocab": ("oracle",),
         "length": ("oracle",)}
 
     name: Literal["ring", "grid", "spiral", "digits", "shapes", "folder", "npz", "table", "text", "nci", "oracle"] = \
@@ -108,6 +108,8 @@ class DataConfig(_Section):
                                 "(they are counted in the log); default: keep all")
     skip_invalid: bool = Field(False, description="text: leave out SMILES RDKit cannot parse (named in the log) "
                                "instead of stopping")
+    augment: int = Field(0, ge=0, le=50, description="SMILES: also train on this many random (non-canonical) SMILES "
+                         "of each training molecule (needs RDKit)")
     vocab: int = Field(5000, ge=2, description="oracle: vocabulary size")
     length: int = Field(20, ge=2, description="oracle: sequence length")
 

@@ -263,3 +263,37 @@ def test_molecule_metrics_count_valid_unique_and_novel():
     assert found["uniqueness"] == pytest.approx(3 / 4)  # CCO and OCC are one molecule
     assert found["novelty"] == pytest.approx(2 / 3)
     assert 0 < found["qed_mean"] < 1 and 0 < found["internal_diversity"] <= 1
+
+
+def test_random_smiles_write_the_same_molecules_other_ways():
+    pytest.importorskip("rdkit")
+    from rdkit import Chem
+
+    texts = ["CC(=O)Oc1ccccc1C(=O)O", "c1ccc2ccccc2c1", "CCN(CC)CC"]
+    data = sequence_dataset("t", texts, "smiles", TextOptions(holdout=0, augment=3), {})
+    written = decode(data.x, data.spec())
+    assert len(written) == 12 and data.info["texts"] == texts  # metrics compare with the canonical molecules
+    canonical = {Chem.MolToSmiles(Chem.MolFromSmiles(t)) for t in texts}
+    assert {Chem.MolToSmiles(Chem.MolFromSmiles(t)) for t in written} == canonical
+    assert len(set(written)) > len(texts)  # other strings, not copies
+    again = sequence_dataset("t", texts, "smiles", TextOptions(holdout=0, augment=3), {})
+    assert torch.equal(again.x, data.x)
+
+
+def test_molecules_from_the_nci_set_train_sample_draw_and_evaluate(tmp_path, cli):
+    pytest.importorskip("rdkit")
+    run = tmp_path / "mols"
+    code, _, err = cli("train", "molecules-seqgan", "seqgan.mle_steps=3", "seqgan.d_pretrain_steps=1",
+                       "seqgan.rollouts=2", "seqgan.pg_batch=4", "seqgan.hidden=16", "seqgan.layers=1",
+                       "data.max_len=30", "train.steps=5", "train.sample_every=0", "--out", str(run))
+    assert code == 0, err
+    assert "left out 8 SMILES RDKit cannot parse" in err  # the NCI file's unparsable lines, named
+    assert cli("sample", str(run), "-n", "20", "--seed", "0", "--out", str(tmp_path / "m.smi"))[0] == 0
+    assert len((tmp_path / "m.smi").read_text().splitlines()) == 20
+    assert cli("sample", str(run), "-n", "8", "--seed", "0", "--out", str(tmp_path / "m.png"))[0] == 0
+    assert gankit.io.read_provenance(tmp_path / "m.png")["gankit:generated"] == "true"
+    code, out, err = cli("eval", str(run), "--json", "-n", "100")
+    assert code == 0, err
+    values = json.loads(out)
+    assert {"validity", "uniqueness", "novelty", "qed_mean", "internal_diversity"} <= values.keys()
+    assert values["protocol"]["molecules"]["samples"] == 100

@@ -122,7 +122,7 @@ def table_options(cfg: DataConfig) -> TableOptions:
 def text_options(cfg: DataConfig) -> TextOptions:
     """What the `data.*` keys of token sequences say."""
     return TextOptions(cfg.tokenizer, cfg.max_len, 0.1 if cfg.holdout is None else cfg.holdout, cfg.split_seed,
-                       cfg.skip_invalid)
+                       cfg.skip_invalid, cfg.augment)
 
 
 def upgrade_spec(spec: dict, data_cfg: dict | None = None) -> dict:

@@ -92,8 +92,12 @@ def optimizer_to_files(optimizers: dict[str, torch.optim.Optimizer]) -> tuple[di
 
 def optimizer_from_files(optimizers: dict[str, torch.optim.Optimizer], tensors: dict[str, Tensor],
                          meta: dict[str, Any]) -> None:
-    """Inverse of optimizer_to_files: load each optimizer's state exactly."""
+    """Inverse of optimizer_to_files: load each optimizer's state exactly. A group the checkpoint does not know (a
+    variant that gained one since) starts fresh."""
     for group, opt in optimizers.items():
+        if group not in meta:
+            log.warning("the checkpoint has no optimizer state for group %s: it starts fresh", group)
+            continue
         state: dict[int, dict[str, Any]] = {}
         for name, value in tensors.items():
             g, pid, key = name.split(".", 2)

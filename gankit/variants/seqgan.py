@@ -44,8 +44,12 @@ class SeqGANConfig(Section):
     d_pretrain_steps: int = Field(200, ge=0, description="D steps on real vs generated sequences after pre-training")
     d_steps: int = Field(5, ge=0, description="D steps per adversarial step")
     rollouts: int = Field(16, ge=1, description="Monte-Carlo completions per prefix for each token's reward")
+    pg_batch: int | None = Field(None, ge=1, description="sequences per policy-gradient step (default: "
+                                 "train.batch_size); the rollouts' cost grows with it")
     rollout_rate: float = Field(0.8, ge=0, le=1, description="share of its own weights the rollout net keeps at each "
                                 "update (the rest comes from G): SeqGAN's 0.8")
+    pg_lr: float | None = Field(None, gt=0, description="learning rate of the policy-gradient steps, which get an "
+                                "optimizer of their own (default: optim.lr_g, as SeqGAN)")
     baseline: bool = Field(False, description="subtract the batch-mean reward at each position (less variance; "
                            "SeqGAN had none)")
     chem_reward: float = Field(0.0, ge=0, le=1, description="SMILES data: share of each reward given by RDKit "
@@ -94,21 +98,22 @@ class SeqGAN(Variant):
         self.phases = [Phase("mle", "G", stop=o.mle_steps)]
         if o.d_pretrain_steps:
             self.phases.append(Phase("D_pre", "D", start=o.mle_steps, stop=adversarial))
-        self.phases.append(Phase("G", "G", start=adversarial))
+        self.phases.append(Phase("G", "G_pg", start=adversarial))
         if o.d_steps:
             self.phases.append(Phase("D", "D", start=adversarial, repeats=o.d_steps))
 
     @property
     def groups(self) -> dict[str, Group]:
-        betas = (self.optim_cfg.beta1, self.optim_cfg.beta2)
-        return {"G": Group([self.G], self.optim_cfg.lr_g, betas, ema=self.optim_cfg.ema is not None),
+        betas, ema = (self.optim_cfg.beta1, self.optim_cfg.beta2), self.optim_cfg.ema is not None
+        return {"G": Group([self.G], self.optim_cfg.lr_g, betas, ema=ema),
+                "G_pg": Group([self.G], self.options.pg_lr or self.optim_cfg.lr_g, betas, ema=ema),
                 "D": Group([self.D], self.optim_cfg.lr_d, betas)}
 
     def loss(self, phase: str, batch: Batch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
         if phase == "mle":
             return self.mle_loss(batch, ctx)
         if phase == "G":
-            return self.pg_loss(len(batch))
+            return self.pg_loss(self.options.pg_batch or len(batch))
         return self.d_loss(batch)
 
     # ------------------------------------------------------------------------------------------- phases
