@@ -175,6 +175,21 @@ def test_rewards_keep_the_prefix_and_end_with_the_score_of_the_sequence(monkeypa
     assert ((q[:, 0] > 0) & (q[:, 0] < 1)).any()  # earlier ones: the share of completions that end well
 
 
+def test_rewards_of_sequences_that_end_early_cover_every_position(tmp_path, monkeypatch):
+    path = tmp_path / "l.txt"
+    path.write_text("\n".join(["ab", "abcabcabca", "b"] * 4))
+    cfg = resolve("oracle-seqgan", ["data.name=text", f"data.path={path}", "data.holdout=0", "seqgan.rollouts=2"])[0]
+    data = load_dataset(cfg.data, 0)
+    v = build_variant(cfg, data.spec())
+    v.update_rollout()
+    x = data.x[[0, 2]]  # both end long before the longest line: the early exit of the reward loop
+    monkeypatch.setattr(v, "score_sequences", lambda s: torch.full((len(s),), 0.25))
+    q = v.rewards(x)
+    assert q.shape == x.shape and torch.all(q == 0.25)
+    loss, _ = v.loss("G", Batch(data.x[:2]), Context())
+    assert torch.isfinite(loss)
+
+
 def test_policy_gradient_moves_g_toward_rewarded_tokens(monkeypatch):
     v, batch, _ = seq_variant("seqgan.mle_steps=0", "seqgan.d_pretrain_steps=0")
     favoured = 7

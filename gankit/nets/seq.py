@@ -54,24 +54,30 @@ class SeqGenerator(nn.Module):
     def complete(self, u: Tensor, last: Tensor, state: State | None, at: int,
                  prefix: Tensor | None = None) -> Tensor:
         """Sequences (N, L) that keep `prefix[:, :at]` and draw positions at..L-1 from uniforms u (N, L): `last` (the
-        prefix's last token; the start token when at = 0) is read from `state` first (None when at = 0)."""
+        prefix's last token; the start token when at = 0) is read from `state` first (None when at = 0). Sequences
+        that have ended leave the batch, so the work follows their real lengths."""
         n = len(u)
+        out = torch.full((n, self.length), self.pad if self.pad is not None else 0, dtype=torch.long, device=u.device)
         done = torch.zeros(n, dtype=torch.bool, device=u.device)
-        if prefix is not None and self.eos is not None and at:
-            done = (prefix[:, :at] == self.eos).any(1)
-        out = [] if prefix is None else [prefix[:, :at]]
-        token = last
-        for t in range(at, self.length):
-            if self.eos is not None and bool(done.all()):  # every sequence has ended: the rest is padding
-                out.append(torch.full((n, self.length - t), self.pad, dtype=torch.long, device=u.device))
-                break
-            logits, state = self.step(token, state)
-            token = draw(logits, u[:, t])
+        if prefix is not None and at:
+            out[:, :at] = prefix[:, :at]
             if self.eos is not None:
-                token = torch.where(done, torch.full_like(token, self.pad), token)
-                done = done | (token == self.eos)
-            out.append(token[:, None])
-        return torch.cat(out, 1)
+                done = (prefix[:, :at] == self.eos).any(1)
+        rows, token = torch.arange(n, device=u.device), last
+        for t in range(at, self.length):
+            if self.eos is not None and bool(done.any()):
+                keep = ~done
+                if not bool(keep.any()):
+                    break
+                rows, token, done = rows[keep], token[keep], done[keep]
+                if state is not None:
+                    state = (state[0][:, keep], state[1][:, keep])
+            logits, state = self.step(token, state)
+            token = draw(logits, u[rows, t])
+            out[rows, t] = token
+            if self.eos is not None:
+                done = token == self.eos
+        return out
 
     def states(self, tokens: Tensor) -> list[State]:
         """For t = 1..L-1, the state from which `complete(..., last=tokens[:, t-1], at=t)` continues: the state after

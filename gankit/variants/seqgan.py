@@ -185,7 +185,7 @@ class SeqGAN(Variant):
             prefix = x.repeat(r, 1)
             for t in range(1, length):
                 if self.G.eos is not None and bool((x[:, :t] == self.G.eos).any(1).all()):
-                    out += [whole] * (length - t)  # every sequence has ended: completions are the sequences
+                    out += [whole] * (length - t + 1)  # all have ended: completions are the sequences themselves
                     break
                 h, c = states[t - 1]
                 done = self.rollout.complete(torch.rand(n * r, length, device=x.device), prefix[:, t - 1],
