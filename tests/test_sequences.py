@@ -204,6 +204,14 @@ def test_policy_gradient_moves_g_toward_rewarded_tokens(monkeypatch):
     assert (v.G.sample(u) == favoured).float().mean() > before + 0.05
 
 
+def test_mle_term_of_the_policy_gradient_step_is_the_real_batch_likelihood(monkeypatch):
+    v, batch, _ = seq_variant("seqgan.baseline=true", "seqgan.mle_weight=0.5")
+    monkeypatch.setattr(v, "score_sequences", lambda s: torch.full((len(s),), 0.7))  # baseline: zero advantage
+    loss, logs = v.loss("G", batch, Context())
+    assert torch.allclose(loss, 0.5 * -v.G.log_probs(batch.x).mean(), atol=1e-5)
+    assert torch.allclose(logs["mle_nll"], -v.G.log_probs(batch.x).mean(), atol=1e-5)
+
+
 def test_rollout_starts_as_g_then_trails_it_by_the_rate():
     v, _, _ = seq_variant("seqgan.rollout_rate=0.8")
     v.update_rollout()

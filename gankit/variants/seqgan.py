@@ -50,6 +50,9 @@ class SeqGANConfig(Section):
                                 "update (the rest comes from G): SeqGAN's 0.8")
     pg_lr: float | None = Field(None, gt=0, description="learning rate of the policy-gradient steps, which get an "
                                 "optimizer of their own (default: optim.lr_g, as SeqGAN)")
+    mle_weight: float = Field(0.0, ge=0, description="weight of a maximum-likelihood term on a real batch in each "
+                              "policy-gradient step, which holds G near the data while rewards pull it (keeps "
+                              "diversity); 0: SeqGAN's pure policy gradient")
     baseline: bool = Field(False, description="subtract the batch-mean reward at each position (less variance; "
                            "SeqGAN had none)")
     chem_reward: float = Field(0.0, ge=0, le=1, description="SMILES data: share of each reward given by RDKit "
@@ -113,7 +116,7 @@ class SeqGAN(Variant):
         if phase == "mle":
             return self.mle_loss(batch, ctx)
         if phase == "G":
-            return self.pg_loss(self.options.pg_batch or len(batch))
+            return self.pg_loss(self.options.pg_batch or len(batch), batch)
         return self.d_loss(batch)
 
     # ------------------------------------------------------------------------------------------- phases
@@ -148,8 +151,9 @@ class SeqGAN(Variant):
         return loss, {keys.d_loss: loss.detach(), keys.d_real: torch.sigmoid(real_logits).mean().detach(),
                       keys.d_fake: torch.sigmoid(fake_logits).mean().detach()}
 
-    def pg_loss(self, n: int) -> tuple[Tensor, dict[str, Tensor]]:
-        """Policy gradient on n fresh sequences, each token rewarded by its Monte-Carlo completions."""
+    def pg_loss(self, n: int, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        """Policy gradient on n fresh sequences, each token rewarded by its Monte-Carlo completions (plus, with
+        `mle_weight`, the likelihood of the real batch)."""
         self.update_rollout()
         with torch.no_grad():
             x = self.G.sample(torch.rand(n, self.G.length, device=self.device))
@@ -158,7 +162,13 @@ class SeqGAN(Variant):
         advantage = rewards - (rewards * mask).sum(0) / mask.sum(0).clamp(min=1) if self.options.baseline \
             else rewards
         loss = losses.policy_gradient(self.G.log_probs(x), advantage, mask)
-        return loss, {self.log_keys.g_loss: loss.detach(), "reward": (rewards * mask).sum() / mask.sum()}
+        scalars = {"reward": (rewards * mask).sum() / mask.sum()}
+        if self.options.mle_weight:
+            nll = losses.sequence_nll(self.G(batch.x), batch.x, self.G.mask(batch.x))
+            loss = loss + self.options.mle_weight * nll
+            scalars[self.log_keys_mle] = nll.detach()
+        scalars[self.log_keys.g_loss] = loss.detach()
+        return loss, scalars
 
     @torch.no_grad()
     def update_rollout(self) -> None:
