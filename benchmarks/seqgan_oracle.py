@@ -111,6 +111,34 @@ def run_one(job: dict) -> list[dict]:
     return results
 
 
+def plot_curves(figures: dict, path: str) -> None:
+    """NLL-oracle of the fixed samples over training steps, one panel per seed: MLE, SeqGAN, scheduled sampling."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    seeds = figures["seeds"]
+    fig, axes = plt.subplots(1, len(seeds), figsize=(4 * len(seeds), 3.2), dpi=90, squeeze=False)
+    colours = {"mle": "#1c7ed6", "seqgan": "#d9480f", "ss": "#2b8a3e"}
+    for ax, seed in zip(axes[0], seeds):
+        runs = [r for r in figures["runs"] if r["seed"] == seed]
+        for r in runs:
+            if r.get("curve"):
+                steps, values = zip(*r["curve"])
+                ax.plot(steps, values, color=colours[r["method"]], label=r["method"], lw=1.2)
+        ax.axvline(figures["schedule"]["mle_steps"], color="#adb5bd", lw=0.8)  # SeqGAN leaves MLE here
+        floor = next((r["nll_oracle"] for r in runs if r["method"] == "oracle"), None)
+        ax.set_title(f"seed {seed}" + (f" (oracle's own samples: {floor:.2f})" if floor else ""), fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.set_ylim(None, 10)
+        ax.tick_params(labelsize=7)
+    axes[0][0].set_ylabel("NLL-oracle (1,000 fixed samples)", fontsize=8)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="one seed, a short schedule, 2,000 samples")
@@ -120,6 +148,7 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                         help="overrides of the preset for every run")
     parser.add_argument("--out", default=None, help="keep the runs here (default: a temporary folder)")
+    parser.add_argument("--plot", default=None, metavar="FILE.png", help="also draw the curves")
     args = parser.parse_args()
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     s = schedule(args.quick)
@@ -147,6 +176,8 @@ def main() -> None:
         gaps = [m - q for m, q in zip(table["mle"], table["seqgan"])]
         figures["gap_mle_minus_seqgan"] = float(np.mean(gaps))
         print(f"MLE - SeqGAN: {np.mean(gaps):.3f} (per seed {', '.join(f'{g:.3f}' for g in gaps)})")
+    if args.plot:
+        plot_curves(figures, args.plot)
     print(json.dumps(figures))
 
 

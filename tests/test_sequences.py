@@ -261,6 +261,8 @@ def test_sample_writes_text_with_provenance_and_refuses_smi_for_non_smiles(tmp_p
     assert gankit.io.read_provenance(tmp_path / "s.txt")["gankit:generated"] == "true"
     code, _, err = cli("sample", str(run), "-n", "3", "--out", str(tmp_path / "s.smi"))
     assert code == 2 and "not SMILES" in err and not (tmp_path / "s.smi").exists()
+    code, _, err = cli("export", str(run), "--format", "torchscript", "--out", str(tmp_path / "g.pt"))
+    assert code == 2 and "step by step" in err and not (tmp_path / "g.pt").exists()
     code, out, err = cli("eval", str(run), "--json", "-n", "200")
     assert code == 0, err
     values = json.loads(out)

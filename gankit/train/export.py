@@ -66,6 +66,9 @@ def export(gen: Generator, fmt: str, out: str | Path) -> Path:
     """Write the generator as `fmt` (torchscript or onnx) to `out`; returns the path."""
     if fmt not in FORMATS:
         raise UserError(f"unknown export format '{fmt}'", f"choose one of: {', '.join(FORMATS)}")
+    if not gen.variant.one_pass:
+        raise UserError(f"a {gen.variant.name} model draws its samples step by step, which an export of one forward "
+                        "pass cannot hold", "sample it with gankit sample or gankit.load(RUN).sample(n)")
     wrapper = ExportedTranslator if takes_inputs(gen) else ExportedGenerator
     module = wrapper(gen.variant.cpu()).eval()  # eval: exporters restore the mode they found
     inputs = example_inputs(gen)

@@ -184,6 +184,7 @@ class Variant(nn.Module):
     own_nets: ClassVar[str | None] = None  # what nets the variant builds itself, ignoring `model.*` (None: from it)
     encodes: ClassVar[bool] = False  # it has an encoder: encode(x) gives latents that G decodes back to x
     scores_anomalies: ClassVar[bool] = False  # it scores images itself: anomaly_score(x) (GANomaly)
+    one_pass: ClassVar[bool] = True  # G's samples are one forward pass of its inputs (what an export traces)
 
     phases: list[Phase]
     z_dim: int

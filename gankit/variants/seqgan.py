@@ -74,6 +74,7 @@ class SeqGAN(Variant):
     Config = SeqGANConfig
     own_nets = "LSTM G, CNN D with highway (seqgan.*)"
     sampling = frozenset()
+    one_pass = False  # sequences are drawn token by token, stopping at <eos>
     log_keys_mle = "mle_nll"
 
     def __init__(self, cfg: Config, spec: dict) -> None:
