@@ -368,13 +368,17 @@ def save_text_picture(path: Path, texts: list[str], title: str, meta: dict[str, 
 
 
 def save_molecule_grid(path: Path, smiles: list[str], per_row: int, meta: dict[str, Any]) -> None:
-    """Molecules drawn by RDKit in a grid PNG (an unparsable SMILES is an empty cell captioned "invalid")."""
+    """Molecules drawn by RDKit in a grid PNG, each at its own scale (an unparsable SMILES is drawn as one unknown
+    atom captioned "invalid SMILES")."""
     require_rdkit("drawing molecules")
     from rdkit import Chem
     from rdkit.Chem import Draw
 
-    mols = [Chem.MolFromSmiles(s) for s in smiles]
-    captions = ["" if m is not None else "invalid" for m in mols]
-    image = Draw.MolsToGridImage([m if m is not None else Chem.Mol() for m in mols], molsPerRow=per_row,
-                                 subImgSize=(160, 160), legends=captions)
+    mols = [Chem.MolFromSmiles(s) if s else None for s in smiles]
+    captions = ["" if m is not None else "invalid SMILES" for m in mols]
+    options = Draw.MolDrawOptions()
+    options.drawMolsSameScale = False  # a long chain must not shrink every other molecule
+    unknown = Chem.MolFromSmiles("*")  # an invalid one shows as one unknown atom, captioned
+    image = Draw.MolsToGridImage([m if m is not None else unknown for m in mols], molsPerRow=per_row,
+                                 subImgSize=(160, 160), legends=captions, drawOptions=options)
     write_png(path, image.convert("RGB"), provenance(**meta))
