@@ -72,14 +72,14 @@ def text_dataset(path: str | None, options: TextOptions) -> Dataset:
         raise UserError(f"data.path: {file} does not exist", "give a .txt (one sequence per line) or .smi file")
     if file.suffix.lower() not in (".txt", ".smi"):
         raise UserError(f"data.path: {file} is neither .txt nor .smi", "one sequence per line, in a .txt or .smi file")
+    raw = file.read_bytes()
     try:
-        lines = file.read_text(encoding="utf-8").splitlines()
+        lines = raw.decode("utf-8").splitlines()
     except UnicodeDecodeError as exc:
         raise UserError(f"{file}: not UTF-8 text (byte {exc.start})", "save the file as UTF-8") from None
-    sha = hashlib.sha256(file.read_bytes()).hexdigest()
+    sha = hashlib.sha256(raw).hexdigest()
     if file.suffix.lower() == ".smi":
-        numbered = [(i + 1, line.split()[0]) for i, line in enumerate(lines) if line.strip()]
-        texts = canonical_smiles(numbered, str(file), options.skip_invalid)
+        texts = canonical_smiles(smi_lines(lines), str(file), options.skip_invalid)
         tokenizer = options.tokenizer or "smiles"
     else:
         texts = [line for line in lines if line.strip()]
@@ -94,10 +94,14 @@ def nci_dataset(options: TextOptions) -> Dataset:
     file = Path(rdkit.__file__).parent / "Data" / "NCI" / "first_5K.smi"
     if not file.is_file():
         raise UserError(f"this RDKit has no {file.name}", "install RDKit from its wheel: pip install 'gankit[chem]'")
-    numbered = [(i + 1, line.split()[0]) for i, line in enumerate(file.read_text().splitlines()) if line.strip()]
     # the file's 4,999 lines are the data; the few RDKit cannot parse are left out by design and counted here
-    texts = canonical_smiles(numbered, "the NCI file", skip_invalid=True)
+    texts = canonical_smiles(smi_lines(file.read_text().splitlines()), "the NCI file", skip_invalid=True)
     return sequence_dataset("nci", texts, options.tokenizer or "smiles", options, {"path": "rdkit:Data/NCI/first_5K.smi"})
+
+
+def smi_lines(lines: list[str]) -> list[tuple[int, str]]:
+    """(line number, SMILES) of a .smi file's lines: the first field of each non-blank line (an id may follow)."""
+    return [(i + 1, line.split()[0]) for i, line in enumerate(lines) if line.strip()]
 
 
 def require_rdkit(what: str):

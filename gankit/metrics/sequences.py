@@ -40,20 +40,21 @@ def molecules(smiles: list[str], training: set[str]) -> dict[str, float]:
     from rdkit import Chem, DataStructs
     from rdkit.Chem import QED, rdFingerprintGenerator
 
-    canonical, qed = [], []
+    canonical, qed, first = [], [], {}  # first: canonical SMILES -> the first molecule written so
     for s in smiles:
         mol = Chem.MolFromSmiles(s) if s else None
         if mol is None:
             continue
         canonical.append(Chem.MolToSmiles(mol))
+        first.setdefault(canonical[-1], mol)
         qed.append(QED.qed(mol))
-    distinct = list(dict.fromkeys(canonical))
+    distinct = list(first)
     out = {"validity": len(canonical) / max(1, len(smiles)),
            "uniqueness": len(distinct) / max(1, len(canonical)),
            "novelty": len(set(distinct) - training) / max(1, len(distinct)),
            "qed_mean": float(np.mean(qed)) if qed else 0.0}
     gen = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
-    fps = [gen.GetFingerprint(Chem.MolFromSmiles(s)) for s in distinct[:DIVERSITY_PAIRS]]
+    fps = [gen.GetFingerprint(first[s]) for s in distinct[:DIVERSITY_PAIRS]]
     if len(fps) > 1:
         sims = [np.mean(DataStructs.BulkTanimotoSimilarity(fp, fps[i + 1:])) * (len(fps) - i - 1)
                 for i, fp in enumerate(fps[:-1])]
