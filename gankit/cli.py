@@ -198,6 +198,8 @@ def sample(
                                          "drs (rejection) or mh (Metropolis-Hastings). See docs/refine.md."),
     condition: Optional[list[str]] = typer.Option(None, "--condition", help="Table models: every row shows this "
                                                   "category, e.g. --condition target=1."),
+    mix: Optional[str] = typer.Option(None, "--mix", help="StyleGAN models: a style-mixing grid from seeds A,B "
+                                      "(columns A, B, then A with B's coarse, middle, fine styles; n/5 rows)."),
 ) -> None:
     """Generate samples from a trained run."""
     from .train import load
@@ -217,7 +219,13 @@ def sample(
         gen.check_takes(condition=True)
         rows = kind.read_condition(condition, gen.spec).expand(n, -1)
     cells = nrow = None
-    if refine is not None:
+    if mix is not None:
+        if given is not None or vary is not None or rows is not None or refine is not None or cls is not None:
+            raise UserError("--mix draws its own grid from two seeds", "drop --input / --vary / --condition / "
+                            "--refine / --class, or --mix")
+        x, nrow = gen.mixing_grid(*_parse_seed_pair(mix), rows=max(1, n // 5), truncation=truncation)
+        labels = None
+    elif refine is not None:
         if given is not None or vary is not None or rows is not None:
             raise UserError("--refine works on samples from noise", "drop --input / --vary / --condition, or --refine")
         x, stats = gen.refined(refine, n, seed, truncation, labels=cls, codes=codes)
@@ -233,7 +241,7 @@ def sample(
         x = gen.sample(count, seed=seed, truncation=truncation, labels=labels, codes=codes, inputs=given,
                        condition=rows)
     meta = {**_made_by(gen, run), "seed": seed, "truncation": truncation, "class": cls, "codes": code, "vary": vary,
-            "input": str(inputs) if inputs else None, "refine": refine,
+            "input": str(inputs) if inputs else None, "refine": refine, "mix": mix,
             "condition": ",".join(condition) if condition else None}
     kind.write(out, x, gen.spec, nrow=nrow, labels=labels, cells=cells, meta=meta)
     err.print(f"wrote {kind.describe(x, gen.spec)} to {out}{_spread(gen, labels)}", highlight=False)
@@ -262,6 +270,14 @@ def _spread(gen, labels: Tensor | None) -> str:
     parts = [f"{count} of {names[0]}" if len(names) == 1 else f"{count} each of {names[0]}-{names[-1]}"
              for count, names in groups]
     return ": " + ", ".join(parts)
+
+
+def _parse_seed_pair(text: str) -> tuple[int, int]:
+    """--mix A,B -> (A, B)."""
+    parts = text.split(",")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise UserError(f"--mix {text}: expected two seeds, e.g. --mix 1,2")
+    return int(parts[0]), int(parts[1])
 
 
 def _parse_codes(items: list[str]) -> dict[str, float]:

@@ -158,6 +158,8 @@ class LossConfig(_Section):
     name: Literal["minimax", "non_saturating", "wasserstein", "hinge", "least_squares"] = Field(
         "non_saturating", description="the adversarial game (D loss and G loss)")
     gp_weight: float = Field(0.0, ge=0, description="WGAN-GP gradient penalty weight λ (10 in the paper)")
+    drift: float = Field(0.0, ge=0, description="weight of ε·E[D(x)²] on real scores, keeping a Wasserstein critic "
+                         "from drifting (PGGAN's 0.001)")
     r1_weight: float = Field(0.0, ge=0, description="R1 penalty γ on real data (Mescheder et al. 2018)")
     r2_weight: float = Field(0.0, ge=0, description="R2 penalty γ on generated data")
     reg_every: int = Field(1, ge=1, description="lazy regularisation: R1/R2 every N steps, scaled by N")

@@ -325,8 +325,11 @@ def directions(gen: Generator, evaluator: Evaluator | None, *, n: int = FIT_SAMP
         items.update(found)
         protocol["interfacegan"] = fit
     if sefa:
-        found, fit = _sefa(gen, sefa)
-        items.update(found)
+        try:
+            found, fit = _sefa(gen, sefa)
+            items.update(found)
+        except UserError as exc:  # e.g. z is pixel-normalised before G's first layer (PGGAN, StyleGAN)
+            fit = {"skipped": exc.message}
         protocol["sefa"] = fit
     if ganspace:
         found, fit = _ganspace(gen, ganspace, GANSPACE_SAMPLES, seed)

@@ -168,7 +168,7 @@ class ImageKind(DataKind):
     outputs = (".npz", ".png", "/")
     images = True
     metrics = ("features", "class_accuracy", "code_accuracy", "code_accuracy_real", "reconstruction", "anomaly",
-               "editing")
+               "editing", "ppl")
 
     def save_progress(self, path: Path, fake: Tensor, dataset: Dataset, title: str, meta: dict[str, Any]) -> None:
         save_grid(path, fake, nrow=8, scale=max(1, 128 // fake.shape[-1]), **meta)

@@ -74,3 +74,44 @@ class Packed(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(self._pack(x))
+
+
+class PixelNorm(nn.Module):
+    """Scale each pixel's feature vector to unit mean square (Karras et al. 2018): keeps G's activations from
+    escalating, in place of batch norm. (N, C, ...) -> same shape."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + 1e-8)
+
+
+class EqualLinear(nn.Module):
+    """A linear layer with equalised learning rate (Karras et al. 2018): weights drawn N(0, 1/lr_mul²) and scaled at
+    run time by lr_mul·gain/√fan_in, so Adam's step moves every layer alike; `lr_mul` < 1 slows a layer (StyleGAN's
+    mapping net uses 0.01). With equalized=False the same initial function is stored in the weights directly."""
+
+    def __init__(self, fan_in: int, fan_out: int, bias_init: float = 0.0, lr_mul: float = 1.0, gain: float = 1.0,
+                 equalized: bool = True) -> None:
+        super().__init__()
+        he = gain / fan_in**0.5
+        self.scale, self.lr_mul = (he * lr_mul, lr_mul) if equalized else (1.0, 1.0)
+        self.weight = nn.Parameter(torch.randn(fan_out, fan_in) / (self.lr_mul if equalized else 1 / he))
+        self.bias = nn.Parameter(torch.full((fan_out,), bias_init / self.lr_mul))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.addmm(self.bias * self.lr_mul, x, (self.weight * self.scale).t())
+
+
+class EqualConv2d(nn.Module):
+    """A same-padded k×k convolution with equalised learning rate (see EqualLinear)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, gain: float = 2**0.5, bias: bool = True,
+                 equalized: bool = True) -> None:
+        super().__init__()
+        he = gain / (in_ch * kernel * kernel) ** 0.5
+        self.scale = he if equalized else 1.0
+        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel) * (1.0 if equalized else he))
+        self.bias = nn.Parameter(torch.zeros(out_ch)) if bias else None
+        self.padding = kernel // 2
+
+    def forward(self, x: Tensor) -> Tensor:
+        return nn.functional.conv2d(x, self.weight * self.scale, self.bias, padding=self.padding)

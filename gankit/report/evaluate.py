@@ -29,6 +29,7 @@ from ..errors import UserError
 from ..io import atomic_path
 from ..metrics import Evaluator, Extracted, FeatureStats, inception_score, load_evaluator
 from ..metrics.modes2d import modes2d
+from ..metrics.ppl import EPSILON, perceptual_path_length
 from ..metrics.sequences import DIVERSITY_PAIRS, molecules, nll_oracle, uniqueness_novelty
 from ..metrics.tabular import FOREST_TREES, PRIVACY_MEANING, column_similarity, correlation_difference, privacy, tstr
 from ..metrics.translation import histogram_match, l1, psnr, psnr_y, sharpness, ssim_y
@@ -52,6 +53,7 @@ EDIT_RULE = ("each latent is moved toward one attribute value it does not show (
              "random) along that value's direction, held orthogonal to the other attributes' boundaries, to {margin} "
              "past the boundary (at most {most}); success: the evaluator sees the new value and every other attribute "
              "unchanged; *_random: the same moves along random directions")
+PPL_PATHS = 2000  # latent paths sampled for perceptual path length (the paper used 100,000 on GPUs)
 HISTOGRAM_REFERENCE = 1000  # training images of domain B whose pixels the histogram baseline matches
 
 
@@ -383,6 +385,36 @@ def _editing(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
         "directions": {**found.protocol, "boundary_accuracy": boundaries},
         "edits": edits,
         "classifier": evaluator.name, "weights": gen.info.get("weights"), "step": gen.info.get("step")}}
+
+
+def _noise_to_images(run: RunEval) -> bool:
+    """A model that draws images from noise alone (labels and codes may be random), not one that transforms inputs."""
+    return run.gen.data_kind.images and "inputs" not in run.gen.sampling
+
+
+@register_run_metric("ppl", applies=_noise_to_images)
+def _ppl(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Perceptual path length in z (slerp) for every noise-to-image model, and in w (lerp) for models with one."""
+    gen, evaluator = run.gen, run.evaluator
+    n = run.n or PPL_PATHS
+    draw = torch.Generator().manual_seed(run.seed)
+    z_a, z_b = gen.latents(n, run.seed), gen.latents(n, run.seed + 1)
+    t = torch.rand(n, generator=draw)
+    paths = {"ppl": (lambda z: gen.generate(z, seed=run.seed), z_a, z_b, "z")}
+    if gen.variant.w_space:
+        with torch.no_grad():
+            w_a, w_b = gen.variant.to_w(z_a.to(gen.device)).cpu(), gen.variant.to_w(z_b.to(gen.device)).cpu()
+        paths["ppl_w"] = (lambda w: torch.cat([gen.variant.from_w(part.to(gen.device)).clamp(-1, 1).cpu()
+                                                 for part in w.split(1024)]), w_a, w_b, "w")
+    values, protocol = {}, {}
+    for key, (generate, a, b, space) in paths.items():
+        values[key], _ = perceptual_path_length(generate, evaluator.features, a, b, t, space)
+        protocol[key] = {"space": space, "interpolation": "slerp" if space == "z" else "lerp", "epsilon": EPSILON,
+                         "paths": n, "t": "uniform in [0, 1)", "seed": run.seed,
+                         "distance": f"squared L2 of {evaluator.name} features, in place of LPIPS/VGG16",
+                         "mean_of": "values between the 1st and 99th percentile", "rounded_to_8bit": False,
+                         "weights": gen.info.get("weights"), "step": gen.info.get("step")}
+    return values, protocol
 
 
 def _is_table(run: RunEval) -> bool:

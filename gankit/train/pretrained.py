@@ -16,6 +16,7 @@ from torch import Tensor
 
 from ..config import Config, ModelConfig, section_name
 from ..data import kind_of, upgrade_spec
+from ..nets.style import STYLE_PARTS
 from ..errors import UserError
 from ..io import atomic_path, write_json
 from ..version import __version__
@@ -120,7 +121,7 @@ class Generator:
         if refine is not None:
             return self.refined(refine, n, seed, truncation, labels, codes)[0]
         return self.generate(self.latents(n, seed, truncation), labels=labels, codes=codes, inputs=inputs, seed=seed,
-                             batch_size=batch_size, direction=direction, condition=condition)
+                             batch_size=batch_size, direction=direction, condition=condition, truncation=truncation)
 
     def refiner(self, quantile: float = 0.5, chain: int = 20):
         """The run's calibrated D for discriminator-guided sampling (built once per setting, then reused)."""
@@ -157,8 +158,10 @@ class Generator:
     @torch.no_grad()
     def generate(self, z: Tensor, labels: int | str | Sequence[int | str] | Tensor | None = None,
                  codes: dict[str, float] | None = None, inputs: Tensor | None = None, seed: int | None = None,
-                 batch_size: int = 1024, direction: str | None = None, condition: Tensor | None = None) -> Tensor:
-        """Samples from given latents z (n, z_dim); random labels or codes come from `seed`."""
+                 batch_size: int = 1024, direction: str | None = None, condition: Tensor | None = None,
+                 truncation: float = 1.0) -> Tensor:
+        """Samples from given latents z (n, z_dim); random labels or codes come from `seed`. `truncation` is for
+        models that truncate after the noise (StyleGAN's ψ toward the mean w); others truncate in `latents`."""
         n = len(z)
         label_index = self.label_indices(labels, n) if labels is not None else None
         gen = _generator(None if seed is None else seed + 1)  # conditions draw from their own stream
@@ -169,7 +172,8 @@ class Generator:
             request = Request(len(part_z), z=part_z, labels=None if label_index is None else label_index[rows],
                               codes=dict(codes or {}), generator=gen,
                               inputs=None if inputs is None else inputs[rows].to(self.device), direction=direction,
-                              condition=None if condition is None else condition[rows].to(self.device))
+                              condition=None if condition is None else condition[rows].to(self.device),
+                              truncation=truncation)
             try:
                 chunks.append(self.variant.generate(request).cpu())
             except ValueError as exc:
@@ -228,19 +232,34 @@ class Generator:
                 raise UserError(str(exc), "--vary takes a latent code of the model, e.g. c0 or c1") from None
             rows = max(1, n // len(values))
             z = self.latents(rows, seed, truncation)
-            columns = [self.generate(z, codes={**(codes or {}), vary: v}, seed=seed) for v in values]
+            columns = [self.generate(z, codes={**(codes or {}), vary: v}, seed=seed, truncation=truncation)
+                       for v in values]
             return torch.stack(columns, dim=1).flatten(0, 1), len(values), None, None
         if labels is None and self.class_names:
             k = len(self.class_names)
             counts = [n // k + (c < n % k) for c in range(k)]
             cols = max(counts)
             z = self.latents(cols, seed, truncation)
-            x = torch.cat([self.generate(z[:m], labels=c, codes=codes, seed=seed) for c, m in enumerate(counts) if m])
+            x = torch.cat([self.generate(z[:m], labels=c, codes=codes, seed=seed, truncation=truncation)
+                           for c, m in enumerate(counts) if m])
             cells = [c * cols + j for c, m in enumerate(counts) for j in range(m)]
             return x, cols, torch.arange(k).repeat_interleave(torch.tensor(counts)), cells
         label_index = self.label_indices(labels, n) if labels is not None else None
         x = self.sample(n, seed=seed, truncation=truncation, labels=label_index, codes=codes)
         return x, None, label_index, None
+
+
+    @torch.no_grad()
+    def mixing_grid(self, seed_a: int, seed_b: int, rows: int = 4, truncation: float = 1.0) -> tuple[Tensor, int]:
+        """A style-mixing grid and its row length: per row a latent A (from seed_a), a latent B (from seed_b), then A
+        with B's coarse, middle and fine styles in turn."""
+        self.check_takes(mixing=True, truncation=truncation != 1)
+        z_a = self.latents(rows, seed_a).to(self.device)
+        z_b = self.latents(rows, seed_b).to(self.device)
+        columns = [self.variant.run_generator(self.variant.prepare(Request(rows, z=z, truncation=truncation)))
+                   for z in (z_a, z_b)]
+        columns += [self.variant.mix(z_a, z_b, part, truncation) for part in STYLE_PARTS]
+        return torch.stack(columns, dim=1).flatten(0, 1).cpu(), len(columns)
 
 
 def _generator(seed: int | None) -> torch.Generator:

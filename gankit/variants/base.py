@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from ..config import Config, Section
 from ..data import Batch
+from ..metrics.ppl import slerp  # noqa: F401 - re-exported: latent interpolation for sampling
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ SAMPLING_OPTIONS = {
     "inputs": ("this model generates from noise: it takes no inputs", "sample without --input"),
     "direction": ("this model translates one way only (A to B)", "translate without --direction"),
     "condition": ("this model takes no column condition", "sample without --condition"),
+    "mixing": ("this model has no per-layer styles to mix", "sample without --mix (StyleGAN models mix styles)"),
 }
 DIRECTIONS = ("a2b", "b2a")  # what a two-way translator's `direction` may be
 
@@ -158,15 +160,6 @@ def truncated_noise(n: int, dim: int, truncation: float = 1.0, generator: torch.
     return z.float().to(device)
 
 
-def slerp(a: Tensor, b: Tensor, t: float) -> Tensor:
-    """Spherical interpolation between latent batches a and b (N, D) at t ∈ [0, 1]: stays on the shell where
-    Gaussian noise lives, unlike a straight line through the low-norm middle (White 2016)."""
-    a_n, b_n = a / a.norm(dim=1, keepdim=True), b / b.norm(dim=1, keepdim=True)
-    omega = torch.acos((a_n * b_n).sum(1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7))
-    so = torch.sin(omega)
-    return torch.sin((1 - t) * omega) / so * a + torch.sin(t * omega) / so * b
-
-
 class Variant(nn.Module):
     """Base class. Subclasses set `phases`, `groups`, implement `loss` and `run_generator`, and may declare:
 
@@ -185,6 +178,7 @@ class Variant(nn.Module):
     encodes: ClassVar[bool] = False  # it has an encoder: encode(x) gives latents that G decodes back to x
     scores_anomalies: ClassVar[bool] = False  # it scores images itself: anomaly_score(x) (GANomaly)
     one_pass: ClassVar[bool] = True  # G's samples are one forward pass of its inputs (what an export traces)
+    w_space: ClassVar[bool] = False  # it maps z to an intermediate latent w: to_w(z) and from_w(w) (StyleGAN)
 
     phases: list[Phase]
     z_dim: int
@@ -259,6 +253,19 @@ class Variant(nn.Module):
     def encode(self, x: Tensor) -> Tensor:
         """Latents (N, z_dim) that G decodes back to images x: variants with an encoder (VAE-GAN) override this."""
         raise ValueError(f"variant {self.name} has no encoder: it cannot reconstruct images")
+
+    def to_w(self, z: Tensor) -> Tensor:
+        """Intermediate latents w (N, w_dim) for z, for models with `w_space`."""
+        raise ValueError(f"variant {self.name} has no intermediate latent space w")
+
+    def from_w(self, w: Tensor) -> Tensor:
+        """Samples for intermediate latents w, for models with `w_space`."""
+        raise ValueError(f"variant {self.name} has no intermediate latent space w")
+
+    def mix(self, z_a: Tensor, z_b: Tensor, part: str, truncation: float = 1.0) -> Tensor:
+        """Samples of z_a with one part of their styles (coarse, middle, fine) taken from z_b: models that take
+        `mixing`."""
+        raise ValueError(SAMPLING_OPTIONS["mixing"][0])
 
     def code_values(self, name: str) -> list[float]:
         """Values to sweep a latent code over in a traversal grid (InfoGAN); other variants have no codes."""

@@ -130,6 +130,10 @@ class GAN(Variant):
                                               group=self.pack)
             loss = loss + self.reg.gp_weight * penalty
             scalars["gradient_penalty"] = penalty.detach()
+        if self.reg.drift:
+            drift = real_logits.square().mean()
+            loss = loss + self.reg.drift * drift
+            scalars["drift"] = drift.detach()
         scalars[keys.d_loss] = loss.detach()
         return loss, scalars
 
