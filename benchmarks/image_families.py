@@ -10,8 +10,8 @@ same evaluator's features in place of LPIPS). Rows:
     stylegan         shapes32-stylegan (mapping depth 8, mixing 0.9, path-length regularisation)
     dcgan@time       DCGAN given as many steps as fit in the slowest family's training time (same seed): the
                      "equal wall time" baseline
-    ablations        pggan without pixel norm / minibatch std / equalised lr; stylegan with mapping depth 2;
-                     stylegan without style mixing (--ablations)
+    ablations        pggan without pixel norm / minibatch std / equalised lr, or with PGGAN's WGAN-GP + drift;
+                     stylegan with mapping depth 2; stylegan without style mixing (--ablations)
 
     python benchmarks/image_families.py --quick                  # 1 seed, 300 steps, the three families
     python benchmarks/image_families.py --seeds 0 1 2 --ablations --jobs 2
@@ -41,6 +41,8 @@ ABLATIONS = {
     "pggan-no-equalized-lr": ("shapes32-pggan", ["pggan.equalized_lr=false"]),
     "stylegan-mapping-2": ("shapes32-stylegan", ["stylegan.mapping_depth=2"]),
     "stylegan-no-mixing": ("shapes32-stylegan", ["stylegan.mixing=0"]),
+    "pggan-wgan-gp-drift": ("shapes32-pggan", ["loss.name=wasserstein", "loss.gp_weight=10", "loss.drift=0.001",
+                                               "loss.r1_weight=0"]),
 }
 
 

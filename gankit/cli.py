@@ -318,7 +318,8 @@ def interpolate(
         raise UserError(f"--out {out}: unknown output type", "use FILE.png or FILE.gif")
     start, end = gen.latents(rows, seed, truncation), gen.latents(rows, seed + 1, truncation)
     labels = gen.label_indices(cls, rows) if cls is not None else None
-    frames = [gen.generate(slerp(start, end, t), labels=labels, seed=seed) for t in torch.linspace(0, 1, steps).tolist()]
+    frames = [gen.generate(slerp(start, end, t), labels=labels, seed=seed, truncation=truncation)
+              for t in torch.linspace(0, 1, steps).tolist()]
     meta = {**_made_by(gen, run), "seed": seed, "steps": steps, "class": cls}
     if out.suffix.lower() == ".png":
         io.save_grid(out, torch.stack(frames, dim=1).flatten(0, 1), nrow=steps,

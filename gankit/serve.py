@@ -106,7 +106,7 @@ def make_app(run_dir: str | Path) -> Starlette:
         a, b = gen.latents(1, seed, truncation), gen.latents(1, seed_b, truncation)
         z = torch.cat([slerp(a, b, t) for t in torch.linspace(0, 1, steps).tolist()])
         labels = None if label is None else torch.full((steps,), label, dtype=torch.long)
-        x = gen.generate(z, labels=labels, seed=seed)
+        x = gen.generate(z, labels=labels, seed=seed, truncation=truncation)
         meta = {**made_by, "seed": seed, "seed_b": seed_b, "truncation": truncation, "class": label,
                 "task": "serve interpolate"}
         return _png(x, steps, meta)

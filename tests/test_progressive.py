@@ -43,8 +43,9 @@ def test_stage_follows_the_step_and_phases_repeat_per_window():
     assert variant.stage_at(0) == (0, 1.0) and variant.stage_at(2) == (1, 0.0)
     assert variant.stage_at(3) == (1, pytest.approx(1 / 3)) and variant.stage_at(5) == (1, 1.0)
     assert variant.stage_at(10_000) == (2, 1.0)
-    assert [(p.name, p.start, p.stop) for p in variant.phases[:4]] == [("D", 0, 2), ("G", 0, 2), ("D", 2, 5),
-                                                                         ("G", 2, 5)]
+    assert [(p.name, p.start, p.stop) for p in variant.phases[:4]] == [("D", 0, 2), ("D_reg", 0, 2), ("G", 0, 2),
+                                                                         ("D", 2, 5)]
+    assert variant.phases[1].every == 16  # lazy R1 in every window
     assert variant.phases[-1].stop is None
 
 
@@ -94,7 +95,8 @@ def test_reals_are_shown_at_the_stage_side_and_blended_like_the_fakes():
 
 def test_pggan_d_loss_is_wasserstein_plus_penalty_plus_drift():
     """Catches the drift term dropped or with its sign flipped, and reals and fakes swapped in the critic."""
-    variant, batch = variant_and_batch("shapes32-pggan", *TINY_PG)
+    variant, batch = variant_and_batch("shapes32-pggan", *TINY_PG, "loss.name=wasserstein", "loss.gp_weight=10",
+                                       "loss.drift=0.001", "loss.r1_weight=0")
     torch.manual_seed(1)
     ctx = Context(step=3)
     loss, scalars = variant.loss("D", batch, ctx)
