@@ -8,8 +8,9 @@ same evaluator's features in place of LPIPS). Rows:
     dcgan            shapes-dcgan at batch 32
     pggan            shapes32-pggan, its growth schedule scaled so 32×32 is reached at 60 % of the steps
     stylegan         shapes32-stylegan (mapping depth 8, mixing 0.9, path-length regularisation)
-    dcgan@time       DCGAN given as many steps as fit in the slowest family's training time (same seed): the
-                     "equal wall time" baseline
+    dcgan@time       DCGAN given as many steps as fit in StyleGAN-lite's training time: the "equal wall time"
+                     baseline (the step ratio is timed first, 20 steps of each after 5 of warm-up, in this process,
+                     one thread; the table shows the minutes each row really took)
     ablations        pggan without pixel norm / minibatch std / equalised lr, or with PGGAN's WGAN-GP + drift;
                      stylegan with mapping depth 2; stylegan without style mixing (--ablations)
 
@@ -81,6 +82,27 @@ def run_one(job: dict) -> dict:
             "ppl": values["ppl"], "ppl_w": values.get("ppl_w")}
 
 
+def seconds_per_step(preset: str, steps: int = 20, warmup: int = 5) -> float:
+    """Training seconds per step of a preset at the benchmark's batch (full resolution), one thread."""
+    import torch
+
+    torch.set_num_threads(1)
+    import gankit
+    from gankit.train import Trainer
+
+    cfg = gankit.load_config(preset, overrides(preset, warmup + steps, 0, []) + [
+        "train.checkpoint_every=0", "data.n=256"])
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(cfg, Path(tmp) / "run", progress=False)
+        window: dict = {}
+        for _ in range(warmup):
+            trainer._iteration(window)
+        start = time.perf_counter()
+        for _ in range(steps):
+            trainer._iteration(window)
+        return (time.perf_counter() - start) / steps
+
+
 def mean_se(values: list[float]) -> tuple[float, float]:
     m = sum(values) / len(values)
     if len(values) < 2:
@@ -103,20 +125,18 @@ def main() -> None:
     rows = {**ROWS, **(ABLATIONS if args.ablations else {})}
     out = Path(args.out or tempfile.mkdtemp(prefix="image-families-"))
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [{"row": row, "preset": preset, "extra": extra, "seed": seed, "steps": steps, "n": n, "out": str(out)}
+    ratio = seconds_per_step("shapes32-stylegan") / seconds_per_step("shapes-dcgan")
+    rows["dcgan@time"] = ("shapes-dcgan", [])
+    jobs = [{"row": row, "preset": preset, "extra": extra, "seed": seed, "n": n, "out": str(out),
+             "steps": max(steps, round(steps * ratio)) if row == "dcgan@time" else steps}
             for seed in seeds for row, (preset, extra) in rows.items()]
+    jobs.sort(key=lambda job: -job["steps"] * (2 if "stylegan" in job["preset"] else 1))  # longest first
     with ProcessPoolExecutor(args.jobs) as pool:
         results = list(pool.map(run_one, jobs))
-        slowest = {s: max(r["minutes"] for r in results if r["seed"] == s and r["row"] in ("pggan", "stylegan"))
-                   for s in seeds}
-        dcgan_minutes = {r["seed"]: r["minutes"] for r in results if r["row"] == "dcgan"}
-        timed = [{"row": "dcgan@time", "preset": "shapes-dcgan", "extra": [], "seed": s, "n": n, "out": str(out),
-                  "steps": max(steps, round(steps * slowest[s] / dcgan_minutes[s]))} for s in seeds]
-        results += list(pool.map(run_one, timed))
 
     print(f"{'row':<24} {'steps':>6} {'minutes':>8} {'FD-shapes':>16} {'precision':>10} {'recall':>8} {'PPL (z)':>16}")
     summary = {}
-    for row in [*rows, "dcgan@time"]:
+    for row in rows:
         mine = [r for r in results if r["row"] == row]
         stats = {k: mean_se([r[k] for r in mine]) for k in ("minutes", "fd_shapes", "precision", "recall", "ppl")}
         summary[row] = {k: {"mean": m, "se": se} for k, (m, se) in stats.items()} | {
@@ -125,6 +145,7 @@ def main() -> None:
         print(f"{row:<24} {mine[0]['steps']:>6} {stats['minutes'][0]:>8.1f} {fd[0]:>9.1f} ± {fd[1]:<5.1f}"
               f" {stats['precision'][0]:>10.3f} {stats['recall'][0]:>8.3f} {ppl[0]:>9.0f} ± {ppl[1]:<5.0f}")
     print(json.dumps({"benchmark": "image_families", "steps": steps, "seeds": seeds, "batch": BATCH, "samples": n,
+                      "stylegan_to_dcgan_step_time": ratio,
                       "machine": f"{platform.machine()}, {os.cpu_count()} cpus, one torch thread per run, "
                                  f"{args.jobs} runs at once", "rows": summary, "runs": results}))
 

@@ -335,3 +335,13 @@ def test_eval_reports_ppl_for_every_image_generator_and_ppl_w_for_stylegan(tmp_p
     code, out, _ = cli("eval", str(tmp_path / "d"), "-n", "40", "--json")
     assert code == 0 and '"ppl"' in out and '"ppl_w"' not in out
     assert math.isfinite(__import__("json").loads(out)["ppl"])
+
+
+@pytest.mark.parametrize("preset, overrides, message", [
+    ("shapes32-pggan", ["pggan.start_resolution=64"], "pggan.start_resolution=64 is not one of [4, 8, 16, 32]"),
+    ("shapes32-pggan", ["data.name=ring"], "variant pggan generates images; the data is vector"),
+    ("shapes32-stylegan", ["data.resolution=24"], "power-of-two resolution"),
+])
+def test_bad_settings_exit_2_before_training(cli, tmp_path, preset, overrides, message):
+    code, _, err = cli("train", preset, *overrides, "--out", str(tmp_path / "r"))
+    assert code == 2 and message in err and not (tmp_path / "r").exists()

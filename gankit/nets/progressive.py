@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import UserError
 from .blocks import EqualConv2d, EqualLinear, MinibatchStd, PixelNorm
 
 LRELU = 0.2
@@ -25,6 +26,20 @@ def resolutions(resolution: int) -> list[int]:
     if resolution != 4 * 2**levels or levels < 1 or resolution > 256:
         raise ValueError(f"progressive nets need a power-of-two resolution in [8, 256], got {resolution}")
     return [4 * 2**i for i in range(levels + 1)]
+
+
+def square_image(spec: dict, variant: str) -> tuple[int, int]:
+    """(channels, side) of the data for a variant whose nets need square images of a power-of-two side."""
+    if spec["kind"] != "image":
+        raise UserError(f"variant {variant} generates images; the data is {spec['kind']}", "use image data")
+    channels, height, width = spec["shape"]
+    if height != width:
+        raise UserError(f"variant {variant} needs square images, the data is {height}×{width}", "set data.resolution")
+    try:
+        resolutions(height)
+    except ValueError as exc:
+        raise UserError(str(exc), "set data.resolution to a power of two (8-256)") from None
+    return channels, height
 
 
 def channels_at(r: int, resolution: int, width: int) -> int:

@@ -20,8 +20,8 @@ from torch import Tensor
 from ..config import Config, Section
 from ..data import Batch
 from ..errors import UserError
-from ..nets.progressive import ProgressiveDiscriminator, ProgressiveGenerator, resolutions
-from .base import Context, Phase, Request
+from ..nets.progressive import ProgressiveDiscriminator, ProgressiveGenerator, resolutions, square_image
+from .base import Context, Request
 from .gan import GAN
 from .registry import register_variant
 
@@ -66,23 +66,17 @@ class PGGAN(GAN):
 
     Config = PGGANConfig
     packs = False
+    own_nets = "progressive G and D"
 
     def __init__(self, cfg: Config, spec: dict) -> None:
         o = self.read_options(cfg)
-        if spec["kind"] != "image":
-            raise UserError(f"variant pggan grows image nets; the data is {spec['kind']}", "use image data")
-        channels, height, width = spec["shape"]
-        try:
-            sides = resolutions(height) if height == width else None
-        except ValueError as exc:
-            raise UserError(str(exc), "set data.resolution") from None
-        if sides is None:
-            raise UserError(f"variant pggan needs square images, the data is {height}×{width}", "set data.resolution")
+        channels, side = square_image(spec, "pggan")
+        sides = resolutions(side)
         if o.start_resolution not in sides:
             raise UserError(f"pggan.start_resolution={o.start_resolution} is not one of {sides}",
                             "use a power of two up to data.resolution")
-        G = ProgressiveGenerator(cfg.model.z_dim, channels, height, cfg.model.width, o.pixel_norm, o.equalized_lr)
-        D = ProgressiveDiscriminator(channels, height, cfg.model.width, cfg.model.minibatch_std, o.equalized_lr)
+        G = ProgressiveGenerator(cfg.model.z_dim, channels, side, cfg.model.width, o.pixel_norm, o.equalized_lr)
+        D = ProgressiveDiscriminator(channels, side, cfg.model.width, cfg.model.minibatch_std, o.equalized_lr)
         super().__init__(cfg, spec, G=G, D=D)
         per_step = cfg.train.batch_size
         self.windows = schedule(sides, o.start_resolution, math.ceil(o.fade_images / per_step),

@@ -16,8 +16,7 @@ from torch import Tensor
 
 from ..config import Config, Section
 from ..data import Batch
-from ..errors import UserError
-from ..nets.progressive import ProgressiveDiscriminator
+from ..nets.progressive import ProgressiveDiscriminator, square_image
 from ..nets.style import STYLE_PARTS, StyleGenerator
 from .base import Context, Phase, Request, truncated_noise
 from .gan import GAN
@@ -43,22 +42,16 @@ class StyleGAN(GAN):
 
     Config = StyleGANConfig
     packs = False
+    own_nets = "style-based G, PGGAN's D"
     sampling = frozenset({"truncation", "mixing"})
     w_space = True
 
     def __init__(self, cfg: Config, spec: dict) -> None:
         o = self.read_options(cfg)
-        if spec["kind"] != "image":
-            raise UserError(f"variant stylegan generates images; the data is {spec['kind']}", "use image data")
-        channels, height, width = spec["shape"]
-        try:
-            if height != width:
-                raise ValueError(f"variant stylegan needs square images, the data is {height}×{width}")
-            G = StyleGenerator(cfg.model.z_dim, o.w_dim, channels, height, cfg.model.width, o.mapping_depth,
-                               o.mapping_lr_mul, o.w_avg_beta)
-        except ValueError as exc:
-            raise UserError(str(exc), "set data.resolution to a power of two (8-256)") from None
-        D = ProgressiveDiscriminator(channels, height, cfg.model.width, cfg.model.minibatch_std)
+        channels, side = square_image(spec, "stylegan")
+        G = StyleGenerator(cfg.model.z_dim, o.w_dim, channels, side, cfg.model.width, o.mapping_depth,
+                           o.mapping_lr_mul, o.w_avg_beta)
+        D = ProgressiveDiscriminator(channels, side, cfg.model.width, cfg.model.minibatch_std)
         super().__init__(cfg, spec, G=G, D=D)
         self.register_buffer("pl_mean", torch.zeros(()))
         if o.pl_weight:
