@@ -16,9 +16,9 @@ from torch import Tensor
 
 from ..config import Config, ModelConfig, section_name
 from ..data import kind_of, upgrade_spec
-from ..nets.style import STYLE_PARTS
 from ..errors import UserError
 from ..io import atomic_path, write_json
+from ..nets.style import STYLE_PARTS
 from ..version import __version__
 from ..variants import (Request, Variant, build_variant, refused, resolve, upgrade_legacy_keys, validate_config,
                         variant_class)
@@ -247,7 +247,6 @@ class Generator:
         label_index = self.label_indices(labels, n) if labels is not None else None
         x = self.sample(n, seed=seed, truncation=truncation, labels=label_index, codes=codes)
         return x, None, label_index, None
-
 
     @torch.no_grad()
     def mixing_grid(self, seed_a: int, seed_b: int, rows: int = 4, truncation: float = 1.0) -> tuple[Tensor, int]:
