@@ -62,7 +62,7 @@ def schedule(sides: list[int], start_side: int, fade: int, stable: int) -> list[
 
 @register_variant("pggan")
 class PGGAN(GAN):
-    """G and D grow 4 -> 8 -> ... -> R; `pggan.*` sets the schedule, `loss.*` the game (WGAN-GP + drift in presets)."""
+    """G and D grow 4 -> 8 -> ... -> R; `pggan.*` sets the schedule, `loss.*` the game (PGGAN's: WGAN-GP + drift)."""
 
     Config = PGGANConfig
     packs = False
