@@ -115,9 +115,11 @@ def train(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory."),
     force: bool = typer.Option(False, "--force", help="Replace an existing run in --out."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Processes on this machine, each training on its part of "
+                              "every batch (starts torchrun; see docs/scaling.md)."),
 ) -> None:
     """Train a GAN from a preset or YAML file; `--resume RUN \\[key=value...]` continues (steps may be raised)."""
-    from .train import Trainer
+    from .train import Trainer, distributed, list_checkpoints, resolve_device
     from .variants import resolve
 
     if resume is not None:
@@ -131,12 +133,27 @@ def train(
         if not target:
             raise UserError("give a preset or YAML file to train", "e.g. `gankit train ring8-gan`; list: gankit presets")
         cfg, name = resolve(target, list(overrides or []))
-    replaced = None
+    if nproc > 1 and not distributed.launched():  # the workers get the run directory chosen here, so a
+        # restarted worker finds the run to continue
+        out_dir = out_dir or (None if resume else _new_run_dir(None, name, False)[0])
+        raise typer.Exit(_torchrun(nproc, target, overrides, out_dir, resume, force, progress))
+    shard, _ = distributed.setup(resolve_device(cfg.train.device))  # one of one without torchrun
+    main = shard.rank == 0
+    if resume is None and distributed.restarted() and out_dir is not None and _launched_here(out_dir):
+        # torchrun restarted this job's workers after a failure: continue the run they were writing
+        if list_checkpoints(out_dir):
+            resume, run_dir = out_dir, out_dir
+        elif main:
+            shutil.rmtree(out_dir)  # it never reached a checkpoint: start it again
+        distributed.barrier(shard)
+    replaced = created = None
     if resume is None:
-        run_dir, replaced = _new_run_dir(out_dir, name, force)
-    created = not run_dir.exists()
+        if main:
+            run_dir, replaced = _new_run_dir(out_dir, name, force)
+            created = not run_dir.exists()
+            _check_writable(run_dir)
+        run_dir = Path(distributed.broadcast_text(str(run_dir) if main else "", shard))
     try:
-        _check_writable(run_dir)
         trainer = Trainer(cfg, run_dir, resume=resume is not None, progress=progress)
     except UserError:
         if created:  # bad data or model: leave no empty run directory behind
@@ -146,7 +163,10 @@ def train(
         raise
     if replaced is not None:
         shutil.rmtree(replaced, ignore_errors=True)
-    err.print(f"training {cfg.variant} on {cfg.data.name} for {cfg.train.steps} steps → {run_dir}", highlight=False)
+    if main:
+        processes = f" in {shard.world} processes" if shard.world > 1 else ""
+        err.print(f"training {cfg.variant} on {cfg.data.name} for {cfg.train.steps} steps{processes} → {run_dir}",
+                  highlight=False)
     try:
         result = trainer.fit()
     except (MemoryError, RuntimeError) as exc:  # CPU and CUDA allocators report running out as RuntimeError
@@ -154,10 +174,42 @@ def train(
             raise
         raise UserError(f"out of memory at step {trainer.step}: {str(exc).splitlines()[0][:200]}",
                         "lower train.batch_size or the model size; the last checkpoint is kept") from None
-    _report_run(run_dir, result["step"], trainer.kind.usage.format(run=run_dir))
+    distributed.finish()
+    if main:
+        _report_run(run_dir, result["step"], trainer.kind.usage.format(run=run_dir))
     if result["interrupted_by"] is not None:
-        err.print(f"stopped at step {result['step']}; resume with `gankit train --resume {run_dir}`")
+        if main:
+            err.print(f"stopped at step {result['step']}; resume with `gankit train --resume {run_dir}`")
         raise typer.Exit(128 + result["interrupted_by"])
+
+
+def _torchrun(nproc: int, target: Optional[str], overrides: Optional[list[str]], out_dir: Optional[Path],
+              resume: Optional[Path], force: bool, progress: bool) -> int:
+    """`gankit train --nproc N ...` as torchrun on this machine; returns torchrun's exit code."""
+    import subprocess
+
+    args = [a for a in [target, *(overrides or [])] if a]
+    args += ["--out", str(out_dir)] if out_dir else []
+    args += ["--resume", str(resume)] if resume else []
+    args += ["--force"] if force else []
+    args += [] if progress else ["--no-progress"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "gankit", "train", *args]
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:  # torchrun passes the signal on to its workers, which checkpoint and stop
+        return 130
+
+
+def _launched_here(run_dir: Path) -> bool:
+    """Whether `run_dir` is the run this torchrun job started (its run.json names the job)."""
+    from .train import distributed
+
+    try:
+        sessions = json.loads((run_dir / "run.json").read_text()).get("sessions") or [{}]
+    except (OSError, ValueError, AttributeError):
+        return False
+    return sessions[-1].get("launch") == distributed.launch_id()
 
 
 def _report_run(run_dir: Path, step: int, use: str) -> None:

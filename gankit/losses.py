@@ -89,15 +89,17 @@ def game(name: str) -> Game:
 
 
 def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, target: float = 1.0,
-                     group: int = 1) -> Tensor:
+                     group: int = 1, alpha: Tensor | None = None) -> Tensor:
     """WGAN-GP (Gulrajani et al. 2017): E[(‖∇f(x̂)‖ - target)²] at x̂ = αx + (1 - α)G(z).
 
     α is drawn once per example (not per pixel) and the norm is taken per example over all its dimensions:
     the two places popular re-implementations got wrong. A critic that judges `group` consecutive rows as one
-    example (PacGAN packing) gets one α and one norm per group.
+    example (PacGAN packing) gets one α and one norm per group; `alpha` (n // group,) gives them instead of U(0, 1).
     """
     n = real.shape[0]
-    alpha = torch.rand(n // group, device=real.device, dtype=real.dtype).repeat_interleave(group)
+    if alpha is None:
+        alpha = torch.rand(n // group, device=real.device, dtype=real.dtype)
+    alpha = alpha.to(real).repeat_interleave(group)
     alpha = alpha.view(n, *([1] * (real.dim() - 1)))
     mixed = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ..config import DataConfig
 from ..errors import UserError
-from .base import Batch, BatchSampler, Dataset, as_float
+from .base import ONE_PROCESS, Batch, BatchSampler, Dataset, Shard, as_float
 from .digits import digits
 from .folder import image_folder
 from .kinds import KINDS, DataKind, ImageKind, VectorKind, kind_of, output_format, register_kind
@@ -137,7 +137,7 @@ def upgrade_spec(spec: dict, data_cfg: dict | None = None) -> dict:
 
 __all__ = ["KINDS", "DataKind", "ImageKind", "VectorKind", "kind_of", "output_format", "register_kind",
            "upgrade_spec", "load_heldout", "load_heldout_labelled", "only_classes", "load_truth_pairs", "PairBatch",
-           "PairDataset", "PairSampler", "Batch", "BatchSampler",
+           "PairDataset", "PairSampler", "Batch", "BatchSampler", "Shard", "ONE_PROCESS",
            "Dataset", "load_dataset", "digits", "image_folder", "npz_dataset", "read_npz",
            "shapes", "TableBatch", "TableOptions", "TableSampler", "decode", "table_dataset",
            "table_from_frame", "table_options", "Oracle", "TextOptions", "TokenKind", "build_oracle", "nci_dataset",

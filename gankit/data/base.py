@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -74,6 +75,27 @@ class Dataset:
         return as_float(self.x[index]), (self.y[index] if self.y is not None else None)
 
 
+class Shard(NamedTuple):
+    """This process's place in data-parallel training: `rank` of `world` processes (one process: 0 of 1).
+
+    Every process draws the whole global batch in lockstep and keeps rows [rank·b, (rank+1)·b) of it, so N
+    processes see exactly the rows (and the noise, see Variant.local_rows) one process would.
+    """
+
+    rank: int = 0
+    world: int = 1
+
+    def part(self, rows: Tensor) -> Tensor:
+        """This process's slice of a global batch (its first dimension must divide by `world`)."""
+        if self.world == 1:
+            return rows
+        n = len(rows) // self.world
+        return rows[self.rank * n:(self.rank + 1) * n]
+
+
+ONE_PROCESS = Shard()
+
+
 @dataclass
 class Batch:
     """What a variant gets for one step: samples `x` and optional labels `y` (other kinds add their own fields)."""
@@ -98,7 +120,8 @@ class BatchSampler:
         self.seed = seed
         self.device = torch.device(device)
         self.size = len(dataset) if size is None else size  # rows to shuffle: the dataset's, or another array's
-        self.cursor = 0  # items served so far: the whole resume state
+        self.cursor = 0  # items served so far (of the global batch): the whole resume state
+        self.shard = ONE_PROCESS  # set by the trainer for data-parallel runs: which part of each batch is ours
         self._epoch = -1
         self._perm: Tensor | None = None
 
@@ -115,12 +138,12 @@ class BatchSampler:
         self.cursor = int(state["cursor"])
 
     def next(self) -> Batch:
-        """The next batch (it wraps into the next epoch's permutation when one runs out)."""
-        x, y = self.dataset.take(self.indices())
+        """This process's part of the next batch (it wraps into the next epoch's permutation when one runs out)."""
+        x, y = self.dataset.take(self.shard.part(self.indices()))
         return Batch(x=x.to(self.device, non_blocking=True), y=None if y is None else y.to(self.device))
 
     def indices(self) -> Tensor:
-        """The rows of the next batch; advances the cursor."""
+        """The rows of the next global batch; advances the cursor."""
         n = self.size
         parts, need = [], self.batch_size
         while need:

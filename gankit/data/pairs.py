@@ -116,9 +116,9 @@ class PairSampler(BatchSampler):
             self.other.cursor = int(state["cursor_b"])
 
     def next(self) -> PairBatch:
-        index = self.indices()
+        index = self.shard.part(self.indices())
         x, y = self.dataset.take(index)
-        b = self.dataset.take_b(index if self.other is None else self.other.indices())
+        b = self.dataset.take_b(index if self.other is None else self.shard.part(self.other.indices()))
         return PairBatch(x=x.to(self.device, non_blocking=True), y=None if y is None else y.to(self.device),
                          b=b.to(self.device, non_blocking=True))
 

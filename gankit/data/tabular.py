@@ -593,7 +593,7 @@ class TableSampler(BatchSampler):
         if self.dataset.info["table"].get("sampling") == "poisson":
             return TableBatch(x=self.dataset.x[self.poisson()].to(self.device))
         if not self.layout:
-            return TableBatch(x=self.dataset.x[self.indices()].to(self.device))
+            return TableBatch(x=self.dataset.x[self.shard.part(self.indices())].to(self.device))
         g = self._batch_generator()
         n = self.batch_size
         column = torch.randint(len(self.layout), (n,), generator=g)
@@ -602,6 +602,7 @@ class TableSampler(BatchSampler):
         rows = self.rows[self.group_start[column, category] + pick]
         cond = torch.zeros(n, self.cond_dim)
         cond[torch.arange(n), self.cond_start[column] + category] = 1
+        rows, cond = self.shard.part(rows), self.shard.part(cond)
         return TableBatch(x=self.dataset.x[rows].to(self.device), cond=cond.to(self.device))
 
     def poisson(self) -> Tensor:

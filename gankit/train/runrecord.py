@@ -41,12 +41,14 @@ class RunRecord:
             except (ValueError, AttributeError):
                 self.sessions = []  # unreadable: start the record again rather than fail the run
 
-    def start(self, device: torch.device, step: int) -> None:
+    def start(self, device: torch.device, step: int, processes: int = 1, launch: str | None = None) -> None:
+        """A new session: `processes` of a data-parallel run (torchrun job `launch`) or one."""
         self.sessions.append({
             "gankit": __version__, "torch": torch.__version__, "python": platform.python_version(),
             "platform": platform.platform(), "device": str(device), "threads": torch.get_num_threads(),
             "argv": list(sys.argv), "git_commit": git_commit(), "start": _now(), "end": None,
-            "from_step": step, "to_step": None, "status": "running"})
+            "from_step": step, "to_step": None, "status": "running", "processes": processes,
+            **({"launch": launch} if launch else {})})
         self._write()
 
     def end(self, step: int, status: str) -> None:

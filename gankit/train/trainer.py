@@ -6,6 +6,7 @@ what a phase's loss is. A resumed CPU run is bit-identical to an uninterrupted o
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import signal
@@ -26,6 +27,7 @@ from ..nets import count_parameters
 from ..variants import Context, Group, Variant, build_variant, grad_norm_key
 from ..version import __version__
 from . import checkpoint as ckpt
+from . import distributed
 from .ema import EMA
 from .guard import Diverged, NanGuard
 from .plots import plot_losses
@@ -63,16 +65,28 @@ def resolve_device(name: str) -> torch.device:
 
 
 class Trainer:
-    """Builds data, variant, optimizers and EMA from a Config and trains into `run_dir`."""
+    """Builds data, variant, optimizers and EMA from a Config and trains into `run_dir`.
+
+    Started by torchrun, each process trains on its part of every batch (see gankit.train.distributed); process 0
+    alone writes the run's files.
+    """
 
     def __init__(self, cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
                  dataset: Dataset | None = None) -> None:
         self.cfg, self.run_dir, self.show_progress = cfg, Path(run_dir), progress
+        self.shard, self.device = distributed.setup(resolve_device(cfg.train.device))
+        self.main = self.shard.rank == 0  # the process that writes files
         if not resume and self.run_dir.is_dir() and any(self.run_dir.iterdir()):
             what = "already holds a run" if (self.run_dir / "config.yaml").is_file() else "is not empty"
             raise UserError(f"{self.run_dir} {what}", "resume it (resume=True, `gankit train --resume`) or train "
                             "into a new directory")
-        self.device = resolve_device(cfg.train.device)
+        if cfg.train.batch_size % self.shard.world:
+            raise UserError(f"train.batch_size={cfg.train.batch_size} does not divide over {self.shard.world} "
+                            "processes", "use a multiple of the process count (it is the global batch)")
+        if self.shard.world > 1 and cfg.privacy.epsilon is not None:
+            raise UserError("privacy.epsilon runs train in one process: the DP accountant assumes one noisy sum per "
+                            "step", "run without torchrun / --nproc")
+        distributed.barrier(self.shard)  # every process has looked at run_dir before process 0 writes to it
         if cfg.train.tensorboard:
             summary_writer()  # fails here, before any work, when tensorboard is missing
         torch.manual_seed(cfg.seed)
@@ -90,6 +104,7 @@ class Trainer:
         self.guard = NanGuard(self.variant, self.optimizers, self.ema, {n: g.lr for n, g in self.groups.items()},
                               cfg.train.nan_patience, cfg.train.max_rollbacks, cfg.train.rollback_lr_factor)
         self.sampler = self.kind.sampler(self.data, cfg.train.batch_size, cfg.seed, self.device)
+        self.sampler.shard = self.variant.shard = self.shard
         # The fixed request behind the progress pictures draws from its own generator, so pictures are comparable
         # across steps and training's RNG stream is untouched.
         fixed_gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -97,37 +112,42 @@ class Trainer:
                                                                         self.kind.fixed_inputs(self.data)))
         self.step = 0
         self.stop_signal: int | None = None
+        self.peer_stop = False  # some process of a data-parallel run was asked to stop
         self.logs: JsonlLog | None = None  # open only while fit() runs
         self.board: TensorBoardLog | None = None  # with train.tensorboard, open only while fit() runs
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             self._restore()
-        else:
+        elif self.main:
             write_bytes(self.run_dir / "config.yaml", to_yaml(cfg).encode())
+        distributed.broadcast_state(self.variant, self.shard)
 
     # ------------------------------------------------------------------------------------------- the loop
 
     def fit(self) -> dict[str, Any]:
         """Train until `train.steps`, a signal, or divergence; the last good state is checkpointed in every case."""
-        with ckpt.run_lock(self.run_dir):
+        with ckpt.run_lock(self.run_dir) if self.main else contextlib.nullcontext():
             return self._fit()
 
     def _fit(self) -> dict[str, Any]:
         cfg = self.cfg.train
-        self.logs = JsonlLog(self.run_dir / "logs.jsonl", resume_step=self.step if self.step else None)
-        self.board = TensorBoardLog(self.run_dir) if cfg.tensorboard else None
-        bar = ProgressBar(cfg.steps, self.step, self.variant.log_keys, enabled=self.show_progress)
+        main = self.main
+        self.logs = JsonlLog(self.run_dir / "logs.jsonl", resume_step=self.step if self.step else None) \
+            if main else None
+        self.board = TensorBoardLog(self.run_dir) if cfg.tensorboard and main else None
+        bar = ProgressBar(cfg.steps, self.step, self.variant.log_keys, enabled=self.show_progress and main)
         window: dict[str, list] = {}  # scalar name -> [running sum (tensor, no sync), count]
         window_start, window_from, first_step = time.perf_counter(), self.step, self.step
         diverged: Diverged | None = None
-        record = RunRecord(self.run_dir)
-        record.start(self.device, self.step)
+        record = RunRecord(self.run_dir) if main else None
+        if record is not None:
+            record.start(self.device, self.step, self.shard.world, distributed.launch_id())
         status = "failed"  # until the loop ends one of the known ways
         previous = self._install_signal_handlers()
         self.guard.snapshot(self.step)
         loop_start = time.perf_counter()
         try:
-            while self.step < cfg.steps and self.stop_signal is None:
+            while self.step < cfg.steps and not self._stopping():
                 try:
                     self._iteration(window)
                 except Diverged as exc:  # the guard restored the last good state: save it below, then report
@@ -140,28 +160,33 @@ class Trainer:
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                     bar.show(self._log_window(window, self.step - window_from, time.perf_counter() - window_start))
                     window, window_start, window_from = {}, time.perf_counter(), self.step
-                if cfg.sample_every and self.step % cfg.sample_every == 0:
+                if main and cfg.sample_every and self.step % cfg.sample_every == 0:
                     self.save_samples()
-                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                if main and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
             loop_seconds = time.perf_counter() - loop_start
             fresh = diverged is None and self.step > first_step  # cadence saves at this step are still current
-            if not (fresh and cfg.sample_every and self.step % cfg.sample_every == 0):
+            if main and not (fresh and cfg.sample_every and self.step % cfg.sample_every == 0):
                 self.save_samples()
-            if not (fresh and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
+            if main and not (fresh and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
                 self.save_checkpoint()
+            if self.peer_stop and self.stop_signal is None:
+                self.stop_signal = signal.SIGTERM  # another process was signalled: this one stopped with it
             status = "interrupted" if self.stop_signal is not None else "diverged" if diverged else "finished"
             if diverged is not None:
                 self._log_window(window, 0, 0.0, {"event": "diverged", "message": diverged.message})
-                plot_losses(self.run_dir)
+                if main:
+                    plot_losses(self.run_dir)
                 raise diverged
         finally:
             self._restore_signal_handlers(previous)
             bar.close()
-            self.logs.close()
+            if self.logs is not None:
+                self.logs.close()
             if self.board is not None:
                 self.board.close()
-            record.end(self.step, status)
+            if record is not None:
+                record.end(self.step, status)
         return {"step": self.step, "run_dir": str(self.run_dir), "interrupted_by": self.stop_signal,
                 "steps_per_s": (self.step - first_step) / max(loop_seconds, 1e-9)}
 
@@ -181,8 +206,16 @@ class Trainer:
                 optimizer.zero_grad(set_to_none=True)
                 loss, scalars = self.variant.loss(phase.name, batch, ctx)
                 loss.backward()
+                loss, stop = loss.detach(), None
+                if self.shard.world > 1:
+                    loss, stop = distributed.reduce_gradients(optimizer, loss, self.stop_signal is not None,
+                                                              self.shard)
                 grad_norm = _grad_norm(optimizer)
-                if not bool(torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)):  # the one sync per step
+                finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
+                if stop is not None:  # read with the finite check: still one sync per step
+                    finite, stop = torch.stack([finite, stop]).tolist()
+                    self.peer_stop |= stop
+                if not bool(finite):  # the one sync per step
                     optimizer.zero_grad(set_to_none=True)
                     if self.guard.nonfinite(phase.group, self.step):
                         return  # weights were restored in place: what this iteration's context holds is stale
@@ -201,17 +234,21 @@ class Trainer:
                     final: dict[str, Any] | None = None) -> dict[str, Any]:
         """Write the guard's events and one record of window means (step, rate, learning rates) to logs.jsonl."""
         skipped, events = self.guard.take_window()
-        for event in events:
-            self.logs.write(event)
+        keys = sorted(window)
+        means = distributed.mean_over_processes(
+            torch.tensor([float(window[k][0]) / window[k][1] for k in keys], dtype=torch.float64), self.shard)
         record: dict[str, Any] = {"step": self.step}
-        record.update({key: float(total) / count for key, (total, count) in window.items()})
+        record.update(zip(keys, means.tolist()))
         if steps and seconds:
             record["it_s"] = steps / seconds
         record.update({f"lr_{g}": opt.param_groups[0]["lr"] for g, opt in self.optimizers.items()})
         if skipped:
             record["skipped_nonfinite"] = skipped
         record.update(final or {})
-        self.logs.write(record)
+        if self.logs is not None:  # process 0's
+            for event in events:
+                self.logs.write(event)
+            self.logs.write(record)
         if self.board is not None:
             self.board.write(record)
         return record
@@ -310,6 +347,10 @@ class Trainer:
         log.info("resumed from %s (step %d)", path.name, self.step)
 
     # ------------------------------------------------------------------------------------------- signals
+
+    def _stopping(self) -> bool:
+        """A signal stops a one-process run at once; a data-parallel run once every process knows (next step)."""
+        return self.peer_stop if self.shard.world > 1 else self.stop_signal is not None
 
     def _install_signal_handlers(self) -> dict[int, Any]:
         """First SIGINT/SIGTERM: finish the step, checkpoint, stop. A second one: exit at once (files are atomic)."""

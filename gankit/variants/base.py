@@ -9,6 +9,7 @@ New GANs are new phase lists and loss methods, not new loops.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -16,7 +17,7 @@ from pydantic import BaseModel
 from torch import Tensor, nn
 
 from ..config import Config, Section
-from ..data import Batch
+from ..data import ONE_PROCESS, Batch, Shard
 from ..metrics.ppl import slerp  # noqa: F401 - re-exported: latent interpolation for sampling
 
 
@@ -183,6 +184,7 @@ class Variant(nn.Module):
     phases: list[Phase]
     z_dim: int
     class_names: list[str] | None = None  # set by class-conditional variants: what `labels` index
+    shard: Shard = ONE_PROCESS  # set by the trainer in data-parallel runs (see local_rows)
 
     def __init__(self, cfg: Config, spec: dict) -> None:
         super().__init__()
@@ -205,8 +207,15 @@ class Variant(nn.Module):
     # ------------------------------------------------------------------------------------------- sampling
 
     def noise(self, n: int, *, truncation: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
-        """Latent noise on this variant's device."""
+        """Latent noise on this variant's device (training's draws, without a generator, are this process's rows)."""
+        if generator is None:
+            return self.local_rows(n, lambda m: truncated_noise(m, self.z_dim, truncation, None, self.device))
         return truncated_noise(n, self.z_dim, truncation, generator, self.device)
+
+    def local_rows(self, n: int, draw: Callable[[int], Tensor]) -> Tensor:
+        """`draw(n)` for one process; in a data-parallel run every process draws the rows of the whole global batch
+        from the same (lockstep) random stream and keeps its own n, so N processes train on what one would."""
+        return self.shard.part(draw(n * self.shard.world))
 
     def condition(self, request: Request) -> Tensor | None:
         """What G is conditioned on for a request: None here; class-conditional variants resolve labels (random

@@ -126,8 +126,9 @@ class GAN(Variant):
             loss = loss + aux
             scalars.update(aux_scalars)
         if self.reg.gp_weight:
+            alpha = self.local_rows(len(batch) // self.pack, lambda m: torch.rand(m, device=fake.device))
             penalty = losses.gradient_penalty(lambda x: self.critic(x, real_cond, 1.0)[0], batch.x, fake,
-                                              group=self.pack)
+                                              group=self.pack, alpha=alpha)
             loss = loss + self.reg.gp_weight * penalty
             scalars["gradient_penalty"] = penalty.detach()
         if self.reg.drift:

@@ -91,7 +91,7 @@ class InfoGAN(GAN):
         return torch.cat([onehot.float(), values], dim=1).to(self.device)
 
     def fake_condition(self, batch: Batch) -> Tensor:
-        return self._join(*self._codes(len(batch)))
+        return self.local_rows(len(batch), lambda n: self._join(*self._codes(n)))
 
     def condition(self, request: Request) -> Tensor:
         """Codes for n samples: those named (c0=3, c1=0.5) fixed for all n, the rest random from the request's

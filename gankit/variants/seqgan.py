@@ -111,7 +111,8 @@ class SeqGAN(Variant):
         if phase == "mle":
             return self.mle_loss(batch, ctx)
         if phase == "G":
-            return self.pg_loss(self.options.pg_batch or len(batch), batch)
+            n = self.options.pg_batch // self.shard.world if self.options.pg_batch else len(batch)  # this process's
+            return self.pg_loss(n, batch)
         return self.d_loss(batch)
 
     # ------------------------------------------------------------------------------------------- phases
@@ -136,10 +137,14 @@ class SeqGAN(Variant):
             token = torch.where(torch.rand(len(x), device=x.device) < p, own, x[:, t])
         return torch.stack(out, 1)
 
+    def uniforms(self, n: int) -> Tensor:
+        """The uniforms (n, length) that G.sample turns into n fresh sequences during training."""
+        return self.local_rows(n, lambda m: torch.rand(m, self.G.length, device=self.device))
+
     def d_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         """D's cross-entropy on real sequences vs fresh ones of G."""
         with torch.no_grad():
-            fake = self.G.sample(torch.rand(len(batch), self.G.length, device=batch.x.device))
+            fake = self.G.sample(self.uniforms(len(batch)))
         real_logits, fake_logits = self.D(batch.x), self.D(fake)
         loss = losses.d_bce(real_logits, fake_logits)
         keys = self.log_keys
@@ -151,7 +156,7 @@ class SeqGAN(Variant):
         `mle_weight`, the likelihood of the real batch)."""
         self.update_rollout()
         with torch.no_grad():
-            x = self.G.sample(torch.rand(n, self.G.length, device=self.device))
+            x = self.G.sample(self.uniforms(n))
             rewards = self.rewards(x)
         mask = self.G.mask(x)
         advantage = rewards - (rewards * mask).sum(0) / mask.sum(0).clamp(min=1) if self.options.baseline \

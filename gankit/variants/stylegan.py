@@ -18,7 +18,7 @@ from ..config import Config, Section
 from ..data import Batch
 from ..nets.progressive import ProgressiveDiscriminator, square_image
 from ..nets.style import STYLE_PARTS, StyleGenerator
-from .base import Context, Phase, Request, truncated_noise
+from .base import Context, Phase, Request
 from .gan import GAN
 from .registry import register_variant
 
@@ -59,7 +59,7 @@ class StyleGAN(GAN):
 
     def noise(self, n: int, *, truncation: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
         """Untruncated z: StyleGAN truncates in w (see run_generator)."""
-        return truncated_noise(n, self.z_dim, 1.0, generator, self.device)
+        return super().noise(n, generator=generator)
 
     def mixed_styles(self, z: Tensor) -> Tensor:
         """ws for training: with probability `mixing` a second latent's styles from a random layer on."""
