@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -195,10 +196,17 @@ def _torchrun(nproc: int, target: Optional[str], overrides: Optional[list[str]],
     args += [] if progress else ["--no-progress"]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                "-m", "gankit", "train", *args]
+    torchrun = subprocess.Popen(command)
+    # Ctrl-C reaches torchrun and the workers from the terminal already; a SIGTERM sent to this process is passed
+    # on, and torchrun's workers then checkpoint and stop
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
+                signal.SIGTERM: signal.signal(signal.SIGTERM, lambda signum, frame: torchrun.send_signal(signum))}
     try:
-        return subprocess.call(command)
-    except KeyboardInterrupt:  # torchrun passes the signal on to its workers, which checkpoint and stop
-        return 130
+        code = torchrun.wait()
+        return 128 - code if code < 0 else code  # killed by signal N: the shell's 128 + N
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _launched_here(run_dir: Path) -> bool:

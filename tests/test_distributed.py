@@ -138,6 +138,27 @@ def test_killed_worker_restarts_from_last_checkpoint(tmp_path, nproc_run):
     assert _max_diff(_weights(out / final), _weights(nproc_run / final)) == 0.0
 
 
+def test_sigterm_stops_every_process_at_one_checkpointed_step(tmp_path):
+    out = tmp_path / "R"
+    proc = subprocess.Popen([sys.executable, "-m", "gankit", "train", *RUN[:1], "train.steps=100000", *RUN[2:],
+                             "--out", str(out), "--nproc", "2", "--no-progress"], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "checkpoints" / "step-150").is_dir():
+        assert proc.poll() is None and time.time() < deadline, "no checkpoint before the run ended"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)  # to `gankit train --nproc`, which passes it on to torchrun
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    session = json.loads((out / "run.json").read_text())["sessions"][-1]
+    assert session["status"] == "interrupted", err[-3000:]
+    assert (out / "checkpoints" / f"step-{session['to_step']}").is_dir()
+    resumed = subprocess.run([sys.executable, "-m", "gankit", "train", "--resume", str(out),
+                              f"train.steps={session['to_step'] + 10}", "--no-progress"], env=ENV,
+                             capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]  # continued in one process: the state is the same
+
+
 def test_shards_split_the_global_batch():
     data = digits(8)
     one = BatchSampler(data, 12, seed=3)

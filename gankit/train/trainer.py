@@ -359,10 +359,14 @@ class Trainer:
 
         def handler(signum: int, frame: Any) -> None:
             if self.stop_signal is not None:
+                if self.shard.world > 1:  # Ctrl-C reaches a worker twice (terminal, then torchrun), and torchrun
+                    return  # kills workers itself when they take too long
                 raise SystemExit(128 + signum)
             self.stop_signal = signum
-            log.warning("%s received: finishing this step and saving a checkpoint (again to quit at once)",
-                        signal.Signals(signum).name)
+            again = "" if self.shard.world > 1 else " (again to quit at once)"
+            if self.main:
+                log.warning("%s received: finishing this step and saving a checkpoint%s", signal.Signals(signum).name,
+                            again)
 
         return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
 
