@@ -3,10 +3,12 @@
 Conventions: `real` / `fake` are D's raw outputs (logits, or critic scores for Wasserstein), shape (N,).
 Every function returns a scalar to *minimise*: `d_*` for the discriminator, `g_*` for the generator.
 For the BCE games D(x) = sigmoid(logit), and log D = -softplus(-logit), log(1 - D) = -softplus(logit).
+The games compute in float32 whatever precision the nets ran in (`train.precision=bf16` autocasts only the nets).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, NamedTuple
 
 import torch
@@ -14,6 +16,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+def _float32(loss: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """`loss` on float32 copies of its logits: bf16 logits keep ~3 significant digits, too few for a loss's mean."""
+
+    @functools.wraps(loss)
+    def wrapped(*logits: Tensor, **options: float) -> Tensor:
+        return loss(*(x.float() for x in logits), **options)
+
+    return wrapped
+
+
+@_float32
 def d_bce(real: Tensor, fake: Tensor, smoothing: float = 0.0) -> Tensor:
     """D of the original game maximises log D(x) + log(1 - D(G(z))); we minimise its negative.
 
@@ -24,36 +37,43 @@ def d_bce(real: Tensor, fake: Tensor, smoothing: float = 0.0) -> Tensor:
     return real_term.mean() + F.softplus(fake).mean()
 
 
+@_float32
 def g_minimax(fake: Tensor) -> Tensor:
     """Saturating G (Goodfellow et al. 2014): minimise log(1 - D(G(z))); its gradient vanishes while D wins."""
     return -F.softplus(fake).mean()
 
 
+@_float32
 def g_non_saturating(fake: Tensor) -> Tensor:
     """Non-saturating G: maximise log D(G(z)), i.e. train G against the "real" label, so early gradients stay large."""
     return F.softplus(-fake).mean()
 
 
+@_float32
 def d_wasserstein(real: Tensor, fake: Tensor) -> Tensor:
     """WGAN critic (Arjovsky et al. 2017): maximise E[f(x)] - E[f(G(z))]; needs a Lipschitz constraint (GP, SN)."""
     return fake.mean() - real.mean()
 
 
+@_float32
 def g_wasserstein(fake: Tensor) -> Tensor:
     """WGAN generator: maximise the critic's score of fakes."""
     return -fake.mean()
 
 
+@_float32
 def d_hinge(real: Tensor, fake: Tensor) -> Tensor:
     """Hinge D (Lim & Ye 2017, used by SAGAN/BigGAN): push real scores above +1 and fake scores below -1."""
     return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
 
 
+@_float32
 def d_least_squares(real: Tensor, fake: Tensor) -> Tensor:
     """LSGAN D (Mao et al. 2017) with targets b=1 for real and a=0 for fake: 1/2 E[(D(x)-1)²] + 1/2 E[D(G(z))²]."""
     return 0.5 * (real - 1.0).pow(2).mean() + 0.5 * fake.pow(2).mean()
 
 
+@_float32
 def g_least_squares(fake: Tensor) -> Tensor:
     """LSGAN G with target c=1: 1/2 E[(D(G(z)) - 1)²]."""
     return 0.5 * (fake - 1.0).pow(2).mean()

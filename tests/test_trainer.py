@@ -128,6 +128,32 @@ def test_channels_last_is_the_same_training_in_another_memory_layout(tmp_path):
     assert all(torch.equal(b[k], c[k]) for k in b)
 
 
+def test_bf16_precision_runs_the_nets_in_bf16_and_keeps_losses_and_weights_fp32(tmp_path):
+    over = ["train.steps=3", "model.width=8", "train.sample_every=0", "train.log_every=1"]
+    fast = Trainer(gankit.load_config("digits-dcgan", [*over, "train.precision=bf16"]), tmp_path / "b",
+                   progress=False)
+    seen = []
+    fast.variant.D.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    fast.fit()
+    assert seen and set(seen) == {torch.bfloat16}  # autocast reached D's forward passes in training
+    assert all(p.dtype == torch.float32 for p in fast.variant.parameters())
+    Trainer(gankit.load_config("digits-dcgan", over), tmp_path / "a", progress=False).fit()
+    first = [next(r for r in read_logs(tmp_path / run / "logs.jsonl") if "d_loss" in r) for run in "ab"]
+    assert first[0]["d_loss"] != first[1]["d_loss"]  # bf16 changed the arithmetic ...
+    assert abs(first[0]["d_loss"] - first[1]["d_loss"]) < 0.02 * first[0]["d_loss"]  # ... not the training
+    x = gankit.load(tmp_path / "b").sample(4, seed=0)
+    assert x.dtype == torch.float32 and torch.isfinite(x).all()  # sampling runs in fp32
+
+
+def test_games_compute_in_float32_from_bf16_logits():
+    from gankit import losses
+
+    real, fake = torch.randn(64).bfloat16(), torch.randn(64).bfloat16()
+    for game in losses.GAMES.values():
+        assert game.d(real, fake).dtype == torch.float32 and game.g(fake).dtype == torch.float32
+    assert torch.allclose(losses.d_bce(real, fake), losses.d_bce(real.float(), fake.float()))
+
+
 def test_public_api_evaluates_diagnoses_and_compares(tmp_path, ring_cfg):
     import numpy as np
 

@@ -204,7 +204,8 @@ class Trainer:
             for _ in range(phase.repeats):
                 batch = self.sampler.next()
                 optimizer.zero_grad(set_to_none=True)
-                loss, scalars = self.variant.loss(phase.name, batch, ctx)
+                with self._precision():
+                    loss, scalars = self.variant.loss(phase.name, batch, ctx)
                 loss.backward()
                 loss, stop = loss.detach(), None
                 if self.shard.world > 1:
@@ -229,6 +230,12 @@ class Trainer:
                     entry[1] += 1
             if self.ema is not None and self.groups[phase.group].ema:
                 self.ema.update(self.variant)
+
+    def _precision(self) -> contextlib.AbstractContextManager:
+        """The forward passes' precision: bf16 autocast (backward and optimizer steps run outside it), or fp32."""
+        if self.cfg.train.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def _log_window(self, window: dict[str, list], steps: int, seconds: float,
                     final: dict[str, Any] | None = None) -> dict[str, Any]:
