@@ -199,6 +199,9 @@ class TrainConfig(_Section):
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1, mps")
     channels_last: bool = Field(False, description="keep conv weights and activations channels-last (NHWC): the "
                                 "same maths, often faster convolutions (oneDNN on CPU, tensor cores on GPU)")
+    compile: bool = Field(False, description="torch.compile the nets (in place; the first steps pay the compile, "
+                          "logged as a `compile` event; the cache lives in RUN/.compile-cache so resumes reuse it). "
+                          "No faster for the CPU presets measured (docs/scaling.md)")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: the nets' forward passes run under bf16 "
                                                "autocast (losses, weights and optimizer state stay fp32); 1.6-2.8x "
                                                "faster at 64x64 on CPUs with AMX, no faster at 16x16 (docs/scaling.md)")

@@ -145,6 +145,22 @@ def test_bf16_precision_runs_the_nets_in_bf16_and_keeps_losses_and_weights_fp32(
     assert x.dtype == torch.float32 and torch.isfinite(x).all()  # sampling runs in fp32
 
 
+@pytest.mark.slow
+def test_compiled_nets_train_like_eager_ones_and_resume_from_the_run_cache(tmp_path, ring_cfg):
+    eager, fast = ring_cfg("train.steps=4", "train.checkpoint_every=2"), ring_cfg("train.steps=4", "train.compile=true")
+    Trainer(eager, tmp_path / "a", progress=False).fit()
+    Trainer(fast, tmp_path / "b", progress=False).fit()
+    a, b = _g_weights(tmp_path / "a"), _g_weights(tmp_path / "b")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)  # same names, same maths
+    assert any((tmp_path / "b" / ".compile-cache").iterdir())
+    cold = next(r for r in read_logs(tmp_path / "b" / "logs.jsonl") if r.get("event") == "compile")["seconds"]
+    more = ring_cfg("train.steps=6", "train.compile=true")
+    torch._dynamo.reset()  # as in a new process: only the run's on-disk cache is left
+    Trainer(more, tmp_path / "b", resume=True, progress=False).fit()
+    warm = [r for r in read_logs(tmp_path / "b" / "logs.jsonl") if r.get("event") == "compile"][-1]["seconds"]
+    assert warm < cold / 2
+
+
 def test_games_compute_in_float32_from_bf16_logits():
     from gankit import losses
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import signal
 import threading
 import time
@@ -97,6 +98,8 @@ class Trainer:
         if cfg.train.channels_last:  # 4-D weights only; checkpoints and exports are written contiguous as always
             self.variant.to(memory_format=torch.channels_last)
         self.groups: dict[str, Group] = self.variant.groups
+        if cfg.train.compile:
+            self._compile()
         self.optimizers = {name: make_optimizer(group) for name, group in self.groups.items()}
         averaged = [m for group in self.groups.values() if group.ema for m in group.modules]
         self.ema = EMA(self.variant, self.variant.state_keys(averaged), cfg.optim.ema) \
@@ -154,6 +157,9 @@ class Trainer:
                     diverged = exc
                     break
                 self.step += 1
+                if cfg.compile and self.step == first_step + 1 and self.logs is not None:
+                    self.logs.write({"step": self.step, "event": "compile",
+                                     "seconds": round(time.perf_counter() - loop_start, 2)})
                 bar.advance()
                 if self.step % SNAPSHOT_EVERY == 0 and self.guard.clean:
                     self.guard.snapshot(self.step)
@@ -230,6 +236,16 @@ class Trainer:
                     entry[1] += 1
             if self.ema is not None and self.groups[phase.group].ema:
                 self.ema.update(self.variant)
+
+    def _compile(self) -> None:
+        """torch.compile every net of every group in place (parameter names and checkpoints are unchanged); the
+        compiled code is cached in the run, so a resumed run skips most of the compile."""
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(self.run_dir / ".compile-cache")
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)  # one net is called
+        # with several input kinds (reals, fakes with and without grad, eval mode for samples)
+        for group in self.groups.values():
+            for module in group.modules:
+                module.compile()
 
     def _precision(self) -> contextlib.AbstractContextManager:
         """The forward passes' precision: bf16 autocast (backward and optimizer steps run outside it), or fp32."""
