@@ -161,3 +161,60 @@ def test_eval_rounds_generated_images_unless_told_not_to(cli, digits_run):
     assert rounded["protocol"]["generated"]["rounded_to_8bit"] is True
     assert floats["protocol"]["generated"]["rounded_to_8bit"] is False
     assert floats["fid"] != pytest.approx(rounded["fid"], rel=1e-6)
+
+
+def test_eval_generates_as_it_extracts_and_keeps_bounded_feature_rows(digits_run, monkeypatch):
+    # What keeps `gankit eval -n 50000` flat in memory: images are generated a chunk at a time as extraction asks for
+    # them (never all n first), and KID/precision/recall keep FEATURE_ROWS feature rows while FID and IS see all n.
+    from gankit.metrics import Evaluator, precision_recall
+    from gankit.report import compare, evaluate
+
+    monkeypatch.setattr(compare, "SAMPLE_CHUNK", 32)
+    monkeypatch.setattr(evaluate, "FEATURE_ROWS", 100)
+    run = evaluate.RunEval(gankit.load(digits_run), digits_run, n=600)
+    events = []  # ("generated" | "extracted", rows), in order
+    variant_cls, generate = type(run.gen.variant), type(run.gen.variant).generate
+    monkeypatch.setattr(variant_cls, "generate",
+                        lambda self, request: events.append(("generated", request.n)) or generate(self, request))
+    extract = Evaluator.features_and_logits
+    monkeypatch.setattr(Evaluator, "features_and_logits",
+                        lambda self, x: events.append(("extracted", len(x))) or extract(self, x))
+    fake_rows = []
+    monkeypatch.setattr(compare, "precision_recall",
+                        lambda real, fake, k: fake_rows.append(len(fake)) or precision_recall(real, fake, k))
+    _, protocol = evaluate._features(run)
+
+    events = events[next(i for i, (what, _) in enumerate(events) if what == "generated"):]  # after the reference
+    ahead, most_ahead = 0, 0  # generated rows not yet extracted
+    for what, rows in events:
+        ahead += rows if what == "generated" else -rows
+        most_ahead = max(most_ahead, ahead)
+    batch = run.evaluator.batch_size
+    assert sum(rows for what, rows in events if what == "generated") == 600
+    assert most_ahead <= batch + 32 < 600  # one evaluator batch plus one generated chunk, not all 600 images
+    assert fake_rows == [100] and protocol["kid"]["subset_size"] == 100
+    assert protocol["generated"]["samples"] == 600 and protocol["generated"]["rows_for_kid_prdc"] == 100
+
+
+def test_streamed_eval_gives_the_numbers_of_all_samples_at_once(train_tiny):
+    # A class-conditional model draws random labels from one stream across chunks: streaming must not change them.
+    from gankit.metrics import inception_score
+    from gankit.report import compare, evaluate
+
+    run_dir = train_tiny("digits-cgan", "model.width=8", "train.steps=2", "train.sample_every=0",
+                         "train.checkpoint_every=0")
+    gen = gankit.load(run_dir)
+    assert torch.equal(torch.cat(list(compare.generated_batches(gen, 2100, seed=5))), gen.sample(2100, seed=5))
+    chunks = [torch.full((rows, 1), float(i)) for i, rows in enumerate([5, 300, 1, 700, 30])]
+    assert all(torch.equal(a, b) for a, b in zip(compare.rebatch(iter(chunks), 256), torch.cat(chunks).split(256),
+                                                  strict=True))
+
+    run = evaluate.RunEval(gen, run_dir, seed=5, n=300)
+    values, protocol = evaluate._features(run)
+    evaluator = run.evaluator  # the old way below: all 300 images, features and logits at once
+    fake = evaluator.extract(round_to_8bit(gen.sample(300, seed=5)).split(evaluator.batch_size), 300, keep=True,
+                             keep_logits=True)
+    real = FeatureStats.load(run_dir / protocol["reference"]["cache"])
+    assert values["fid"] == pytest.approx(real.frechet_to(fake.stats), rel=1e-9)
+    assert (values["is"], values["is_std"]) == pytest.approx(inception_score(fake.logits, splits=10), rel=1e-9)
+    assert "rows_for_kid_prdc" not in protocol["generated"]

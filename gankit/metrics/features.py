@@ -26,6 +26,7 @@ from .digits_classifier import RESOLUTION as DIGITS_RESOLUTION
 from .digits_classifier import WEIGHTS as DIGITS_WEIGHTS
 from .digits_classifier import load_digits_classifier
 from .inception import FEATURE_DIM, INPUT_SIZE, WEIGHTS_ENV, load_inception
+from .inception_score import InceptionScoreStream
 from .shapes_classifier import RESOLUTION as SHAPES_RESOLUTION
 from .shapes_classifier import WEIGHTS as SHAPES_WEIGHTS
 from .shapes_classifier import load_shapes_classifier
@@ -39,11 +40,13 @@ PROGRESS_MIN = 1000  # samples; fewer finish in about a second and get no bar
 
 @dataclass
 class Extracted:
-    """Result of `Evaluator.extract`: streaming statistics, plus the features / logits themselves when kept."""
+    """Result of `Evaluator.extract`: streaming statistics, plus the features / logits themselves when kept and the
+    Inception Score when asked for."""
 
     stats: FeatureStats
-    features: Tensor | None = None  # (N, d) float32
+    features: Tensor | None = None  # (N, d) float32, or its first max_rows rows
     logits: Tensor | None = None  # (N, classes) float32
+    score: tuple[float, float] | None = None  # Inception Score (mean, std) of all N samples' logits
 
 
 class Evaluator:
@@ -126,19 +129,31 @@ class Evaluator:
         return self.logits(x).argmax(1)
 
     def extract(self, batches: Iterable[Tensor], total: int | None = None, *, keep: bool = False,
-                keep_logits: bool = False, label: str = "features") -> Extracted:
-        """Stream batches into FeatureStats (memory O(d²)); keep the features / logits only when asked (KID, IS)."""
-        stats, feats, logits = FeatureStats(), [], []
+                max_rows: int | None = None, keep_logits: bool = False, score_splits: int | None = None,
+                label: str = "features") -> Extracted:
+        """Stream batches into FeatureStats (memory O(d²)); keep the features (at most the first `max_rows`) or the
+        logits only when asked (KID, precision/recall); `score_splits` computes the Inception Score of all `total`
+        samples on the way, without keeping their logits."""
+        stats, feats, logits, kept = FeatureStats(), [], [], 0
+        score = None
+        if score_splits is not None and self.net is not None:
+            if total is None:
+                raise ValueError("extract: score_splits needs the total number of samples")
+            score = InceptionScoreStream(total, score_splits)
         with progress_bar(label, total) as advance:
             for batch in batches:
                 f, lg = self.features_and_logits(batch)
                 stats.update(f)
-                if keep:
-                    feats.append(f)
+                if keep and (max_rows is None or kept < max_rows):
+                    feats.append(f if max_rows is None else f[: max_rows - kept])
+                    kept += len(feats[-1])
                 if keep_logits and lg is not None:
                     logits.append(lg)
+                if score is not None:
+                    score.update(lg)
                 advance(len(batch))
-        return Extracted(stats, torch.cat(feats) if feats else None, torch.cat(logits) if logits else None)
+        return Extracted(stats, torch.cat(feats) if feats else None, torch.cat(logits) if logits else None,
+                         score.result() if score is not None else None)
 
     def protocol(self) -> dict[str, Any]:
         """What makes numbers comparable: extractor, weights file and sha256, input size, resize method."""

@@ -19,8 +19,10 @@ from ..errors import UserError
 from ..io import to_uint8
 from ..metrics import Evaluator, Extracted, FeatureStats, density_coverage, kid, load_evaluator, precision_recall
 from ..train import Generator, load
+from ..variants import Request
 
 MAX_SAMPLES = 10_000  # default sample count cap: FID is only comparable between equal counts, 10k is the usual one
+SAMPLE_CHUNK = 1024  # samples generated per forward pass: Generator.sample's batch, so streamed samples equal its own
 KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000
 PR_K, DC_K = 3, 5  # the k of Kynkäänniemi et al. (precision/recall) and Naeem et al. (density/coverage)
 SIDE_HINT = "give an image folder, a .npz of samples (or of statistics mu, sigma, n), or a run directory"
@@ -33,7 +35,7 @@ def distribution_metrics(real: Extracted, fake: Extracted, *, with_kid: bool, wi
     values = {"fid": real.stats.frechet_to(fake.stats)}
     settings: dict[str, Any] = {}
     if with_kid:
-        n_real, n_fake = real.stats.n, fake.stats.n
+        n_real, n_fake = len(real.features), len(fake.features)  # the rows kept, which may be fewer than stats.n
         size = min(KID_SUBSET_SIZE, n_real, n_fake)  # papers' 1,000, or the smaller set when it is smaller
         subsets = 1 if size == n_real == n_fake else KID_SUBSETS  # subsets of whole sets would all be the same
         values["kid"], spread = kid(real.features, fake.features, subsets, size, seed=seed)
@@ -136,6 +138,39 @@ def _geometry(evaluator: Evaluator, sides: list[_Side]) -> tuple[int | None, int
         return min(img.size), 1 if img.mode in GREY_MODES else 3
 
 
+@torch.no_grad()
+def generated_batches(gen: Generator, n: int, seed: int, chunk: int | None = None) -> Iterator[Tensor]:
+    """`gen.sample(n, seed=seed)` one forward pass of `chunk` (default SAMPLE_CHUNK) samples at a time, generated as
+    they are consumed, so no more than `chunk` images are held: the same samples, since the latents (n × z_dim,
+    small) are drawn up front and the stream of random labels and codes runs on across chunks, as in
+    Generator.generate."""
+    z = gen.latents(n, seed)
+    chunk = chunk or SAMPLE_CHUNK
+    draw = torch.Generator().manual_seed(seed + 1)  # Generator.generate's stream for conditions (labels, codes)
+    for part in z.split(chunk):
+        try:
+            yield gen.variant.generate(Request(len(part), z=part.to(gen.device), generator=draw)).cpu()
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+
+
+def rebatch(chunks: Iterator[Tensor], size: int) -> Iterator[Tensor]:
+    """Re-cut a stream of row blocks into blocks of exactly `size` rows (the last may be shorter): the blocks
+    `torch.cat(chunks).split(size)` gives, holding at most size + one chunk rows at a time."""
+    held: list[Tensor] = []
+    rows = 0
+    for chunk in chunks:
+        held.append(chunk)
+        rows += len(chunk)
+        if rows >= size:
+            joined = torch.cat(held)
+            whole = rows // size * size
+            yield from joined[:whole].split(size)
+            held, rows = ([joined[whole:]], rows - whole) if rows > whole else ([], 0)
+    if rows:
+        yield torch.cat(held)
+
+
 def round_to_8bit(images: Tensor) -> Tensor:
     """Images (N, C, H, W) in [-1, 1] as a PNG holds them: gankit.io.to_uint8's rounding, then back to [-1, 1] as the
     folder reader maps uint8, so generated images are measured as their saved files would be."""
@@ -150,9 +185,10 @@ def _extract_side(side: _Side, evaluator: Evaluator, n: int, seed: int, keep: bo
         return Extracted(side.stats)
     if side.kind == "run":
         side.count = n
-        samples = side.gen.sample(n, seed=seed)
         side.rounded = round_8bit and side.gen.data_kind.images
-        batches = (round_to_8bit(samples) if side.rounded else samples).split(evaluator.batch_size)
+        batches = rebatch(generated_batches(side.gen, n, seed), evaluator.batch_size)
+        if side.rounded:
+            batches = map(round_to_8bit, batches)
     elif side.kind == "samples":
         batches = (side.data.take(rows)[0] for rows in torch.arange(side.count).split(evaluator.batch_size))
     else:

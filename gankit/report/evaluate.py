@@ -8,7 +8,7 @@ evaluator knows these classes") and computes values plus protocol entries. The d
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -27,7 +27,7 @@ from ..data.text import decode as decode_tokens
 from ..data.pairs import resize
 from ..errors import UserError
 from ..io import atomic_path
-from ..metrics import Evaluator, Extracted, FeatureStats, inception_score, load_evaluator
+from ..metrics import Evaluator, Extracted, FeatureStats, load_evaluator
 from ..metrics.modes2d import modes2d
 from ..metrics.ppl import EPSILON, perceptual_path_length
 from ..metrics.sequences import DIVERSITY_PAIRS, molecules, nll_oracle, uniqueness_novelty
@@ -37,10 +37,14 @@ from ..train import Generator, list_checkpoints, load
 from ..train.pretrained import checkpoint_variant
 from ..variants import Variant, resolve
 from ..variants.private import PrivateSGD
-from .compare import MAX_SAMPLES, distribution_metrics, round_to_8bit
+from .compare import MAX_SAMPLES, distribution_metrics, generated_batches, rebatch, round_to_8bit
 
 REFERENCE_SEED = 0  # picks the real subset when the data holds more than N samples; fixed, so the cache stays valid
 IS_SPLITS = 10
+# Generated samples whose features KID, precision/recall and density/coverage use: the first FEATURE_ROWS (as many as
+# the reference holds at most). FID and IS see every sample through running statistics, so `eval -n 50000` holds
+# FEATURE_ROWS × d floats (82 MB for Inception's 2048) and one batch of images, whatever n.
+FEATURE_ROWS = MAX_SAMPLES
 MODES_SAMPLES = 2500  # PacGAN's protocol
 CLASS_SAMPLES = 100  # generated samples per class for class_accuracy
 CODE_SAMPLES = 100  # generated samples per value of a categorical latent code for code_accuracy
@@ -80,6 +84,13 @@ class RunEval:
         x, stats = self.gen.refined(self.refine, n, self.seed)
         self.cache["refine"] = stats.as_dict()
         return x
+
+    def sample_batches(self, n: int, batch_size: int) -> Iterator[Tensor]:
+        """`samples(n)` in batches of `batch_size`, plain samples generated as they are consumed (never n images at
+        once); refined samples are drawn all at once first, as the refiner needs."""
+        if self.refine is not None:
+            return iter(self.samples(n).split(batch_size))
+        return rebatch(generated_batches(self.gen, n, self.seed), batch_size)
 
     @cached_property
     def config(self) -> Config:
@@ -174,17 +185,18 @@ def _features(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
     reference = {"data": run.config.data.name, "path": run.config.data.path, "shape": list(real_data.shape),
                  "samples": n_real, "subset_seed": REFERENCE_SEED, "cache": f"reference-{evaluator.name}.npz"}
     real = _reference_features(run.run_dir / reference["cache"], evaluator, real_data, index, reference)
-    samples = run.samples(n_fake)
     rounded = run.round_8bit and gen.data_kind.images
-    fake = evaluator.extract((round_to_8bit(samples) if rounded else samples).split(evaluator.batch_size), n_fake,
-                             keep=True, keep_logits=True, label="generated")
+    batches = run.sample_batches(n_fake, evaluator.batch_size)
+    fake = evaluator.extract(map(round_to_8bit, batches) if rounded else batches, n_fake, keep=True,
+                             max_rows=FEATURE_ROWS, score_splits=min(IS_SPLITS, n_fake), label="generated")
     values, settings = distribution_metrics(real, fake, with_kid=True, with_prdc=True, seed=run.seed)
-    if fake.logits is not None:
-        splits = min(IS_SPLITS, n_fake)
-        values["is"], values["is_std"] = inception_score(fake.logits, splits=splits)
-        settings["is"] = {"splits": splits, "classifier": evaluator.name}
+    if fake.score is not None:
+        values["is"], values["is_std"] = fake.score
+        settings["is"] = {"splits": min(IS_SPLITS, n_fake), "classifier": evaluator.name}
     generated = {"samples": n_fake, "seed": run.seed, "weights": gen.info.get("weights"), "step": gen.info.get("step"),
                  "rounded_to_8bit": rounded}
+    if len(fake.features) < n_fake:
+        generated["rows_for_kid_prdc"] = len(fake.features)  # the first ones; FID and IS use all
     return values, {"extractor": evaluator.protocol(), "generated": generated, "reference": reference, **settings}
 
 

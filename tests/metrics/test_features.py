@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 
 from gankit.data import digits
 from gankit.errors import UserError
-from gankit.metrics import FeatureStats, load_evaluator
+from gankit.metrics import FeatureStats, inception_score, load_evaluator
 from gankit.metrics.digits_classifier import CARD, WEIGHTS, accuracy, index_digest, read_card, stratified_split
 from gankit.metrics.inception import WEIGHTS_ENV, InceptionV3FID
 
@@ -69,6 +69,20 @@ def test_extract_streams_the_same_statistics(data, evaluator):
     np.testing.assert_allclose(streamed.stats.sigma, direct.sigma, rtol=1e-9, atol=1e-9)
     assert streamed.features.shape == (300, 128) and streamed.logits.shape == (300, 10)
     assert evaluator.extract(data.x[:10].split(4), 10).features is None  # kept only when asked
+
+
+def test_extract_keeps_at_most_max_rows_and_scores_every_sample(data, evaluator):
+    # What lets `gankit eval -n 50000` hold memory flat: the statistics and the Inception Score see all 300 samples,
+    # the kept features are only the first 100 rows, and no logits are kept for the score.
+    x = data.x[:300]
+    streamed = evaluator.extract(x.split(64), 300, keep=True, max_rows=100, score_splits=10)
+    everything = evaluator.extract(x.split(64), 300, keep=True, keep_logits=True)
+    assert streamed.stats.n == 300 and streamed.logits is None
+    assert torch.equal(streamed.features, everything.features[:100])
+    np.testing.assert_array_equal(streamed.stats.sigma, everything.stats.sigma)
+    assert streamed.score == pytest.approx(inception_score(everything.logits, splits=10), rel=1e-12)
+    assert evaluator.extract(x.split(64), 300, keep=True, max_rows=1000).features.shape == (300, 128)
+    assert load_evaluator("raw").extract(x.split(64), 300, score_splits=10).score is None  # raw: no logits, no IS
 
 
 def test_raw_features_are_the_flattened_input():

@@ -6,6 +6,7 @@ import torch
 
 from gankit.errors import UserError
 from gankit.metrics import inception_score
+from gankit.metrics.inception_score import InceptionScoreStream
 
 
 def naive_inception_score(probs, splits):
@@ -54,3 +55,23 @@ def test_explicit_probs_flag():
 def test_too_many_splits_is_a_user_error():
     with pytest.raises(UserError, match="splits=10 with 5 samples"):
         inception_score(np.full((5, 3), 1 / 3))
+
+
+@pytest.mark.parametrize(("n", "splits", "batch"), [(200, 4, 7), (1797, 10, 256), (13, 10, 1), (57, 1, 100)])
+def test_stream_equals_the_score_of_all_rows_at_once(n, splits, batch):
+    logits = np.random.default_rng(n).standard_normal((n, 12)) * 3
+    stream = InceptionScoreStream(n, splits)
+    for start in range(0, n, batch):  # batches that straddle split boundaries
+        stream.update(torch.from_numpy(logits[start : start + batch]))
+    assert stream.result() == pytest.approx(inception_score(logits, splits=splits), rel=1e-12, abs=1e-15)
+
+
+def test_stream_wants_exactly_the_announced_rows():
+    stream = InceptionScoreStream(10, splits=2)
+    stream.update(np.zeros((6, 3)))
+    with pytest.raises(UserError, match="6 of the 10"):
+        stream.result()
+    with pytest.raises(UserError, match="more than the 10"):
+        stream.update(np.zeros((5, 3)))
+    with pytest.raises(UserError, match="splits=10 with 5 samples"):
+        InceptionScoreStream(5, splits=10)
