@@ -35,6 +35,30 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture
+def launch():
+    """Popen in a session of its own; whatever a test leaves running (torchrun's workers too) is killed after it."""
+    started = []
+
+    def start(command: list[str], **kwargs) -> subprocess.Popen:
+        proc = subprocess.Popen(command, env=ENV, start_new_session=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, **kwargs)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 300) -> subprocess.CompletedProcess:
+    out, err = proc.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 def _weights(path: Path) -> dict[str, torch.Tensor]:
     return load_file(path)
 
@@ -53,10 +77,9 @@ CONFIGS = [  # each trained by one process and by two
 ]
 
 
-def test_two_processes_equal_each_other_and_one_process(tmp_path, one_thread):
+def test_two_processes_equal_each_other_and_one_process(tmp_path, one_thread, launch):
     configs = " :: ".join(" ".join([*c, *COMMON]) for c in CONFIGS).split()
-    proc = subprocess.run([*TORCHRUN, str(WORKER), str(tmp_path / "two"), *configs], env=ENV,
-                          capture_output=True, text=True, timeout=300)
+    proc = _finish(launch([*TORCHRUN, str(WORKER), str(tmp_path / "two"), *configs]))
     assert proc.returncode == 0, proc.stderr[-3000:]
     for i, (preset, *overrides) in enumerate(CONFIGS):
         two = tmp_path / "two" / str(i)
@@ -100,8 +123,14 @@ def _rank_of(pid: int) -> int | None:
 def nproc_run(tmp_path_factory):
     """`gankit train --nproc 2 ...`, uninterrupted."""
     out = tmp_path_factory.mktemp("nproc") / "R"
-    proc = subprocess.run([sys.executable, "-m", "gankit", "train", *RUN, "--out", str(out), "--nproc", "2",
-                           "--no-progress"], env=ENV, capture_output=True, text=True, timeout=300)
+    proc = subprocess.Popen([sys.executable, "-m", "gankit", "train", *RUN, "--out", str(out), "--nproc", "2",
+                             "--no-progress"], env=ENV, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        proc = _finish(proc)
+    finally:
+        if proc.returncode is None:
+            os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "in 2 processes" in proc.stderr
     return out
@@ -117,10 +146,9 @@ def test_nproc_trains_and_evaluates(nproc_run):
     assert scores["total_modes"] == 8 and scores["modes"] >= 1 and scores["protocol"]["step"] == 600
 
 
-def test_killed_worker_restarts_from_last_checkpoint(tmp_path, nproc_run):
+def test_killed_worker_restarts_from_last_checkpoint(tmp_path, nproc_run, launch):
     out = tmp_path / "R"
-    proc = subprocess.Popen([*TORCHRUN, "--max-restarts=1", "-m", "gankit", "train", *RUN, "--out", str(out),
-                             "--no-progress"], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = launch([*TORCHRUN, "--max-restarts=1", "-m", "gankit", "train", *RUN, "--out", str(out), "--no-progress"])
     deadline = time.time() + 120
     while not (out / "checkpoints" / "step-150").is_dir():
         assert proc.poll() is None and time.time() < deadline, "no checkpoint before the run ended"
@@ -128,7 +156,7 @@ def test_killed_worker_restarts_from_last_checkpoint(tmp_path, nproc_run):
     victim = [pid for pid in _children(proc.pid) if _rank_of(pid) == 0]
     assert victim, "rank 0 not found"
     os.kill(victim[0], signal.SIGKILL)  # the process that writes the run's files, possibly mid-checkpoint
-    _, err = proc.communicate(timeout=300)
+    err = _finish(proc).stderr
     assert proc.returncode == 0, err[-3000:]
     sessions = json.loads((out / "run.json").read_text())["sessions"]
     assert len(sessions) == 2 and sessions[1]["from_step"] >= 150 and sessions[1]["to_step"] == 600
@@ -138,17 +166,16 @@ def test_killed_worker_restarts_from_last_checkpoint(tmp_path, nproc_run):
     assert _max_diff(_weights(out / final), _weights(nproc_run / final)) == 0.0
 
 
-def test_sigterm_stops_every_process_at_one_checkpointed_step(tmp_path):
+def test_sigterm_stops_every_process_at_one_checkpointed_step(tmp_path, launch):
     out = tmp_path / "R"
-    proc = subprocess.Popen([sys.executable, "-m", "gankit", "train", *RUN[:1], "train.steps=100000", *RUN[2:],
-                             "--out", str(out), "--nproc", "2", "--no-progress"], env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = launch([sys.executable, "-m", "gankit", "train", *RUN[:1], "train.steps=100000", *RUN[2:], "--out",
+                   str(out), "--nproc", "2", "--no-progress"])
     deadline = time.time() + 120
     while not (out / "checkpoints" / "step-150").is_dir():
         assert proc.poll() is None and time.time() < deadline, "no checkpoint before the run ended"
         time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)  # to `gankit train --nproc`, which passes it on to torchrun
-    _, err = proc.communicate(timeout=120)
+    err = _finish(proc, 120).stderr
     assert proc.returncode != 0
     session = json.loads((out / "run.json").read_text())["sessions"][-1]
     assert session["status"] == "interrupted", err[-3000:]
