@@ -46,7 +46,11 @@ def setup(device: torch.device) -> tuple[Shard, torch.device]:
     if device.type == "mps":
         raise UserError("several processes cannot share one MPS device", "run one process (no torchrun) on a Mac")
     if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if local >= torch.cuda.device_count():
+            raise UserError(f"process {local} of this machine has no GPU of its own ({torch.cuda.device_count()} "
+                            "visible)", "start at most one process per GPU (--nproc / --nproc-per-node)")
+        device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
