@@ -19,7 +19,6 @@ from ..errors import UserError
 from ..io import to_uint8
 from ..metrics import Evaluator, Extracted, FeatureStats, density_coverage, kid, load_evaluator, precision_recall
 from ..train import Generator, load
-from ..variants import Request
 
 MAX_SAMPLES = 10_000  # default sample count cap: FID is only comparable between equal counts, 10k is the usual one
 SAMPLE_CHUNK = 1024  # samples generated per forward pass: Generator.sample's batch, so streamed samples equal its own
@@ -141,17 +140,8 @@ def _geometry(evaluator: Evaluator, sides: list[_Side]) -> tuple[int | None, int
 @torch.no_grad()
 def generated_batches(gen: Generator, n: int, seed: int, chunk: int | None = None) -> Iterator[Tensor]:
     """`gen.sample(n, seed=seed)` one forward pass of `chunk` (default SAMPLE_CHUNK) samples at a time, generated as
-    they are consumed, so no more than `chunk` images are held: the same samples, since the latents (n × z_dim,
-    small) are drawn up front and the stream of random labels and codes runs on across chunks, as in
-    Generator.generate."""
-    z = gen.latents(n, seed)
-    chunk = chunk or SAMPLE_CHUNK
-    draw = torch.Generator().manual_seed(seed + 1)  # Generator.generate's stream for conditions (labels, codes)
-    for part in z.split(chunk):
-        try:
-            yield gen.variant.generate(Request(len(part), z=part.to(gen.device), generator=draw)).cpu()
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
+    they are consumed, so no more than `chunk` images are held (the latents, n × z_dim, are drawn up front)."""
+    return gen.generate_batches(gen.latents(n, seed), seed=seed, batch_size=chunk or SAMPLE_CHUNK)
 
 
 def rebatch(chunks: Iterator[Tensor], size: int) -> Iterator[Tensor]:

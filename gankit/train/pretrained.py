@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -155,17 +155,25 @@ class Generator:
         if problem is not None:
             raise UserError(*problem)
 
-    @torch.no_grad()
     def generate(self, z: Tensor, labels: int | str | Sequence[int | str] | Tensor | None = None,
                  codes: dict[str, float] | None = None, inputs: Tensor | None = None, seed: int | None = None,
                  batch_size: int = 1024, direction: str | None = None, condition: Tensor | None = None,
                  truncation: float = 1.0) -> Tensor:
         """Samples from given latents z (n, z_dim); random labels or codes come from `seed`. `truncation` is for
         models that truncate after the noise (StyleGAN's ψ toward the mean w); others truncate in `latents`."""
+        return torch.cat(list(self.generate_batches(z, labels, codes, inputs, seed, batch_size, direction, condition,
+                                                    truncation)))
+
+    @torch.no_grad()
+    def generate_batches(self, z: Tensor, labels: int | str | Sequence[int | str] | Tensor | None = None,
+                         codes: dict[str, float] | None = None, inputs: Tensor | None = None,
+                         seed: int | None = None, batch_size: int = 1024, direction: str | None = None,
+                         condition: Tensor | None = None, truncation: float = 1.0) -> Iterator[Tensor]:
+        """generate's samples, one forward pass of `batch_size` at a time, each made when it is consumed: a
+        consumer that streams (eval's feature extraction) holds one batch of images, not n."""
         n = len(z)
         label_index = self.label_indices(labels, n) if labels is not None else None
         gen = _generator(None if seed is None else seed + 1)  # conditions draw from their own stream
-        chunks = []
         for start in range(0, n, batch_size):
             part_z = z[start : start + batch_size].to(self.device)
             rows = slice(start, start + len(part_z))
@@ -175,10 +183,10 @@ class Generator:
                               condition=None if condition is None else condition[rows].to(self.device),
                               truncation=truncation)
             try:
-                chunks.append(self.variant.generate(request).cpu())
+                samples = self.variant.generate(request).cpu()
             except ValueError as exc:
                 raise UserError(str(exc)) from None
-        return torch.cat(chunks)
+            yield samples
 
     def weights_sha256(self) -> str:
         """sha256 of the generator's weights (names and values): what provenance fields and caches name the model
