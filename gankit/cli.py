@@ -108,7 +108,8 @@ def _check_writable(path: Path) -> None:
 
 @app.command(epilog=_examples("gankit train ring8-gan train.steps=2000 seed=0 --out runs/ring",
                               "gankit train digits-cgan cgan.cond=concat optim.lr_d=1e-4",
-                              "gankit train --resume runs/ring train.steps=5000"))
+                              "gankit train --resume runs/ring train.steps=5000",
+                              "gankit train digits-dcgan --nproc 2 --out runs/dp"))
 def train(
     target: Optional[str] = typer.Argument(None, help="Preset name (see `gankit presets`) or a YAML config file."),
     overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. train.steps=2000."),
