@@ -69,8 +69,10 @@ def _store(rank: int, world: int) -> dist.Store:
 
 
 def finish() -> None:
-    """Leave the process group (at the end of a torchrun worker)."""
+    """Leave the process group at the end of a torchrun worker, once every process got there (process 0 may still be
+    writing the last checkpoint; a process that tears its connections down first can abort its peers)."""
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
