@@ -17,23 +17,9 @@ def inception_score(logits_or_probs: Features, splits: int = 10, probs: bool | N
     preds = as_feature_matrix(logits_or_probs, "inception_score: logits_or_probs")
     if probs is None:
         probs = _are_probabilities(preds)
-    elif probs and not _are_probabilities(preds):
-        raise UserError(
-            "inception_score: probs=True but some rows are negative or do not sum to 1",
-            hint="pass probs=False (or leave probs=None) for logits",
-        )
-    n = len(preds)
-    if not 1 <= splits <= n:
-        raise UserError(f"inception_score: splits={splits} with {n} samples", hint="use 1 <= splits <= samples")
-    p_y_given_x = preds if probs else scipy.special.softmax(preds, axis=1)  # (N, C)
-    scores = []
-    for i in range(splits):
-        part = p_y_given_x[i * n // splits : (i + 1) * n // splits]
-        p_y = part.mean(axis=0, keepdims=True)  # marginal label distribution of this split, (1, C)
-        # rel_entr(p, q) = p log(p / q) and 0 where p = 0, so one-hot rows give 0 instead of 0 · log 0 = nan.
-        mean_kl = scipy.special.rel_entr(part, p_y).sum(axis=1).mean()
-        scores.append(np.exp(mean_kl))
-    return float(np.mean(scores)), float(np.std(scores))
+    stream = InceptionScoreStream(len(preds), splits, probs)  # one pass: the same arithmetic eval streams
+    stream.update(preds)
+    return stream.result()
 
 
 def _are_probabilities(preds: np.ndarray) -> bool:
@@ -64,7 +50,7 @@ class InceptionScoreStream:
         preds = as_feature_matrix(logits_or_probs, "inception_score: logits_or_probs")
         if self.probs and not _are_probabilities(preds):
             raise UserError("inception_score: probs=True but some rows are negative or do not sum to 1",
-                            hint="pass probs=False for logits")
+                            hint="pass probs=False (or leave probs=None) for logits")
         if self._seen + len(preds) > self.n:
             raise UserError(f"inception_score: more than the {self.n} samples announced",
                             hint="create the stream with the total number of samples")

@@ -137,7 +137,6 @@ def _geometry(evaluator: Evaluator, sides: list[_Side]) -> tuple[int | None, int
         return min(img.size), 1 if img.mode in GREY_MODES else 3
 
 
-@torch.no_grad()
 def generated_batches(gen: Generator, n: int, seed: int, chunk: int | None = None) -> Iterator[Tensor]:
     """`gen.sample(n, seed=seed)` one forward pass of `chunk` (default SAMPLE_CHUNK) samples at a time, generated as
     they are consumed, so no more than `chunk` images are held (the latents, n × z_dim, are drawn up front)."""
