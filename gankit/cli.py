@@ -240,7 +240,8 @@ def _report_run(run_dir: Path, step: int, use: str) -> None:
                               "gankit sample runs/ring -n 1000 --out ring.npz",
                               "gankit sample runs/cgan --class 7 --truncation 0.5 --out sevens.png",
                               "gankit sample runs/info --code c0=3 --vary c1 --out c1.png",
-                              "gankit sample runs/table -n 1000 --out synthetic.csv --condition target=1"))
+                              "gankit sample runs/table -n 1000 --out synthetic.csv --condition target=1",
+                              'gankit sample runs/t2i --prompt "a blue circle" -n 16 --out blue.png'))
 def sample(
     run: Path = typer.Argument(..., help="Run directory."),
     n: int = typer.Option(64, "-n", help="Number of samples (with --input: one per input)."),
@@ -261,6 +262,8 @@ def sample(
                                                   "category, e.g. --condition target=1."),
     mix: Optional[str] = typer.Option(None, "--mix", help="StyleGAN models: a style-mixing grid from seeds A,B "
                                       "(columns A, B, then A with B's coarse, middle, fine styles; n/5 rows)."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="Text-to-image models: what to draw, e.g. "
+                                         "\"a blue circle in the centre\" (n samples of it)."),
 ) -> None:
     """Generate samples from a trained run."""
     from .train import load
@@ -270,11 +273,14 @@ def sample(
     fmt = kind.check_output(out)
     codes = _parse_codes(code or [])
     given = None
-    if inputs is not None and condition:
-        raise UserError("--input and --condition both say what to generate from", "give one of them")
+    if sum(x is not None for x in (inputs, prompt, condition or None)) > 1:
+        raise UserError("--input, --prompt and --condition each say what to generate from", "give one of them")
     if inputs is not None:
         gen.check_takes(inputs=True)
         given = kind.read_inputs(inputs, gen.spec)
+    if prompt is not None:
+        gen.check_takes(prompt=True)
+        given = kind.read_prompt([prompt] * n, gen.spec)
     rows = None
     if condition:
         gen.check_takes(condition=True)
@@ -302,7 +308,7 @@ def sample(
         x = gen.sample(count, seed=seed, truncation=truncation, labels=labels, codes=codes, inputs=given,
                        condition=rows)
     meta = {**_made_by(gen, run), "seed": seed, "truncation": truncation, "class": cls, "codes": code, "vary": vary,
-            "input": str(inputs) if inputs else None, "refine": refine, "mix": mix,
+            "input": str(inputs) if inputs else None, "prompt": prompt, "refine": refine, "mix": mix,
             "condition": ",".join(condition) if condition else None}
     kind.write(out, x, gen.spec, nrow=nrow, labels=labels, cells=cells, meta=meta)
     err.print(f"wrote {kind.describe(x, gen.spec)} to {out}{_spread(gen, labels)}", highlight=False)

@@ -30,11 +30,12 @@ class DataConfig(_Section):
 
     # keys that mean something for some data sets only (the others ignore them); `gankit info --json` leaves them out
     ONLY_FOR: ClassVar[dict[str, tuple[str, ...]]] = {
-        "n": ("ring", "grid", "spiral", "shapes", "oracle"), "modes": ("ring", "spiral"), "radius": ("ring", "spiral"),
+        "n": ("ring", "grid", "spiral", "shapes", "captions", "oracle"), "modes": ("ring", "spiral"), "radius": ("ring", "spiral"),
         "size": ("grid",), "spacing": ("grid",), "std": ("ring", "grid", "spiral"),
-        "resolution": ("digits", "shapes", "folder", "npz"), "channels": ("folder",), "path": ("folder", "npz", "table", "text"),
-        "key": ("npz",), "labels_key": ("npz",), "shapes": ("shapes",), "colors": ("shapes",), "label": ("shapes",),
-        **{knob: ("shapes",) for knob in ("size_range", "jitter", "rotation", "noise", "gradient", "backgrounds")},
+        "resolution": ("digits", "shapes", "captions", "folder", "npz"), "channels": ("folder",), "path": ("folder", "npz", "table", "text"),
+        "key": ("npz",), "labels_key": ("npz",), "shapes": ("shapes", "captions"), "colors": ("shapes", "captions"), "label": ("shapes",),
+        **{knob: ("shapes", "captions") for knob in ("size_range", "jitter", "rotation", "noise", "gradient",
+                                                     "backgrounds")}, "unseen": ("captions",),
         **{key: ("digits", "shapes", "folder", "npz") for key in ("pair", "paired", "scale")},
         "path_a": ("folder",), "path_b": ("folder",),
         "normal": ("ring", "grid", "spiral", "digits", "shapes", "folder", "npz"),
@@ -43,9 +44,11 @@ class DataConfig(_Section):
         **{key: ("text", "nci") for key in ("tokenizer", "max_len", "skip_invalid", "augment")}, "vocab": ("oracle",),
         "length": ("oracle",)}
 
-    name: Literal["ring", "grid", "spiral", "digits", "shapes", "folder", "npz", "table", "text", "nci", "oracle"] = \
-        Field("ring", description="dataset (table: a CSV file, docs/tabular.md; text: a .txt or .smi file, nci: "
-              "RDKit's NCI molecules, oracle: SeqGAN's synthetic sequences, docs/sequences.md)")
+    name: Literal["ring", "grid", "spiral", "digits", "shapes", "captions", "folder", "npz", "table", "text", "nci",
+                  "oracle"] = \
+        Field("ring", description="dataset (captions: shapes with captions, docs/text2img.md; table: a CSV file, "
+              "docs/tabular.md; text: a .txt or .smi file, nci: RDKit's NCI molecules, oracle: SeqGAN's synthetic "
+              "sequences, docs/sequences.md)")
     n: int | None = Field(None, ge=1, description="generated sets: samples drawn once (toy 2D 100,000; shapes 20,000; "
                           "oracle 10,000)")
     modes: int = Field(8, ge=1, description="ring: number of Gaussians on the circle")
@@ -74,6 +77,9 @@ class DataConfig(_Section):
                                                          "at most")
     backgrounds: list[Literal["dark", "light"]] = Field(["dark", "light"], min_length=1, description="shapes: "
                                                         "background tones (white shapes always get dark ones)")
+    unseen: list[str] = Field(["green triangle", "white cross"], description="captions: 'colour shape' pairs left "
+                              "out of training, to test composition (with captions, `jitter` spreads objects within "
+                              "their cell of the 3×3 grid)")
     pair: Literal["palette", "outline", "night", "invert", "thicken", "downscale", "folders"] | None = Field(
         None, description="images: a second domain B, the images under this transform (docs/image-to-image.md); "
         "palette and outline are for shapes")

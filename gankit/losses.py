@@ -140,6 +140,12 @@ def feature_matching(real_features: Tensor, fake_features: Tensor) -> Tensor:
     return (real_features.detach().flatten(1).mean(0) - fake_features.flatten(1).mean(0)).pow(2).sum()
 
 
+def gaussian_kl(mu: Tensor, log_var: Tensor) -> Tensor:
+    """KL(N(μ, σ²) ‖ N(0, I)) summed over dimensions, averaged over rows: a VAE's prior term, StackGAN's
+    conditioning augmentation's."""
+    return 0.5 * (mu.pow(2) + log_var.exp() - 1 - log_var).sum(1).mean()
+
+
 # ----------------------------------------------------------------------------------------------- sequences
 
 

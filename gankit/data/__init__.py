@@ -10,6 +10,7 @@ from torch import Tensor
 
 from ..config import DataConfig
 from ..errors import UserError
+from .captions import CaptionBatch, CaptionDataset, CaptionSampler, caption_dataset
 from .base import ONE_PROCESS, Batch, BatchSampler, Dataset, Shard, as_float
 from .digits import digits
 from .folder import image_folder
@@ -81,6 +82,16 @@ def load_heldout_labelled(cfg: DataConfig, seed: int, n: int) -> tuple[Tensor, T
     return x, y, data.class_names, f"no: {len(pick)} of the training samples (the data has no held-out split)"
 
 
+def load_caption_test(cfg: DataConfig, seed: int, n: int, unseen: bool) -> tuple[CaptionDataset, str]:
+    """n captioned objects never trained on (drawn from seed + HELDOUT_SEED_OFFSET): of the seen (colour, shape)
+    pairs, or, with `unseen`, of the pairs held out of training; and a note saying which."""
+    other = seed + HELDOUT_SEED_OFFSET + (1 if unseen else 0)
+    data = caption_dataset(n, cfg.resolution or 32, other, _difficulty(cfg), cfg.unseen, cfg.shapes, cfg.colors,
+                           only_unseen=unseen)
+    pairs = f"of the unseen pairs {', '.join(cfg.unseen)}" if unseen else "of the pairs seen in training"
+    return data, f"{n} objects {pairs}, drawn from seed {other}"
+
+
 def _difficulty(cfg: DataConfig) -> Difficulty:
     return Difficulty(tuple(cfg.size_range), cfg.jitter, cfg.rotation, cfg.noise, cfg.gradient, tuple(cfg.backgrounds))
 
@@ -96,6 +107,9 @@ def _plain(cfg: DataConfig, seed: int) -> Dataset:
         return mixture(cfg.name, centers, std, cfg.n or 100_000, seed)
     if cfg.name == "digits":
         return digits(cfg.resolution or 16)
+    if cfg.name == "captions":
+        return caption_dataset(cfg.n or 20_000, cfg.resolution or 32, seed, _difficulty(cfg), cfg.unseen, cfg.shapes,
+                               cfg.colors)
     if cfg.name == "shapes":
         return shapes(cfg.n or 20_000, cfg.resolution or 32, cfg.shapes, cfg.colors, cfg.label, seed, _difficulty(cfg))
     if cfg.name == "folder":
@@ -135,7 +149,7 @@ def upgrade_spec(spec: dict, data_cfg: dict | None = None) -> dict:
     return spec
 
 
-__all__ = ["KINDS", "DataKind", "ImageKind", "VectorKind", "kind_of", "output_format", "register_kind",
+__all__ = ["CaptionBatch", "CaptionDataset", "CaptionSampler", "caption_dataset", "load_caption_test", "KINDS", "DataKind", "ImageKind", "VectorKind", "kind_of", "output_format", "register_kind",
            "upgrade_spec", "load_heldout", "load_heldout_labelled", "only_classes", "load_truth_pairs", "PairBatch",
            "PairDataset", "PairSampler", "Batch", "BatchSampler", "Shard", "ONE_PROCESS",
            "Dataset", "load_dataset", "digits", "image_folder", "npz_dataset", "read_npz",

@@ -26,6 +26,7 @@ from torch import Tensor
 from ..errors import UserError
 from ..io import atomic_path, provenance, save_grid, save_images, save_scatter
 from .base import BatchSampler, Dataset
+from .captions import PROGRESS_CAPTIONS, CaptionSampler, detokenize, tokenize
 from .pairs import PairDataset, PairSampler
 from .folder import IMAGE_SUFFIXES, list_images, load_image
 from .npz import read_npz
@@ -120,6 +121,10 @@ class DataKind:
     def read_condition(self, items: list[str], spec: dict) -> Tensor:
         """The condition vector that `gankit sample --condition COLUMN=VALUE` names (tables); other kinds take none."""
         raise UserError(f"{self.name} models take no --condition", "sample without --condition")
+
+    def read_prompt(self, prompts: list[str], spec: dict) -> Tensor:
+        """What `gankit sample --prompt TEXT` asks for, as the model's inputs (text-to-image models); others take none."""
+        raise UserError(f"{self.name} models take no text prompt", "sample without --prompt")
 
     def read_inputs(self, path: Path, spec: dict) -> Tensor:
         """Inputs for `gankit sample --input` (images to translate, rows to condition on, ...): `.npz` for any kind,
@@ -223,3 +228,39 @@ class PairKind(ImageKind):
             columns.append(dataset.take_b(rows))
         grid = torch.stack(columns, dim=1).flatten(0, 1)
         save_grid(path, grid, nrow=3 * len(columns), scale=max(1, 64 // fake.shape[-1]), **meta)
+
+
+@register_kind("captions")
+class CaptionKind(ImageKind):
+    """Images with captions (gankit.data.captions): models draw what a prompt says; progress pictures show one
+    caption per row (PROGRESS_CAPTIONS, in order), eight noises across."""
+
+    usage = 'gankit sample {run} --prompt "a blue circle in the centre" -n 16 --out blue.png'
+    metrics = ("features", "attribute_accuracy")
+
+    def sampler(self, dataset: Dataset, batch_size: int, seed: int, device: torch.device) -> BatchSampler:
+        return CaptionSampler(dataset, batch_size, seed, device)
+
+    def fixed_inputs(self, dataset: Dataset) -> Tensor:
+        per_row = self.fixed_count // len(PROGRESS_CAPTIONS)
+        return tokenize(PROGRESS_CAPTIONS, dataset.info["text"]["vocab"]).repeat_interleave(per_row, dim=0)
+
+    def read_prompt(self, prompts: list[str], spec: dict) -> Tensor:
+        """Word ids (N, L) of prompts; an unknown word is a UserError listing the vocabulary."""
+        return tokenize(prompts, spec["text"]["vocab"], spec["text"]["max_len"])
+
+    def read_inputs(self, path: Path, spec: dict) -> Tensor:
+        """Prompts from a text file (one per line, blank lines skipped) or word ids from an .npz."""
+        if path.suffix.lower() != ".txt":
+            return super().read_inputs(path, spec).long()
+        try:
+            lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"{path}: cannot read prompts ({exc})", "give a UTF-8 text file, one prompt per line")
+        if not lines:
+            raise UserError(f"{path} holds no prompts", "write one prompt per line")
+        return self.read_prompt(lines, spec)
+
+    def describe_inputs(self, inputs: Tensor, spec: dict) -> list[str]:
+        """The prompts behind word ids, for provenance."""
+        return detokenize(inputs, spec["text"]["vocab"])

@@ -159,8 +159,11 @@ class BigGANGenerator(nn.Module):
         self.z_dim, self.num_classes, self.attention_resolution = z_dim, num_classes, attention
         self.z_chunks = z_chunks(z_dim, len(sides))
         self.bottom = channels(resolution, 4, width)
-        self.shared = nn.Embedding(num_classes, shared_dim)  # one class embedding feeds every block's CBN
-        self.linear = nn.Linear(self.z_chunks[0], self.bottom * 4 * 4)  # first chunk -> (N, C, 4, 4)
+        # one class embedding feeds every block's CBN; num_classes 0: the caller gives that vector itself (a text
+        # condition), and it also feeds the 4×4 input projection, where the layout of the image is decided
+        self.shared = nn.Embedding(num_classes, shared_dim) if num_classes else None
+        inputs = self.z_chunks[0] + (0 if num_classes else shared_dim)
+        self.linear = nn.Linear(inputs, self.bottom * 4 * 4)  # first chunk (and a given condition) -> (N, C, 4, 4)
         chans = [self.bottom] + [channels(resolution, r, width) for r in sides]
         self.blocks = nn.ModuleList(GBlock(c_in, c_out, shared_dim + chunk)
                                     for c_in, c_out, chunk in zip(chans, chans[1:], self.z_chunks[1:]))
@@ -172,8 +175,12 @@ class BigGANGenerator(nn.Module):
         _spectral_normalize(self, skip=(self.shared,))
 
     def forward(self, z: Tensor, y: Tensor) -> Tensor:
+        """y: class indices (N,), or with num_classes 0 the condition vectors (N, shared_dim) themselves."""
         first, *rest = torch.split(z, self.z_chunks, dim=1)  # the whole z (truncated or not) is used
-        shared = self.shared(y)  # (N, shared_dim)
+        if self.shared is None:
+            shared, first = y, torch.cat([first, y], dim=1)
+        else:
+            shared = self.shared(y)  # (N, shared_dim)
         h = self.linear(first).view(len(z), self.bottom, 4, 4)
         for block, side, chunk in zip(self.blocks, self.sides, rest):
             h = block(h, torch.cat([shared, chunk], dim=1))  # (N, C, side, side)
@@ -205,14 +212,18 @@ class BigGANDiscriminator(nn.Module):
         _orthogonal_init(self)
         _spectral_normalize(self)
 
-    def features(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """(N, C) sum-pooled last features (what the heads see; also used for feature matching)."""
+    def feature_map(self, x: Tensor) -> Tensor:
+        """(N, C, 4, 4) last features after ReLU, before pooling (heads that need to know where, e.g. text's)."""
         h = x
         for block, side in zip(self.blocks, self.sides):
             h = block(h)
             if side == self.attention_resolution:
                 h = self.attention(h)
-        return F.relu(h).sum(dim=(2, 3))
+        return F.relu(h)
+
+    def features(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """(N, C) sum-pooled last features (what the heads see; also used for feature matching)."""
+        return self.feature_map(x).sum(dim=(2, 3))
 
     def logits_from(self, h: Tensor) -> Tensor:
         """(N,) unconditional logits from `features` (N, C)."""

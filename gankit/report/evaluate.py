@@ -20,15 +20,19 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from ..config import Config
-from ..data import Dataset, decode, load_dataset, load_heldout, load_heldout_labelled, load_truth_pairs, read_npz, \
-    table_options
+from ..data import Dataset, decode, load_caption_test, load_dataset, load_heldout, load_heldout_labelled, \
+    load_truth_pairs, read_npz, table_options
+from ..data.base import as_float
+from ..data.captions import ATTRIBUTES, Layout
 from ..data.tabular import table_rows
 from ..data.text import decode as decode_tokens
 from ..data.pairs import resize
 from ..errors import UserError
 from ..io import atomic_path
 from ..metrics import Evaluator, Extracted, FeatureStats, load_evaluator
+from ..metrics.attributes import attribute_accuracy
 from ..metrics.modes2d import modes2d
+from ..metrics.shapes_classifier import load_shapes_classifier
 from ..metrics.ppl import EPSILON, perceptual_path_length
 from ..metrics.sequences import DIVERSITY_PAIRS, molecules, nll_oracle, uniqueness_novelty
 from ..metrics.tabular import FOREST_TREES, PRIVACY_MEANING, column_similarity, correlation_difference, privacy, tstr
@@ -58,6 +62,7 @@ EDIT_RULE = ("each latent is moved toward one attribute value it does not show (
              "past the boundary (at most {most}); success: the evaluator sees the new value and every other attribute "
              "unchanged; *_random: the same moves along random directions")
 PPL_PATHS = 2000  # latent paths sampled for perceptual path length (the paper used 100,000 on GPUs)
+CAPTION_SAMPLES = 600  # held-out captions (and images) per split for attribute_accuracy
 HISTOGRAM_REFERENCE = 1000  # training images of domain B whose pixels the histogram baseline matches
 
 
@@ -225,6 +230,38 @@ def _reads_codes_of_labelled_data(run: RunEval) -> bool:
 def _code_accuracy_real(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
     value, protocol = code_accuracy_real(run)
     return {"code_accuracy_real": value}, {"code_accuracy_real": protocol}
+
+
+def _draws_captions(run: RunEval) -> bool:
+    """A model that draws what a prompt says, with its run's config (which says how the captions were made)."""
+    return "prompt" in run.gen.sampling and "text" in run.gen.spec and (run.run_dir / "config.yaml").is_file()
+
+
+@register_run_metric("attribute_accuracy", applies=_draws_captions)
+def _attribute_accuracy(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
+    """How often a generated image shows what its caption says, per attribute: on captions of held-out objects of
+    the (colour, shape) pairs seen in training, and of the unseen pairs; the real images of those captions, read
+    the same way, give the ceiling."""
+    classifier, card = load_shapes_classifier(run.weights if run.features in (None, "shapes") else None)
+    layout = Layout(**run.gen.spec["text"]["layout"])
+    values, splits = {}, {}
+    for key, unseen in (("attribute_accuracy", False), ("attribute_accuracy_unseen", True)):
+        data, note = load_caption_test(run.config.data, run.seed, CAPTION_SAMPLES, unseen)
+        rows = torch.arange(len(data))
+        prompts = data.captions(rows, torch.zeros_like(rows))  # template 0 names every attribute
+        fake = run.gen.sample(seed=run.seed, prompt=prompts)
+        if run.round_8bit:
+            fake = round_to_8bit(fake)
+        truth = {name: data.attributes[name] for name in ATTRIBUTES}
+        values[key] = attribute_accuracy(fake, truth, classifier, layout)
+        values[f"{key}_real"] = attribute_accuracy(as_float(data.x), truth, classifier, layout)
+        splits[key] = note
+    protocol = {"samples": CAPTION_SAMPLES, "seed": run.seed, "template": "a {colour} {shape} {place} on a {tone} "
+                "background", "shape_color": f"shapes evaluator ({card.get('accuracy', {})})",
+                "position_background": "pixel rules of gankit.metrics.attributes (border median, centroid cell)",
+                "splits": splits, "real": "*_real: the real images of the same captions, read the same way",
+                "weights": run.gen.info.get("weights"), "step": run.gen.info.get("step")}
+    return values, {"attribute_accuracy": protocol}
 
 
 def _pair_transform(run: RunEval) -> str | None:

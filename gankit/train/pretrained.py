@@ -96,7 +96,8 @@ class Generator:
     def sample(self, n: int | None = None, seed: int | None = None, truncation: float = 1.0,
                labels: int | str | Sequence[int | str] | Tensor | None = None, codes: dict[str, float] | None = None,
                inputs: Tensor | None = None, batch_size: int = 1024, refine: str | None = None,
-               direction: str | None = None, condition: Tensor | None = None) -> Tensor:
+               direction: str | None = None, condition: Tensor | None = None,
+               prompt: str | Sequence[str] | None = None) -> Tensor:
         """n samples on the CPU: images (n, C, H, W) in [-1, 1] or vectors (n, D); the same seed gives the same samples.
 
         `refine` ("drs" or "mh") keeps the samples the run's calibrated D believes (gankit.train.refine); it needs the
@@ -106,8 +107,18 @@ class Generator:
         InfoGAN models take `codes` such as {"c0": 3, "c1": 0.5} (the rest random); models that transform inputs
         (translators, upscalers) take `inputs`, one sample per input (n may then be left out); two-way translators
         (CycleGAN) also take `direction`, "a2b" (the default) or "b2a"; table models take `condition`, one
-        condition vector per sample (`data_kind.read_condition`), and every row then shows what it asks for.
+        condition vector per sample (`data_kind.read_condition`), and every row then shows what it asks for;
+        text-to-image models take a `prompt`, one for all n samples or one per sample ("a blue circle"; unknown
+        words are a UserError listing the vocabulary).
         """
+        if prompt is not None:
+            self.check_takes(prompt=True)
+            if inputs is not None:
+                raise UserError("a prompt and inputs both say what to draw", "give one of them")
+            prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+            if n is not None and len(prompts) == 1:
+                prompts = prompts * n
+            inputs = self.data_kind.read_prompt(prompts, self.spec)
         if n is None and inputs is not None:
             n = len(inputs)
         if n is None or n < 1:

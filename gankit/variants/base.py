@@ -113,6 +113,7 @@ SAMPLING_OPTIONS = {
     "direction": ("this model translates one way only (A to B)", "translate without --direction"),
     "condition": ("this model takes no column condition", "sample without --condition"),
     "mixing": ("this model has no per-layer styles to mix", "sample without --mix (StyleGAN models mix styles)"),
+    "prompt": ("this model takes no text prompt", "sample without --prompt (text-to-image models take one)"),
 }
 DIRECTIONS = ("a2b", "b2a")  # what a two-way translator's `direction` may be
 

@@ -94,8 +94,7 @@ class VAEGAN(Variant):
         """(G(z) for z ~ q(z|x) by the reparameterisation trick, KL(q(z|x) ‖ N(0, I)) per sample averaged)."""
         mu, log_var = self.posterior(x)
         z = mu + torch.randn_like(mu) * (0.5 * log_var).exp()
-        kl = 0.5 * (mu.pow(2) + log_var.exp() - 1 - log_var).sum(1).mean()
-        return self.G(z), kl
+        return self.G(z), losses.gaussian_kl(mu, log_var)
 
     def rec(self, x: Tensor, x_rec: Tensor) -> Tensor:
         """Squared distance of x and its reconstruction, summed over D's features (or pixels), batch-averaged."""

@@ -1,0 +1,144 @@
+"""Text-to-image GAN: GAN-INT-CLS's matching-aware discriminator (Reed et al. 2016) with StackGAN's conditioning
+augmentation (Zhang et al. 2017), on BigGAN's blocks (gankit.nets.text).
+
+D step: real images with their captions count as real; generated images with the captions they were drawn for,
+and real images with a mismatched caption (the data kind gives one per image: one attribute changed), count as
+fake, the two negatives weighted one half each (the game on [fake ⊕ wrong] logits). G step: the game on its images
+with their captions, plus the KL term that keeps the text condition's Gaussian near N(0, I).
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+from torch import Tensor
+
+from .. import losses
+from ..config import Config, Section
+from ..data import CaptionBatch
+from ..data.captions import random_captions, tokenize
+from ..errors import UserError
+from ..metrics.diversity import diversity_ratio
+from ..nets.text import TextDiscriminator, TextGenerator
+from .base import Context, Group, Phase, Request, Variant
+from .registry import register_variant
+
+FAKE = "fake"  # Context key: the D step's (images, μ, log σ², captions), reused by the G step
+
+
+class Text2ImgConfig(Section):
+    """text2img's own keys."""
+
+    embed_dim: int = Field(32, ge=1, description="word embedding size of both text encoders")
+    text_dim: int = Field(64, ge=1, description="hidden size of the bidirectional GRU text encoders (each way)")
+    joint_dim: int = Field(64, ge=1, description="size of the text vector D tiles over its 4×4 features")
+    kl_weight: float = Field(1.0, ge=0, description="weight of conditioning augmentation's KL(N(μ, σ²) ‖ N(0, I)) "
+                              "in G's loss (StackGAN)")
+    mismatch: bool = Field(True, description="matching-aware D: real images with a mismatched caption count as fake "
+                           "(GAN-INT-CLS); false: D learns realness and text only from generated images")
+
+
+@register_variant("text2img")
+class Text2Img(Variant):
+    """G(z, caption) and D(x, caption), each with its own GRU text encoder; `model.z_dim`, `model.width`,
+    `model.attention` size BigGAN's nets and `model.shared_dim` the text condition G's batch norms take."""
+
+    Config = Text2ImgConfig
+    sampling = frozenset({"truncation", "inputs", "prompt"})
+
+    def __init__(self, cfg: Config, spec: dict) -> None:
+        super().__init__(cfg, spec)
+        if spec["kind"] != "captions" or "text" not in spec:
+            raise UserError(f"variant text2img needs captioned images, not {spec['kind']} data",
+                            "set data.name=captions (docs/text2img.md)")
+        if cfg.model.name not in ("auto", "biggan"):
+            raise UserError(f"variant text2img builds BigGAN's nets, not model.name={cfg.model.name}",
+                            "set model.name=biggan (or leave it out)")
+        o, m = self.options, cfg.model
+        channels, side = spec["shape"][0], spec["shape"][-1]
+        vocab = len(spec["text"]["vocab"])
+        try:
+            self.G = TextGenerator(vocab, m.z_dim, channels, side, m.width, m.shared_dim, o.embed_dim, o.text_dim,
+                                   m.attention)
+            self.D = TextDiscriminator(vocab, channels, side, m.width, o.embed_dim, o.text_dim, o.joint_dim,
+                                       m.attention)
+        except ValueError as exc:
+            raise UserError(str(exc), "see docs/biggan.md for the sizes BigGAN's nets take") from None
+        self.z_dim, self.spec = m.z_dim, spec
+        self.game = losses.game(cfg.loss.name)
+        self.optim_cfg = cfg.optim
+        self.phases = [Phase("D", "D", repeats=cfg.train.n_critic), Phase("G", "G")]
+
+    @property
+    def groups(self) -> dict[str, Group]:
+        betas = (self.optim_cfg.beta1, self.optim_cfg.beta2)
+        return {"D": Group([self.D], self.optim_cfg.lr_d, betas),
+                "G": Group([self.G], self.optim_cfg.lr_g, betas, ema=self.optim_cfg.ema is not None)}
+
+    def loss(self, phase: str, batch: CaptionBatch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
+        return self.d_loss(batch, ctx) if phase == "D" else self.g_loss(batch, ctx)
+
+    def fakes(self, batch: CaptionBatch) -> tuple[Tensor, Tensor, Tensor]:
+        """(G's images for the batch's captions, μ, log σ²), c drawn by conditioning augmentation."""
+        mu, log_var = self.G.condition(batch.text)
+        eps = self.local_rows(len(batch), lambda m: torch.randn(m, mu.shape[1], device=mu.device))
+        return self.G.draw(self.noise(len(batch)), mu, log_var, eps), mu, log_var
+
+    def d_loss(self, batch: CaptionBatch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
+        fake_live, mu, log_var = self.fakes(batch)
+        ctx.values[FAKE] = (fake_live, mu, log_var)
+        fake = fake_live.detach()
+        n = len(batch)
+        text = self.D.text(torch.cat([batch.text, batch.wrong]))  # one encoder pass for both captions
+        h_real = self.D.feature_map(batch.x)
+        real_logits = self.D.judge(h_real, text[:n])
+        fake_logits = self.D.judge(self.D.feature_map(fake), text[:n])
+        scalars = {"d_real": self.game.mean_output(real_logits), "d_fake": self.game.mean_output(fake_logits),
+                   "diversity": diversity_ratio(fake, batch.x)}
+        if self.options.mismatch:
+            wrong_logits = self.D.judge(h_real, text[n:])
+            loss = self.game.d(real_logits, torch.cat([fake_logits, wrong_logits]))
+            scalars["d_wrong"] = self.game.mean_output(wrong_logits)
+        else:
+            loss = self.game.d(real_logits, fake_logits)
+        scalars["d_loss"] = loss.detach()
+        return loss, scalars
+
+    def g_loss(self, batch: CaptionBatch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
+        fake, mu, log_var = ctx.values.pop(FAKE) if FAKE in ctx.values else self.fakes(batch)
+        fake_logits = self.D(fake, batch.text)
+        adversarial = self.game.g(fake_logits)
+        kl = losses.gaussian_kl(mu, log_var)
+        loss = adversarial + self.options.kl_weight * kl
+        return loss, {"d_fake_g": self.game.mean_output(fake_logits), "kl": kl.detach(), "g_loss": loss.detach()}
+
+    # ------------------------------------------------------------------------------------------- sampling
+
+    def condition(self, request: Request) -> Tensor:
+        """The word ids each sample is drawn for: the request's inputs, else random captions of the training kind."""
+        if request.inputs is not None:
+            return request.inputs.long().to(self.device)
+        texts = random_captions(request.n, request.generator, self.spec)
+        return tokenize(texts, self.spec["text"]["vocab"], self.spec["text"]["max_len"]).to(self.device)
+
+    def prepare(self, request: Request) -> Request:
+        if request.inputs is not None:
+            tokens = request.inputs
+            vocab, max_len = len(self.spec["text"]["vocab"]), self.spec["text"]["max_len"]
+            if tokens.dim() != 2 or tokens.shape[1] != max_len or tokens.dtype.is_floating_point and \
+                    not torch.equal(tokens, tokens.round()) or tokens.min() < 0 or tokens.max() >= vocab:
+                raise ValueError(f"text inputs must be word ids (N, {max_len}) in [0, {vocab}); got "
+                                 f"{tuple(tokens.shape)}: give prompts instead (--prompt, or a .txt with one per line)")
+        return super().prepare(request)
+
+    def progress_request(self, n: int, generator: torch.Generator, inputs: Tensor | None = None) -> Request:
+        return Request(n, inputs=inputs, generator=generator)
+
+    def run_generator(self, request: Request) -> Tensor:
+        return self.G(request.z, request.cond)
+
+    def score(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """D's logit for images and their word ids."""
+        if cond is None:
+            raise ValueError("text2img's D judges images together with their caption")
+        return self.D(x, cond)

@@ -1,0 +1,262 @@
+"""Text-to-image: captioned shapes, the matching-aware game, prompts, and attribute accuracy."""
+
+import json
+
+import pytest
+import torch
+
+from gankit import losses
+from gankit.config import DataConfig
+from gankit.data import CaptionBatch, kind_of, load_caption_test, load_dataset
+from gankit.data.base import as_float
+from gankit.data.captions import ATTRIBUTES, MAX_LEN, POSITIONS, TEMPLATES, Layout, detokenize, named, \
+    tokenize, vocabulary
+from gankit.data.shapes import COLORS, SHAPES
+from gankit.errors import UserError
+from gankit.metrics.attributes import read_attributes
+from gankit.metrics.shapes_classifier import load_shapes_classifier
+from gankit.train import load
+from gankit.variants import Context, build_variant, resolve
+from gankit.variants.text2img import FAKE
+
+TINY = ["data.n=256", "model.width=8", "model.z_dim=16", "model.shared_dim=16", "text2img.embed_dim=8",
+        "text2img.text_dim=8", "text2img.joint_dim=8", "train.batch_size=8"]
+EASY = DataConfig(name="captions", n=600, size_range=(0.3, 0.3), jitter=0.5, rotation=0, noise=0, gradient=0)
+
+
+def _setup(*overrides: str):
+    """A freshly seeded tiny text2img variant and a fixed batch of 8 captioned images."""
+    torch.manual_seed(0)
+    cfg = resolve("shapes32-text2img", [*TINY, *overrides])[0]
+    data = load_dataset(cfg.data, cfg.seed)
+    sampler = kind_of(data.spec()).sampler(data, 8, 0, torch.device("cpu"))
+    return build_variant(cfg, data.spec()), sampler.next(), data
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+
+def test_captions_name_the_attributes_of_the_image_they_describe():
+    data = load_dataset(EASY)
+    a = data.attributes
+    text = data.captions(torch.arange(3), torch.zeros(3, dtype=torch.long))
+    for i, line in enumerate(text):
+        assert line == (f"a {COLORS[a['color'][i]]} {SHAPES[a['shape'][i]]} "
+                        f"{dict(zip(POSITIONS, ['in the top left', 'at the top', 'in the top right', 'on the left', 'in the centre', 'on the right', 'in the bottom left', 'at the bottom', 'in the bottom right']))[POSITIONS[a['position'][i]]]} "
+                        f"on a {['dark', 'light'][a['background'][i]]} background")
+    # every paraphrase names shape and colour; the long ones name all four
+    assert all({"shape", "color"} <= set(named(t)) for t in range(len(TEMPLATES)))
+    assert named(0) == ATTRIBUTES
+
+
+def test_unseen_pairs_never_appear_in_training_and_only_they_in_the_composition_test():
+    data = load_dataset(DataConfig(**{**EASY.model_dump(), "n": 3000}))
+    shape, color = data.attributes["shape"], data.attributes["color"]
+    green_triangles = (shape == SHAPES.index("triangle")) & (color == COLORS.index("green"))
+    white_crosses = (shape == SHAPES.index("cross")) & (color == COLORS.index("white"))
+    assert not green_triangles.any() and not white_crosses.any()
+    assert (color == COLORS.index("green")).any() and (shape == SHAPES.index("triangle")).any()
+    test, note = load_caption_test(EASY, 0, 200, unseen=True)
+    pairs = set(zip(test.attributes["shape"].tolist(), test.attributes["color"].tolist()))
+    assert pairs == {(SHAPES.index("triangle"), COLORS.index("green")), (SHAPES.index("cross"), COLORS.index("white"))}
+    white = test.attributes["color"] == COLORS.index("white")
+    assert (test.attributes["background"][white] == 0).all()  # white shapes keep dark backgrounds, as in training
+    assert "unseen" in note
+
+
+def test_objects_lie_in_the_cell_their_caption_names():
+    data = load_dataset(EASY)
+    layout = Layout(0.3, 0.5)
+    centres = layout.centres(data.attributes["position"], torch.Generator().manual_seed(0))
+    assert torch.equal(layout.cell(centres), data.attributes["position"])
+    x = as_float(data.x)
+    top_left = data.attributes["position"] == 0
+    mass = (x[top_left] - x[top_left][:, :, :1, :1]).abs().sum(1)  # away from the corner pixel's colour
+    assert mass[:, :16, :16].sum() > 3 * mass[:, 16:, 16:].sum()
+
+
+def test_tokenize_round_trips_and_unknown_words_name_the_vocabulary():
+    vocab = vocabulary()
+    text = ["A blue circle, in the centre.", "a red star"]
+    tokens = tokenize(text, vocab)
+    assert tokens.shape == (2, MAX_LEN) and (tokens[1, 3:] == 0).all()
+    assert detokenize(tokens, vocab) == ["a blue circle in the centre", "a red star"]
+    with pytest.raises(UserError) as err:
+        tokenize(["a blue hexagon"], vocab)
+    assert "hexagon" in err.value.message and "circle" in err.value.hint
+    with pytest.raises(UserError):
+        tokenize([""], vocab)
+
+
+def test_sampler_gives_a_mismatched_caption_differing_in_one_named_attribute():
+    data = load_dataset(EASY)
+    sampler = kind_of(data.spec()).sampler(data, 64, 0, torch.device("cpu"))
+    batch = sampler.next()
+    assert isinstance(batch, CaptionBatch) and batch.text.shape == batch.wrong.shape == (64, MAX_LEN)
+    vocab = data.info["text"]["vocab"]
+    for right, wrong in zip(detokenize(batch.text, vocab), detokenize(batch.wrong, vocab)):
+        a, b = right.split(), wrong.split()
+        assert right != wrong and len(a) - len(b) in (-1, 0, 1)  # "at the top" vs "in the top left"
+    # a pure function of (seed, cursor): a resumed sampler gives the same captions
+    again = kind_of(data.spec()).sampler(data, 64, 0, torch.device("cpu"))
+    again.load_state_dict({"cursor": 0})
+    same = again.next()
+    assert torch.equal(same.text, batch.text) and torch.equal(same.wrong, batch.wrong)
+    assert not torch.equal(sampler.next().text, batch.text)
+
+
+def test_bad_unseen_pair_is_a_clear_error(cli, tmp_path):
+    code, _, err = cli("train", "shapes32-text2img", "data.unseen=[green hexagon]", "--out", str(tmp_path / "r"))
+    assert code == 2 and "data.unseen" in err and "hexagon" in err
+    assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_text2img_refuses_data_without_captions(cli, tmp_path):
+    code, _, err = cli("train", "shapes32-text2img", "data.name=shapes", "--out", str(tmp_path / "r"))
+    assert code == 2 and "captions" in err
+
+
+# ----------------------------------------------------------------------------------------------- readers
+
+
+def test_position_and_background_readers_are_exact_on_real_images():
+    data = load_dataset(EASY)
+    classifier, _ = load_shapes_classifier()
+    seen = read_attributes(as_float(data.x), classifier, Layout(0.3, 0.5))
+    for name in ATTRIBUTES:
+        accuracy = (seen[name] == data.attributes[name]).float().mean().item()
+        assert accuracy >= (0.95 if name == "shape" else 0.99), name
+    blank = torch.zeros(2, 3, 32, 32)
+    assert (read_attributes(blank, classifier, Layout(0.3, 0.5))["position"] == -1).all()  # no object, no cell
+
+
+# ----------------------------------------------------------------------------------------------- wiring
+
+
+def test_d_loss_is_the_game_on_real_against_fake_and_mismatched():
+    """Catches real and fake logits swapped, the mismatched-caption term dropped, or D judging the wrong captions."""
+    variant, batch, _ = _setup()
+    variant.D.eval()  # no power iteration of spectral norm between the loss and its recomputation
+    ctx = Context()
+    loss, scalars = variant.loss("D", batch, ctx)
+    fake = ctx.values[FAKE][0].detach()
+    real = variant.D(batch.x, batch.text)
+    fake_logits = variant.D(fake, batch.text)
+    wrong = variant.D(batch.x, batch.wrong)
+    expected = losses.d_hinge(real, torch.cat([fake_logits, wrong]))
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert scalars["d_wrong"].item() == pytest.approx(wrong.mean().item(), rel=1e-5)
+    assert loss.item() != pytest.approx(losses.d_hinge(real, fake_logits).item(), rel=1e-3)
+    assert loss.item() != pytest.approx(losses.d_hinge(fake_logits, torch.cat([real, wrong])).item(), rel=1e-3)
+    off, _, _ = _setup("text2img.mismatch=false")
+    off.D.eval()
+    plain, _ = off.loss("D", batch, Context())
+    assert plain.item() == pytest.approx(losses.d_hinge(real, fake_logits).item(), rel=1e-5)
+
+
+def test_one_d_step_prefers_the_right_caption_over_the_mismatched_one():
+    """Catches the mismatched term with the wrong sign (D would learn to accept any caption)."""
+    variant, batch, _ = _setup()
+    variant.D.eval()
+    with torch.no_grad():
+        before = (variant.D(batch.x, batch.text) - variant.D(batch.x, batch.wrong)).mean()
+    optimizer = torch.optim.SGD(variant.groups["D"].parameters(), lr=1e-3)
+    loss, _ = variant.loss("D", batch, Context())
+    loss.backward()
+    optimizer.step()
+    with torch.no_grad():
+        assert (variant.D(batch.x, batch.text) - variant.D(batch.x, batch.wrong)).mean() > before
+
+
+def test_g_loss_is_the_game_on_its_fakes_plus_weighted_kl():
+    """Catches the KL term dropped, unweighted, or of the wrong sign, and G judged with other captions."""
+    variant, batch, _ = _setup("text2img.kl_weight=3")
+    variant.D.eval()
+    ctx = Context()
+    variant.loss("D", batch, ctx)
+    fake, mu, log_var = ctx.values[FAKE]
+    expected = losses.game("hinge").g(variant.D(fake, batch.text)) + 3 * losses.gaussian_kl(mu, log_var)
+    loss, scalars = variant.loss("G", batch, ctx)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert scalars["kl"].item() > 0
+
+
+def test_one_g_step_raises_d_on_the_fakes():
+    variant, batch, _ = _setup("text2img.kl_weight=0")
+    variant.D.eval()
+    ctx = Context()
+    variant.loss("D", batch, ctx)
+    z = variant.noise(8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        before = variant.D(variant.G(z, batch.text), batch.text).mean()
+    optimizer = torch.optim.SGD(variant.groups["G"].parameters(), lr=1e-3)
+    loss, _ = variant.loss("G", batch, ctx)
+    loss.backward()
+    optimizer.step()
+    with torch.no_grad():
+        assert variant.D(variant.G(z, batch.text), batch.text).mean() > before
+
+
+def test_both_players_read_the_caption():
+    """Catches a zeroed text path: G's image and D's verdict must change with the caption, at the same noise."""
+    variant, batch, _ = _setup()
+    z = variant.noise(8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert (variant.G(z, batch.text) - variant.G(z, batch.wrong)).abs().mean() > 1e-3
+        assert (variant.D(batch.x, batch.text) - variant.D(batch.x, batch.wrong)).abs().mean() > 1e-4
+        # the position reaches G's 4×4 input projection, not only its (spatially uniform) batch norms
+        mu, _ = variant.G.condition(batch.text)
+        first = variant.G.body.linear.in_features
+        assert first == variant.G.body.z_chunks[0] + mu.shape[1]
+
+
+# ----------------------------------------------------------------------------------------------- runs
+
+
+@pytest.fixture(scope="module")
+def tiny_run(train_tiny):
+    return train_tiny("shapes32-text2img", *TINY, "train.steps=4", "train.sample_every=2", "train.log_every=2",
+                      "train.checkpoint_every=0")
+
+
+def test_prompt_from_the_api_and_the_cli(tiny_run, cli, tmp_path):
+    gen = load(tiny_run)
+    a = gen.sample(4, seed=0, prompt="a blue circle in the centre")
+    b = gen.sample(4, seed=0, prompt="a red star on the left on a light background")
+    assert a.shape == (4, 3, 32, 32) and not torch.equal(a, b)
+    assert torch.equal(gen.sample(4, seed=0, prompt="a blue circle in the centre"), a)
+    per_sample = gen.sample(seed=0, prompt=["a blue circle", "a red star"])
+    assert per_sample.shape[0] == 2
+    with pytest.raises(UserError) as err:
+        gen.sample(2, prompt="a blue hexagon")
+    assert "hexagon" in err.value.message
+    out = tmp_path / "blue.png"
+    code, _, err_text = cli("sample", str(tiny_run), "--prompt", "a blue circle", "-n", "4", "--out", str(out))
+    assert code == 0 and out.is_file(), err_text
+    from PIL import Image
+    assert Image.open(out).info.get("gankit:prompt") == "a blue circle"
+    code, _, err_text = cli("sample", str(tiny_run), "--prompt", "a blue hexagon", "--out", str(tmp_path / "x.png"))
+    assert code == 2 and "hexagon" in err_text and "circle" in err_text and not (tmp_path / "x.png").exists()
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a blue circle\n\na green ring at the top\n")
+    code, _, err_text = cli("sample", str(tiny_run), "--input", str(prompts), "--out", str(tmp_path / "p.npz"))
+    assert code == 0, err_text
+    import numpy as np
+    assert np.load(tmp_path / "p.npz")["samples"].shape[0] == 2
+
+
+def test_prompt_is_refused_by_models_without_text(train_tiny, cli, tmp_path):
+    run = train_tiny("ring8-gan", "train.steps=2", "train.sample_every=0", "train.checkpoint_every=0")
+    code, _, err = cli("sample", str(run), "--prompt", "a blue circle", "--out", str(tmp_path / "x.npz"))
+    assert code == 2 and "prompt" in err
+
+
+def test_eval_reports_attribute_accuracy_on_seen_and_unseen_pairs(tiny_run, cli):
+    code, out, err = cli("eval", str(tiny_run), "--json", "-n", "200")
+    assert code == 0, err
+    result = json.loads(out)
+    for key in ("attribute_accuracy", "attribute_accuracy_unseen", "attribute_accuracy_real"):
+        assert set(result[key]) == set(ATTRIBUTES)
+    assert result["attribute_accuracy_real"]["color"] > 0.99  # the ceiling: real images of the same captions
+    assert result["attribute_accuracy"]["color"] < 0.6  # four steps of training draw no colour on request
+    assert "unseen" in result["protocol"]["attribute_accuracy"]["splits"]["attribute_accuracy_unseen"]
