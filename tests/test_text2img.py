@@ -33,6 +33,14 @@ def _setup(*overrides: str):
     return build_variant(cfg, data.spec()), sampler.next(), data
 
 
+def _d(variant, x, tokens):
+    return variant.D(x, variant.encoder(tokens))
+
+
+def _g(variant, z, tokens):
+    return variant.G(z, variant.encoder(tokens))
+
+
 # ----------------------------------------------------------------------------------------------- data
 
 
@@ -130,6 +138,22 @@ def test_position_and_background_readers_are_exact_on_real_images():
     assert (read_attributes(blank, classifier, Layout(0.3, 0.5))["position"] == -1).all()  # no object, no cell
 
 
+def test_shipped_matching_model_finds_the_caption_of_real_images_and_not_of_others():
+    """R-precision's judge: its own caption beats 99 others for held-out real images, a random caption does not."""
+    from gankit.data.captions import other_captions
+    from gankit.metrics.matching import CANDIDATES, load_matching_model, r_precision
+
+    model, card = load_matching_model()
+    assert card["vocab"] == vocabulary() and card["r_precision_real"]["value"] >= 0.95
+    data, _ = load_caption_test(EASY, 5, 150, unseen=False)
+    rows = torch.arange(len(data))
+    own = tokenize(data.captions(rows, torch.zeros_like(rows)), vocabulary())
+    others = [tokenize(o, vocabulary()) for o in other_captions(data, CANDIDATES - 1, torch.Generator().manual_seed(0))]
+    x = as_float(data.x)
+    assert r_precision(model, x, own, others) >= 0.95
+    assert r_precision(model, x, own.roll(1, 0), others) <= 0.2  # someone else's caption is rarely the best match
+
+
 # ----------------------------------------------------------------------------------------------- wiring
 
 
@@ -140,9 +164,9 @@ def test_d_loss_is_the_game_on_real_against_fake_and_mismatched():
     ctx = Context()
     loss, scalars = variant.loss("D", batch, ctx)
     fake = ctx.values[FAKE][0].detach()
-    real = variant.D(batch.x, batch.text)
-    fake_logits = variant.D(fake, batch.text)
-    wrong = variant.D(batch.x, batch.wrong)
+    real = _d(variant, batch.x, batch.text)
+    fake_logits = _d(variant, fake, batch.text)
+    wrong = _d(variant, batch.x, batch.wrong)
     expected = losses.d_hinge(real, torch.cat([fake_logits, wrong]))
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert scalars["d_wrong"].item() == pytest.approx(wrong.mean().item(), rel=1e-5)
@@ -155,17 +179,22 @@ def test_d_loss_is_the_game_on_real_against_fake_and_mismatched():
 
 
 def test_one_d_step_prefers_the_right_caption_over_the_mismatched_one():
-    """Catches the mismatched term with the wrong sign (D would learn to accept any caption)."""
-    variant, batch, _ = _setup()
-    variant.D.eval()
-    with torch.no_grad():
-        before = (variant.D(batch.x, batch.text) - variant.D(batch.x, batch.wrong)).mean()
-    optimizer = torch.optim.SGD(variant.groups["D"].parameters(), lr=1e-3)
-    loss, _ = variant.loss("D", batch, Context())
-    loss.backward()
-    optimizer.step()
-    with torch.no_grad():
-        assert (variant.D(batch.x, batch.text) - variant.D(batch.x, batch.wrong)).mean() > before
+    """Catches the mismatched term with the wrong sign or dropped: one D step must widen the gap between D on real
+    images with their captions and with mismatched ones more than the same step without that term does."""
+    def gap_change(*overrides: str) -> float:
+        variant, batch, _ = _setup("loss.name=non_saturating", *overrides)
+        variant.D.eval()
+        with torch.no_grad():
+            before = (_d(variant, batch.x, batch.text) - _d(variant, batch.x, batch.wrong)).mean()
+        optimizer = torch.optim.SGD(variant.groups["D"].parameters(), lr=1e-3)
+        loss, _ = variant.loss("D", batch, Context())
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            return ((_d(variant, batch.x, batch.text) - _d(variant, batch.x, batch.wrong)).mean() - before).item()
+
+    with_term, without = gap_change(), gap_change("text2img.mismatch=false")
+    assert with_term > 0 and with_term > without + 1e-4
 
 
 def test_g_loss_is_the_game_on_its_fakes_plus_weighted_kl():
@@ -174,11 +203,27 @@ def test_g_loss_is_the_game_on_its_fakes_plus_weighted_kl():
     variant.D.eval()
     ctx = Context()
     variant.loss("D", batch, ctx)
-    fake, mu, log_var = ctx.values[FAKE]
-    expected = losses.game("hinge").g(variant.D(fake, batch.text)) + 3 * losses.gaussian_kl(mu, log_var)
+    fake, mu, log_var, _ = ctx.values[FAKE]
+    expected = losses.game("hinge").g(_d(variant, fake, batch.text)) + 3 * losses.gaussian_kl(mu, log_var)
     loss, scalars = variant.loss("G", batch, ctx)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert scalars["kl"].item() > 0
+
+
+def test_d_loss_trains_the_text_encoder_and_g_loss_does_not():
+    """Catches G pulling the shared encoder toward captions that are easy to draw instead of ones D can check."""
+    variant, batch, _ = _setup()
+    ctx = Context()
+    loss, _ = variant.loss("D", batch, ctx)
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in variant.encoder.parameters() if p.requires_grad
+               and p.dim() > 1)
+    variant.zero_grad(set_to_none=True)
+    loss, _ = variant.loss("G", batch, ctx)
+    loss.backward()
+    assert all(p.grad is None for p in variant.encoder.parameters())
+    assert any(p.grad is not None for p in variant.G.parameters())
+    assert not set(map(id, variant.encoder.parameters())) & set(map(id, variant.groups["G"].parameters()))
 
 
 def test_one_g_step_raises_d_on_the_fakes():
@@ -188,13 +233,13 @@ def test_one_g_step_raises_d_on_the_fakes():
     variant.loss("D", batch, ctx)
     z = variant.noise(8, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        before = variant.D(variant.G(z, batch.text), batch.text).mean()
+        before = _d(variant, _g(variant, z, batch.text), batch.text).mean()
     optimizer = torch.optim.SGD(variant.groups["G"].parameters(), lr=1e-3)
     loss, _ = variant.loss("G", batch, ctx)
     loss.backward()
     optimizer.step()
     with torch.no_grad():
-        assert variant.D(variant.G(z, batch.text), batch.text).mean() > before
+        assert _d(variant, _g(variant, z, batch.text), batch.text).mean() > before
 
 
 def test_both_players_read_the_caption():
@@ -202,10 +247,10 @@ def test_both_players_read_the_caption():
     variant, batch, _ = _setup()
     z = variant.noise(8, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        assert (variant.G(z, batch.text) - variant.G(z, batch.wrong)).abs().mean() > 1e-3
-        assert (variant.D(batch.x, batch.text) - variant.D(batch.x, batch.wrong)).abs().mean() > 1e-4
+        assert (_g(variant, z, batch.text) - _g(variant, z, batch.wrong)).abs().mean() > 1e-3
+        assert (_d(variant, batch.x, batch.text) - _d(variant, batch.x, batch.wrong)).abs().mean() > 1e-4
         # the position reaches G's 4×4 input projection, not only its (spatially uniform) batch norms
-        mu, _ = variant.G.condition(batch.text)
+        mu, _ = variant.G.condition(variant.encoder(batch.text))
         first = variant.G.body.linear.in_features
         assert first == variant.G.body.z_chunks[0] + mu.shape[1]
 
@@ -257,6 +302,7 @@ def test_eval_reports_attribute_accuracy_on_seen_and_unseen_pairs(tiny_run, cli)
     result = json.loads(out)
     for key in ("attribute_accuracy", "attribute_accuracy_unseen", "attribute_accuracy_real"):
         assert set(result[key]) == set(ATTRIBUTES)
+    assert result["r_precision_real"] > 0.9 and result["r_precision"] < 0.5 and "r_precision_unseen" in result
     assert result["attribute_accuracy_real"]["color"] > 0.99  # the ceiling: real images of the same captions
     assert result["attribute_accuracy"]["color"] < 0.6  # four steps of training draw no colour on request
     assert "unseen" in result["protocol"]["attribute_accuracy"]["splits"]["attribute_accuracy_unseen"]

@@ -224,17 +224,35 @@ class CaptionSampler(BatchSampler):
         return CaptionBatch(x=x.to(dev), y=None if y is None else y.to(dev), text=text.to(dev), wrong=bad.to(dev))
 
 
-def random_captions(n: int, generator: torch.Generator | None, spec: dict) -> list[str]:
-    """n canonical captions of random objects as the training data draws them (unseen pairs and white shapes on
-    light backgrounds left out)."""
+def combinations(spec: dict, include_unseen: bool = False) -> list[tuple[int, int, int, int]]:
+    """Every (shape, colour, position, background) the data of `spec` can show: its shapes and colours, without
+    white shapes on light backgrounds, and without the unseen pairs unless `include_unseen`."""
     names = spec.get("attributes", {})
     shapes = [SHAPES.index(s) for s in names.get("shape") or SHAPES]
     colors = [COLORS.index(c) for c in names.get("color") or COLORS]
-    pairs = set(unseen_pairs(spec.get("text", {}).get("unseen", [])))
-    combos = [(s, c, p, b) for s in shapes for c in colors for p in range(len(POSITIONS)) for b in range(2)
-              if (s, c) not in pairs and not (COLORS[c] in DARK_ONLY and b == 1)]
+    pairs = set() if include_unseen else set(unseen_pairs(spec.get("text", {}).get("unseen", [])))
+    return [(s, c, p, b) for s in shapes for c in colors for p in range(len(POSITIONS)) for b in range(2)
+            if (s, c) not in pairs and not (COLORS[c] in DARK_ONLY and b == 1)]
+
+
+def random_captions(n: int, generator: torch.Generator | None, spec: dict) -> list[str]:
+    """n canonical captions of random objects as the training data draws them (unseen pairs and white shapes on
+    light backgrounds left out)."""
+    combos = combinations(spec)
     pick = torch.randint(len(combos), (n,), generator=generator)
     return [caption(*combos[i]) for i in pick.tolist()]
+
+
+def other_captions(data: CaptionDataset, k: int, generator: torch.Generator) -> list[list[str]]:
+    """For each row of `data`, k canonical captions of other objects (any pair, seen or not), all different from the
+    row's own: the distractors of R-precision."""
+    combos = combinations(data.spec(), include_unseen=True)
+    out = []
+    for row in range(len(data)):
+        own = tuple(int(data.attributes[a][row]) for a in ATTRIBUTES)
+        pool = torch.randperm(len(combos), generator=generator)[:k + 1].tolist()
+        out.append([caption(*combos[i]) for i in pool if combos[i] != own][:k])
+    return out
 
 
 PROGRESS_CAPTIONS = ("a red circle in the top left on a dark background",

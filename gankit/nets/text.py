@@ -1,11 +1,12 @@
 """Nets of a text-to-image GAN (GAN-INT-CLS, Reed et al. 2016; StackGAN's conditioning augmentation, Zhang et al.
 2017), on BigGAN's blocks.
 
-Each player has its own text encoder (word embedding + bidirectional GRU), trained by its own loss. G turns the
-sentence vector into a Gaussian (conditioning augmentation) and draws its condition from it; the condition feeds
+One text encoder (word embedding + bidirectional GRU) turns a caption into a sentence vector; both nets take sentence
+vectors (the variant decides who trains the encoder). G turns the sentence vector into a Gaussian (conditioning
+augmentation) and draws its condition from it; the condition feeds
 every conditional batch norm and, with the first noise chunk, the 4×4 input projection, where the layout is decided.
-D's text vector is tiled over its last 4×4 feature map and judged jointly with it, so D can check *where* as well as
-*what*; an unconditional head on the pooled features sits beside it.
+D's text vector is projected on its pooled features (Miyato & Koyama's projection: *what*) and tiled over its last
+4×4 feature map and judged jointly with it (GAN-INT-CLS: *where*); an unconditional head sits beside them.
 """
 
 from __future__ import annotations
@@ -37,26 +38,25 @@ class TextEncoder(nn.Module):
 
 
 class TextGenerator(nn.Module):
-    """G(z (N, z_dim), tokens (N, L), eps (N, cond_dim) or None) -> images (N, C, R, R) in [-1, 1].
+    """G(z (N, z_dim), sentence vectors (N, text_dim), eps (N, cond_dim) or None) -> images (N, C, R, R) in [-1, 1].
 
-    `condition(tokens)` gives the conditioning augmentation's (μ, log σ²); G draws c = μ + σ·eps (eps None: c = μ,
+    `condition(sentences)` gives the conditioning augmentation's (μ, log σ²); G draws c = μ + σ·eps (eps None: c = μ,
     what sampling uses)."""
 
-    def __init__(self, vocab_size: int, z_dim: int, out_channels: int, resolution: int, width: int, cond_dim: int,
-                 embed_dim: int, text_dim: int, attention: int) -> None:
+    def __init__(self, text_dim: int, z_dim: int, out_channels: int, resolution: int, width: int, cond_dim: int,
+                 attention: int) -> None:
         super().__init__()
         self.z_dim = z_dim
-        self.encoder = TextEncoder(vocab_size, embed_dim, text_dim)
-        self.augment = nn.Linear(self.encoder.out_dim, 2 * cond_dim)
+        self.augment = nn.Linear(text_dim, 2 * cond_dim)
         self.body = BigGANGenerator(z_dim, 0, out_channels, resolution, width, cond_dim, attention)
 
-    def condition(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
+    def condition(self, sentences: Tensor) -> tuple[Tensor, Tensor]:
         """(μ, log σ²), each (N, cond_dim)."""
-        mu, log_var = F.leaky_relu(self.augment(self.encoder(tokens)), 0.2).chunk(2, dim=1)
+        mu, log_var = F.leaky_relu(self.augment(sentences), 0.2).chunk(2, dim=1)
         return mu, log_var
 
-    def forward(self, z: Tensor, tokens: Tensor, eps: Tensor | None = None) -> Tensor:
-        mu, log_var = self.condition(tokens)
+    def forward(self, z: Tensor, sentences: Tensor, eps: Tensor | None = None) -> Tensor:
+        mu, log_var = self.condition(sentences)
         return self.draw(z, mu, log_var, eps)
 
     def draw(self, z: Tensor, mu: Tensor, log_var: Tensor, eps: Tensor | None = None) -> Tensor:
@@ -66,31 +66,35 @@ class TextGenerator(nn.Module):
 
 
 class TextDiscriminator(nn.Module):
-    """D(x (N, C, R, R), tokens (N, L)) -> logits (N,): an unconditional head on BigGAN D's pooled features plus a
-    joint head on [4×4 features ⊕ tiled text vector] (conv 3×3, ReLU, linear over the 4×4 map)."""
+    """D(x (N, C, R, R), sentence vectors (N, text_dim)) -> logits (N,): an unconditional head on BigGAN D's pooled
+    features, the projection of the text vector on them (what is drawn), and a joint head on [4×4 features ⊕ tiled
+    text vector] (conv 3×3, ReLU, linear over the 4×4 map: where it is drawn)."""
 
-    def __init__(self, vocab_size: int, in_channels: int, resolution: int, width: int, embed_dim: int, text_dim: int,
-                 joint_dim: int, attention: int) -> None:
+    def __init__(self, text_dim: int, in_channels: int, resolution: int, width: int, joint_dim: int,
+                 attention: int) -> None:
         super().__init__()
         self.body = BigGANDiscriminator(in_channels, 0, resolution, width, attention)
         channels = self.body.linear.in_features
-        self.encoder = TextEncoder(vocab_size, embed_dim, text_dim)
-        self.project = spectral_norm(nn.Linear(self.encoder.out_dim, joint_dim))
+        self.project = spectral_norm(nn.Linear(text_dim, joint_dim))
+        import os
+        self.embed = spectral_norm(nn.Linear(joint_dim, channels, bias=False)) if os.environ.get("T2I_PROJ", "1") == "1" else None
         self.joint = spectral_norm(nn.Conv2d(channels + joint_dim, channels, 3, padding=1))
         self.joint_out = spectral_norm(nn.Linear(channels * 16, 1))
 
-    def text(self, tokens: Tensor) -> Tensor:
-        """(N, joint_dim) text vectors as the joint head takes them."""
-        return F.leaky_relu(self.project(self.encoder(tokens)), 0.2)
+    def text(self, sentences: Tensor) -> Tensor:
+        """(N, joint_dim) text vectors as the heads take them."""
+        return F.leaky_relu(self.project(sentences), 0.2)
 
     def judge(self, h: Tensor, text: Tensor) -> Tensor:
         """Logits (N,) for feature maps h (N, C, 4, 4) (from `feature_map`) and text vectors (from `text`)."""
         tiled = text[:, :, None, None].expand(-1, -1, *h.shape[-2:])
         joint = F.relu(self.joint(torch.cat([h, tiled], dim=1))).flatten(1)
-        return self.body.logits_from(h.sum(dim=(2, 3))) + self.joint_out(joint).flatten()
+        pooled = h.sum(dim=(2, 3))
+        out = self.body.logits_from(pooled) + self.joint_out(joint).flatten()
+        return out + (self.embed(text) * pooled).sum(1) if self.embed is not None else out
 
     def feature_map(self, x: Tensor) -> Tensor:
         return self.body.feature_map(x)
 
-    def forward(self, x: Tensor, tokens: Tensor) -> Tensor:
-        return self.judge(self.feature_map(x), self.text(tokens))
+    def forward(self, x: Tensor, sentences: Tensor) -> Tensor:
+        return self.judge(self.feature_map(x), self.text(sentences))

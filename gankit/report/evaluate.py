@@ -23,7 +23,7 @@ from ..config import Config
 from ..data import Dataset, decode, load_caption_test, load_dataset, load_heldout, load_heldout_labelled, \
     load_truth_pairs, read_npz, table_options
 from ..data.base import as_float
-from ..data.captions import ATTRIBUTES, Layout
+from ..data.captions import ATTRIBUTES, Layout, other_captions
 from ..data.tabular import table_rows
 from ..data.text import decode as decode_tokens
 from ..data.pairs import resize
@@ -31,6 +31,7 @@ from ..errors import UserError
 from ..io import atomic_path
 from ..metrics import Evaluator, Extracted, FeatureStats, load_evaluator
 from ..metrics.attributes import attribute_accuracy
+from ..metrics.matching import CANDIDATES, load_matching_model, r_precision
 from ..metrics.modes2d import modes2d
 from ..metrics.shapes_classifier import load_shapes_classifier
 from ..metrics.ppl import EPSILON, perceptual_path_length
@@ -243,7 +244,10 @@ def _attribute_accuracy(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
     the (colour, shape) pairs seen in training, and of the unseen pairs; the real images of those captions, read
     the same way, give the ceiling."""
     classifier, card = load_shapes_classifier(run.weights if run.features in (None, "shapes") else None)
+    matcher, matcher_card = load_matching_model()
+    judged = _matcher_knows(matcher_card, run.config.data)
     layout = Layout(**run.gen.spec["text"]["layout"])
+    vocab = run.gen.spec["text"]["vocab"]
     values, splits = {}, {}
     for key, unseen in (("attribute_accuracy", False), ("attribute_accuracy_unseen", True)):
         data, note = load_caption_test(run.config.data, run.seed, CAPTION_SAMPLES, unseen)
@@ -252,16 +256,37 @@ def _attribute_accuracy(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
         fake = run.gen.sample(seed=run.seed, prompt=prompts)
         if run.round_8bit:
             fake = round_to_8bit(fake)
+        real = as_float(data.x)
         truth = {name: data.attributes[name] for name in ATTRIBUTES}
         values[key] = attribute_accuracy(fake, truth, classifier, layout)
-        values[f"{key}_real"] = attribute_accuracy(as_float(data.x), truth, classifier, layout)
+        values[f"{key}_real"] = attribute_accuracy(real, truth, classifier, layout)
+        if judged and matcher_card["vocab"] == vocab:
+            tokens = run.gen.data_kind.read_prompt(prompts, run.gen.spec)
+            others = [run.gen.data_kind.read_prompt(o, run.gen.spec)
+                      for o in other_captions(data, CANDIDATES - 1, torch.Generator().manual_seed(run.seed))]
+            suffix = key.removeprefix("attribute_accuracy")
+            values[f"r_precision{suffix}"] = r_precision(matcher, fake, tokens, others)
+            values[f"r_precision{suffix}_real"] = r_precision(matcher, real, tokens, others)
         splits[key] = note
     protocol = {"samples": CAPTION_SAMPLES, "seed": run.seed, "template": "a {colour} {shape} {place} on a {tone} "
                 "background", "shape_color": f"shapes evaluator ({card.get('accuracy', {})})",
                 "position_background": "pixel rules of gankit.metrics.attributes (border median, centroid cell)",
                 "splits": splits, "real": "*_real: the real images of the same captions, read the same way",
                 "weights": run.gen.info.get("weights"), "step": run.gen.info.get("step")}
+    protocol["r_precision"] = ({"candidates": CANDIDATES, "distractors": "canonical captions of other objects (any "
+                                "pair), seed = eval seed", "matcher": "gankit/metrics/weights/matching.safetensors",
+                                "matcher_r_precision_real": matcher_card.get("r_precision_real")} if judged else
+                               "not measured: the matching model was trained on captioned shapes rendered otherwise "
+                               "(size, cells, rotation, noise, gradient or resolution differ from this run's data)")
     return values, {"attribute_accuracy": protocol}
+
+
+def _matcher_knows(card: dict, data) -> bool:
+    """The matching model was trained on images rendered as this run's (the same size, cells and background)."""
+    d = card["data"]["difficulty"]
+    return (tuple(d["size_range"]) == tuple(data.size_range) and d["jitter"] == data.jitter
+            and d["rotation"] == data.rotation and d["noise"] == data.noise and d["gradient"] == data.gradient
+            and (data.resolution or 32) == card["data"]["resolution"])
 
 
 def _pair_transform(run: RunEval) -> str | None:

@@ -19,7 +19,7 @@ from ..data import CaptionBatch
 from ..data.captions import random_captions, tokenize
 from ..errors import UserError
 from ..metrics.diversity import diversity_ratio
-from ..nets.text import TextDiscriminator, TextGenerator
+from ..nets.text import TextDiscriminator, TextEncoder, TextGenerator
 from .base import Context, Group, Phase, Request, Variant
 from .registry import register_variant
 
@@ -29,22 +29,25 @@ FAKE = "fake"  # Context key: the D step's (images, μ, log σ², captions), reu
 class Text2ImgConfig(Section):
     """text2img's own keys."""
 
-    embed_dim: int = Field(32, ge=1, description="word embedding size of both text encoders")
-    text_dim: int = Field(64, ge=1, description="hidden size of the bidirectional GRU text encoders (each way)")
+    embed_dim: int = Field(32, ge=1, description="word embedding size of the text encoder")
+    text_dim: int = Field(64, ge=1, description="hidden size of the bidirectional GRU text encoder (each way)")
     joint_dim: int = Field(64, ge=1, description="size of the text vector D tiles over its 4×4 features")
-    kl_weight: float = Field(1.0, ge=0, description="weight of conditioning augmentation's KL(N(μ, σ²) ‖ N(0, I)) "
-                              "in G's loss (StackGAN)")
+    kl_weight: float = Field(0.01, ge=0, description="weight of conditioning augmentation's KL(N(μ, σ²) ‖ N(0, I)) "
+                              "in G's loss (StackGAN's 1-2 suit pre-trained text encoders; with encoders learnt "
+                              "from scratch they pull the condition to pure noise, docs/text2img.md)")
     mismatch: bool = Field(True, description="matching-aware D: real images with a mismatched caption count as fake "
                            "(GAN-INT-CLS); false: D learns realness and text only from generated images")
 
 
 @register_variant("text2img")
 class Text2Img(Variant):
-    """G(z, caption) and D(x, caption), each with its own GRU text encoder; `model.z_dim`, `model.width`,
-    `model.attention` size BigGAN's nets and `model.shared_dim` the text condition G's batch norms take."""
+    """G(z, caption) and D(x, caption) reading captions through one GRU text encoder, trained by D's loss only (G
+    takes its vectors detached); `model.z_dim`, `model.width`, `model.attention` size BigGAN's nets and
+    `model.shared_dim` the text condition G's batch norms take."""
 
     Config = Text2ImgConfig
     sampling = frozenset({"truncation", "inputs", "prompt"})
+    generator_names = ("G", "encoder")  # G reads captions through the text encoder D's loss trains
 
     def __init__(self, cfg: Config, spec: dict) -> None:
         super().__init__(cfg, spec)
@@ -57,11 +60,10 @@ class Text2Img(Variant):
         o, m = self.options, cfg.model
         channels, side = spec["shape"][0], spec["shape"][-1]
         vocab = len(spec["text"]["vocab"])
+        self.encoder = TextEncoder(vocab, o.embed_dim, o.text_dim)
         try:
-            self.G = TextGenerator(vocab, m.z_dim, channels, side, m.width, m.shared_dim, o.embed_dim, o.text_dim,
-                                   m.attention)
-            self.D = TextDiscriminator(vocab, channels, side, m.width, o.embed_dim, o.text_dim, o.joint_dim,
-                                       m.attention)
+            self.G = TextGenerator(self.encoder.out_dim, m.z_dim, channels, side, m.width, m.shared_dim, m.attention)
+            self.D = TextDiscriminator(self.encoder.out_dim, channels, side, m.width, o.joint_dim, m.attention)
         except ValueError as exc:
             raise UserError(str(exc), "see docs/biggan.md for the sizes BigGAN's nets take") from None
         self.z_dim, self.spec = m.z_dim, spec
@@ -72,24 +74,26 @@ class Text2Img(Variant):
     @property
     def groups(self) -> dict[str, Group]:
         betas = (self.optim_cfg.beta1, self.optim_cfg.beta2)
-        return {"D": Group([self.D], self.optim_cfg.lr_d, betas),
+        return {"D": Group([self.D, self.encoder], self.optim_cfg.lr_d, betas),
                 "G": Group([self.G], self.optim_cfg.lr_g, betas, ema=self.optim_cfg.ema is not None)}
 
     def loss(self, phase: str, batch: CaptionBatch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
         return self.d_loss(batch, ctx) if phase == "D" else self.g_loss(batch, ctx)
 
-    def fakes(self, batch: CaptionBatch) -> tuple[Tensor, Tensor, Tensor]:
-        """(G's images for the batch's captions, μ, log σ²), c drawn by conditioning augmentation."""
-        mu, log_var = self.G.condition(batch.text)
-        eps = self.local_rows(len(batch), lambda m: torch.randn(m, mu.shape[1], device=mu.device))
-        return self.G.draw(self.noise(len(batch)), mu, log_var, eps), mu, log_var
+    def fakes(self, sentences: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(G's images for sentence vectors, μ, log σ²), c drawn by conditioning augmentation; G never trains the
+        encoder (the vectors come in detached)."""
+        mu, log_var = self.G.condition(sentences.detach())
+        eps = self.local_rows(len(mu), lambda m: torch.randn(m, mu.shape[1], device=mu.device))
+        return self.G.draw(self.noise(len(mu)), mu, log_var, eps), mu, log_var
 
     def d_loss(self, batch: CaptionBatch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
-        fake_live, mu, log_var = self.fakes(batch)
-        ctx.values[FAKE] = (fake_live, mu, log_var)
-        fake = fake_live.detach()
         n = len(batch)
-        text = self.D.text(torch.cat([batch.text, batch.wrong]))  # one encoder pass for both captions
+        sentences = self.encoder(torch.cat([batch.text, batch.wrong]))  # one encoder pass for both captions
+        fake_live, mu, log_var = self.fakes(sentences[:n])
+        ctx.values[FAKE] = (fake_live, mu, log_var, sentences[:n].detach())
+        fake = fake_live.detach()
+        text = self.D.text(sentences)
         h_real = self.D.feature_map(batch.x)
         real_logits = self.D.judge(h_real, text[:n])
         fake_logits = self.D.judge(self.D.feature_map(fake), text[:n])
@@ -105,8 +109,13 @@ class Text2Img(Variant):
         return loss, scalars
 
     def g_loss(self, batch: CaptionBatch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
-        fake, mu, log_var = ctx.values.pop(FAKE) if FAKE in ctx.values else self.fakes(batch)
-        fake_logits = self.D(fake, batch.text)
+        if FAKE in ctx.values:
+            fake, mu, log_var, sentences = ctx.values.pop(FAKE)
+        else:  # no D step in this iteration
+            with torch.no_grad():
+                sentences = self.encoder(batch.text)
+            fake, mu, log_var = self.fakes(sentences)
+        fake_logits = self.D(fake, sentences)
         adversarial = self.game.g(fake_logits)
         kl = losses.gaussian_kl(mu, log_var)
         loss = adversarial + self.options.kl_weight * kl
@@ -135,10 +144,10 @@ class Text2Img(Variant):
         return Request(n, inputs=inputs, generator=generator)
 
     def run_generator(self, request: Request) -> Tensor:
-        return self.G(request.z, request.cond)
+        return self.G(request.z, self.encoder(request.cond))
 
     def score(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
         """D's logit for images and their word ids."""
         if cond is None:
             raise ValueError("text2img's D judges images together with their caption")
-        return self.D(x, cond)
+        return self.D(x, self.encoder(cond))
