@@ -113,6 +113,21 @@ def test_sampler_gives_a_mismatched_caption_differing_in_one_named_attribute():
     assert not torch.equal(sampler.next().text, batch.text)
 
 
+def test_two_processes_each_get_their_half_of_the_one_process_batch():
+    """Data-parallel runs: the captions and mismatches are drawn for the global batch, then sliced."""
+    from gankit.data import Shard
+
+    data = load_dataset(EASY)
+    whole = kind_of(data.spec()).sampler(data, 8, 3, torch.device("cpu")).next()
+    halves = []
+    for rank in range(2):
+        sampler = kind_of(data.spec()).sampler(data, 8, 3, torch.device("cpu"))
+        sampler.shard = Shard(rank, 2)
+        halves.append(sampler.next())
+    for field in ("x", "text", "wrong"):
+        assert torch.equal(torch.cat([getattr(h, field) for h in halves]), getattr(whole, field))
+
+
 def test_bad_unseen_pair_is_a_clear_error(cli, tmp_path):
     code, _, err = cli("train", "shapes32-text2img", "data.unseen=[green hexagon]", "--out", str(tmp_path / "r"))
     assert code == 2 and "data.unseen" in err and "hexagon" in err
