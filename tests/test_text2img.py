@@ -96,15 +96,20 @@ def test_tokenize_round_trips_and_unknown_words_name_the_vocabulary():
         tokenize([""], vocab)
 
 
-def test_sampler_gives_a_mismatched_caption_differing_in_one_named_attribute():
+def test_sampler_gives_mismatched_captions_differing_in_one_named_attribute_the_first_in_shape():
     data = load_dataset(EASY)
     sampler = kind_of(data.spec()).sampler(data, 64, 0, torch.device("cpu"))
     batch = sampler.next()
-    assert isinstance(batch, CaptionBatch) and batch.text.shape == batch.wrong.shape == (64, MAX_LEN)
+    assert isinstance(batch, CaptionBatch) and batch.text.shape == (64, MAX_LEN)
+    assert batch.wrong.shape == (64, 2, MAX_LEN)
     vocab = data.info["text"]["vocab"]
-    for right, wrong in zip(detokenize(batch.text, vocab), detokenize(batch.wrong, vocab)):
-        a, b = right.split(), wrong.split()
-        assert right != wrong and len(a) - len(b) in (-1, 0, 1)  # "at the top" vs "in the top left"
+    for right, first, second in zip(detokenize(batch.text, vocab), detokenize(batch.wrong[:, 0], vocab),
+                                    detokenize(batch.wrong[:, 1], vocab)):
+        a, b = right.split(), first.split()
+        diff = [(x, y) for x, y in zip(a, b) if x != y]
+        assert len(a) == len(b) and len(diff) == 1 and diff[0][0] in SHAPES and diff[0][1] in SHAPES
+        c = second.split()
+        assert right != second and not set(SHAPES) & (set(a) ^ set(c))  # another attribute; the shape stays
     # a pure function of (seed, cursor): a resumed sampler gives the same captions
     again = kind_of(data.spec()).sampler(data, 64, 0, torch.device("cpu"))
     again.load_state_dict({"cursor": 0})
@@ -181,12 +186,13 @@ def test_d_loss_is_the_game_on_real_against_fake_and_mismatched():
     fake = ctx.values[FAKE][0].detach()
     real = _d(variant, batch.x, batch.text)
     fake_logits = _d(variant, fake, batch.text)
-    wrong = _d(variant, batch.x, batch.wrong)
-    expected = losses.d_hinge(real, torch.cat([fake_logits, wrong]))
+    wrong = variant.D(batch.x.repeat_interleave(2, 0), variant.encoder(batch.wrong.flatten(0, 1)))
+    expected = 0.5 * (losses.d_hinge(real, fake_logits) + losses.d_hinge(real, wrong))
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert scalars["d_wrong"].item() == pytest.approx(wrong.mean().item(), rel=1e-5)
     assert loss.item() != pytest.approx(losses.d_hinge(real, fake_logits).item(), rel=1e-3)
-    assert loss.item() != pytest.approx(losses.d_hinge(fake_logits, torch.cat([real, wrong])).item(), rel=1e-3)
+    assert loss.item() != pytest.approx(0.5 * (losses.d_hinge(fake_logits, real) + losses.d_hinge(wrong, real)).item(),
+                                        rel=1e-3)
     off, _, _ = _setup("text2img.mismatch=false")
     off.D.eval()
     plain, _ = off.loss("D", batch, Context())
@@ -200,13 +206,13 @@ def test_one_d_step_prefers_the_right_caption_over_the_mismatched_one():
         variant, batch, _ = _setup("loss.name=non_saturating", *overrides)
         variant.D.eval()
         with torch.no_grad():
-            before = (_d(variant, batch.x, batch.text) - _d(variant, batch.x, batch.wrong)).mean()
+            before = (_d(variant, batch.x, batch.text) - _d(variant, batch.x, batch.wrong[:, 0])).mean()
         optimizer = torch.optim.SGD(variant.groups["D"].parameters(), lr=1e-3)
         loss, _ = variant.loss("D", batch, Context())
         loss.backward()
         optimizer.step()
         with torch.no_grad():
-            return ((_d(variant, batch.x, batch.text) - _d(variant, batch.x, batch.wrong)).mean() - before).item()
+            return ((_d(variant, batch.x, batch.text) - _d(variant, batch.x, batch.wrong[:, 0])).mean() - before).item()
 
     with_term, without = gap_change(), gap_change("text2img.mismatch=false")
     assert with_term > 0 and with_term > without + 1e-4
@@ -262,8 +268,8 @@ def test_both_players_read_the_caption():
     variant, batch, _ = _setup()
     z = variant.noise(8, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        assert (_g(variant, z, batch.text) - _g(variant, z, batch.wrong)).abs().mean() > 1e-3
-        assert (_d(variant, batch.x, batch.text) - _d(variant, batch.x, batch.wrong)).abs().mean() > 1e-4
+        assert (_g(variant, z, batch.text) - _g(variant, z, batch.wrong[:, 0])).abs().mean() > 1e-3
+        assert (_d(variant, batch.x, batch.text) - _d(variant, batch.x, batch.wrong[:, 0])).abs().mean() > 1e-4
         # the position reaches G's 4×4 input projection, not only its (spatially uniform) batch norms
         mu, _ = variant.G.condition(variant.encoder(batch.text))
         first = variant.G.body.linear.in_features

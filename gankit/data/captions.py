@@ -182,17 +182,26 @@ def caption_dataset(n: int, resolution: int, seed: int, difficulty: Difficulty, 
                           info=info, attributes={**base.attributes, "position": position})
 
 
+MISMATCHES = 2  # mismatched captions per image: one with another shape, one with another value of a further attribute
+
+
 @dataclass
 class CaptionBatch(Batch):
-    """Images `x`, their captions `text` (N, L) word ids, and `wrong` (N, L): each caption with one attribute it
-    names changed (what a matching-aware D must call fake)."""
+    """Images `x`, their captions `text` (N, L) word ids, and `wrong` (N, MISMATCHES, L): each caption with one
+    attribute it names changed, first the shape (the attribute a discriminator is slowest to check), then one of
+    the others the caption names; what a matching-aware D must call fake."""
 
     text: Tensor | None = None
     wrong: Tensor | None = None
 
 
+def _other(value: int, count: int, u: float) -> int:
+    """A value of `count` other than `value`, picked by u in [0, 1)."""
+    return (value + 1 + min(int(u * (count - 1)), count - 2)) % count
+
+
 class CaptionSampler(BatchSampler):
-    """Shuffled batches as BatchSampler, each image with a caption in a random paraphrase and a mismatched one; the
+    """Shuffled batches as BatchSampler, each image with a caption in a random paraphrase and its mismatches; the
     draws are a pure function of (seed, cursor), so resuming gives the same captions."""
 
     def next(self) -> CaptionBatch:
@@ -201,7 +210,7 @@ class CaptionSampler(BatchSampler):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + 7919 * start + 1)
         n = len(rows)
         templates = torch.randint(len(TEMPLATES), (n,), generator=g)
-        which, shift = torch.rand(n, generator=g), torch.rand(n, generator=g)
+        u = torch.rand(n, 3, generator=g)  # the other shape, which further attribute, its other value
         data: CaptionDataset = self.dataset
         a = {k: data.attributes[k][rows] for k in ATTRIBUTES}
         sizes = {"shape": len(SHAPES), "color": len(COLORS), "position": len(POSITIONS),
@@ -211,17 +220,19 @@ class CaptionSampler(BatchSampler):
             values = {k: int(a[k][i]) for k in ATTRIBUTES}
             t = int(templates[i])
             right.append(caption(*values.values(), template=t))
-            names = named(t)
-            attr = names[min(int(which[i] * len(names)), len(names) - 1)]
-            k = sizes[attr]
-            values[attr] = (values[attr] + 1 + min(int(shift[i] * (k - 1)), k - 2)) % k  # any other value
-            wrong.append(caption(*values.values(), template=t))
+            wrong.append(caption(**{**values, "shape": _other(values["shape"], sizes["shape"], u[i, 0])},
+                                 template=t))
+            others = [k for k in named(t) if k != "shape"]
+            attr = others[min(int(u[i, 1] * len(others)), len(others) - 1)]
+            wrong.append(caption(**{**values, attr: _other(values[attr], sizes[attr], u[i, 2])}, template=t))
         vocab = data.vocab
         mine = self.shard.part(torch.arange(n))
         x, y = data.take(rows[mine])
-        text, bad = tokenize([right[i] for i in mine], vocab), tokenize([wrong[i] for i in mine], vocab)
+        text = tokenize([right[i] for i in mine], vocab)
+        bad = tokenize([wrong[MISMATCHES * i + j] for i in mine.tolist() for j in range(MISMATCHES)], vocab)
         dev = self.device
-        return CaptionBatch(x=x.to(dev), y=None if y is None else y.to(dev), text=text.to(dev), wrong=bad.to(dev))
+        return CaptionBatch(x=x.to(dev), y=None if y is None else y.to(dev), text=text.to(dev),
+                            wrong=bad.view(len(mine), MISMATCHES, -1).to(dev))
 
 
 def combinations(spec: dict, include_unseen: bool = False) -> list[tuple[int, int, int, int]]:

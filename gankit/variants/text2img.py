@@ -2,8 +2,8 @@
 augmentation (Zhang et al. 2017), on BigGAN's blocks (gankit.nets.text).
 
 D step: real images with their captions count as real; generated images with the captions they were drawn for,
-and real images with a mismatched caption (the data kind gives one per image: one attribute changed), count as
-fake, the two negatives weighted one half each (the game on [fake ⊕ wrong] logits). G step: the game on its images
+and real images with mismatched captions (the data kind gives two per image, each with one attribute changed),
+count as fake, each kind of negative weighted one half: ½·game(real, fake) + ½·game(real, mismatched). G step: the game on its images
 with their captions, plus the KL term that keeps the text condition's Gaussian near N(0, I).
 """
 
@@ -89,7 +89,8 @@ class Text2Img(Variant):
 
     def d_loss(self, batch: CaptionBatch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
         n = len(batch)
-        sentences = self.encoder(torch.cat([batch.text, batch.wrong]))  # one encoder pass for both captions
+        wrong = batch.wrong.flatten(0, 1)  # (N·MISMATCHES, L), each image's mismatches in a row
+        sentences = self.encoder(torch.cat([batch.text, wrong]))  # one encoder pass for all captions
         fake_live, mu, log_var = self.fakes(sentences[:n])
         ctx.values[FAKE] = (fake_live, mu, log_var, sentences[:n].detach())
         fake = fake_live.detach()
@@ -97,14 +98,14 @@ class Text2Img(Variant):
         h_real = self.D.feature_map(batch.x)
         real_logits = self.D.judge(h_real, text[:n])
         fake_logits = self.D.judge(self.D.feature_map(fake), text[:n])
+        loss = self.game.d(real_logits, fake_logits)
         scalars = {"d_real": self.game.mean_output(real_logits), "d_fake": self.game.mean_output(fake_logits),
                    "diversity": diversity_ratio(fake, batch.x)}
         if self.options.mismatch:
-            wrong_logits = self.D.judge(h_real, text[n:])
-            loss = self.game.d(real_logits, torch.cat([fake_logits, wrong_logits]))
+            per_image = len(wrong) // n
+            wrong_logits = self.D.judge(h_real.repeat_interleave(per_image, dim=0), text[n:])
+            loss = 0.5 * (loss + self.game.d(real_logits, wrong_logits))
             scalars["d_wrong"] = self.game.mean_output(wrong_logits)
-        else:
-            loss = self.game.d(real_logits, fake_logits)
         scalars["d_loss"] = loss.detach()
         return loss, scalars
 
