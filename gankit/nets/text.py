@@ -76,8 +76,7 @@ class TextDiscriminator(nn.Module):
         self.body = BigGANDiscriminator(in_channels, 0, resolution, width, attention)
         channels = self.body.linear.in_features
         self.project = spectral_norm(nn.Linear(text_dim, joint_dim))
-        import os
-        self.embed = spectral_norm(nn.Linear(joint_dim, channels, bias=False)) if os.environ.get("T2I_PROJ", "1") == "1" else None
+        self.embed = spectral_norm(nn.Linear(joint_dim, channels, bias=False))  # the projection ⟨W t, Σ h⟩
         self.joint = spectral_norm(nn.Conv2d(channels + joint_dim, channels, 3, padding=1))
         self.joint_out = spectral_norm(nn.Linear(channels * 16, 1))
 
@@ -90,8 +89,7 @@ class TextDiscriminator(nn.Module):
         tiled = text[:, :, None, None].expand(-1, -1, *h.shape[-2:])
         joint = F.relu(self.joint(torch.cat([h, tiled], dim=1))).flatten(1)
         pooled = h.sum(dim=(2, 3))
-        out = self.body.logits_from(pooled) + self.joint_out(joint).flatten()
-        return out + (self.embed(text) * pooled).sum(1) if self.embed is not None else out
+        return self.body.logits_from(pooled) + (self.embed(text) * pooled).sum(1) + self.joint_out(joint).flatten()
 
     def feature_map(self, x: Tensor) -> Tensor:
         return self.body.feature_map(x)
