@@ -56,6 +56,13 @@ class Group:
         return [p for m in self.modules for p in m.parameters()]
 
 
+def adversarial_groups(optim: Any, d: list[nn.Module], g: list[nn.Module]) -> dict[str, Group]:
+    """Groups "D" and "G" of a two-player game with the run's `optim` settings (lr_d / lr_g, betas; an EMA of G's
+    nets when optim.ema is set)."""
+    betas = (optim.beta1, optim.beta2)
+    return {"D": Group(d, optim.lr_d, betas), "G": Group(g, optim.lr_g, betas, ema=optim.ema is not None)}
+
+
 def grad_norm_key(group: str) -> str:
     """The log key of one group's gradient norm, written by the trainer for every group."""
     return f"grad_norm_{group}"

@@ -19,7 +19,7 @@ from ..errors import UserError
 from ..metrics.diversity import diversity_ratio
 from ..nets import build_discriminator, build_generator
 from ..nets.augment import diff_augment
-from .base import Context, Group, Phase, Request, Variant
+from .base import Context, Group, Phase, Request, Variant, adversarial_groups
 from .registry import register_variant
 
 NO_AUX = (None, {})
@@ -55,9 +55,7 @@ class GAN(Variant):
 
     @property
     def groups(self) -> dict[str, Group]:
-        betas = (self.optim_cfg.beta1, self.optim_cfg.beta2)
-        return {"D": Group([self.D], self.optim_cfg.lr_d, betas),
-                "G": Group([self.G], self.optim_cfg.lr_g, betas, ema=self.optim_cfg.ema is not None)}
+        return adversarial_groups(self.optim_cfg, [self.D], [self.G])
 
     # ------------------------------------------------------------------------------------- hooks for subclasses
 

@@ -11,7 +11,7 @@ from .. import losses
 from ..config import Config
 from ..data import PairBatch
 from ..errors import UserError
-from .base import Context, Group, Phase, Request, Variant
+from .base import Context, Group, Phase, Request, Variant, adversarial_groups
 
 FAKE = "fake"  # Context key: the D step's batch and G(A), reused by the G step (one batch per iteration, as in pix2pix)
 
@@ -45,9 +45,7 @@ class PairedGAN(Variant):
 
     @property
     def groups(self) -> dict[str, Group]:
-        betas = (self.optim_cfg.beta1, self.optim_cfg.beta2)
-        return {"D": Group([self.D], self.optim_cfg.lr_d, betas),
-                "G": Group([self.G], self.optim_cfg.lr_g, betas, ema=self.optim_cfg.ema is not None)}
+        return adversarial_groups(self.optim_cfg, [self.D], [self.G])
 
     def d_step_fakes(self, batch: PairBatch, ctx: Context) -> Tensor:
         """G(A) for the D step, kept (with its batch) for this iteration's G step."""

@@ -20,7 +20,7 @@ from ..data.captions import random_captions, tokenize
 from ..errors import UserError
 from ..metrics.diversity import diversity_ratio
 from ..nets.text import TextDiscriminator, TextEncoder, TextGenerator
-from .base import Context, Group, Phase, Request, Variant
+from .base import Context, Group, Phase, Request, Variant, adversarial_groups
 from .registry import register_variant
 
 FAKE = "fake"  # Context key: the D step's (images, μ, log σ², captions), reused by the G step
@@ -73,9 +73,7 @@ class Text2Img(Variant):
 
     @property
     def groups(self) -> dict[str, Group]:
-        betas = (self.optim_cfg.beta1, self.optim_cfg.beta2)
-        return {"D": Group([self.D, self.encoder], self.optim_cfg.lr_d, betas),
-                "G": Group([self.G], self.optim_cfg.lr_g, betas, ema=self.optim_cfg.ema is not None)}
+        return adversarial_groups(self.optim_cfg, [self.D, self.encoder], [self.G])
 
     def loss(self, phase: str, batch: CaptionBatch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
         return self.d_loss(batch, ctx) if phase == "D" else self.g_loss(batch, ctx)
