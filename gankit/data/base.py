@@ -65,7 +65,7 @@ class Dataset:
             spec["evaluator"] = self.info["evaluator"]
         if "normal" in self.info:
             spec["normal"] = self.info["normal"]
-        for key in ("table", "tokens"):  # what a model of a table or of token sequences needs to decode its output
+        for key in ("table", "tokens", "clip"):  # what a model of a table, of token sequences or of clips needs
             if key in self.info:
                 spec[key] = self.info[key]
         return spec
