@@ -16,7 +16,8 @@ from gankit.data.clips import bounce
 from gankit.data.shapes import Difficulty
 from gankit.io import read_provenance
 from gankit.metrics import load_evaluator
-from gankit.metrics.video import centroids, consistency, content_distance, mean_speed, second_difference
+from gankit.metrics.video import centroids, consistency, content_distance, crop_around, mean_speed, \
+    second_difference
 from gankit.nets.video import VideoDiscriminator, VideoGenerator
 from gankit.variants import Context, build_variant, resolve
 from gankit.variants.mocogan import FAKE
@@ -89,6 +90,14 @@ def test_moving_digits_keep_the_whole_digit_in_every_frame():
     ink = data.x.float().sum(dim=(2, 3, 4))  # (N, T): a digit clipped by the border would lose ink
     assert torch.allclose(ink, ink[:, :1].expand_as(ink))
     assert mean_speed(data.info["paths"]) > 0.015
+
+
+def test_digit_crops_follow_the_digit():
+    """The digits evaluator reads a crop centred on the measured centroid: the same digit pixels in every frame."""
+    data = moving_digits(6, frames=8, seed=1)
+    x = data.take(torch.arange(6))[0]
+    crops = crop_around(x, centroids(x), data.spec()["clip"]["crop"])
+    assert crops.shape == (6, 8, 1, 16, 16) and torch.equal(crops, crops[:, :1].expand_as(crops))
 
 
 @pytest.mark.parametrize("override, fragment", [("data.speed=[0.1,0.01]", "data.speed"),
