@@ -260,9 +260,10 @@ def test_framewise_baseline_has_no_video_d_and_independent_frames():
     assert "d_video_loss" not in scalars and torch.isfinite(loss)
 
 
-def test_frame_picks_are_the_processes_rows_of_one_global_draw():
+@pytest.mark.parametrize("frames", [1, 3])
+def test_frame_picks_are_the_processes_rows_of_one_global_draw(frames):
     """Catches frame picks drawn per process (a data-parallel run would then differ from one process)."""
-    variant, _ = _setup()
+    variant, _ = _setup(f"mocogan.image_frames={frames}")
     clips = torch.arange(8).float().view(8, 1, 1, 1, 1).expand(8, 16, 1, 1, 1) + \
         torch.arange(16).float().view(1, 16, 1, 1, 1) * 100  # value = clip + 100·frame
     torch.manual_seed(5)
@@ -270,7 +271,8 @@ def test_frame_picks_are_the_processes_rows_of_one_global_draw():
     variant.shard = Shard(1, 2)
     torch.manual_seed(5)
     part = variant.pick_frames(clips).flatten()
-    assert torch.equal(part, whole[8:])
+    assert len(part) == 8 * frames and torch.equal(part, whole[8 * frames:])
+    assert torch.equal(part.view(8, frames) % 100, torch.arange(8)[:, None].expand(8, frames).float())  # own clips
 
 
 # ------------------------------------------------------------------------------------------------ metrics

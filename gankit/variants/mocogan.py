@@ -38,6 +38,7 @@ class MoCoGANConfig(Section):
     g_width: int = Field(32, ge=4, description="the image generator's channels at full resolution (DCGAN width)")
     d_width: int = Field(32, ge=4, description="first-layer channels of D_I and D_V")
     video_weight: float = Field(1.0, ge=0, description="weight of D_V's terms in D's and G's losses (0: no D_V)")
+    image_frames: int = Field(1, ge=1, le=64, description="frames D_I judges per clip, picked at random (MoCoGAN: 1)")
     framewise: bool = Field(False, description="baseline: independent latent per frame, no motion GRU, no D_V")
 
 
@@ -67,7 +68,7 @@ class MoCoGAN(Variant):
             raise UserError(str(exc), "set data.resolution to 16, 32 or 64") from None
         self.z_dim, self.frames = self.G.z_dim, frames
         self.game = losses.game(cfg.loss.name)
-        self.video_weight = o.video_weight
+        self.video_weight, self.image_frames = o.video_weight, o.image_frames
         self.optim_cfg = cfg.optim
         self.phases = [Phase("D", "D", repeats=cfg.train.n_critic), Phase("G", "G")]
 
@@ -79,10 +80,11 @@ class MoCoGAN(Variant):
                 "G": Group([self.G], self.optim_cfg.lr_g, betas, ema=self.optim_cfg.ema is not None)}
 
     def pick_frames(self, clips: Tensor) -> Tensor:
-        """One frame per clip (N, C, H, W), at a random time per clip: what D_I judges. The times are drawn for the
-        whole global batch (local_rows), so data-parallel processes agree with one process."""
-        t = self.local_rows(len(clips), lambda m: torch.randint(self.frames, (m,), device=clips.device))
-        return clips[torch.arange(len(clips), device=clips.device), t]
+        """`mocogan.image_frames` frames per clip (N·k, C, H, W), at random times per clip: what D_I judges. The
+        times are drawn for the whole global batch (local_rows), so data-parallel processes agree with one process."""
+        k = self.image_frames
+        t = self.local_rows(len(clips), lambda m: torch.randint(self.frames, (m, k), device=clips.device))
+        return clips[torch.arange(len(clips), device=clips.device)[:, None], t].flatten(0, 1)
 
     def loss(self, phase: str, batch: Batch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
         return {"D": self.d_loss, "G": self.g_loss}[phase](batch, ctx)
