@@ -178,26 +178,44 @@ def test_motion_moves_the_frames_and_content_is_shared():
 
 
 def _first_frame(variant):
-    """Replace the random frame pick by frame 3, so the test can recompute D_I's inputs."""
+    """Replace the random frame picks by frame 3 (D_I) and frames 1 and 6 (D_pair), so the test can recompute the
+    Ds' inputs."""
     variant.pick_frames = lambda clips: clips[:, 3]
+    variant.pick_pairs = lambda clips: torch.cat([clips[:, 1], clips[:, 6]], dim=1)
 
 
-def test_d_loss_is_the_game_on_real_then_fake_for_both_discriminators():
-    """Catches swapped real/fake logits, a dropped or sign-flipped D_I or D_V term, and video_weight ignored."""
-    variant, batch = _setup("mocogan.video_weight=0.7")
+def _pairs(clips):
+    return torch.cat([clips[:, 1], clips[:, 6]], dim=1)
+
+
+def test_d_loss_is_the_game_on_real_then_fake_for_every_discriminator():
+    """Catches swapped real/fake logits, a dropped or sign-flipped D_I, D_V or D_pair term, and their weights
+    ignored."""
+    variant, batch = _setup("mocogan.video_weight=0.7", "mocogan.pair_weight=0.3")
     _first_frame(variant)
     ctx = Context()
     loss, scalars = variant.loss("D", batch, ctx)
     fake = ctx.values[FAKE].detach()
     image = losses.d_bce(variant.D_image(batch.x[:, 3]), variant.D_image(fake[:, 3]))
     video = losses.d_bce(variant.D_video(batch.x), variant.D_video(fake))
-    assert loss.item() == pytest.approx((image + 0.7 * video).item(), rel=1e-5)
+    pair = losses.d_bce(variant.D_pair(_pairs(batch.x)), variant.D_pair(_pairs(fake)))
+    assert loss.item() == pytest.approx((image + 0.7 * video + 0.3 * pair).item(), rel=1e-5)
     assert scalars["d_image_loss"].item() == pytest.approx(image.item(), rel=1e-5)
     assert scalars["d_video_loss"].item() == pytest.approx(video.item(), rel=1e-5)
+    assert scalars["d_pair_loss"].item() == pytest.approx(pair.item(), rel=1e-5)
 
 
-def test_one_d_step_raises_both_ds_on_reals_and_lowers_them_on_fakes():
-    variant, batch = _setup()
+def test_pairs_are_two_frames_of_the_same_clip():
+    variant, _ = _setup("mocogan.pair_weight=1")
+    clips = torch.arange(8).float().view(8, 1, 1, 1, 1).expand(8, 16, 1, 2, 2) + \
+        torch.arange(16).float().view(1, 16, 1, 1, 1) * 100  # value = clip + 100·frame
+    pairs = variant.pick_pairs(clips)
+    assert pairs.shape == (8, 2, 2, 2) and torch.equal(pairs % 100, torch.arange(8).float().view(8, 1, 1, 1).expand(8, 2, 2, 2))
+    assert variant.D_pair is not None and any(m is variant.D_pair for m in variant.groups["D"].modules)
+
+
+def test_one_d_step_raises_every_d_on_reals_and_lowers_it_on_fakes():
+    variant, batch = _setup("mocogan.pair_weight=1")
     ctx = Context()
     loss, _ = variant.loss("D", batch, ctx)
     fake = ctx.values[FAKE].detach()
@@ -205,7 +223,8 @@ def test_one_d_step_raises_both_ds_on_reals_and_lowers_them_on_fakes():
     def scores():
         with torch.no_grad():
             return [d(x).mean().item() for d, x in ((variant.D_image, batch.x[:, 3]), (variant.D_image, fake[:, 3]),
-                                                    (variant.D_video, batch.x), (variant.D_video, fake))]
+                                                    (variant.D_video, batch.x), (variant.D_video, fake),
+                                                    (variant.D_pair, _pairs(batch.x)), (variant.D_pair, _pairs(fake)))]
     before = scores()
     optimizer = torch.optim.SGD(variant.groups["D"].parameters(), lr=0.005)
     loss.backward()
@@ -213,18 +232,20 @@ def test_one_d_step_raises_both_ds_on_reals_and_lowers_them_on_fakes():
     after = scores()
     assert after[0] > before[0] and after[1] < before[1], "D_I"
     assert after[2] > before[2] and after[3] < before[3], "D_V"
+    assert after[4] > before[4] and after[5] < before[5], "D_pair"
 
 
-def test_g_loss_is_the_game_on_both_discriminators_and_reaches_the_motion_rnn():
-    """Catches a dropped or sign-flipped D_I or D_V term in G's loss, and a motion path cut off from the gradient."""
-    variant, batch = _setup("mocogan.video_weight=0.7")
+def test_g_loss_is_the_game_on_every_discriminator_and_reaches_the_motion_rnn():
+    """Catches a dropped or sign-flipped D_I, D_V or D_pair term in G's loss, and a motion path cut off from the
+    gradient."""
+    variant, batch = _setup("mocogan.video_weight=0.7", "mocogan.pair_weight=0.3")
     _first_frame(variant)
     ctx = Context()
     variant.loss("D", batch, ctx)
     fake = ctx.values[FAKE]
     loss, _ = variant.loss("G", batch, ctx)
     expected = losses.g_non_saturating(variant.D_image(fake[:, 3])) + \
-        0.7 * losses.g_non_saturating(variant.D_video(fake))
+        0.7 * losses.g_non_saturating(variant.D_video(fake)) + 0.3 * losses.g_non_saturating(variant.D_pair(_pairs(fake)))
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     loss.backward()
     assert variant.G.rnn.weight_ih.grad.abs().sum() > 0
@@ -254,8 +275,8 @@ def test_one_g_step_raises_both_ds_on_the_fakes():
 
 
 def test_framewise_baseline_has_no_video_d_and_independent_frames():
-    variant, batch = _setup("mocogan.framewise=true")
-    assert variant.D_video is None and variant.G.rnn is None and list(variant.groups["D"].modules) == [variant.D_image]
+    variant, batch = _setup("mocogan.framewise=true", "mocogan.pair_weight=1")
+    assert variant.D_video is None and variant.D_pair is None and variant.G.rnn is None and list(variant.groups["D"].modules) == [variant.D_image]
     loss, scalars = variant.loss("D", batch, Context())
     assert "d_video_loss" not in scalars and torch.isfinite(loss)
 

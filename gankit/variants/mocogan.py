@@ -39,6 +39,8 @@ class MoCoGANConfig(Section):
     d_width: int = Field(32, ge=4, description="first-layer channels of D_I and D_V")
     video_weight: float = Field(1.0, ge=0, description="weight of D_V's terms in D's and G's losses (0: no D_V)")
     image_frames: int = Field(1, ge=1, le=64, description="frames D_I judges per clip, picked at random (MoCoGAN: 1)")
+    pair_weight: float = Field(0.0, ge=0, description="weight of a pair D that judges two random frames of a clip "
+                               "side by side, so content that drifts is easy to catch (gankit's addition; 0: none)")
     framewise: bool = Field(False, description="baseline: independent latent per frame, no motion GRU, no D_V")
 
 
@@ -64,18 +66,20 @@ class MoCoGAN(Variant):
             self.D_image = DCGANDiscriminator(channels, height, o.d_width)
             self.D_video = VideoDiscriminator(frames, channels, height, o.d_width) \
                 if o.video_weight and not o.framewise else None
+            self.D_pair = DCGANDiscriminator(2 * channels, height, o.d_width) \
+                if o.pair_weight and not o.framewise else None
         except ValueError as exc:
             raise UserError(str(exc), "set data.resolution to 16, 32 or 64") from None
         self.z_dim, self.frames = self.G.z_dim, frames
         self.game = losses.game(cfg.loss.name)
-        self.video_weight, self.image_frames = o.video_weight, o.image_frames
+        self.video_weight, self.image_frames, self.pair_weight = o.video_weight, o.image_frames, o.pair_weight
         self.optim_cfg = cfg.optim
         self.phases = [Phase("D", "D", repeats=cfg.train.n_critic), Phase("G", "G")]
 
     @property
     def groups(self) -> dict[str, Group]:
         betas = (self.optim_cfg.beta1, self.optim_cfg.beta2)
-        discriminators = [self.D_image] + ([self.D_video] if self.D_video is not None else [])
+        discriminators = [d for d in (self.D_image, self.D_video, self.D_pair) if d is not None]
         return {"D": Group(discriminators, self.optim_cfg.lr_d, betas),
                 "G": Group([self.G], self.optim_cfg.lr_g, betas, ema=self.optim_cfg.ema is not None)}
 
@@ -85,6 +89,11 @@ class MoCoGAN(Variant):
         k = self.image_frames
         t = self.local_rows(len(clips), lambda m: torch.randint(self.frames, (m, k), device=clips.device))
         return clips[torch.arange(len(clips), device=clips.device)[:, None], t].flatten(0, 1)
+
+    def pick_pairs(self, clips: Tensor) -> Tensor:
+        """Two frames of each clip at random times, stacked on channels (N, 2C, H, W): what D_pair judges."""
+        t = self.local_rows(len(clips), lambda m: torch.randint(self.frames, (m, 2), device=clips.device))
+        return clips[torch.arange(len(clips), device=clips.device)[:, None], t].flatten(1, 2)
 
     def loss(self, phase: str, batch: Batch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
         return {"D": self.d_loss, "G": self.g_loss}[phase](batch, ctx)
@@ -104,6 +113,10 @@ class MoCoGAN(Variant):
             loss = loss + self.video_weight * video_loss
             scalars.update(d_video_loss=video_loss.detach(), d_video_real=self.game.mean_output(real_video),
                            d_video_fake=self.game.mean_output(fake_video))
+        if self.D_pair is not None:
+            pair_loss = self.game.d(self.D_pair(self.pick_pairs(batch.x)), self.D_pair(self.pick_pairs(fake)))
+            loss = loss + self.pair_weight * pair_loss
+            scalars["d_pair_loss"] = pair_loss.detach()
         scalars[keys.d_loss] = loss.detach()
         return loss, scalars
 
@@ -117,6 +130,10 @@ class MoCoGAN(Variant):
             video_loss = self.game.g(self.D_video(fake))
             loss = loss + self.video_weight * video_loss
             scalars["g_video_loss"] = video_loss.detach()
+        if self.D_pair is not None:
+            pair_loss = self.game.g(self.D_pair(self.pick_pairs(fake)))
+            loss = loss + self.pair_weight * pair_loss
+            scalars["g_pair_loss"] = pair_loss.detach()
         scalars[self.log_keys.g_loss] = loss.detach()
         return loss, scalars
 
