@@ -113,6 +113,11 @@ def test_mocogan_on_still_images_says_what_data_it_needs(cli, tmp_path):
     assert code == 2 and "moving-shapes" in err
 
 
+def test_stabilisers_mocogan_does_not_apply_are_refused(cli, tmp_path):
+    code, _, err = cli("train", "moving-shapes-video", *RUN, "loss.gp_weight=10", "--out", str(tmp_path / "r"))
+    assert code == 2 and "loss.gp_weight" in err and "Traceback" not in err
+
+
 # ------------------------------------------------------------------------------------------------ writers
 
 

@@ -49,7 +49,8 @@ class MoCoGAN(Variant):
     """Content + motion G, image D on random frames and video D on clips; phases D (both Ds) then G."""
 
     Config = MoCoGANConfig
-    own_nets = "content + GRU motion G over a shared DCGAN image G; DCGAN image D, 3D-conv video D (mocogan.*)"
+    own_nets = "content + GRU motion G over a shared DCGAN image G; DCGAN image D, 3D-conv video D, optional pair D " \
+        "(mocogan.*)"
 
     def __init__(self, cfg: Config, spec: dict) -> None:
         super().__init__(cfg, spec)
@@ -57,6 +58,14 @@ class MoCoGAN(Variant):
         if spec["kind"] != "clip":
             raise UserError(f"variant mocogan generates clips, and data {spec['name']} is {spec['kind']}",
                             "use data.name=moving-shapes or moving-digits (docs/video.md)")
+        unused = [key for key, value in (("loss.gp_weight", cfg.loss.gp_weight), ("loss.r1_weight", cfg.loss.r1_weight),
+                                         ("loss.r2_weight", cfg.loss.r2_weight), ("loss.drift", cfg.loss.drift),
+                                         ("loss.label_smoothing", cfg.loss.label_smoothing),
+                                         ("loss.feature_matching", cfg.loss.feature_matching),
+                                         ("train.instance_noise", cfg.train.instance_noise),
+                                         ("train.diffaug", cfg.train.diffaug)) if value]
+        if unused:
+            raise UserError(f"variant mocogan does not apply {unused[0]}", f"drop {unused[0]} (docs/video.md)")
         frames, channels, height, width = spec["shape"]
         if height != width:
             raise UserError(f"mocogan needs square frames, the data is {height}×{width}", "set data.resolution")
