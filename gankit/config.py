@@ -25,6 +25,17 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
+CLIP_SETS = ("moving-shapes", "moving-digits")  # video clips (gankit.data.clips, docs/video.md)
+
+
+def _with_clips(only_for: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    """DataConfig.ONLY_FOR plus the clip sets: their own keys, and the shapes keys moving-shapes also reads."""
+    shapes_keys = ("shapes", "colors", "size_range", "jitter", "rotation", "noise", "gradient", "backgrounds")
+    return {**only_for, "frames": CLIP_SETS, "speed": CLIP_SETS,
+            **{key: only_for[key] + CLIP_SETS for key in ("n", "resolution")},
+            **{key: only_for[key] + CLIP_SETS[:1] for key in shapes_keys}}
+
+
 class DataConfig(_Section):
     """Which data and how it is shaped. Toy-set fields are ignored by image sets and vice versa."""
 
@@ -43,14 +54,15 @@ class DataConfig(_Section):
         **{key: ("table", "text", "nci") for key in ("holdout", "split_seed")},
         **{key: ("text", "nci") for key in ("tokenizer", "max_len", "skip_invalid", "augment")}, "vocab": ("oracle",),
         "length": ("oracle",)}
+    ONLY_FOR = _with_clips(ONLY_FOR)
 
     name: Literal["ring", "grid", "spiral", "digits", "shapes", "captions", "folder", "npz", "table", "text", "nci",
-                  "oracle"] = \
+                  "oracle", "moving-shapes", "moving-digits"] = \
         Field("ring", description="dataset (captions: shapes with captions, docs/text2img.md; table: a CSV file, "
               "docs/tabular.md; text: a .txt or .smi file, nci: RDKit's NCI molecules, oracle: SeqGAN's synthetic "
-              "sequences, docs/sequences.md)")
+              "sequences, docs/sequences.md; moving-shapes, moving-digits: video clips, docs/video.md)")
     n: int | None = Field(None, ge=1, description="generated sets: samples drawn once (toy 2D 100,000; shapes 20,000; "
-                          "oracle 10,000)")
+                          "oracle 10,000; clips 2,000)")
     modes: int = Field(8, ge=1, description="ring: number of Gaussians on the circle")
     radius: float = Field(1.0, gt=0, description="ring: circle radius")
     size: int = Field(5, ge=1, description="grid: modes per side")
@@ -116,6 +128,10 @@ class DataConfig(_Section):
                                "instead of stopping")
     augment: int = Field(0, ge=0, le=50, description="SMILES: also train on this many random (non-canonical) SMILES "
                          "of each training molecule (needs RDKit)")
+    # video clips (gankit.data.clips)
+    frames: int = Field(16, ge=4, le=64, description="moving-shapes / moving-digits: frames per clip")
+    speed: tuple[float, float] = Field((0.02, 0.05), description="moving-shapes / moving-digits: object speed per "
+                                       "frame drawn from [min, max] (fractions of the side; 0 ≤ min ≤ max ≤ 0.25)")
     vocab: int = Field(5000, ge=2, description="oracle: vocabulary size")
     length: int = Field(20, ge=2, description="oracle: sequence length")
 

@@ -12,6 +12,7 @@ from ..config import DataConfig
 from ..errors import UserError
 from .captions import CaptionBatch, CaptionDataset, CaptionSampler, caption_dataset
 from .base import ONE_PROCESS, Batch, BatchSampler, Dataset, Shard, as_float
+from .clips import DEFAULT_CLIPS, ClipKind, moving_digits, moving_shapes
 from .digits import digits
 from .folder import image_folder
 from .kinds import KINDS, DataKind, ImageKind, VectorKind, kind_of, output_format, register_kind
@@ -122,6 +123,11 @@ def _plain(cfg: DataConfig, seed: int) -> Dataset:
         return nci_dataset(text_options(cfg))
     if cfg.name == "oracle":
         return oracle_dataset(cfg.n or 10_000, cfg.vocab, cfg.length, seed)
+    if cfg.name == "moving-shapes":
+        return moving_shapes(cfg.n or DEFAULT_CLIPS, cfg.frames, cfg.resolution or 32, cfg.shapes, cfg.colors, seed,
+                             _difficulty(cfg), tuple(cfg.speed))
+    if cfg.name == "moving-digits":
+        return moving_digits(cfg.n or DEFAULT_CLIPS, cfg.frames, cfg.resolution or 32, seed, tuple(cfg.speed))
     return npz_dataset(cfg.path, cfg.key, cfg.labels_key, cfg.resolution)
 
 
@@ -149,7 +155,7 @@ def upgrade_spec(spec: dict, data_cfg: dict | None = None) -> dict:
     return spec
 
 
-__all__ = ["CaptionBatch", "CaptionDataset", "CaptionSampler", "caption_dataset", "load_caption_test", "KINDS", "DataKind", "ImageKind", "VectorKind", "kind_of", "output_format", "register_kind",
+__all__ = ["CaptionBatch", "CaptionDataset", "CaptionSampler", "caption_dataset", "load_caption_test", "ClipKind", "moving_shapes", "moving_digits", "KINDS", "DataKind", "ImageKind", "VectorKind", "kind_of", "output_format", "register_kind",
            "upgrade_spec", "load_heldout", "load_heldout_labelled", "only_classes", "load_truth_pairs", "PairBatch",
            "PairDataset", "PairSampler", "Batch", "BatchSampler", "Shard", "ONE_PROCESS",
            "Dataset", "load_dataset", "digits", "image_folder", "npz_dataset", "read_npz",

@@ -65,8 +65,8 @@ class Dataset:
             spec["evaluator"] = self.info["evaluator"]
         if "normal" in self.info:
             spec["normal"] = self.info["normal"]
-        for key in ("table", "tokens", "text"):  # what a model of a table, token sequences or captions needs to read
-            # or decode its inputs and outputs
+        for key in ("table", "tokens", "text", "clip"):  # what a model of a table, token sequences, captions or clips
+            # needs to read or decode its inputs and outputs
             if key in self.info:
                 spec[key] = self.info[key]
         return spec

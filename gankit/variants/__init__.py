@@ -22,9 +22,10 @@ from .seqgan import SeqGAN  # noqa: E402
 from .pggan import PGGAN  # noqa: E402
 from .stylegan import StyleGAN  # noqa: E402
 from .text2img import Text2Img  # noqa: E402
+from .mocogan import MoCoGAN  # noqa: E402
 
 __all__ = ["DIRECTIONS", "SAMPLING_OPTIONS", "Context", "Group", "LogKeys", "Phase", "Request", "Variant",
            "grad_norm_key", "refused", "slerp", "truncated_noise", "DEFAULT_VARIANT", "VARIANTS", "plugin_names", "build_variant", "check_config",
            "register_variant", "resolve", "upgrade_legacy_keys", "validate_config", "variant_class", "GAN", "CGAN",
            "ACGAN", "InfoGAN", "Pix2Pix", "SRGAN", "CycleGAN", "VAEGAN", "GANomaly", "TabularGAN", "SeqGAN",
-           "PGGAN", "StyleGAN", "Text2Img"]
+           "PGGAN", "StyleGAN", "Text2Img", "MoCoGAN"]

@@ -1,0 +1,83 @@
+"""MoCoGAN-style video nets (Tulyakov et al. 2018): a generator that splits content from motion, a 3D-conv video D.
+
+G: a content code z_c, fixed for the whole clip, and motion codes z_m(t) from a GRU driven by fresh noise ε(t) each
+frame; each frame is one shared DCGAN image generator applied to [z_c, z_m(t)]. All randomness of a clip is one
+flat latent z = [z_c | h_0 | ε(1) ... ε(T)], so a seed gives the same clip and the trainer's noise stays (N, z_dim).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .dcgan import DCGANGenerator, _levels
+
+
+class VideoGenerator(nn.Module):
+    """z (N, z_dim) -> clips (N, T, C, R, R) in [-1, 1].
+
+    `framewise=True` is the baseline without motion: every frame gets its own independent latent (content and
+    motion parts alike), so it is T independent draws of an image GAN.
+    """
+
+    def __init__(self, frames: int, channels: int, resolution: int, content_dim: int = 32, motion_dim: int = 16,
+                 noise_dim: int = 8, width: int = 32, framewise: bool = False) -> None:
+        super().__init__()
+        self.frames, self.content_dim, self.motion_dim, self.noise_dim = frames, content_dim, motion_dim, noise_dim
+        self.framewise = framewise
+        self.image = DCGANGenerator(content_dim + motion_dim, channels, resolution, width)
+        self.rnn = None if framewise else nn.GRUCell(noise_dim, motion_dim)
+
+    @property
+    def z_dim(self) -> int:
+        per_frame = self.content_dim + self.motion_dim
+        return self.frames * per_frame if self.framewise else self.content_dim + self.motion_dim + \
+            self.frames * self.noise_dim
+
+    def latents(self, z: Tensor) -> Tensor:
+        """Per-frame latents (N, T, content + motion): [z_c, z_m(t)] with z_m(t) = GRU(ε(t), z_m(t-1)), z_m(0) = h_0."""
+        n, t = len(z), self.frames
+        if self.framewise:
+            return z.view(n, t, -1)
+        content, h = z[:, :self.content_dim], z[:, self.content_dim:self.content_dim + self.motion_dim]
+        noise = z[:, self.content_dim + self.motion_dim:].view(n, t, self.noise_dim)
+        motion = []
+        for step in range(t):  # (N, noise) -> (N, motion): the recurrent motion path
+            h = self.rnn(noise[:, step], h)
+            motion.append(h)
+        steps = torch.stack(motion, dim=1)  # (N, T, motion)
+        return torch.cat([content.unsqueeze(1).expand(-1, t, -1), steps], dim=2)
+
+    def forward(self, z: Tensor) -> Tensor:
+        per_frame = self.latents(z)  # (N, T, d)
+        n, t, d = per_frame.shape
+        frames = self.image(per_frame.reshape(n * t, d))  # (N·T, C, R, R): one shared image generator
+        return frames.view(n, t, *frames.shape[1:])
+
+
+class VideoDiscriminator(nn.Module):
+    """clips (N, T, C, R, R) -> logits (N,): 3D convs (3 frames × 4 × 4 kernels) halving space and, while at least
+    4 frames are left, time; batch norm after the first; then one conv over what is left of the clip."""
+
+    def __init__(self, frames: int, channels: int, resolution: int, width: int = 32, batchnorm: bool = True) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        ch_in, ch, t = channels, width, frames
+        for level in range(_levels(resolution)):  # (N, c, t, s, s) -> (N, 2c, t/2, s/2, s/2)
+            stride = 2 if t >= 4 else 1
+            norm = [nn.BatchNorm3d(ch)] if batchnorm and level else []
+            layers += [nn.Conv3d(ch_in, ch, (3, 4, 4), (stride, 2, 2), (1, 1, 1), bias=not norm), *norm,
+                       nn.LeakyReLU(0.2, True)]
+            t = (t - 1) // stride + 1
+            ch_in, ch = ch, ch * 2
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Conv3d(ch_in, 1, (t, 4, 4), bias=False)  # (N, c, t, 4, 4) -> (N, 1, 1, 1, 1)
+        for m in self.modules():  # DCGAN's initialisation, in 3D
+            if isinstance(m, nn.Conv3d):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+            elif isinstance(m, nn.BatchNorm3d):
+                nn.init.normal_(m.weight, 1.0, 0.02)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.body(x.transpose(1, 2))).flatten()  # (N, T, C, H, W) -> (N, C, T, H, W)

@@ -1,0 +1,150 @@
+"""MoCoGAN (Tulyakov et al. 2018): video from a content code fixed per clip and recurrent motion codes per frame.
+
+G (gankit.nets.video.VideoGenerator) draws each frame with one shared image generator from [z_c, z_m(t)], z_m(t)
+the state of a GRU fed fresh noise each frame. Two discriminators judge it: D_I sees single frames picked at random
+from real and generated clips (are the frames realistic?), D_V sees whole clips through 3D convolutions (is the
+motion realistic?). Both sit in group D and are stepped together on the sum of their losses; G minimises the sum of
+its losses against both. `loss.name` picks the game for both.
+
+`mocogan.framewise=true` is the baseline of the same size and budget: every frame from an independent latent and no
+D_V, i.e. an image GAN (DCGAN) run T times; its clips have no reason to keep their content, which ACD measures.
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+from torch import Tensor
+
+from .. import losses
+from ..config import Config, Section
+from ..data import Batch
+from ..errors import UserError
+from ..metrics.diversity import diversity_ratio
+from ..nets.dcgan import DCGANDiscriminator
+from ..nets.video import VideoDiscriminator, VideoGenerator
+from .base import Context, Group, Phase, Request, Variant
+from .registry import register_variant
+
+FAKE = "fake"  # Context key: the D phase's clips (graph through G kept) for this iteration's G phase
+
+
+class MoCoGANConfig(Section):
+    """mocogan's own keys."""
+
+    content_dim: int = Field(32, ge=1, description="size of the content code z_c, fixed for a whole clip")
+    motion_dim: int = Field(16, ge=1, description="size of the motion code z_m(t) (the GRU's state)")
+    noise_dim: int = Field(8, ge=1, description="size of the noise ε(t) fed to the GRU each frame")
+    g_width: int = Field(32, ge=4, description="the image generator's channels at full resolution (DCGAN width)")
+    d_width: int = Field(32, ge=4, description="first-layer channels of D_I and D_V")
+    video_weight: float = Field(1.0, ge=0, description="weight of D_V's terms in D's and G's losses (0: no D_V)")
+    image_frames: int = Field(1, ge=1, le=64, description="frames D_I judges per clip, picked at random (MoCoGAN: 1)")
+    pair_weight: float = Field(0.0, ge=0, description="weight of a pair D that judges two random frames of a clip "
+                               "side by side, so content that drifts is easy to catch (gankit's addition; 0: none)")
+    framewise: bool = Field(False, description="baseline: independent latent per frame, no motion GRU, no D_V")
+
+
+@register_variant("mocogan")
+class MoCoGAN(Variant):
+    """Content + motion G, image D on random frames and video D on clips; phases D (both Ds) then G."""
+
+    Config = MoCoGANConfig
+    own_nets = "content + GRU motion G over a shared DCGAN image G; DCGAN image D, 3D-conv video D, optional pair D " \
+        "(mocogan.*)"
+
+    def __init__(self, cfg: Config, spec: dict) -> None:
+        super().__init__(cfg, spec)
+        o = self.options
+        if spec["kind"] != "clip":
+            raise UserError(f"variant mocogan generates clips, and data {spec['name']} is {spec['kind']}",
+                            "use data.name=moving-shapes or moving-digits (docs/video.md)")
+        unused = [key for key, value in (("loss.gp_weight", cfg.loss.gp_weight), ("loss.r1_weight", cfg.loss.r1_weight),
+                                         ("loss.r2_weight", cfg.loss.r2_weight), ("loss.drift", cfg.loss.drift),
+                                         ("loss.label_smoothing", cfg.loss.label_smoothing),
+                                         ("loss.feature_matching", cfg.loss.feature_matching),
+                                         ("train.instance_noise", cfg.train.instance_noise),
+                                         ("train.diffaug", cfg.train.diffaug)) if value]
+        if unused:
+            raise UserError(f"variant mocogan does not apply {unused[0]}", f"drop {unused[0]} (docs/video.md)")
+        frames, channels, height, width = spec["shape"]
+        if height != width:
+            raise UserError(f"mocogan needs square frames, the data is {height}×{width}", "set data.resolution")
+        try:
+            self.G = VideoGenerator(frames, channels, height, o.content_dim, o.motion_dim, o.noise_dim, o.g_width,
+                                    o.framewise)
+            self.D_image = DCGANDiscriminator(channels, height, o.d_width)
+            self.D_video = VideoDiscriminator(frames, channels, height, o.d_width) \
+                if o.video_weight and not o.framewise else None
+            self.D_pair = DCGANDiscriminator(2 * channels, height, o.d_width) \
+                if o.pair_weight and not o.framewise else None
+        except ValueError as exc:
+            raise UserError(str(exc), "set data.resolution to 16, 32 or 64") from None
+        self.z_dim, self.frames = self.G.z_dim, frames
+        self.game = losses.game(cfg.loss.name)
+        self.video_weight, self.image_frames, self.pair_weight = o.video_weight, o.image_frames, o.pair_weight
+        self.optim_cfg = cfg.optim
+        self.phases = [Phase("D", "D", repeats=cfg.train.n_critic), Phase("G", "G")]
+
+    @property
+    def groups(self) -> dict[str, Group]:
+        betas = (self.optim_cfg.beta1, self.optim_cfg.beta2)
+        discriminators = [d for d in (self.D_image, self.D_video, self.D_pair) if d is not None]
+        return {"D": Group(discriminators, self.optim_cfg.lr_d, betas),
+                "G": Group([self.G], self.optim_cfg.lr_g, betas, ema=self.optim_cfg.ema is not None)}
+
+    def pick_frames(self, clips: Tensor) -> Tensor:
+        """`mocogan.image_frames` frames per clip (N·k, C, H, W), at random times per clip: what D_I judges. The
+        times are drawn for the whole global batch (local_rows), so data-parallel processes agree with one process."""
+        k = self.image_frames
+        t = self.local_rows(len(clips), lambda m: torch.randint(self.frames, (m, k), device=clips.device))
+        return clips[torch.arange(len(clips), device=clips.device)[:, None], t].flatten(0, 1)
+
+    def pick_pairs(self, clips: Tensor) -> Tensor:
+        """Two frames of each clip at random times, stacked on channels (N, 2C, H, W): what D_pair judges."""
+        t = self.local_rows(len(clips), lambda m: torch.randint(self.frames, (m, 2), device=clips.device))
+        return clips[torch.arange(len(clips), device=clips.device)[:, None], t].flatten(1, 2)
+
+    def loss(self, phase: str, batch: Batch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
+        return {"D": self.d_loss, "G": self.g_loss}[phase](batch, ctx)
+
+    def d_loss(self, batch: Batch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
+        fake_live = self.G(self.noise(len(batch)))
+        ctx.values[FAKE] = fake_live  # D sees it detached; the G phase reuses the graph
+        fake, keys = fake_live.detach(), self.log_keys
+        real_logits, fake_logits = self.D_image(self.pick_frames(batch.x)), self.D_image(self.pick_frames(fake))
+        image_loss = self.game.d(real_logits, fake_logits)
+        loss = image_loss
+        scalars = {keys.d_real: self.game.mean_output(real_logits), keys.d_fake: self.game.mean_output(fake_logits),
+                   keys.diversity: diversity_ratio(fake, batch.x), "d_image_loss": image_loss.detach()}
+        if self.D_video is not None:
+            real_video, fake_video = self.D_video(batch.x), self.D_video(fake)
+            video_loss = self.game.d(real_video, fake_video)
+            loss = loss + self.video_weight * video_loss
+            scalars.update(d_video_loss=video_loss.detach(), d_video_real=self.game.mean_output(real_video),
+                           d_video_fake=self.game.mean_output(fake_video))
+        if self.D_pair is not None:
+            pair_loss = self.game.d(self.D_pair(self.pick_pairs(batch.x)), self.D_pair(self.pick_pairs(fake)))
+            loss = loss + self.pair_weight * pair_loss
+            scalars["d_pair_loss"] = pair_loss.detach()
+        scalars[keys.d_loss] = loss.detach()
+        return loss, scalars
+
+    def g_loss(self, batch: Batch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
+        fake = ctx.values.pop(FAKE, None)
+        if fake is None:  # no D phase this iteration
+            fake = self.G(self.noise(len(batch)))
+        image_loss = self.game.g(self.D_image(self.pick_frames(fake)))
+        loss, scalars = image_loss, {"g_image_loss": image_loss.detach()}
+        if self.D_video is not None:
+            video_loss = self.game.g(self.D_video(fake))
+            loss = loss + self.video_weight * video_loss
+            scalars["g_video_loss"] = video_loss.detach()
+        if self.D_pair is not None:
+            pair_loss = self.game.g(self.D_pair(self.pick_pairs(fake)))
+            loss = loss + self.pair_weight * pair_loss
+            scalars["g_pair_loss"] = pair_loss.detach()
+        scalars[self.log_keys.g_loss] = loss.detach()
+        return loss, scalars
+
+    def run_generator(self, request: Request) -> Tensor:
+        return self.G(request.z)
