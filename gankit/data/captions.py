@@ -130,7 +130,6 @@ def caption_specs(n: int, seed: int, difficulty: Difficulty, unseen: Sequence[st
     position = torch.randint(len(POSITIONS), (n,), generator=g)
     layout = Layout(difficulty.size_range[1], difficulty.jitter)
     specs = replace(specs, center=layout.centres(position, g))
-    allowed = select(shapes, SHAPES, "shape")
     if only_unseen:
         if not pairs:
             raise UserError("no unseen (colour, shape) pairs to test composition on", "set data.unseen")
@@ -141,6 +140,7 @@ def caption_specs(n: int, seed: int, difficulty: Difficulty, unseen: Sequence[st
         background = specs.background.clone()
         background[fix] = (background[fix] - (LIGHT_GREY[0] - DARK_GREY[0])).clamp(0, 1)
         return replace(specs, shape=shape, color=color, background=background), position
+    allowed = select(shapes, SHAPES, "shape")
     shape = specs.shape.clone()
     for _ in range(len(allowed)):  # move each held-out pair to the next allowed shape, until none is left
         hit = torch.zeros(n, dtype=torch.bool)

@@ -253,7 +253,8 @@ def _attribute_accuracy(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
         data, note = load_caption_test(run.config.data, run.seed, CAPTION_SAMPLES, unseen)
         rows = torch.arange(len(data))
         prompts = data.captions(rows, torch.zeros_like(rows))  # template 0 names every attribute
-        fake = run.gen.sample(seed=run.seed, prompt=prompts)
+        tokens = run.gen.data_kind.read_prompt(prompts, run.gen.spec)
+        fake = run.gen.sample(seed=run.seed, inputs=tokens)
         if run.round_8bit:
             fake = round_to_8bit(fake)
         real = as_float(data.x)
@@ -261,7 +262,6 @@ def _attribute_accuracy(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
         values[key] = attribute_accuracy(fake, truth, classifier, layout)
         values[f"{key}_real"] = attribute_accuracy(real, truth, classifier, layout)
         if judged and matcher_card["vocab"] == vocab:
-            tokens = run.gen.data_kind.read_prompt(prompts, run.gen.spec)
             others = [run.gen.data_kind.read_prompt(o, run.gen.spec)
                       for o in other_captions(data, CANDIDATES - 1, torch.Generator().manual_seed(run.seed))]
             suffix = key.removeprefix("attribute_accuracy")

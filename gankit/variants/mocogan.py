@@ -23,7 +23,7 @@ from ..errors import UserError
 from ..metrics.diversity import diversity_ratio
 from ..nets.dcgan import DCGANDiscriminator
 from ..nets.video import VideoDiscriminator, VideoGenerator
-from .base import Context, Group, Phase, Request, Variant
+from .base import Context, Group, Phase, Request, Variant, adversarial_groups
 from .registry import register_variant
 
 FAKE = "fake"  # Context key: the D phase's clips (graph through G kept) for this iteration's G phase
@@ -87,22 +87,22 @@ class MoCoGAN(Variant):
 
     @property
     def groups(self) -> dict[str, Group]:
-        betas = (self.optim_cfg.beta1, self.optim_cfg.beta2)
         discriminators = [d for d in (self.D_image, self.D_video, self.D_pair) if d is not None]
-        return {"D": Group(discriminators, self.optim_cfg.lr_d, betas),
-                "G": Group([self.G], self.optim_cfg.lr_g, betas, ema=self.optim_cfg.ema is not None)}
+        return adversarial_groups(self.optim_cfg, discriminators, [self.G])
+
+    def random_frames(self, clips: Tensor, k: int) -> Tensor:
+        """k frames of each clip (N, k, C, H, W) at random times; the times are drawn for the whole global batch
+        (local_rows), so data-parallel processes agree with one process."""
+        t = self.local_rows(len(clips), lambda m: torch.randint(self.frames, (m, k), device=clips.device))
+        return clips[torch.arange(len(clips), device=clips.device)[:, None], t]
 
     def pick_frames(self, clips: Tensor) -> Tensor:
-        """`mocogan.image_frames` frames per clip (N·k, C, H, W), at random times per clip: what D_I judges. The
-        times are drawn for the whole global batch (local_rows), so data-parallel processes agree with one process."""
-        k = self.image_frames
-        t = self.local_rows(len(clips), lambda m: torch.randint(self.frames, (m, k), device=clips.device))
-        return clips[torch.arange(len(clips), device=clips.device)[:, None], t].flatten(0, 1)
+        """`mocogan.image_frames` frames per clip (N·k, C, H, W): what D_I judges."""
+        return self.random_frames(clips, self.image_frames).flatten(0, 1)
 
     def pick_pairs(self, clips: Tensor) -> Tensor:
-        """Two frames of each clip at random times, stacked on channels (N, 2C, H, W): what D_pair judges."""
-        t = self.local_rows(len(clips), lambda m: torch.randint(self.frames, (m, 2), device=clips.device))
-        return clips[torch.arange(len(clips), device=clips.device)[:, None], t].flatten(1, 2)
+        """Two frames of each clip stacked on channels (N, 2C, H, W): what D_pair judges."""
+        return self.random_frames(clips, 2).flatten(1, 2)
 
     def loss(self, phase: str, batch: Batch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
         return {"D": self.d_loss, "G": self.g_loss}[phase](batch, ctx)
