@@ -48,10 +48,10 @@ def load_config(preset_or_file: str, overrides: list[str] | None = None) -> Conf
 
 def train(cfg: Config | str, run_dir: str | Path, *, progress: bool = True, resume: bool = False) -> dict[str, Any]:
     """Train a config (or preset name) into run_dir; returns a summary with the final step."""
-    from .train import Trainer
+    from .train import make_trainer
 
     cfg = load_config(cfg) if isinstance(cfg, str) else cfg
-    return Trainer(cfg, run_dir, progress=progress, resume=resume).fit()
+    return make_trainer(cfg, run_dir, progress=progress, resume=resume).fit()
 
 
 def evaluate(run_dir: str | Path, **kwargs: Any) -> dict[str, Any]:

@@ -121,7 +121,7 @@ def train(
                               "every batch (starts torchrun; see docs/scaling.md)."),
 ) -> None:
     """Train a GAN from a preset or YAML file; `--resume RUN \\[key=value...]` continues (steps may be raised)."""
-    from .train import Trainer, distributed, list_checkpoints, resolve_device
+    from .train import distributed, list_checkpoints, make_trainer, resolve_device
     from .variants import resolve
 
     if resume is not None:
@@ -135,6 +135,8 @@ def train(
         if not target:
             raise UserError("give a preset or YAML file to train", "e.g. `gankit train ring8-gan`; list: gankit presets")
         cfg, name = resolve(target, list(overrides or []))
+    if nproc > 1 and cfg.federated.clients:
+        raise UserError("federated.clients simulates every client in one process", "drop --nproc")
     if nproc > 1 and not distributed.launched():  # the workers get the run directory chosen here, so a
         # restarted worker finds the run to continue
         out_dir = out_dir or (None if resume else _new_run_dir(None, name, False)[0])
@@ -156,7 +158,7 @@ def train(
             _check_writable(run_dir)
         run_dir = Path(distributed.broadcast_text(str(run_dir) if main else "", shard))
     try:
-        trainer = Trainer(cfg, run_dir, resume=resume is not None, progress=progress)
+        trainer = make_trainer(cfg, run_dir, resume=resume is not None, progress=progress)
     except UserError:
         if created:  # bad data or model: leave no empty run directory behind
             shutil.rmtree(run_dir, ignore_errors=True)

@@ -259,6 +259,19 @@ class PrivacyConfig(_Section):
     max_grad_norm: float = Field(1.0, gt=0, description="each example's gradient is clipped to this L2 norm")
 
 
+class FederatedConfig(_Section):
+    """Federated averaging (FedAvg, McMahan et al. 2017) over clients simulated in this process (docs/federated.md)."""
+
+    clients: int = Field(0, ge=0, description="clients that each train on their own part of the data and are averaged "
+                         "(0: off, an ordinary run)")
+    local_steps: int = Field(20, ge=1, description="steps each client trains between two averages (one round); "
+                             "train.steps must be a multiple")
+    split: Literal["iid", "classes"] = Field("iid", description="iid: a seeded random equal partition of the rows; "
+                                             "classes: client k holds classes k·c … k·c+c-1 (mod the class count) "
+                                             "for c = classes_per_client (non-IID; needs labelled data)")
+    classes_per_client: int = Field(2, ge=1, description="split=classes: classes each client holds")
+
+
 class Config(_Section):
     """A whole run: written to runs/NAME/config.yaml, re-runnable as is.
 
@@ -278,6 +291,7 @@ class Config(_Section):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    federated: FederatedConfig = Field(default_factory=FederatedConfig)
 
     @model_validator(mode="before")
     @classmethod
@@ -295,6 +309,13 @@ class Config(_Section):
             raise ValueError(f"train.batch_size={self.train.batch_size} must be a multiple of model.pack={self.model.pack}")
         if self.loss.label_smoothing and self.loss.name not in BCE_GAMES:
             raise ValueError(f"loss.label_smoothing needs a BCE game (minimax or non_saturating), not {self.loss.name}")
+        fed = self.federated
+        if fed.clients and self.train.steps % fed.local_steps:
+            raise ValueError(f"train.steps={self.train.steps} must be a multiple of federated.local_steps="
+                             f"{fed.local_steps}, so the run ends on an average of the clients")
+        if fed.clients and self.privacy.epsilon is not None:
+            raise ValueError("federated.clients and privacy.epsilon cannot be combined: the DP accountant assumes one "
+                             "noisy sum per step, not one per client; drop one of them")
         return self
 
     def applicable(self, family: str) -> dict[str, Any]:

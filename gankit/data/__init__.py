@@ -3,8 +3,6 @@ arrays."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 from torch import Tensor
 
@@ -53,8 +51,7 @@ def only_classes(data: Dataset, classes: list[str]) -> Dataset:
     if not keep.any():
         raise UserError(f"data.normal={','.join(classes)} selects no sample", "pick classes the data has")
     rows = keep.nonzero().flatten()
-    return replace(data, x=data.x[rows], y=data.y[rows], attributes={k: v[rows] for k, v in data.attributes.items()},
-                   info={**data.info, "normal": [names[i] for i in sorted(set(picked))]})
+    return data.subset(rows, normal=[names[i] for i in sorted(set(picked))])
 
 
 def load_truth_pairs(cfg: DataConfig, seed: int = 0) -> PairDataset:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import torch
@@ -70,6 +70,11 @@ class Dataset:
             if key in self.info:
                 spec[key] = self.info[key]
         return spec
+
+    def subset(self, rows: Tensor, **info) -> Dataset:
+        """The samples `rows` (with their labels and attributes; class names kept whole), `info` added to its info."""
+        return replace(self, x=self.x[rows], y=None if self.y is None else self.y[rows],
+                       attributes={k: v[rows] for k, v in self.attributes.items()}, info={**self.info, **info})
 
     def take(self, index: Tensor) -> tuple[Tensor, Tensor | None]:
         """Rows `index` as float32 (uint8 images are mapped to [-1, 1] here, per batch, to save memory)."""

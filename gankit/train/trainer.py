@@ -84,6 +84,9 @@ class Trainer:
         if cfg.train.batch_size % self.shard.world:
             raise UserError(f"train.batch_size={cfg.train.batch_size} does not divide over {self.shard.world} "
                             "processes", "use a multiple of the process count (it is the global batch)")
+        if cfg.federated.clients and type(self) is Trainer:
+            raise UserError("federated.clients is set: this config trains with gankit.train.FederatedTrainer",
+                            "build the trainer with gankit.train.make_trainer(cfg, run_dir)")
         if self.shard.world > 1 and cfg.privacy.epsilon is not None:
             raise UserError("privacy.epsilon runs train in one process: the DP accountant assumes one noisy sum per "
                             "step", "run without torchrun / --nproc")
@@ -324,8 +327,9 @@ class Trainer:
         state = {"gankit_version": __version__, "rng": ckpt.rng_state(), "sampler": self.sampler.state_dict(),
                  "optim": optim_meta, "spec": self.spec,
                  "lr_scale": self.guard.lr_scale, "rollbacks": self.guard.rollbacks, "ema_updates": self.ema.updates if self.ema else 0}
-        path = ckpt.save_checkpoint(self.run_dir, self.step, {"model.safetensors": model,
-                                                              "optim.safetensors": optim_tensors}, state)
+        files = {"model.safetensors": model, "optim.safetensors": optim_tensors}
+        self._save_mode_state(files, state)
+        path = ckpt.save_checkpoint(self.run_dir, self.step, files, state)
         self.export()
         ckpt.prune_checkpoints(self.run_dir, self.cfg.train.keep_checkpoints)
         plot_losses(self.run_dir)
@@ -367,7 +371,15 @@ class Trainer:
         ckpt.set_rng_state(state["rng"])
         self.sampler.load_state_dict(state["sampler"] if "sampler" in state else {"cursor": state["data_cursor"]})
         self.step = state["step"]
+        self._restore_mode_state(state, files)
         log.info("resumed from %s (step %d)", path.name, self.step)
+
+    def _save_mode_state(self, files: dict[str, dict[str, Tensor]], state: dict[str, Any]) -> None:
+        """Add a training mode's own state to a checkpoint (files and state.json); the plain loop has none, federated
+        training (gankit.train.federated) keeps its clients here."""
+
+    def _restore_mode_state(self, state: dict[str, Any], files: dict[str, dict[str, Tensor]]) -> None:
+        """Inverse of _save_mode_state."""
 
     # ------------------------------------------------------------------------------------------- signals
 
