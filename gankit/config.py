@@ -259,6 +259,15 @@ class PrivacyConfig(_Section):
     max_grad_norm: float = Field(1.0, gt=0, description="each example's gradient is clipped to this L2 norm")
 
 
+class WatermarkConfig(_Section):
+    """An invisible watermark in the generator's output stage (image models; docs/provenance.md)."""
+
+    key: str | None = Field(None, min_length=4, description="a secret phrase: every image the model draws (samples, "
+                            "exports) carries a mark `gankit watermark --key` finds (none: no mark)")
+    strength: float = Field(8.0, gt=0, le=50, description="the detection score each image is lifted to (an unmarked "
+                            "image scores about N(0, 1)): higher survives more re-encoding, costs more PSNR")
+
+
 class Config(_Section):
     """A whole run: written to runs/NAME/config.yaml, re-runnable as is.
 
@@ -278,6 +287,7 @@ class Config(_Section):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    watermark: WatermarkConfig = Field(default_factory=WatermarkConfig)
 
     @model_validator(mode="before")
     @classmethod

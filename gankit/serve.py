@@ -75,7 +75,7 @@ def make_app(run_dir: str | Path) -> Starlette:
         raise UserError("gankit serve explores models that draw images from noise (with classes or not)",
                         "serve a DCGAN, cGAN, BigGAN, ... run; translators take images: use `gankit translate`")
     takes_truncation = "truncation" in gen.sampling
-    made_by = {"run": run_dir.name, "model_sha256": gen.weights_sha256()}
+    made_by = gen.provenance(run_dir)
 
     def params(request: Request) -> tuple[int, float, int | None]:
         seed = _number(request, "seed", int, 0, 0, MAX_SEED)

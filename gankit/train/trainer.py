@@ -32,7 +32,7 @@ from . import distributed
 from .ema import EMA
 from .guard import Diverged, NanGuard
 from .plots import plot_losses
-from .pretrained import generator_section, write_model_dir
+from .pretrained import generator_section, output_stage, write_model_dir
 from .refine import DISCRIMINATOR_FILE, discriminator_state
 from .runrecord import RunRecord
 from .logging import JsonlLog, ProgressBar, TensorBoardLog, summary_writer
@@ -94,6 +94,7 @@ class Trainer:
         self.data = dataset if dataset is not None else load_dataset(cfg.data, cfg.seed)
         self.spec = self.data.spec()
         self.kind = kind_of(self.spec)
+        output_stage(cfg, self.spec)  # a watermark the model's outputs cannot carry fails here, before training
         self.variant: Variant = build_variant(cfg, self.spec).to(self.device)
         if cfg.train.channels_last:  # 4-D weights only; checkpoints and exports are written contiguous as always
             self.variant.to(memory_format=torch.channels_last)
