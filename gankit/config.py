@@ -309,8 +309,11 @@ class Config(_Section):
 
     def applicable(self, family: str) -> dict[str, Any]:
         """The config as a dict without the data and model keys that this run's data set and network `family`
-        (mlp, dcgan, biggan) ignore, and without label smoothing for games that have none."""
+        (mlp, dcgan, biggan) ignore, and without label smoothing for games that have none; a watermark key is
+        replaced by "(secret)", since what this returns is shown and shared (`gankit info`, the HTML report)."""
         raw = self.model_dump(mode="json")
+        if self.watermark.key is not None:
+            raw["watermark"]["key"] = "(secret)"
         raw["data"] = {k: v for k, v in raw["data"].items()
                        if self.data.name in DataConfig.ONLY_FOR.get(k, (self.data.name,))}
         raw["model"] = {k: v for k, v in raw["model"].items() if family in ModelConfig.ONLY_FOR.get(k, (family,))}

@@ -89,6 +89,15 @@ def test_every_output_of_a_watermarked_model_carries_the_mark_exports_too(marked
     assert copy.watermark is not None and stage.score(copy.sample(4, seed=3)).min() > 7.5
 
 
+def test_shared_summaries_name_the_watermark_but_never_its_key(marked_run, cli):
+    from gankit.report.html import render_report
+
+    code, text, _ = cli("info", str(marked_run), "--json")
+    assert code == 0 and json.loads(text)["watermark"] == fingerprint(KEY) and KEY not in text
+    page = render_report(marked_run)
+    assert fingerprint(KEY) in page and KEY not in page
+
+
 def test_gankit_watermark_exits_0_for_marked_1_for_unmarked_2_for_bad_input(marked_run, train_tiny, tmp_path, cli):
     plain = train_tiny("digits-dcgan", "model.width=8", "train.steps=1", "train.sample_every=0",
                        "train.checkpoint_every=0")

@@ -94,7 +94,11 @@ class Trainer:
         self.data = dataset if dataset is not None else load_dataset(cfg.data, cfg.seed)
         self.spec = self.data.spec()
         self.kind = kind_of(self.spec)
-        output_stage(cfg, self.spec)  # a watermark the model's outputs cannot carry fails here, before training
+        if output_stage(cfg, self.spec) is not None and min(self.spec["shape"][1:]) < 32 and self.main:
+            # a watermark the outputs cannot carry failed above, before training; a small one can, but not unseen
+            log.warning("watermark: at %s pixels a mark of strength %g shows (PSNR about 19 dB at 16×16 and "
+                        "strength 8); docs/provenance.md has the trade-off", "×".join(map(str, self.spec["shape"][1:])),
+                        cfg.watermark.strength)
         self.variant: Variant = build_variant(cfg, self.spec).to(self.device)
         if cfg.train.channels_last:  # 4-D weights only; checkpoints and exports are written contiguous as always
             self.variant.to(memory_format=torch.channels_last)
