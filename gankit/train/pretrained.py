@@ -61,6 +61,8 @@ class Generator:
 
     def to(self, device: str | torch.device) -> Generator:
         self.variant.to(device)
+        if self.watermark is not None:
+            self.watermark.to(device)
         return self
 
     @property
@@ -211,7 +213,7 @@ class Generator:
         fingerprint of the watermark key where outputs carry a mark."""
         fields = {"run": run.name, "model_sha256": self.weights_sha256()}
         if self.watermark is not None:
-            fields["watermark"] = fingerprint(self.config.watermark.key or "")
+            fields["watermark"] = fingerprint(str(self.config.watermark.key))
         return fields
 
     def weights_sha256(self) -> str:
@@ -455,4 +457,4 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu") -> Generator:
     except RuntimeError as exc:  # shapes that do not match the saved config
         raise UserError(f"{run_dir}: saved weights do not fit the saved model description",
                         str(exc).splitlines()[-1].strip()) from None
-    return Generator(variant.to(device), config, spec, info, source=run_dir)
+    return Generator(variant, config, spec, info, source=run_dir).to(device)
