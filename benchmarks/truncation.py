@@ -31,7 +31,7 @@ import torch
 
 import gankit
 from gankit.data import load_dataset
-from gankit.io import provenance, write_png
+from gankit.io import plot_label, write_png
 from gankit.metrics import FeatureStats, precision_recall
 from gankit.report.compare import PR_K
 from gankit.report.evaluate import RunEval
@@ -135,7 +135,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     fig.savefig(buf, format="png")
     plt.close(fig)
     buf.seek(0)
-    write_png(path, Image.open(buf), provenance(plot="truncation", run=title))
+    write_png(path, Image.open(buf), plot_label("truncation", run=title))
 
 
 def main() -> None:

@@ -309,16 +309,11 @@ def sample(
         labels = gen.label_indices(cls, count) if cls is not None else None
         x = gen.sample(count, seed=seed, truncation=truncation, labels=labels, codes=codes, inputs=given,
                        condition=rows)
-    meta = {**_made_by(gen, run), "seed": seed, "truncation": truncation, "class": cls, "codes": code, "vary": vary,
+    meta = {**gen.provenance(run), "seed": seed, "truncation": truncation, "class": cls, "codes": code, "vary": vary,
             "input": str(inputs) if inputs else None, "prompt": prompt, "refine": refine, "mix": mix,
             "condition": ",".join(condition) if condition else None}
     kind.write(out, x, gen.spec, nrow=nrow, labels=labels, cells=cells, meta=meta)
     err.print(f"wrote {kind.describe(x, gen.spec)} to {out}{_spread(gen, labels)}", highlight=False)
-
-
-def _made_by(gen, run: Path) -> dict[str, str]:
-    """Provenance fields naming the model behind an output: the run's name and the sha256 of the weights."""
-    return {"run": run.name, "model_sha256": gen.weights_sha256()}
 
 
 def _spread(gen, labels: Tensor | None) -> str:
@@ -389,7 +384,7 @@ def interpolate(
     labels = gen.label_indices(cls, rows) if cls is not None else None
     frames = [gen.generate(slerp(start, end, t), labels=labels, seed=seed, truncation=truncation)
               for t in torch.linspace(0, 1, steps).tolist()]
-    meta = {**_made_by(gen, run), "seed": seed, "steps": steps, "class": cls}
+    meta = {**gen.provenance(run), "seed": seed, "steps": steps, "class": cls}
     if out.suffix.lower() == ".png":
         io.save_grid(out, torch.stack(frames, dim=1).flatten(0, 1), nrow=steps,
                      scale=max(1, 64 // frames[0].shape[-1]), **meta)
@@ -452,7 +447,7 @@ def reconstruct(
     _check_per_input_out(gen, out, grid)
     x = gen.data_kind.read_inputs(inputs, gen.spec)
     y = gen.reconstruct(x)
-    meta = {**_made_by(gen, run), "input": str(inputs), "task": "reconstruct"}
+    meta = {**gen.provenance(run), "input": str(inputs), "task": "reconstruct"}
     _write_per_input(gen, out, y, _output_names(inputs), meta, [x, y] if grid else None)
     err.print(f"reconstructed {len(x)} image{'s' * (len(x) != 1)} to {out}", highlight=False)
 
@@ -482,7 +477,7 @@ def _map_images(run: Path, inputs: Path, out: str, grid: bool, upscale: bool, di
     _check_per_input_out(gen, out, grid)
     x = gen.data_kind.read_inputs(inputs, gen.spec)
     y = gen.sample(inputs=x, direction=direction)
-    meta = {**_made_by(gen, run), "input": str(inputs), "task": "upscale" if upscale else "translate",
+    meta = {**gen.provenance(run), "input": str(inputs), "task": "upscale" if upscale else "translate",
             "direction": direction}
     shown = F.interpolate(x, size=y.shape[-2:], mode="nearest") if x.shape[-1] != y.shape[-1] else x
     _write_per_input(gen, out, y, _output_names(inputs), meta, [shown, y] if grid else None)
@@ -566,7 +561,7 @@ def invert(
         import torch
 
         io.save_grid(out.with_suffix(".png"), torch.stack([x, inv.images], dim=1).flatten(0, 1),
-                     nrow=2 * min(4, len(x)), scale=max(1, 64 // x.shape[-1]), **_made_by(gen, run), input=str(images),
+                     nrow=2 * min(4, len(x)), scale=max(1, 64 // x.shape[-1]), **gen.provenance(run), input=str(images),
                      task="invert")
     also = f" and {out.with_suffix('.png')}" if grid else ""
     err.print(f"inverted {len(x)} image{'s' * (len(x) != 1)} into {out}{also}: PSNR {inv.psnr.mean():.2f} dB "
@@ -639,7 +634,7 @@ def edit(
         inv = _invert(gen, run, x, cls, steps, seed, encoder)
         z, labels, shown = inv.z, inv.labels, inv.images
     y = gen.generate(editing.edit(z, found, amounts, hold=not free), labels=labels)
-    meta = {**_made_by(gen, run), "input": str(inputs), "task": "edit", "edit": ", ".join(direction), "free": free}
+    meta = {**gen.provenance(run), "input": str(inputs), "task": "edit", "edit": ", ".join(direction), "free": free}
     columns = ([x, shown] if x is not None else [gen.generate(z, labels=labels)]) + [y]
     _write_per_input(gen, out, y, names, meta, columns if grid else None)
     err.print(f"edited {len(y)} image{'s' * (len(y) != 1)} ({', '.join(direction)}) to {out}", highlight=False)
@@ -671,7 +666,7 @@ def directions_cmd(
         if grid.suffix.lower() != ".png":
             raise UserError(f"--grid {grid}: the sweep is a PNG", "give --grid FILE.png")
         images = editing.sweep(gen, found, torch.linspace(-3, 3, 7))
-        io.save_grid(grid, images, nrow=7, scale=max(1, 64 // images.shape[-1]), **_made_by(gen, run),
+        io.save_grid(grid, images, nrow=7, scale=max(1, 64 // images.shape[-1]), **gen.provenance(run),
                      task="directions", rows=", ".join(found.items), amounts="-3 to 3")
     if as_json:
         items = {name: {"method": d.method, "attribute": d.attribute, "value": d.value, "accuracy": d.accuracy}
@@ -721,14 +716,14 @@ def explain(
         labels = torch.cat([real_labels, fake_labels]) if gen.class_names else None
         grad_input, integrated = explaining.saliency(critic, images, labels)
         cells = torch.stack([images, explaining.heat(grad_input), explaining.heat(integrated)], dim=1).flatten(0, 1)
-        io.save_grid(out / "saliency.png", cells, nrow=6, scale=max(1, 64 // images.shape[-1]), **_made_by(gen, run),
+        io.save_grid(out / "saliency.png", cells, nrow=6, scale=max(1, 64 // images.shape[-1]), **gen.provenance(run),
                      task="explain", columns="image, gradient x input, integrated gradients (real first)")
         report["saliency"] = {"file": "saliency.png", "real": heldout, "generated": n}
     else:
         report["saliency"] = "none: the run kept no checkpoint with a D that scores images alone"
     found = editing.run_directions(gen, run, editing.evaluator_for(gen))
     images = editing.sweep(gen, found, torch.linspace(-3, 3, 7), seed=seed)
-    io.save_grid(out / "directions.png", images, nrow=7, scale=max(1, 64 // images.shape[-1]), **_made_by(gen, run),
+    io.save_grid(out / "directions.png", images, nrow=7, scale=max(1, 64 // images.shape[-1]), **gen.provenance(run),
                  task="explain", rows=", ".join(found.items), amounts="-3 to 3")
     evaluator = editing.evaluator_for(gen)
     effects = explaining.direction_effects(gen, evaluator, found, seed=seed) if evaluator is not None else {}
@@ -1000,13 +995,15 @@ def provenance_cmd(
 ) -> None:
     """Say whether a file was generated by gankit, and by what: the provenance every image, GIF and .npz it writes
     carries. Exit code 1 when the file has none (not made by gankit, or its metadata was stripped)."""
-    from .io import read_provenance
+    from .io import is_plot, read_provenance
 
     if not path.is_file():
         raise UserError(f"{path} does not exist", "give a PNG, GIF or .npz file")
     fields = read_provenance(path)
     if fields is None:
-        err.print(f"{path}: no gankit provenance (not made by gankit, or its metadata was stripped)", highlight=False)
+        what = "a gankit plot of measurements, not a generated image" if is_plot(path) else \
+            "no gankit provenance (not made by gankit, or its metadata was stripped)"
+        err.print(f"{path}: {what}", highlight=False)
         raise typer.Exit(1)
     if as_json:
         print(json.dumps(fields, indent=2))
@@ -1015,6 +1012,78 @@ def provenance_cmd(
     for key, value in fields.items():
         table.add_row(key.removeprefix("gankit:"), value)
     out.print(table)
+
+
+@app.command("watermark", epilog=_examples("gankit watermark samples/ --run runs/shapes",
+                                           "gankit watermark photo.jpg --key 'my secret phrase' --size 32x32"))
+def watermark_cmd(
+    paths: list[Path] = typer.Argument(..., help="Image files (PNG, JPEG, ...) or folders of them: single images, "
+                                       "as `gankit sample --out DIR/` writes them, not grids."),
+    run: Optional[Path] = typer.Option(None, "--run", help="The run (or model folder) whose watermark to look for."),
+    key: Optional[str] = typer.Option(None, "--key", help="The secret phrase (watermark.key), instead of --run."),
+    size: Optional[str] = typer.Option(None, "--size", help="With --key: WxH the model drew (default: each image's "
+                                    "own size)."),
+    fpr: float = typer.Option(1e-4, "--fpr", min=1e-12, max=0.5, help="False-positive rate: an image counts as "
+                              "marked when an unmarked one would score as high less often than this."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per image, as a list."),
+) -> None:
+    """Look for a model's invisible watermark (watermark.key) in images, also after JPEG re-encoding, rescaling or
+    cropping. Exit code 1 when some image carries no mark."""
+    import torch
+
+    from .data.folder import IMAGE_SUFFIXES, as_array, list_images, open_image
+    from .nets.watermark import detect
+    from .train import load
+
+    if (run is None) == (key is None):
+        raise UserError("give the watermark to look for: --run RUN or --key PHRASE", "one of the two")
+    channels = 3
+    if run is not None:
+        gen = load(run)
+        if gen.watermark is None:
+            raise UserError(f"{run} draws no watermark (its watermark.key is unset)",
+                            "train with watermark.key=PHRASE, or resume it with that key and the same steps")
+        key, (channels, height, width) = gen.config.watermark.key, gen.spec["shape"]
+        native: Optional[tuple[int, int]] = (height, width)
+    elif size is not None:
+        try:
+            w, h = (int(v) for v in size.lower().split("x"))
+        except ValueError:
+            raise UserError(f"--size {size!r} is not WxH", "e.g. --size 32x32") from None
+        native = (h, w)
+    else:
+        native = None
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += list_images(path)
+        elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            files.append(path)
+        else:
+            raise UserError(f"{path} is not an image file or folder", f"give files ending in "
+                            f"{', '.join(sorted(IMAGE_SUFFIXES))}, or folders of them")
+    if not files:
+        raise UserError(f"no images in {', '.join(map(str, paths))}", "give PNG / JPEG files or folders of them")
+    results = []
+    for path in files:
+        try:
+            image = torch.tensor(as_array(open_image(path, channels)), dtype=torch.float32) / 127.5 - 1
+        except OSError as exc:
+            raise UserError(f"{path} is not a readable image: {exc}", "give PNG / JPEG files") from None
+        height, width = native or image.shape[-2:]
+        found = detect(image, key, height, width)
+        results.append({"file": str(path), "marked": found.marked(fpr), "score": round(found.score, 2),
+                        "p_value": found.p_value, "read": found.how})
+    if as_json:
+        print(json.dumps(results, indent=2))
+    else:
+        table = Table("file", "marked", "score", "p-value", "read")
+        for r in results:
+            table.add_row(r["file"], "yes" if r["marked"] else "no", f"{r['score']:.1f}", f"{r['p_value']:.1e}",
+                          r["read"])
+        out.print(table)
+    if not all(r["marked"] for r in results):
+        raise typer.Exit(1)
 
 
 @app.command(epilog=_examples("gankit info runs/digits", "gankit info runs/digits --json"))

@@ -224,9 +224,10 @@ class TrainConfig(_Section):
     compile: bool = Field(False, description="torch.compile the nets (in place; the first steps pay the compile, "
                           "logged as a `compile` event; the cache lives in RUN/.compile-cache so resumes reuse it). "
                           "No faster for the CPU presets measured (docs/scaling.md)")
-    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: the nets' forward passes run under bf16 "
-                                               "autocast (losses, weights and optimizer state stay fp32); 1.6-2.8x "
-                                               "faster at 64x64 on CPUs with AMX, no faster at 16x16 (docs/scaling.md)")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="bf16: the nets' forward passes run under bf16 autocast (losses, weights and optimizer "
+        "state stay fp32); 1.6-2.8x faster at 64x64 on CPUs with AMX, no faster at 16x16. fp16: the same in float16 "
+        "with a dynamic loss scale per optimizer group, for GPUs without bf16 (docs/scaling.md)")
     export_discriminator: bool = Field(False, description="also export D to model/discriminator.safetensors, so "
                                        "discriminator-guided sampling (--refine) works without checkpoints")
     tensorboard: bool = Field(False, description="also log scalars and progress pictures to RUN/tensorboard/ (needs "
@@ -272,6 +273,15 @@ class FederatedConfig(_Section):
     classes_per_client: int = Field(2, ge=1, description="split=classes: classes each client holds")
 
 
+class WatermarkConfig(_Section):
+    """An invisible watermark in the generator's output stage (image models; docs/provenance.md)."""
+
+    key: str | None = Field(None, min_length=4, description="a secret phrase: every image the model draws (samples, "
+                            "exports) carries a mark `gankit watermark --key` finds (none: no mark)")
+    strength: float = Field(8.0, gt=0, le=50, description="the detection score each image is lifted to (an unmarked "
+                            "image scores about N(0, 1)): higher survives more re-encoding, costs more PSNR")
+
+
 class Config(_Section):
     """A whole run: written to runs/NAME/config.yaml, re-runnable as is.
 
@@ -291,6 +301,7 @@ class Config(_Section):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    watermark: WatermarkConfig = Field(default_factory=WatermarkConfig)
     federated: FederatedConfig = Field(default_factory=FederatedConfig)
 
     @model_validator(mode="before")
@@ -320,8 +331,11 @@ class Config(_Section):
 
     def applicable(self, family: str) -> dict[str, Any]:
         """The config as a dict without the data and model keys that this run's data set and network `family`
-        (mlp, dcgan, biggan) ignore, and without label smoothing for games that have none."""
+        (mlp, dcgan, biggan) ignore, and without label smoothing for games that have none; a watermark key is
+        replaced by "(secret)", since what this returns is shown and shared (`gankit info`, the HTML report)."""
         raw = self.model_dump(mode="json")
+        if self.watermark.key is not None:
+            raw["watermark"]["key"] = "(secret)"
         raw["data"] = {k: v for k, v in raw["data"].items()
                        if self.data.name in DataConfig.ONLY_FOR.get(k, (self.data.name,))}
         raw["model"] = {k: v for k, v in raw["model"].items() if family in ModelConfig.ONLY_FOR.get(k, (family,))}

@@ -72,6 +72,17 @@ def provenance(**fields: object) -> dict[str, str]:
     return meta
 
 
+PLOT_NOTE = "A plot made by gankit: it shows measurements of a run, it is not a generated image."
+
+
+def plot_label(name: str, **fields: object) -> dict[str, str]:
+    """Text chunks for a plot named `name` (losses, curves): made by gankit, but not labelled as generated content,
+    so `gankit provenance` never counts a chart as a generated image."""
+    meta = {"Software": f"gankit {__version__}", "gankit:plot": name, "Comment": PLOT_NOTE}
+    meta.update({f"gankit:{k}": str(v) for k, v in fields.items() if v is not None})
+    return meta
+
+
 SIDECAR_SUFFIXES = (".csv", ".txt", ".smi")  # plain-text outputs with no room for metadata inside
 
 
@@ -104,6 +115,15 @@ def read_provenance(path: str | Path) -> dict[str, str] | None:
     except (OSError, ValueError, SyntaxError) as exc:
         raise UserError(f"{path}: cannot read it as an image or .npz ({exc})", "give a PNG, GIF or .npz") from None
     return fields if fields.get("gankit:generated") == "true" else None
+
+
+def is_plot(path: str | Path) -> bool:
+    """Whether a PNG carries gankit's plot label (`plot_label`)."""
+    try:
+        with Image.open(path) as image:
+            return "gankit:plot" in image.info
+    except (OSError, ValueError, SyntaxError):
+        return False
 
 
 def png_bytes(image: Image.Image, meta: dict[str, str]) -> bytes:

@@ -42,6 +42,16 @@ def test_a_file_without_provenance_exits_1_and_an_unreadable_one_2(tmp_path, cli
     assert code == 2 and "cannot read it" in err
 
 
+def test_plots_say_gankit_made_them_but_are_not_labelled_as_generated_images(train_tiny, cli):
+    run = train_tiny("digits-dcgan", "model.width=8", "train.steps=1", "train.sample_every=0",
+                     "train.checkpoint_every=0")
+    assert io.read_provenance(run / "losses.png") is None
+    code, _, err = cli("provenance", str(run / "losses.png"))
+    assert code == 1 and "a gankit plot of measurements, not a generated image" in err
+    with Image.open(run / "losses.png") as image:
+        assert image.info["gankit:plot"] == "losses" and image.info["gankit:run"] == run.name
+
+
 def test_stripping_the_text_chunks_removes_the_label(tmp_path):
     io.save_grid(tmp_path / "g.png", torch.zeros(1, 3, 4, 4), run="r")
     assert io.read_provenance(tmp_path / "g.png")["gankit:run"] == "r"

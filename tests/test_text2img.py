@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from gankit import losses
 from gankit.config import DataConfig
@@ -229,6 +230,36 @@ def test_g_loss_is_the_game_on_its_fakes_plus_weighted_kl():
     loss, scalars = variant.loss("G", batch, ctx)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert scalars["kl"].item() > 0
+
+
+def _info_nce(variant, x, tokens, temperature=0.1):
+    """The contrastive loss, computed here from D's parts: cosine logits of pooled image features against text."""
+    image = F.normalize(variant.D.image_embed(variant.D.feature_map(x).sum(dim=(2, 3))), dim=1)
+    text = F.normalize(variant.D.text(variant.encoder(tokens)), dim=1)
+    logits = image @ text.T / temperature
+    target = torch.arange(len(x))
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+def test_contrastive_terms_are_added_to_both_players_with_their_weight():
+    """Catches the contrastive terms dropped, unweighted, with the wrong sign, or matching the wrong captions."""
+    plain, batch, _ = _setup()
+    both, _, _ = _setup("text2img.contrastive=2")
+    for variant in (plain, both):
+        variant.D.eval()
+    ctx_plain, ctx_both = Context(), Context()
+    torch.manual_seed(1)
+    d_plain, _ = plain.loss("D", batch, ctx_plain)
+    torch.manual_seed(1)  # the same noise, so the same fakes
+    d_both, scalars = both.loss("D", batch, ctx_both)
+    real_nce = _info_nce(both, batch.x, batch.text)
+    assert d_both.item() == pytest.approx((d_plain + 2 * real_nce).item(), rel=1e-5)
+    assert scalars["d_contrastive"].item() == pytest.approx(real_nce.item(), rel=1e-5)
+    assert real_nce.item() != pytest.approx(_info_nce(both, batch.x, batch.text.roll(1, 0)).item(), rel=1e-3)
+    fake = ctx_both.values[FAKE][0]
+    g_plain, _ = plain.loss("G", batch, ctx_plain)
+    g_both, _ = both.loss("G", batch, ctx_both)
+    assert g_both.item() == pytest.approx((g_plain + 2 * _info_nce(both, fake, batch.text)).item(), rel=1e-5)
 
 
 def test_d_loss_trains_the_text_encoder_and_g_loss_does_not():

@@ -145,6 +145,43 @@ def test_bf16_precision_runs_the_nets_in_bf16_and_keeps_losses_and_weights_fp32(
     assert x.dtype == torch.float32 and torch.isfinite(x).all()  # sampling runs in fp32
 
 
+FP16 = ["model.width=8", "train.sample_every=0", "train.log_every=1", "train.precision=fp16"]
+
+
+def test_fp16_precision_scales_the_loss_per_group_and_trains_like_fp32(tmp_path):
+    fast = Trainer(gankit.load_config("digits-dcgan", ["train.steps=3", *FP16]), tmp_path / "h", progress=False)
+    seen = []
+    fast.variant.D.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    fast.fit()
+    assert seen and set(seen) == {torch.float16}
+    assert all(p.dtype == torch.float32 for p in fast.variant.parameters())
+    Trainer(gankit.load_config("digits-dcgan", ["train.steps=3", *FP16[:-1]]), tmp_path / "f", progress=False).fit()
+    first = [next(r for r in read_logs(tmp_path / run / "logs.jsonl") if "d_loss" in r) for run in "hf"]
+    assert first[0]["d_loss"] != first[1]["d_loss"] and abs(first[0]["d_loss"] - first[1]["d_loss"]) < 0.02
+    assert first[0]["loss_scale_D"] == first[0]["loss_scale_G"] == 65536.0 and first[0]["fp16_overflows"] == 0
+
+
+def _huge_scales(trainer: Trainer) -> Trainer:
+    """Loss scales so large that the first fp16 steps overflow, as a too-optimistic scaler would."""
+    trainer.scalers = {g: torch.amp.GradScaler("cpu", init_scale=2.0**60) for g in trainer.scalers}
+    return trainer
+
+
+def test_fp16_overflows_lower_the_scale_without_waking_the_nan_guard_and_resume_keeps_the_scale(tmp_path):
+    cfg = gankit.load_config("digits-dcgan", ["train.steps=4", *FP16])
+    _huge_scales(Trainer(cfg, tmp_path / "a", progress=False)).fit()
+    logs = read_logs(tmp_path / "a" / "logs.jsonl")
+    assert sum(r.get("fp16_overflows", 0) for r in logs) >= 4  # both groups skipped their first steps ...
+    assert not any(r.get("event") == "rollback" or r.get("skipped_nonfinite") for r in logs)  # ... quietly
+    assert logs[-1]["loss_scale_D"] < 2.0**60
+    _huge_scales(Trainer(gankit.load_config("digits-dcgan", ["train.steps=2", *FP16]), tmp_path / "b",
+                         progress=False)).fit()
+    Trainer(cfg, tmp_path / "b", resume=True, progress=False).fit()  # a fresh scaler starts at 2**16: restored
+    a, b = _g_weights(tmp_path / "a"), _g_weights(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert read_logs(tmp_path / "b" / "logs.jsonl")[-1]["loss_scale_D"] == logs[-1]["loss_scale_D"]
+
+
 @pytest.mark.slow
 def test_compiled_nets_train_like_eager_ones_and_resume_from_the_run_cache(tmp_path, ring_cfg):
     eager, fast = ring_cfg("train.steps=4", "train.checkpoint_every=2"), ring_cfg("train.steps=4", "train.compile=true")

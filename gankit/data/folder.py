@@ -28,8 +28,8 @@ def list_images(root: Path) -> list[Path]:
     return sorted(p for p in _visible_files(root) if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def load_image(path: Path, resolution: int, channels: int) -> np.ndarray:
-    """One image as (channels, resolution, resolution) uint8: any mode converted, short side resized, centre crop."""
+def open_image(path: Path, channels: int) -> Image.Image:
+    """One image file as an L (channels 1) or RGB image at its own size: any mode converted, transparency on white."""
     with Image.open(path) as img:
         img.load()
         if img.mode.startswith("I"):  # 16/32-bit grey: PIL's convert would clip at 255 instead of scaling
@@ -38,15 +38,24 @@ def load_image(path: Path, resolution: int, channels: int) -> np.ndarray:
             rgba = img.convert("RGBA")
             img = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             img.alpha_composite(rgba)  # transparent pixels become white rather than arbitrary colours
-        img = img.convert("L" if channels == 1 else "RGB")
-        w, h = img.size
-        scale = resolution / min(w, h)
-        new_w, new_h = max(resolution, round(w * scale)), max(resolution, round(h * scale))
-        img = img.resize((new_w, new_h), Image.Resampling.BICUBIC, reducing_gap=3.0)
-        left, top = (new_w - resolution) // 2, (new_h - resolution) // 2
-        img = img.crop((left, top, left + resolution, top + resolution))
-        arr = np.asarray(img, dtype=np.uint8)
-    return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
+        return img.convert("L" if channels == 1 else "RGB")
+
+
+def as_array(img: Image.Image) -> np.ndarray:
+    """An L or RGB image as (channels, H, W) uint8."""
+    arr = np.asarray(img, dtype=np.uint8)
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+def load_image(path: Path, resolution: int, channels: int) -> np.ndarray:
+    """One image as (channels, resolution, resolution) uint8: any mode converted, short side resized, centre crop."""
+    img = open_image(path, channels)
+    w, h = img.size
+    scale = resolution / min(w, h)
+    new_w, new_h = max(resolution, round(w * scale)), max(resolution, round(h * scale))
+    img = img.resize((new_w, new_h), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    left, top = (new_w - resolution) // 2, (new_h - resolution) // 2
+    return as_array(img.crop((left, top, left + resolution, top + resolution)))
 
 
 def image_folder(path: str | None, resolution: int = 32, channels: int = 3) -> Dataset:

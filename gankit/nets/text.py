@@ -79,6 +79,13 @@ class TextDiscriminator(nn.Module):
         self.embed = spectral_norm(nn.Linear(joint_dim, channels, bias=False))  # the projection ⟨W t, Σ h⟩
         self.joint = spectral_norm(nn.Conv2d(channels + joint_dim, channels, 3, padding=1))
         self.joint_out = spectral_norm(nn.Linear(channels * 16, 1))
+        self.image_embed = nn.Linear(channels, joint_dim)  # the image side of the contrastive match (XMC-GAN)
+
+    def match(self, h: Tensor, text: Tensor, temperature: float) -> Tensor:
+        """Cosine similarities / temperature (N, N) of every image in h (feature maps) with every text vector: the
+        logits of the contrastive image-text loss, the matching pairs on the diagonal."""
+        image = F.normalize(self.image_embed(h.sum(dim=(2, 3))), dim=1)
+        return image @ F.normalize(text, dim=1).T / temperature
 
     def text(self, sentences: Tensor) -> Tensor:
         """(N, joint_dim) text vectors as the heads take them."""

@@ -82,6 +82,9 @@ def _model_card(info: dict[str, Any], spec_note: str) -> str:
                             "protocol says so), with the evaluator named there, and do not transfer to other data."),
             ("Generated content", GENERATED_NOTE + " Every image gankit writes is labelled so "
                                                    "(`gankit provenance FILE`).")]
+    if info.get("watermark"):
+        rows.append(("Watermark", f"Every image the generator draws carries an invisible mark (key fingerprint "
+                                  f"{info['watermark']}); `gankit watermark FILES --run RUN` finds it."))
     return _table(rows)
 
 

@@ -36,7 +36,7 @@ def run_info(run_dir: str | Path) -> dict[str, Any]:
             "loss": cfg.loss.name, "parameters": gen.info.get("parameters", {"G": g_params}),
             "weights": gen.info.get("weights"), "training_seconds": _training_seconds(run_dir),
             "metrics": _read_json(run_dir / "metrics.json", "re-run `gankit eval`"),
-            "config": config}
+            "watermark": gen.provenance(run_dir).get("watermark"), "config": config}
 
 
 def summary_lines(info: dict[str, Any]) -> list[str]:

@@ -2,8 +2,9 @@
 
 The exported graph maps noise z (N, z_dim) — and, for conditional models, the resolved condition (class indices
 (N,) int64 for class-conditional models, codes (N, K) float for InfoGAN) — to samples in the data's layout, the same
-as `gankit.load(run).generate(...)` for the same inputs. Sampling options that are Python logic (truncation by
-redrawing, random labels) stay outside: draw z and the condition yourself. A model that transforms inputs
+as `gankit.load(run).generate(...)` for the same inputs, watermark included where the model carries one. Sampling
+options that are Python logic (truncation by redrawing, random labels) stay outside: draw z and the condition
+yourself. A model that transforms inputs
 (translators, upscalers) is exported as inputs (N, C, H, W) in [-1, 1] -> outputs; a two-way translator in its
 default direction, A to B.
 """
@@ -26,26 +27,23 @@ FORMATS = ("torchscript", "onnx")
 
 
 class ExportedGenerator(nn.Module):
-    """G's forward pass on (z[, condition]) as a plain module: what the exporters trace."""
+    """G's forward pass on (z[, condition]) as a plain module, through the generator's output stage (the watermark
+    where the model carries one): what the exporters trace."""
 
-    def __init__(self, variant: Variant) -> None:
+    def __init__(self, variant: Variant, stage: nn.Module | None = None) -> None:
         super().__init__()
-        self.variant = variant
+        self.variant, self.stage = variant, stage or nn.Identity()
 
     def forward(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
-        return self.variant.run_generator(Request(z.shape[0], z=z, cond=cond, prepared=True))
+        return self.stage(self.variant.run_generator(Request(z.shape[0], z=z, cond=cond, prepared=True)))
 
 
-class ExportedTranslator(nn.Module):
+class ExportedTranslator(ExportedGenerator):
     """G's forward pass on input images, for models that transform inputs (no noise)."""
 
-    def __init__(self, variant: Variant) -> None:
-        super().__init__()
-        self.variant = variant
-
     def forward(self, inputs: Tensor) -> Tensor:
-        return self.variant.run_generator(Request(inputs.shape[0], z=inputs.new_zeros(inputs.shape[0], 0),
-                                                  cond=inputs, prepared=True))
+        return self.stage(self.variant.run_generator(Request(inputs.shape[0], z=inputs.new_zeros(inputs.shape[0], 0),
+                                                             cond=inputs, prepared=True)))
 
 
 def takes_inputs(gen: Generator) -> bool:
@@ -70,7 +68,7 @@ def export(gen: Generator, fmt: str, out: str | Path) -> Path:
         raise UserError(f"a {gen.variant.name} model draws its samples step by step, which an export of one forward "
                         "pass cannot hold", "sample it with gankit sample or gankit.load(RUN).sample(n)")
     wrapper = ExportedTranslator if takes_inputs(gen) else ExportedGenerator
-    module = wrapper(gen.variant.cpu()).eval()  # eval: exporters restore the mode they found
+    module = wrapper(gen.variant, gen.watermark).cpu().eval()  # eval: exporters restore the mode they found
     inputs = example_inputs(gen)
     out = Path(out)
     with torch.no_grad(), atomic_path(out) as tmp:

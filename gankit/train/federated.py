@@ -125,6 +125,9 @@ class FederatedTrainer(Trainer):
         if cfg.train.compile:
             raise UserError("train.compile is not supported with federated.clients (every client holds a copy of "
                             "the nets)", "drop train.compile")
+        if cfg.train.precision == "fp16":
+            raise UserError("train.precision=fp16 is not supported with federated.clients yet (its loss scales are "
+                            "per optimizer, and the clients' are not kept apart)", "use train.precision=fp32 or bf16")
         torch.manual_seed(cfg.seed)
         data = dataset if dataset is not None else load_dataset(cfg.data, cfg.seed)
         if type(data) is not Dataset:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..io import provenance, write_png
+from ..io import plot_label, write_png
 from ..variants import LogKeys
 from .logging import read_logs, run_log_keys
 
@@ -55,5 +55,5 @@ def plot_losses(run_dir: str | Path) -> Path | None:
     plt.close(fig)
     buf.seek(0)
     path = run_dir / "losses.png"
-    write_png(path, Image.open(buf), provenance(run=run_dir.name, plot="losses"))
+    write_png(path, Image.open(buf), plot_label("losses", run=run_dir.name))
     return path

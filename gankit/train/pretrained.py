@@ -14,11 +14,12 @@ import yaml
 from pydantic import BaseModel
 from torch import Tensor
 
-from ..config import Config, ModelConfig, section_name
+from ..config import Config, ModelConfig, WatermarkConfig, section_name
 from ..data import kind_of, upgrade_spec
 from ..errors import UserError
 from ..io import atomic_path, write_json
 from ..nets.style import STYLE_PARTS
+from ..nets.watermark import Watermark, fingerprint
 from ..version import __version__
 from ..variants import (Request, Variant, build_variant, refused, resolve, upgrade_legacy_keys, validate_config,
                         variant_class)
@@ -38,6 +39,7 @@ class Generator:
         self.variant, self.config, self.spec, self.info = variant.eval(), config, spec, info
         self.source = source  # the run directory (or model folder) it was loaded from: refinement reads D there
         self._refiner = None
+        self.watermark = output_stage(config, spec)
 
     @property
     def kind(self) -> str:
@@ -59,6 +61,8 @@ class Generator:
 
     def to(self, device: str | torch.device) -> Generator:
         self.variant.to(device)
+        if self.watermark is not None:
+            self.watermark.to(device)
         return self
 
     @property
@@ -158,7 +162,8 @@ class Generator:
             label = int(index[0])
         request = {"codes": dict(codes or {}), "truncation": truncation}
         seed = int(torch.randint(2**31, ()).item()) if seed is None else seed
-        return self.refiner(quantile, chain).sample(method, n, seed, label=label, **request)
+        samples, cost = self.refiner(quantile, chain).sample(method, n, seed, label=label, **request)
+        return self.finish(samples), cost
 
     def check_takes(self, **asked: bool) -> None:
         """A clear error when a request asks for something this model does not take (see SAMPLING_OPTIONS)."""
@@ -194,10 +199,22 @@ class Generator:
                               condition=None if condition is None else condition[rows].to(self.device),
                               truncation=truncation)
             try:
-                samples = self.variant.generate(request).cpu()
+                samples = self.variant.generate(request)
             except ValueError as exc:
                 raise UserError(str(exc)) from None
-            yield samples
+            yield self.finish(samples).cpu()
+
+    def finish(self, samples: Tensor) -> Tensor:
+        """The output stage every sample passes: the invisible watermark where the model carries one."""
+        return samples if self.watermark is None else self.watermark(samples)
+
+    def provenance(self, run: Path) -> dict[str, str]:
+        """Provenance fields naming the model behind an output: the run's name, the sha256 of the weights, and the
+        fingerprint of the watermark key where outputs carry a mark."""
+        fields = {"run": run.name, "model_sha256": self.weights_sha256()}
+        if self.watermark is not None:
+            fields["watermark"] = fingerprint(str(self.config.watermark.key))
+        return fields
 
     def weights_sha256(self) -> str:
         """sha256 of the generator's weights (names and values): what provenance fields and caches name the model
@@ -277,7 +294,7 @@ class Generator:
         columns = [self.variant.run_generator(self.variant.prepare(Request(rows, z=z, truncation=truncation)))
                    for z in (z_a, z_b)]
         columns += [self.variant.mix(z_a, z_b, part, truncation) for part in STYLE_PARTS]
-        return torch.stack(columns, dim=1).flatten(0, 1).cpu(), len(columns)
+        return self.finish(torch.stack(columns, dim=1).flatten(0, 1)).cpu(), len(columns)
 
 
 def _generator(seed: int | None) -> torch.Generator:
@@ -320,7 +337,21 @@ def generator_section(cfg: Config) -> dict[str, Any]:
     options = cfg.options.model_dump(mode="json") if not isinstance(cfg.options, dict) else dict(cfg.options)
     if options:
         section[cfg.section_key] = options
+    if cfg.watermark.key is not None:  # the output stage is part of the generator
+        section["watermark"] = cfg.watermark.model_dump(mode="json")
     return section
+
+
+def output_stage(cfg: Config, spec: dict) -> Watermark | None:
+    """The watermark stage `watermark.key` asks for, sized to the model's images; None without a key. Models that
+    draw no single images (tables, sequences, clips) cannot carry one: a UserError."""
+    if cfg.watermark.key is None:
+        return None
+    shape = spec.get("shape") or []
+    if len(shape) != 3 or min(shape[1:]) < 8:
+        raise UserError(f"watermark.key: this model draws {spec.get('kind')} samples {tuple(shape)}, and only "
+                        "images (C, H, W) of at least 8×8 pixels carry the watermark", "leave watermark.key unset")
+    return Watermark(cfg.watermark.key, shape[1], shape[2], cfg.watermark.strength)
 
 
 def write_model_dir(out: Path, weights: dict[str, Tensor], info: dict[str, Any]) -> Path:
@@ -361,6 +392,8 @@ def generator_config(info: dict) -> tuple[Config, dict]:
     own = _known(variant_class(name).Config, saved.get(section))
     if own:
         raw[section] = own
+    if saved.get("watermark"):
+        raw["watermark"] = _known(WatermarkConfig, saved["watermark"])
     return validate_config(raw, "saved model description"), upgrade_spec(info["spec"], data)
 
 
@@ -424,4 +457,4 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu") -> Generator:
     except RuntimeError as exc:  # shapes that do not match the saved config
         raise UserError(f"{run_dir}: saved weights do not fit the saved model description",
                         str(exc).splitlines()[-1].strip()) from None
-    return Generator(variant.to(device), config, spec, info, source=run_dir)
+    return Generator(variant, config, spec, info, source=run_dir).to(device)

@@ -32,7 +32,7 @@ from . import distributed
 from .ema import EMA
 from .guard import Diverged, NanGuard
 from .plots import plot_losses
-from .pretrained import generator_section, write_model_dir
+from .pretrained import generator_section, output_stage, write_model_dir
 from .refine import DISCRIMINATOR_FILE, discriminator_state
 from .runrecord import RunRecord
 from .logging import JsonlLog, ProgressBar, TensorBoardLog, summary_writer
@@ -90,6 +90,9 @@ class Trainer:
         if self.shard.world > 1 and cfg.privacy.epsilon is not None:
             raise UserError("privacy.epsilon runs train in one process: the DP accountant assumes one noisy sum per "
                             "step", "run without torchrun / --nproc")
+        if cfg.train.precision == "fp16" and cfg.privacy.epsilon is not None:
+            raise UserError("privacy.epsilon clips each example's gradient to privacy.max_grad_norm, and fp16's loss "
+                            "scale would multiply those gradients first", "train it with train.precision=fp32 or bf16")
         distributed.barrier(self.shard)  # every process has looked at run_dir before process 0 writes to it
         if cfg.train.tensorboard:
             summary_writer()  # fails here, before any work, when tensorboard is missing
@@ -97,6 +100,11 @@ class Trainer:
         self.data = dataset if dataset is not None else load_dataset(cfg.data, cfg.seed)
         self.spec = self.data.spec()
         self.kind = kind_of(self.spec)
+        if output_stage(cfg, self.spec) is not None and min(self.spec["shape"][1:]) < 32 and self.main:
+            # a watermark the outputs cannot carry failed above, before training; a small one can, but not unseen
+            log.warning("watermark: at %s pixels a mark of strength %g shows (PSNR about 19 dB at 16×16 and "
+                        "strength 8); docs/provenance.md has the trade-off", "×".join(map(str, self.spec["shape"][1:])),
+                        cfg.watermark.strength)
         self.variant: Variant = build_variant(cfg, self.spec).to(self.device)
         if cfg.train.channels_last:  # 4-D weights only; checkpoints and exports are written contiguous as always
             self.variant.to(memory_format=torch.channels_last)
@@ -107,6 +115,13 @@ class Trainer:
         averaged = [m for group in self.groups.values() if group.ema for m in group.modules]
         self.ema = EMA(self.variant, self.variant.state_keys(averaged), cfg.optim.ema) \
             if averaged and cfg.optim.ema else None
+        # fp16 gradients underflow without a loss scale: one dynamic scaler per group (D's and G's gradients differ
+        # by orders of magnitude), whose overflow skips are normal and are not the NaN guard's business
+        self.scalers = {name: torch.amp.GradScaler(self.device.type) for name in self.groups} \
+            if cfg.train.precision == "fp16" else {}
+        if self.scalers and self.device.type == "cpu" and self.main:
+            log.warning("train.precision=fp16 on a CPU runs, but CPUs rarely compute float16 fast: use bf16 (or fp32)")
+        self.overflows = 0  # fp16 steps skipped because the scaled gradients overflowed, since the last log line
         self.guard = NanGuard(self.variant, self.optimizers, self.ema, {n: g.lr for n, g in self.groups.items()},
                               cfg.train.nan_patience, cfg.train.max_rollbacks, cfg.train.rollback_lr_factor)
         self.sampler = self.kind.sampler(self.data, cfg.train.batch_size, cfg.seed, self.device)
@@ -215,11 +230,14 @@ class Trainer:
                 optimizer.zero_grad(set_to_none=True)
                 with self._precision():
                     loss, scalars = self.variant.loss(phase.name, batch, ctx)
-                loss.backward()
+                scaler = self.scalers.get(phase.group)
+                (loss if scaler is None else scaler.scale(loss)).backward()
                 loss, stop = loss.detach(), None
                 if self.shard.world > 1:
                     loss, stop = distributed.reduce_gradients(optimizer, loss, self.stop_signal is not None,
                                                               self.shard)
+                if scaler is not None:
+                    scaler.unscale_(optimizer)
                 grad_norm = _grad_norm(optimizer)
                 finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
                 if stop is not None:  # read with the finite check: still one sync per step
@@ -227,10 +245,18 @@ class Trainer:
                     self.peer_stop |= stop
                 if not bool(finite):  # the one sync per step
                     optimizer.zero_grad(set_to_none=True)
+                    if scaler is not None and bool(torch.isfinite(loss)):  # fp16 overflow: a smaller scale next
+                        scaler.update()
+                        self.overflows += 1
+                        continue
                     if self.guard.nonfinite(phase.group, self.step):
                         return  # weights were restored in place: what this iteration's context holds is stale
                     continue
-                optimizer.step()
+                if scaler is None:
+                    optimizer.step()
+                else:
+                    scaler.step(optimizer)
+                    scaler.update()
                 self.guard.finite(phase.group)
                 scalars[grad_norm_key(phase.group)] = grad_norm
                 for key, value in scalars.items():
@@ -251,10 +277,10 @@ class Trainer:
                 module.compile()
 
     def _precision(self) -> contextlib.AbstractContextManager:
-        """The forward passes' precision: bf16 autocast (backward and optimizer steps run outside it), or fp32."""
-        if self.cfg.train.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        """The forward passes' precision: bf16 or fp16 autocast (backward and optimizer steps run outside it), or
+        fp32."""
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.cfg.train.precision)
+        return contextlib.nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
 
     def _log_window(self, window: dict[str, list], steps: int, seconds: float,
                     final: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -270,6 +296,9 @@ class Trainer:
         record.update({f"lr_{g}": opt.param_groups[0]["lr"] for g, opt in self.optimizers.items()})
         if skipped:
             record["skipped_nonfinite"] = skipped
+        if self.scalers:
+            record.update({f"loss_scale_{g}": s.get_scale() for g, s in self.scalers.items()})
+            record["fp16_overflows"], self.overflows = self.overflows, 0
         record.update(final or {})
         if self.logs is not None:  # process 0's
             for event in events:
@@ -326,7 +355,8 @@ class Trainer:
         optim_tensors, optim_meta = ckpt.optimizer_to_files(self.optimizers)
         state = {"gankit_version": __version__, "rng": ckpt.rng_state(), "sampler": self.sampler.state_dict(),
                  "optim": optim_meta, "spec": self.spec,
-                 "lr_scale": self.guard.lr_scale, "rollbacks": self.guard.rollbacks, "ema_updates": self.ema.updates if self.ema else 0}
+                 "lr_scale": self.guard.lr_scale, "rollbacks": self.guard.rollbacks, "ema_updates": self.ema.updates if self.ema else 0,
+                 "loss_scales": {g: s.state_dict() for g, s in self.scalers.items()}}
         files = {"model.safetensors": model, "optim.safetensors": optim_tensors}
         self._save_mode_state(files, state)
         path = ckpt.save_checkpoint(self.run_dir, self.step, files, state)
@@ -367,6 +397,9 @@ class Trainer:
                 self.ema.updates = state.get("ema_updates", 0)
         ckpt.optimizer_from_files(self.optimizers, files["optim.safetensors"], state["optim"])
         self.guard.lr_scale, self.guard.rollbacks = state.get("lr_scale", 1.0), state.get("rollbacks", 0)
+        for group, saved in state.get("loss_scales", {}).items():  # a run resumed in another precision has none
+            if group in self.scalers:
+                self.scalers[group].load_state_dict(saved)
         self.guard.apply_lrs()  # learning rates follow the (possibly changed) config, times any NaN-guard scaling
         ckpt.set_rng_state(state["rng"])
         self.sampler.load_state_dict(state["sampler"] if "sampler" in state else {"cursor": state["data_cursor"]})

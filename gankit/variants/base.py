@@ -284,6 +284,11 @@ class Variant(nn.Module):
         `mixing`."""
         raise ValueError(SAMPLING_OPTIONS["mixing"][0])
 
+    @property
+    def code_names(self) -> list[str]:
+        """The latent codes sampling can fix (InfoGAN: c0, c1, ...); none for other variants."""
+        return []
+
     def code_values(self, name: str) -> list[float]:
         """Values to sweep a latent code over in a traversal grid (InfoGAN); other variants have no codes."""
         raise ValueError(f"this model has no latent code {name!r}")

@@ -10,6 +10,7 @@ with their captions, plus the KL term that keeps the text condition's Gaussian n
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
@@ -37,6 +38,10 @@ class Text2ImgConfig(Section):
                               "from scratch they pull the condition to pure noise, docs/text2img.md)")
     mismatch: bool = Field(True, description="matching-aware D: real images with a mismatched caption count as fake "
                            "(GAN-INT-CLS); false: D learns realness and text only from generated images")
+    contrastive: float = Field(0.0, ge=0, description="weight of contrastive image-text losses (XMC-GAN): D learns "
+                               "to pick each real image's caption among the batch's, and G to draw images D matches "
+                               "to their captions the same way (0: off)")
+    temperature: float = Field(0.1, gt=0, le=1, description="temperature of the contrastive losses' cosine logits")
 
 
 @register_variant("text2img")
@@ -104,8 +109,19 @@ class Text2Img(Variant):
             wrong_logits = self.D.judge(h_real.repeat_interleave(per_image, dim=0), text[n:])
             loss = 0.5 * (loss + self.game.d(real_logits, wrong_logits))
             scalars["d_wrong"] = self.game.mean_output(wrong_logits)
+        if self.options.contrastive:
+            matched = self.contrastive(h_real, text[:n])
+            loss = loss + self.options.contrastive * matched
+            scalars["d_contrastive"] = matched.detach()
         scalars["d_loss"] = loss.detach()
         return loss, scalars
+
+    def contrastive(self, h: Tensor, text: Tensor) -> Tensor:
+        """InfoNCE both ways between images (feature maps) and their captions' vectors, the rest of the batch as
+        negatives: ½·CE(image → caption) + ½·CE(caption → image)."""
+        logits = self.D.match(h, text, self.options.temperature)
+        target = torch.arange(len(logits), device=logits.device)
+        return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
     def g_loss(self, batch: CaptionBatch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
         if FAKE in ctx.values:
@@ -114,11 +130,17 @@ class Text2Img(Variant):
             with torch.no_grad():
                 sentences = self.encoder(batch.text)
             fake, mu, log_var = self.fakes(sentences)
-        fake_logits = self.D(fake, sentences)
+        h, text = self.D.feature_map(fake), self.D.text(sentences)
+        fake_logits = self.D.judge(h, text)
         adversarial = self.game.g(fake_logits)
         kl = losses.gaussian_kl(mu, log_var)
         loss = adversarial + self.options.kl_weight * kl
-        return loss, {"d_fake_g": self.game.mean_output(fake_logits), "kl": kl.detach(), "g_loss": loss.detach()}
+        scalars = {"d_fake_g": self.game.mean_output(fake_logits), "kl": kl.detach()}
+        if self.options.contrastive:
+            matched = self.contrastive(h, text)
+            loss = loss + self.options.contrastive * matched
+            scalars["g_contrastive"] = matched.detach()
+        return loss, {**scalars, "g_loss": loss.detach()}
 
     # ------------------------------------------------------------------------------------------- sampling
 
