@@ -120,5 +120,7 @@ def test_configuration_errors_name_the_key(tmp_path, cli):
         make_trainer(cfg, tmp_path / "x", dataset=unlabelled)
     with pytest.raises(UserError, match="make_trainer"):
         Trainer(_cfg("federated.clients=2", "train.steps=20"), tmp_path / "y")
+    with pytest.raises(UserError, match="train.precision=fp16 is not supported"):
+        make_trainer(_cfg("federated.clients=2", "train.steps=20", "train.precision=fp16"), tmp_path / "z")
     with pytest.raises(UserError, match="privacy.epsilon"):
         resolve("ring8-gan", ["federated.clients=2", "privacy.epsilon=1", "train.steps=20"])
