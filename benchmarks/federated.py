@@ -15,7 +15,7 @@ Every model is measured as `gankit eval` measures it (the `features` run metric)
 features (never call it FID) against all 1,797 digits, precision and recall, from the EMA generator; and `classes`,
 how many of the 10 digits the evaluator finds in at least 5 % of 1,000 samples (half a uniform share).
 
-    python benchmarks/federated.py --quick                # 1 seed, 40 steps: the wiring, about two minutes
+    python benchmarks/federated.py --quick                # 1 seed, 40 steps: the wiring, 1.5-2.5 minutes
     python benchmarks/federated.py                        # 3 seeds, 1,000 steps (the preset)
 """
 
