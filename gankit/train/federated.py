@@ -1,8 +1,8 @@
 """Federated averaging (FedAvg, McMahan et al. 2017) of a whole variant over clients simulated in this process.
 
 Each client holds its own part of the training data (a seeded IID partition, or a few classes each), its own copy of
-the variant, its own optimizers (their moments stay on the client, as they would on a real one) and its own NaN
-guard. Every step, each client runs one ordinary trainer iteration (Trainer._iteration, the one loop) on its own
+the variant, its own optimizers (their moments stay on the client, as they would on a real one), its own fp16 loss scales and its
+own NaN guard. Every step, each client runs one ordinary trainer iteration (Trainer._iteration, the one loop) on its own
 data; every `federated.local_steps` steps the server replaces the global model by the mean of the clients' models,
 weighted by their row counts, and sends it back to every client. The global model is the run's variant: samples,
 EMA, checkpoints and model/ show it, so the run directory is an ordinary gankit run.
@@ -113,6 +113,7 @@ class Client:
     optimizers: dict[str, torch.optim.Optimizer]
     sampler: BatchSampler
     guard: NanGuard
+    scalers: dict[str, torch.amp.GradScaler]  # its own fp16 loss scales (train.precision=fp16), else empty
 
 
 class FederatedTrainer(Trainer):
@@ -125,9 +126,6 @@ class FederatedTrainer(Trainer):
         if cfg.train.compile:
             raise UserError("train.compile is not supported with federated.clients (every client holds a copy of "
                             "the nets)", "drop train.compile")
-        if cfg.train.precision == "fp16":
-            raise UserError("train.precision=fp16 is not supported with federated.clients yet (its loss scales are "
-                            "per optimizer, and the clients' are not kept apart)", "use train.precision=fp32 or bf16")
         torch.manual_seed(cfg.seed)
         data = dataset if dataset is not None else load_dataset(cfg.data, cfg.seed)
         if type(data) is not Dataset:
@@ -154,8 +152,9 @@ class FederatedTrainer(Trainer):
             guard.snapshot(self.step)
             sampler = self.kind.sampler(self.data.subset(rows), cfg.train.batch_size, (cfg.seed + 1) * 7919 + k,
                                         self.device)
+            scalers = {name: torch.amp.GradScaler(self.device.type) for name in groups} if self.scalers else {}
             self.clients.append(Client(k, rows, [names[c] for c in held] if held is not None else None, variant,
-                                       groups, optimizers, sampler, guard))
+                                       groups, optimizers, sampler, guard, scalers))
 
     def describe(self) -> dict[str, Any]:
         """What federated.json records: the split, and each client's rows, classes and FedAvg weight."""
@@ -187,15 +186,15 @@ class FederatedTrainer(Trainer):
 
     @contextlib.contextmanager
     def _acting_as(self, client: Client) -> Iterator[None]:
-        """The trainer's model, optimizers, data and guard are the client's for one iteration (no EMA: the EMA is
-        the server's)."""
-        server = self.variant, self.groups, self.optimizers, self.sampler, self.guard, self.ema
+        """The trainer's model, optimizers, loss scales, data and guard are the client's for one iteration (no EMA:
+        the EMA is the server's)."""
+        server = self.variant, self.groups, self.optimizers, self.scalers, self.sampler, self.guard, self.ema
         self.variant, self.groups, self.optimizers = client.variant, client.groups, client.optimizers
-        self.sampler, self.guard, self.ema = client.sampler, client.guard, None
+        self.scalers, self.sampler, self.guard, self.ema = client.scalers, client.sampler, client.guard, None
         try:
             yield
         finally:
-            self.variant, self.groups, self.optimizers, self.sampler, self.guard, self.ema = server
+            self.variant, self.groups, self.optimizers, self.scalers, self.sampler, self.guard, self.ema = server
 
     @torch.no_grad()
     def average(self) -> None:
@@ -227,7 +226,8 @@ class FederatedTrainer(Trainer):
         files[CLIENTS_FILE] = tensors
         state["federated"] = {"optim": meta, "clients": [
             {"rows": len(c.rows), "sampler": c.sampler.state_dict(), "lr_scale": c.guard.lr_scale,
-             "rollbacks": c.guard.rollbacks} for c in self.clients]}
+             "rollbacks": c.guard.rollbacks, "loss_scales": {g: sc.state_dict() for g, sc in c.scalers.items()}}
+            for c in self.clients]}
 
     def _restore_mode_state(self, state: dict[str, Any], files: dict[str, dict[str, Tensor]]) -> None:
         if "federated" not in state or CLIENTS_FILE not in files:
@@ -247,6 +247,9 @@ class FederatedTrainer(Trainer):
             client.variant.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
             client.sampler.load_state_dict(entry["sampler"])
             client.guard.lr_scale, client.guard.rollbacks = entry["lr_scale"], entry["rollbacks"]
+            for group, saved_scale in entry.get("loss_scales", {}).items():
+                if group in client.scalers:
+                    client.scalers[group].load_state_dict(saved_scale)
             client.guard.apply_lrs()
             client.guard.snapshot(self.step)
 
