@@ -144,6 +144,32 @@ def test_cluster_loss_is_minus_the_information_between_images_and_c0(info_run):
     assert variant.cluster_loss(half).item() == pytest.approx(-math.log(5), abs=1e-4)
 
 
+def test_shift_consistency_term_is_the_cross_entropy_of_q_on_shifted_against_plain_reals(monkeypatch):
+    """Catches the self-augmentation term dropped, unweighted, of the wrong sign, or comparing the wrong images."""
+    from gankit.variants import infogan as module
+
+    from conftest import variant_and_batch
+
+    monkeypatch.setattr(module, "translation", lambda x, ratio: x.flip(-1, -2))  # a known, visible change
+    plain, batch = variant_and_batch("digits-infogan", "model.width=8")
+    shifted, _ = variant_and_batch("digits-infogan", "model.width=8", "infogan.augment_weight=2")
+    losses = []
+    for variant in (plain, shifted):
+        with torch.no_grad():
+            variant.D.head[-1].weight.mul_(100)  # a confident Q, so plain and shifted images get different readings
+        variant.eval()  # batch norm on running statistics: both see the same D
+        torch.manual_seed(1)
+        losses.append(variant.loss("D", batch, module.Context()))
+    (d_plain, _), (d_shifted, scalars) = losses
+    p = F.softmax(shifted.D(batch.x)[1][:, :10], dim=1)
+    log_q = F.log_softmax(shifted.D(batch.x.flip(-1, -2))[1][:, :10], dim=1)
+    expected = -(p * log_q).sum(1).mean()
+    assert scalars["q_real_shift"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert d_shifted.item() == pytest.approx((d_plain + 2 * expected).item(), rel=1e-5)
+    assert expected.item() != pytest.approx(-(p * F.log_softmax(shifted.D(batch.x)[1][:, :10], 1)).sum(1).mean().item(),
+                                            rel=1e-3)  # the shifted images, not the plain ones again
+
+
 def test_real_data_clustering_term_can_be_turned_off(tmp_path):
     cfg = gankit.load_config("digits-infogan", ["infogan.real_weight=0", *FAST])
     gankit.train(cfg, tmp_path / "r", progress=False)

@@ -24,7 +24,8 @@ from ..config import Config, Section
 from ..data import Batch
 from ..errors import UserError
 from ..nets import HeadedD, build_discriminator, build_generator, feature_shape
-from .base import Request
+from ..nets.augment import translation
+from .base import Context, Request
 from .gan import GAN
 from .registry import register_variant
 
@@ -41,6 +42,9 @@ class InfoGANConfig(Section):
     continuous_weight: float = Field(0.1, ge=0, description="weight of the continuous codes' MI term")
     real_weight: float = Field(0.0, ge=0, description="weight of a clustering term on real data: Q's c0 confident "
                                "per image and balanced over the batch (no labels used)")
+    augment_weight: float = Field(0.0, ge=0, description="weight of a consistency term on real data: Q's c0 for an "
+                                  "image shifted by up to 2 pixels must match its c0 for the image (IMSAT's "
+                                  "self-augmentation)")
 
 
 @register_variant("infogan")
@@ -71,6 +75,7 @@ class InfoGAN(GAN):
         super().__init__(cfg, spec, G, Q)
         self.info_weight, self.info_continuous_weight = options.weight, options.continuous_weight
         self.info_real_weight = options.real_weight
+        self.info_augment_weight = options.augment_weight
 
     @property
     def code_names(self) -> list[str]:
@@ -185,6 +190,18 @@ class InfoGAN(GAN):
             cluster = self.cluster_loss(real_aux)
             loss = loss + self.info_real_weight * cluster
             scalars["q_real_cluster"] = cluster.detach()
+        return loss, scalars
+
+    def d_loss(self, batch: Batch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
+        loss, scalars = super().d_loss(batch, ctx)
+        if self.info_augment_weight:
+            k = self.categories
+            with torch.no_grad():
+                target = F.softmax(self.D(batch.x)[1][:, :k], dim=1)
+            shifted = F.log_softmax(self.D(translation(batch.x, 2 / batch.x.shape[-1]))[1][:, :k], dim=1)
+            sat = -(target * shifted).sum(1).mean()
+            loss = loss + self.info_augment_weight * sat
+            scalars["q_real_shift"] = sat.detach()
         return loss, scalars
 
     def aux_g_loss(self, fake_aux: Tensor | None, fake_cond: Tensor | None, fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
