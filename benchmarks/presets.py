@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 import gankit
-from gankit.train import Trainer
+from gankit.train import make_trainer
 from gankit.train.logging import read_logs
 
 BASELINE = "digits-dcgan"
@@ -41,7 +41,7 @@ def steps_per_second(preset: str, steps: int, root: Path) -> float:
     window = max(1, steps // 5)
     cfg = gankit.load_config(preset, [f"train.steps={steps}", f"train.log_every={window}", "train.sample_every=0",
                                       f"train.checkpoint_every={steps}", *MEASURE_WITH.get(preset, [])])
-    Trainer(cfg, root / preset, progress=False).fit()
+    make_trainer(cfg, root / preset, progress=False).fit()
     rates = [r["it_s"] for r in read_logs(root / preset / "logs.jsonl") if "it_s" in r][1:]
     return statistics.median(rates)
 
