@@ -355,7 +355,8 @@ class Trainer:
         optim_tensors, optim_meta = ckpt.optimizer_to_files(self.optimizers)
         state = {"gankit_version": __version__, "rng": ckpt.rng_state(), "sampler": self.sampler.state_dict(),
                  "optim": optim_meta, "spec": self.spec,
-                 "lr_scale": self.guard.lr_scale, "rollbacks": self.guard.rollbacks, "ema_updates": self.ema.updates if self.ema else 0,
+                 "lr_scale": self.guard.lr_scale, "rollbacks": self.guard.rollbacks,
+                 "ema_updates": self.ema.updates if self.ema else 0,
                  "loss_scales": {g: s.state_dict() for g, s in self.scalers.items()}}
         files = {"model.safetensors": model, "optim.safetensors": optim_tensors}
         self._save_mode_state(files, state)
