@@ -219,3 +219,10 @@ def test_public_api_evaluates_diagnoses_and_compares(tmp_path, ring_cfg):
     near = gankit.fid(tmp_path / "a.npz", tmp_path / "a.npz", features="raw")["fid"]
     far = gankit.fid(tmp_path / "a.npz", tmp_path / "b.npz", features="raw")["fid"]
     assert abs(near) < 1e-6 and far == pytest.approx(18.0, rel=0.2)  # ‖Δμ‖² = 9 + 9
+
+
+def test_fp16_with_dp_sgd_is_refused_before_the_run_directory_is_written(tmp_path):
+    cfg = gankit.load_config("ring8-gan", ["train.precision=fp16", "privacy.epsilon=1", "train.steps=2"])
+    with pytest.raises(gankit.UserError, match="privacy.epsilon clips each example's gradient"):
+        Trainer(cfg, tmp_path / "r", progress=False)
+    assert not (tmp_path / "r").exists()
