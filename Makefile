@@ -12,7 +12,7 @@ STAMP := $(VENV)/.gankit-installed
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -c "import torch" 2>/dev/null || { test -z "$(TORCH)" || $(PY) -m pip install -q "$(TORCH)"; }
-	$(PY) -m pip install -q -e ".[dev,tensorboard,onnx,serve,privacy,chem]"
+	$(PY) -m pip install -q -e ".[dev,tensorboard,onnx,serve,privacy,chem,flower]"
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -16,7 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
-from typer.exceptions import TyperException
+
+try:  # typer >= 0.28 has its own command-line errors; older typer raises click's
+    from typer.exceptions import TyperException as CommandLineError
+except ImportError:  # typer < 0.28 (what Flower pins): the same errors are click's
+    from click.exceptions import ClickException as CommandLineError
 from rich.console import Console
 from rich.table import Table
 
@@ -1182,7 +1186,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except typer.Abort:
         _fail("aborted", None, 130)
-    except TyperException as exc:  # the command line itself: unknown option, missing argument, bad value
+    except CommandLineError as exc:  # the command line itself: unknown option, missing argument, bad value
         if not exc.format_message().strip():  # no arguments at all: the help was shown, nothing went wrong
             sys.exit(0)
         command = getattr(getattr(exc, "ctx", None), "command_path", "gankit")

@@ -261,7 +261,8 @@ class PrivacyConfig(_Section):
 
 
 class FederatedConfig(_Section):
-    """Federated averaging (FedAvg, McMahan et al. 2017) over clients simulated in this process (docs/federated.md)."""
+    """Federated averaging (FedAvg, McMahan et al. 2017) over clients simulated in this process or run as Flower
+    clients (docs/federated.md)."""
 
     clients: int = Field(0, ge=0, description="clients that each train on their own part of the data and are averaged "
                          "(0: off, an ordinary run)")
@@ -271,6 +272,13 @@ class FederatedConfig(_Section):
                                              "classes: client k holds classes k·c … k·c+c-1 (mod the class count) "
                                              "for c = classes_per_client (non-IID; needs labelled data)")
     classes_per_client: int = Field(2, ge=1, description="split=classes: classes each client holds")
+    backend: Literal["simulated", "flower"] = Field("simulated", description="simulated: every client in this "
+                                                    "process; flower: each client in its own process, talking to "
+                                                    "this one through Flower (the `flower` extra)")
+    address: str = Field("127.0.0.1:0", description="backend=flower: HOST:PORT the server listens on (port 0: a "
+                         "free one)")
+    launch_clients: bool = Field(True, description="backend=flower: start the clients as local processes; false: "
+                                 "wait for clients started elsewhere with `python -m gankit.train.flower`")
 
 
 class WatermarkConfig(_Section):

@@ -42,7 +42,7 @@ def test_train_help_keeps_its_brackets(cli):
 
 @pytest.mark.parametrize("args, fragment", [
     (["sample"], "Missing argument"),
-    (["sample", "runs/x", "--n", "3", "--out", "x.png"], "No such option: --n"),
+    (["sample", "runs/x", "--n", "3", "--out", "x.png"], "No such option"),  # typer >= 0.28 and click word it apart
     (["sample", "runs/x", "-n", "many", "--out", "x.png"], "Invalid value for '-n'"),
     (["trian"], "No such command"),
 ])

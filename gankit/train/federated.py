@@ -1,10 +1,12 @@
-"""Federated averaging (FedAvg, McMahan et al. 2017) of a whole variant over clients simulated in this process.
+"""Federated averaging (FedAvg, McMahan et al. 2017) of a whole variant over clients simulated in this process
+(or, with federated.backend=flower, each in its own process: gankit.train.flower).
 
 Each client holds its own part of the training data (a seeded IID partition, or a few classes each), its own copy of
-the variant, its own optimizers (their moments stay on the client, as they would on a real one), its own fp16 loss scales and its
-own NaN guard. Every step, each client runs one ordinary trainer iteration (Trainer._iteration, the one loop) on its own
-data; every `federated.local_steps` steps the server replaces the global model by the mean of the clients' models,
-weighted by their row counts, and sends it back to every client. The global model is the run's variant: samples,
+the variant, its own optimizers (their moments stay on the client, as they would on a real one), its own fp16 loss
+scales, its own NaN guard and its own random stream (noise, augmentation). Every step, each client runs one ordinary
+trainer iteration (Trainer._iteration, the one loop) on its own data; every `federated.local_steps` steps the server
+replaces the global model by the mean of the clients' models, weighted by their row counts, and sends it back to
+every client. The global model is the run's variant: samples,
 EMA, checkpoints and model/ show it, so the run directory is an ordinary gankit run.
 
 What is averaged: every floating-point entry of the variant's state dict, i.e. the parameters of every group (G and D
@@ -114,18 +116,25 @@ class Client:
     sampler: BatchSampler
     guard: NanGuard
     scalers: dict[str, torch.amp.GradScaler]  # its own fp16 loss scales (train.precision=fp16), else empty
+    rng: dict[str, Any]  # its own random stream (noise, augmentation), as checkpoint.rng_state() writes it
 
 
 class FederatedTrainer(Trainer):
     """A Trainer whose variant is the global model of FedAvg over `federated.clients` simulated clients."""
 
     def __init__(self, cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
-                 dataset: Dataset | None = None) -> None:
+                 dataset: Dataset | None = None, only: int | None = None) -> None:
+        """`only`: build client `only` alone (what a Flower client process holds)."""
+        self.only, self.remote = only, None  # remote: the Flower server while fit() runs with backend=flower
         if distributed.launched():
             raise UserError("federated.clients simulates every client in one process", "run without torchrun / --nproc")
         if cfg.train.compile:
             raise UserError("train.compile is not supported with federated.clients (every client holds a copy of "
                             "the nets)", "drop train.compile")
+        if cfg.federated.backend == "flower" and dataset is not None:
+            raise UserError("federated.backend=flower: every client process loads its data from the config, so a "
+                            "dataset passed from Python cannot reach them", "describe the data in data.*, or use "
+                            "federated.backend=simulated")
         torch.manual_seed(cfg.seed)
         data = dataset if dataset is not None else load_dataset(cfg.data, cfg.seed)
         if type(data) is not Dataset:
@@ -139,10 +148,25 @@ class FederatedTrainer(Trainer):
         if self.main and not resume:
             write_json(self.run_dir / "federated.json", self.describe())
 
+    def fit(self) -> dict[str, Any]:
+        """Train; with federated.backend=flower the clients run in their own processes for as long as this lasts."""
+        if self.cfg.federated.backend != "flower":
+            return super().fit()
+        from .flower import RemoteClients
+
+        self.remote = RemoteClients(self)
+        try:
+            return super().fit()
+        finally:
+            self.remote.close()
+            self.remote = None
+
     def _make_clients(self) -> None:
         cfg = self.cfg
         names = self.data.class_names
         for k, rows in enumerate(self.client_rows):
+            if self.only is not None and k != self.only:
+                continue
             variant = copy.deepcopy(self.variant)  # the global model's weights, buffers and settings
             groups = variant.groups
             optimizers = {name: make_optimizer(group) for name, group in groups.items()}
@@ -153,8 +177,11 @@ class FederatedTrainer(Trainer):
             sampler = self.kind.sampler(self.data.subset(rows), cfg.train.batch_size, (cfg.seed + 1) * 7919 + k,
                                         self.device)
             scalers = {name: torch.amp.GradScaler(self.device.type) for name in groups} if self.scalers else {}
+            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+                torch.manual_seed((cfg.seed + 1) * 104729 + k)
+                rng = ckpt.rng_state()
             self.clients.append(Client(k, rows, [names[c] for c in held] if held is not None else None, variant,
-                                       groups, optimizers, sampler, guard, scalers))
+                                       groups, optimizers, sampler, guard, scalers, rng))
 
     def describe(self) -> dict[str, Any]:
         """What federated.json records: the split, and each client's rows, classes and FedAvg weight."""
@@ -167,22 +194,39 @@ class FederatedTrainer(Trainer):
 
     def _iteration(self, window: dict[str, list]) -> None:
         """Every client runs one ordinary iteration on its data; at the end of a round the server averages them."""
-        for client in self.clients:
-            if self.step % SNAPSHOT_EVERY == 0 and client.guard.clean:
-                client.guard.snapshot(self.step)
-            with self._acting_as(client):
-                super()._iteration(window)
-            skipped, events = client.guard.take_window()  # into the run's log, with the client named
-            self.guard.skipped += skipped
-            self.guard.events += [{**event, "client": client.index} for event in events]
+        if self.remote is not None:  # federated.backend=flower: the same iteration, in each client's own process
+            self.remote.iterate(self, window)
+        else:
+            for client in self.clients:
+                self.client_iteration(client, window)
         if (self.step + 1) % self.cfg.federated.local_steps == 0:
+            if self.remote is not None:
+                self.remote.pull(self, "model")
             self.average()
+            if self.remote is not None:
+                self.remote.pending = "model"  # the clients take the global model before their next step
         if self.ema is not None:
             self.ema.update(self.variant)
         for name, optimizer in self.optimizers.items():  # logged learning rates: the clients' mean
             lr = sum(c.optimizers[name].param_groups[0]["lr"] for c in self.clients) / len(self.clients)
             for group in optimizer.param_groups:
                 group["lr"] = lr
+
+    def client_iteration(self, client: Client, window: dict[str, list]) -> None:
+        """One client's ordinary trainer iteration on its own data (also what a Flower client process runs)."""
+        if self.step % SNAPSHOT_EVERY == 0 and client.guard.clean:
+            client.guard.snapshot(self.step)
+        outer = ckpt.rng_state()
+        ckpt.set_rng_state(client.rng)  # the client's own stream, wherever it runs: its own process or this one
+        try:
+            with self._acting_as(client):
+                super()._iteration(window)
+        finally:
+            client.rng = ckpt.rng_state()
+            ckpt.set_rng_state(outer)
+        skipped, events = client.guard.take_window()  # into the run's log, with the client named
+        self.guard.skipped += skipped
+        self.guard.events += [{**event, "client": client.index} for event in events]
 
     @contextlib.contextmanager
     def _acting_as(self, client: Client) -> Iterator[None]:
@@ -216,18 +260,48 @@ class FederatedTrainer(Trainer):
 
     # ------------------------------------------------------------------------------------------- resume
 
+    def client_files(self, client: Client) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """One client's model, optimizer state, data cursor, guard and loss scales as tensors (named as in the
+        checkpoint's clients file) and JSON metadata."""
+        tensors = {f"{client.index}.{k}": v for k, v in client.variant.state_dict().items()}
+        optim, meta = ckpt.optimizer_to_files({f"{client.index}/{g}": o for g, o in client.optimizers.items()})
+        tensors.update({f"optim.{k}": v for k, v in optim.items()})
+        return tensors, {"optim": meta, "rows": len(client.rows), "sampler": client.sampler.state_dict(),
+                         "lr_scale": client.guard.lr_scale, "rollbacks": client.guard.rollbacks,
+                         "loss_scales": {g: sc.state_dict() for g, sc in client.scalers.items()}, "rng": client.rng}
+
+    def load_client_files(self, client: Client, tensors: dict[str, Tensor], entry: dict[str, Any],
+                          optim_meta: dict[str, Any]) -> None:
+        """Inverse of client_files; `tensors` may hold other clients' entries too."""
+        prefix = f"{client.index}."
+        ckpt.optimizer_from_files({f"{client.index}/{g}": o for g, o in client.optimizers.items()},
+                                  {k[len("optim."):]: v for k, v in tensors.items() if k.startswith("optim.")},
+                                  optim_meta)
+        client.variant.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        client.sampler.load_state_dict(entry["sampler"])
+        client.guard.lr_scale, client.guard.rollbacks = entry["lr_scale"], entry["rollbacks"]
+        client.rng = entry.get("rng", client.rng)  # checkpoints of 2026-12-02 and before have none
+        for group, saved_scale in entry.get("loss_scales", {}).items():
+            if group in client.scalers:
+                client.scalers[group].load_state_dict(saved_scale)
+        client.guard.apply_lrs()
+        client.guard.snapshot(self.step)
+
     def _save_mode_state(self, files: dict[str, dict[str, Tensor]], state: dict[str, Any]) -> None:
         """Each client's model (it differs from the global one within a round), optimizer state, data cursor and
         guard, so a run stopped mid-round resumes exactly."""
-        tensors = {f"{c.index}.{k}": v for c in self.clients for k, v in c.variant.state_dict().items()}
-        optim, meta = ckpt.optimizer_to_files({f"{c.index}/{g}": o for c in self.clients
-                                               for g, o in c.optimizers.items()})
-        tensors.update({f"optim.{k}": v for k, v in optim.items()})
+        if self.remote is not None:
+            self.remote.pull(self, "full")  # what the client processes hold now
+        tensors: dict[str, Tensor] = {}
+        optim: dict[str, Any] = {}
+        entries = []
+        for client in self.clients:
+            client_tensors, entry = self.client_files(client)
+            tensors.update(client_tensors)
+            optim.update(entry.pop("optim"))
+            entries.append(entry)
         files[CLIENTS_FILE] = tensors
-        state["federated"] = {"optim": meta, "clients": [
-            {"rows": len(c.rows), "sampler": c.sampler.state_dict(), "lr_scale": c.guard.lr_scale,
-             "rollbacks": c.guard.rollbacks, "loss_scales": {g: sc.state_dict() for g, sc in c.scalers.items()}}
-            for c in self.clients]}
+        state["federated"] = {"optim": optim, "clients": entries}
 
     def _restore_mode_state(self, state: dict[str, Any], files: dict[str, dict[str, Tensor]]) -> None:
         if "federated" not in state or CLIENTS_FILE not in files:
@@ -238,20 +312,8 @@ class FederatedTrainer(Trainer):
             raise UserError("the checkpoint's clients do not match this config's split",
                             "resume without changing federated.* or data.* keys")
         self._make_clients()
-        tensors = files[CLIENTS_FILE]
-        optim = {k[len("optim."):]: v for k, v in tensors.items() if k.startswith("optim.")}
-        ckpt.optimizer_from_files({f"{c.index}/{g}": o for c in self.clients for g, o in c.optimizers.items()},
-                                  optim, state["federated"]["optim"])
         for client, entry in zip(self.clients, saved):
-            prefix = f"{client.index}."
-            client.variant.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
-            client.sampler.load_state_dict(entry["sampler"])
-            client.guard.lr_scale, client.guard.rollbacks = entry["lr_scale"], entry["rollbacks"]
-            for group, saved_scale in entry.get("loss_scales", {}).items():
-                if group in client.scalers:
-                    client.scalers[group].load_state_dict(saved_scale)
-            client.guard.apply_lrs()
-            client.guard.snapshot(self.step)
+            self.load_client_files(client, files[CLIENTS_FILE], entry, state["federated"]["optim"])
 
 
 def make_trainer(cfg: Config, run_dir: str | Path, **kwargs: Any) -> Trainer:
