@@ -144,7 +144,12 @@ def train(
     if nproc > 1 and not distributed.launched():  # the workers get the run directory chosen here, so a
         # restarted worker finds the run to continue
         out_dir = out_dir or (None if resume else _new_run_dir(None, name, False)[0])
-        raise typer.Exit(_torchrun(nproc, target, overrides, out_dir, resume, force, progress))
+        args = [a for a in [target, *(overrides or [])] if a]
+        args += ["--out", str(out_dir)] if out_dir else []
+        args += ["--resume", str(resume)] if resume else []
+        args += ["--force"] if force else []
+        args += [] if progress else ["--no-progress"]
+        raise typer.Exit(_torchrun(nproc, ["train", *args]))
     shard, _ = distributed.setup(resolve_device(cfg.train.device))  # one of one without torchrun
     main = shard.rank == 0
     if resume is None and distributed.restarted() and out_dir is not None and _launched_here(out_dir):
@@ -191,18 +196,13 @@ def train(
         raise typer.Exit(128 + result["interrupted_by"])
 
 
-def _torchrun(nproc: int, target: Optional[str], overrides: Optional[list[str]], out_dir: Optional[Path],
-              resume: Optional[Path], force: bool, progress: bool) -> int:
-    """`gankit train --nproc N ...` as torchrun on this machine; returns torchrun's exit code."""
+def _torchrun(nproc: int, args: list[str]) -> int:
+    """`gankit COMMAND --nproc N ...` as torchrun on this machine running `gankit *args`; returns torchrun's exit
+    code."""
     import subprocess
 
-    args = [a for a in [target, *(overrides or [])] if a]
-    args += ["--out", str(out_dir)] if out_dir else []
-    args += ["--resume", str(resume)] if resume else []
-    args += ["--force"] if force else []
-    args += [] if progress else ["--no-progress"]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "gankit", "train", *args]
+               "-m", "gankit", *args]
     torchrun = subprocess.Popen(command)
     # Ctrl-C reaches torchrun and the workers from the terminal already; a SIGTERM sent to this process is passed
     # on, and torchrun's workers then checkpoint and stop
@@ -854,7 +854,8 @@ ROUND_HELP = "Round generated images to 8 bits before features, as saved PNGs ar
 
 @app.command("eval", epilog=_examples("gankit eval runs/digits", "gankit eval runs/ring --json",
                                       "gankit eval runs/shapes -n 2000 --features shapes",
-                                      "gankit eval runs/table --target income --json"))
+                                      "gankit eval runs/table --target income --json",
+                                      "gankit eval runs/digits -n 50000 --nproc 2"))
 def evaluate(
     run: Path = typer.Argument(..., help="Run directory."),
     features: Optional[str] = typer.Option(None, "--features", help=FEATURES_HELP + " Default: digits or shapes "
@@ -869,14 +870,29 @@ def evaluate(
                                          "instead of plain ones; the protocol records acceptance and cost."),
     target: Optional[str] = typer.Option(None, "--target", help="Tables: the column to predict in the utility test "
                                          "(train on synthetic, test on real; default: the run's data.target)."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Processes on this machine sharing out the generated "
+                              "samples of FID/KID/IS/PRDC (their statistics merged); the same figures as one "
+                              "process. Also works under torchrun."),
 ) -> None:
     """Measure a run: mode coverage for toy 2D data; FID, KID, IS, precision/recall, density/coverage of samples
     vs the training data otherwise. Written to RUN/metrics.json with the protocol."""
     from .io import write_json
     from .report import evaluate_run
+    from .train import distributed
 
+    if nproc > 1 and not distributed.launched():
+        args = [str(run), "--seed", str(seed), "--round" if round_8bit else "--no-round"]
+        args += ["--features", features] if features else []
+        args += ["--weights", str(weights)] if weights else []
+        args += ["-n", str(n)] if n else []
+        args += ["--json"] if as_json else []
+        args += ["--refine", refine] if refine else []
+        args += ["--target", target] if target else []
+        raise typer.Exit(_torchrun(nproc, ["eval", *args]))
     result = evaluate_run(run, seed=seed, features=features, weights=weights, n=n, round_8bit=round_8bit,
                           refine=refine, target=target)
+    if result is None:  # another process of a distributed evaluation: process 0 writes and prints
+        return
     write_json(run / "metrics.json", result)
     _print_metrics(str(run), result, as_json)
     if not as_json:

@@ -219,3 +219,22 @@ def test_batch_must_divide_over_processes(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="batch_size=16 does not divide over 3 processes"):
         Trainer(gankit.load_config("ring8-gan", ["train.batch_size=16"]), tmp_path / "R", progress=False)
     assert not (tmp_path / "R").exists()
+
+
+def test_eval_shares_the_samples_out_and_gives_one_process_figures(tmp_path):
+    # A class-conditional model: each process must draw the labels of the rows before its share too.
+    run = tmp_path / "cgan"
+    cfg = gankit.load_config("digits-cgan", ["model.width=8", "train.steps=30", "train.sample_every=0",
+                                             "train.checkpoint_every=0"])
+    Trainer(cfg, run, progress=False).fit()
+    scores = []
+    for nproc in (1, 2):
+        proc = subprocess.run([sys.executable, "-m", "gankit", "eval", str(run), "-n", "700", "--json", "--nproc",
+                               str(nproc)], env=ENV, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        scores.append(json.loads(proc.stdout))
+    one, two = scores
+    assert two["protocol"]["processes"] == 2 and "processes" not in one["protocol"]
+    for key in ("fid", "kid", "is", "precision", "recall", "density", "coverage"):  # 1e-11 apart when measured
+        assert two[key] == pytest.approx(one[key], rel=1e-6, abs=1e-9), key
+    assert two["class_accuracy"] == one["class_accuracy"]  # process 0's own metric, unchanged

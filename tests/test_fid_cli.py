@@ -204,7 +204,10 @@ def test_streamed_eval_gives_the_numbers_of_all_samples_at_once(train_tiny):
     run_dir = train_tiny("digits-cgan", "model.width=8", "train.steps=2", "train.sample_every=0",
                          "train.checkpoint_every=0")
     gen = gankit.load(run_dir)
-    assert torch.equal(torch.cat(list(compare.generated_batches(gen, 2100, seed=5))), gen.sample(2100, seed=5))
+    whole = gen.sample(2100, seed=5)
+    assert torch.equal(torch.cat(list(compare.generated_batches(gen, 2100, seed=5))), whole)
+    for lo, hi in [(1000, 1700), (0, 3), (2099, 2100)]:  # one process's share: the same rows, labels in step
+        assert torch.equal(torch.cat(list(compare.generated_batches(gen, 2100, seed=5, part=(lo, hi)))), whole[lo:hi])
     chunks = [torch.full((rows, 1), float(i)) for i, rows in enumerate([5, 300, 1, 700, 30])]
     assert all(torch.equal(a, b) for a, b in zip(compare.rebatch(iter(chunks), 256), torch.cat(chunks).split(256),
                                                   strict=True))

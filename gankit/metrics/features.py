@@ -47,6 +47,7 @@ class Extracted:
     features: Tensor | None = None  # (N, d) float32, or its first max_rows rows
     logits: Tensor | None = None  # (N, classes) float32
     score: tuple[float, float] | None = None  # Inception Score (mean, std) of all N samples' logits
+    score_stream: InceptionScoreStream | None = None  # one process's part of the score, before the merge
 
 
 class Evaluator:
@@ -130,16 +131,22 @@ class Evaluator:
 
     def extract(self, batches: Iterable[Tensor], total: int | None = None, *, keep: bool = False,
                 max_rows: int | None = None, keep_logits: bool = False, score_splits: int | None = None,
-                label: str = "features") -> Extracted:
+                label: str = "features", part: tuple[int, int] | None = None) -> Extracted:
         """Stream batches into FeatureStats (memory O(d²)); keep the features (at most the first `max_rows`) or the
         logits only when asked (KID, precision/recall); `score_splits` computes the Inception Score of all `total`
-        samples on the way, without keeping their logits."""
-        stats, feats, logits, kept = FeatureStats(), [], [], 0
+        samples on the way, without keeping their logits.
+
+        `part=(first, n)`: the batches are rows first, first+1, ... of n rows that several processes share out; the
+        features kept are those among the first `max_rows` of all n, and `score` is left to the merge (its per-split
+        sums are in `score_stream`)."""
+        stats, feats, logits = FeatureStats(), [], []
+        first, rows_in_all = part if part is not None else (0, total)
+        kept = first
         score = None
         if score_splits is not None and self.net is not None:
-            if total is None:
+            if rows_in_all is None:
                 raise ValueError("extract: score_splits needs the total number of samples")
-            score = InceptionScoreStream(total, score_splits)
+            score = InceptionScoreStream(rows_in_all, score_splits, start=first)
         with progress_bar(label, total) as advance:
             for batch in batches:
                 f, lg = self.features_and_logits(batch)
@@ -152,6 +159,9 @@ class Evaluator:
                 if score is not None:
                     score.update(lg)
                 advance(len(batch))
+        if part is not None:
+            return Extracted(stats, torch.cat(feats) if feats else None, torch.cat(logits) if logits else None,
+                             None, score)
         return Extracted(stats, torch.cat(feats) if feats else None, torch.cat(logits) if logits else None,
                          score.result() if score is not None else None)
 

@@ -36,11 +36,13 @@ class InceptionScoreStream:
     inception_score up to float64 round-off (about 1e-15 relative).
     """
 
-    def __init__(self, n: int, splits: int = 10, probs: bool = False) -> None:
+    def __init__(self, n: int, splits: int = 10, probs: bool = False, start: int = 0) -> None:
+        """`start`: the index among all n rows of the first row this stream is fed (one process's part of the n;
+        the parts' streams merge into the score of all n)."""
         if not 1 <= splits <= n:
             raise UserError(f"inception_score: splits={splits} with {n} samples", hint="use 1 <= splits <= samples")
         self.n, self.splits, self.probs = n, splits, probs
-        self._seen = 0
+        self._seen = start
         self._rows = np.zeros(splits, dtype=np.int64)
         self._p_sum: np.ndarray | None = None  # (splits, classes)
         self._plogp_sum = np.zeros(splits)
@@ -71,10 +73,24 @@ class InceptionScoreStream:
             start = stop
         self._seen += len(preds)
 
+    def state(self) -> dict[str, np.ndarray]:
+        """The per-split sums as float64 arrays, what processes exchange to merge their parts (after the first
+        update)."""
+        if self._p_sum is None:
+            raise ValueError("InceptionScoreStream.state: nothing was added yet")
+        return {"rows": self._rows.astype(np.float64), "p_sum": self._p_sum.copy(), "plogp_sum": self._plogp_sum.copy()}
+
+    def merge(self, state: dict[str, np.ndarray]) -> None:
+        """Add another part's sums (its state()): the rows it saw count as seen here."""
+        rows = np.asarray(state["rows"]).round().astype(np.int64)
+        self._p_sum = (self._p_sum if self._p_sum is not None else 0) + np.asarray(state["p_sum"])
+        self._rows += rows
+        self._plogp_sum += np.asarray(state["plogp_sum"])
+
     def result(self) -> tuple[float, float]:
         """(mean, std) over the splits, as inception_score; every announced sample must have been added."""
-        if self._seen != self.n:
-            raise UserError(f"inception_score: {self._seen} of the {self.n} samples announced were added",
+        if int(self._rows.sum()) != self.n:
+            raise UserError(f"inception_score: {int(self._rows.sum())} of the {self.n} samples announced were added",
                             hint="feed every sample before asking for the score")
         marginal = self._p_sum / self._rows[:, None]
         mean_kl = self._plogp_sum / self._rows - scipy.special.xlogy(marginal, marginal).sum(axis=1)

@@ -93,6 +93,23 @@ class FeatureStats:
         if other._n > 0:
             self._absorb(other._n, other._mean, other._m2)
 
+    def state(self) -> dict[str, np.ndarray]:
+        """(n, mean, M2) as float64 arrays, what processes exchange to merge their statistics (after the first
+        update)."""
+        if self._mean is None:
+            raise UserError("FeatureStats.state: no samples yet",
+                            hint="call update(feats) with at least one batch first")
+        return {"n": np.array([float(self._n)]), "mean": self._mean.copy(), "m2": self._m2.copy()}
+
+    @classmethod
+    def from_state(cls, state: dict[str, np.ndarray]) -> FeatureStats:
+        """Inverse of state()."""
+        stats = cls()
+        if state["n"][0] > 0:
+            stats._absorb(int(state["n"][0]), np.asarray(state["mean"], dtype=np.float64),
+                          np.asarray(state["m2"], dtype=np.float64))
+        return stats
+
     def frechet_to(self, other: FeatureStats) -> float:
         """Fréchet distance between the Gaussians fitted to these and the other statistics (FID for Inception)."""
         return frechet_distance(self.mu, self.sigma, other.mu, other.sigma)

@@ -137,10 +137,12 @@ def _geometry(evaluator: Evaluator, sides: list[_Side]) -> tuple[int | None, int
         return min(img.size), 1 if img.mode in GREY_MODES else 3
 
 
-def generated_batches(gen: Generator, n: int, seed: int, chunk: int | None = None) -> Iterator[Tensor]:
+def generated_batches(gen: Generator, n: int, seed: int, chunk: int | None = None,
+                      part: tuple[int, int] | None = None) -> Iterator[Tensor]:
     """`gen.sample(n, seed=seed)` one forward pass of `chunk` (default SAMPLE_CHUNK) samples at a time, generated as
-    they are consumed, so no more than `chunk` images are held (the latents, n × z_dim, are drawn up front)."""
-    return gen.generate_batches(gen.latents(n, seed), seed=seed, batch_size=chunk or SAMPLE_CHUNK)
+    they are consumed, so no more than `chunk` images are held (the latents, n × z_dim, are drawn up front);
+    `part=(lo, hi)`: rows lo..hi-1 of them only."""
+    return gen.generate_batches(gen.latents(n, seed), seed=seed, batch_size=chunk or SAMPLE_CHUNK, part=part)
 
 
 def rebatch(chunks: Iterator[Tensor], size: int) -> Iterator[Tensor]:

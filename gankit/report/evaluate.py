@@ -20,8 +20,8 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from ..config import Config
-from ..data import Dataset, decode, load_caption_test, load_dataset, load_heldout, load_heldout_labelled, \
-    load_truth_pairs, read_npz, table_options
+from ..data import ONE_PROCESS, Dataset, Shard, decode, load_caption_test, load_dataset, load_heldout, \
+    load_heldout_labelled, load_truth_pairs, read_npz, table_options
 from ..data.base import as_float
 from ..data.captions import ATTRIBUTES, Layout, other_captions
 from ..data.tabular import table_rows
@@ -30,6 +30,7 @@ from ..data.pairs import resize
 from ..errors import UserError
 from ..io import atomic_path
 from ..metrics import Evaluator, Extracted, FeatureStats, load_evaluator
+from ..metrics.inception_score import InceptionScoreStream
 from ..metrics.attributes import attribute_accuracy
 from ..metrics.matching import CANDIDATES, load_matching_model, r_precision
 from ..metrics.modes2d import modes2d
@@ -38,7 +39,7 @@ from ..metrics.ppl import EPSILON, perceptual_path_length
 from ..metrics.sequences import DIVERSITY_PAIRS, molecules, nll_oracle, uniqueness_novelty
 from ..metrics.tabular import FOREST_TREES, PRIVACY_MEANING, column_similarity, correlation_difference, privacy, tstr
 from ..metrics.translation import histogram_match, l1, psnr, psnr_y, sharpness, ssim_y
-from ..train import Generator, list_checkpoints, load
+from ..train import Generator, distributed, list_checkpoints, load
 from ..train.pretrained import checkpoint_variant
 from ..variants import Variant, resolve
 from ..variants.private import PrivateSGD
@@ -81,6 +82,7 @@ class RunEval:
     refine: str | None = None  # discriminator-guided sampling (drs, mh) for the distribution metrics' samples
     target: str | None = None  # tables: the column utility tests predict (default: the run's data.target)
     cache: dict[str, Any] = field(default_factory=dict)
+    shard: Shard = ONE_PROCESS  # this process's place in a distributed evaluation (torchrun / --nproc)
 
     def samples(self, n: int) -> Tensor:
         """n generated samples for the distribution metrics: plain, or refined by the run's calibrated D (whose
@@ -91,12 +93,13 @@ class RunEval:
         self.cache["refine"] = stats.as_dict()
         return x
 
-    def sample_batches(self, n: int, batch_size: int) -> Iterator[Tensor]:
+    def sample_batches(self, n: int, batch_size: int, part: tuple[int, int] | None = None) -> Iterator[Tensor]:
         """`samples(n)` in batches of `batch_size`, plain samples generated as they are consumed (never n images at
-        once); refined samples are drawn all at once first, as the refiner needs."""
+        once); refined samples are drawn all at once first, as the refiner needs. `part=(lo, hi)`: rows lo..hi-1
+        of the plain samples only."""
         if self.refine is not None:
             return iter(self.samples(n).split(batch_size))
-        return rebatch(generated_batches(self.gen, n, self.seed), batch_size)
+        return rebatch(generated_batches(self.gen, n, self.seed, part=part), batch_size)
 
     @cached_property
     def config(self) -> Config:
@@ -126,16 +129,18 @@ class RunMetric:
     name: str
     applies: Callable[[RunEval], bool]
     compute: Callable[[RunEval], tuple[dict[str, Any], dict[str, Any]]]  # (values, protocol entries)
+    shared: bool = False  # computed by every process of a distributed evaluation together (else by process 0)
 
 
 RUN_METRICS: dict[str, RunMetric] = {}
 
 
-def register_run_metric(name: str, applies: Callable[[RunEval], bool]):
-    """Decorator: `compute(run) -> (values, protocol entries)` becomes the run metric `name`."""
+def register_run_metric(name: str, applies: Callable[[RunEval], bool], shared: bool = False):
+    """Decorator: `compute(run) -> (values, protocol entries)` becomes the run metric `name`; `shared`: every
+    process of a distributed evaluation runs it (sharing the work out through `run.shard`), else process 0 alone."""
 
     def add(compute: Callable[[RunEval], tuple[dict[str, Any], dict[str, Any]]]):
-        RUN_METRICS[name] = RunMetric(name, applies, compute)
+        RUN_METRICS[name] = RunMetric(name, applies, compute, shared)
         return compute
 
     return add
@@ -143,21 +148,33 @@ def register_run_metric(name: str, applies: Callable[[RunEval], bool]):
 
 def evaluate_run(run_dir: str | Path, seed: int = 0, features: str | None = None, weights: str | Path | None = None,
                  n: int | None = None, round_8bit: bool = True, refine: str | None = None,
-                 target: str | None = None) -> dict[str, Any]:
+                 target: str | None = None) -> dict[str, Any] | None:
     """Every metric the run's data kind lists that applies to this run, with one protocol; generated images are
     rounded to 8 bits before features (as saved PNGs are) unless `round_8bit` is False; `refine` (drs, mh) measures
-    discriminator-guided samples instead of plain ones; `target` names the column table utility tests predict."""
-    run = RunEval(load(run_dir), Path(run_dir), seed, n, features, weights, round_8bit, refine, target)
+    discriminator-guided samples instead of plain ones; `target` names the column table utility tests predict.
+
+    Under torchrun the processes share out the samples of the shared metrics (FID, KID, IS, PRDC) and merge their
+    statistics; process 0 computes the rest and returns the result, the others return None."""
+    shard, _ = distributed.setup(torch.device("cpu"))
+    if shard.world > 1 and refine is not None:
+        raise UserError("--refine draws its samples in one process", "run it without --nproc / torchrun")
+    run = RunEval(load(run_dir), Path(run_dir), seed, n, features, weights, round_8bit, refine, target, shard=shard)
     values: dict[str, Any] = {}
     protocol: dict[str, Any] = {}
     for name in run.gen.data_kind.metrics:
         metric = RUN_METRICS[name]
-        if metric.applies(run):
+        if (shard.rank == 0 or metric.shared) and metric.applies(run):
             more, settings = metric.compute(run)
             values.update(more)
             protocol.update(settings)
+    if shard.rank > 0:
+        distributed.leave(shard)
+        return None
     if "refine" in run.cache:
         protocol["refine"] = run.cache["refine"]
+    if shard.world > 1:
+        protocol["processes"] = shard.world
+        distributed.leave(shard)
     return {**values, "protocol": protocol}
 
 
@@ -180,21 +197,33 @@ def _modes(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
                     "weights": run.gen.info.get("weights"), "step": run.gen.info.get("step")}
 
 
-@register_run_metric("features", applies=lambda run: run.gen.spec.get("centers") is None)
+@register_run_metric("features", applies=lambda run: run.gen.spec.get("centers") is None, shared=True)
 def _features(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
-    """FID, KID, IS, precision/recall and density/coverage of generated samples against the training data."""
-    gen, evaluator = run.gen, run.evaluator
+    """FID, KID, IS, precision/recall and density/coverage of generated samples against the training data (in a
+    distributed evaluation each process generates and extracts its share of the samples)."""
+    gen, evaluator, shard = run.gen, run.evaluator, run.shard
     real_data = load_dataset(run.config.data, run.config.seed)
     n_real = min(len(real_data), MAX_SAMPLES)
     n_fake = run.n or n_real
+    if n_fake < shard.world:
+        raise UserError(f"{n_fake} samples cannot be shared out between {shard.world} processes",
+                        "ask for more samples (-n) or fewer processes")
     index = torch.randperm(len(real_data), generator=torch.Generator().manual_seed(REFERENCE_SEED))[:n_real].sort()[0]
     reference = {"data": run.config.data.name, "path": run.config.data.path, "shape": list(real_data.shape),
                  "samples": n_real, "subset_seed": REFERENCE_SEED, "cache": f"reference-{evaluator.name}.npz"}
+    if shard.rank > 0:
+        distributed.barrier(shard)  # process 0 writes the reference cache first; the others read it
     real = _reference_features(run.run_dir / reference["cache"], evaluator, real_data, index, reference)
+    if shard.rank == 0:
+        distributed.barrier(shard)
     rounded = run.round_8bit and gen.data_kind.images
-    batches = run.sample_batches(n_fake, evaluator.batch_size)
-    fake = evaluator.extract(map(round_to_8bit, batches) if rounded else batches, n_fake, keep=True,
-                             max_rows=FEATURE_ROWS, score_splits=min(IS_SPLITS, n_fake), label="generated")
+    part = (n_fake * shard.rank // shard.world, n_fake * (shard.rank + 1) // shard.world)
+    batches = run.sample_batches(n_fake, evaluator.batch_size, part if shard.world > 1 else None)
+    fake = evaluator.extract(map(round_to_8bit, batches) if rounded else batches, part[1] - part[0], keep=True,
+                             max_rows=FEATURE_ROWS, score_splits=min(IS_SPLITS, n_fake), label="generated",
+                             part=(part[0], n_fake) if shard.world > 1 else None)
+    if shard.world > 1:
+        fake = _merge_parts(fake, evaluator.dim, shard)
     values, settings = distribution_metrics(real, fake, with_kid=True, with_prdc=True, seed=run.seed)
     if fake.score is not None:
         values["is"], values["is_std"] = fake.score
@@ -684,6 +713,26 @@ def code_accuracy_real(run: RunEval) -> tuple[float, dict[str, Any]]:
                       "mapping": {f"{code}={v:g}": data.class_names[c] if c >= 0 else None
                                   for v, c in zip(values, mapping)},
                       "classes": list(data.class_names), "confusion": confusion.tolist()}
+
+
+def _merge_parts(part: Extracted, dim: int, shard: Shard) -> Extracted:
+    """The Extracted of all samples from every process's part (rows in rank order): merged feature statistics,
+    the kept rows concatenated, the Inception Score's per-split sums added."""
+    states = {key: distributed.gather(torch.from_numpy(value), shard) for key, value in part.stats.state().items()}
+    stats = FeatureStats()
+    for rank in range(shard.world):
+        stats.merge(FeatureStats.from_state({key: states[key][rank].numpy() for key in states}))
+    kept = distributed.gather(part.features if part.features is not None else torch.zeros(0, dim), shard)
+    score = None
+    if part.score_stream is not None:
+        stream = part.score_stream
+        sums = {key: distributed.gather(torch.from_numpy(value), shard)
+                for key, value in stream.state().items()}
+        merged = InceptionScoreStream(stream.n, stream.splits)
+        for rank in range(shard.world):
+            merged.merge({key: sums[key][rank].numpy() for key in sums})
+        score = merged.result()
+    return Extracted(stats, torch.cat(kept), None, score)
 
 
 def _reference_features(cache: Path, evaluator: Evaluator, data: Dataset, index: Tensor,

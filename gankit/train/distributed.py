@@ -127,3 +127,23 @@ def mean_over_processes(values: Tensor, shard: Shard) -> Tensor:
     values = values.clone()
     dist.all_reduce(values)
     return values / shard.world
+
+
+def gather(tensor: Tensor, shard: Shard) -> list[Tensor]:
+    """Every process's `tensor`, in rank order; the first dimension may differ between processes, the others not."""
+    if shard.world == 1:
+        return [tensor]
+    counts = torch.zeros(shard.world, dtype=torch.long)
+    counts[shard.rank] = len(tensor)
+    dist.all_reduce(counts)
+    padded = torch.zeros(int(counts.max()), *tensor.shape[1:], dtype=tensor.dtype)
+    padded[: len(tensor)] = tensor
+    parts = [torch.empty_like(padded) for _ in range(shard.world)]
+    dist.all_gather(parts, padded)
+    return [part[: int(count)] for part, count in zip(parts, counts)]
+
+
+def leave(shard: Shard) -> None:
+    """Leave the process group without waiting for the others (a process whose share of the work is done)."""
+    if shard.world > 1 and dist.is_initialized():
+        dist.destroy_process_group()

@@ -184,13 +184,17 @@ class Generator:
     def generate_batches(self, z: Tensor, labels: int | str | Sequence[int | str] | Tensor | None = None,
                          codes: dict[str, float] | None = None, inputs: Tensor | None = None,
                          seed: int | None = None, batch_size: int = 1024, direction: str | None = None,
-                         condition: Tensor | None = None, truncation: float = 1.0) -> Iterator[Tensor]:
+                         condition: Tensor | None = None, truncation: float = 1.0,
+                         part: tuple[int, int] | None = None) -> Iterator[Tensor]:
         """generate's samples, one forward pass of `batch_size` at a time, each made when it is consumed: a
-        consumer that streams (eval's feature extraction) holds one batch of images, not n."""
+        consumer that streams (eval's feature extraction) holds one batch of images, not n. `part=(lo, hi)`: only
+        rows lo..hi-1 of those samples (one process's share), the same rows as in the whole; the batches before
+        still draw their random conditions, without running G, so the stream stays in step."""
         n = len(z)
+        lo, hi = part if part is not None else (0, n)
         label_index = self.label_indices(labels, n) if labels is not None else None
         gen = _generator(None if seed is None else seed + 1)  # conditions draw from their own stream
-        for start in range(0, n, batch_size):
+        for start in range(0, min(n, hi), batch_size):
             part_z = z[start : start + batch_size].to(self.device)
             rows = slice(start, start + len(part_z))
             request = Request(len(part_z), z=part_z, labels=None if label_index is None else label_index[rows],
@@ -199,10 +203,13 @@ class Generator:
                               condition=None if condition is None else condition[rows].to(self.device),
                               truncation=truncation)
             try:
+                if start + len(part_z) <= lo:
+                    self.variant.prepare(request)  # another process's rows: their draws only
+                    continue
                 samples = self.variant.generate(request)
             except ValueError as exc:
                 raise UserError(str(exc)) from None
-            yield self.finish(samples).cpu()
+            yield self.finish(samples[max(lo - start, 0) : hi - start]).cpu()
 
     def finish(self, samples: Tensor) -> Tensor:
         """The output stage every sample passes: the invisible watermark where the model carries one."""

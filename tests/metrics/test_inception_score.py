@@ -76,3 +76,20 @@ def test_stream_wants_exactly_the_announced_rows():
         stream.update(np.zeros((5, 3)))
     with pytest.raises(UserError, match="splits=10 with 5 samples"):
         InceptionScoreStream(5, splits=10)
+
+
+@pytest.mark.parametrize(("n", "splits", "cuts"), [(200, 4, [0, 37, 120, 200]), (13, 10, [0, 6, 13])])
+def test_parts_fed_by_several_processes_merge_into_the_score_of_all(n, splits, cuts):
+    logits = np.random.default_rng(n).standard_normal((n, 5)) * 3
+    whole = InceptionScoreStream(n, splits)
+    whole.update(logits)
+    merged = InceptionScoreStream(n, splits)
+    for lo, hi in zip(cuts, cuts[1:]):  # each part straddles split boundaries and starts mid-split
+        part = InceptionScoreStream(n, splits, start=lo)
+        part.update(logits[lo:hi])
+        merged.merge(part.state())
+    assert merged.result() == pytest.approx(whole.result(), rel=1e-12)
+    short = InceptionScoreStream(n, splits)
+    short.merge(part.state())  # the last part alone: not every row was added
+    with pytest.raises(UserError, match=f"{n - cuts[-2]} of the {n}"):
+        short.result()

@@ -150,3 +150,14 @@ def test_frechet_to_calls_frechet_distance():
     expected = frechet_distance(real.mu, real.sigma, fake.mu, fake.sigma)
     assert real.frechet_to(fake) == pytest.approx(expected, rel=1e-12)
     assert expected == pytest.approx(5 * 2.0**2, rel=0.1)  # the mean shift dominates: ||2·1||² = 20
+
+
+def test_state_round_trip_is_what_processes_exchange():
+    feats = np.random.default_rng(4).standard_normal((120, 6)) + 3
+    stats = streamed(feats, [50, 70])
+    again = FeatureStats.from_state({k: v.copy() for k, v in stats.state().items()})
+    assert again.n == 120
+    np.testing.assert_array_equal(again.mu, stats.mu)
+    np.testing.assert_array_equal(again.sigma, stats.sigma)
+    with pytest.raises(UserError, match="no samples yet"):
+        FeatureStats().state()
