@@ -690,10 +690,11 @@ def directions_cmd(
         err.print(f"wrote {grid}", highlight=False)
 
 
-@app.command(epilog=_examples("gankit explain runs/shapes --out explain/", "gankit explain runs/digits --out ex/ -n 4"))
+@app.command(epilog=_examples("gankit explain runs/shapes", "gankit explain runs/digits --out ex/ -n 4"))
 def explain(
     run: Path = typer.Argument(..., help="Run directory of an image GAN that generates from noise."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for saliency.png, directions.png and explain.json."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for saliency.png, directions.png and "
+                                       "explain.json (default: RUN/explain/)."),
     n: int = typer.Option(8, "-n", min=1, max=64, help="Real and generated images in the saliency grid (each)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the generated images and of the direction samples."),
 ) -> None:
@@ -710,6 +711,7 @@ def explain(
 
     gen = load(run)
     editing.check_invertible(gen)
+    out = out or run / "explain"
     report: dict = {"run": run.name, "protocol": explaining.protocol()}
     critic = explaining.critic(run)
     if critic is not None:
@@ -719,7 +721,8 @@ def explain(
         images = torch.cat([real, gen.sample(n, seed=seed, labels=fake_labels)])
         labels = torch.cat([real_labels, fake_labels]) if gen.class_names else None
         grad_input, integrated = explaining.saliency(critic, images, labels)
-        cells = torch.stack([images, explaining.heat(grad_input), explaining.heat(integrated)], dim=1).flatten(0, 1)
+        shown = images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images  # greyscale beside RGB heat maps
+        cells = torch.stack([shown, explaining.heat(grad_input), explaining.heat(integrated)], dim=1).flatten(0, 1)
         io.save_grid(out / "saliency.png", cells, nrow=6, scale=max(1, 64 // images.shape[-1]), **gen.provenance(run),
                      task="explain", columns="image, gradient x input, integrated gradients (real first)")
         report["saliency"] = {"file": "saliency.png", "real": heldout, "generated": n}

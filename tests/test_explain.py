@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from PIL import Image
 
 from gankit import edit as editing
 from gankit import explain
@@ -76,3 +77,12 @@ def test_explain_refuses_a_translator(train_tiny, tmp_path, cli):
                      "train.steps=1", "train.sample_every=0", "train.checkpoint_every=0")
     code, _, err = cli("explain", str(pix), "--out", str(tmp_path / "ex"))
     assert code == 2 and "no latent" in err and not (tmp_path / "ex").exists()
+
+
+def test_explain_on_greyscale_digits_writes_into_the_run_by_default(train_tiny, cli):
+    run = train_tiny("digits-dcgan", "model.width=8", "train.steps=2", "train.sample_every=0", "train.checkpoint_every=1")
+    code, _, err = cli("explain", str(run), "-n", "2")
+    assert code == 0, err
+    with Image.open(run / "explain" / "saliency.png") as grid:  # one-channel digits beside RGB heat maps
+        assert grid.mode == "RGB"
+    assert json.loads((run / "explain" / "explain.json").read_text())["saliency"]["generated"] == 2
