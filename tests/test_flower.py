@@ -91,4 +91,5 @@ def test_errors_name_the_problem(tmp_path, monkeypatch):
         make_trainer(cfg, tmp_path / "x", dataset=make_trainer(_cfg("train.steps=6"), tmp_path / "y").data)
     monkeypatch.setitem(sys.modules, "flwr", None)  # as if the extra were not installed
     with pytest.raises(UserError, match=r"gankit\[flower\]"):
-        make_trainer(cfg, tmp_path / "z", progress=False).fit()
+        make_trainer(cfg, tmp_path / "z", progress=False)
+    assert not (tmp_path / "z").exists()  # refused before anything was written

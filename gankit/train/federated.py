@@ -131,6 +131,10 @@ class FederatedTrainer(Trainer):
         if cfg.train.compile:
             raise UserError("train.compile is not supported with federated.clients (every client holds a copy of "
                             "the nets)", "drop train.compile")
+        if cfg.federated.backend == "flower" and only is None:
+            from .flower import require_flower
+
+            require_flower()  # before the run directory is written
         if cfg.federated.backend == "flower" and dataset is not None:
             raise UserError("federated.backend=flower: every client process loads its data from the config, so a "
                             "dataset passed from Python cannot reach them", "describe the data in data.*, or use "

@@ -45,7 +45,7 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")  # read when flwr is import
 CONNECT_TIMEOUT = 300.0  # seconds the server waits for every client to connect
 
 
-def _flwr() -> None:
+def require_flower() -> None:
     """Import Flower, or say how to install it."""
     try:
         importlib.import_module("flwr")
@@ -78,7 +78,7 @@ class RemoteClients:
     """The run's side: Flower's gRPC server, a proxy per client index, and the client processes it started."""
 
     def __init__(self, trainer: FederatedTrainer) -> None:
-        _flwr()
+        require_flower()
         from flwr.server.client_manager import SimpleClientManager
         from flwr.server.superlink.fleet.grpc_bidi.grpc_server import start_grpc_server
 
@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args(argv)
     try:
-        _flwr()
+        require_flower()
         from flwr.compat.client.app import start_client
 
         from .federated import FederatedTrainer
