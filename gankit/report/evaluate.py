@@ -155,6 +155,7 @@ def evaluate_run(run_dir: str | Path, seed: int = 0, features: str | None = None
 
     Under torchrun the processes share out the samples of the shared metrics (FID, KID, IS, PRDC) and merge their
     statistics; process 0 computes the rest and returns the result, the others return None."""
+    joined_here = not distributed.in_group()  # a caller already in a group (a training script) stays in it
     shard, _ = distributed.setup(torch.device("cpu"))
     if shard.world > 1 and refine is not None:
         raise UserError("--refine draws its samples in one process", "run it without --nproc / torchrun")
@@ -167,14 +168,14 @@ def evaluate_run(run_dir: str | Path, seed: int = 0, features: str | None = None
             more, settings = metric.compute(run)
             values.update(more)
             protocol.update(settings)
-    if shard.rank > 0:
+    if joined_here:
         distributed.leave(shard)
+    if shard.rank > 0:
         return None
     if "refine" in run.cache:
         protocol["refine"] = run.cache["refine"]
     if shard.world > 1:
         protocol["processes"] = shard.world
-        distributed.leave(shard)
     return {**values, "protocol": protocol}
 
 

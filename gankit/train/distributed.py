@@ -143,6 +143,11 @@ def gather(tensor: Tensor, shard: Shard) -> list[Tensor]:
     return [part[: int(count)] for part, count in zip(parts, counts)]
 
 
+def in_group() -> bool:
+    """Whether this process has joined a process group already."""
+    return dist.is_available() and dist.is_initialized()
+
+
 def leave(shard: Shard) -> None:
     """Leave the process group without waiting for the others (a process whose share of the work is done)."""
     if shard.world > 1 and dist.is_initialized():
