@@ -76,6 +76,26 @@ def test_n_critic_runs_more_discriminator_steps(tmp_path, ring_cfg):
     assert trainer.sampler.cursor == 4 * (3 + 1) * trainer.cfg.train.batch_size
 
 
+def test_a_phase_computes_gradients_for_its_own_group_only(tmp_path, ring_cfg):
+    """G's step backpropagates through D but must leave D's gradients as D's own step left them (computing them
+    would cost D's weight-gradient products for nothing)."""
+    trainer = Trainer(ring_cfg("train.steps=1"), tmp_path / "r", progress=False)
+    d_opt = trainer.optimizers["D"]
+    at_d_step = {}
+    step = d_opt.step
+
+    def keep_then_step(*args, **kwargs):
+        at_d_step.update({id(p): p.grad.clone() for g in d_opt.param_groups for p in g["params"]})
+        return step(*args, **kwargs)
+
+    d_opt.step = keep_then_step
+    trainer._iteration({})
+    d_params = [p for g in d_opt.param_groups for p in g["params"]]
+    g_params = [p for g in trainer.optimizers["G"].param_groups for p in g["params"]]
+    assert at_d_step and all(torch.equal(p.grad, at_d_step[id(p)]) for p in d_params)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in g_params)
+
+
 def test_ema_weights_are_exported_and_differ_from_raw(tmp_path, ring_cfg):
     trainer = Trainer(ring_cfg("optim.ema=0.9"), tmp_path / "r", progress=False)
     trainer.fit()
