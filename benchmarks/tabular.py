@@ -123,7 +123,6 @@ def fit_one(method: str, csv: Path, seed: int, overrides: list[str]) -> dict:
         setup = time.perf_counter() - start
         result = trainer.fit()
         fit = setup + result["step"] / result["steps_per_s"]  # the end-of-run pictures and checkpoint left out
-        print(f"setup {setup:.2f}", file=sys.stderr)
         gen = load(run)
         synthetic = decode(gen.sample(len(train), seed=seed), gen.spec["table"])
     elif method == "ctgan":
