@@ -118,13 +118,14 @@ def fit_one(method: str, csv: Path, seed: int, overrides: list[str]) -> dict:
 
         overrides = [f"data.path={csv}", "data.target=target", "data.conditional=[target]", f"seed={seed}",
                      "train.sample_every=0", "train.checkpoint_every=0", *overrides]
-        run = Path(tempfile.mkdtemp()) / "run"
-        trainer = Trainer(resolve("table", overrides)[0], run, progress=False)  # reads, splits and encodes the CSV
-        setup = time.perf_counter() - start
-        result = trainer.fit()
-        fit = setup + result["step"] / result["steps_per_s"]  # the end-of-run pictures and checkpoint left out
-        gen = load(run)
-        synthetic = decode(gen.sample(len(train), seed=seed), gen.spec["table"])
+        with tempfile.TemporaryDirectory() as tmp:
+            run = Path(tmp) / "run"
+            trainer = Trainer(resolve("table", overrides)[0], run, progress=False)  # reads, splits, encodes the CSV
+            setup = time.perf_counter() - start
+            result = trainer.fit()
+            fit = setup + result["step"] / result["steps_per_s"]  # the end-of-run pictures and checkpoint left out
+            gen = load(run)
+            synthetic = decode(gen.sample(len(train), seed=seed), gen.spec["table"])
     elif method == "ctgan":
         from ctgan import CTGAN
 
@@ -215,7 +216,8 @@ def main() -> None:
     except ImportError:
         methods = tuple(m for m in methods if m != "ctgan")
         print("ctgan is not installed: its rows are left out (pip install ctgan)", file=sys.stderr)
-    folder = Path(tempfile.mkdtemp())
+    folder = Path(tempfile.mkdtemp(prefix="tabular-"))  # the tables' CSVs, kept for a look afterwards
+    print(f"tables written to {folder}", file=sys.stderr)
     results: dict[str, dict[str, list[dict]]] = {}
     for table in tables:
         write_table(table, folder)
