@@ -5,7 +5,9 @@ rounds, so each gankit round has a plain round measured right beside it. Machine
 between rounds on a shared machine, so the headline ratios are medians of these paired ratios.
 
 - `ratio`: gankit with default settings / plain, at 16x16 (digits-dcgan); target >= 0.95.
-- `fast_ratio`: gankit with the speed options (channels-last + bf16 autocast) / plain, at 16x16 and 64x64.
+- `fast_ratio`: gankit with the speed options (channels-last + bf16 autocast) / plain, at 16x16 and 64x64
+  (`fast_ratio_64`); `channels_last_ratio`: channels-last alone at 16x16 (which of the two wins there depends on the
+  CPU: bf16 needs AMX or AVX512-BF16 to pay).
 - `peak_fraction`: achieved GFLOP/s of a step (the step's FLOPs counted by torch's FlopCounterMode) / the fp32 matmul
   GFLOP/s (a 2048x2048 product) measured in the same round, at 64x64.
 
@@ -95,9 +97,9 @@ def gankit_loop(cfg: gankit.Config, steps: int, progress: bool) -> float:
         return trainer.fit()["steps_per_s"]
 
 
-def measure(res: int, rounds: int, steps: int, bar: bool) -> dict[str, dict[str, float]]:
+def measure(res: int, rounds: int, steps: int, extra: bool) -> dict[str, dict[str, float]]:
     """Alternating rounds of every loop at one resolution; per loop its median rate, paired ratio to the plain loop
-    and paired peak fraction."""
+    and paired peak fraction. `extra`: also gankit with its progress bar, and with channels-last alone."""
     overrides = ["train.sample_every=0", "train.checkpoint_every=0", "optim.ema=null", f"data.resolution={res}"]
     cfg = gankit.load_config("digits-dcgan", overrides)
     fast = gankit.load_config("digits-dcgan", [*overrides, *FAST])
@@ -106,8 +108,11 @@ def measure(res: int, rounds: int, steps: int, bar: bool) -> dict[str, dict[str,
     plain_loop(cfg, data, 2, 0), gankit_loop(cfg, 2, False), gankit_loop(fast, 2, False)  # warm-up: first calls
     loops = {"plain": lambda r: plain_loop(cfg, data, steps, r), "gankit": lambda r: gankit_loop(cfg, steps, False),
              "gankit fast": lambda r: gankit_loop(fast, steps, False)}
-    if bar:
+    if extra:
         loops["gankit+bar"] = lambda r: gankit_loop(cfg, steps, True)
+        nhwc = gankit.load_config("digits-dcgan", [*overrides, FAST[0]])
+        gankit_loop(nhwc, 2, False)
+        loops["gankit NHWC"] = lambda r: gankit_loop(nhwc, steps, False)
     rates: dict[str, list[float]] = {k: [] for k in loops}
     peaks = []
     for r in range(rounds):
@@ -132,8 +137,8 @@ def main() -> None:
     args = parser.parse_args()
     rounds = args.rounds or (3 if args.quick else 11)
     steps = args.steps or (40 if args.quick else 100)
-    small = measure(16, rounds, steps, bar=True)
-    large = measure(64, max(3, rounds // 2), max(4, steps // 12), bar=False)
+    small = measure(16, rounds, steps, extra=True)
+    large = measure(64, max(3, rounds // 2), max(4, steps // 12), extra=False)
     print(f"DCGAN (digits-dcgan nets: batch 64, width 64), torch {torch.__version__}, {torch.get_num_threads()} "
           f"threads, {platform.processor() or platform.machine()}; fast = {' '.join(FAST)}")
     print(f"{'size':<7}{'loop':<13}{'median steps/s':>16}{'paired ratio':>14}{'GFLOP/s':>10}{'peak fraction':>15}")
@@ -148,6 +153,7 @@ def main() -> None:
                       "ratio_with_progress_bar": round(small["gankit+bar"]["ratio"], 4),
                       "fast_ratio": round(small["gankit fast"]["ratio"], 4),
                       "fast_ratio_64": round(large["gankit fast"]["ratio"], 4),
+                      "channels_last_ratio": round(small["gankit NHWC"]["ratio"], 4),
                       "peak_fraction": round(large["gankit fast"]["peak_fraction"], 4),
                       "peak_fraction_default": round(large["gankit"]["peak_fraction"], 4),
                       "peak_fraction_plain": round(large["plain"]["peak_fraction"], 4),
