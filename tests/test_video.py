@@ -355,14 +355,16 @@ def test_eval_reports_the_clip_metrics_with_protocols(video_run, cli):
 
 @pytest.mark.slow
 def test_mocogan_learns_frames_like_the_data():
-    """A small but real run (250 steps of 8-frame 16×16 clips, about 30 s): the Fréchet distance of G's frames to
-    real frames, in the shapes evaluator's features, falls well below that of the untrained G."""
+    """A small but real run (400 steps of 8-frame 16×16 clips, about 25 s): the Fréchet distance of G's frames to
+    real frames, in the shapes evaluator's features, falls well below that of the untrained G. Over four sampler
+    seeds the ratio after 400 steps was 0.23–0.33 (it wanders between 0.5 and 0.9 in the first 250 steps, where an
+    earlier 250-step version of this test failed on one CPU model and passed on another)."""
     from gankit.data import BatchSampler
     from gankit.metrics import FeatureStats
 
     variant, _ = _setup("data.n=256", "data.resolution=16", "data.frames=8", "mocogan.g_width=16",
                         "mocogan.d_width=16", "mocogan.content_dim=16", "mocogan.motion_dim=8", "train.batch_size=16",
-                        "optim.lr_d=0.001", "optim.lr_g=0.001")
+                        "optim.lr_d=0.002", "optim.lr_g=0.002")
     cfg = resolve("moving-shapes-video", ["data.n=256", "data.resolution=16", "data.frames=8"])[0]
     data = load_dataset(cfg.data, 0)
     evaluator = load_evaluator("shapes")
@@ -381,7 +383,7 @@ def test_mocogan_learns_frames_like_the_data():
     optimizers = {name: torch.optim.Adam(g.parameters(), lr=g.lr, betas=g.betas) for name, g in variant.groups.items()}
     sampler = BatchSampler(data, 16, 0)
     before = frame_fd()
-    for _ in range(250):
+    for _ in range(400):
         batch, ctx = sampler.next(), Context()
         for phase in ("D", "G"):
             optimizers[phase].zero_grad()
