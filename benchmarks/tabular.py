@@ -7,8 +7,9 @@ and a generated mixed-type table (integers, floats, text, booleans, dates, missi
 rows as training rows are drawn; a 200-tree random forest trained on them is tested on the 30 % part (TSTR, macro F1)
 beside the same forest trained on the real 70 % (TRTR). Each fit runs in its own process, so its peak memory
 (maximum resident set) and seconds are its own; one torch thread each. gankit's seconds are reading, splitting and
-encoding the CSV plus the training loop (its end-of-run pictures and checkpoint, which ctgan does not make, are left
-out); ctgan's are its `fit`. Privacy: the membership-inference AUC of gankit.metrics.tabular for every method.
+encoding the CSV plus the training loop (its end-of-run checkpoint, which ctgan does not make, is left out); gankit
+runs with `train.pictures=false`, as ctgan draws no pictures (with them, matplotlib adds about 30 MB to the peak);
+ctgan's seconds are its `fit`. Privacy: the membership-inference AUC of gankit.metrics.tabular for every method.
 
     python benchmarks/tabular.py            # 4 tables x 3 seeds x (gankit, ctgan, gaussian)
     python benchmarks/tabular.py --quick    # wine and breast_cancer, one seed
@@ -117,7 +118,7 @@ def fit_one(method: str, csv: Path, seed: int, overrides: list[str]) -> dict:
         from gankit.variants import resolve
 
         overrides = [f"data.path={csv}", "data.target=target", "data.conditional=[target]", f"seed={seed}",
-                     "train.sample_every=0", "train.checkpoint_every=0", *overrides]
+                     "train.sample_every=0", "train.checkpoint_every=0", "train.pictures=false", *overrides]
         with tempfile.TemporaryDirectory() as tmp:
             run = Path(tmp) / "run"
             trainer = Trainer(resolve("table", overrides)[0], run, progress=False)  # reads, splits, encodes the CSV

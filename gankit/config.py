@@ -230,6 +230,9 @@ class TrainConfig(_Section):
         "with a dynamic loss scale per optimizer group, for GPUs without bf16 (docs/scaling.md)")
     export_discriminator: bool = Field(False, description="also export D to model/discriminator.safetensors, so "
                                        "discriminator-guided sampling (--refine) works without checkpoints")
+    pictures: bool = Field(True, description="draw samples/step-N.png and losses.png; off skips both (progress "
+                           "metrics are still logged, `gankit report` draws the curves later): for sweeps and tight "
+                           "memory, as the plots load matplotlib (about 30 MB)")
     tensorboard: bool = Field(False, description="also log scalars and progress pictures to RUN/tensorboard/ (needs "
                               "`pip install gankit[tensorboard]`)")
 

@@ -66,3 +66,19 @@ def test_chromium_renders_the_page_with_its_images(run, tmp_path):
 
     without_images = re.sub(r'<img src="data:[^"]*"', '<img src=""', html)
     assert midtones(html, "report") > midtones(without_images, "text") + 50_000  # the grids and curves drew
+
+
+def test_a_run_without_pictures_logs_its_progress_and_the_report_draws_the_curves(ring_cfg, tmp_path):
+    """`train.pictures=false` skips samples/step-N.png and losses.png (and matplotlib) but not the logged progress
+    metric the doctor reads; `gankit report` draws the curves from the logs afterwards."""
+    import json
+
+    from gankit.train import Trainer
+
+    run_dir = tmp_path / "quiet"
+    Trainer(ring_cfg("train.sample_every=30", "train.pictures=false"), run_dir, progress=False).fit()
+    assert not list(run_dir.glob("samples/*.png")) and not (run_dir / "losses.png").exists()
+    logged = [json.loads(line) for line in (run_dir / "logs.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged if "modes" in r] == [30, 60]
+    page = render_report(run_dir)
+    assert (run_dir / "losses.png").is_file() and "No curves" not in page

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..doctor import diagnose
 from ..io import GENERATED_NOTE, write_bytes
+from ..train.plots import plot_losses
 from .info import metric_rows, run_info, summary_lines
 
 MAX_GRIDS = 6  # sample grids shown, spread over training
@@ -102,6 +103,8 @@ def render_report(run_dir: str | Path) -> str:
                          for g in grids) or "<p>No sample grids in this folder.</p>")
     parts.append("<h2>Training curves</h2>")
     plot = run_dir / "losses.png"
+    if not plot.is_file():  # a run trained with train.pictures=false: drawn now from its logs, if it has any
+        plot_losses(run_dir)
     parts.append(_img(plot, "losses, D(x), D(G(z)) and gradient norms over training") if plot.is_file()
                  else "<p>No curves (no training logs in this folder).</p>")
     parts += ["<h2>Metrics</h2>", _metrics(info["metrics"]), "<h2>Doctor</h2>", _doctor(run_dir),

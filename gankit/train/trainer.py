@@ -199,7 +199,7 @@ class Trainer:
             status = "interrupted" if self.stop_signal is not None else "diverged" if diverged else "finished"
             if diverged is not None:
                 self._log_window(window, 0, 0.0, {"event": "diverged", "message": diverged.message})
-                if main:
+                if main and cfg.pictures:
                     plot_losses(self.run_dir)
                 raise diverged
         finally:
@@ -329,9 +329,10 @@ class Trainer:
             for g, mode in zip(gens, modes):
                 g.train(mode)
 
-    def save_samples(self) -> Path:
-        """samples/step-N.png, drawn by the data kind; its progress metric (e.g. modes found, for data with known
-        modes) is logged with it, so what happened over time is visible to `gankit doctor`."""
+    def save_samples(self) -> Path | None:
+        """samples/step-N.png, drawn by the data kind (unless `train.pictures` is off); its progress metric (e.g.
+        modes found, for data with known modes) is logged with it, so what happened over time is visible to
+        `gankit doctor`."""
         path = self.run_dir / "samples" / f"step-{self.step}.png"
         # a picture must not change training: whatever it draws comes from a copy of the RNG state
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
@@ -345,6 +346,8 @@ class Trainer:
             title += f": {summary}"
             if self.logs is not None and not self.logs.closed:
                 self.logs.write({"step": self.step, **record})
+        if not self.cfg.train.pictures:
+            return None
         self.kind.save_progress(path, fake, self.data, title, meta)
         if self.board is not None:
             self.board.picture(path, self.step)
@@ -366,7 +369,8 @@ class Trainer:
         path = ckpt.save_checkpoint(self.run_dir, self.step, files, state)
         self.export()
         ckpt.prune_checkpoints(self.run_dir, self.cfg.train.keep_checkpoints)
-        plot_losses(self.run_dir)
+        if self.cfg.train.pictures:
+            plot_losses(self.run_dir)
         return path
 
     def export(self) -> Path:
