@@ -61,6 +61,26 @@ def test_g_loss_is_both_adversarial_terms_plus_cycle_and_identity(setup):
     assert scalars["cycle"].item() == pytest.approx(cycle.item(), rel=1e-5)
 
 
+def test_cycle_noise_enters_the_round_trips_only(setup):
+    """With `cyclegan.cycle_noise` each translation is perturbed before it is translated back, and nowhere else:
+    catches the noise left out, added to the adversarial term, or the same draw used for both directions."""
+    variant, batch = setup("cyclegan.cycle=1", "cyclegan.identity=0", "cyclegan.cycle_noise=0.3")
+    a, b = batch.x, batch.b
+    torch.manual_seed(5)
+    loss, scalars = variant.loss("G", batch, Context())
+    torch.manual_seed(5)
+    with torch.no_grad():
+        fake_b, fake_a = variant.G_ab(a), variant.G_ba(b)
+        noise_b, noise_a = 0.3 * torch.randn_like(fake_b), 0.3 * torch.randn_like(fake_a)
+        cycle = F.l1_loss(variant.G_ba(fake_b + noise_b), a) + F.l1_loss(variant.G_ab(fake_a + noise_a), b)
+        adversarial = losses.g_least_squares(variant.D_b(fake_b).flatten()) + \
+            losses.g_least_squares(variant.D_a(fake_a).flatten())
+        clean = F.l1_loss(variant.G_ba(fake_b), a) + F.l1_loss(variant.G_ab(fake_a), b)
+    assert not torch.equal(noise_a, noise_b) and abs(cycle.item() - clean.item()) > 1e-3
+    assert scalars["cycle"].item() == pytest.approx(cycle.item(), rel=1e-5)
+    assert loss.item() == pytest.approx((adversarial + cycle).item(), rel=1e-5)
+
+
 def test_d_loss_is_half_of_each_domains_game_on_its_own_reals_and_pooled_fakes(setup):
     """Catches real and fake swapped, or D_a judging domain B."""
     variant, batch = setup("cyclegan.pool=0")

@@ -30,6 +30,9 @@ class CycleGANConfig(Section):
 
     cycle: float = Field(10.0, ge=0, description="λ of the cycle-consistency L1 terms (the paper's 10)")
     identity: float = Field(0.5, ge=0, description="identity L1 weight as a fraction of λ (the paper's 0.5)")
+    cycle_noise: float = Field(0.0, ge=0, description="std of Gaussian noise added to each translation before it is "
+                               "translated back (data units, [-1, 1]): a faint pattern hiding the input no longer "
+                               "survives the round trip (against CycleGAN's steganography, Bashkirova et al. 2019)")
     pool: int = Field(50, ge=0, description="past fakes each D also sees (0: only the current batch)")
     width: int = Field(64, ge=4, description="channels of G's first layer and D's first layer")
     blocks: int = Field(6, ge=1, description="residual blocks per generator (the paper's 6 at 128 px, 9 at 256)")
@@ -87,7 +90,7 @@ class CycleGAN(PairedGAN):
         except ValueError as exc:
             raise UserError(str(exc), "set data.resolution to a multiple of 4, e.g. 32") from None
         self.pool_a, self.pool_b = ImagePool(o.pool, self.shape), ImagePool(o.pool, self.shape)
-        self.cycle, self.identity = o.cycle, o.identity * o.cycle
+        self.cycle, self.identity, self.cycle_noise = o.cycle, o.identity * o.cycle, o.cycle_noise
         self.phases = [Phase("G", "G"), Phase("D", "D", repeats=cfg.train.n_critic)]
 
     @property
@@ -104,7 +107,7 @@ class CycleGAN(PairedGAN):
         fake_b, fake_a = self.G_ab(a), self.G_ba(b)
         ctx.values[FAKES] = (fake_a.detach(), fake_b.detach())
         adversarial = self.game.g(self.D_b(fake_b).flatten()) + self.game.g(self.D_a(fake_a).flatten())
-        cycle = F.l1_loss(self.G_ba(fake_b), a) + F.l1_loss(self.G_ab(fake_a), b)
+        cycle = F.l1_loss(self.G_ba(self.jitter(fake_b)), a) + F.l1_loss(self.G_ab(self.jitter(fake_a)), b)
         loss = adversarial + self.cycle * cycle
         scalars = {"g_adv": adversarial.detach(), "cycle": cycle.detach()}
         if self.identity:
@@ -113,6 +116,10 @@ class CycleGAN(PairedGAN):
             scalars["identity"] = identity.detach()
         scalars[self.log_keys.g_loss] = loss.detach()
         return loss, scalars
+
+    def jitter(self, x: Tensor) -> Tensor:
+        """x plus the cycle noise (x itself when it is off)."""
+        return x + self.cycle_noise * torch.randn_like(x) if self.cycle_noise else x
 
     def d_loss(self, batch: PairBatch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
         if FAKES in ctx.values:
