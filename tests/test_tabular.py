@@ -228,21 +228,46 @@ def test_classifier_learns_the_target_from_the_other_columns_and_charges_g(mixed
 
     from gankit.data.tabular import column_blocks
 
-    plain, _ = variant_and_table_batch(mixed_csv, "data.target=null")
-    assert [p.name for p in plain.phases] == ["D", "G"]  # no target, no classifier (by default)
     variant, batch = variant_and_table_batch(mixed_csv, "tabular.classifier=0.5", "tabular.cond_weight=2")
     assert [p.name for p in variant.phases] == ["D", "C", "G"] and "C" in variant.groups
+    assert len(variant.C) == 1  # the target's only
     start, width = column_blocks(variant.spec_table)["label"]
     # C never sees the target it predicts: changing the target block leaves its output alone
     flipped = batch.x.clone()
     flipped[:, start:start + width] = flipped[:, start:start + width].flip(1)
-    assert torch.equal(variant.C(batch.x[:, variant.features_at]), variant.C(flipped[:, variant.features_at]))
+    assert torch.equal(variant.C[0](batch.x), variant.C[0](flipped))
     loss, scalars = variant.loss("C", batch, Context())
-    expected = F.cross_entropy(variant.C(batch.x[:, variant.features_at]), batch.x[:, start:start + width].argmax(1))
+    expected = F.cross_entropy(variant.C[0](batch.x), batch.x[:, start:start + width].argmax(1))
     assert torch.allclose(loss, expected)
     _, scalars = variant.g_loss(batch, Context())
     assert scalars["g_loss"].item() == pytest.approx(-scalars["d_fake_g"].item() + 2 * scalars["cond_loss"].item()
                                                      + 0.5 * scalars["g_classifier"].item(), rel=1e-4)
+    off, _ = variant_and_table_batch(mixed_csv, "tabular.classifier=0")
+    assert [p.name for p in off.phases] == ["D", "G"] and "C" not in off.groups
+
+
+def test_without_a_target_each_conditional_column_gets_a_classifier_blind_to_its_own_block(mixed_csv):
+    """Catches a classifier that sees the column it predicts, a conditional column left out, or the term averaged
+    over the wrong heads."""
+    import torch.nn.functional as F
+
+    from gankit.data.tabular import column_blocks
+
+    variant, batch = variant_and_table_batch(mixed_csv, "data.target=null")
+    meta = variant.spec_table
+    assert [p.name for p in variant.phases] == ["D", "C", "G"] and len(meta["conditional"]) >= 2
+    blocks = column_blocks(meta)
+    assert [(c.start, c.size) for c in variant.C] == [blocks[name] for name in
+                                                       [c["name"] for c in meta["columns"] if c["name"] in
+                                                        meta["conditional"]]]
+    losses_each = []
+    for head in variant.C:
+        changed = batch.x.clone()
+        changed[:, head.start:head.start + head.size] = changed[:, head.start:head.start + head.size].flip(1)
+        assert torch.equal(head(batch.x), head(changed))
+        losses_each.append(F.cross_entropy(head(batch.x), batch.x[:, head.start:head.start + head.size].argmax(1)))
+    loss, _ = variant.loss("C", batch, Context())
+    assert torch.allclose(loss, torch.stack(losses_each).mean())
 
 
 def test_gradient_penalty_treats_a_pack_as_one_example():

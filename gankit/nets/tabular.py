@@ -89,3 +89,22 @@ class PackedCritic(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x)).squeeze(1)
+
+
+class ColumnClassifier(nn.Module):
+    """Predicts one categorical column, the one-hot block [start, start + size) of an encoded row, from the row's
+    other columns (it never sees its own block)."""
+
+    def __init__(self, data_dim: int, start: int, size: int, width: int) -> None:
+        super().__init__()
+        keep = [i for i in range(data_dim) if not start <= i < start + size]
+        self.register_buffer("keep", torch.tensor(keep, dtype=torch.long), persistent=False)
+        self.start, self.size = start, size
+        self.net = nn.Sequential(nn.Linear(len(keep), width), nn.LeakyReLU(0.2), nn.Linear(width, size))
+
+    def forward(self, rows: Tensor) -> Tensor:
+        return self.net(rows[:, self.keep])
+
+    def loss(self, rows: Tensor) -> Tensor:
+        """Cross-entropy of the prediction against the rows' own category."""
+        return F.cross_entropy(self(rows), rows[:, self.start:self.start + self.size].argmax(1))

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
@@ -18,7 +17,7 @@ from ..config import Config, Section
 from ..data import Batch
 from ..data.tabular import column_blocks, condition_dim, condition_layout, spans
 from ..errors import UserError
-from ..nets.tabular import PackedCritic, TableGenerator
+from ..nets.tabular import ColumnClassifier, PackedCritic, TableGenerator
 from .base import Context, Group, Phase, Request
 from .gan import FAKE, GAN
 from .private import PrivateSGD
@@ -35,11 +34,11 @@ class TabularConfig(Section):
     dropout: float = Field(0.5, ge=0, lt=1, description="D's dropout")
     tau: float = Field(0.2, gt=0, description="Gumbel-softmax temperature of G's one-hot outputs in training")
     cond_weight: float = Field(1.0, ge=0, description="weight of G's term for showing the conditioned category")
-    classifier: float | None = Field(None, ge=0, description="weight of an auxiliary classifier's term (after "
-                                     "CTAB-GAN): a separate net learns data.target from the other columns of real "
-                                     "rows, and G is charged when its rows' other columns do not predict their own "
-                                     "target. Default: 1 when data.target names a categorical column (and no "
-                                     "privacy.epsilon), else off; 0: off")
+    classifier: float | None = Field(None, ge=0, description="weight of auxiliary classifiers' term (after "
+                                     "CTAB-GAN): separate nets learn data.target (without a target: each conditional "
+                                     "column) from the other columns of real rows, and G is charged when its rows' "
+                                     "other columns do not predict their own category. Default: 1 when there is such "
+                                     "a categorical column (and no privacy.epsilon), else off; 0: off")
 
 
 @register_variant("tabular")
@@ -64,12 +63,11 @@ class TabularGAN(GAN):
         self.private = self._plan_privacy(cfg, meta)
         if self.private is not None:
             self.register_buffer("private_steps", torch.zeros((), dtype=torch.long))  # checkpointed: ε on resume
-        self.target_block = None
-        target = next((c for c in meta["columns"] if c["name"] == meta.get("target")), None)
+        self.classified = self._classified_columns(meta)
         self.classifier_weight = options.classifier if options.classifier is not None else \
-            float(target is not None and target["type"] == "categorical" and self.private is None)
+            float(bool(self.classified) and self.private is None)
         if self.classifier_weight:
-            self._add_classifier(target, meta, data_dim, options.d_dims[0])
+            self._add_classifiers(meta, data_dim, options.d_dims[0])
         # where each position of the condition vector sits in an encoded row
         where = [part["start"] + i for part in self.layout for i in range(part["size"])]
         self.register_buffer("cond_columns", torch.tensor(where, dtype=torch.long), persistent=False)
@@ -89,19 +87,23 @@ class TabularGAN(GAN):
                             "loss.name=non_saturating")
         return PrivateSGD.plan(cfg, meta["rows"])
 
-    def _add_classifier(self, target: dict | None, meta: dict, data_dim: int, width: int) -> None:
-        """The auxiliary classifier C (a phase and a group of its own) of the target from the other columns."""
-        if target is None or target["type"] != "categorical":
-            raise UserError("tabular.classifier predicts data.target, which must name a categorical column",
-                            "set data.target, or tabular.classifier=0")
+    @staticmethod
+    def _classified_columns(meta: dict) -> list[dict]:
+        """The categorical columns the auxiliary classifiers predict: data.target's, or without one the conditional
+        columns (so every category G is asked for shows in the rest of its row, as in real rows)."""
+        names = [meta["target"]] if meta.get("target") else meta["conditional"]
+        return [c for c in meta["columns"] if c["name"] in names and c["type"] == "categorical"]
+
+    def _add_classifiers(self, meta: dict, data_dim: int, width: int) -> None:
+        """The auxiliary classifiers C (a phase and a group of their own), one per classified column."""
+        if not self.classified:
+            raise UserError("tabular.classifier predicts data.target (or the conditional columns), which must name a "
+                            "categorical column", "set data.target, or tabular.classifier=0")
         if self.private is not None:
             raise UserError("tabular.classifier learns from real rows outside the privacy budget",
                             "set tabular.classifier=0 with privacy.epsilon")
-        start, size = column_blocks(meta)[target["name"]]
-        keep = [i for i in range(data_dim) if not start <= i < start + size]
-        self.register_buffer("features_at", torch.tensor(keep, dtype=torch.long), persistent=False)
-        self.target_block = (start, size)
-        self.C = nn.Sequential(nn.Linear(len(keep), width), nn.LeakyReLU(0.2), nn.Linear(width, size))
+        blocks = column_blocks(meta)
+        self.C = nn.ModuleList(ColumnClassifier(data_dim, *blocks[c["name"]], width) for c in self.classified)
         self.phases.insert(-1, Phase("C", "C"))
 
     # ------------------------------------------------------------------------------------- the game's hooks
@@ -131,7 +133,7 @@ class TabularGAN(GAN):
             loss = -torch.log(hit.clamp_min(1e-8)).mean()
             total = self.options.cond_weight * loss
             scalars.update(cond_loss=loss.detach(), cond_hit=(hit > 0.5).float().mean().detach())
-        if self.target_block is not None:
+        if self.classifier_weight:
             loss = self._classifier_loss(fake)
             total = self.classifier_weight * loss + (0 if total is None else total)
             scalars["g_classifier"] = loss.detach()
@@ -140,7 +142,7 @@ class TabularGAN(GAN):
     @property
     def groups(self) -> dict[str, Group]:
         groups = super().groups
-        if self.target_block is not None:
+        if self.classifier_weight:
             groups["C"] = Group([self.C], self.optim_cfg.lr_d, groups["D"].betas)
         return groups
 
@@ -155,9 +157,8 @@ class TabularGAN(GAN):
         return super().loss(phase, batch, ctx)
 
     def _classifier_loss(self, rows: Tensor) -> Tensor:
-        """Cross-entropy of C's prediction of the target from a row's other columns against the row's own target."""
-        start, width = self.target_block
-        return F.cross_entropy(self.C(rows[:, self.features_at]), rows[:, start:start + width].argmax(1))
+        """The classifiers' mean cross-entropy on the rows: each predicts its column from the row's other columns."""
+        return torch.stack([c.loss(rows) for c in self.C]).mean()
 
     def d_loss(self, batch: Batch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
         """Under privacy.epsilon: D's DP-SGD gradient (gankit.variants.private) as the gradient of a surrogate, so
