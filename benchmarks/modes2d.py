@@ -65,32 +65,63 @@ def trial(job: tuple[str, str, int, list[str], tuple[str, ...], str | None]) -> 
 
     torch.set_num_threads(1)  # two single-threaded workers beat one two-threaded run for these small MLPs
     import gankit
-    from gankit.metrics import modes2d
 
-    set_name, method, seed, _, refine, keep = job
+    set_name, method, seed, _, _, keep = job[:6]
     cfg = job_config(job)
-    rows = []
     with tempfile.TemporaryDirectory() as scratch:
         tmp = Path(keep) / f"{set_name}-{method.replace(' ', '_')}-{seed}" if keep else scratch
         start = time.perf_counter()
         gankit.train(cfg, tmp, progress=False)
-        seconds = time.perf_counter() - start
-        gen = gankit.load(tmp)
-        centers, std = torch.tensor(gen.spec["centers"]), gen.spec["std"]
-        for kind in ("plain", *refine):
-            start = time.perf_counter()
-            if kind == "plain":
-                samples, cost = gen.sample(2500, seed=10_000 + seed), {"acceptance": 1.0, "g_evals_per_sample": 1.0}
-            else:
-                samples, stats = gen.refined(kind, 2500, seed=10_000 + seed)
-                cost = stats.as_dict()
-            report = modes2d(samples, centers, std)
-            rows.append({"set": set_name, "method": label(method, kind), "seed": seed, "config": fingerprint(cfg),
-                         "modes": report.modes, "hq": report.hq_fraction, "rkl": report.reverse_kl,
-                         "acceptance": cost["acceptance"], "passes": cost["g_evals_per_sample"],
-                         "seconds": seconds + time.perf_counter() - start, "samples": samples[:1000].tolist(),
-                         "centers": centers.tolist()})
+        return score(tmp, job, seed, fingerprint(cfg), time.perf_counter() - start)
+
+
+def score(run: Path, job: tuple, seed: int, config: str, seconds: float) -> list[dict]:
+    """Rows for one trained run: 2,500 plain samples scored, then 2,500 of each refinement; `seconds` (training)
+    is added to each row's own sampling time."""
+    import torch
+
+    import gankit
+    from gankit.metrics import modes2d
+
+    set_name, method, refine = job[0], job[1], job[4]
+    gen = gankit.load(run)
+    centers, std = torch.tensor(gen.spec["centers"]), gen.spec["std"]
+    rows = []
+    for kind in ("plain", *refine):
+        start = time.perf_counter()
+        if kind == "plain":
+            samples, cost = gen.sample(2500, seed=10_000 + seed), {"acceptance": 1.0, "g_evals_per_sample": 1.0}
+        else:
+            samples, stats = gen.refined(kind, 2500, seed=10_000 + seed)
+            cost = stats.as_dict()
+        report = modes2d(samples, centers, std)
+        rows.append({"set": set_name, "method": label(method, kind), "seed": seed, "config": config,
+                     "modes": report.modes, "hq": report.hq_fraction, "rkl": report.reverse_kl,
+                     "acceptance": cost["acceptance"], "passes": cost["g_evals_per_sample"],
+                     "seconds": seconds + time.perf_counter() - start, "samples": samples[:1000].tolist(),
+                     "centers": centers.tolist()})
     return rows
+
+
+def ensemble_trial(job: tuple) -> list[dict]:
+    """Train `members` seeds of one (set, method) as one ensemble run (model.members, each member with the preset's
+    batch), split it, and score each member as `trial` scores a run; a member's seconds are the ensemble's training
+    time divided by the members, plus its own scoring. The job's seed is the first member's."""
+    import torch
+
+    torch.set_num_threads(job[7])
+    import gankit
+    from gankit.train.ensemble import split_members
+
+    set_name, method, first, _, _, keep, members, _ = job
+    cfg = job_config(job)
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(keep) / f"{set_name}-{method.replace(' ', '_')}-ensemble-{first}" if keep else Path(scratch)
+        start = time.perf_counter()
+        gankit.train(cfg, root / "ensemble", progress=False)
+        share = (time.perf_counter() - start) / members
+        runs = split_members(root / "ensemble", root / "members")
+        return [row for e, run in enumerate(runs) for row in score(run, job, first + e, fingerprint(cfg), share)]
 
 
 def label(method: str, kind: str) -> str:
@@ -221,6 +252,9 @@ def main() -> None:
                         "when it ends, and trials already in it with the same resolved config are not run again "
                         "(resume a cut-off run, or add methods and seeds to an earlier one; a changed preset reruns "
                         "its trials); the table covers every row in it that was asked for")
+    parser.add_argument("--ensemble", action="store_true", help="train each (set, method)'s seeds as one ensemble "
+                        "run (model.members = seeds, each member with the preset's batch) and split it: seconds per "
+                        "trial are the ensemble's divided by its members")
     parser.add_argument("--table-only", action="store_true", help="with --rows: print the table and plot of the "
                         "trials already there, without running the missing ones")
     args = parser.parse_args()
@@ -234,11 +268,18 @@ def main() -> None:
     unknown = [s for s in sets if s not in SETS] + [m for m in methods if m not in METHODS]
     if unknown:
         parser.error(f"unknown set or method {unknown[0]!r}; sets: {', '.join(SETS)}; methods: {', '.join(METHODS)}")
-    jobs = [(s, m, seed, args.set_override, refine, args.keep_runs) for s in sets for m in methods
-            for seed in range(args.first_seed, args.first_seed + seeds)]
+    if args.ensemble:  # one job per (set, method): its seeds are the ensemble's members
+        threads = max(1, (os.cpu_count() or 1) // args.workers)
+        jobs = [(s, m, args.first_seed, [*args.set_override, f"model.members={seeds}", "train.batch_size="
+                 f"{seeds * job_config((s, m, 0, args.set_override)).train.batch_size}"], refine, args.keep_runs,
+                 seeds, threads) for s in sets for m in methods]
+    else:
+        jobs = [(s, m, seed, args.set_override, refine, args.keep_runs) for s in sets for m in methods
+                for seed in range(args.first_seed, args.first_seed + seeds)]
     results: dict[tuple[str, str], list[dict]] = {}
     finished = _read_rows(args.rows) if args.rows else {}
-    wanted = {job[:3]: [(job[0], label(job[1], kind), job[2], fingerprint(job_config(job)))
+    wanted = {job[:3]: [(job[0], label(job[1], kind), seed, fingerprint(job_config(job)))
+                        for seed in range(job[2], job[2] + (seeds if args.ensemble else 1))
                         for kind in ("plain", *refine)] for job in jobs}
     todo = []
     for job in jobs:
@@ -249,7 +290,7 @@ def main() -> None:
             todo.append(job)
     jobs = [] if args.table_only else todo
     with ProcessPoolExecutor(args.workers) as pool:
-        for done, rows in enumerate(pool.map(trial, jobs), 1):
+        for done, rows in enumerate(pool.map(ensemble_trial if args.ensemble else trial, jobs), 1):
             for row in rows:
                 results.setdefault((row["set"], row["method"]), []).append(row)
             if args.rows:
@@ -258,7 +299,9 @@ def main() -> None:
             print(f"[{done}/{len(jobs)}] {rows[0]['set']} {rows[0]['method']} seed {rows[0]['seed']}: "
                   + ", ".join(f"{row['method']} {row['modes']} modes {row['hq']:.1%} HQ" for row in rows)
                   + f", {rows[0]['seconds']:.0f} s", file=sys.stderr, flush=True)
-    ran = f"trials read from {args.rows}" if args.table_only else f"{args.workers} workers x 1 thread"
+    ran = f"trials read from {args.rows}" if args.table_only else \
+        f"{len(jobs)} ensemble runs of {seeds} members, {args.workers} workers" if args.ensemble else \
+        f"{args.workers} workers x 1 thread"
     print(f"PacGAN 2D protocol, up to {seeds} seeds per row, 2,500 samples each; {ran}, "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; ± is the standard error over seeds")
     print(f"{'set':<8}{'method':<30}{'seeds':>6}{'modes':>15}{'high quality %':>18}{'reverse KL':>17}{'s/trial':>9}"

@@ -188,7 +188,10 @@ def train(
         raise UserError(f"out of memory at step {trainer.step}: {str(exc).splitlines()[0][:200]}",
                         "lower train.batch_size or the model size; the last checkpoint is kept") from None
     distributed.finish()
-    if main:
+    if main and cfg.model.members > 1:  # one report per model: the members' own runs get theirs
+        err.print(f"step {result['step']} saved in {run_dir}: {cfg.model.members} members; `gankit split {run_dir} "
+                  "--out DIR` writes one run per member to sample, evaluate or report on", highlight=False)
+    elif main:
         _report_run(run_dir, result["step"], trainer.kind.usage.format(run=run_dir))
     if result["interrupted_by"] is not None:
         if main:
@@ -1161,6 +1164,21 @@ def export_model(
                        for name, t in zip(names, example_inputs(gen)))
     output = tuple(gen.spec.get("pair", {}).get("shape_b", gen.spec["shape"]))
     err.print(f"wrote {out} ({fmt}): inputs per sample {shapes}; output samples {output}", highlight=False)
+
+
+@app.command(epilog=_examples("gankit train grid25-best model.members=10 train.batch_size=1200 --out runs/g10",
+                              "gankit split runs/g10 --out runs/g10-members"))
+def split(
+    run: Path = typer.Argument(..., help="Run directory of an ensemble (trained with model.members > 1)."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="New folder: one run per member goes in it."),
+) -> None:
+    """Write one run per member of an ensemble run (OUT/member-0, ...), each with the member's weights, optimizer
+    state and exported model: sample, evaluate, refine or resume them like runs trained alone."""
+    from .train.ensemble import split_members
+
+    runs = split_members(run, out_dir)
+    err.print(f"wrote {len(runs)} member runs to {out_dir}: evaluate one with `gankit eval {runs[0]}`",
+              highlight=False)
 
 
 @app.command(epilog=_examples("gankit presets"))

@@ -155,7 +155,8 @@ class ModelConfig(_Section):
 
     # keys that mean something for some network families only (by `family`, i.e. `auto` resolved)
     ONLY_FOR: ClassVar[dict[str, tuple[str, ...]]] = {
-        "g_hidden": ("mlp",), "d_hidden": ("mlp",), "g_batchnorm": ("mlp",), "width": ("dcgan", "biggan"),
+        "g_hidden": ("mlp",), "d_hidden": ("mlp",), "g_batchnorm": ("mlp",), "members": ("mlp",),
+        "width": ("dcgan", "biggan"),
         "d_batchnorm": ("dcgan",), "attention": ("biggan",), "shared_dim": ("biggan",)}
     # keys that shape only the discriminator: left out of exported generators (model/config.json)
     DISCRIMINATOR_KEYS: ClassVar[tuple[str, ...]] = ("d_hidden", "d_batchnorm", "spectral_norm", "minibatch_std", "pack")
@@ -172,6 +173,9 @@ class ModelConfig(_Section):
     pack: int = Field(1, ge=1, le=16, description="PacGAN: D judges `pack` samples at once (Lin et al. 2018)")
     attention: int = Field(16, ge=0, description="biggan: resolution of the self-attention block (0: none)")
     shared_dim: int = Field(128, ge=1, description="biggan: size of the class embedding shared by all G blocks")
+    members: int = Field(1, ge=1, le=256, description="MLP: train this many independent G/D pairs at once, one "
+                         "slice of each batch per member (an ensemble of seeds in one run: larger matrix products); "
+                         "`gankit split` then writes one run per member")
 
 
 class LossConfig(_Section):
@@ -327,6 +331,9 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
+        if self.train.batch_size % self.model.members:
+            raise ValueError(f"train.batch_size={self.train.batch_size} must be a multiple of model.members="
+                             f"{self.model.members}: each member trains on its slice of every batch")
         if self.train.batch_size % self.model.pack:
             raise ValueError(f"train.batch_size={self.train.batch_size} must be a multiple of model.pack={self.model.pack}")
         if self.loss.label_smoothing and self.loss.name not in BCE_GAMES:

@@ -33,12 +33,25 @@ def _not_biggan(name: str) -> None:
                         "use variant=cgan or acgan with labelled data, or model.name=dcgan")
 
 
+def _members(cfg: ModelConfig, name: str) -> None:
+    """model.members > 1 needs nets whose every layer is per member: MLPs without batch norm or spectral norm."""
+    if cfg.members == 1:
+        return
+    what = (f"model.name={name}" if name != "mlp" else "model.g_batchnorm" if cfg.g_batchnorm
+            else "model.spectral_norm" if cfg.spectral_norm else "model.pack" if cfg.pack > 1 else None)
+    if what is not None:
+        raise UserError(f"model.members={cfg.members} trains independent MLPs, and {what} would share layers or "
+                        "statistics between them", "set model.members=1, or use MLP nets without it")
+
+
 def build_generator(cfg: ModelConfig, spec: dict, extra_inputs: int = 0) -> nn.Module:
     """A generator mapping (N, z_dim + extra_inputs) inputs (noise, then e.g. one-hot labels or codes) to samples."""
     name, shape, inputs = family(cfg, spec), tuple(spec["shape"]), cfg.z_dim + extra_inputs
     _not_biggan(name)
+    _members(cfg, name)
     if name == "mlp":
-        return MLPGenerator(inputs, shape, cfg.g_hidden, cfg.g_batchnorm, image=spec["kind"] == "image")
+        return MLPGenerator(inputs, shape, cfg.g_hidden, cfg.g_batchnorm, image=spec["kind"] == "image",
+                            members=cfg.members)
     if spec["kind"] != "image":
         raise UserError(f"model.name={name} needs image data, but data is {spec['kind']}", "use model.name=mlp")
     channels, resolution = _image_size(spec)
@@ -55,9 +68,10 @@ def build_discriminator(cfg: ModelConfig, spec: dict, extra_channels: int = 0) -
     """
     name, shape = family(cfg, spec), tuple(spec["shape"])
     _not_biggan(name)
+    _members(cfg, name)
     in_shape = (shape[0] * cfg.pack + extra_channels, *shape[1:])
     if name == "mlp":
-        net: nn.Module = MLPDiscriminator(in_shape, cfg.d_hidden, cfg.minibatch_std)
+        net: nn.Module = MLPDiscriminator(in_shape, cfg.d_hidden, cfg.minibatch_std, cfg.members)
     else:
         _, resolution = _image_size(spec)
         net = DCGANDiscriminator(in_shape[0], resolution, cfg.width, cfg.d_batchnorm, cfg.minibatch_std)

@@ -20,12 +20,13 @@ def run_info(run_dir: str | Path) -> dict[str, Any]:
     """Config (only the keys that apply to this run), steps, time, parameter counts and last metrics of a run, or of
     an exported model folder (with less to say)."""
     run_dir = Path(run_dir)
-    gen = load(run_dir)
+    gen = load(run_dir, ensemble=True)  # a summary may describe an ensemble run whole
     cfg_path = run_dir / "config.yaml"
     cfg = resolve(str(cfg_path))[0] if cfg_path.is_file() else gen.config
     checkpoints = [p.name for p in list_checkpoints(run_dir)]
     g_params = sum(count_parameters(m) for m in gen.variant.generator_modules())
-    nets = gen.variant.own_nets or f"{family(cfg.model, gen.spec)} nets"
+    nets = gen.variant.own_nets or f"{family(cfg.model, gen.spec)} nets" + \
+        (f", an ensemble of {cfg.model.members} (gankit split)" if cfg.model.members > 1 else "")
     config = cfg.applicable(family(cfg.model, gen.spec))
     if gen.variant.own_nets:
         config.pop("model")  # the variant's own section sizes its nets

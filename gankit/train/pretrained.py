@@ -427,9 +427,10 @@ def run_variant(run_dir: Path) -> tuple[Variant, tuple[int, ...]] | None:
     return variant, tuple(state["spec"]["shape"])
 
 
-def load(run_dir: str | Path, device: str | torch.device = "cpu") -> Generator:
+def load(run_dir: str | Path, device: str | torch.device = "cpu", *, ensemble: bool = False) -> Generator:
     """The generator of a run directory, or of an exported model folder under any name (its model/ folder, a copy,
-    or what `Generator.save_pretrained` wrote), ready to `.sample(n)`."""
+    or what `Generator.save_pretrained` wrote), ready to `.sample(n)`. An ensemble run (model.members > 1) is refused
+    unless `ensemble` asks for it whole (for summaries: its samples mix the members)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         problem = "is not a directory" if run_dir.exists() else "does not exist"
@@ -456,6 +457,9 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu") -> Generator:
         variant = build_variant(config, spec)
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"{run_dir}: saved model description is invalid: {exc}") from None
+    if config.model.members > 1 and not ensemble:  # its samples would mix independent models
+        raise UserError(f"{run_dir} is an ensemble of {config.model.members} models (model.members), not one model",
+                        f"write one run per member with `gankit split {run_dir} --out DIR`, then use those")
     missing = set(variant.generator_state()) - set(weights)
     if missing:
         raise UserError(f"{run_dir}: saved weights lack {len(missing)} generator tensors, e.g. {sorted(missing)[0]}")

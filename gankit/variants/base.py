@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from ..config import Config, Section
 from ..data import ONE_PROCESS, Batch, Shard
+from ..errors import UserError
 from ..metrics.ppl import slerp  # noqa: F401 - re-exported: latent interpolation for sampling
 
 
@@ -188,6 +189,9 @@ class Variant(nn.Module):
     scores_anomalies: ClassVar[bool] = False  # it scores images itself: anomaly_score(x) (GANomaly)
     one_pass: ClassVar[bool] = True  # G's samples are one forward pass of its inputs (what an export traces)
     w_space: ClassVar[bool] = False  # it maps z to an intermediate latent w: to_w(z) and from_w(w) (StyleGAN)
+    # it trains model.members independent G/D pairs at once (no term mixes the members' rows); read from the class's
+    # own body only, so a subclass that adds heads or cross-sample terms does not inherit it
+    ensembles: ClassVar[bool] = False
 
     phases: list[Phase]
     z_dim: int
@@ -196,6 +200,9 @@ class Variant(nn.Module):
 
     def __init__(self, cfg: Config, spec: dict) -> None:
         super().__init__()
+        if cfg.model.members > 1 and not type(self).__dict__.get("ensembles", False):
+            raise UserError(f"variant {cfg.variant} does not train ensembles (model.members={cfg.model.members})",
+                            "set model.members=1; variant gan with MLP nets trains them")
         self.options = self.read_options(cfg)
 
     @classmethod

@@ -31,6 +31,7 @@ class GAN(Variant):
     """G maps noise to samples, D scores samples; `loss.name` picks the game, `train.n_critic` the D:G step ratio."""
 
     packs = True  # PacGAN packing (model.pack) is supported; subclasses whose D takes conditions turn it off
+    ensembles = True  # model.members: every term below is a mean of per-row terms (not feature matching: refused)
 
     def __init__(self, cfg: Config, spec: dict, G: nn.Module | None = None, D: nn.Module | None = None) -> None:
         super().__init__(cfg, spec)
@@ -39,6 +40,9 @@ class GAN(Variant):
         if spec["kind"] == "pairs":
             raise UserError(f"variant {cfg.variant} generates from noise; data.pair makes two domains for "
                             "image-to-image models", "drop data.pair, or use variant=pix2pix, cyclegan or srgan")
+        if cfg.model.members > 1 and cfg.loss.feature_matching:
+            raise UserError("loss.feature_matching compares batch means of D's features, which would mix the "
+                            f"model.members={cfg.model.members} members", "set loss.feature_matching=0 or members=1")
         if cfg.train.diffaug and spec["kind"] != "image":
             raise UserError("train.diffaug needs image data", f"the data is {spec['kind']}: set train.diffaug=''")
         self.z_dim = cfg.model.z_dim
