@@ -296,9 +296,15 @@ def main() -> None:
             if args.rows:
                 with args.rows.open("a") as f:
                     f.writelines(json.dumps(row) + "\n" for row in rows)
-            print(f"[{done}/{len(jobs)}] {rows[0]['set']} {rows[0]['method']} seed {rows[0]['seed']}: "
-                  + ", ".join(f"{row['method']} {row['modes']} modes {row['hq']:.1%} HQ" for row in rows)
-                  + f", {rows[0]['seconds']:.0f} s", file=sys.stderr, flush=True)
+            seeds_done = sorted({row["seed"] for row in rows})
+            by_method: dict[str, list[dict]] = {}
+            for row in rows:
+                by_method.setdefault(row["method"], []).append(row)
+            print(f"[{done}/{len(jobs)}] {rows[0]['set']} seed{'s' if len(seeds_done) > 1 else ''} "
+                  f"{seeds_done[0]}{f'-{seeds_done[-1]}' if len(seeds_done) > 1 else ''}: "
+                  + ", ".join(f"{m} {statistics.fmean(r['modes'] for r in rs):.2f} modes "
+                              f"{statistics.fmean(r['hq'] for r in rs):.1%} HQ" for m, rs in by_method.items())
+                  + f", {max(r['seconds'] for r in rows):.0f} s", file=sys.stderr, flush=True)
     ran = f"trials read from {args.rows}" if args.table_only else \
         f"{len(jobs)} ensemble runs of {seeds} members, {args.workers} workers" if args.ensemble else \
         f"{args.workers} workers x 1 thread"

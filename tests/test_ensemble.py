@@ -113,3 +113,24 @@ def test_what_would_couple_members_is_refused(overrides, message):
 def test_batch_must_split_evenly(cli):
     code, _, err = cli("train", "ring8-gan", "model.members=3", "train.batch_size=64", "train.steps=1")
     assert code == 2 and "multiple of model.members=3" in err
+
+
+def test_a_split_that_fails_leaves_nothing(tmp_path, monkeypatch):
+    run = tmp_path / "ens"
+    cfg = resolve("ring8-gan", ["model.members=2", "train.batch_size=32", "train.steps=2", "train.sample_every=0",
+                                "train.checkpoint_every=0"])[0]
+    Trainer(cfg, run, progress=False).fit()
+    from gankit.train import ensemble
+
+    calls, real = [], ensemble.make_trainer
+
+    def failing(*args, **kwargs):  # the second member's export fails
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ensemble, "make_trainer", failing)
+    with pytest.raises(OSError):
+        ensemble.split_members(run, tmp_path / "members")
+    assert len(calls) == 2 and sorted(p.name for p in tmp_path.iterdir()) == ["ens"]

@@ -9,6 +9,8 @@ exported model/ — sampled, evaluated, refined and resumed like a run trained a
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from pathlib import Path
 
 from torch import Tensor
@@ -19,13 +21,14 @@ from ..io import write_bytes
 from ..nets.mlp import EnsembleLinear
 from ..variants import build_variant, resolve
 from . import checkpoint as ckpt
+from .federated import make_trainer
 
 log = logging.getLogger(__name__)
 
 
 def split_members(run_dir: str | Path, out: str | Path) -> list[Path]:
     """OUT/member-0, OUT/member-1, ...: one run per member of the ensemble run in `run_dir`, from its newest
-    checkpoint. OUT must not exist yet or be empty."""
+    checkpoint. OUT must not exist yet or be empty; it appears whole or not at all."""
     run_dir, out = Path(run_dir), Path(out)
     if not (run_dir / "config.yaml").is_file():
         raise UserError(f"{run_dir} is not a gankit run (no config.yaml)", "give a run directory made by `gankit train`")
@@ -55,21 +58,25 @@ def split_members(run_dir: str | Path, out: str | Path) -> list[Path]:
             return int(index) in optim_stacked.get(group, ()) and files["optim.safetensors"][key].dim() > 0
         return {k: v[e].clone() if sliced(k) else v for k, v in files["optim.safetensors"].items()}
 
-    from .federated import make_trainer  # the trainer writes model/ as training would
-
     alone = resolve(str(run_dir / "config.yaml"), ["model.members=1",
                                                    f"train.batch_size={cfg.train.batch_size // members}"])[0]
-    runs = []
-    for e in range(members):
-        member_cfg = alone.model_copy(
-            update={"description": f"member {e} of the {members}-member ensemble run {run_dir.name} ({path.name})"})
-        target = out / f"member-{e}"
-        target.mkdir(parents=True)
-        write_bytes(target / "config.yaml", to_yaml(member_cfg).encode())
-        ckpt.save_checkpoint(target, state["step"], {"model.safetensors": member_model(e),
-                                                     "optim.safetensors": member_optim(e)},
-                             {k: v for k, v in state.items() if k not in ("format", "step", "files")})
-        make_trainer(member_cfg, target, resume=True, progress=False).export()
-        runs.append(target)
+    staging = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    try:
+        for e in range(members):
+            member_cfg = alone.model_copy(update={
+                "description": f"member {e} of the {members}-member ensemble run {run_dir.name} ({path.name})"})
+            target = staging / f"member-{e}"
+            target.mkdir(parents=True)
+            write_bytes(target / "config.yaml", to_yaml(member_cfg).encode())
+            ckpt.save_checkpoint(target, state["step"], {"model.safetensors": member_model(e),
+                                                         "optim.safetensors": member_optim(e)},
+                                 {k: v for k, v in state.items() if k not in ("format", "step", "files")})
+            make_trainer(member_cfg, target, resume=True, progress=False).export()  # model/, as training writes it
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        os.replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    runs = [out / f"member-{e}" for e in range(members)]
     log.info("wrote %d member runs to %s from %s", members, out, path.name)
     return runs
