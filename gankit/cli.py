@@ -178,7 +178,10 @@ def train(
         shutil.rmtree(replaced, ignore_errors=True)
     if main:
         processes = f" in {shard.world} processes" if shard.world > 1 else ""
-        err.print(f"training {cfg.variant} on {cfg.data.name} for {cfg.train.steps} steps{processes} → {run_dir}",
+        t = cfg.train
+        starts = f", from the best of {t.restarts} starts of {t.restart_steps} steps (train.restarts)" \
+            if t.restarts > 1 and trainer.choosing else ""
+        err.print(f"training {cfg.variant} on {cfg.data.name} for {t.steps} steps{processes}{starts} → {run_dir}",
                   highlight=False)
     try:
         result = trainer.fit()

@@ -239,6 +239,11 @@ class TrainConfig(_Section):
                            "memory, as the plots load matplotlib (about 30 MB)")
     tensorboard: bool = Field(False, description="also log scalars and progress pictures to RUN/tensorboard/ (needs "
                               "`pip install gankit[tensorboard]`)")
+    restarts: int = Field(1, ge=1, description="train this many candidate starts (seeds seed, seed+1000, ...) for "
+                          "train.restart_steps each and continue the one with the lowest train.restart_by; 1: none")
+    restart_steps: int = Field(1000, ge=1, description="steps each restart candidate trains before they are compared")
+    restart_by: str = Field("", description="the logged scalar that picks the restart candidate (lower is better, "
+                            "mean over its last quarter); label-free, e.g. infogan's q_real_shift")
 
     @field_validator("diffaug", mode="before")
     @classmethod
@@ -338,7 +343,15 @@ class Config(_Section):
             raise ValueError(f"train.batch_size={self.train.batch_size} must be a multiple of model.pack={self.model.pack}")
         if self.loss.label_smoothing and self.loss.name not in BCE_GAMES:
             raise ValueError(f"loss.label_smoothing needs a BCE game (minimax or non_saturating), not {self.loss.name}")
+        train = self.train
+        if train.restarts > 1 and not train.restart_by:
+            raise ValueError(f"train.restarts={train.restarts} needs train.restart_by: the logged scalar that picks "
+                             "the candidate to continue")
+        if train.restarts > 1 and train.restart_steps >= train.steps:
+            raise ValueError(f"train.restart_steps={train.restart_steps} must be below train.steps={train.steps}")
         fed = self.federated
+        if fed.clients and train.restarts > 1:
+            raise ValueError("train.restarts is not available with federated.clients")
         if fed.clients and self.train.steps % fed.local_steps:
             raise ValueError(f"train.steps={self.train.steps} must be a multiple of federated.local_steps="
                              f"{fed.local_steps}, so the run ends on an average of the clients")

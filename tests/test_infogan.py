@@ -36,8 +36,9 @@ def test_infogan_trains_and_logs_the_information_term(info_run):
     assert g.variant.G.z_dim == g.config.model.z_dim + 10 + 2  # z ⊕ onehot(c0) ⊕ c1, c2
     logs = [json.loads(line) for line in (info_run / "logs.jsonl").read_text().splitlines()]
     assert {"info_loss", "q_accuracy", "q_continuous_mse", "g_info_loss"} <= set(logs[-1])
-    # the preset's clustering term on real data: between -log 10 (confident, balanced) and 0 (no information)
-    assert all(-math.log(10) <= r["q_real_cluster"] <= 0 for r in logs if "d_loss" in r)
+    # the preset's clustering term on real data: between -μ log 10 (confident, balanced) and 0 (E[H(p)] <= H(E[p]))
+    mu = g.variant.info_real_balance
+    assert mu > 1 and all(-mu * math.log(10) <= r["q_real_cluster"] <= 0 for r in logs if "d_loss" in r)
     assert g.sample(5, seed=0, codes={"c0": 3, "c2": -0.5}).shape == (5, 1, 16, 16)
 
 
@@ -134,6 +135,7 @@ def test_cli_bad_codes_exit_2_with_one_error_line(info_run, cli, tmp_path, args,
 
 def test_cluster_loss_is_minus_the_information_between_images_and_c0(info_run):
     variant = gankit.load(info_run).variant
+    variant.info_real_balance = 1.0
     k, big = 10, 30.0
     onehot = F.one_hot(torch.arange(40) % k, k).float()
     assert variant.cluster_loss(torch.zeros(40, k)).item() == pytest.approx(0.0, abs=1e-6)  # undecided: no information
@@ -142,17 +144,26 @@ def test_cluster_loss_is_minus_the_information_between_images_and_c0(info_run):
     assert variant.cluster_loss(one_cluster).item() == pytest.approx(0.0, abs=1e-4)  # confident but all in one value
     half = big * F.one_hot(torch.arange(40) % 5, k).float()  # 5 of the 10 values used
     assert variant.cluster_loss(half).item() == pytest.approx(-math.log(5), abs=1e-4)
+    variant.info_real_balance = 4.0  # μ weighs the use of every value against confident answers
+    assert variant.cluster_loss(half).item() == pytest.approx(-4 * math.log(5), abs=1e-3)
+    soft = torch.zeros(40, k)  # undecided: H(E[p]) = H(p) = log k, so the loss is (1 - μ) log k
+    assert variant.cluster_loss(soft).item() == pytest.approx(-3 * math.log(k), abs=1e-4)
 
 
-def test_shift_consistency_term_is_the_cross_entropy_of_q_on_shifted_against_plain_reals(monkeypatch):
-    """Catches the self-augmentation term dropped, unweighted, of the wrong sign, or comparing the wrong images."""
+@pytest.mark.parametrize("kind, function", [("shift", "translation"), ("affine", "affine")])
+def test_shift_consistency_term_is_the_cross_entropy_of_q_on_shifted_against_plain_reals(monkeypatch, kind, function):
+    """Catches the self-augmentation term dropped, unweighted, of the wrong sign, comparing the wrong images, or
+    using another perturbation than infogan.augment names."""
     from gankit.variants import infogan as module
 
     from conftest import variant_and_batch
 
-    monkeypatch.setattr(module, "translation", lambda x, ratio: x.flip(-1, -2))  # a known, visible change
+    other = {"translation": "affine", "affine": "translation"}[function]
+    monkeypatch.setattr(module, function, lambda x, *args, **kw: x.flip(-1, -2))  # a known, visible change
+    monkeypatch.setattr(module, other, lambda x, *args, **kw: x)  # the other one would change nothing
     plain, batch = variant_and_batch("digits-infogan", "model.width=8", "infogan.augment_weight=0")
-    shifted, _ = variant_and_batch("digits-infogan", "model.width=8", "infogan.augment_weight=2")
+    shifted, _ = variant_and_batch("digits-infogan", "model.width=8", "infogan.augment_weight=2",
+                                   f"infogan.augment={kind}")
     losses = []
     for variant in (plain, shifted):
         with torch.no_grad():

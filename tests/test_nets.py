@@ -97,3 +97,21 @@ def test_diffaugment_keeps_shape_and_gradients():
     assert diff_augment(x, "") is x
     erased = (cutout(torch.ones(4000, 1, 16, 16)) == 0).float().mean().item()
     assert erased == pytest.approx(0.182, abs=0.01)  # mean area of a half-size square cut by the border
+
+
+def test_affine_perturbation_is_the_identity_at_zero_and_moves_each_image_its_own_way():
+    from gankit.nets.augment import affine
+
+    x = torch.randn(6, 1, 16, 16)
+    assert torch.allclose(affine(x, degrees=0, scale=0, shift=0), x, atol=1e-5)
+    dot = torch.full((2, 1, 16, 16), -1.0)
+    dot[:, :, 7:9, 7:9] = 1.0
+    torch.manual_seed(0)
+    moved = affine(dot.repeat(20, 1, 1, 1), degrees=0, scale=0, shift=2 / 16)
+    centres = [(m[0] > 0).nonzero().float().mean(0) for m in moved]
+    offsets = torch.stack(centres) - 7.5
+    assert offsets.abs().max() <= 2.01 and offsets.abs().max() > 1.0  # moved, by at most 2 pixels
+    assert len({tuple(o.round().tolist()) for o in offsets}) > 3  # per sample, not one shift for the batch
+    turned = affine(torch.linspace(-1, 1, 16).expand(1, 1, 16, 16).contiguous(), degrees=90, scale=0, shift=0)
+    assert not torch.allclose(turned, torch.linspace(-1, 1, 16).expand(1, 1, 16, 16), atol=0.1)  # it rotates
+    assert (turned >= -1 - 1e-6).all() and (turned <= 1 + 1e-6).all()  # the edge fills: no values from outside

@@ -47,6 +47,20 @@ def cutout(x: Tensor, ratio: float = 0.5) -> Tensor:
     return x * (~inside)[:, None].to(x.dtype)
 
 
+def affine(x: Tensor, degrees: float = 15.0, scale: float = 0.1, shift: float = 0.125) -> Tensor:
+    """Rotate by up to ±degrees, scale by 1 ± scale and shift by up to shift·size, per sample; the edge pixels fill
+    what comes into view (for IMSAT-style invariance terms on real images, not for DiffAugment)."""
+    n = x.shape[0]
+    angle = (torch.rand(n, device=x.device) * 2 - 1) * (degrees * torch.pi / 180)
+    zoom = 1 + (torch.rand(n, device=x.device) * 2 - 1) * scale
+    theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
+    theta[:, 0, 0], theta[:, 0, 1] = angle.cos() / zoom, -angle.sin() / zoom
+    theta[:, 1, 0], theta[:, 1, 1] = angle.sin() / zoom, angle.cos() / zoom
+    theta[:, :, 2] = (torch.rand(n, 2, device=x.device) * 2 - 1) * (2 * shift)  # grid units: the image spans 2
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 OPS = {"color": color, "translation": translation, "cutout": cutout}
 
 

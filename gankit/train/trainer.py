@@ -28,7 +28,7 @@ from ..nets import count_parameters
 from ..variants import Context, Group, Variant, build_variant, grad_norm_key
 from ..version import __version__
 from . import checkpoint as ckpt
-from . import distributed
+from . import distributed, restarts
 from .ema import EMA
 from .guard import Diverged, NanGuard
 from .plots import plot_losses
@@ -87,6 +87,9 @@ class Trainer:
         if cfg.federated.clients and type(self) is Trainer:
             raise UserError("federated.clients is set: this config trains with gankit.train.FederatedTrainer",
                             "build the trainer with gankit.train.make_trainer(cfg, run_dir)")
+        if self.shard.world > 1 and cfg.train.restarts > 1:
+            raise UserError("train.restarts trains its candidates in one process", "run without torchrun / --nproc, "
+                            "or with train.restarts=1")
         if self.shard.world > 1 and cfg.privacy.epsilon is not None:
             raise UserError("privacy.epsilon runs train in one process: the DP accountant assumes one noisy sum per "
                             "step", "run without torchrun / --nproc")
@@ -137,9 +140,11 @@ class Trainer:
         self.logs: JsonlLog | None = None  # open only while fit() runs
         self.board: TensorBoardLog | None = None  # with train.tensorboard, open only while fit() runs
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if resume:
+        # with train.restarts the run starts from the best candidate, chosen (or finished choosing) in fit()
+        self.choosing = cfg.train.restarts > 1 and restarts.pending(self.run_dir)
+        if resume and not self.choosing:
             self._restore()
-        elif self.main:
+        elif not resume and self.main:
             write_bytes(self.run_dir / "config.yaml", to_yaml(cfg).encode())
         distributed.broadcast_state(self.variant, self.shard)
 
@@ -148,7 +153,17 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Train until `train.steps`, a signal, or divergence; the last good state is checkpointed in every case."""
         with ckpt.run_lock(self.run_dir) if self.main else contextlib.nullcontext():
+            if self.choosing:
+                stopped = restarts.choose_start(self.cfg, self.run_dir, self._train_candidate)
+                if stopped is not None:
+                    return {"step": 0, "run_dir": str(self.run_dir), "interrupted_by": stopped, "steps_per_s": 0.0}
+                self._restore()
+                self.choosing = False
             return self._fit()
+
+    def _train_candidate(self, cfg: Config, run_dir: Path, resume: bool) -> dict[str, Any]:
+        """One restart candidate, trained as a run of its own (gankit.train.restarts)."""
+        return type(self)(cfg, run_dir, resume=resume, progress=self.show_progress).fit()
 
     def _fit(self) -> dict[str, Any]:
         cfg = self.cfg.train

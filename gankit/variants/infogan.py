@@ -14,6 +14,7 @@ values G learns to draw are the data's own groups rather than whatever Q could r
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +25,7 @@ from ..config import Config, Section
 from ..data import Batch
 from ..errors import UserError
 from ..nets import HeadedD, build_discriminator, build_generator, feature_shape
-from ..nets.augment import translation
+from ..nets.augment import affine, translation
 from .base import Context, Request
 from .gan import GAN
 from .registry import register_variant
@@ -42,9 +43,13 @@ class InfoGANConfig(Section):
     continuous_weight: float = Field(0.1, ge=0, description="weight of the continuous codes' MI term")
     real_weight: float = Field(0.0, ge=0, description="weight of a clustering term on real data: Q's c0 confident "
                                "per image and balanced over the batch (no labels used)")
-    augment_weight: float = Field(0.0, ge=0, description="weight of a consistency term on real data: Q's c0 for an "
-                                  "image shifted by up to 2 pixels must match its c0 for the image (IMSAT's "
+    real_balance: float = Field(1.0, ge=0, description="weight, inside the clustering term, of using every value "
+                                "of c0 equally against deciding each image confidently (IMSAT's μ)")
+    augment_weight: float = Field(0.0, ge=0, description="weight of a consistency term on real data: Q's c0 for a "
+                                  "perturbed image (infogan.augment) must match its c0 for the image (IMSAT's "
                                   "self-augmentation)")
+    augment: Literal["shift", "affine"] = Field("shift", description="the perturbation of the consistency term: "
+                                                "shift (up to 2 pixels) or affine (also ±15° and ±10 % scale)")
 
 
 @register_variant("infogan")
@@ -74,8 +79,8 @@ class InfoGAN(GAN):
         Q = HeadedD(net, feature_shape(net, tuple(spec["shape"])), self.categories + 2 * self.continuous)
         super().__init__(cfg, spec, G, Q)
         self.info_weight, self.info_continuous_weight = options.weight, options.continuous_weight
-        self.info_real_weight = options.real_weight
-        self.info_augment_weight = options.augment_weight
+        self.info_real_weight, self.info_real_balance = options.real_weight, options.real_balance
+        self.info_augment_weight, self.info_augment = options.augment_weight, options.augment
 
     @property
     def code_names(self) -> list[str]:
@@ -171,15 +176,17 @@ class InfoGAN(GAN):
         return self.D(x)
 
     def cluster_loss(self, q_real: Tensor) -> Tensor:
-        """E[H(p(c0|x))] − H(E[p(c0|x)]) over a real batch: minus the MI between real images and Q's c0 (IMSAT).
+        """E[H(p(c0|x))] − μ·H(E[p(c0|x)]) over a real batch (μ = infogan.real_balance): at μ = 1, minus the MI
+        between real images and Q's c0 (IMSAT).
 
         Low when Q puts each real image in one value of c0 and uses every value equally: Q becomes a clusterer of
-        the real data, and G, which must make Q read c0 back, draws those clusters.
+        the real data, and G, which must make Q read c0 back, draws those clusters. μ > 1 keeps Q from settling
+        early on confident but lopsided groups.
         """
         p = F.softmax(q_real[:, : self.categories], dim=1)
         log_p = F.log_softmax(q_real[:, : self.categories], dim=1)
         mean = p.mean(0)
-        return -(p * log_p).sum(1).mean() + (mean * mean.clamp_min(1e-12).log()).sum()
+        return -(p * log_p).sum(1).mean() + self.info_real_balance * (mean * mean.clamp_min(1e-12).log()).sum()
 
     def aux_d_loss(self, real_aux: Tensor | None, fake_aux: Tensor | None, real_cond: Tensor | None,
                    fake_cond: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
@@ -198,7 +205,9 @@ class InfoGAN(GAN):
             k = self.categories
             with torch.no_grad():
                 target = F.softmax(self.D(batch.x)[1][:, :k], dim=1)
-            shifted = F.log_softmax(self.D(translation(batch.x, 2 / batch.x.shape[-1]))[1][:, :k], dim=1)
+            ratio = 2 / batch.x.shape[-1]  # up to 2 pixels
+            moved = translation(batch.x, ratio) if self.info_augment == "shift" else affine(batch.x, shift=ratio)
+            shifted = F.log_softmax(self.D(moved)[1][:, :k], dim=1)
             sat = -(target * shifted).sum(1).mean()
             loss = loss + self.info_augment_weight * sat
             scalars["q_real_shift"] = sat.detach()
