@@ -9,7 +9,8 @@ demo's. Sample grids and checkpoints are left out of the projection (a few secon
     python benchmarks/presets.py --quick    # 20 steps per preset
     python benchmarks/presets.py --presets shapes32-stylegan   # one preset (and the baseline)
 
-A preset that grows (shapes32-pggan) is measured at its final side throughout: its projection is an upper bound.
+A preset that grows (shapes32-pggan) is measured at its final side throughout: its projection is an upper bound. A
+preset with `train.restarts` is measured as one run, and its length counts the other candidates' steps too.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ MEASURE_WITH = {"shapes32-pggan": ["pggan.start_resolution=32"]}
 def steps_per_second(preset: str, steps: int, root: Path) -> float:
     """Median logged steps/s of a `steps`-step run of `preset`, the first log window (start-up) left out."""
     window = max(1, steps // 5)
-    cfg = gankit.load_config(preset, [f"train.steps={steps}", f"train.log_every={window}", "train.sample_every=0",
-                                      f"train.checkpoint_every={steps}", *MEASURE_WITH.get(preset, [])])
+    cfg = gankit.load_config(preset, [f"train.steps={steps}", "train.restarts=1", f"train.log_every={window}",
+                                      "train.sample_every=0", f"train.checkpoint_every={steps}",
+                                      *MEASURE_WITH.get(preset, [])])
     make_trainer(cfg, root / preset, progress=False).fit()
     rates = [r["it_s"] for r in read_logs(root / preset / "logs.jsonl") if "it_s" in r][1:]
     return statistics.median(rates)
@@ -57,7 +59,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for preset in [BASELINE, *[p for p in (args.presets or PRESETS) if p != BASELINE]]:
             rate = steps_per_second(preset, steps, Path(tmp))
-            length = gankit.load_config(preset).train.steps
+            train = gankit.load_config(preset).train
+            length = train.steps + (train.restarts - 1) * train.restart_steps  # the winner continues its own steps
             rows[preset] = {"steps": length, "steps_per_s": round(rate, 3), "minutes": round(length / rate / 60, 2)}
     base = rows[BASELINE]["steps_per_s"]
     for row in rows.values():

@@ -245,7 +245,7 @@ class TrainConfig(_Section):
     restart_by: str = Field("", description="the logged scalar that picks the restart candidate (lower is better, "
                             "mean over its last quarter); label-free, e.g. infogan's q_real_shift")
 
-    @field_validator("diffaug", mode="before")
+    @field_validator("diffaug", "restart_by", mode="before")
     @classmethod
     def _none_is_off(cls, value: object) -> object:
         return "" if value is None else value  # `train.diffaug=` on the command line turns it off
@@ -348,7 +348,8 @@ class Config(_Section):
             raise ValueError(f"train.restarts={train.restarts} needs train.restart_by: the logged scalar that picks "
                              "the candidate to continue")
         if train.restarts > 1 and train.restart_steps >= train.steps:
-            raise ValueError(f"train.restart_steps={train.restart_steps} must be below train.steps={train.steps}")
+            raise ValueError(f"train.restart_steps={train.restart_steps} must be below train.steps={train.steps}: lower it, "
+                             "or train without restarts (train.restarts=1)")
         fed = self.federated
         if fed.clients and train.restarts > 1:
             raise ValueError("train.restarts is not available with federated.clients")

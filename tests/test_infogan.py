@@ -20,7 +20,8 @@ from gankit.train import latest_checkpoint
 from gankit.variants import Request
 from gankit.variants import InfoGAN
 
-FAST = ["train.steps=3", "model.width=8", "train.sample_every=0", "train.checkpoint_every=0", "train.log_every=1"]
+FAST = ["train.steps=3", "train.restarts=1", "model.width=8", "train.sample_every=0", "train.checkpoint_every=0",
+        "train.log_every=1"]
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +209,8 @@ def test_code_accuracy_protocol(info_run):
 
 # ---------------------------------------------------------------------------- code_accuracy_real (Q on real digits)
 
-TINY = ["train.steps=2", "model.width=8", "train.batch_size=16", "train.sample_every=0", "train.checkpoint_every=0"]
+TINY = ["train.steps=2", "train.restarts=1", "model.width=8", "train.batch_size=16", "train.sample_every=0",
+        "train.checkpoint_every=0"]
 
 
 def test_code_accuracy_real_in_eval_with_its_protocol(tmp_path):
@@ -284,8 +286,9 @@ def test_code_accuracy_real_needs_the_run_not_only_its_exported_generator(info_r
 
 @pytest.mark.slow
 def test_q_learns_to_read_the_categorical_code(tmp_path):
-    cfg = gankit.load_config("digits-infogan", ["train.steps=150", "model.width=16", "train.sample_every=0",
-                                                "train.checkpoint_every=0", "train.log_every=10"])
+    cfg = gankit.load_config("digits-infogan", ["train.steps=150", "train.restarts=1", "model.width=16",
+                                                "train.sample_every=0", "train.checkpoint_every=0",
+                                                "train.log_every=10"])
     gankit.train(cfg, tmp_path / "r", progress=False)
     logs = [json.loads(line) for line in (tmp_path / "r" / "logs.jsonl").read_text().splitlines()]
     q_accuracy = [r["q_accuracy"] for r in logs if "q_accuracy" in r]

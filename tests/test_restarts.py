@@ -66,13 +66,13 @@ def test_resume_finishes_the_candidates_a_stopped_run_left(restarted, tmp_path):
     assert json.loads((run / "restarts.json").read_text()) == json.loads((restarted[0] / "restarts.json").read_text())
 
 
-@pytest.mark.parametrize("drop, override, fragment", [
-    ("train.restart_by=q_real_shift", [], "needs train.restart_by"),
-    ("", ["train.restart_steps=12"], "must be below train.steps"),
+@pytest.mark.parametrize("override, fragment", [
+    (["train.restart_by="], "needs train.restart_by"),
+    (["train.restart_steps=12"], "must be below train.steps"),
 ])
-def test_inconsistent_restart_keys_are_user_errors(drop, override, fragment):
+def test_inconsistent_restart_keys_are_user_errors(override, fragment):
     with pytest.raises(gankit.UserError, match=fragment):
-        gankit.load_config("digits-infogan", [*(o for o in TINY if o != drop), *override])
+        gankit.load_config("digits-infogan", [*TINY, *override])
 
 
 def test_a_criterion_the_run_does_not_log_names_what_it_does(tmp_path):

@@ -19,7 +19,7 @@ from starlette.testclient import TestClient  # noqa: E402
 from gankit.serve import MAX_SAMPLES, make_app  # noqa: E402
 
 TINY = ("model.width=8", "train.steps=1", "train.sample_every=0", "train.checkpoint_every=0")
-INFOGAN = ("digits-infogan", "train.batch_size=16", *TINY)
+INFOGAN = ("digits-infogan", "train.batch_size=16", "train.restarts=1", *TINY)
 TEXT2IMG = ("shapes32-text2img", "data.n=64", "model.width=8", "model.z_dim=16", "model.shared_dim=16",
             "text2img.embed_dim=8", "text2img.text_dim=8", "text2img.joint_dim=8", "train.batch_size=8", *TINY)
 
