@@ -12,7 +12,9 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-SHORT = ["train.steps=3", "train.log_every=1", "train.sample_every=0", "train.checkpoint_every=0", "--no-progress"]
+# three steps leave no room for a preset's restart candidates (train.restart_steps must be below train.steps)
+SHORT = ["train.steps=3", "train.restarts=1", "train.log_every=1", "train.sample_every=0", "train.checkpoint_every=0",
+         "--no-progress"]
 
 
 def _block(after: str, language: str) -> str:
