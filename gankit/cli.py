@@ -180,7 +180,7 @@ def train(
         processes = f" in {shard.world} processes" if shard.world > 1 else ""
         t = cfg.train
         starts = f", from the best of {t.restarts} starts of {t.restart_steps} steps (train.restarts)" \
-            if t.restarts > 1 and trainer.choosing else ""
+            if trainer.choosing else ""
         err.print(f"training {cfg.variant} on {cfg.data.name} for {t.steps} steps{processes}{starts} → {run_dir}",
                   highlight=False)
     try:
