@@ -182,6 +182,20 @@ def test_shift_consistency_term_is_the_cross_entropy_of_q_on_shifted_against_pla
                                             rel=1e-3)  # the shifted images, not the plain ones again
 
 
+def test_affine_consistency_term_uses_the_configured_rotation_and_scaling(monkeypatch):
+    """Catches infogan.augment_degrees / augment_scale not reaching the perturbation (the defaults used instead)."""
+    from gankit.variants import infogan as module
+
+    from conftest import variant_and_batch
+
+    seen = []
+    monkeypatch.setattr(module, "affine", lambda x, *args, **kw: seen.append((args, kw)) or x)
+    variant, batch = variant_and_batch("digits-infogan", "model.width=8", "infogan.augment=affine",
+                                       "infogan.augment_degrees=25", "infogan.augment_scale=0.2")
+    variant.loss("D", batch, module.Context())
+    assert seen == [((25.0, 0.2), {"shift": 2 / batch.x.shape[-1]})]
+
+
 def test_real_data_clustering_term_can_be_turned_off(tmp_path):
     cfg = gankit.load_config("digits-infogan", ["infogan.real_weight=0", *FAST])
     gankit.train(cfg, tmp_path / "r", progress=False)

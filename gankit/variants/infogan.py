@@ -49,7 +49,10 @@ class InfoGANConfig(Section):
                                   "perturbed image (infogan.augment) must match its c0 for the image (IMSAT's "
                                   "self-augmentation)")
     augment: Literal["shift", "affine"] = Field("shift", description="the perturbation of the consistency term: "
-                                                "shift (up to 2 pixels) or affine (also ±15° and ±10 % scale)")
+                                                "shift (up to 2 pixels) or affine (also rotation and scaling)")
+    augment_degrees: float = Field(15.0, ge=0, le=180, description="affine perturbation: rotation by up to ± this "
+                                   "many degrees")
+    augment_scale: float = Field(0.1, ge=0, lt=1, description="affine perturbation: scaling by up to 1 ± this")
 
 
 @register_variant("infogan")
@@ -81,6 +84,7 @@ class InfoGAN(GAN):
         self.info_weight, self.info_continuous_weight = options.weight, options.continuous_weight
         self.info_real_weight, self.info_real_balance = options.real_weight, options.real_balance
         self.info_augment_weight, self.info_augment = options.augment_weight, options.augment
+        self.info_augment_degrees, self.info_augment_scale = options.augment_degrees, options.augment_scale
 
     @property
     def code_names(self) -> list[str]:
@@ -206,7 +210,8 @@ class InfoGAN(GAN):
             with torch.no_grad():
                 target = F.softmax(self.D(batch.x)[1][:, :k], dim=1)
             ratio = 2 / batch.x.shape[-1]  # up to 2 pixels
-            moved = translation(batch.x, ratio) if self.info_augment == "shift" else affine(batch.x, shift=ratio)
+            moved = translation(batch.x, ratio) if self.info_augment == "shift" else \
+                affine(batch.x, self.info_augment_degrees, self.info_augment_scale, shift=ratio)
             shifted = F.log_softmax(self.D(moved)[1][:, :k], dim=1)
             sat = -(target * shifted).sum(1).mean()
             loss = loss + self.info_augment_weight * sat
