@@ -10,6 +10,7 @@ scored the same way, so refinement and truncation sit on the same precision/reca
 
     python benchmarks/truncation.py --run runs/shapes32-biggan    # a trained run (about 2 minutes)
     python benchmarks/truncation.py --run runs/demo --refine drs,mh --plot docs/img/refine-digits.png
+    python benchmarks/truncation.py --run runs/demo --refine drs@0.1,drs,mh    # DRS at two quantiles of γ
     python benchmarks/truncation.py                               # train shapes32-biggan first (its preset length)
     python benchmarks/truncation.py --quick                       # 40 training steps, 500 samples: a smoke test
 
@@ -21,6 +22,7 @@ every row.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import tempfile
@@ -69,7 +71,8 @@ def sweep(run_dir: Path, n: int, seed: int, features: str | None, refine: list[s
         if method == "truncation":
             x, extra = gen.sample(n, seed=seed, truncation=tau, labels=labels), {}
         else:
-            x, stats = gen.refined(method, n, seed=seed)
+            name, _, quantile = method.partition("@")  # drs@0.1: DRS with γ at the 0.1 quantile (default 0.5)
+            x, stats = gen.refined(name, n, seed=seed, **({"quantile": float(quantile)} if quantile else {}))
             cost = stats.as_dict()
             extra = {"acceptance": round(cost["acceptance"], 4),
                      "g_evals_per_sample": round(cost["g_evals_per_sample"], 2)}
@@ -120,7 +123,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
         for r in curve:
             pr.annotate(f"τ {r['truncation']:g}", (r["recall"], r["precision"]), fontsize=7, xytext=(3, 3),
                         textcoords="offset points")
-        for r, marker in zip(refined, "D*^v"):
+        for r, marker in zip(refined, itertools.cycle("D*^vPX")):
             pr.plot(r["recall"], r["precision"], marker, markersize=9,
                     label=f"{r['method'].upper()} (accepts {r['acceptance']:.0%})")
         pr.set_xlabel("recall (diversity)")
@@ -141,8 +144,8 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, help=f"a trained run (default: train {PRESET})")
-    parser.add_argument("--refine", default="", help="comma-separated refinement methods to add at τ = 1 (drs, mh); "
-                        "unconditional runs only")
+    parser.add_argument("--refine", default="", help="comma-separated refinement methods to add at τ = 1 (drs, mh; "
+                        "drs@Q sets DRS's γ quantile Q, default 0.5: lower keeps more); unconditional runs only")
     parser.add_argument("--steps", type=int, help="training steps when no --run is given (default: the preset's)")
     parser.add_argument("-n", type=int, default=5000, help="generated and real samples per τ (default 5000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise, labels and the real subset")
