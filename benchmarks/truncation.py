@@ -141,6 +141,13 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     write_png(path, Image.open(buf), plot_label("truncation", run=title))
 
 
+def _fraction(text: str) -> bool:
+    try:
+        return 0 <= float(text) < 1
+    except ValueError:
+        return False
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, help=f"a trained run (default: train {PRESET})")
@@ -154,6 +161,11 @@ def main() -> None:
                         "--quick a file in the temporary folder, so a smoke test leaves the docs alone)")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_STEPS} training steps and 500 samples")
     args = parser.parse_args()
+    refine = [m for m in args.refine.split(",") if m]
+    for method in refine:
+        name, at, quantile = method.partition("@")
+        if at and (name != "drs" or not _fraction(quantile)):
+            parser.error(f"--refine {method}: only drs takes @Q, a quantile in [0, 1) (e.g. drs@0.1)")
     n, steps = (500, args.steps or QUICK_STEPS) if args.quick else (args.n, args.steps)
     plot_path = args.plot or (Path(tempfile.gettempdir()) / "truncation-quick.png" if args.quick else PLOT)
 
@@ -164,7 +176,7 @@ def main() -> None:
             run_dir = Path(tmp) / PRESET
             train_run(run_dir, steps)
         print(f"{'method':>10} {'τ':>6} {'precision':>10} {'recall':>8} {'FD':>9} {'class acc':>10}")
-        rows = sweep(run_dir, n, args.seed, args.features, [m for m in args.refine.split(",") if m])
+        rows = sweep(run_dir, n, args.seed, args.features, refine)
         title = f"{Path(run_dir).resolve().name}: precision/recall vs truncation (n={n})"
         plot(rows, plot_path, title)
     print(f"wrote {plot_path}")
