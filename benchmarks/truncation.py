@@ -11,6 +11,7 @@ scored the same way, so refinement and truncation sit on the same precision/reca
     python benchmarks/truncation.py --run runs/shapes32-biggan    # a trained run (about 2 minutes)
     python benchmarks/truncation.py --run runs/demo --refine drs,mh --plot docs/img/refine-digits.png
     python benchmarks/truncation.py --run runs/demo --refine drs@0.1,drs,mh    # DRS at two quantiles of γ
+    python benchmarks/truncation.py --run runs/demo --refine drs,drs+1000      # D trained 1,000 steps further first
     python benchmarks/truncation.py                               # train shapes32-biggan first (its preset length)
     python benchmarks/truncation.py --quick                       # 40 training steps, 500 samples: a smoke test
 
@@ -71,8 +72,8 @@ def sweep(run_dir: Path, n: int, seed: int, features: str | None, refine: list[s
         if method == "truncation":
             x, extra = gen.sample(n, seed=seed, truncation=tau, labels=labels), {}
         else:
-            name, _, quantile = method.partition("@")  # drs@0.1: DRS with γ at the 0.1 quantile (default 0.5)
-            x, stats = gen.refined(name, n, seed=seed, **({"quantile": float(quantile)} if quantile else {}))
+            name, quantile, steps = _parse_refine(method)
+            x, stats = gen.refined(name, n, seed=seed, quantile=quantile, steps=steps)
             cost = stats.as_dict()
             extra = {"acceptance": round(cost["acceptance"], 4),
                      "g_evals_per_sample": round(cost["g_evals_per_sample"], 2)}
@@ -141,18 +142,25 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     write_png(path, Image.open(buf), plot_label("truncation", run=title))
 
 
-def _fraction(text: str) -> bool:
-    try:
-        return 0 <= float(text) < 1
-    except ValueError:
-        return False
+def _parse_refine(method: str) -> tuple[str, float, int]:
+    """drs@0.1+1000 -> ("drs", 0.1, 1000): DRS with γ at the 0.1 quantile (default 0.5), D trained 1,000 steps
+    further against G first (default 0); ValueError when malformed."""
+    head, plus, steps = method.partition("+")
+    name, at, quantile = head.partition("@")
+    if name not in ("drs", "mh") or (at and name != "drs") or (plus and not steps.isdigit()):
+        raise ValueError(method)
+    q = float(quantile) if at else 0.5
+    if not 0 <= q < 1:
+        raise ValueError(method)
+    return name, q, int(steps or 0)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, help=f"a trained run (default: train {PRESET})")
     parser.add_argument("--refine", default="", help="comma-separated refinement methods to add at τ = 1 (drs, mh; "
-                        "drs@Q sets DRS's γ quantile Q, default 0.5: lower keeps more); unconditional runs only")
+                        "drs@Q sets DRS's γ quantile Q, default 0.5: lower keeps more; a suffix +S trains D S steps "
+                        "further against G first, e.g. drs+1000); unconditional runs only")
     parser.add_argument("--steps", type=int, help="training steps when no --run is given (default: the preset's)")
     parser.add_argument("-n", type=int, default=5000, help="generated and real samples per τ (default 5000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise, labels and the real subset")
@@ -163,9 +171,11 @@ def main() -> None:
     args = parser.parse_args()
     refine = [m for m in args.refine.split(",") if m]
     for method in refine:
-        name, at, quantile = method.partition("@")
-        if at and (name != "drs" or not _fraction(quantile)):
-            parser.error(f"--refine {method}: only drs takes @Q, a quantile in [0, 1) (e.g. drs@0.1)")
+        try:
+            _parse_refine(method)
+        except ValueError:
+            parser.error(f"--refine {method}: a method is drs or mh, only drs takes @Q (a quantile in [0, 1), e.g. "
+                         "drs@0.1), and +S takes a whole number of steps (e.g. drs+1000)")
     n, steps = (500, args.steps or QUICK_STEPS) if args.quick else (args.n, args.steps)
     plot_path = args.plot or (Path(tempfile.gettempdir()) / "truncation-quick.png" if args.quick else PLOT)
 

@@ -270,6 +270,8 @@ def sample(
                                           "upscalers): an image, a folder of images or an .npz; one sample each."),
     refine: Optional[str] = typer.Option(None, "--refine", help="Keep the samples the run's calibrated D believes: "
                                          "drs (rejection) or mh (Metropolis-Hastings). See docs/refine.md."),
+    refine_steps: int = typer.Option(0, "--refine-steps", min=0, help="With --refine: train D this many steps "
+                                     "further against the frozen G before calibrating it (e.g. 1000)."),
     condition: Optional[list[str]] = typer.Option(None, "--condition", help="Table models: every row shows this "
                                                   "category, e.g. --condition target=1."),
     mix: Optional[str] = typer.Option(None, "--mix", help="StyleGAN models: a style-mixing grid from seeds A,B "
@@ -280,6 +282,8 @@ def sample(
     """Generate samples from a trained run."""
     from .train import load
 
+    if refine_steps and refine is None:
+        raise UserError("--refine-steps trains D for refinement", "add --refine drs or --refine mh")
     gen = load(run)
     kind = gen.data_kind
     fmt = kind.check_output(out)
@@ -307,7 +311,7 @@ def sample(
     elif refine is not None:
         if given is not None or vary is not None or rows is not None:
             raise UserError("--refine works on samples from noise", "drop --input / --vary / --condition, or --refine")
-        x, stats = gen.refined(refine, n, seed, truncation, labels=cls, codes=codes)
+        x, stats = gen.refined(refine, n, seed, truncation, labels=cls, codes=codes, steps=refine_steps)
         labels = gen.label_indices(cls, n) if cls is not None else None
         report = stats.as_dict()
         err.print(f"refined by {refine}: acceptance {report['acceptance']:.3f}, "
@@ -320,7 +324,8 @@ def sample(
         x = gen.sample(count, seed=seed, truncation=truncation, labels=labels, codes=codes, inputs=given,
                        condition=rows)
     meta = {**gen.provenance(run), "seed": seed, "truncation": truncation, "class": cls, "codes": code, "vary": vary,
-            "input": str(inputs) if inputs else None, "prompt": prompt, "refine": refine, "mix": mix,
+            "input": str(inputs) if inputs else None, "prompt": prompt, "refine": refine,
+            "refine_steps": refine_steps if refine else None, "mix": mix,
             "condition": ",".join(condition) if condition else None}
     kind.write(out, x, gen.spec, nrow=nrow, labels=labels, cells=cells, meta=meta)
     err.print(f"wrote {kind.describe(x, gen.spec)} to {out}{_spread(gen, labels)}", highlight=False)
@@ -877,6 +882,8 @@ def evaluate(
     round_8bit: bool = typer.Option(True, "--round/--no-round", help=ROUND_HELP),
     refine: Optional[str] = typer.Option(None, "--refine", help="Measure discriminator-guided samples (drs or mh) "
                                          "instead of plain ones; the protocol records acceptance and cost."),
+    refine_steps: int = typer.Option(0, "--refine-steps", min=0, help="With --refine: train D this many steps "
+                                     "further against the frozen G before calibrating it (e.g. 1000)."),
     target: Optional[str] = typer.Option(None, "--target", help="Tables: the column to predict in the utility test "
                                          "(train on synthetic, test on real; default: the run's data.target)."),
     nproc: int = typer.Option(1, "--nproc", min=1, help="Processes on this machine sharing out the generated "
@@ -896,10 +903,11 @@ def evaluate(
         args += ["-n", str(n)] if n else []
         args += ["--json"] if as_json else []
         args += ["--refine", refine] if refine else []
+        args += ["--refine-steps", str(refine_steps)] if refine_steps else []
         args += ["--target", target] if target else []
         raise typer.Exit(_torchrun(nproc, ["eval", *args]))
     result = evaluate_run(run, seed=seed, features=features, weights=weights, n=n, round_8bit=round_8bit,
-                          refine=refine, target=target)
+                          refine=refine, target=target, refine_steps=refine_steps)
     if result is None:  # another process of a distributed evaluation: process 0 writes and prints
         return
     write_json(run / "metrics.json", result)

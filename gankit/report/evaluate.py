@@ -80,6 +80,7 @@ class RunEval:
     weights: str | Path | None = None
     round_8bit: bool = True  # generated images rounded to 8 bits before features, as saved PNGs are
     refine: str | None = None  # discriminator-guided sampling (drs, mh) for the distribution metrics' samples
+    refine_steps: int = 0  # D's further training against G before refinement calibrates it
     target: str | None = None  # tables: the column utility tests predict (default: the run's data.target)
     cache: dict[str, Any] = field(default_factory=dict)
     shard: Shard = ONE_PROCESS  # this process's place in a distributed evaluation (torchrun / --nproc)
@@ -89,7 +90,7 @@ class RunEval:
         cost and calibration go into the protocol under `refine`)."""
         if self.refine is None:
             return self.gen.sample(n, seed=self.seed)
-        x, stats = self.gen.refined(self.refine, n, self.seed)
+        x, stats = self.gen.refined(self.refine, n, self.seed, steps=self.refine_steps)
         self.cache["refine"] = stats.as_dict()
         return x
 
@@ -148,10 +149,11 @@ def register_run_metric(name: str, applies: Callable[[RunEval], bool], shared: b
 
 def evaluate_run(run_dir: str | Path, seed: int = 0, features: str | None = None, weights: str | Path | None = None,
                  n: int | None = None, round_8bit: bool = True, refine: str | None = None,
-                 target: str | None = None) -> dict[str, Any] | None:
+                 target: str | None = None, refine_steps: int = 0) -> dict[str, Any] | None:
     """Every metric the run's data kind lists that applies to this run, with one protocol; generated images are
     rounded to 8 bits before features (as saved PNGs are) unless `round_8bit` is False; `refine` (drs, mh) measures
-    discriminator-guided samples instead of plain ones; `target` names the column table utility tests predict.
+    discriminator-guided samples instead of plain ones (D trained `refine_steps` further first); `target` names the
+    column table utility tests predict.
 
     Under torchrun the processes share out the samples of the shared metrics (FID, KID, IS, PRDC) and merge their
     statistics; process 0 computes the rest and returns the result, the others return None."""
@@ -159,7 +161,10 @@ def evaluate_run(run_dir: str | Path, seed: int = 0, features: str | None = None
     shard, _ = distributed.setup(torch.device("cpu"))
     if shard.world > 1 and refine is not None:
         raise UserError("--refine draws its samples in one process", "run it without --nproc / torchrun")
-    run = RunEval(load(run_dir), Path(run_dir), seed, n, features, weights, round_8bit, refine, target, shard=shard)
+    if refine_steps and refine is None:
+        raise UserError("refine steps train D for refinement", "add --refine drs or --refine mh")
+    run = RunEval(load(run_dir), Path(run_dir), seed, n, features, weights, round_8bit, refine, refine_steps, target,
+                  shard=shard)
     values: dict[str, Any] = {}
     protocol: dict[str, Any] = {}
     for name in run.gen.data_kind.metrics:

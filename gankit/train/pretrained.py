@@ -100,12 +100,13 @@ class Generator:
     def sample(self, n: int | None = None, seed: int | None = None, truncation: float = 1.0,
                labels: int | str | Sequence[int | str] | Tensor | None = None, codes: dict[str, float] | None = None,
                inputs: Tensor | None = None, batch_size: int = 1024, refine: str | None = None,
-               direction: str | None = None, condition: Tensor | None = None,
+               refine_steps: int = 0, direction: str | None = None, condition: Tensor | None = None,
                prompt: str | Sequence[str] | None = None) -> Tensor:
         """n samples on the CPU: images (n, C, H, W) in [-1, 1] or vectors (n, D); the same seed gives the same samples.
 
         `refine` ("drs" or "mh") keeps the samples the run's calibrated D believes (gankit.train.refine); it needs the
-        run directory, and takes one class at most.
+        run directory, and takes one class at most; `refine_steps` trains D that many steps further against this G
+        first (docs/refine.md).
 
         Class-conditional models take `labels` (one class or one per sample, by index or name; random if None);
         InfoGAN models take `codes` such as {"c0": 3, "c1": 0.5} (the rest random); models that transform inputs
@@ -134,26 +135,29 @@ class Generator:
         self.check_takes(labels=labels is not None, codes=bool(codes), inputs=inputs is not None,
                          truncation=truncation != 1, direction=direction is not None, condition=condition is not None)
         if refine is not None:
-            return self.refined(refine, n, seed, truncation, labels, codes)[0]
+            return self.refined(refine, n, seed, truncation, labels, codes, steps=refine_steps)[0]
         return self.generate(self.latents(n, seed, truncation), labels=labels, codes=codes, inputs=inputs, seed=seed,
                              batch_size=batch_size, direction=direction, condition=condition, truncation=truncation)
 
-    def refiner(self, quantile: float = 0.5, chain: int = 20):
-        """The run's calibrated D for discriminator-guided sampling (built once per setting, then reused)."""
+    def refiner(self, quantile: float = 0.5, chain: int = 20, steps: int = 0):
+        """The run's calibrated D for discriminator-guided sampling, trained `steps` further against this G first
+        (built once per setting, then reused)."""
         from .refine import Refiner
 
-        if self._refiner is None or (self._refiner.quantile, self._refiner.chain) != (quantile, chain):
+        setting = (quantile, chain, steps)
+        if self._refiner is None or (self._refiner.quantile, self._refiner.chain, self._refiner.steps) != setting:
             if self.source is None:
                 raise UserError("refinement needs the run directory this model came from",
                                 "load it with gankit.load(RUN)")
-            self._refiner = Refiner(self, self.source, quantile=quantile, chain=chain)
+            self._refiner = Refiner(self, self.source, quantile=quantile, chain=chain, steps=steps)
         return self._refiner
 
     @torch.no_grad()
     def refined(self, method: str, n: int, seed: int | None = None, truncation: float = 1.0,
                 labels: int | str | Sequence[int | str] | Tensor | None = None, codes: dict[str, float] | None = None,
-                quantile: float = 0.5, chain: int = 20):
-        """(n samples refined by `method`, what it cost: gankit.train.refine.RefineStats)."""
+                quantile: float = 0.5, chain: int = 20, steps: int = 0):
+        """(n samples refined by `method`, what it cost: gankit.train.refine.RefineStats); `steps`: D's further
+        training against this G before calibration."""
         label = None
         if labels is not None:
             index = self.label_indices(labels, 1) if isinstance(labels, (int, str)) else self.label_indices(labels, n)
@@ -162,7 +166,7 @@ class Generator:
             label = int(index[0])
         request = {"codes": dict(codes or {}), "truncation": truncation}
         seed = int(torch.randint(2**31, ()).item()) if seed is None else seed
-        samples, cost = self.refiner(quantile, chain).sample(method, n, seed, label=label, **request)
+        samples, cost = self.refiner(quantile, chain, steps).sample(method, n, seed, label=label, **request)
         return self.finish(samples), cost
 
     def check_takes(self, **asked: bool) -> None:
