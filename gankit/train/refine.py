@@ -30,6 +30,7 @@ from torch import Tensor
 from .. import losses
 from ..data import load_dataset
 from ..errors import UserError
+from ..metrics.features import progress_bar
 from ..variants import Request, Variant, build_variant, resolve, variant_class
 from . import checkpoint as ckpt
 from .pretrained import checkpoint_variant
@@ -111,7 +112,7 @@ class Refiner:
         optimizer = torch.optim.Adam(params, lr=FINETUNE_LR, betas=FINETUNE_BETAS)
         g = torch.Generator().manual_seed(seed + 11)
         history = []
-        with torch.enable_grad():
+        with torch.enable_grad(), progress_bar("training D further", steps, minimum=1) as advance:
             for _ in range(steps):
                 index = torch.randint(len(real), (FINETUNE_BATCH,), generator=g)
                 fake, fake_cond = self._propose(FINETUNE_BATCH, g)
@@ -121,6 +122,7 @@ class Refiner:
                 loss.backward()
                 optimizer.step()
                 history.append(loss.item())
+                advance(1)
         for p, flag in was:
             p.requires_grad_(flag)
         tail = history[-max(1, steps // 10):]
