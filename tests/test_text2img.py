@@ -225,7 +225,7 @@ def test_g_loss_is_the_game_on_its_fakes_plus_weighted_kl():
     variant.D.eval()
     ctx = Context()
     variant.loss("D", batch, ctx)
-    fake, mu, log_var, _ = ctx.values[FAKE]
+    fake, mu, log_var, *_ = ctx.values[FAKE]
     expected = losses.game("hinge").g(_d(variant, fake, batch.text)) + 3 * losses.gaussian_kl(mu, log_var)
     loss, scalars = variant.loss("G", batch, ctx)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
@@ -260,6 +260,36 @@ def test_contrastive_terms_are_added_to_both_players_with_their_weight():
     g_plain, _ = plain.loss("G", batch, ctx_plain)
     g_both, _ = both.loss("G", batch, ctx_both)
     assert g_both.item() == pytest.approx((g_plain + 2 * _info_nce(both, fake, batch.text)).item(), rel=1e-5)
+
+
+def _read_words(variant, x, tokens):
+    """The word-prediction loss, computed here: per image, the summed BCE of the word head on D's pooled features
+    against which words (padding aside) its caption holds."""
+    logits = variant.word_head(variant.D.feature_map(x).sum(dim=(2, 3)))
+    holds = torch.stack([torch.isin(torch.arange(logits.shape[1]), row) for row in tokens]).float()
+    return F.binary_cross_entropy_with_logits(logits[:, 1:], holds[:, 1:], reduction="none").sum(1).mean()
+
+
+def test_word_terms_are_added_to_both_players_with_their_weight():
+    """Catches the word-prediction terms dropped, unweighted, with the wrong sign, or reading other captions' words."""
+    plain, batch, _ = _setup()
+    both, _, _ = _setup("text2img.words=2")
+    for variant in (plain, both):
+        variant.D.eval()
+    assert plain.word_head is None and both.word_head in [m for m in both.groups["D"].modules]
+    ctx_plain, ctx_both = Context(), Context()
+    torch.manual_seed(1)
+    d_plain, _ = plain.loss("D", batch, ctx_plain)
+    torch.manual_seed(1)  # the same noise, so the same fakes
+    d_both, scalars = both.loss("D", batch, ctx_both)
+    real_read = _read_words(both, batch.x, batch.text)
+    assert d_both.item() == pytest.approx((d_plain + 2 * real_read).item(), rel=1e-5)
+    assert scalars["d_words"].item() == pytest.approx(real_read.item(), rel=1e-5)
+    assert real_read.item() != pytest.approx(_read_words(both, batch.x, batch.text.roll(1, 0)).item(), rel=1e-3)
+    fake = ctx_both.values[FAKE][0]
+    g_plain, _ = plain.loss("G", batch, ctx_plain)
+    g_both, _ = both.loss("G", batch, ctx_both)
+    assert g_both.item() == pytest.approx((g_plain + 2 * _read_words(both, fake, batch.text)).item(), rel=1e-5)
 
 
 def test_d_loss_trains_the_text_encoder_and_g_loss_does_not():

@@ -5,6 +5,10 @@ D step: real images with their captions count as real; generated images with the
 and real images with mismatched captions (the data kind gives two per image, each with one attribute changed),
 count as fake, each kind of negative weighted one half: ½·game(real, fake) + ½·game(real, mismatched). G step: the game on its images
 with their captions, plus the KL term that keeps the text condition's Gaussian near N(0, I).
+
+With `text2img.words` > 0, D also learns to tell from a real image which words its caption holds (a multi-label
+head on its pooled features, as TAC-GAN's auxiliary classifier does with classes) and G must draw images from which
+that head reads the words of their captions: a signal about every word that depends on no text encoder.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from pydantic import Field
-from torch import Tensor
+from torch import Tensor, nn
 
 from .. import losses
 from ..config import Config, Section
@@ -24,7 +28,7 @@ from ..nets.text import TextDiscriminator, TextEncoder, TextGenerator
 from .base import Context, Group, Phase, Request, Variant, adversarial_groups
 from .registry import register_variant
 
-FAKE = "fake"  # Context key: the D step's (images, μ, log σ², captions), reused by the G step
+FAKE = "fake"  # Context key: the D step's (images, μ, log σ², sentence vectors, word ids), reused by the G step
 
 
 class Text2ImgConfig(Section):
@@ -42,6 +46,9 @@ class Text2ImgConfig(Section):
                                "to pick each real image's caption among the batch's, and G to draw images D matches "
                                "to their captions the same way (0: off)")
     temperature: float = Field(0.1, gt=0, le=1, description="temperature of the contrastive losses' cosine logits")
+    words: float = Field(0.0, ge=0, description="weight of the word-prediction terms: D reads which words a real "
+                         "image's caption holds (multi-label, from its pooled features) and G must draw images from "
+                         "which D reads its captions' words (0: off)")
 
 
 @register_variant("text2img")
@@ -71,6 +78,8 @@ class Text2Img(Variant):
             self.D = TextDiscriminator(self.encoder.out_dim, channels, side, m.width, o.joint_dim, m.attention)
         except ValueError as exc:
             raise UserError(str(exc), "see docs/biggan.md for the sizes BigGAN's nets take") from None
+        # the word head: D's pooled features -> one logit per vocabulary word (padding included; it is never a target)
+        self.word_head = nn.Linear(self.D.body.linear.in_features, vocab) if o.words else None
         self.z_dim, self.spec = m.z_dim, spec
         self.game = losses.game(cfg.loss.name)
         self.optim_cfg = cfg.optim
@@ -78,7 +87,8 @@ class Text2Img(Variant):
 
     @property
     def groups(self) -> dict[str, Group]:
-        return adversarial_groups(self.optim_cfg, [self.D, self.encoder], [self.G])
+        heads = [self.word_head] if self.word_head is not None else []
+        return adversarial_groups(self.optim_cfg, [self.D, self.encoder, *heads], [self.G])
 
     def loss(self, phase: str, batch: CaptionBatch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
         return self.d_loss(batch, ctx) if phase == "D" else self.g_loss(batch, ctx)
@@ -95,7 +105,7 @@ class Text2Img(Variant):
         wrong = batch.wrong.flatten(0, 1)  # (N·MISMATCHES, L), each image's mismatches in a row
         sentences = self.encoder(torch.cat([batch.text, wrong]))  # one encoder pass for all captions
         fake_live, mu, log_var = self.fakes(sentences[:n])
-        ctx.values[FAKE] = (fake_live, mu, log_var, sentences[:n].detach())
+        ctx.values[FAKE] = (fake_live, mu, log_var, sentences[:n].detach(), batch.text)
         fake = fake_live.detach()
         text = self.D.text(sentences)
         h_real = self.D.feature_map(batch.x)
@@ -113,6 +123,10 @@ class Text2Img(Variant):
             matched = self.contrastive(h_real, text[:n])
             loss = loss + self.options.contrastive * matched
             scalars["d_contrastive"] = matched.detach()
+        if self.word_head is not None:
+            read = self.read_words(h_real, batch.text)
+            loss = loss + self.options.words * read
+            scalars["d_words"] = read.detach()
         scalars["d_loss"] = loss.detach()
         return loss, scalars
 
@@ -123,13 +137,22 @@ class Text2Img(Variant):
         target = torch.arange(len(logits), device=logits.device)
         return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
+    def read_words(self, h: Tensor, tokens: Tensor) -> Tensor:
+        """Binary cross-entropy of the word head's logits on feature maps h against the words each caption holds
+        (word ids (N, L), 0 padding), summed over the vocabulary (each word a yes/no question, as each class is
+        one in ACGAN) and averaged over images."""
+        logits = self.word_head(h.sum(dim=(2, 3)))
+        target = torch.zeros_like(logits).scatter_(1, tokens, 1.0)[:, 1:]  # padding is no word
+        return F.binary_cross_entropy_with_logits(logits[:, 1:], target, reduction="none").sum(1).mean()
+
     def g_loss(self, batch: CaptionBatch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
         if FAKE in ctx.values:
-            fake, mu, log_var, sentences = ctx.values.pop(FAKE)
+            fake, mu, log_var, sentences, tokens = ctx.values.pop(FAKE)
         else:  # no D step in this iteration
             with torch.no_grad():
                 sentences = self.encoder(batch.text)
             fake, mu, log_var = self.fakes(sentences)
+            tokens = batch.text
         h, text = self.D.feature_map(fake), self.D.text(sentences)
         fake_logits = self.D.judge(h, text)
         adversarial = self.game.g(fake_logits)
@@ -140,6 +163,10 @@ class Text2Img(Variant):
             matched = self.contrastive(h, text)
             loss = loss + self.options.contrastive * matched
             scalars["g_contrastive"] = matched.detach()
+        if self.word_head is not None:
+            read = self.read_words(h, tokens)
+            loss = loss + self.options.words * read
+            scalars["g_words"] = read.detach()
         return loss, {**scalars, "g_loss": loss.detach()}
 
     # ------------------------------------------------------------------------------------------- sampling
