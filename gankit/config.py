@@ -51,7 +51,8 @@ class DataConfig(_Section):
         "path_a": ("folder",), "path_b": ("folder",),
         "normal": ("ring", "grid", "spiral", "digits", "shapes", "folder", "npz"),
         **{key: ("table",) for key in ("categorical", "discrete", "conditional", "target", "max_modes", "public")},
-        **{key: ("table", "text", "nci") for key in ("holdout", "split_seed")},
+        **{key: ("table", "text", "nci", "ring", "grid", "spiral", "digits", "shapes", "folder", "npz")
+           for key in ("holdout", "split_seed")},
         **{key: ("text", "nci") for key in ("tokenizer", "max_len", "skip_invalid", "augment")}, "vocab": ("oracle",),
         "length": ("oracle",)}
     ONLY_FOR = _with_clips(ONLY_FOR)
@@ -111,10 +112,11 @@ class DataConfig(_Section):
                                           "(default: all)")
     target: str | None = Field(None, description="table: the column to predict in utility tests (`gankit eval "
                                "--target`); the held-out split is stratified by it")
-    holdout: float | None = Field(None, ge=0, le=0.9, description="table / text: share of rows held out of training, "
-                                  "for utility and privacy tests (default: tables 0.3, sequences 0.1; 0: none)")
-    split_seed: int = Field(0, ge=0, description="table / text: seed of the held-out split (and of a table's "
-                            "encoding)")
+    holdout: float | None = Field(None, ge=0, le=0.9, description="share of samples held out of training: for "
+                                  "tables and sequences the utility and privacy tests' rows (default 0.3 and 0.1); for "
+                                  "images and vectors what refinement calibrates D on and inversion and anomaly "
+                                  "scores read (default 0: none; docs/refine.md)")
+    split_seed: int = Field(0, ge=0, description="seed of the held-out split (and of a table's encoding)")
     max_modes: int = Field(10, ge=1, le=50, description="table: most Gaussian modes per continuous column")
     public: str | None = Field(None, description="table: a JSON file of public column facts (number bounds, category "
                                "lists) used instead of the data's own statistics, as differential privacy needs")

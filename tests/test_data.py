@@ -6,7 +6,8 @@ import torch
 from PIL import Image
 
 from gankit.config import DataConfig
-from gankit.data import BatchSampler, digits, grid_centers, image_folder, load_dataset, npz_dataset, ring_centers
+from gankit.data import (BatchSampler, digits, grid_centers, image_folder, load_dataset, load_heldout_labelled,
+                         load_holdout, npz_dataset, ring_centers)
 from gankit.errors import UserError
 
 
@@ -101,3 +102,24 @@ def test_npz_vectors_images_and_errors(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(UserError, match="not a readable .npz"):
         npz_dataset(str(tmp_path / "bad.npz"))
+
+
+def test_holdout_keeps_a_seeded_share_of_image_data_out_of_training():
+    cfg = DataConfig(name="digits", holdout=0.1)
+    train, held = load_dataset(cfg), load_holdout(cfg)
+    assert (len(train), len(held)) == (1617, 180)  # 10 % of the 1,797 digits
+    index_of = {tuple(r): i for i, r in enumerate(digits(16).x.flatten(1).tolist())}  # the 1,797 digits are distinct
+    rows = lambda x: {index_of[tuple(r)] for r in x.flatten(1).tolist()}  # noqa: E731
+    assert not rows(train.x) & rows(held.x) and len(rows(train.x) | rows(held.x)) == 1797  # disjoint, the whole set
+    assert torch.equal(load_holdout(cfg).x, held.x)  # the same split every time
+    assert not torch.equal(load_holdout(DataConfig(name="digits", holdout=0.1, split_seed=1)).x, held.x)
+    assert load_holdout(DataConfig(name="digits")) is None and len(load_dataset(DataConfig(name="digits"))) == 1797
+    x, _, _, note = load_heldout_labelled(cfg, 0, 50)  # inversion and anomaly scores read the held-out samples
+    assert len(x) == 50 and "data.holdout" in note and rows(x) <= rows(held.x)
+
+
+def test_holdout_refuses_data_it_cannot_split():
+    with pytest.raises(UserError, match="data.holdout"):
+        load_dataset(DataConfig(name="digits", holdout=0.1, pair="invert"))
+    with pytest.raises(UserError, match="not of captions data"):
+        load_dataset(DataConfig(name="captions", holdout=0.1, n=50))

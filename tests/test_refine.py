@@ -121,3 +121,13 @@ def test_refine_steps_reach_sampling_and_eval(ring_run, cli, tmp_path):
     assert code == 2 and "--refine" in err and err.count("error:") == 1
     with pytest.raises(gankit.UserError, match="must be >= 0"):
         g.refined("drs", 5, seed=0, steps=-1)
+
+
+def test_fixed_data_is_calibrated_on_the_samples_data_holdout_kept_from_training(tmp_path):
+    cfg = gankit.load_config("digits-dcgan", ["data.holdout=0.1", "train.steps=2", "train.sample_every=0",
+                                              "train.checkpoint_every=2"])
+    gankit.train(cfg, tmp_path / "d", progress=False)
+    _, stats = gankit.load(tmp_path / "d").refined("drs", 8, seed=0, steps=2)
+    report = stats.as_dict()
+    assert report["calibration"]["real_samples"] == "held out: the 180 samples data.holdout=0.1 kept from training"
+    assert report["finetune"]["real_samples"].startswith("the training data")  # calibration's samples stay unseen

@@ -23,15 +23,40 @@ from .toy2d import DEFAULT_STD, grid_centers, mixture, ring_centers, spiral_cent
 
 
 def load_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
-    """The dataset a config names (two domains when `data.pair` is set; only the `data.normal` classes when set);
-    toy sets are drawn once from `seed`."""
+    """The dataset a config names (two domains when `data.pair` is set; only the `data.normal` classes when set;
+    without the `data.holdout` share kept out of training); toy sets are drawn once from `seed`."""
     if cfg.pair is not None:
-        if cfg.normal:
-            raise UserError("data.normal picks classes to train a model of normal images; data.pair makes two "
-                            "domains", "drop one of them")
+        if cfg.normal or cfg.holdout:
+            raise UserError(f"data.{'normal' if cfg.normal else 'holdout'} does not apply to two domains "
+                            "(data.pair); translators are scored on their own held-out pairs", "drop one of them")
         return image_pairs(cfg, seed, lambda: _plain(cfg, seed), _difficulty(cfg))
-    data = _plain(cfg, seed)
+    data = _split(cfg, seed)[0]
     return only_classes(data, cfg.normal) if cfg.normal else data
+
+
+def load_holdout(cfg: DataConfig, seed: int = 0) -> Dataset | None:
+    """The samples `data.holdout` keeps out of training (every class, whatever `data.normal` says), or None when it
+    keeps none."""
+    return _split(cfg, seed)[1] if cfg.holdout and cfg.pair is None else None
+
+
+def _split(cfg: DataConfig, seed: int) -> tuple[Dataset, Dataset | None]:
+    """(training samples, held-out samples or None) of image or vector data: `data.holdout` of the rows, chosen by
+    `data.split_seed` (tables and sequences split themselves)."""
+    data = _plain(cfg, seed)
+    if not cfg.holdout or cfg.name in ("table", "text", "nci"):
+        return data, None
+    if type(data) is not Dataset:
+        raise UserError(f"data.holdout keeps samples of image or vector data out of training, not of {data.kind} data "
+                        f"({data.name})", "drop data.holdout")
+    k = round(cfg.holdout * len(data))
+    if not 1 <= k < len(data):
+        raise UserError(f"data.holdout={cfg.holdout} of {len(data)} samples keeps {k} out of training",
+                        "keep at least one sample out and one in")
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.split_seed))
+    kept, held = order[k:].sort().values, order[:k].sort().values
+    note = {"fraction": cfg.holdout, "samples": k, "split_seed": cfg.split_seed}
+    return data.subset(kept, holdout_split=note), data.subset(held, holdout_split=note)
 
 
 def only_classes(data: Dataset, classes: list[str]) -> Dataset:
@@ -62,7 +87,7 @@ def load_truth_pairs(cfg: DataConfig, seed: int = 0) -> PairDataset:
 def load_heldout(cfg: DataConfig, seed: int, n: int) -> tuple[Tensor, str]:
     """n samples (float, images in [-1, 1]) for scoring what a model does with data it was not trained on
     (inversion), and a note that says whether it was: shapes draws fresh objects from seed + HELDOUT_SEED_OFFSET;
-    fixed sets give n of their own training samples (they have no held-out split)."""
+    fixed sets give n of the samples `data.holdout` kept from training, else n of their own training samples."""
     x, _, _, note = load_heldout_labelled(cfg, seed, n)
     return x, note
 
@@ -74,10 +99,14 @@ def load_heldout_labelled(cfg: DataConfig, seed: int, n: int) -> tuple[Tensor, T
         other = seed + HELDOUT_SEED_OFFSET
         data = shapes(n, cfg.resolution or 32, cfg.shapes, cfg.colors, cfg.label, other, _difficulty(cfg))
         return as_float(data.x), data.y, data.class_names, f"{n} objects drawn from seed {other}, not trained on"
-    data = _plain(cfg, seed)
+    held = load_holdout(cfg, seed)
+    data = held if held is not None else _plain(cfg, seed)
     pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
     x, y = data.take(pick)
-    return x, y, data.class_names, f"no: {len(pick)} of the training samples (the data has no held-out split)"
+    if held is not None:
+        return x, y, data.class_names, f"{len(pick)} of the {len(held)} samples data.holdout kept from training"
+    return x, y, data.class_names, f"no: {len(pick)} of the training samples (the data has no held-out split; " \
+        "data.holdout keeps one)"
 
 
 def load_caption_test(cfg: DataConfig, seed: int, n: int, unseen: bool) -> tuple[CaptionDataset, str]:
@@ -153,7 +182,7 @@ def upgrade_spec(spec: dict, data_cfg: dict | None = None) -> dict:
 
 
 __all__ = ["CaptionBatch", "CaptionDataset", "CaptionSampler", "caption_dataset", "load_caption_test", "ClipKind", "moving_shapes", "moving_digits", "KINDS", "DataKind", "ImageKind", "VectorKind", "kind_of", "output_format", "register_kind",
-           "upgrade_spec", "load_heldout", "load_heldout_labelled", "only_classes", "load_truth_pairs", "PairBatch",
+           "upgrade_spec", "load_heldout", "load_heldout_labelled", "load_holdout", "only_classes", "load_truth_pairs", "PairBatch",
            "PairDataset", "PairSampler", "Batch", "BatchSampler", "Shard", "ONE_PROCESS",
            "Dataset", "load_dataset", "digits", "image_folder", "npz_dataset", "read_npz",
            "shapes", "TableBatch", "TableOptions", "TableSampler", "decode", "table_dataset",

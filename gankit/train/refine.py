@@ -13,8 +13,9 @@ held-out real samples and fresh generated ones, so D̃ estimates log p_data/p_G)
 D comes from model/discriminator.safetensors when the run exported it (`train.export_discriminator=true`), else
 from the run's newest checkpoint. With `steps` > 0, D is first trained further against the frozen G (the logistic
 loss, no augmentation) before calibration, as Azadi et al. do: a D trained beside a moving G, often on augmented
-images, separates the final G's samples from the data less well than it could. Held-out real samples are fresh draws for data generated from a seed (toy 2D,
-shapes); other data has no held-out split, so the training data is used, and the protocol says which.
+images, separates the final G's samples from the data less well than it could. Held-out real samples are fresh
+draws for data generated from a seed (toy 2D, shapes), else the samples `data.holdout` kept from training; without
+either the training data is used, and the protocol says which.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from sklearn.linear_model import LogisticRegression
 from torch import Tensor
 
 from .. import losses
-from ..data import load_dataset
+from ..data import load_dataset, load_holdout, only_classes
 from ..errors import UserError
 from ..metrics.features import progress_bar
 from ..variants import Request, Variant, build_variant, resolve, variant_class
@@ -101,7 +102,7 @@ class Refiner:
     def _finetune(self, steps: int, seed: int) -> dict[str, Any]:
         """Train D (and only D) `steps` more steps against the frozen G: real (label 1) vs fresh samples (label 0),
         the logistic loss on D's plain logit; returns what was done, for the protocol."""
-        real, real_cond, where = _real_samples(self.cfg, CALIBRATION, offset=2)
+        real, real_cond, where = _real_samples(self.cfg, CALIBRATION, offset=2, heldout=False)
         tuned = set(discriminator_state(self.critic))
         params = [p for name, p in self.critic.named_parameters() if name in tuned]
         was = [(p, p.requires_grad) for p in self.critic.parameters()]
@@ -246,19 +247,24 @@ def _load_critic(cfg: Any, spec: dict, source: Path) -> tuple[Variant, str]:
     return critic.eval(), f"model/{DISCRIMINATOR_FILE}"
 
 
-def _real_samples(cfg: Any, n: int, offset: int = 0) -> tuple[Tensor, Tensor | None, str]:
+def _real_samples(cfg: Any, n: int, offset: int = 0, heldout: bool = True) -> tuple[Tensor, Tensor | None, str]:
     """n real samples, their labels (None for unlabelled data; an unconditional D ignores them) and where they come
-    from: fresh draws for data sets generated from a seed, else the training data."""
+    from: fresh draws for data sets generated from a seed; else, when `heldout`, the samples data.holdout kept
+    from training; else the training data."""
     data = load_dataset(cfg.data, cfg.seed)
+    held = load_holdout(cfg.data, cfg.seed) if heldout and not data.info.get("generated") else None
     if data.info.get("generated"):
         fresh = cfg.data.model_copy(update={"n": max(n, 1)})
         data = load_dataset(fresh, cfg.seed + HELDOUT_SEED + offset)
         where = f"held out: fresh draws of the data set (seed {cfg.seed + HELDOUT_SEED + offset})"
+    elif held is not None:
+        data = only_classes(held, cfg.data.normal) if cfg.data.normal else held
+        where = f"held out: the {len(data)} samples data.holdout={cfg.data.holdout} kept from training"
     else:
-        where = "the training data (this data set has no held-out split)"
+        where = "the training data (" + ("D's further training" if not heldout else "this data set has no held-out "
+                                         "split; data.holdout keeps one") + ")"
     index = torch.randperm(len(data), generator=torch.Generator().manual_seed(offset))[:n]
     if len(index) < n:
         index = index[torch.randint(len(index), (n,), generator=torch.Generator().manual_seed(offset))]
     x, y = data.take(index)
     return x, y, where
-
