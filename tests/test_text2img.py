@@ -241,27 +241,6 @@ def _info_nce(variant, x, tokens, temperature=0.1):
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
-def test_contrastive_terms_are_added_to_both_players_with_their_weight():
-    """Catches the contrastive terms dropped, unweighted, with the wrong sign, or matching the wrong captions."""
-    plain, batch, _ = _setup()
-    both, _, _ = _setup("text2img.contrastive=2")
-    for variant in (plain, both):
-        variant.D.eval()
-    ctx_plain, ctx_both = Context(), Context()
-    torch.manual_seed(1)
-    d_plain, _ = plain.loss("D", batch, ctx_plain)
-    torch.manual_seed(1)  # the same noise, so the same fakes
-    d_both, scalars = both.loss("D", batch, ctx_both)
-    real_nce = _info_nce(both, batch.x, batch.text)
-    assert d_both.item() == pytest.approx((d_plain + 2 * real_nce).item(), rel=1e-5)
-    assert scalars["d_contrastive"].item() == pytest.approx(real_nce.item(), rel=1e-5)
-    assert real_nce.item() != pytest.approx(_info_nce(both, batch.x, batch.text.roll(1, 0)).item(), rel=1e-3)
-    fake = ctx_both.values[FAKE][0]
-    g_plain, _ = plain.loss("G", batch, ctx_plain)
-    g_both, _ = both.loss("G", batch, ctx_both)
-    assert g_both.item() == pytest.approx((g_plain + 2 * _info_nce(both, fake, batch.text)).item(), rel=1e-5)
-
-
 def _read_words(variant, x, tokens):
     """The word-prediction loss, computed here: per image, the summed BCE of the word head on D's pooled features
     against which words (padding aside) its caption holds."""
@@ -270,26 +249,32 @@ def _read_words(variant, x, tokens):
     return F.binary_cross_entropy_with_logits(logits[:, 1:], holds[:, 1:], reduction="none").sum(1).mean()
 
 
-def test_word_terms_are_added_to_both_players_with_their_weight():
-    """Catches the word-prediction terms dropped, unweighted, with the wrong sign, or reading other captions' words."""
+@pytest.mark.parametrize("key, term", [("contrastive", _info_nce), ("words", _read_words)])
+def test_extra_terms_are_added_to_both_players_with_their_weight(key, term):
+    """Catches the contrastive or word-prediction terms dropped, unweighted, with the wrong sign, or reading other
+    images' captions."""
     plain, batch, _ = _setup()
-    both, _, _ = _setup("text2img.words=2")
+    both, _, _ = _setup(f"text2img.{key}=2")
     for variant in (plain, both):
         variant.D.eval()
-    assert plain.word_head is None and both.word_head in [m for m in both.groups["D"].modules]
     ctx_plain, ctx_both = Context(), Context()
     torch.manual_seed(1)
     d_plain, _ = plain.loss("D", batch, ctx_plain)
     torch.manual_seed(1)  # the same noise, so the same fakes
     d_both, scalars = both.loss("D", batch, ctx_both)
-    real_read = _read_words(both, batch.x, batch.text)
-    assert d_both.item() == pytest.approx((d_plain + 2 * real_read).item(), rel=1e-5)
-    assert scalars["d_words"].item() == pytest.approx(real_read.item(), rel=1e-5)
-    assert real_read.item() != pytest.approx(_read_words(both, batch.x, batch.text.roll(1, 0)).item(), rel=1e-3)
+    real = term(both, batch.x, batch.text)
+    assert d_both.item() == pytest.approx((d_plain + 2 * real).item(), rel=1e-5)
+    assert scalars[f"d_{key}"].item() == pytest.approx(real.item(), rel=1e-5)
+    assert real.item() != pytest.approx(term(both, batch.x, batch.text.roll(1, 0)).item(), rel=1e-3)
     fake = ctx_both.values[FAKE][0]
     g_plain, _ = plain.loss("G", batch, ctx_plain)
     g_both, _ = both.loss("G", batch, ctx_both)
-    assert g_both.item() == pytest.approx((g_plain + 2 * _read_words(both, fake, batch.text)).item(), rel=1e-5)
+    assert g_both.item() == pytest.approx((g_plain + 2 * term(both, fake, batch.text)).item(), rel=1e-5)
+
+
+def test_the_word_head_is_trained_with_d():
+    plain, both = _setup()[0], _setup("text2img.words=1")[0]
+    assert plain.word_head is None and both.word_head in both.groups["D"].modules
 
 
 def test_d_loss_trains_the_text_encoder_and_g_loss_does_not():
