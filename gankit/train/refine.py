@@ -251,8 +251,8 @@ def _real_samples(cfg: Any, n: int, offset: int = 0, heldout: bool = True) -> tu
     """n real samples, their labels (None for unlabelled data; an unconditional D ignores them) and where they come
     from: fresh draws for data sets generated from a seed; else, when `heldout`, the samples data.holdout kept
     from training; else the training data."""
-    data = load_dataset(cfg.data, cfg.seed)
-    held = load_holdout(cfg.data, cfg.seed) if heldout and not data.info.get("generated") else None
+    held = load_holdout(cfg.data, cfg.seed) if heldout else None  # keeps the data's info, "generated" included
+    data = held if held is not None else load_dataset(cfg.data, cfg.seed)
     if data.info.get("generated"):
         fresh = cfg.data.model_copy(update={"n": max(n, 1)})
         data = load_dataset(fresh, cfg.seed + HELDOUT_SEED + offset)
