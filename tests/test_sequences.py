@@ -12,7 +12,7 @@ import gankit
 from gankit.data import Batch, load_dataset
 from gankit.data.text import (Oracle, TextOptions, decode, draw, sequence_dataset, text_dataset, tokenize)
 from gankit.errors import UserError
-from gankit.metrics.sequences import molecules, nll_oracle, uniqueness_novelty
+from gankit.metrics.sequences import molecules, nll_oracle, reward_function, uniqueness_novelty
 from gankit.variants import Context, build_variant, resolve
 
 from gankit.train.checkpoint import latest_checkpoint
@@ -288,6 +288,16 @@ def test_molecule_metrics_count_valid_unique_and_novel():
     assert found["uniqueness"] == pytest.approx(3 / 4)  # CCO and OCC are one molecule
     assert found["novelty"] == pytest.approx(2 / 3)
     assert 0 < found["qed_mean"] < 1 and 0 < found["internal_diversity"] <= 1
+
+
+@pytest.mark.parametrize("objective, expected", [("validity", [1, 1, 0, 1]), ("novel", [0, 0, 0, 1])])
+def test_chem_rewards_score_valid_or_valid_and_new_molecules(objective, expected):
+    pytest.importorskip("rdkit")
+    texts = ["CCO", "OCC", "C1CC", "CCN"]  # OCC is CCO written another way; C1CC leaves a ring open
+    data = sequence_dataset("t", texts, "smiles", TextOptions(holdout=0), {})
+    assert decode(data.x, data.spec()) == texts
+    reward = reward_function(objective, data.spec(), lambda: {"CCO"})
+    assert reward(data.x).tolist() == expected
 
 
 def test_random_smiles_write_the_same_molecules_other_ways():

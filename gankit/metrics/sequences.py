@@ -64,19 +64,35 @@ def molecules(smiles: list[str], training: set[str]) -> dict[str, float]:
     return out
 
 
-def reward_function(objective: str, spec: dict) -> Callable[[Tensor], Tensor]:
-    """Per-sequence rewards in [0, 1] for SMILES ids (N, L): 1 for a valid molecule ("validity"), or its QED
-    ("qed", 0 when invalid). Repeated strings are scored once."""
+def reward_function(objective: str, spec: dict,
+                    training: Callable[[], set[str]] | None = None) -> Callable[[Tensor], Tensor]:
+    """Per-sequence rewards in [0, 1] for SMILES ids (N, L): 1 for a valid molecule ("validity"), its QED ("qed", 0
+    when invalid), or 1 for a valid molecule whose canonical SMILES is not a training molecule ("novel": what a
+    generator that redraws common training molecules, e.g. fatty acids, over and over loses; `training` gives that
+    set on first use). Repeated strings are scored once."""
     require_rdkit(f"seqgan.chem_objective={objective}")
     from rdkit import Chem
     from rdkit.Chem import QED
 
+    if objective == "novel" and training is None:
+        raise ValueError("the novel objective needs the training molecules")
     cache: dict[str, float] = {}
+    known: set[str] = set()
+
+    def value(mol) -> float:
+        if mol is None:
+            return 0.0
+        if objective == "validity":
+            return 1.0
+        if objective == "qed":
+            return QED.qed(mol)
+        if not known:
+            known.update(training())
+        return float(Chem.MolToSmiles(mol) not in known)
 
     def score(text: str) -> float:
         if text not in cache:
-            mol = Chem.MolFromSmiles(text) if text else None
-            cache[text] = 0.0 if mol is None else 1.0 if objective == "validity" else QED.qed(mol)
+            cache[text] = value(Chem.MolFromSmiles(text) if text else None)
             if len(cache) > 200_000:  # a long run draws many strings: keep the memory flat
                 cache.clear()
         return cache[text]

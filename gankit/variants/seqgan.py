@@ -9,6 +9,7 @@ of the variant's state, so a run resumed anywhere, mid-schedule included, contin
 
 from __future__ import annotations
 
+import logging
 from typing import Literal
 
 import torch
@@ -17,7 +18,7 @@ from torch import Tensor
 
 from .. import losses
 from ..config import Config, Section
-from ..data import Batch
+from ..data import Batch, load_dataset
 from ..data.text import vocab_size
 from ..errors import UserError
 from ..nets.seq import SeqDiscriminator, SeqGenerator
@@ -56,9 +57,20 @@ class SeqGANConfig(Section):
                            "SeqGAN had none)")
     chem_reward: float = Field(0.0, ge=0, le=1, description="SMILES data: share of each reward given by RDKit "
                                "(after ORGAN) instead of D; 0: D alone")
-    chem_objective: Literal["validity", "qed"] = Field("validity", description="what the RDKit reward scores: "
-                                                       "validity (1 if the SMILES parses) or qed (drug-likeness, 0 "
-                                                       "when invalid)")
+    chem_objective: Literal["validity", "qed", "novel"] = Field(
+        "validity", description="what the RDKit reward scores: validity (1 if the SMILES parses), qed (drug-likeness, "
+                                "0 when invalid) or novel (1 if it parses into a molecule not in the training set)")
+
+
+def training_texts(cfg: Config) -> set[str]:
+    """The training sequences, reloaded quietly (the loader's warnings were shown when training began)."""
+    logger = logging.getLogger("gankit")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        return set(load_dataset(cfg.data, cfg.seed).info["texts"])
+    finally:
+        logger.setLevel(level)
 
 
 @register_variant("seqgan")
@@ -90,7 +102,7 @@ class SeqGAN(Variant):
                 raise UserError("seqgan.chem_reward scores SMILES, and this data is not", "set seqgan.chem_reward=0")
             from ..metrics.sequences import reward_function
 
-            self.chem = reward_function(o.chem_objective, spec)
+            self.chem = reward_function(o.chem_objective, spec, lambda: training_texts(cfg))
         self.optim_cfg = cfg.optim
         adversarial = o.mle_steps + o.d_pretrain_steps
         self.phases = [Phase("mle", "G", stop=o.mle_steps)]
