@@ -121,6 +121,8 @@ def test_refine_steps_reach_sampling_and_eval(ring_run, cli, tmp_path):
     assert code == 2 and "--refine" in err and err.count("error:") == 1
     with pytest.raises(gankit.UserError, match="must be >= 0"):
         g.refined("drs", 5, seed=0, steps=-1)
+    with pytest.raises(gankit.UserError, match="no refine was asked for"):
+        g.sample(5, seed=0, refine_steps=20)  # silently plain samples would look refined
 
 
 def test_fixed_data_is_calibrated_on_the_samples_data_holdout_kept_from_training(tmp_path):

@@ -136,6 +136,9 @@ class Generator:
                          truncation=truncation != 1, direction=direction is not None, condition=condition is not None)
         if refine is not None:
             return self.refined(refine, n, seed, truncation, labels, codes, steps=refine_steps)[0]
+        if refine_steps:
+            raise UserError(f"refine_steps={refine_steps} trains D for refinement, and no refine was asked for",
+                            "pass refine='drs' or 'mh' as well, or drop refine_steps")
         return self.generate(self.latents(n, seed, truncation), labels=labels, codes=codes, inputs=inputs, seed=seed,
                              batch_size=batch_size, direction=direction, condition=condition, truncation=truncation)
 
