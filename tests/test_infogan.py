@@ -307,11 +307,3 @@ def test_q_learns_to_read_the_categorical_code(tmp_path):
     logs = [json.loads(line) for line in (tmp_path / "r" / "logs.jsonl").read_text().splitlines()]
     q_accuracy = [r["q_accuracy"] for r in logs if "q_accuracy" in r]
     assert q_accuracy[0] < 0.5 and np.mean(q_accuracy[-3:]) > 0.9, q_accuracy
-
-
-@pytest.mark.parametrize("key", ["augment_degrees=30", "augment_scale=0.3"])
-def test_affine_keys_without_the_affine_perturbation_are_refused(key):
-    with pytest.raises(gankit.UserError, match=f"infogan.{key.split('=')[0]} shapes the affine perturbation"):
-        gankit.load_config("digits-infogan", ["infogan.augment=shift", "infogan.augment_degrees=15",
-                                              "infogan.augment_scale=0.1", f"infogan.{key}"])  # defaults, then one
-    assert gankit.load_config("digits-infogan", ["infogan.augment=affine", f"infogan.{key}"])

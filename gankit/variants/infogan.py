@@ -18,7 +18,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
+from pydantic import Field
 from torch import Tensor
 
 from ..config import Config, Section
@@ -53,15 +53,6 @@ class InfoGANConfig(Section):
     augment_degrees: float = Field(15.0, ge=0, le=180, description="affine perturbation: rotation by up to ± this "
                                    "many degrees")
     augment_scale: float = Field(0.1, ge=0, lt=1, description="affine perturbation: scaling by up to 1 ± this")
-
-    @model_validator(mode="after")
-    def _affine_keys_need_affine(self) -> InfoGANConfig:
-        changed = [k for k in ("augment_degrees", "augment_scale")
-                   if getattr(self, k) != type(self).model_fields[k].default]
-        if changed and self.augment != "affine":
-            raise ValueError(f"infogan.{changed[0]} shapes the affine perturbation, and infogan.augment is "
-                             f"{self.augment}: set infogan.augment=affine, or drop infogan.{changed[0]}")
-        return self
 
 
 @register_variant("infogan")
