@@ -300,6 +300,27 @@ def test_chem_rewards_score_valid_or_valid_and_new_molecules(objective, expected
     assert reward(data.x).tolist() == expected
 
 
+def test_seqgan_mixes_d_and_the_novel_reward_read_from_its_own_training_set(tmp_path):
+    """Catches the RDKit share dropped or unweighted, and `novel` judged against anything but the run's data."""
+    pytest.importorskip("rdkit")
+    path = tmp_path / "m.smi"
+    path.write_text("CCO\nc1ccccc1\nCCN\n")
+    cfg = resolve("molecules-seqgan", ["data.name=text", f"data.path={path}", "data.holdout=0", "data.augment=0",
+                                       "seqgan.hidden=8", "seqgan.layers=1", "seqgan.chem_reward=0.25"])[0]
+    data = load_dataset(cfg.data, cfg.seed)
+    variant = build_variant(cfg, data.spec())
+    variant.eval()
+    known = data.x[decode(data.x, data.spec()).index("CCN")]
+    new = torch.cat([known[:1], known])[:len(known)]  # one more carbon: CCCN, a molecule the data lacks
+    broken = known.clone()
+    broken[2] = data.x[decode(data.x, data.spec()).index("c1ccccc1")][1]  # CC1: a ring left open
+    x = torch.stack([known, new, broken])
+    assert decode(x, data.spec()) == ["CCN", "CCCN", "CC1"]
+    with torch.no_grad():
+        d = torch.sigmoid(variant.D(x))
+        assert torch.allclose(variant.score_sequences(x), 0.75 * d + 0.25 * torch.tensor([0.0, 1.0, 0.0]))
+
+
 def test_random_smiles_write_the_same_molecules_other_ways():
     pytest.importorskip("rdkit")
     from rdkit import Chem
