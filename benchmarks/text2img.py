@@ -7,6 +7,7 @@ and r_precision on 600 held-out captions of seen pairs and 600 of the unseen pai
     no-mismatch     text2img.mismatch=false: D never sees real images with mismatched captions
     kl-1            text2img.kl_weight=1 (StackGAN's weight; with a text encoder learnt from scratch)
     contrastive     text2img.contrastive=1: XMC-GAN's image-text InfoNCE for D and G as well
+    d-encoder       text2img.own_encoder=false: G reads D's text encoder (detached) instead of its own
 
     python benchmarks/text2img.py --quick                 # 1 seed, 600 steps, the preset row only
     python benchmarks/text2img.py --rows preset no-mismatch kl-1 --jobs 2
@@ -24,7 +25,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROWS = {"preset": [], "no-mismatch": ["text2img.mismatch=false"], "kl-1": ["text2img.kl_weight=1"],
-        "contrastive": ["text2img.contrastive=1"]}
+        "contrastive": ["text2img.contrastive=1"], "d-encoder": ["text2img.own_encoder=false"]}
 ATTRIBUTES = ("shape", "color", "position", "background")
 
 

@@ -39,7 +39,8 @@ def _d(variant, x, tokens):
 
 
 def _g(variant, z, tokens):
-    return variant.G(z, variant.encoder(tokens))
+    encoder = variant.g_encoder if variant.g_encoder is not None else variant.encoder
+    return variant.G(z, encoder(tokens))
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -202,9 +203,11 @@ def test_d_loss_is_the_game_on_real_against_fake_and_mismatched():
 
 def test_one_d_step_prefers_the_right_caption_over_the_mismatched_one():
     """Catches the mismatched term with the wrong sign or dropped: one D step must widen the gap between D on real
-    images with their captions and with mismatched ones more than the same step without that term does."""
+    images with their captions and with mismatched ones more than the same step without that term does. G reads
+    D's encoder here: with an encoder of its own, G's first fakes pair each caption with an unrelated image, and the
+    fake term alone widens the gap as much (the exact loss is checked above for the preset)."""
     def gap_change(*overrides: str) -> float:
-        variant, batch, _ = _setup("loss.name=non_saturating", *overrides)
+        variant, batch, _ = _setup("loss.name=non_saturating", "text2img.own_encoder=false", *overrides)
         variant.D.eval()
         with torch.no_grad():
             before = (_d(variant, batch.x, batch.text) - _d(variant, batch.x, batch.wrong[:, 0])).mean()
@@ -293,6 +296,32 @@ def test_d_loss_trains_the_text_encoder_and_g_loss_does_not():
     assert not set(map(id, variant.encoder.parameters())) & set(map(id, variant.groups["G"].parameters()))
 
 
+def test_an_own_encoder_is_trained_by_g_loss_only_and_is_what_the_export_samples_with():
+    """Catches G's own encoder left out of G's optimizer or the export, trained by D, or not read when sampling."""
+    variant, batch, _ = _setup("text2img.own_encoder=true")
+    ctx = Context()
+    loss, _ = variant.loss("D", batch, ctx)
+    loss.backward()
+    assert all(p.grad is None for p in variant.g_encoder.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in variant.encoder.parameters())
+    variant.zero_grad(set_to_none=True)
+    loss, _ = variant.loss("G", batch, ctx)
+    loss.backward()
+    assert all(p.grad is None for p in variant.encoder.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in variant.g_encoder.parameters()
+               if p.dim() > 1)
+    g_params = set(map(id, variant.groups["G"].parameters()))
+    assert set(map(id, variant.g_encoder.parameters())) <= g_params
+    assert not set(map(id, variant.encoder.parameters())) & g_params
+    exported = variant.generator_state()
+    assert any(k.startswith("g_encoder.") for k in exported) and not any(k.startswith("encoder.") for k in exported)
+    request = variant.prepare(variant.progress_request(8, torch.Generator().manual_seed(0), inputs=batch.text))
+    with torch.no_grad():
+        before = variant.run_generator(request)
+        variant.g_encoder.embed.weight.mul_(-1)
+        assert (variant.run_generator(request) - before).abs().mean() > 1e-3
+
+
 def test_one_g_step_raises_d_on_the_fakes():
     variant, batch, _ = _setup("text2img.kl_weight=0")
     variant.D.eval()
@@ -309,9 +338,10 @@ def test_one_g_step_raises_d_on_the_fakes():
         assert _d(variant, _g(variant, z, batch.text), batch.text).mean() > before
 
 
-def test_both_players_read_the_caption():
+@pytest.mark.parametrize("own", ["false", "true"])
+def test_both_players_read_the_caption(own):
     """Catches a zeroed text path: G's image and D's verdict must change with the caption, at the same noise."""
-    variant, batch, _ = _setup()
+    variant, batch, _ = _setup(f"text2img.own_encoder={own}")
     z = variant.noise(8, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert (_g(variant, z, batch.text) - _g(variant, z, batch.wrong[:, 0])).abs().mean() > 1e-3

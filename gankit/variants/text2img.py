@@ -49,6 +49,9 @@ class Text2ImgConfig(Section):
     words: float = Field(0.0, ge=0, description="weight of the word-prediction terms: D reads which words a real "
                          "image's caption holds (multi-label, from its pooled features) and G must draw images from "
                          "which D reads its captions' words (0: off)")
+    own_encoder: bool = Field(False, description="G reads captions through a text encoder of its own, trained by "
+                              "G's loss (as BigGAN's G trains its class embedding); false: G reads D's encoder's "
+                              "vectors, detached")
 
 
 @register_variant("text2img")
@@ -73,6 +76,9 @@ class Text2Img(Variant):
         channels, side = spec["shape"][0], spec["shape"][-1]
         vocab = len(spec["text"]["vocab"])
         self.encoder = TextEncoder(vocab, o.embed_dim, o.text_dim)
+        self.g_encoder = TextEncoder(vocab, o.embed_dim, o.text_dim) if o.own_encoder else None
+        if o.own_encoder:
+            self.generator_names = ("G", "g_encoder")
         try:
             self.G = TextGenerator(self.encoder.out_dim, m.z_dim, channels, side, m.width, m.shared_dim, m.attention)
             self.D = TextDiscriminator(self.encoder.out_dim, channels, side, m.width, o.joint_dim, m.attention)
@@ -88,15 +94,20 @@ class Text2Img(Variant):
     @property
     def groups(self) -> dict[str, Group]:
         heads = [self.word_head] if self.word_head is not None else []
-        return adversarial_groups(self.optim_cfg, [self.D, self.encoder, *heads], [self.G])
+        own = [self.g_encoder] if self.g_encoder is not None else []
+        return adversarial_groups(self.optim_cfg, [self.D, self.encoder, *heads], [self.G, *own])
 
     def loss(self, phase: str, batch: CaptionBatch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
         return self.d_loss(batch, ctx) if phase == "D" else self.g_loss(batch, ctx)
 
+    def g_sentences(self, tokens: Tensor, d_sentences: Tensor) -> Tensor:
+        """The sentence vectors G reads for word ids: its own encoder's (which G's loss trains), else D's encoder's
+        `d_sentences`, detached."""
+        return self.g_encoder(tokens) if self.g_encoder is not None else d_sentences.detach()
+
     def fakes(self, sentences: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(G's images for sentence vectors, μ, log σ²), c drawn by conditioning augmentation; G never trains the
-        encoder (the vectors come in detached)."""
-        mu, log_var = self.G.condition(sentences.detach())
+        """(G's images for G's sentence vectors, μ, log σ²), c drawn by conditioning augmentation."""
+        mu, log_var = self.G.condition(sentences)
         eps = self.local_rows(len(mu), lambda m: torch.randn(m, mu.shape[1], device=mu.device))
         return self.G.draw(self.noise(len(mu)), mu, log_var, eps), mu, log_var
 
@@ -104,7 +115,7 @@ class Text2Img(Variant):
         n = len(batch)
         wrong = batch.wrong.flatten(0, 1)  # (N·MISMATCHES, L), each image's mismatches in a row
         sentences = self.encoder(torch.cat([batch.text, wrong]))  # one encoder pass for all captions
-        fake_live, mu, log_var = self.fakes(sentences[:n])
+        fake_live, mu, log_var = self.fakes(self.g_sentences(batch.text, sentences[:n]))
         ctx.values[FAKE] = (fake_live, mu, log_var, sentences[:n].detach(), batch.text)
         fake = fake_live.detach()
         text = self.D.text(sentences)
@@ -151,7 +162,7 @@ class Text2Img(Variant):
         else:  # no D step in this iteration
             with torch.no_grad():
                 sentences = self.encoder(batch.text)
-            fake, mu, log_var = self.fakes(sentences)
+            fake, mu, log_var = self.fakes(self.g_sentences(batch.text, sentences))
             tokens = batch.text
         h, text = self.D.feature_map(fake), self.D.text(sentences)
         fake_logits = self.D.judge(h, text)
@@ -192,7 +203,8 @@ class Text2Img(Variant):
         return Request(n, inputs=inputs, generator=generator)
 
     def run_generator(self, request: Request) -> Tensor:
-        return self.G(request.z, self.encoder(request.cond))
+        encoder = self.g_encoder if self.g_encoder is not None else self.encoder
+        return self.G(request.z, encoder(request.cond))
 
     def score(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
         """D's logit for images and their word ids."""
