@@ -56,13 +56,13 @@ class Text2ImgConfig(Section):
 
 @register_variant("text2img")
 class Text2Img(Variant):
-    """G(z, caption) and D(x, caption) reading captions through one GRU text encoder, trained by D's loss only (G
-    takes its vectors detached); `model.z_dim`, `model.width`, `model.attention` size BigGAN's nets and
-    `model.shared_dim` the text condition G's batch norms take."""
+    """G(z, caption) and D(x, caption) reading captions through GRU text encoders: D's, trained by D's loss, and
+    with `own_encoder` G's, trained by G's loss (else G reads D's vectors, detached); `model.z_dim`, `model.width`,
+    `model.attention` size BigGAN's nets and `model.shared_dim` the text condition G's batch norms take."""
 
     Config = Text2ImgConfig
     sampling = frozenset({"truncation", "inputs", "prompt"})
-    generator_names = ("G", "encoder")  # G reads captions through the text encoder D's loss trains
+    generator_names = ("G", "encoder")  # without own_encoder, G reads captions through the encoder D's loss trains
 
     def __init__(self, cfg: Config, spec: dict) -> None:
         super().__init__(cfg, spec)
