@@ -39,8 +39,7 @@ def _d(variant, x, tokens):
 
 
 def _g(variant, z, tokens):
-    encoder = variant.g_encoder if variant.g_encoder is not None else variant.encoder
-    return variant.G(z, encoder(tokens))
+    return variant.G(z, variant.g_reader(tokens))
 
 
 # ----------------------------------------------------------------------------------------------- data

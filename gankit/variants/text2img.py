@@ -100,6 +100,11 @@ class Text2Img(Variant):
     def loss(self, phase: str, batch: CaptionBatch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
         return self.d_loss(batch, ctx) if phase == "D" else self.g_loss(batch, ctx)
 
+    @property
+    def g_reader(self) -> TextEncoder:
+        """The text encoder G reads captions through: its own, else D's."""
+        return self.g_encoder if self.g_encoder is not None else self.encoder
+
     def g_sentences(self, tokens: Tensor, d_sentences: Tensor) -> Tensor:
         """The sentence vectors G reads for word ids: its own encoder's (which G's loss trains), else D's encoder's
         `d_sentences`, detached."""
@@ -203,8 +208,7 @@ class Text2Img(Variant):
         return Request(n, inputs=inputs, generator=generator)
 
     def run_generator(self, request: Request) -> Tensor:
-        encoder = self.g_encoder if self.g_encoder is not None else self.encoder
-        return self.G(request.z, encoder(request.cond))
+        return self.G(request.z, self.g_reader(request.cond))
 
     def score(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
         """D's logit for images and their word ids."""
