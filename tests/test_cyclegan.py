@@ -12,10 +12,12 @@ from conftest import train_until_interrupted
 from gankit import losses
 from gankit.data import load_dataset
 from gankit.data.shapes import render, specs_for
+from gankit.nets.translator import ResNetGenerator, UNetGenerator
 from gankit.variants import Context, build_variant, resolve
 from gankit.variants.cyclegan import FAKES, ImagePool
 
-TINY = ["data.n=32", "data.resolution=16", "cyclegan.width=8", "cyclegan.blocks=1", "train.batch_size=4"]
+TINY = ["data.n=32", "data.resolution=16", "cyclegan.width=8", "cyclegan.blocks=1", "train.batch_size=4",
+        "cyclegan.d_layers=1", "loss.name=least_squares"]  # 16-px patches and the paper's game, written out below
 
 
 @pytest.fixture
@@ -46,10 +48,13 @@ def test_the_pool_returns_the_batch_until_full_then_swaps_about_half_for_older_f
     assert ImagePool(0, (1, 2, 2)).query(second) is second
 
 
-def test_g_loss_is_both_adversarial_terms_plus_cycle_and_identity(setup):
+@pytest.mark.parametrize("generator", ["resnet", "unet"])
+def test_g_loss_is_both_adversarial_terms_plus_cycle_and_identity(setup, generator):
     """Catches a dropped direction, the cycle or identity term dropped or mis-weighted, and fakes scored by the wrong
-    domain's D."""
-    variant, batch = setup("cyclegan.cycle=3", "cyclegan.identity=0.5")
+    domain's D, with either generator net."""
+    variant, batch = setup("cyclegan.cycle=3", "cyclegan.identity=0.5", f"cyclegan.generator={generator}")
+    kind = ResNetGenerator if generator == "resnet" else UNetGenerator
+    assert isinstance(variant.G_ab, kind) and isinstance(variant.G_ba, kind) and variant.G_ab is not variant.G_ba
     a, b = batch.x, batch.b
     loss, scalars = variant.loss("G", batch, Context())
     fake_b, fake_a = variant.G_ab(a), variant.G_ba(b)
@@ -161,3 +166,13 @@ def test_a_resumed_run_is_bit_identical_pools_cursors_and_schedule_included(tmp_
     resumed.fit()
     a, b = (load_file(str(tmp_path / r / "model" / "model.safetensors")) for r in "AB")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_discriminator_too_deep_for_the_images_is_refused_with_one_line(cli, tmp_path):
+    """cyclegan.d_layers=3 needs 32-px images: at 16 px the user gets the limit and the key to change, exit 2, and
+    nothing written."""
+    out = tmp_path / "run"
+    code, _, err = cli("train", "shapes-cyclegan", "data.n=16", "data.resolution=16", "cyclegan.d_layers=3",
+                       "--out", str(out), "--no-progress")
+    assert code == 2 and "at least 32 px, got 16" in err and "cyclegan.d_layers" in err
+    assert "Traceback" not in err and not out.exists()

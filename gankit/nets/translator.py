@@ -90,6 +90,9 @@ class PatchDiscriminator(nn.Module):
                  norm: str = "batch") -> None:
         super().__init__()
         layers = patch_layers(resolution) if layers is None else layers
+        if resolution >> layers < 4:
+            raise ValueError(f"a PatchGAN with {layers} stride-2 layers needs images of at least {4 << layers} px, "
+                             f"got {resolution}")
         mods: list[nn.Module] = [nn.Conv2d(in_channels, width, 4, 2, 1), nn.LeakyReLU(0.2)]
         ch = width
         for i in range(1, layers + 1):  # the remaining stride-2 convs, then the stride-1 one

@@ -9,6 +9,8 @@ from a pool of the last `cyclegan.pool` fakes (half of each batch swapped with o
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -17,7 +19,7 @@ from torch import Tensor, nn
 from ..config import Config, Section
 from ..data import PairBatch
 from ..errors import UserError
-from ..nets.translator import PatchDiscriminator, ResNetGenerator, patch_layers
+from ..nets.translator import PatchDiscriminator, ResNetGenerator, UNetGenerator, patch_layers
 from .base import DIRECTIONS, Context, Group, Phase, Request
 from .paired import PairedGAN
 from .registry import register_variant
@@ -34,8 +36,11 @@ class CycleGANConfig(Section):
                                "translated back (data units, [-1, 1]): a faint pattern hiding the input no longer "
                                "survives the round trip (against CycleGAN's steganography, Bashkirova et al. 2019)")
     pool: int = Field(50, ge=0, description="past fakes each D also sees (0: only the current batch)")
+    generator: Literal["resnet", "unet"] = Field("resnet", description="each generator's net: the paper's residual "
+                                                 "net, or pix2pix's U-Net (its skips carry the input's detail across)")
     width: int = Field(64, ge=4, description="channels of G's first layer and D's first layer")
-    blocks: int = Field(6, ge=1, description="residual blocks per generator (the paper's 6 at 128 px, 9 at 256)")
+    blocks: int = Field(6, ge=1, description="residual blocks per generator (the paper's 6 at 128 px, 9 at 256; "
+                        "resnet only)")
     d_layers: int | None = Field(None, ge=1, le=6, description="each D's stride-2 layers (default: 70/256 of the side)")
 
 
@@ -84,11 +89,14 @@ class CycleGAN(PairedGAN):
         channels, resolution = self.shape[0], self.shape[-1]
         layers = o.d_layers or patch_layers(resolution)
         try:
-            self.G_ab, self.G_ba = (ResNetGenerator(channels, resolution, o.width, o.blocks) for _ in range(2))
+            self.G_ab, self.G_ba = (ResNetGenerator(channels, resolution, o.width, o.blocks) if o.generator == "resnet"
+                                    else UNetGenerator(channels, channels, resolution, o.width, dropout=0.0)
+                                    for _ in range(2))
             self.D_a, self.D_b = (PatchDiscriminator(channels, resolution, o.width, layers, norm="instance")
                                   for _ in range(2))
         except ValueError as exc:
-            raise UserError(str(exc), "set data.resolution to a multiple of 4, e.g. 32") from None
+            raise UserError(str(exc), "set data.resolution to a multiple of 4, e.g. 32, and cyclegan.d_layers to "
+                            "at most log2(resolution) - 2") from None
         self.pool_a, self.pool_b = ImagePool(o.pool, self.shape), ImagePool(o.pool, self.shape)
         self.cycle, self.identity, self.cycle_noise = o.cycle, o.identity * o.cycle, o.cycle_noise
         self.phases = [Phase("G", "G"), Phase("D", "D", repeats=cfg.train.n_critic)]

@@ -48,7 +48,8 @@ class Pix2Pix(PairedGAN):
             self.G = UNetGenerator(channels, channels, resolution, o.width, o.dropout)
             self.D = PatchDiscriminator(2 * channels, resolution, o.width, o.d_layers or patch_layers(resolution))
         except ValueError as exc:
-            raise UserError(str(exc), "set data.resolution to a power of two, e.g. 32") from None
+            raise UserError(str(exc), "set data.resolution to a power of two, e.g. 32, and pix2pix.d_layers to at "
+                            "most log2(resolution) - 2") from None
         self.l1_weight = o.l1_weight
 
     def critic(self, a: Tensor, b: Tensor) -> Tensor:
