@@ -168,11 +168,14 @@ def test_a_resumed_run_is_bit_identical_pools_cursors_and_schedule_included(tmp_
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_a_discriminator_too_deep_for_the_images_is_refused_with_one_line(cli, tmp_path):
-    """cyclegan.d_layers=3 needs 32-px images: at 16 px the user gets the limit and the key to change, exit 2, and
-    nothing written."""
+@pytest.mark.parametrize("overrides, message", [
+    (["data.resolution=16", "cyclegan.d_layers=3"], "at least 32 px, got 16"),
+    (["data.resolution=24", "cyclegan.generator=resnet", "cyclegan.d_layers=null"], "power-of-two resolution"),
+])
+def test_nets_that_do_not_fit_the_images_are_refused_with_one_line(cli, tmp_path, overrides, message):
+    """cyclegan.d_layers=3 needs 32-px images, and the default D depth a power-of-two side: the user gets the limit
+    and the keys to change, exit 2, and nothing written."""
     out = tmp_path / "run"
-    code, _, err = cli("train", "shapes-cyclegan", "data.n=16", "data.resolution=16", "cyclegan.d_layers=3",
-                       "--out", str(out), "--no-progress")
-    assert code == 2 and "at least 32 px, got 16" in err and "cyclegan.d_layers" in err
+    code, _, err = cli("train", "shapes-cyclegan", "data.n=16", *overrides, "--out", str(out), "--no-progress")
+    assert code == 2 and message in err and "cyclegan.d_layers" in err and "data.resolution" in err
     assert "Traceback" not in err and not out.exists()

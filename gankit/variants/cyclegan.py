@@ -87,15 +87,15 @@ class CycleGAN(PairedGAN):
                             "downscale")
         o = self.options
         channels, resolution = self.shape[0], self.shape[-1]
-        layers = o.d_layers or patch_layers(resolution)
         try:
+            layers = o.d_layers or patch_layers(resolution)
             self.G_ab, self.G_ba = (ResNetGenerator(channels, resolution, o.width, o.blocks) if o.generator == "resnet"
                                     else UNetGenerator(channels, channels, resolution, o.width, dropout=0.0)
                                     for _ in range(2))
             self.D_a, self.D_b = (PatchDiscriminator(channels, resolution, o.width, layers, norm="instance")
                                   for _ in range(2))
         except ValueError as exc:
-            raise UserError(str(exc), "set data.resolution to a multiple of 4, e.g. 32, and cyclegan.d_layers to "
+            raise UserError(str(exc), "set data.resolution to a power of two, e.g. 32, and cyclegan.d_layers to "
                             "at most log2(resolution) - 2") from None
         self.pool_a, self.pool_b = ImagePool(o.pool, self.shape), ImagePool(o.pool, self.shape)
         self.cycle, self.identity, self.cycle_noise = o.cycle, o.identity * o.cycle, o.cycle_noise
