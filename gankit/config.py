@@ -93,9 +93,9 @@ class DataConfig(_Section):
     unseen: list[str] = Field(["green triangle", "white cross"], description="captions: 'colour shape' pairs left "
                               "out of training, to test composition (with captions, `jitter` spreads objects within "
                               "their cell of the 3×3 grid)")
-    pair: Literal["palette", "outline", "night", "invert", "thicken", "downscale", "folders"] | None = Field(
+    pair: Literal["palette", "outline", "stripes", "night", "invert", "thicken", "downscale", "folders"] | None = Field(
         None, description="images: a second domain B, the images under this transform (docs/image-to-image.md); "
-        "palette and outline are for shapes")
+        "palette, outline and stripes are for shapes")
     paired: bool = Field(True, description="with pair: B row for row (true) or from other objects (false)")
     scale: int = Field(4, ge=2, le=8, description="pair=downscale: A is B made this many times smaller")
     path_a: str | None = Field(None, description="pair=folders, paired=false: the folder of domain A's images")

@@ -1,4 +1,4 @@
-"""CycleGAN: outline pairs, the residual generator, the image pool, the loss wiring and both directions."""
+"""CycleGAN: outline and stripes pairs, the residual generator, the image pool, the loss wiring and both directions."""
 
 from __future__ import annotations
 
@@ -33,6 +33,29 @@ def test_outline_domain_draws_the_same_objects_as_strokes_and_unpaired_b_comes_f
     assert not torch.equal(paired.x, paired.b) and filled != outlined
     unpaired = load_dataset(resolve("shapes-cyclegan", TINY)[0].data, 0)
     assert torch.equal(unpaired.x, paired.x) and torch.equal(unpaired.b, render(specs_for(32, 1), 16, outline=0.3))
+
+
+def test_stripes_domain_changes_the_background_and_leaves_the_objects():
+    """B under `data.pair=stripes` is A with diagonal stripes on the background: pixels deep inside an object are
+    the same, the background differs by the stripe pattern (catches stripes drawn over the object, or none)."""
+    from gankit.data.pairs import STRIPES_AMPLITUDE
+
+    data = load_dataset(resolve("shapes-cyclegan", [*TINY, "data.pair=stripes", "data.paired=true",
+                                                    "data.resolution=32", "data.shapes=[circle,square]"])[0].data, 0)
+    specs = specs_for(32, 0, ["circle", "square"])
+    assert torch.equal(data.b, render(specs, 32, stripes=STRIPES_AMPLITUDE))
+    centre = (specs.center * 32).long().clamp(0, 31)  # (x, y) pixel under each object's centre: always covered
+    rows = torch.arange(32)
+    a, b = data.x.float(), data.b.float()
+    inside = (a - b)[rows, :, centre[:, 1], centre[:, 0]].abs()
+    assert inside.max() <= 1  # the object's colour, up to float rounding in the blend
+    corner = (b - a)[:, :, :3, :3].abs().mean()  # objects never reach the corners (size ≤ 0.42, centred inside)
+    assert corner > 0.03 * 255  # |0.1·sin| over the pixel grid averages 0.05, less where the background clips
+
+
+def test_stripes_below_four_pixels_a_period_are_refused(cli):
+    code, _, err = cli("train", "shapes-cyclegan", "data.pair=stripes", "data.resolution=16", "--out", "unused")
+    assert code == 2 and "data.resolution=32" in err and "Traceback" not in err
 
 
 def test_the_pool_returns_the_batch_until_full_then_swaps_about_half_for_older_fakes():

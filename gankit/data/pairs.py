@@ -7,6 +7,8 @@ can be scored against the truth (PSNR, L1) and not only by how real it looks.
     palette  shapes only: each object's colour is replaced (red→yellow→green→blue→purple→red; white stays), the
              background and everything else unchanged, so only pixels of the object differ
     outline  shapes only: each object drawn as a stroke along its edge (0.3 of its circumradius wide), not filled
+    stripes  shapes only, 32 px or more: diagonal stripes (luminance ± 0.1, 8 periods per side) laid over the
+             background, the objects unchanged: a texture change, as horses to zebras is
     night    any image: darkened and tinted blue, per channel b = gain·a + offset in [0, 1] units
     invert   any image: b = 1 − a (in [0, 1] units)
     thicken  any image: bright strokes dilated by one pixel (a 3×3 maximum)
@@ -30,7 +32,7 @@ from torch import Tensor
 from ..errors import UserError
 from .base import Batch, BatchSampler, Dataset, as_dtype_of, as_float
 from .folder import image_folder, list_images, load_image
-from .shapes import COLORS, DEFAULT_N, DEFAULT_RESOLUTION, ShapeSpecs, dataset_of, render, specs_for
+from .shapes import COLORS, DEFAULT_N, DEFAULT_RESOLUTION, STRIPE_FREQUENCY, ShapeSpecs, dataset_of, render, specs_for
 
 UNPAIRED_SEED_OFFSET = 1  # unpaired shapes: domain B's objects are drawn from seed + this (disjoint from A's)
 HELDOUT_SEED_OFFSET = 7919  # truth pairs for eval on shapes: objects drawn from seed + this, seen by no training step
@@ -59,8 +61,9 @@ def _thicken(x: Tensor) -> Tensor:
 
 # pixel transforms: (N, C, H, W) float in [-1, 1] -> the same; they apply to any image data
 PIXEL_TRANSFORMS: dict[str, Callable[[Tensor], Tensor]] = {"night": _night, "invert": _invert, "thicken": _thicken}
-SPEC_TRANSFORMS = ("palette", "outline")  # need the objects behind the pixels: shapes only
+SPEC_TRANSFORMS = ("palette", "outline", "stripes")  # need the objects behind the pixels: shapes only
 OUTLINE_WIDTH = 0.3  # outline: the stroke's width as a fraction of the shape's circumradius
+STRIPES_AMPLITUDE = 0.1  # stripes: the luminance amplitude of the background's stripes (the evaluator reads 0.98)
 TRANSFORMS = (*SPEC_TRANSFORMS, *PIXEL_TRANSFORMS, "downscale", "folders")
 
 
@@ -140,6 +143,8 @@ def _pair_images(transform: str, images: Tensor, specs: ShapeSpecs | None, scale
         return images, render(palette_swap(specs), images.shape[-1])
     if transform == "outline":
         return images, render(specs, images.shape[-1], outline=OUTLINE_WIDTH)
+    if transform == "stripes":
+        return images, render(specs, images.shape[-1], stripes=STRIPES_AMPLITUDE)
     return images, apply_pixels(transform, images)
 
 
@@ -264,4 +269,7 @@ def _check(cfg) -> str:
     if cfg.pair == "downscale" and resolution and (resolution % cfg.scale or resolution // cfg.scale < 4):
         raise UserError(f"data.pair=downscale: data.resolution={resolution} is not a multiple of data.scale="
                         f"{cfg.scale} with at least 4 pixels left", "e.g. data.resolution=64 data.scale=4")
+    if cfg.pair == "stripes" and resolution < 4 * STRIPE_FREQUENCY:  # fewer than 4 px per period: aliased or gone
+        raise UserError(f"data.pair=stripes draws {STRIPE_FREQUENCY} stripe periods per side, too fine for "
+                        f"data.resolution={resolution}", f"use data.resolution={4 * STRIPE_FREQUENCY} or more")
     return cfg.pair

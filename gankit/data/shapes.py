@@ -42,6 +42,7 @@ DARK_GREY, LIGHT_GREY = (0.04, 0.26), (0.70, 0.92)  # base grey level of each ba
 TINT = 0.08  # per-channel offset of the background base, ± this
 GRADIENT = 0.25  # luminance change across the image, at most
 NOISE = 0.05  # std of the per-pixel luminance noise, at most
+STRIPE_FREQUENCY = 8  # render(stripes=...): periods of the diagonal stripes along each side (4 px apart at 32 px)
 DARK_ONLY = ("white",)  # colours too close to light grey: always on a dark background
 LUMA = (0.299, 0.587, 0.114)
 
@@ -223,8 +224,9 @@ def _noise(seeds: Tensor, resolution: int) -> Tensor:
     return (bits.float() / 2**32 - 0.5) * math.sqrt(12)
 
 
-def _render_chunk(specs: ShapeSpecs, resolution: int, outline: float = 0.0) -> Tensor:
-    """(N, 3, R, R) float in [0, 1]; `outline` > 0 draws only a stroke of that width (in circumradii) along the edge."""
+def _render_chunk(specs: ShapeSpecs, resolution: int, outline: float = 0.0, stripes: float = 0.0) -> Tensor:
+    """(N, 3, R, R) float in [0, 1]; `outline` > 0 draws only a stroke of that width (in circumradii) along the edge,
+    `stripes` > 0 adds diagonal stripes of that luminance amplitude to the background."""
     n, r = len(specs), resolution
     coord = (torch.arange(r, dtype=torch.float32) + 0.5) / r  # pixel centres in (0, 1)
     px, py = coord.view(1, 1, r), coord.view(1, r, 1)
@@ -243,21 +245,25 @@ def _render_chunk(specs: ShapeSpecs, resolution: int, outline: float = 0.0) -> T
     coverage = (0.5 - dist * size * r).clamp_(0, 1).unsqueeze(1)  # distance in pixels -> covered fraction
     luminance = (specs.gradient[:, 0, None, None] * (px - 0.5) + specs.gradient[:, 1, None, None] * (py - 0.5)
                  + specs.noise.view(n, 1, 1) * _noise(specs.noise_seed, r))
+    if stripes:
+        luminance = luminance + stripes * torch.sin(2 * math.pi * STRIPE_FREQUENCY * (px + py))
     background = (specs.background.float()[:, :, None, None] + luminance.unsqueeze(1)).clamp_(0, 1)
     rgb = torch.tensor([COLOR_RGB[name] for name in COLORS])[specs.color][:, :, None, None]
     return background + coverage * (rgb - background)
 
 
-def render(specs: ShapeSpecs, resolution: int = DEFAULT_RESOLUTION, outline: float = 0.0) -> Tensor:
+def render(specs: ShapeSpecs, resolution: int = DEFAULT_RESOLUTION, outline: float = 0.0,
+           stripes: float = 0.0) -> Tensor:
     """(N, 3, R, R) uint8 images of `specs` (as the image loaders store them; `Dataset.take` maps to [-1, 1]);
-    `outline` > 0 draws each shape as a stroke of that width (a fraction of its circumradius) instead of filled.
+    `outline` > 0 draws each shape as a stroke of that width (a fraction of its circumradius) instead of filled;
+    `stripes` > 0 lays diagonal stripes of that luminance amplitude over the background (not over the shape).
 
     Each image depends only on its own row, so batches, subsets and re-renders agree pixel for pixel.
     """
     chunk = max(1, 2**18 // resolution**2)  # a quarter million pixels at a time: temporaries stay in cache
     out = torch.empty(len(specs), 3, resolution, resolution, dtype=torch.uint8)
     for start in range(0, len(specs), chunk):
-        image = _render_chunk(specs[start : start + chunk], resolution, outline)
+        image = _render_chunk(specs[start : start + chunk], resolution, outline, stripes)
         out[start : start + chunk] = image.mul_(255).round_().to(torch.uint8)
     return out
 
