@@ -30,7 +30,8 @@ from gankit.train.logging import read_logs
 
 BASELINE = "digits-dcgan"
 PRESETS = [BASELINE, "digits-cgan", "digits-acgan", "digits-infogan", "shapes-dcgan", "shapes-biggan", "shapes-pix2pix",
-           "shapes-srresnet", "shapes32-pggan", "shapes32-stylegan", "digits-stylegan"]
+           "shapes-srresnet", "shapes-cyclegan", "digits-cyclegan", "shapes32-pggan", "shapes32-stylegan",
+           "digits-stylegan"]
 BUDGET_MIN = 20.0  # issue target: every preset of the conditional family within 20 minutes on 2 CPU cores
 BUDGETS = {"shapes32-pggan": 30.0, "shapes32-stylegan": 30.0, "digits-stylegan": 30.0}  # the style family's issue
 # measured at the final side for every step: an upper bound for a preset that grows

@@ -16,8 +16,8 @@ from gankit.nets.translator import ResNetGenerator, UNetGenerator
 from gankit.variants import Context, build_variant, resolve
 from gankit.variants.cyclegan import FAKES, ImagePool
 
-TINY = ["data.n=32", "data.resolution=16", "cyclegan.width=8", "cyclegan.blocks=1", "train.batch_size=4",
-        "cyclegan.d_layers=1", "loss.name=least_squares"]  # 16-px patches and the paper's game, written out below
+TINY = ["data.n=32", "data.resolution=16", "data.pair=outline", "cyclegan.width=8", "cyclegan.blocks=1",
+        "train.batch_size=4", "cyclegan.d_layers=1", "loss.name=least_squares"]  # 16 px: outlines, not the stripes
 
 
 @pytest.fixture
@@ -192,8 +192,9 @@ def test_a_resumed_run_is_bit_identical_pools_cursors_and_schedule_included(tmp_
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["data.resolution=16", "cyclegan.d_layers=3"], "at least 32 px, got 16"),
-    (["data.resolution=24", "cyclegan.generator=resnet", "cyclegan.d_layers=null"], "power-of-two resolution"),
+    (["data.pair=outline", "data.resolution=16", "cyclegan.d_layers=3"], "at least 32 px, got 16"),
+    (["data.pair=outline", "data.resolution=24", "cyclegan.generator=resnet", "cyclegan.d_layers=null"],
+     "power-of-two resolution"),
 ])
 def test_nets_that_do_not_fit_the_images_are_refused_with_one_line(cli, tmp_path, overrides, message):
     """cyclegan.d_layers=3 needs 32-px images, and the default D depth a power-of-two side: the user gets the limit
