@@ -55,7 +55,17 @@ def test_stripes_domain_changes_the_background_and_leaves_the_objects():
 
 def test_stripes_below_four_pixels_a_period_are_refused(cli):
     code, _, err = cli("train", "shapes-cyclegan", "data.pair=stripes", "data.resolution=16", "--out", "unused")
-    assert code == 2 and "data.resolution=32" in err and "Traceback" not in err
+    assert code == 2 and "stripes" in err and "data.resolution=32" in err and "Traceback" not in err
+
+
+def test_the_preset_as_shipped_trains_on_unpaired_stripes(pair_setup):
+    """The preset's own data and nets (not TINY's): B is striped and drawn from other objects, and a G step runs."""
+    variant, batch = pair_setup("shapes-cyclegan", "data.n=8", "cyclegan.width=8")
+    data = load_dataset(resolve("shapes-cyclegan", ["data.n=8"])[0].data, 0)
+    assert data.transform == "stripes" and not data.paired and data.b.shape == (8, 3, 32, 32)
+    assert torch.equal(data.b, render(specs_for(8, 1), 32, stripes=0.1))
+    loss, scalars = variant.loss("G", batch, Context())
+    assert loss.isfinite() and scalars["cycle"] > 0
 
 
 def test_the_pool_returns_the_batch_until_full_then_swaps_about_half_for_older_fakes():

@@ -63,7 +63,7 @@ def _thicken(x: Tensor) -> Tensor:
 PIXEL_TRANSFORMS: dict[str, Callable[[Tensor], Tensor]] = {"night": _night, "invert": _invert, "thicken": _thicken}
 SPEC_TRANSFORMS = ("palette", "outline", "stripes")  # need the objects behind the pixels: shapes only
 OUTLINE_WIDTH = 0.3  # outline: the stroke's width as a fraction of the shape's circumradius
-STRIPES_AMPLITUDE = 0.1  # stripes: the luminance amplitude of the background's stripes (the evaluator reads 0.98)
+STRIPES_AMPLITUDE = 0.1  # stripes: the background stripes' luminance amplitude (the evaluator reads 0.97 of them)
 TRANSFORMS = (*SPEC_TRANSFORMS, *PIXEL_TRANSFORMS, "downscale", "folders")
 
 
@@ -269,7 +269,7 @@ def _check(cfg) -> str:
     if cfg.pair == "downscale" and resolution and (resolution % cfg.scale or resolution // cfg.scale < 4):
         raise UserError(f"data.pair=downscale: data.resolution={resolution} is not a multiple of data.scale="
                         f"{cfg.scale} with at least 4 pixels left", "e.g. data.resolution=64 data.scale=4")
-    if cfg.pair == "stripes" and resolution < 4 * STRIPE_FREQUENCY:  # fewer than 4 px per period: aliased or gone
+    if cfg.pair == "stripes" and resolution and resolution < 4 * STRIPE_FREQUENCY:  # fewer than 4 px per period: aliased or gone
         raise UserError(f"data.pair=stripes draws {STRIPE_FREQUENCY} stripe periods per side, too fine for "
                         f"data.resolution={resolution}", f"use data.resolution={4 * STRIPE_FREQUENCY} or more")
     return cfg.pair

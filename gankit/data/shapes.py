@@ -42,7 +42,7 @@ DARK_GREY, LIGHT_GREY = (0.04, 0.26), (0.70, 0.92)  # base grey level of each ba
 TINT = 0.08  # per-channel offset of the background base, ± this
 GRADIENT = 0.25  # luminance change across the image, at most
 NOISE = 0.05  # std of the per-pixel luminance noise, at most
-STRIPE_FREQUENCY = 8  # render(stripes=...): periods of the diagonal stripes along each side (4 px apart at 32 px)
+STRIPE_FREQUENCY = 8  # render(stripes=...): periods of the diagonal stripes along each side (every 4 px of a row at 32)
 DARK_ONLY = ("white",)  # colours too close to light grey: always on a dark background
 LUMA = (0.299, 0.587, 0.114)
 
@@ -256,7 +256,8 @@ def render(specs: ShapeSpecs, resolution: int = DEFAULT_RESOLUTION, outline: flo
            stripes: float = 0.0) -> Tensor:
     """(N, 3, R, R) uint8 images of `specs` (as the image loaders store them; `Dataset.take` maps to [-1, 1]);
     `outline` > 0 draws each shape as a stroke of that width (a fraction of its circumradius) instead of filled;
-    `stripes` > 0 lays diagonal stripes of that luminance amplitude over the background (not over the shape).
+    `stripes` > 0 lays diagonal stripes of that luminance amplitude over the background (not over the shape); they
+    need 4 pixels a period (32 px and more), and vanish at 16 px, where every pixel falls on a zero of the wave.
 
     Each image depends only on its own row, so batches, subsets and re-renders agree pixel for pixel.
     """
