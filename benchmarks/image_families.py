@@ -8,13 +8,14 @@ same evaluator's features in place of LPIPS). Rows:
     dcgan            shapes-dcgan at batch 32
     pggan            shapes32-pggan, its growth schedule scaled so 32×32 is reached at 60 % of the steps
     stylegan         shapes32-stylegan (mapping depth 8, mixing 0.9, path-length regularisation)
-    dcgan@time       DCGAN given as many steps as fit in the slower family's training time, by the step-time
-                     ratio of that seed's runs (trained alongside each other): the "equal wall time" baseline;
-                     the table shows the minutes each row really took
+    dcgan@pggan      DCGAN given as many steps as fit in that seed's PGGAN training time, by the ratio of the
+    dcgan@stylegan   two runs' training minutes in this invocation (one thread each): each family's "equal wall
+                     time" baseline, run whenever `dcgan` and the family are rows and the family took longer; the
+                     table shows the minutes each row took
     ablations        pggan without pixel norm / minibatch std / equalised lr, or with PGGAN's WGAN-GP + drift;
                      stylegan with mapping depth 2; stylegan without style mixing (--ablations)
 
-    python benchmarks/image_families.py --quick                  # 1 seed, 300 steps, the three families
+    python benchmarks/image_families.py --quick                  # 1 seed, 300 steps, the families + equal time
     python benchmarks/image_families.py --seeds 0 1 2 --ablations --jobs 2
     python benchmarks/image_families.py --steps 1200 --seeds 0 --rows pggan pggan-no-pixel-norm pggan-no-equalized-lr
 """
@@ -37,6 +38,7 @@ ROWS = {
     "pggan": ("shapes32-pggan", []),
     "stylegan": ("shapes32-stylegan", []),
 }
+FAMILIES = ("pggan", "stylegan")  # each gets a DCGAN trained for as long as it took: dcgan@pggan, dcgan@stylegan
 ABLATIONS = {
     "pggan-no-pixel-norm": ("shapes32-pggan", ["pggan.pixel_norm=false"]),
     "pggan-no-minibatch-std": ("shapes32-pggan", ["model.minibatch_std=false"]),
@@ -97,8 +99,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2 (--quick: 0)")
     parser.add_argument("--ablations", action="store_true", help="also the ablation rows")
     parser.add_argument("--rows", nargs="+", default=None, metavar="ROW",
-                        help="only these rows (names as in the table; dcgan@time runs only beside all three "
-                             "families)")
+                        help="only these rows (names as in the table; dcgan@pggan and dcgan@stylegan follow "
+                             "from dcgan with that family)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once, one thread each")
     parser.add_argument("--out", default=None, help="keep the runs here (default: a temporary folder)")
     args = parser.parse_args()
@@ -115,7 +117,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     jobs = [{"row": row, "preset": preset, "extra": extra, "seed": seed, "steps": steps, "n": n, "out": str(out)}
             for seed in seeds for row, (preset, extra) in rows.items()]
-    jobs.sort(key=lambda job: "stylegan" not in job["row"])  # the slowest first, so the equal-time runs start early
+    jobs.sort(key=lambda job: job["row"] != "dcgan")  # DCGAN first: its time is what the equal-time runs scale
     results: list[dict] = []
     with ProcessPoolExecutor(args.jobs) as pool:
         pending = {pool.submit(run_one, job) for job in jobs}
@@ -123,26 +125,30 @@ def main() -> None:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 results.append(future.result())
-                seed = results[-1]["seed"]
+                seed, row = results[-1]["seed"], results[-1]["row"]
                 mine = {r["row"]: r for r in results if r["seed"] == seed}
-                if results[-1]["row"] in ("dcgan", "pggan", "stylegan") and {"dcgan", "pggan", "stylegan"} <= mine.keys():
-                    slowest = max(mine["pggan"]["minutes"], mine["stylegan"]["minutes"])
-                    ratio = slowest / mine["dcgan"]["minutes"]
-                    pending.add(pool.submit(run_one, {"row": "dcgan@time", "preset": "shapes-dcgan", "extra": [],
-                                                      "seed": seed, "n": n, "out": str(out),
-                                                      "steps": max(steps, round(steps * ratio))}))
-    if any(r["row"] == "dcgan@time" for r in results):
-        rows["dcgan@time"] = ("shapes-dcgan", [])
+                for family in FAMILIES:
+                    if row in ("dcgan", family) and {"dcgan", family} <= mine.keys():
+                        more = round(steps * mine[family]["minutes"] / mine["dcgan"]["minutes"])
+                        if more > steps:  # else DCGAN had at least the family's time already
+                            pending.add(pool.submit(run_one, {
+                                "row": f"dcgan@{family}", "preset": "shapes-dcgan", "extra": [], "seed": seed,
+                                "n": n, "out": str(out), "steps": more}))
+    for family in FAMILIES:
+        if any(r["row"] == f"dcgan@{family}" for r in results):
+            rows[f"dcgan@{family}"] = ("shapes-dcgan", [])
 
-    print(f"{'row':<24} {'steps':>6} {'minutes':>8} {'FD-shapes':>16} {'precision':>10} {'recall':>8} {'PPL (z)':>16}")
+    print(f"{'row':<24} {'steps':>18} {'minutes':>8} {'FD-shapes':>16} {'precision':>10} {'recall':>8} {'PPL (z)':>16}")
     summary = {}
     for row in rows:
-        mine = [r for r in results if r["row"] == row]
+        mine = sorted((r for r in results if r["row"] == row), key=lambda r: r["seed"])
+        if not mine:
+            continue
         stats = {k: mean_se([r[k] for r in mine]) for k in ("minutes", "fd_shapes", "precision", "recall", "ppl")}
         summary[row] = {k: {"mean": m, "se": se} for k, (m, se) in stats.items()} | {
             "steps": [r["steps"] for r in mine]}
         fd, ppl = stats["fd_shapes"], stats["ppl"]
-        print(f"{row:<24} {mine[0]['steps']:>6} {stats['minutes'][0]:>8.1f} {fd[0]:>9.1f} ± {fd[1]:<5.1f}"
+        print(f"{row:<24} {'/'.join(str(r['steps']) for r in mine):>18} {stats['minutes'][0]:>8.1f} {fd[0]:>9.1f} ± {fd[1]:<5.1f}"
               f" {stats['precision'][0]:>10.3f} {stats['recall'][0]:>8.3f} {ppl[0]:>9.0f} ± {ppl[1]:<5.0f}")
     print(json.dumps({"benchmark": "image_families", "steps": steps, "seeds": seeds, "batch": BATCH, "samples": n,
                       "machine": f"{platform.machine()}, {os.cpu_count()} cpus, one torch thread per run, "
