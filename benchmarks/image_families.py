@@ -148,7 +148,8 @@ def main() -> None:
         summary[row] = {k: {"mean": m, "se": se} for k, (m, se) in stats.items()} | {
             "steps": [r["steps"] for r in mine]}
         fd, ppl = stats["fd_shapes"], stats["ppl"]
-        print(f"{row:<24} {'/'.join(str(r['steps']) for r in mine):>18} {stats['minutes'][0]:>8.1f} {fd[0]:>9.1f} ± {fd[1]:<5.1f}"
+        seed_steps = "/".join(str(r["steps"]) for r in mine)
+        print(f"{row:<24} {seed_steps:>18} {stats['minutes'][0]:>8.1f} {fd[0]:>9.1f} ± {fd[1]:<5.1f}"
               f" {stats['precision'][0]:>10.3f} {stats['recall'][0]:>8.3f} {ppl[0]:>9.0f} ± {ppl[1]:<5.0f}")
     print(json.dumps({"benchmark": "image_families", "steps": steps, "seeds": seeds, "batch": BATCH, "samples": n,
                       "machine": f"{platform.machine()}, {os.cpu_count()} cpus, one torch thread per run, "

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from conftest import train_until_interrupted
 from gankit import losses
 from gankit.data import load_dataset
+from gankit.data.pairs import STRIPES_AMPLITUDE
 from gankit.data.shapes import render, specs_for
 from gankit.nets.translator import ResNetGenerator, UNetGenerator
 from gankit.variants import Context, build_variant, resolve
@@ -38,8 +39,6 @@ def test_outline_domain_draws_the_same_objects_as_strokes_and_unpaired_b_comes_f
 def test_stripes_domain_changes_the_background_and_leaves_the_objects():
     """B under `data.pair=stripes` is A with diagonal stripes on the background: pixels deep inside an object are
     the same, the background differs by the stripe pattern (catches stripes drawn over the object, or none)."""
-    from gankit.data.pairs import STRIPES_AMPLITUDE
-
     data = load_dataset(resolve("shapes-cyclegan", [*TINY, "data.pair=stripes", "data.paired=true",
                                                     "data.resolution=32", "data.shapes=[circle,square]"])[0].data, 0)
     specs = specs_for(32, 0, ["circle", "square"])
@@ -63,7 +62,7 @@ def test_the_preset_as_shipped_trains_on_unpaired_stripes(pair_setup):
     variant, batch = pair_setup("shapes-cyclegan", "data.n=8", "cyclegan.width=8")
     data = load_dataset(resolve("shapes-cyclegan", ["data.n=8"])[0].data, 0)
     assert data.transform == "stripes" and not data.paired and data.b.shape == (8, 3, 32, 32)
-    assert torch.equal(data.b, render(specs_for(8, 1), 32, stripes=0.1))
+    assert torch.equal(data.b, render(specs_for(8, 1), 32, stripes=STRIPES_AMPLITUDE))
     loss, scalars = variant.loss("G", batch, Context())
     assert loss.isfinite() and scalars["cycle"] > 0
 

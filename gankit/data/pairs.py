@@ -269,7 +269,8 @@ def _check(cfg) -> str:
     if cfg.pair == "downscale" and resolution and (resolution % cfg.scale or resolution // cfg.scale < 4):
         raise UserError(f"data.pair=downscale: data.resolution={resolution} is not a multiple of data.scale="
                         f"{cfg.scale} with at least 4 pixels left", "e.g. data.resolution=64 data.scale=4")
-    if cfg.pair == "stripes" and resolution and resolution < 4 * STRIPE_FREQUENCY:  # fewer than 4 px per period: aliased or gone
+    smallest = 4 * STRIPE_FREQUENCY  # fewer than 4 px per period and the stripes alias or vanish
+    if cfg.pair == "stripes" and resolution and resolution < smallest:
         raise UserError(f"data.pair=stripes draws {STRIPE_FREQUENCY} stripe periods per side, too fine for "
-                        f"data.resolution={resolution}", f"use data.resolution={4 * STRIPE_FREQUENCY} or more")
+                        f"data.resolution={resolution}", f"use data.resolution={smallest} or more")
     return cfg.pair
