@@ -7,7 +7,7 @@ same evaluator's features in place of LPIPS). Rows:
 
     dcgan            shapes-dcgan at batch 32
     pggan            shapes32-pggan, its growth schedule scaled so 32×32 is reached at 60 % of the steps
-    stylegan         shapes32-stylegan (mapping depth 8, mixing 0.9, path-length regularisation)
+    stylegan         shapes32-stylegan (width 16, mapping depth 8, mixing 0.9, path-length regularisation)
     dcgan@pggan      DCGAN given as many steps as fit in that seed's PGGAN training time, by the ratio of the
     dcgan@stylegan   two runs' training minutes in this invocation (one thread each): each family's "equal wall
                      time" baseline, run whenever `dcgan` and the family are rows and the family took longer; the
