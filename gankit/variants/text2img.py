@@ -62,7 +62,6 @@ class Text2Img(Variant):
 
     Config = Text2ImgConfig
     sampling = frozenset({"truncation", "inputs", "prompt"})
-    generator_names = ("G", "encoder")  # without own_encoder, G reads captions through the encoder D's loss trains
 
     def __init__(self, cfg: Config, spec: dict) -> None:
         super().__init__(cfg, spec)
@@ -77,8 +76,6 @@ class Text2Img(Variant):
         vocab = len(spec["text"]["vocab"])
         self.encoder = TextEncoder(vocab, o.embed_dim, o.text_dim)
         self.g_encoder = TextEncoder(vocab, o.embed_dim, o.text_dim) if o.own_encoder else None
-        if o.own_encoder:
-            self.generator_names = ("G", "g_encoder")
         try:
             self.G = TextGenerator(self.encoder.out_dim, m.z_dim, channels, side, m.width, m.shared_dim, m.attention)
             self.D = TextDiscriminator(self.encoder.out_dim, channels, side, m.width, o.joint_dim, m.attention)
@@ -101,9 +98,14 @@ class Text2Img(Variant):
         return self.d_loss(batch, ctx) if phase == "D" else self.g_loss(batch, ctx)
 
     @property
+    def generator_names(self) -> tuple[str, ...]:
+        """G and the text encoder it reads captions through (its own, else D's): what the exported model keeps."""
+        return ("G", "g_encoder" if self.g_encoder is not None else "encoder")
+
+    @property
     def g_reader(self) -> TextEncoder:
-        """The text encoder G reads captions through: its own, else D's."""
-        return self.g_encoder if self.g_encoder is not None else self.encoder
+        """The text encoder G reads captions through."""
+        return getattr(self, self.generator_names[1])
 
     def g_sentences(self, tokens: Tensor, d_sentences: Tensor) -> Tensor:
         """The sentence vectors G reads for word ids: its own encoder's (which G's loss trains), else D's encoder's
