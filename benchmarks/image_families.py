@@ -13,7 +13,8 @@ same evaluator's features in place of LPIPS). Rows:
                      time" baseline, run whenever `dcgan` and the family are rows and the family took longer; the
                      table shows the minutes each row took
     ablations        pggan without pixel norm / minibatch std / equalised lr, or with PGGAN's WGAN-GP + drift;
-                     stylegan with mapping depth 2; stylegan without style mixing (--ablations)
+                     stylegan with mapping depth 2; stylegan without style mixing; stylegan with path-length
+                     weight 512 in place of 2 (--ablations)
 
     python benchmarks/image_families.py --quick                  # 1 seed, 300 steps, the families + equal time
     python benchmarks/image_families.py --seeds 0 1 2 --ablations --jobs 2
@@ -45,6 +46,7 @@ ABLATIONS = {
     "pggan-no-equalized-lr": ("shapes32-pggan", ["pggan.equalized_lr=false"]),
     "stylegan-mapping-2": ("shapes32-stylegan", ["stylegan.mapping_depth=2"]),
     "stylegan-no-mixing": ("shapes32-stylegan", ["stylegan.mixing=0"]),
+    "stylegan-pl-512": ("shapes32-stylegan", ["stylegan.pl_weight=512"]),
     "pggan-wgan-gp-drift": ("shapes32-pggan", ["loss.name=wasserstein", "loss.gp_weight=10", "loss.drift=0.001",
                                                "loss.r1_weight=0"]),
 }
