@@ -8,21 +8,20 @@ fraction, so anyone can re-check the accuracy on exactly the images the classifi
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from ..errors import UserError
+from . import cards
+
 
 WEIGHTS = Path(__file__).parent / "weights" / "digits.safetensors"
 CARD = WEIGHTS.with_suffix(".json")
+WHAT, SCRIPT = "the digits evaluator", "scripts/train_digits_evaluator.py"
 RESOLUTION = 16  # gankit.data.digits() default: (N, 1, 16, 16) in [-1, 1]
 NUM_CLASSES = 10
 
@@ -86,24 +85,13 @@ def index_digest(indices: np.ndarray) -> str:
 
 def read_card(path: Path = CARD) -> dict[str, Any]:
     """The shipped card: architecture, training recipe, split and held-out accuracy."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise UserError(f"{path}: cannot read the digits evaluator card ({err})",
-                        hint="reinstall gankit or rebuild it with scripts/train_digits_evaluator.py") from None
+    return cards.read_card(path, WHAT, SCRIPT)
 
 
 def load_digits_classifier(weights: str | Path | None = None) -> tuple[DigitsClassifier, dict[str, Any]]:
     """(classifier, card): the shipped weights, or `weights` written by the script (its card beside it), frozen."""
-    path = Path(weights) if weights is not None else WEIGHTS
-    card = read_card(path.with_suffix(".json") if path.with_suffix(".json").is_file() else CARD)
-    model = DigitsClassifier(**card["architecture"]["args"])
-    try:
-        model.load_state_dict(load_file(path))
-    except (SafetensorError, OSError, RuntimeError) as err:
-        raise UserError(f"{path}: not digits evaluator weights ({err})",
-                        hint="pass a file written by scripts/train_digits_evaluator.py") from None
-    return model.eval().requires_grad_(False), card
+    return cards.load_frozen(weights, WEIGHTS, WHAT, SCRIPT,
+                             lambda card: DigitsClassifier(**card["architecture"]["args"]))
 
 
 @torch.no_grad()

@@ -9,21 +9,19 @@ every (colour, shape) pair, so it also judges pairs a text-to-image GAN never sa
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from ..errors import UserError
 from ..nets.text import TextEncoder
+from . import cards
 
 WEIGHTS = Path(__file__).parent / "weights" / "matching.safetensors"
 CARD = WEIGHTS.with_suffix(".json")
+WHAT, SCRIPT = "the image-text matching model", "scripts/train_matching_model.py"
 CANDIDATES = 100  # AttnGAN's R-precision: the true caption among 99 others
 
 
@@ -58,24 +56,14 @@ def contrastive_loss(model: MatchingModel, x: Tensor, tokens: Tensor) -> Tensor:
 
 
 def read_card(path: Path = CARD) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise UserError(f"{path}: cannot read the matching model's card ({err})",
-                        hint="reinstall gankit or rebuild it with scripts/train_matching_model.py") from None
+    """The card: vocabulary, architecture, training recipe and held-out R-precision."""
+    return cards.read_card(path, WHAT, SCRIPT)
 
 
 def load_matching_model(weights: str | Path | None = None) -> tuple[MatchingModel, dict[str, Any]]:
     """(model, card): the shipped weights, or `weights` written by the script (its card beside it), frozen."""
-    path = Path(weights) if weights is not None else WEIGHTS
-    card = read_card(path.with_suffix(".json") if path.with_suffix(".json").is_file() else CARD)
-    model = MatchingModel(len(card["vocab"]), **card["architecture"])
-    try:
-        model.load_state_dict(load_file(path))
-    except (SafetensorError, OSError, RuntimeError) as err:
-        raise UserError(f"{path}: not matching-model weights ({err})",
-                        hint="pass a file written by scripts/train_matching_model.py") from None
-    return model.eval().requires_grad_(False), card
+    return cards.load_frozen(weights, WEIGHTS, WHAT, SCRIPT,
+                             lambda card: MatchingModel(len(card["vocab"]), **card["architecture"]))
 
 
 @torch.no_grad()

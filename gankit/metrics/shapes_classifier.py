@@ -8,19 +8,18 @@ split seed and fraction, so anyone can re-check the accuracy on exactly the imag
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from ..errors import UserError
+from . import cards
 
 WEIGHTS = Path(__file__).parent / "weights" / "shapes.safetensors"
 CARD = WEIGHTS.with_suffix(".json")
+WHAT, SCRIPT = "the shapes evaluator", "scripts/train_shapes_evaluator.py"
 RESOLUTION = 32  # gankit.data.shapes() default: (N, 3, 32, 32)
 
 
@@ -61,27 +60,18 @@ class ShapesClassifier(nn.Module):
 
 def read_card(path: Path = CARD) -> dict[str, Any]:
     """The card: data, architecture, training recipe, split and held-out accuracy of each head."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise UserError(f"{path}: cannot read the shapes evaluator card ({err})",
-                        hint="reinstall gankit or rebuild it with scripts/train_shapes_evaluator.py") from None
+    return cards.read_card(path, WHAT, SCRIPT)
 
 
 def load_shapes_classifier(weights: str | Path | None = None) -> tuple[ShapesClassifier, dict[str, Any]]:
     """(classifier, card): the shipped weights, or `weights` written by the script (its card beside it), frozen."""
-    path = Path(weights) if weights is not None else WEIGHTS
-    card = read_card(path.with_suffix(".json") if path.with_suffix(".json").is_file() else CARD)
-    if set(card.get("classes", {})) != {"shape", "color"}:
-        raise UserError(f"{path}: the card beside it names no shape and colour classes",
-                        hint="rebuild it with scripts/train_shapes_evaluator.py")
-    model = ShapesClassifier(**card["architecture"]["args"])
-    try:
-        model.load_state_dict(load_file(path))
-    except (SafetensorError, OSError, RuntimeError) as err:
-        raise UserError(f"{path}: not shapes evaluator weights ({err})",
-                        hint="pass a file written by scripts/train_shapes_evaluator.py") from None
-    return model.eval().requires_grad_(False), card
+    def build(card: dict[str, Any]) -> ShapesClassifier:
+        if set(card.get("classes", {})) != {"shape", "color"}:
+            raise UserError(f"{weights or WEIGHTS}: the card beside it names no shape and colour classes",
+                            hint=f"rebuild it with {SCRIPT}")
+        return ShapesClassifier(**card["architecture"]["args"])
+
+    return cards.load_frozen(weights, WEIGHTS, WHAT, SCRIPT, build)
 
 
 @torch.no_grad()

@@ -1,0 +1,38 @@
+"""The frozen models gankit ships for its metrics (digits and shapes evaluators, the image-text matcher): weights in
+safetensors with a JSON card beside them (architecture, training recipe, split, held-out accuracy), loaded one way."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from torch import nn
+
+from ..errors import UserError
+
+
+def read_card(path: Path, what: str, script: str) -> dict[str, Any]:
+    """The JSON card at `path` of `what` (e.g. "the digits evaluator"), rebuilt by `script` when unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: cannot read {what}'s card ({err})",
+                        hint=f"reinstall gankit or rebuild it with {script}") from None
+
+
+def load_frozen(weights: str | Path | None, shipped: Path, what: str, script: str,
+                build: Callable[[dict[str, Any]], nn.Module]) -> tuple[nn.Module, dict[str, Any]]:
+    """(model, card): the shipped weights, or `weights` written by `script` (its card beside it, else the shipped
+    card), in eval mode with gradients off. `build` makes the model from the card (and may refuse the card)."""
+    path = Path(weights) if weights is not None else shipped
+    beside = path.with_suffix(".json")
+    card = read_card(beside if beside.is_file() else shipped.with_suffix(".json"), what, script)
+    model = build(card)
+    try:
+        model.load_state_dict(load_file(path))
+    except (SafetensorError, OSError, RuntimeError) as err:
+        raise UserError(f"{path}: not {what}'s weights ({err})", hint=f"pass a file written by {script}") from None
+    return model.eval().requires_grad_(False), card
