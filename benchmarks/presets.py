@@ -1,4 +1,4 @@
-"""Preset budgets: projected training time of each image preset at its default length, against `digits-dcgan`.
+"""Preset budgets: projected training time of each image and video preset at its default length vs `digits-dcgan`.
 
 Each preset trains a short run in this process (same threads, same machine state); its speed is the median of the
 logged steps/s windows after the first (start-up excluded), and its projected time is preset steps / that speed.

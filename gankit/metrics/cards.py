@@ -17,20 +17,32 @@ from ..errors import UserError
 def read_card(path: Path, what: str, script: str) -> dict[str, Any]:
     """The JSON card at `path` of `what` (e.g. "the digits evaluator"), rebuilt by `script` when unreadable."""
     try:
-        return json.loads(path.read_text())
+        card = json.loads(path.read_text())
     except (OSError, ValueError) as err:
         raise UserError(f"{path}: cannot read {what}'s card ({err})",
                         hint=f"reinstall gankit or rebuild it with {script}") from None
+    if not isinstance(card, dict):
+        raise UserError(f"{path}: {what}'s card is a JSON object, not {type(card).__name__}",
+                        hint=f"reinstall gankit or rebuild it with {script}")
+    return card
 
 
 def load_frozen(weights: str | Path | None, shipped: Path, what: str, script: str,
                 build: Callable[[dict[str, Any]], nn.Module]) -> tuple[nn.Module, dict[str, Any]]:
     """(model, card): the shipped weights, or `weights` written by `script` (its card beside it, else the shipped
-    card), in eval mode with gradients off. `build` makes the model from the card (and may refuse the card)."""
+    card), in eval mode with gradients off. `build` makes the model from the card; a KeyError, TypeError or
+    ValueError it raises means the card does not describe such a model."""
     path = Path(weights) if weights is not None else shipped
+    if not path.is_file():
+        raise UserError(f"{path}: no such file", hint=f"pass weights written by {script}")
     beside = path.with_suffix(".json")
-    card = read_card(beside if beside.is_file() else shipped.with_suffix(".json"), what, script)
-    model = build(card)
+    card_path = beside if beside.is_file() else shipped.with_suffix(".json")
+    card = read_card(card_path, what, script)
+    try:
+        model = build(card)
+    except (KeyError, TypeError, ValueError) as err:
+        raise UserError(f"{card_path}: not {what}'s card ({type(err).__name__}: {err})",
+                        hint=f"rebuild it with {script}") from None
     try:
         model.load_state_dict(load_file(path))
     except (SafetensorError, OSError, RuntimeError) as err:

@@ -14,7 +14,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import UserError
 from . import cards
 
 WEIGHTS = Path(__file__).parent / "weights" / "shapes.safetensors"
@@ -67,8 +66,7 @@ def load_shapes_classifier(weights: str | Path | None = None) -> tuple[ShapesCla
     """(classifier, card): the shipped weights, or `weights` written by the script (its card beside it), frozen."""
     def build(card: dict[str, Any]) -> ShapesClassifier:
         if set(card.get("classes", {})) != {"shape", "color"}:
-            raise UserError(f"{weights or WEIGHTS}: the card beside it names no shape and colour classes",
-                            hint=f"rebuild it with {SCRIPT}")
+            raise ValueError("it names no shape and colour classes")
         return ShapesClassifier(**card["architecture"]["args"])
 
     return cards.load_frozen(weights, WEIGHTS, WHAT, SCRIPT, build)
