@@ -18,7 +18,6 @@ from torch import Tensor, nn
 
 from . import cards
 
-
 WEIGHTS = Path(__file__).parent / "weights" / "digits.safetensors"
 CARD = WEIGHTS.with_suffix(".json")
 WHAT, SCRIPT = "the digits evaluator", "scripts/train_digits_evaluator.py"
