@@ -29,14 +29,17 @@ def read_card(path: Path, what: str, script: str) -> dict[str, Any]:
 
 def load_frozen(weights: str | Path | None, shipped: Path, what: str, script: str,
                 build: Callable[[dict[str, Any]], nn.Module]) -> tuple[nn.Module, dict[str, Any]]:
-    """(model, card): the shipped weights, or `weights` written by `script` (its card beside it, else the shipped
-    card), in eval mode with gradients off. `build` makes the model from the card; a KeyError, TypeError or
-    ValueError it raises means the card does not describe such a model."""
+    """(model, card): the shipped weights, or `weights` written by `script` with the card it writes beside them (the
+    card's held-out accuracy goes into every protocol, so weights without their own card are refused), in eval mode
+    with gradients off. `build` makes the model from the card; a KeyError, TypeError or ValueError it raises means
+    the card does not describe such a model."""
     path = Path(weights) if weights is not None else shipped
     if not path.is_file():
         raise UserError(f"{path}: no such file", hint=f"pass weights written by {script}")
-    beside = path.with_suffix(".json")
-    card_path = beside if beside.is_file() else shipped.with_suffix(".json")
+    card_path = path.with_suffix(".json")
+    if not card_path.is_file():
+        raise UserError(f"{path}: no card beside these weights ({card_path.name})",
+                        hint=f"{script} writes one with the weights; keep them together")
     card = read_card(card_path, what, script)
     try:
         model = build(card)

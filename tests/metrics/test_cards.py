@@ -31,8 +31,14 @@ def test_shipped_weights_load_frozen(module, load):
 def test_bad_weights_name_the_file_and_the_script(module, load, tmp_path):
     wrong = tmp_path / "wrong.safetensors"
     save_file({"x": torch.zeros(2)}, str(wrong))  # a real safetensors file with the wrong tensors
+    shutil.copy(module.CARD, wrong.with_suffix(".json"))
     with pytest.raises(UserError, match=re.escape(f"{wrong}: not {module.WHAT}'s weights")) as info:
         load(wrong)
+    assert module.SCRIPT in info.value.hint
+    copy = tmp_path / "copy.safetensors"  # good weights, but not the card that describes them
+    shutil.copy(module.WEIGHTS, copy)
+    with pytest.raises(UserError, match=re.escape(f"{copy}: no card beside these weights (copy.json)")) as info:
+        load(copy)
     assert module.SCRIPT in info.value.hint
     missing = tmp_path / "missing.safetensors"
     with pytest.raises(UserError, match=re.escape(f"{missing}: no such file")) as info:
@@ -44,7 +50,7 @@ def test_bad_weights_name_the_file_and_the_script(module, load, tmp_path):
 def test_bad_cards_name_the_card_and_the_script(module, load, tmp_path):
     copy = tmp_path / "copy.safetensors"
     shutil.copy(module.WEIGHTS, copy)
-    card = copy.with_suffix(".json")  # the card beside the weights wins over the shipped one
+    card = copy.with_suffix(".json")
     for text, expected in [("{ not json", "cannot read"), ("[1, 2]", "is a JSON object, not list"),
                            (json.dumps({"accuracy": 1}), re.escape(f"not {module.WHAT}'s card ("))]:
         card.write_text(text)
