@@ -351,6 +351,25 @@ def test_both_players_read_the_caption(own):
         assert first == variant.G.body.z_chunks[0] + mu.shape[1]
 
 
+def test_bag_of_words_is_the_mean_word_embedding_and_carries_the_caption_alone():
+    """Catches a bag path that counts padding, or that is built but never reaches the nets: with the GRU silenced
+    (zero weights give zero states) G and D must still read the caption through the bag."""
+    variant, batch, _ = _setup("text2img.bag_of_words=true", "text2img.own_encoder=true")
+    for encoder in (variant.encoder, variant.g_encoder):
+        assert encoder.out_dim == 2 * 8 + 8
+        with torch.no_grad():
+            words = encoder.embed(batch.text)
+            n_words = (batch.text != 0).sum(1, keepdim=True)
+            assert torch.allclose(encoder(batch.text)[:, 16:], words.sum(1) / n_words, atol=1e-6)
+            for weight in encoder.gru.parameters():
+                weight.zero_()
+            assert encoder(batch.text)[:, :16].abs().max() == 0
+    z = variant.noise(8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert (_g(variant, z, batch.text) - _g(variant, z, batch.wrong[:, 0])).abs().mean() > 1e-3
+        assert (_d(variant, batch.x, batch.text) - _d(variant, batch.x, batch.wrong[:, 0])).abs().mean() > 1e-4
+
+
 # ----------------------------------------------------------------------------------------------- runs
 
 

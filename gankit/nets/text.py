@@ -21,20 +21,27 @@ from .biggan import BigGANDiscriminator, BigGANGenerator
 
 
 class TextEncoder(nn.Module):
-    """Word ids (N, L), 0 padding, at least one word -> sentence vectors (N, 2·hidden): the final states of a
-    bidirectional GRU over the word embeddings."""
+    """Word ids (N, L), 0 padding, at least one word -> sentence vectors (N, out_dim): the final states of a
+    bidirectional GRU over the word embeddings, and with `bag` the mean of the word embeddings beside them (a path in
+    which each word's contribution adds up whatever its neighbours, so a pair of words never seen together still
+    reads as the sum of its parts)."""
 
-    def __init__(self, vocab_size: int, embed_dim: int, hidden: int) -> None:
+    def __init__(self, vocab_size: int, embed_dim: int, hidden: int, bag: bool = False) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         self.gru = nn.GRU(embed_dim, hidden, batch_first=True, bidirectional=True)
-        self.out_dim = 2 * hidden
+        self.bag = bag
+        self.out_dim = 2 * hidden + (embed_dim if bag else 0)
 
     def forward(self, tokens: Tensor) -> Tensor:
-        lengths = (tokens != 0).sum(1).clamp(min=1).cpu()
-        packed = pack_padded_sequence(self.embed(tokens), lengths, batch_first=True, enforce_sorted=False)
+        lengths = (tokens != 0).sum(1).clamp(min=1)
+        words = self.embed(tokens)  # padding embeds to zeros
+        packed = pack_padded_sequence(words, lengths.cpu(), batch_first=True, enforce_sorted=False)
         _, last = self.gru(packed)  # (2, N, hidden): forward and backward directions
-        return torch.cat([last[0], last[1]], dim=1)
+        parts = [last[0], last[1]]
+        if self.bag:
+            parts.append(words.sum(1) / lengths[:, None].to(words.dtype))
+        return torch.cat(parts, dim=1)
 
 
 class TextGenerator(nn.Module):

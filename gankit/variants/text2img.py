@@ -49,6 +49,9 @@ class Text2ImgConfig(Section):
     words: float = Field(0.0, ge=0, description="weight of the word-prediction terms: D reads which words a real "
                          "image's caption holds (multi-label, from its pooled features) and G must draw images from "
                          "which D reads its captions' words (0: off)")
+    bag_of_words: bool = Field(False, description="both text encoders add the mean of their word embeddings to the "
+                               "GRU's final states: an additive path by which an unseen pair of words reads as the "
+                               "sum of its parts (docs/text2img.md)")
     own_encoder: bool = Field(False, description="G reads captions through a text encoder of its own, trained by "
                               "G's loss (as BigGAN's G trains its class embedding); false: G reads D's encoder's "
                               "vectors, detached")
@@ -74,8 +77,8 @@ class Text2Img(Variant):
         o, m = self.options, cfg.model
         channels, side = spec["shape"][0], spec["shape"][-1]
         vocab = len(spec["text"]["vocab"])
-        self.encoder = TextEncoder(vocab, o.embed_dim, o.text_dim)
-        self.g_encoder = TextEncoder(vocab, o.embed_dim, o.text_dim) if o.own_encoder else None
+        self.encoder = TextEncoder(vocab, o.embed_dim, o.text_dim, o.bag_of_words)
+        self.g_encoder = TextEncoder(vocab, o.embed_dim, o.text_dim, o.bag_of_words) if o.own_encoder else None
         try:
             self.G = TextGenerator(self.encoder.out_dim, m.z_dim, channels, side, m.width, m.shared_dim, m.attention)
             self.D = TextDiscriminator(self.encoder.out_dim, channels, side, m.width, o.joint_dim, m.attention)
