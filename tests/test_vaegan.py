@@ -44,6 +44,24 @@ def test_e_loss_is_beta_kl_plus_the_feature_distance_of_the_reconstruction():
     assert scalars["kl"].item() == pytest.approx(kl.item(), rel=1e-5) and kl.item() > 0
 
 
+def test_an_earlier_layer_measures_reconstructions_in_that_feature_map():
+    """Catches `vaegan.layer` ignored (the last map used) or the wrong block tapped: -2 is D's first block, 8×8."""
+    variant, batch = setup("vaegan.layer=-2", "vaegan.kl_weight=0.3")
+    torch.manual_seed(5)
+    loss, _ = variant.loss("E", batch, Context())
+    rec, kl = by_hand(variant, batch.x, 5)
+    first = variant.D.body[:2]  # conv, LeakyReLU: (N, width, 8, 8)
+    assert first(batch.x).shape[-1] == 8
+    expected = 0.3 * kl + (first(batch.x) - first(rec)).pow(2).flatten(1).sum(1).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert loss.item() != pytest.approx((0.3 * kl + feature_distance(variant, batch.x, rec)).item(), rel=1e-3)
+
+
+def test_a_layer_d_does_not_have_is_a_clear_error(cli):
+    code, _, err = cli("train", "digits-vaegan", "vaegan.layer=-3", "train.steps=1", "--no-progress")
+    assert code == 2 and "vaegan.layer=-3: D has 2 stride-2 blocks" in err and "Traceback" not in err
+
+
 def d_phase(variant, batch):
     """D's loss and scalars, and the reconstructions and prior samples it was computed on (same noise)."""
     torch.manual_seed(3)

@@ -55,8 +55,10 @@ class DCGANDiscriminator(nn.Module):
         self.head = nn.Conv2d(ch + int(minibatch_std), 1, 4, 1, 0, bias=False)  # (N, ch, 4, 4) -> (N, 1, 1, 1)
         dcgan_init(self)
 
-    def features(self, x: Tensor) -> Tensor:
-        return self.body(x)
+    def features(self, x: Tensor, block: int = -1) -> Tensor:
+        """The feature map after stride-2 block `block` (as a list index: -1 the last, at 4×4; 0 the first)."""
+        ends = [i for i, layer in enumerate(self.body) if isinstance(layer, nn.LeakyReLU)]
+        return self.body[: ends[block] + 1](x)
 
     def logits_from(self, h: Tensor) -> Tensor:
         """Logits (N,) from `features(x)`, so wrappers can add heads without running the body twice."""

@@ -7,7 +7,7 @@ samples G(z). Three groups, three losses:
     G:  γ·rec(x, G(z ~ q(z|x))) + the adversarial loss of reconstructions and prior samples
     D:  the adversarial loss: real images against reconstructions and prior samples (half the fake weight each)
 
-rec is the squared distance in D's last feature map (the paper's Dis_l likelihood: pixel-wise errors punish shifts
+rec is the squared distance in one of D's feature maps, the last by default (the paper's Dis_l likelihood: pixel-wise errors punish shifts
 that a feature match forgives, so the decoder stops blurring) or, with `reconstruction=pixels`, in pixels; both are
 summed over the features (pixels) and averaged over the batch, as a Gaussian log-likelihood is. `adversarial=false`
 drops D and gives the plain VAE with the same encoder and decoder, the baseline the paper compares with.
@@ -19,14 +19,14 @@ from typing import Literal
 
 import torch
 from pydantic import Field
-from torch import Tensor
+from torch import Tensor, nn
 
 from .. import losses
 from ..config import Config, Section
 from ..data import Batch
 from ..errors import UserError
 from ..metrics.diversity import diversity_ratio
-from ..nets import DCGANEncoder, build_discriminator, build_generator
+from ..nets import DCGANDiscriminator, DCGANEncoder, build_discriminator, build_generator
 from .base import Context, Group, Phase, Request, Variant
 from .registry import register_variant
 
@@ -38,8 +38,12 @@ class VAEGANConfig(Section):
     gamma: float = Field(1e-2, ge=0, description="γ: weight of the reconstruction term in G's loss, against the "
                          "adversarial term (the reconstruction is a sum over features, the adversarial loss a mean)")
     reconstruction: Literal["features", "pixels"] = Field(
-        "features", description="where x and its reconstruction are compared: D's last feature map (VAE-GAN) or "
+        "features", description="where x and its reconstruction are compared: a feature map of D (VAE-GAN; "
+        "vaegan.layer says which) or "
         "pixels (a VAE's Gaussian likelihood)")
+    layer: int = Field(-1, lt=0, description="D's stride-2 block whose feature map measures reconstructions, counted "
+                       "from the end: -1 the last (4×4), -2 the one before (8×8), ... (Larsen et al. take the third of "
+                       "four: an earlier map keeps more of where things are)")
     adversarial: bool = Field(True, description="train D and G's adversarial term; false: the plain VAE baseline "
                               "(reconstruction=pixels, no D)")
 
@@ -68,6 +72,12 @@ class VAEGAN(Variant):
         self.G = build_generator(cfg.model, spec)
         self.E = DCGANEncoder(channels, resolution, 2 * self.z_dim, cfg.model.width)  # (μ, log σ²)
         self.D = build_discriminator(cfg.model, spec) if o.adversarial else None
+        if o.reconstruction == "features" and o.layer != -1:
+            blocks = sum(isinstance(m, nn.LeakyReLU) for m in getattr(self.D, "body", []))
+            if not isinstance(self.D, DCGANDiscriminator) or -o.layer > blocks:
+                raise UserError(f"vaegan.layer={o.layer}: D has {blocks} stride-2 blocks to take features from",
+                                f"use -1 ... -{blocks} (a packed D, model.pack > 1, takes -1 only)" if blocks
+                                else "use -1 (this D gives its last features only)")
         self.game = losses.game(cfg.loss.name)
         self.optim_cfg = cfg.optim
         self.phases = ([Phase("D", "D")] if o.adversarial else []) + [Phase("E", "E"), Phase("G", "G")]
@@ -99,7 +109,8 @@ class VAEGAN(Variant):
     def rec(self, x: Tensor, x_rec: Tensor) -> Tensor:
         """Squared distance of x and its reconstruction, summed over D's features (or pixels), batch-averaged."""
         if self.options.reconstruction == "features":
-            x, x_rec = self.D.features(x), self.D.features(x_rec)
+            block = {} if self.options.layer == -1 else {"block": self.options.layer}  # any D gives its last map
+            x, x_rec = self.D.features(x, **block), self.D.features(x_rec, **block)
         return (x - x_rec).pow(2).flatten(1).sum(1).mean()
 
     def loss(self, phase: str, batch: Batch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
