@@ -57,6 +57,8 @@ class DCGANDiscriminator(nn.Module):
 
     def features(self, x: Tensor, block: int = -1) -> Tensor:
         """The feature map after stride-2 block `block` (as a list index: -1 the last, at 4×4; 0 the first)."""
+        if block == -1:  # every forward pass: the whole body, no search
+            return self.body(x)
         ends = [i for i, layer in enumerate(self.body) if isinstance(layer, nn.LeakyReLU)]
         return self.body[: ends[block] + 1](x)
 

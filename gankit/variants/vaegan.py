@@ -7,9 +7,10 @@ samples G(z). Three groups, three losses:
     G:  γ·rec(x, G(z ~ q(z|x))) + the adversarial loss of reconstructions and prior samples
     D:  the adversarial loss: real images against reconstructions and prior samples (half the fake weight each)
 
-rec is the squared distance in one of D's feature maps, the last by default (the paper's Dis_l likelihood: pixel-wise errors punish shifts
-that a feature match forgives, so the decoder stops blurring) or, with `reconstruction=pixels`, in pixels; both are
-summed over the features (pixels) and averaged over the batch, as a Gaussian log-likelihood is. `adversarial=false`
+rec is the squared distance in one of D's feature maps, the last unless `layer` says otherwise (the paper's Dis_l
+likelihood: pixel-wise errors punish shifts that a feature match forgives, so the decoder stops blurring) or, with
+`reconstruction=pixels`, in pixels; both are summed over the features (pixels) and averaged over the batch, as a
+Gaussian log-likelihood is. `adversarial=false`
 drops D and gives the plain VAE with the same encoder and decoder, the baseline the paper compares with.
 """
 
