@@ -236,3 +236,26 @@ def test_every_kind_names_metrics_the_registry_has():
     for kind in KINDS.values():
         assert set(kind.metrics) <= set(RUN_METRICS), kind.name
         assert kind.progress_metric is None or kind.progress_metric in PROGRESS_METRICS
+
+
+STABILISER_VALUES = {"loss.gp_weight": "10", "loss.drift": "0.001", "loss.r1_weight": "1", "loss.r2_weight": "1",
+                     "loss.label_smoothing": "0.1", "loss.feature_matching": "1", "train.instance_noise": "0.1",
+                     "train.diffaug": "translation"}
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_every_variant_refuses_the_shared_stabilisers_it_does_not_apply(name):
+    """Catches a variant that silently trains without a stabiliser its config asks for (vaegan ignored
+    train.diffaug, text2img and the translators every one of them): the refusal comes before any data is read."""
+    from gankit.errors import UserError
+    from gankit.variants.base import STABILISERS
+
+    assert set(STABILISER_VALUES) == set(STABILISERS)
+    cls = variant_class(name)
+    skipped = [key for key in STABILISERS if key not in cls.stabilisers]
+    for key in skipped:
+        cfg = resolve("ring8-gan", [f"variant={name}", f"{key}={STABILISER_VALUES[key]}"])[0]
+        with pytest.raises(UserError, match=f"does not apply {key}="):
+            cls(cfg, {})
+    if name == "gan":
+        assert not skipped

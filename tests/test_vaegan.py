@@ -112,6 +112,33 @@ def test_g_loss_is_gamma_times_the_reconstruction_plus_the_adversarial_term():
     assert scalars["g_adv"].item() == pytest.approx(adversarial.item(), rel=1e-5)
 
 
+def test_diffaug_reaches_every_adversarial_input_of_d_and_no_reconstruction(monkeypatch):
+    """Catches train.diffaug ignored (as it once was), applied to the reals or the fakes alone, or applied to the
+    feature maps that measure reconstructions (which must compare clean images)."""
+    import gankit.variants.vaegan as module
+
+    monkeypatch.setattr(module, "diff_augment", lambda x, policy: x.flip(-1))  # deterministic stand-in
+    variant, batch = setup("train.diffaug=translation", "vaegan.gamma=0.25")
+    flip = lambda x: x.flip(-1)  # noqa: E731
+    loss, _, rec, prior = d_phase(variant, batch)
+    real_logits = variant.D(flip(batch.x))
+    fake_logits = torch.cat([variant.D(flip(rec)), variant.D(flip(prior))])
+    assert loss.item() == pytest.approx(losses.d_bce(real_logits, fake_logits).item(), rel=1e-5)
+    clean = losses.d_bce(variant.D(batch.x), torch.cat([variant.D(rec), variant.D(prior)]))
+    assert loss.item() != pytest.approx(clean.item(), rel=1e-3)
+
+    torch.manual_seed(9)
+    loss, scalars = variant.loss("G", batch, Context())
+    torch.manual_seed(9)
+    with torch.no_grad():
+        mu, log_var = variant.posterior(batch.x)
+        z = mu + torch.randn_like(mu) * (0.5 * log_var).exp()
+    rec, prior = variant.G(z), variant.G(variant.noise(len(batch)))
+    adversarial = losses.g_non_saturating(torch.cat([variant.D(flip(rec)), variant.D(flip(prior))]))
+    assert scalars["g_adv"].item() == pytest.approx(adversarial.item(), rel=1e-5)
+    assert scalars["g_rec"].item() == pytest.approx(feature_distance(variant, batch.x, rec).item(), rel=1e-5)
+
+
 def test_e_and_g_steps_bring_the_reconstruction_closer():
     """Catches a reconstruction term whose sign is flipped (the steps would push reconstructions away)."""
     variant, batch = setup("vaegan.kl_weight=0", "vaegan.gamma=1")

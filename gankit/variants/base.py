@@ -21,6 +21,11 @@ from ..data import ONE_PROCESS, Batch, Shard
 from ..errors import UserError
 from ..metrics.ppl import slerp  # noqa: F401 - re-exported: latent interpolation for sampling
 
+# The shared stabilisers of the adversarial game in `loss.*` and `train.*`. A variant lists in `stabilisers` the ones
+# it applies; any other one set away from its default is refused, so no run silently trains without what it asked for.
+STABILISERS = ("loss.gp_weight", "loss.drift", "loss.r1_weight", "loss.r2_weight", "loss.label_smoothing",
+               "loss.feature_matching", "train.instance_noise", "train.diffaug")
+
 
 @dataclass(frozen=True)
 class Phase:
@@ -189,6 +194,7 @@ class Variant(nn.Module):
     scores_anomalies: ClassVar[bool] = False  # it scores images itself: anomaly_score(x) (GANomaly)
     one_pass: ClassVar[bool] = True  # G's samples are one forward pass of its inputs (what an export traces)
     w_space: ClassVar[bool] = False  # it maps z to an intermediate latent w: to_w(z) and from_w(w) (StyleGAN)
+    stabilisers: ClassVar[frozenset[str]] = frozenset()  # which of STABILISERS it applies
     # it trains model.members independent G/D pairs at once (no term mixes the members' rows); read from the class's
     # own body only, so a subclass that adds heads or cross-sample terms does not inherit it
     ensembles: ClassVar[bool] = False
@@ -203,6 +209,13 @@ class Variant(nn.Module):
         if cfg.model.members > 1 and not type(self).__dict__.get("ensembles", False):
             raise UserError(f"variant {cfg.variant} does not train ensembles (model.members={cfg.model.members})",
                             "set model.members=1; variant gan with MLP nets trains them")
+        for key in STABILISERS:
+            section, name = key.split(".")
+            value = getattr(getattr(cfg, section), name)
+            if key not in self.stabilisers and value != type(getattr(cfg, section)).model_fields[name].default:
+                applied = ", ".join(k for k in STABILISERS if k in self.stabilisers) or "none of them"
+                raise UserError(f"variant {cfg.variant} does not apply {key}={value}",
+                                f"drop {key} (of the shared stabilisers it applies {applied})")
         self.options = self.read_options(cfg)
 
     @classmethod

@@ -19,7 +19,7 @@ from ..errors import UserError
 from ..metrics.diversity import diversity_ratio
 from ..nets import build_discriminator, build_generator
 from ..nets.augment import diff_augment
-from .base import Context, Group, Phase, Request, Variant, adversarial_groups
+from .base import STABILISERS, Context, Group, Phase, Request, Variant, adversarial_groups
 from .registry import register_variant
 
 NO_AUX = (None, {})
@@ -32,6 +32,7 @@ class GAN(Variant):
 
     packs = True  # PacGAN packing (model.pack) is supported; subclasses whose D takes conditions turn it off
     ensembles = True  # model.members: every term below is a mean of per-row terms (not feature matching: refused)
+    stabilisers = frozenset(STABILISERS)
 
     def __init__(self, cfg: Config, spec: dict, G: nn.Module | None = None, D: nn.Module | None = None) -> None:
         super().__init__(cfg, spec)

@@ -58,14 +58,6 @@ class MoCoGAN(Variant):
         if spec["kind"] != "clip":
             raise UserError(f"variant mocogan generates clips, and data {spec['name']} is {spec['kind']}",
                             "use data.name=moving-shapes or moving-digits (docs/video.md)")
-        unused = [key for key, value in (("loss.gp_weight", cfg.loss.gp_weight), ("loss.r1_weight", cfg.loss.r1_weight),
-                                         ("loss.r2_weight", cfg.loss.r2_weight), ("loss.drift", cfg.loss.drift),
-                                         ("loss.label_smoothing", cfg.loss.label_smoothing),
-                                         ("loss.feature_matching", cfg.loss.feature_matching),
-                                         ("train.instance_noise", cfg.train.instance_noise),
-                                         ("train.diffaug", cfg.train.diffaug)) if value]
-        if unused:
-            raise UserError(f"variant mocogan does not apply {unused[0]}", f"drop {unused[0]} (docs/video.md)")
         frames, channels, height, width = spec["shape"]
         if height != width:
             raise UserError(f"mocogan needs square frames, the data is {height}×{width}", "set data.resolution")

@@ -10,8 +10,9 @@ samples G(z). Three groups, three losses:
 rec is the squared distance in one of D's feature maps, the last unless `layer` says otherwise (the paper's Dis_l
 likelihood: pixel-wise errors punish shifts that a feature match forgives, so the decoder stops blurring) or, with
 `reconstruction=pixels`, in pixels; both are summed over the features (pixels) and averaged over the batch, as a
-Gaussian log-likelihood is. `adversarial=false`
-drops D and gives the plain VAE with the same encoder and decoder, the baseline the paper compares with.
+Gaussian log-likelihood is. `train.diffaug` augments what D judges in the adversarial terms, never the images whose
+feature maps measure reconstructions. `adversarial=false` drops D and gives the plain VAE with the same encoder and
+decoder, the baseline the paper compares with.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ..data import Batch
 from ..errors import UserError
 from ..metrics.diversity import diversity_ratio
 from ..nets import DCGANDiscriminator, DCGANEncoder, build_discriminator, build_generator
+from ..nets.augment import diff_augment
 from .base import Context, Group, Phase, Request, Variant
 from .registry import register_variant
 
@@ -58,6 +60,7 @@ class VAEGAN(Variant):
     sampling = frozenset({"truncation"})
     generator_names = ("G", "E")  # the exported model reconstructs, so it keeps the encoder
     encodes = True
+    stabilisers = frozenset({"train.diffaug"})  # D's adversarial inputs only: reconstructions compare clean images
 
     def __init__(self, cfg: Config, spec: dict) -> None:
         super().__init__(cfg, spec)
@@ -68,6 +71,9 @@ class VAEGAN(Variant):
         if o.adversarial is False and o.reconstruction == "features":
             raise UserError("vaegan.adversarial=false has no D, so nothing to take features from",
                             "set vaegan.reconstruction=pixels (the plain VAE)")
+        if o.adversarial is False and cfg.train.diffaug:
+            raise UserError("vaegan.adversarial=false has no D for train.diffaug to augment the inputs of",
+                            "drop train.diffaug (the plain VAE)")
         self.z_dim = cfg.model.z_dim
         channels, resolution = spec["shape"][0], spec["shape"][-1]
         self.G = build_generator(cfg.model, spec)
@@ -80,6 +86,7 @@ class VAEGAN(Variant):
                                 f"use -1 ... -{blocks} (a packed D, model.pack > 1, takes -1 only)" if blocks
                                 else "use -1 (this D gives its last features only)")
         self.game = losses.game(cfg.loss.name)
+        self.diffaug = cfg.train.diffaug
         self.optim_cfg = cfg.optim
         self.phases = ([Phase("D", "D")] if o.adversarial else []) + [Phase("E", "E"), Phase("G", "G")]
 
@@ -114,6 +121,10 @@ class VAEGAN(Variant):
             x, x_rec = self.D.features(x, **block), self.D.features(x_rec, **block)
         return (x - x_rec).pow(2).flatten(1).sum(1).mean()
 
+    def judge(self, x: Tensor) -> Tensor:
+        """D's logits for the adversarial terms, after DiffAugment when `train.diffaug` asks for it."""
+        return self.D(diff_augment(x, self.diffaug) if self.diffaug else x)
+
     def loss(self, phase: str, batch: Batch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
         return {"D": self.d_loss, "E": self.e_loss, "G": self.g_loss}[phase](batch)
 
@@ -121,8 +132,8 @@ class VAEGAN(Variant):
         with torch.no_grad():
             rec, _ = self.reconstruct_sample(batch.x)
             prior = self.G(self.noise(len(batch)))
-        real_logits = self.D(batch.x)
-        fake_logits = torch.cat([self.D(rec), self.D(prior)])  # each kind of fake weighs half
+        real_logits = self.judge(batch.x)
+        fake_logits = torch.cat([self.judge(rec), self.judge(prior)])  # each kind of fake weighs half
         loss = self.game.d(real_logits, fake_logits)
         keys = self.log_keys
         return loss, {keys.d_loss: loss.detach(), keys.d_real: self.game.mean_output(real_logits),
@@ -143,7 +154,7 @@ class VAEGAN(Variant):
         if self.D is None:
             return distance, {self.log_keys.g_loss: distance.detach()}
         prior = self.G(self.noise(len(batch)))
-        adversarial = self.game.g(torch.cat([self.D(rec), self.D(prior)]))
+        adversarial = self.game.g(torch.cat([self.judge(rec), self.judge(prior)]))
         loss = self.options.gamma * distance + adversarial
         return loss, {self.log_keys.g_loss: loss.detach(), "g_adv": adversarial.detach(), "g_rec": distance.detach()}
 
