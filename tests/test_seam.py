@@ -246,16 +246,18 @@ STABILISER_VALUES = {"loss.gp_weight": "10", "loss.drift": "0.001", "loss.r1_wei
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_every_variant_refuses_the_shared_stabilisers_it_does_not_apply(name):
     """Catches a variant that silently trains without a stabiliser its config asks for (vaegan ignored
-    train.diffaug, text2img and the translators every one of them): the refusal comes before any data is read."""
+    train.diffaug, text2img and the translators every one of them): the refusal comes before any net is built."""
     from gankit.errors import UserError
     from gankit.variants.base import STABILISERS
 
     assert set(STABILISER_VALUES) == set(STABILISERS)
     cls = variant_class(name)
     skipped = [key for key in STABILISERS if key not in cls.stabilisers]
+    transforms = getattr(cls, "transforms", None) or ("palette",)  # the translators check their data first
+    spec = {"kind": "pairs", "pair": {"paired": True, "transform": transforms[0]}}
     for key in skipped:
         cfg = resolve("ring8-gan", [f"variant={name}", f"{key}={STABILISER_VALUES[key]}"])[0]
         with pytest.raises(UserError, match=f"does not apply {key}="):
-            cls(cfg, {})
+            cls(cfg, spec)
     if name == "gan":
         assert not skipped

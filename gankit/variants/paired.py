@@ -27,8 +27,7 @@ class PairedGAN(Variant):
     needs_pairs = True  # each input must come with its own true output (False: two unpaired domains will do)
 
     def __init__(self, cfg: Config, spec: dict) -> None:
-        super().__init__(cfg, spec)
-        pair = spec.get("pair") or {}
+        pair = spec.get("pair") or {}  # the data is checked first: the wrong dataset is the error to report first
         wanted = self.transforms
         unpaired = self.needs_pairs and not pair.get("paired")
         if spec["kind"] != "pairs" or unpaired or (wanted and pair.get("transform") not in wanted):
@@ -37,6 +36,7 @@ class PairedGAN(Variant):
                 raise UserError(f"{self.name} learns from paired images (each input with its true output)",
                                 f"set {data} and data.paired=true")
             raise UserError(f"{self.name} learns from two image domains", f"set {data}")
+        super().__init__(cfg, spec)
         self.shape = tuple(spec["shape"])
         self.shape_b = tuple(pair.get("shape_b", self.shape))  # outputs; same as inputs unless resized
         self.game = losses.game(cfg.loss.name)
