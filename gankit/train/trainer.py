@@ -495,5 +495,5 @@ def _grad_norm(optimizer: torch.optim.Optimizer) -> Tensor:
     grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
     if not grads:
         return torch.zeros(())
-    return torch.nn.utils.get_total_norm(grads)  # one foreach kernel over the list, not one norm per tensor
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
