@@ -516,6 +516,12 @@ def test_dp_needs_public_facts_and_no_gradient_penalty(mixed_csv, public_json, c
     code, _, err = cli("train", "table", f"data.path={mixed_csv}", f"data.public={public_json}", "privacy.epsilon=1",
                        "--out", str(tmp_path / "b"))
     assert code == 2 and "gp_weight" in err
+    for i, key in enumerate(("loss.drift", "train.instance_noise")):  # DP's gradient path skips both: refused
+        out = tmp_path / f"c{i}"
+        code, _, err = cli("train", "table", f"data.path={mixed_csv}", f"data.public={public_json}",
+                           "privacy.epsilon=1", "loss.name=non_saturating", "loss.gp_weight=0", f"{key}=0.1",
+                           "--out", str(out))
+        assert code == 2 and f"{key}=0.1 would not be applied" in err and not out.exists()
 
 
 def test_dp_run_reports_the_epsilon_it_spent(mixed_csv, public_json, tmp_path, cli):

@@ -85,6 +85,10 @@ class TabularGAN(GAN):
             raise UserError("privacy.epsilon works with per-example gradients, which gradient penalties "
                             "(a second backward) do not allow", "set loss.gp_weight=0 (and r1/r2), e.g. "
                             "loss.name=non_saturating")
+        for key, value in (("loss.drift", cfg.loss.drift), ("train.instance_noise", cfg.train.instance_noise)):
+            if value:  # the clipped per-example gradients are of the game alone: these would be dropped silently
+                raise UserError(f"privacy.epsilon clips D's per-example gradients of the game alone, so {key}={value} "
+                                "would not be applied", f"set {key}=0 with privacy.epsilon")
         return PrivateSGD.plan(cfg, meta["rows"])
 
     @staticmethod
