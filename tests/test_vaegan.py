@@ -97,17 +97,21 @@ def test_one_d_step_raises_d_on_reals_and_lowers_it_on_both_fakes():
     assert margin(after) > margin(before) + 0.1
 
 
-def test_g_loss_is_gamma_times_the_reconstruction_plus_the_adversarial_term():
-    """Catches a dropped or unweighted reconstruction term in G's loss, or prior samples left out of it."""
-    variant, batch = setup("vaegan.gamma=0.25")
+def g_phase(variant, batch):
+    """G's loss and scalars, and the reconstructions and prior samples (with their graph) it was computed on."""
     torch.manual_seed(9)
     loss, scalars = variant.loss("G", batch, Context())
     torch.manual_seed(9)
     with torch.no_grad():
         mu, log_var = variant.posterior(batch.x)
         z = mu + torch.randn_like(mu) * (0.5 * log_var).exp()
-    rec = variant.G(z)
-    prior = variant.G(variant.noise(len(batch)))
+    return loss, scalars, variant.G(z), variant.G(variant.noise(len(batch)))
+
+
+def test_g_loss_is_gamma_times_the_reconstruction_plus_the_adversarial_term():
+    """Catches a dropped or unweighted reconstruction term in G's loss, or prior samples left out of it."""
+    variant, batch = setup("vaegan.gamma=0.25")
+    loss, scalars, rec, prior = g_phase(variant, batch)
     adversarial = losses.g_non_saturating(torch.cat([variant.D(rec), variant.D(prior)]))
     expected = 0.25 * feature_distance(variant, batch.x, rec) + adversarial
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
@@ -129,13 +133,7 @@ def test_diffaug_reaches_every_adversarial_input_of_d_and_no_reconstruction(monk
     clean = losses.d_bce(variant.D(batch.x), torch.cat([variant.D(rec), variant.D(prior)]))
     assert loss.item() != pytest.approx(clean.item(), rel=1e-3)
 
-    torch.manual_seed(9)
-    loss, scalars = variant.loss("G", batch, Context())
-    torch.manual_seed(9)
-    with torch.no_grad():
-        mu, log_var = variant.posterior(batch.x)
-        z = mu + torch.randn_like(mu) * (0.5 * log_var).exp()
-    rec, prior = variant.G(z), variant.G(variant.noise(len(batch)))
+    loss, scalars, rec, prior = g_phase(variant, batch)
     adversarial = losses.g_non_saturating(torch.cat([variant.D(flip(rec)), variant.D(flip(prior))]))
     assert scalars["g_adv"].item() == pytest.approx(adversarial.item(), rel=1e-5)
     assert scalars["g_rec"].item() == pytest.approx(feature_distance(variant, batch.x, rec).item(), rel=1e-5)
