@@ -46,7 +46,7 @@ class DataConfig(_Section):
         "resolution": ("digits", "shapes", "captions", "folder", "npz"), "channels": ("folder",), "path": ("folder", "npz", "table", "text"),
         "key": ("npz",), "labels_key": ("npz",), "shapes": ("shapes", "captions"), "colors": ("shapes", "captions"), "label": ("shapes",),
         **{knob: ("shapes", "captions") for knob in ("size_range", "jitter", "rotation", "noise", "gradient",
-                                                     "backgrounds")}, "unseen": ("captions",),
+                                                     "backgrounds")}, "unseen": ("captions",), "drop_color": ("captions",),
         **{key: ("digits", "shapes", "folder", "npz") for key in ("pair", "paired", "scale")},
         "path_a": ("folder",), "path_b": ("folder",),
         "normal": ("ring", "grid", "spiral", "digits", "shapes", "folder", "npz"),
@@ -93,6 +93,9 @@ class DataConfig(_Section):
     unseen: list[str] = Field(["green triangle", "white cross"], description="captions: 'colour shape' pairs left "
                               "out of training, to test composition (with captions, `jitter` spreads objects within "
                               "their cell of the 3×3 grid)")
+    drop_color: float = Field(0.0, ge=0, le=1, description="captions: share of training captions that leave the "
+                              "colour word out ('a star in the top left ...'), so the shape word must do its work "
+                              "alone")
     pair: Literal["palette", "outline", "stripes", "night", "invert", "thicken", "downscale", "folders"] | None = Field(
         None, description="images: a second domain B, the images under this transform (docs/image-to-image.md); "
         "palette, outline and stripes are for shapes")

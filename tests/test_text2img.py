@@ -119,6 +119,24 @@ def test_sampler_gives_mismatched_captions_differing_in_one_named_attribute_the_
     assert not torch.equal(sampler.next().text, batch.text)
 
 
+def test_drop_color_leaves_the_colour_word_out_of_that_share_of_captions_and_their_mismatches():
+    plain = load_dataset(EASY)
+    data = load_dataset(EASY.model_copy(update={"drop_color": 0.5}))
+    batch = kind_of(data.spec()).sampler(data, 256, 0, torch.device("cpu")).next()
+    vocab = data.info["text"]["vocab"]
+    rows = list(zip(detokenize(batch.text, vocab), detokenize(batch.wrong[:, 0], vocab),
+                    detokenize(batch.wrong[:, 1], vocab)))
+    bare = [r for r in rows if not set(COLORS) & set(r[0].split())]
+    assert 0.35 < len(bare) / len(rows) < 0.65
+    for right, *wrong in bare:  # still true of the image: its shape, and no colour in the mismatches either
+        assert set(right.split()) & set(SHAPES) and all(w != right and not set(COLORS) & set(w.split()) for w in wrong)
+    assert any(len(r[0].split()) == 2 for r in bare)  # "a star": the shortest paraphrase without its colour
+    # the images and which rows they are do not change, only the words
+    again = kind_of(plain.spec()).sampler(plain, 256, 0, torch.device("cpu")).next()
+    assert torch.equal(again.x, batch.x)
+    assert all(set(COLORS) & set(r.split()) for r in detokenize(again.text, vocab))
+
+
 def test_two_processes_each_get_their_half_of_the_one_process_batch():
     """Data-parallel runs: the captions and mismatches are drawn for the global batch, then sliced."""
     from gankit.data import Shard

@@ -136,7 +136,7 @@ def _plain(cfg: DataConfig, seed: int) -> Dataset:
         return digits(cfg.resolution or 16)
     if cfg.name == "captions":
         return caption_dataset(cfg.n or 20_000, cfg.resolution or 32, seed, _difficulty(cfg), cfg.unseen, cfg.shapes,
-                               cfg.colors)
+                               cfg.colors, drop_color=cfg.drop_color)
     if cfg.name == "shapes":
         return shapes(cfg.n or 20_000, cfg.resolution or 32, cfg.shapes, cfg.colors, cfg.label, seed, _difficulty(cfg))
     if cfg.name == "folder":

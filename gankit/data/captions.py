@@ -49,9 +49,12 @@ def vocabulary() -> list[str]:
 MAX_LEN = max(len(t.format(c="x", s="x", p=max(PLACES.values(), key=len), b="x").split()) for t in TEMPLATES)
 
 
-def caption(shape: int, color: int, position: int, background: int, template: int = 0) -> str:
-    """The caption of one object (canonical indices) in paraphrase `template`."""
-    return TEMPLATES[template].format(c=COLORS[color], s=SHAPES[shape], p=PLACES[POSITIONS[position]],
+def caption(shape: int, color: int, position: int, background: int, template: int = 0,
+            with_color: bool = True) -> str:
+    """The caption of one object (canonical indices) in paraphrase `template`; without its colour word when not
+    `with_color` ("a star in the top left ..."), a caption still true of the image."""
+    text = TEMPLATES[template] if with_color else TEMPLATES[template].replace("{c} ", "")
+    return text.format(c=COLORS[color], s=SHAPES[shape], p=PLACES[POSITIONS[position]],
                                       b=BACKGROUNDS[background])
 
 
@@ -170,13 +173,14 @@ class CaptionDataset(Dataset):
 
 def caption_dataset(n: int, resolution: int, seed: int, difficulty: Difficulty, unseen: Sequence[str],
                     shapes: Sequence[str] | None = None, colors: Sequence[str] | None = None,
-                    only_unseen: bool = False) -> CaptionDataset:
-    """n captioned shapes images from `seed` (see caption_specs); kind "captions"."""
+                    only_unseen: bool = False, drop_color: float = 0.0) -> CaptionDataset:
+    """n captioned shapes images from `seed` (see caption_specs); kind "captions". A share `drop_color` of the
+    captions its sampler draws leave the colour word out."""
     specs, position = caption_specs(n, seed, difficulty, unseen, shapes, colors, only_unseen)
     base = dataset_of(specs, resolution, shapes, colors, "shape", seed, difficulty)
     layout = Layout(difficulty.size_range[1], difficulty.jitter)
     info = {**base.info, "text": {"vocab": vocabulary(), "max_len": MAX_LEN, "unseen": list(unseen),
-                                  "layout": {"size": layout.size, "jitter": layout.jitter}}}
+                                  "drop_color": drop_color, "layout": {"size": layout.size, "jitter": layout.jitter}}}
     info["attribute_names"] = {**info["attribute_names"], "position": list(POSITIONS)}
     return CaptionDataset(name="captions", kind="captions", x=base.x, y=base.y, class_names=base.class_names,
                           info=info, attributes={**base.attributes, "position": position})
@@ -211,6 +215,7 @@ class CaptionSampler(BatchSampler):
         n = len(rows)
         templates = torch.randint(len(TEMPLATES), (n,), generator=g)
         u = torch.rand(n, 3, generator=g)  # the other shape, which further attribute, its other value
+        colored = torch.rand(n, generator=g) >= self.dataset.info["text"].get("drop_color", 0.0)
         data: CaptionDataset = self.dataset
         a = {k: data.attributes[k][rows] for k in ATTRIBUTES}
         sizes = {"shape": len(SHAPES), "color": len(COLORS), "position": len(POSITIONS),
@@ -218,13 +223,15 @@ class CaptionSampler(BatchSampler):
         right, wrong = [], []
         for i in range(n):
             values = {k: int(a[k][i]) for k in ATTRIBUTES}
-            t = int(templates[i])
-            right.append(caption(*values.values(), template=t))
+            t, c = int(templates[i]), bool(colored[i])
+            right.append(caption(*values.values(), template=t, with_color=c))
             wrong.append(caption(**{**values, "shape": _other(values["shape"], sizes["shape"], u[i, 0])},
-                                 template=t))
-            others = [k for k in named(t) if k != "shape"]
+                                 template=t, with_color=c))
+            # "a star" names nothing else: its second mismatch is another shape too
+            others = [k for k in named(t) if k != "shape" and (c or k != "color")] or ["shape"]
             attr = others[min(int(u[i, 1] * len(others)), len(others) - 1)]
-            wrong.append(caption(**{**values, attr: _other(values[attr], sizes[attr], u[i, 2])}, template=t))
+            wrong.append(caption(**{**values, attr: _other(values[attr], sizes[attr], u[i, 2])}, template=t,
+                                 with_color=c))
         vocab = data.vocab
         mine = self.shard.part(torch.arange(n))
         x, y = data.take(rows[mine])
