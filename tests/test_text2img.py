@@ -177,6 +177,23 @@ def test_position_and_background_readers_are_exact_on_real_images():
     assert (read_attributes(blank, classifier, Layout(0.3, 0.5))["position"] == -1).all()  # no object, no cell
 
 
+def test_attribute_accuracy_by_group_names_the_pair_that_fails():
+    from gankit.metrics.attributes import attribute_accuracy
+
+    data, _ = load_caption_test(EASY, 3, 120, unseen=True)
+    a = data.attributes
+    truth = {name: a[name].clone() for name in ATTRIBUTES}
+    cross = a["shape"] == SHAPES.index("cross")
+    truth["shape"][cross] = SHAPES.index("ring")  # ask the white crosses for rings: that pair alone reads wrong
+    pair = a["color"] * len(SHAPES) + a["shape"]
+    names = [f"{c} {s}" for c in COLORS for s in SHAPES]
+    acc = attribute_accuracy(as_float(data.x), truth, load_shapes_classifier()[0], Layout(0.3, 0.5), by=(pair, names))
+    by = acc["by_group"]
+    assert set(by) == {"green triangle", "white cross"} and 0.2 < cross.float().mean() < 0.8
+    assert by["white cross"]["shape"] == 0.0 and by["green triangle"]["shape"] >= 0.9
+    assert by["white cross"]["color"] >= 0.9 and abs(acc["shape"] - by["green triangle"]["shape"] * (~cross).float().mean()) < 1e-6
+
+
 def test_shipped_matching_model_finds_the_caption_of_real_images_and_not_of_others():
     """R-precision's judge: its own caption beats 99 others for held-out real images, a random caption does not."""
     from gankit.data.captions import other_captions
@@ -439,6 +456,10 @@ def test_eval_reports_attribute_accuracy_on_seen_and_unseen_pairs(tiny_run, cli)
     assert result["attribute_accuracy_real"]["color"] > 0.99  # the ceiling: real images of the same captions
     assert result["attribute_accuracy"]["color"] < 0.6  # four steps of training draw no colour on request
     assert "unseen" in result["protocol"]["attribute_accuracy"]["splits"]["attribute_accuracy_unseen"]
+    by_pair = result["attribute_accuracy_unseen_by_pair"]  # the default unseen pairs, each read on its own images
+    assert set(by_pair) == {"green triangle", "white cross"} and all(set(v) == set(ATTRIBUTES) for v in by_pair.values())
+    mean = sum(v["color"] for v in by_pair.values()) / 2  # both pairs drawn about equally often in 600 captions
+    assert abs(mean - result["attribute_accuracy_unseen"]["color"]) < 0.1
 
 
 @pytest.mark.slow

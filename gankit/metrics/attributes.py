@@ -8,6 +8,8 @@ differs from it, and its position is the centroid of that difference.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -58,7 +60,15 @@ def read_attributes(x: Tensor, classifier, layout) -> dict[str, Tensor]:
             "background": read_background(x)}
 
 
-def attribute_accuracy(x: Tensor, truth: dict[str, Tensor], classifier, layout) -> dict[str, float]:
-    """Share of images whose every attribute in `truth` (name -> canonical indices (N,)) reads as asked."""
+def attribute_accuracy(x: Tensor, truth: dict[str, Tensor], classifier, layout,
+                       by: tuple[Tensor, list[str]] | None = None) -> dict[str, Any]:
+    """Share of images whose every attribute in `truth` (name -> canonical indices (N,)) reads as asked; with `by`
+    (a group index per image, the groups' names) also per group, under "by_group": which group fails."""
     seen = read_attributes(x, classifier, layout)
-    return {name: (seen[name] == values).float().mean().item() for name, values in truth.items()}
+    right = {name: (seen[name] == values).float() for name, values in truth.items()}
+    out: dict[str, Any] = {name: hit.mean().item() for name, hit in right.items()}
+    if by is not None:
+        group, names = by
+        out["by_group"] = {names[g]: {name: hit[group == g].mean().item() for name, hit in right.items()}
+                           for g in group.unique().tolist()}
+    return out

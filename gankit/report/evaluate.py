@@ -24,6 +24,7 @@ from ..data import ONE_PROCESS, Dataset, Shard, decode, load_caption_test, load_
     load_heldout_labelled, load_truth_pairs, read_npz, table_options
 from ..data.base import as_float
 from ..data.captions import ATTRIBUTES, Layout, other_captions
+from ..data.shapes import COLORS, SHAPES
 from ..data.tabular import table_rows
 from ..data.text import decode as decode_tokens
 from ..data.pairs import resize
@@ -294,7 +295,12 @@ def _attribute_accuracy(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
             fake = round_to_8bit(fake)
         real = as_float(data.x)
         truth = {name: data.attributes[name] for name in ATTRIBUTES}
-        values[key] = attribute_accuracy(fake, truth, classifier, layout)
+        # the unseen split per (colour, shape) pair: composition often fails on one pair only
+        pair = data.attributes["color"] * len(SHAPES) + data.attributes["shape"]
+        names = [f"{c} {s}" for c in COLORS for s in SHAPES]
+        values[key] = attribute_accuracy(fake, truth, classifier, layout, by=(pair, names) if unseen else None)
+        if unseen:
+            values[f"{key}_by_pair"] = values[key].pop("by_group")
         values[f"{key}_real"] = attribute_accuracy(real, truth, classifier, layout)
         if judged and matcher_card["vocab"] == vocab:
             others = [run.gen.data_kind.read_prompt(o, run.gen.spec)
