@@ -178,6 +178,7 @@ def test_position_and_background_readers_are_exact_on_real_images():
 
 
 def test_attribute_accuracy_by_group_names_the_pair_that_fails():
+    from gankit.data.captions import color_shape_pairs
     from gankit.metrics.attributes import attribute_accuracy
 
     data, _ = load_caption_test(EASY, 3, 120, unseen=True)
@@ -185,9 +186,8 @@ def test_attribute_accuracy_by_group_names_the_pair_that_fails():
     truth = {name: a[name].clone() for name in ATTRIBUTES}
     cross = a["shape"] == SHAPES.index("cross")
     truth["shape"][cross] = SHAPES.index("ring")  # ask the white crosses for rings: that pair alone reads wrong
-    pair = a["color"] * len(SHAPES) + a["shape"]
-    names = [f"{c} {s}" for c in COLORS for s in SHAPES]
-    acc = attribute_accuracy(as_float(data.x), truth, load_shapes_classifier()[0], Layout(0.3, 0.5), by=(pair, names))
+    acc = attribute_accuracy(as_float(data.x), truth, load_shapes_classifier()[0], Layout(0.3, 0.5),
+                             by=color_shape_pairs(a))
     by = acc["by_group"]
     assert set(by) == {"green triangle", "white cross"} and 0.2 < cross.float().mean() < 0.8
     assert by["white cross"]["shape"] == 0.0 and by["green triangle"]["shape"] >= 0.9

@@ -54,8 +54,13 @@ def caption(shape: int, color: int, position: int, background: int, template: in
     """The caption of one object (canonical indices) in paraphrase `template`; without its colour word when not
     `with_color` ("a star in the top left ..."), a caption still true of the image."""
     text = TEMPLATES[template] if with_color else TEMPLATES[template].replace("{c} ", "")
-    return text.format(c=COLORS[color], s=SHAPES[shape], p=PLACES[POSITIONS[position]],
-                                      b=BACKGROUNDS[background])
+    return text.format(c=COLORS[color], s=SHAPES[shape], p=PLACES[POSITIONS[position]], b=BACKGROUNDS[background])
+
+
+def color_shape_pairs(attributes: dict[str, Tensor]) -> tuple[Tensor, list[str]]:
+    """Each object's (colour, shape) pair as one index, and the names of all pairs ("green triangle")."""
+    return (attributes["color"] * len(SHAPES) + attributes["shape"],
+            [f"{c} {s}" for c in COLORS for s in SHAPES])
 
 
 def named(template: int) -> tuple[str, ...]:

@@ -23,8 +23,7 @@ from ..config import Config
 from ..data import ONE_PROCESS, Dataset, Shard, decode, load_caption_test, load_dataset, load_heldout, \
     load_heldout_labelled, load_truth_pairs, read_npz, table_options
 from ..data.base import as_float
-from ..data.captions import ATTRIBUTES, Layout, other_captions
-from ..data.shapes import COLORS, SHAPES
+from ..data.captions import ATTRIBUTES, Layout, color_shape_pairs, other_captions
 from ..data.tabular import table_rows
 from ..data.text import decode as decode_tokens
 from ..data.pairs import resize
@@ -296,9 +295,8 @@ def _attribute_accuracy(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
         real = as_float(data.x)
         truth = {name: data.attributes[name] for name in ATTRIBUTES}
         # the unseen split per (colour, shape) pair: composition often fails on one pair only
-        pair = data.attributes["color"] * len(SHAPES) + data.attributes["shape"]
-        names = [f"{c} {s}" for c in COLORS for s in SHAPES]
-        values[key] = attribute_accuracy(fake, truth, classifier, layout, by=(pair, names) if unseen else None)
+        by = color_shape_pairs(data.attributes) if unseen else None
+        values[key] = attribute_accuracy(fake, truth, classifier, layout, by=by)
         if unseen:
             values[f"{key}_by_pair"] = values[key].pop("by_group")
         values[f"{key}_real"] = attribute_accuracy(real, truth, classifier, layout)
