@@ -386,19 +386,23 @@ def test_both_players_read_the_caption(own):
         assert first == variant.G.body.z_chunks[0] + mu.shape[1]
 
 
-def test_bag_of_words_is_the_mean_word_embedding_and_carries_the_caption_alone():
+@pytest.mark.parametrize("mode", ["gru+bag", "bag"])
+def test_bag_of_words_is_the_mean_word_embedding_and_carries_the_caption_alone(mode):
     """Catches a bag path that counts padding, or that is built but never reaches the nets: with the GRU silenced
-    (zero weights give zero states) G and D must still read the caption through the bag."""
-    variant, batch, _ = _setup("text2img.bag_of_words=true", "text2img.own_encoder=true")
+    (zero weights give zero states) or absent, G and D must still read the caption through the bag."""
+    variant, batch, _ = _setup(f"text2img.encoder={mode}", "text2img.own_encoder=true")
+    gru = 16 if mode == "gru+bag" else 0
     for encoder in (variant.encoder, variant.g_encoder):
-        assert encoder.out_dim == 2 * 8 + 8
+        assert encoder.out_dim == gru + 8
+        assert (encoder.gru is None) == (mode == "bag")
         with torch.no_grad():
             words = encoder.embed(batch.text)
             n_words = (batch.text != 0).sum(1, keepdim=True)
-            assert torch.allclose(encoder(batch.text)[:, 16:], words.sum(1) / n_words, atol=1e-6)
-            for weight in encoder.gru.parameters():
-                weight.zero_()
-            assert encoder(batch.text)[:, :16].abs().max() == 0
+            assert torch.allclose(encoder(batch.text)[:, gru:], words.sum(1) / n_words, atol=1e-6)
+            if encoder.gru is not None:
+                for weight in encoder.gru.parameters():
+                    weight.zero_()
+                assert encoder(batch.text)[:, :gru].abs().max() == 0
     z = variant.noise(8, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert (_g(variant, z, batch.text) - _g(variant, z, batch.wrong[:, 0])).abs().mean() > 1e-3

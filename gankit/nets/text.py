@@ -1,7 +1,7 @@
 """Nets of a text-to-image GAN (GAN-INT-CLS, Reed et al. 2016; StackGAN's conditioning augmentation, Zhang et al.
 2017), on BigGAN's blocks.
 
-One text encoder (word embedding + bidirectional GRU) turns a caption into a sentence vector; both nets take sentence
+One text encoder (word embedding + bidirectional GRU, the mean of the word embeddings, or both) turns a caption into a sentence vector; both nets take sentence
 vectors (the variant decides who trains the encoder). G turns the sentence vector into a Gaussian (conditioning
 augmentation) and draws its condition from it; the condition feeds
 every conditional batch norm and, with the first noise chunk, the 4×4 input projection, where the layout is decided.
@@ -21,24 +21,30 @@ from .biggan import BigGANDiscriminator, BigGANGenerator
 
 
 class TextEncoder(nn.Module):
-    """Word ids (N, L), 0 padding, at least one word -> sentence vectors (N, out_dim): the final states of a
-    bidirectional GRU over the word embeddings, and with `bag` the mean of the word embeddings beside them (a path in
-    which each word's contribution adds up whatever its neighbours, so a pair of words never seen together still
-    reads as the sum of its parts)."""
+    """Word ids (N, L), 0 padding, at least one word -> sentence vectors (N, out_dim), read as `mode` says: "gru" the
+    final states of a bidirectional GRU over the word embeddings; "bag" the mean of the word embeddings (each word's
+    contribution adds up whatever its neighbours, so a pair of words never seen together reads as the sum of its
+    parts); "gru+bag" both, side by side."""
 
-    def __init__(self, vocab_size: int, embed_dim: int, hidden: int, bag: bool = False) -> None:
+    MODES = ("gru", "gru+bag", "bag")
+
+    def __init__(self, vocab_size: int, embed_dim: int, hidden: int, mode: str = "gru") -> None:
         super().__init__()
+        if mode not in self.MODES:
+            raise ValueError(f"text encoder mode {mode!r} is not one of {self.MODES}")
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
-        self.gru = nn.GRU(embed_dim, hidden, batch_first=True, bidirectional=True)
-        self.bag = bag
-        self.out_dim = 2 * hidden + (embed_dim if bag else 0)
+        self.gru = nn.GRU(embed_dim, hidden, batch_first=True, bidirectional=True) if "gru" in mode else None
+        self.bag = "bag" in mode
+        self.out_dim = (2 * hidden if self.gru is not None else 0) + (embed_dim if self.bag else 0)
 
     def forward(self, tokens: Tensor) -> Tensor:
         lengths = (tokens != 0).sum(1).clamp(min=1)
         words = self.embed(tokens)  # padding embeds to zeros
-        packed = pack_padded_sequence(words, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        _, last = self.gru(packed)  # (2, N, hidden): forward and backward directions
-        parts = [last[0], last[1]]
+        parts = []
+        if self.gru is not None:
+            packed = pack_padded_sequence(words, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            _, last = self.gru(packed)  # (2, N, hidden): forward and backward directions
+            parts += [last[0], last[1]]
         if self.bag:
             parts.append(words.sum(1) / lengths[:, None].to(words.dtype))
         return torch.cat(parts, dim=1)

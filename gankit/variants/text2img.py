@@ -13,6 +13,8 @@ that head reads the words of their captions: a signal about every word that depe
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -49,9 +51,10 @@ class Text2ImgConfig(Section):
     words: float = Field(0.0, ge=0, description="weight of the word-prediction terms: D reads which words a real "
                          "image's caption holds (multi-label, from its pooled features) and G must draw images from "
                          "which D reads its captions' words (0: off)")
-    bag_of_words: bool = Field(False, description="both text encoders add the mean of their word embeddings to the "
-                               "GRU's final states: an additive path by which an unseen pair of words reads as the "
-                               "sum of its parts (docs/text2img.md)")
+    encoder: Literal["gru", "gru+bag", "bag"] = Field("gru", description="how both text encoders read a caption: "
+                                                      "the final states of a bidirectional GRU, the mean of the word "
+                                                      "embeddings (bag: an unseen pair of words reads as the sum of "
+                                                      "its parts), or both side by side (docs/text2img.md)")
     own_encoder: bool = Field(False, description="G reads captions through a text encoder of its own, trained by "
                               "G's loss (as BigGAN's G trains its class embedding); false: G reads D's encoder's "
                               "vectors, detached")
@@ -77,8 +80,8 @@ class Text2Img(Variant):
         o, m = self.options, cfg.model
         channels, side = spec["shape"][0], spec["shape"][-1]
         vocab = len(spec["text"]["vocab"])
-        self.encoder = TextEncoder(vocab, o.embed_dim, o.text_dim, o.bag_of_words)
-        self.g_encoder = TextEncoder(vocab, o.embed_dim, o.text_dim, o.bag_of_words) if o.own_encoder else None
+        self.encoder = TextEncoder(vocab, o.embed_dim, o.text_dim, o.encoder)
+        self.g_encoder = TextEncoder(vocab, o.embed_dim, o.text_dim, o.encoder) if o.own_encoder else None
         try:
             self.G = TextGenerator(self.encoder.out_dim, m.z_dim, channels, side, m.width, m.shared_dim, m.attention)
             self.D = TextDiscriminator(self.encoder.out_dim, channels, side, m.width, o.joint_dim, m.attention)
