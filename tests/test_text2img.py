@@ -18,7 +18,7 @@ from gankit.metrics.attributes import read_attributes
 from gankit.metrics.shapes_classifier import load_shapes_classifier
 from gankit.train import load
 from gankit.variants import Context, build_variant, resolve
-from gankit.variants.text2img import FAKE
+from gankit.variants.text2img import FAKE, Text2ImgConfig
 
 TINY = ["data.n=256", "model.width=8", "model.z_dim=16", "model.shared_dim=16", "text2img.embed_dim=8",
         "text2img.text_dim=8", "text2img.joint_dim=8", "train.batch_size=8"]
@@ -407,6 +407,13 @@ def test_bag_of_words_is_the_mean_word_embedding_and_carries_the_caption_alone(m
     with torch.no_grad():
         assert (_g(variant, z, batch.text) - _g(variant, z, batch.wrong[:, 0])).abs().mean() > 1e-3
         assert (_d(variant, batch.x, batch.text) - _d(variant, batch.x, batch.wrong[:, 0])).abs().mean() > 1e-4
+
+
+def test_runs_saved_with_the_bag_of_words_switch_still_load():
+    """Catches a rename that breaks `--resume` and eval of runs saved before `text2img.encoder` existed."""
+    assert Text2ImgConfig.model_validate({"bag_of_words": True}).encoder == "gru+bag"
+    assert Text2ImgConfig.model_validate({"bag_of_words": False}).encoder == "gru"
+    assert Text2ImgConfig.model_validate({"encoder": "bag"}).encoder == "bag"
 
 
 # ----------------------------------------------------------------------------------------------- runs

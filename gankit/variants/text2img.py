@@ -17,7 +17,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from .. import losses
@@ -58,6 +58,16 @@ class Text2ImgConfig(Section):
     own_encoder: bool = Field(False, description="G reads captions through a text encoder of its own, trained by "
                               "G's loss (as BigGAN's G trains its class embedding); false: G reads D's encoder's "
                               "vectors, detached")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bag_of_words(cls, values: object) -> object:
+        """Runs saved before `encoder` existed hold `bag_of_words: bool` (true was "gru+bag"): read them the same."""
+        if isinstance(values, dict) and "bag_of_words" in values:
+            values = dict(values)
+            old = values.pop("bag_of_words")
+            values.setdefault("encoder", "gru+bag" if old in (True, "true", "True") else "gru")
+        return values
 
 
 @register_variant("text2img")
