@@ -1,9 +1,9 @@
 """Nets of a text-to-image GAN (GAN-INT-CLS, Reed et al. 2016; StackGAN's conditioning augmentation, Zhang et al.
 2017), on BigGAN's blocks.
 
-One text encoder (word embedding + bidirectional GRU, the mean of the word embeddings, or both) turns a caption into a sentence vector; both nets take sentence
-vectors (the variant decides who trains the encoder). G turns the sentence vector into a Gaussian (conditioning
-augmentation) and draws its condition from it; the condition feeds
+One text encoder (word embedding + bidirectional GRU, the mean of the word embeddings, or both) turns a caption into
+a sentence vector; both nets take sentence vectors (the variant decides who trains the encoder). G turns the
+sentence vector into a Gaussian (conditioning augmentation) and draws its condition from it; the condition feeds
 every conditional batch norm and, with the first noise chunk, the 4×4 input projection, where the layout is decided.
 D's text vector is projected on its pooled features (Miyato & Koyama's projection: *what*) and tiled over its last
 4×4 feature map and judged jointly with it (GAN-INT-CLS: *where*); an unconditional head sits beside them.

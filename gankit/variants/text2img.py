@@ -72,9 +72,10 @@ class Text2ImgConfig(Section):
 
 @register_variant("text2img")
 class Text2Img(Variant):
-    """G(z, caption) and D(x, caption) reading captions through GRU text encoders: D's, trained by D's loss, and
-    with `own_encoder` G's, trained by G's loss (else G reads D's vectors, detached); `model.z_dim`, `model.width`,
-    `model.attention` size BigGAN's nets and `model.shared_dim` the text condition G's batch norms take."""
+    """G(z, caption) and D(x, caption) reading captions through text encoders (`encoder`: a GRU, the mean word
+    embedding or both): D's, trained by D's loss, and with `own_encoder` G's, trained by G's loss (else G reads D's
+    vectors, detached); `model.z_dim`, `model.width`, `model.attention` size BigGAN's nets and `model.shared_dim`
+    the text condition G's batch norms take."""
 
     Config = Text2ImgConfig
     sampling = frozenset({"truncation", "inputs", "prompt"})
