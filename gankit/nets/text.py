@@ -11,6 +11,8 @@ D's text vector is projected on its pooled features (Miyato & Koyama's projectio
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -20,18 +22,19 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from .biggan import BigGANDiscriminator, BigGANGenerator
 
 
+TextMode = Literal["gru", "gru+bag", "bag"]  # how a TextEncoder reads a caption
+
+
 class TextEncoder(nn.Module):
     """Word ids (N, L), 0 padding, at least one word -> sentence vectors (N, out_dim), read as `mode` says: "gru" the
     final states of a bidirectional GRU over the word embeddings; "bag" the mean of the word embeddings (each word's
     contribution adds up whatever its neighbours, so a pair of words never seen together reads as the sum of its
     parts); "gru+bag" both, side by side."""
 
-    MODES = ("gru", "gru+bag", "bag")
-
-    def __init__(self, vocab_size: int, embed_dim: int, hidden: int, mode: str = "gru") -> None:
+    def __init__(self, vocab_size: int, embed_dim: int, hidden: int, mode: TextMode = "gru") -> None:
         super().__init__()
-        if mode not in self.MODES:
-            raise ValueError(f"text encoder mode {mode!r} is not one of {self.MODES}")
+        if mode not in get_args(TextMode):
+            raise ValueError(f"text encoder mode {mode!r} is not one of {get_args(TextMode)}")
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         self.gru = nn.GRU(embed_dim, hidden, batch_first=True, bidirectional=True) if "gru" in mode else None
         self.bag = "bag" in mode

@@ -13,8 +13,6 @@ that head reads the words of their captions: a signal about every word that depe
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
@@ -26,7 +24,7 @@ from ..data import CaptionBatch
 from ..data.captions import random_captions, tokenize
 from ..errors import UserError
 from ..metrics.diversity import diversity_ratio
-from ..nets.text import TextDiscriminator, TextEncoder, TextGenerator
+from ..nets.text import TextDiscriminator, TextEncoder, TextGenerator, TextMode
 from .base import Context, Group, Phase, Request, Variant, adversarial_groups
 from .registry import register_variant
 
@@ -51,10 +49,9 @@ class Text2ImgConfig(Section):
     words: float = Field(0.0, ge=0, description="weight of the word-prediction terms: D reads which words a real "
                          "image's caption holds (multi-label, from its pooled features) and G must draw images from "
                          "which D reads its captions' words (0: off)")
-    encoder: Literal["gru", "gru+bag", "bag"] = Field("gru", description="how both text encoders read a caption: "
-                                                      "the final states of a bidirectional GRU, the mean of the word "
-                                                      "embeddings (bag: an unseen pair of words reads as the sum of "
-                                                      "its parts), or both side by side (docs/text2img.md)")
+    encoder: TextMode = Field("gru", description="how both text encoders read a caption: the final states of a "
+                              "bidirectional GRU, the mean of the word embeddings (bag: an unseen pair of words reads "
+                              "as the sum of its parts), or both side by side (docs/text2img.md)")
     own_encoder: bool = Field(False, description="G reads captions through a text encoder of its own, trained by "
                               "G's loss (as BigGAN's G trains its class embedding); false: G reads D's encoder's "
                               "vectors, detached")
