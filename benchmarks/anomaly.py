@@ -10,10 +10,13 @@ images and score a held-out test set of every class:
   from the seed train, 1,000 fresh objects from seed + 7,919 test.
 
 Baselines on the pixels (scikit-learn): PCA reconstruction error (components keeping 90 % of the variance), Gaussian
-KDE on 20 PCA components (bandwidth by Scott's rule), IsolationForest, one-class SVM (RBF, ν = 0.1). gankit: a DCGAN
-trained on the normal images (`data.name=npz`), scored by `gankit.anomaly.anomaly_scores` (latent search, pixel +
-D-feature residual), with the latent found by search or by f-AnoGAN's izi_f encoder, and GANomaly trained on the same
-images (latent distance); `gankit_auroc_*` is the best of the three means. AUROC per run; means over classes and seeds.
+KDE on 20 PCA components (bandwidth by Scott's rule), IsolationForest, one-class SVM (RBF, ν = 0.1), and the mean
+distance to the 5 nearest normal training images. gankit: a DCGAN trained on the normal images (`data.name=npz`),
+scored by `gankit.anomaly.anomaly_scores` (latent search, pixel + D-feature residual), with the latent found by search
+or by f-AnoGAN's izi_f encoder, and by `gankit.anomaly.neighbour_scores` (the same 5 nearest neighbours in D's
+features), and GANomaly trained on the same images (latent distance); `gankit_auroc_*` is the best of the four means.
+A control that is not counted: the neighbour score in the features of the same D re-initialised (untrained), which
+says how much of that score the adversarial training earns. AUROC per run; means over classes and seeds.
 
     python benchmarks/anomaly.py --quick          # class 0 only, one seed, 300 GAN steps: a few minutes
     python benchmarks/anomaly.py                  # every class, 3 seeds, 1,500 GAN steps: hours on 2 cores
@@ -37,14 +40,16 @@ from sklearn.neighbors import KernelDensity
 from sklearn.svm import OneClassSVM
 
 import gankit
-from gankit.anomaly import anomaly_scores, discriminator, run_encoder
+from gankit.anomaly import NEIGHBOURS, anomaly_scores, discriminator, neighbour_scores, run_encoder
 from gankit.config import DataConfig
 from gankit.data import load_dataset
 from gankit.train import Trainer
+from gankit.variants.registry import build_variant
 
 PRESETS = {"digits": "digits-dcgan", "shapes": "shapes-dcgan"}
-BASELINES = ("pca", "kde", "iforest", "ocsvm")
-SCORERS = ("gankit_search", "gankit_encoder", "gankit_ganomaly")
+BASELINES = ("pca", "kde", "iforest", "ocsvm", "pixel_knn")
+SCORERS = ("gankit_search", "gankit_encoder", "gankit_knn", "gankit_ganomaly")
+CONTROLS = ("untrained_d_knn",)
 SHAPES_TRAIN, SHAPES_TEST = 6000, 1000
 
 
@@ -75,14 +80,17 @@ def baselines(train: np.ndarray, test: np.ndarray, anomalous: np.ndarray, seed: 
     kde = KernelDensity(bandwidth=float(za.std() * len(za) ** (-1 / (za.shape[1] + 4)))).fit(za)
     forest = IsolationForest(random_state=seed).fit(a)
     svm = OneClassSVM(nu=0.1, gamma="scale").fit(a)
+    near = torch.cdist(torch.from_numpy(b).double(), torch.from_numpy(a).double())
     scores = {"pca": rec, "kde": -kde.score_samples(zb), "iforest": -forest.score_samples(b),
-              "ocsvm": -svm.score_samples(b)}
+              "ocsvm": -svm.score_samples(b),
+              "pixel_knn": near.topk(NEIGHBOURS, dim=1, largest=False).values.mean(1).numpy()}
     return {k: float(roc_auc_score(anomalous, v)) for k, v in scores.items()}
 
 
 def gan_auroc(name: str, train: np.ndarray, test: np.ndarray, anomalous: np.ndarray, seed: int, steps: int,
               root: Path) -> dict[str, float]:
-    """AUROC of the latent-search score and of the izi_f-encoder score of one DCGAN trained on `train`."""
+    """AUROC of the latent-search, izi_f-encoder and D-feature neighbour scores of one DCGAN trained on `train`, of
+    the neighbour score with that D untrained, and of GANomaly trained on `train`."""
     tag = f"{name}-{seed}-{len(list(root.glob('run-*')))}"  # one run per (class, protocol)
     path = root / f"{tag}.npz"
     np.savez(path, samples=train)
@@ -98,6 +106,11 @@ def gan_auroc(name: str, train: np.ndarray, test: np.ndarray, anomalous: np.ndar
     searched = time.perf_counter()
     encoded = anomaly_scores(gen, x, critic, encoder=run_encoder(gen, run, critic)).score.numpy()
     encoder_done = time.perf_counter()
+    normal = torch.from_numpy(train)
+    near = neighbour_scores(critic, normal, x).score.numpy()
+    torch.manual_seed(seed)
+    untrained = neighbour_scores(build_variant(cfg, gen.spec).eval(), normal, x).score.numpy()
+    near_done = time.perf_counter()
     gano_cfg = gankit.load_config("digits-ganomaly", [f"seed={seed}", "data.name=npz", f"data.path={path}",
                                                       "data.normal=null", f"data.resolution={train.shape[-1]}",
                                                       f"train.steps={steps}",
@@ -106,9 +119,11 @@ def gan_auroc(name: str, train: np.ndarray, test: np.ndarray, anomalous: np.ndar
     gano = anomaly_scores(gankit.load(root / f"gano-{tag}"), x).score.numpy()
     return {"gankit_search": float(roc_auc_score(anomalous, search)),
             "gankit_encoder": float(roc_auc_score(anomalous, encoded)),
-            "gankit_ganomaly": float(roc_auc_score(anomalous, gano)), "train_seconds": trained - start,
+            "gankit_knn": float(roc_auc_score(anomalous, near)),
+            "gankit_ganomaly": float(roc_auc_score(anomalous, gano)),
+            "untrained_d_knn": float(roc_auc_score(anomalous, untrained)), "train_seconds": trained - start,
             "search_seconds": searched - trained, "encoder_seconds": encoder_done - searched,
-            "ganomaly_seconds": time.perf_counter() - encoder_done}
+            "knn_seconds": near_done - encoder_done, "ganomaly_seconds": time.perf_counter() - near_done}
 
 
 def main() -> None:
@@ -137,21 +152,21 @@ def main() -> None:
                         row.update(gan_auroc(name, xa[normal], xb, anomalous, seed, args.steps, Path(tmp)))
                         rows.append(row)
                         print(f"{name:6} {protocol:13} {names[c]:8} seed {seed}: " + ", ".join(
-                            f"{k} {row[k]:.3f}" for k in (*SCORERS, *BASELINES)), flush=True)
+                            f"{k} {row[k]:.3f}" for k in (*SCORERS, *BASELINES, *CONTROLS)), flush=True)
     methods = BASELINES
     summary = {}
     print(f"\n{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, GAN steps "
           f"{args.steps}{', quick' if args.quick else ''}")
-    print(f"{'set':7} {'protocol':14} {'search':>7} {'encoder':>8} {'ganomaly':>8} "
-          + " ".join(f"{m:>8}" for m in methods))
+    columns = (*SCORERS, *methods, *CONTROLS)
+    print(f"{'set':7} {'protocol':14} " + " ".join(f"{m:>15}" for m in columns))
     for name in args.sets.split(","):
         for protocol in ("one_class", "one_anomalous"):
             mine = [r for r in rows if r["set"] == name and r["protocol"] == protocol]
-            means = {m: float(np.mean([r[m] for r in mine])) for m in (*SCORERS, *methods)}
+            means = {m: float(np.mean([r[m] for r in mine])) for m in columns}
             summary[f"gankit_auroc_{name}_{protocol}"] = round(max(means[m] for m in SCORERS), 4)
             summary[f"best_baseline_auroc_{name}_{protocol}"] = round(max(means[m] for m in methods), 4)
-            print(f"{name:7} {protocol:14} {means['gankit_search']:>7.3f} {means['gankit_encoder']:>8.3f} "
-                  f"{means['gankit_ganomaly']:>8.3f} " + " ".join(f"{means[m]:>8.3f}" for m in methods))
+            summary[f"untrained_d_knn_auroc_{name}_{protocol}"] = round(means["untrained_d_knn"], 4)
+            print(f"{name:7} {protocol:14} " + " ".join(f"{means[m]:>15.3f}" for m in columns))
     print(json.dumps({"quick": args.quick, "steps": args.steps, "seeds": args.seeds, **summary, "rows": rows}))
 
 

@@ -9,6 +9,9 @@ gankit.edit.invert (best of a random pool, then Adam on the pixel error), and th
 
 with f_D the features of D's last convolution block, taken from the run's newest checkpoint (κ = 0 when the run has
 none, or its D judges images with their class). Higher means more anomalous.
+
+`neighbour_scores` needs no redraw: the mean distance, in the same D features, to the k nearest normal training
+images (kNN on learnt features, as Bergman et al. 2020 do with pretrained ones).
 """
 
 from __future__ import annotations
@@ -34,14 +37,16 @@ KAPPA = 0.1  # f-AnoGAN's weight of the feature residual
 STEPS = 100  # inversion steps per image: AnoGAN's search, shortened (the ranking settles early)
 ENCODER_STEPS = 1500  # f-AnoGAN's izi_f encoder: Adam steps on batches of the normal training images
 CACHE = "anomaly"  # RUN/anomaly/encoder.{safetensors,json}
+NEIGHBOURS = 5  # k of the nearest-neighbour score
 
 
 @dataclass
 class Scores:
-    """Per image: the anomaly score and its two residuals (N,), and how they were made."""
+    """Per image: the anomaly score and its two residuals (N,) (None where the score has none), and how they were
+    made."""
 
     score: Tensor
-    pixel: Tensor
+    pixel: Tensor | None
     features: Tensor | None
     protocol: dict
 
@@ -72,7 +77,7 @@ def anomaly_scores(gen: Generator, x: Tensor, critic: Variant | None = None, kap
             own = torch.cat([gen.variant.anomaly_score(part).cpu() for part in x.split(256)])
         if advance is not None:
             advance(len(x))
-        return Scores(own, own, None, {"latent": "the model's own score", "normal": gen.spec.get("normal")})
+        return Scores(own, None, None, {"latent": "the model's own score", "normal": gen.spec.get("normal")})
     if encoder is not None:
         with torch.no_grad():
             redrawn = torch.cat([gen.generate(encoder(part.to(gen.device)).cpu()) for part in x.split(256)])
@@ -136,18 +141,44 @@ def run_encoder(gen: Generator, run_dir: Path, critic: Variant | None, kappa: fl
                 advance=None) -> nn.Module:
     """The run's izi_f encoder: read from RUN/anomaly/ when trained for these weights and κ, else trained on the
     run's (normal) training images and saved."""
-    if not (run_dir / "config.yaml").is_file():
-        raise UserError(f"{run_dir} has no config.yaml, so its training images are unknown",
-                        "score without --encoder (the latent search needs no training)")
     channels, side, _ = gen.spec["shape"]
 
     def train() -> tuple[nn.Module, dict]:
-        cfg = resolve(str(run_dir / "config.yaml"))[0]
-        data = load_dataset(cfg.data, cfg.seed)
-        return train_encoder(gen, critic, data.take(torch.arange(len(data)))[0], kappa, advance=advance)
+        return train_encoder(gen, critic, training_images(run_dir), kappa, advance=advance)
 
     return cached_module(run_dir / CACHE / "encoder", {"fingerprint": gen.weights_sha256(), "kappa": kappa},
                          lambda meta: DCGANEncoder(channels, side, gen.variant.z_dim), train).to(gen.device).eval()
+
+
+def training_images(run_dir: Path) -> Tensor:
+    """The run's (normal) training images, re-read from its config.yaml."""
+    if not (run_dir / "config.yaml").is_file():
+        raise UserError(f"{run_dir} has no config.yaml, so its training images are unknown",
+                        "score by the latent search (no --encoder, no --knn): it needs no training images")
+    cfg = resolve(str(run_dir / "config.yaml"))[0]
+    data = load_dataset(cfg.data, cfg.seed)
+    return data.take(torch.arange(len(data)))[0]
+
+
+@torch.no_grad()
+def neighbour_scores(critic: Variant, normal: Tensor, x: Tensor, k: int = NEIGHBOURS, advance=None) -> Scores:
+    """Scores of images x: the mean Euclidean distance of f_D(x) to the features of its k nearest images among
+    `normal` (the normal training images). One pass of D, no generator."""
+    if not 1 <= k <= len(normal):
+        raise UserError(f"--knn {k}: the run has {len(normal)} normal training images",
+                        f"give k from 1 to {len(normal)}")
+
+    def features(images: Tensor) -> Tensor:
+        return torch.cat([critic.features(part.to(critic.device)).double().cpu() for part in images.split(256)])
+
+    bank, parts = features(normal), []
+    for part in x.split(256):
+        parts.append(torch.cdist(features(part), bank).topk(k, dim=1, largest=False).values.mean(1))
+        if advance is not None:
+            advance(len(part))
+    return Scores(torch.cat(parts).float(), None, None, {"latent": "none: nearest neighbours in D's features",
+                                                        "k": k, "bank": len(normal), "distance": "Euclidean",
+                                                        "features": "D's last block, newest checkpoint"})
 
 
 def auroc(scores: Tensor, anomalous: Tensor) -> float:
@@ -167,8 +198,8 @@ def write_scores(path: Path, names: list[str], scores: Scores, labels: list[str]
         writer.writerow(["input", "score", "pixel_residual", "feature_residual"]
                         + (["label", "anomalous"] if labels is not None else []))
         for i, name in enumerate(names):
-            row = [name, f"{float(scores.score[i]):.6g}", f"{float(scores.pixel[i]):.6g}",
-                   "" if scores.features is None else f"{float(scores.features[i]):.6g}"]
+            row = [name, f"{float(scores.score[i]):.6g}",
+                   *("" if part is None else f"{float(part[i]):.6g}" for part in (scores.pixel, scores.features))]
             if labels is not None:
                 row += [labels[i], int(anomalous[i])]
             writer.writerow(row)

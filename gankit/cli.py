@@ -805,9 +805,12 @@ def score(
     encoder: bool = typer.Option(False, "--encoder", help="Find each latent in one pass with f-AnoGAN's encoder "
                                  "(trained on the run's training images the first time, kept in RUN/anomaly/) "
                                  "instead of searching."),
+    knn: int = typer.Option(0, "--knn", min=0, help="Score by the mean distance to the K nearest normal training "
+                            "images in D's features instead (no redraw; 5 in docs/applications.md); 0: off."),
 ) -> None:
-    """Anomaly scores: how badly a GAN trained on normal images redraws each input (AnoGAN search, f-AnoGAN score).
-    Labelled inputs also get the AUROC, anomalies being the classes outside the run's data.normal."""
+    """Anomaly scores: how badly a GAN trained on normal images redraws each input (AnoGAN search, f-AnoGAN score),
+    or how far each input lies from the normal images in D's features (--knn). Labelled inputs also get the AUROC,
+    anomalies being the classes outside the run's data.normal."""
     import torch
 
     from . import anomaly
@@ -819,6 +822,8 @@ def score(
         raise UserError(f"--out {out}: scores are written as .csv", "give --out FILE.csv")
     if roc is not None and roc.suffix.lower() != ".png":
         raise UserError(f"--roc {roc}: the ROC curve is a PNG", "give --roc FILE.png")
+    if knn and encoder:
+        raise UserError("--knn and --encoder are two ways to score", "give one of them")
     gen = load(run)
     normal = gen.spec.get("normal")
     if not inputs.exists():
@@ -842,14 +847,22 @@ def score(
     from .metrics import progress_bar
 
     anomaly.check_model(gen)
-    critic = anomaly.discriminator(run) if kappa else None
-    net = None
-    if encoder:
-        with progress_bar("training the encoder", None if (run / "anomaly" / "encoder.json").is_file()
-                          else anomaly.ENCODER_STEPS, minimum=1) as advance:
-            net = anomaly.run_encoder(gen, run, critic, kappa, advance=advance)
-    with progress_bar("scoring", len(x), minimum=8) as advance:
-        result = anomaly.anomaly_scores(gen, x, critic, kappa, steps, advance=advance, encoder=net)
+    critic = anomaly.discriminator(run) if kappa or knn else None
+    if knn:
+        if critic is None:
+            raise UserError(f"--knn needs the D of {run}'s newest checkpoint, judging images alone",
+                            "use a run directory that kept its checkpoints, of a model without classes")
+        normal_images = anomaly.training_images(run)
+        with progress_bar("scoring", len(x), minimum=8) as advance:
+            result = anomaly.neighbour_scores(critic, normal_images, x, knn, advance=advance)
+    else:
+        net = None
+        if encoder:
+            with progress_bar("training the encoder", None if (run / "anomaly" / "encoder.json").is_file()
+                              else anomaly.ENCODER_STEPS, minimum=1) as advance:
+                net = anomaly.run_encoder(gen, run, critic, kappa, advance=advance)
+        with progress_bar("scoring", len(x), minimum=8) as advance:
+            result = anomaly.anomaly_scores(gen, x, critic, kappa, steps, advance=advance, encoder=net)
     anomaly.write_scores(out, names, result, labels, flags)
     message = f"scored {len(x)} image{'s' * (len(x) != 1)} to {out}"
     if mixed:

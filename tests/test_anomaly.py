@@ -164,3 +164,65 @@ def test_eval_reports_the_auroc_on_every_class_for_a_model_of_normal_data(normal
 def test_images_of_the_wrong_size_are_refused(normal3):
     with pytest.raises(anomaly.UserError, match="the model takes"):
         anomaly.anomaly_scores(load(normal3), torch.zeros(2, 1, 32, 32))
+
+
+def test_neighbour_scores_are_the_mean_distance_to_the_k_nearest_normal_images_in_d_features(normal3):
+    """Catches a bank that is not the normal images, the farthest neighbours taken, k ignored or features dropped."""
+    critic = anomaly.discriminator(normal3)
+    normal = anomaly.training_images(normal3)
+    assert len(normal) > 100 and normal.shape[1:] == (1, 16, 16)
+    x = torch.cat([normal[:3], torch.rand(3, 1, 16, 16) * 2 - 1])
+    scores = anomaly.neighbour_scores(critic, normal, x, k=4)
+    with torch.no_grad():
+        distances = torch.cdist(critic.features(x).double(), critic.features(normal).double())
+    expected = distances.sort(dim=1).values[:, :4].mean(1)
+    assert torch.allclose(scores.score.double(), expected, rtol=1e-5)
+    nearest = anomaly.neighbour_scores(critic, normal, x, k=1).score
+    assert nearest[:3].abs().max() < 1e-3 and (nearest[3:] > 1e-2).all()  # a normal image is its own neighbour
+    assert scores.pixel is None and scores.features is None and scores.protocol["k"] == 4
+
+
+def test_noise_lies_farther_from_the_normal_images_than_held_out_normal_ones(normal3):
+    """Catches a flipped sign: the score must rank noise above unseen 3s."""
+    critic = anomaly.discriminator(normal3)
+    normal = anomaly.training_images(normal3)
+    held_out = normal[-8:] + 0.05 * torch.randn(8, 1, 16, 16)
+    noise = torch.rand(8, 1, 16, 16) * 2 - 1
+    scores = anomaly.neighbour_scores(critic, normal[:-8], torch.cat([held_out, noise]))
+    assert anomaly.auroc(scores.score, torch.tensor([False] * 8 + [True] * 8)) == 1.0
+
+
+def test_score_by_neighbours_from_the_cli_leaves_the_residual_columns_empty(normal3, tmp_path, cli):
+    data = load_dataset(DataConfig(name="digits", resolution=16))
+    rows = torch.cat([(data.y == 3).nonzero().flatten()[:4], (data.y == 7).nonzero().flatten()[:4]])
+    np.savez(tmp_path / "x.npz", samples=data.x[rows].numpy(), labels=data.y[rows].numpy())
+    code, _, err = cli("score", str(normal3), str(tmp_path / "x.npz"), "--out", str(tmp_path / "s.csv"),
+                       "--knn", "5")
+    assert code == 0 and "AUROC" in err, err
+    with open(tmp_path / "s.csv") as f:
+        got = list(csv.DictReader(f))
+    assert [r["anomalous"] for r in got] == ["0"] * 4 + ["1"] * 4
+    assert all(r["pixel_residual"] == "" and r["feature_residual"] == "" for r in got)
+    critic = anomaly.discriminator(normal3)
+    expected = anomaly.neighbour_scores(critic, anomaly.training_images(normal3), data.x[rows].float(), 5).score
+    assert np.allclose([float(r["score"]) for r in got], expected.numpy(), rtol=1e-4)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--knn", "5", "--encoder"], "two ways to score"),
+    (["--knn", "100000"], "normal training images"),
+])
+def test_bad_neighbour_requests_exit_2_and_write_nothing(args, message, normal3, tmp_path, cli):
+    np.savez(tmp_path / "x.npz", samples=np.zeros((2, 1, 16, 16), np.float32))
+    code, _, err = cli("score", str(normal3), str(tmp_path / "x.npz"), "--out", str(tmp_path / "s.csv"), *args)
+    assert code == 2 and message in err and not (tmp_path / "s.csv").exists()
+
+
+def test_neighbours_need_a_run_with_its_d(normal3, tmp_path, cli):
+    import shutil
+
+    shutil.copytree(normal3 / "model", tmp_path / "model")  # an exported model keeps G only
+    np.savez(tmp_path / "x.npz", samples=np.zeros((2, 1, 16, 16), np.float32))
+    code, _, err = cli("score", str(tmp_path / "model"), str(tmp_path / "x.npz"), "--out", str(tmp_path / "s.csv"),
+                       "--knn", "5")
+    assert code == 2 and "--knn needs the D" in err and not (tmp_path / "s.csv").exists()
