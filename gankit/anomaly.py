@@ -165,7 +165,7 @@ def neighbour_scores(critic: Variant, normal: Tensor, x: Tensor, k: int = NEIGHB
     """Scores of images x: the mean Euclidean distance of f_D(x) to the features of its k nearest images among
     `normal` (the normal training images). One pass of D, no generator."""
     if not 1 <= k <= len(normal):
-        raise UserError(f"--knn {k}: the run has {len(normal)} normal training images",
+        raise UserError(f"k = {k} neighbours (--knn) asked of {len(normal)} normal training images",
                         f"give k from 1 to {len(normal)}")
 
     def features(images: Tensor) -> Tensor:
