@@ -792,7 +792,8 @@ def serve(
 
 
 @app.command(epilog=_examples("gankit score runs/normal3 test/ --out scores.csv",
-                              "gankit score runs/normal3 test/ --out scores.csv --roc roc.png"))
+                              "gankit score runs/normal3 test/ --out scores.csv --roc roc.png",
+                              "gankit score runs/normal3 test/ --out scores.csv --knn 5"))
 def score(
     run: Path = typer.Argument(..., help="Run of a model trained on normal images only (data.normal=...)."),
     inputs: Path = typer.Argument(..., help="An image, a folder of images (sub-folders named after classes label "
