@@ -20,6 +20,7 @@ says how much of that score the adversarial training earns. AUROC per run; means
 
     python benchmarks/anomaly.py --quick          # class 0 only, one seed, 300 GAN steps: a few minutes
     python benchmarks/anomaly.py                  # every class, 3 seeds, 1,500 GAN steps: hours on 2 cores
+    python benchmarks/anomaly.py --sets shapes --first-seed 1 --seeds 2   # seeds 1 and 2 only
 """
 
 from __future__ import annotations
@@ -130,6 +131,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", default="shapes,digits")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds run are first-seed .. first-seed + seeds - 1 (to split a long run)")
     parser.add_argument("--classes", default="all", help="'all' or comma-separated class indices")
     parser.add_argument("--steps", type=int, default=1500, help="GAN training steps per model")
     parser.add_argument("--quick", action="store_true", help="class 0, one seed, 300 GAN steps")
@@ -141,7 +144,7 @@ def main() -> None:
         for name in args.sets.split(","):
             names = data_names(name)
             classes = range(len(names)) if args.classes == "all" else [int(c) for c in args.classes.split(",")]
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 xa, ya, xb, yb = split(name, seed)
                 for c in classes:
                     for protocol in ("one_class", "one_anomalous"):
@@ -167,7 +170,7 @@ def main() -> None:
             summary[f"best_baseline_auroc_{name}_{protocol}"] = round(max(means[m] for m in methods), 4)
             summary[f"untrained_d_knn_auroc_{name}_{protocol}"] = round(means["untrained_d_knn"], 4)
             print(f"{name:7} {protocol:14} " + " ".join(f"{means[m]:>15.3f}" for m in columns))
-    print(json.dumps({"quick": args.quick, "steps": args.steps, "seeds": args.seeds, **summary, "rows": rows}))
+    print(json.dumps({"quick": args.quick, "steps": args.steps, "seeds": args.seeds, "first_seed": args.first_seed, **summary, "rows": rows}))
 
 
 if __name__ == "__main__":
