@@ -170,7 +170,8 @@ def main() -> None:
             summary[f"best_baseline_auroc_{name}_{protocol}"] = round(max(means[m] for m in methods), 4)
             summary[f"untrained_d_knn_auroc_{name}_{protocol}"] = round(means["untrained_d_knn"], 4)
             print(f"{name:7} {protocol:14} " + " ".join(f"{means[m]:>15.3f}" for m in columns))
-    print(json.dumps({"quick": args.quick, "steps": args.steps, "seeds": args.seeds, "first_seed": args.first_seed, **summary, "rows": rows}))
+    print(json.dumps({"quick": args.quick, "steps": args.steps, "seeds": args.seeds, "first_seed": args.first_seed,
+                      **summary, "rows": rows}))
 
 
 if __name__ == "__main__":
