@@ -309,6 +309,35 @@ def test_extra_terms_are_added_to_both_players_with_their_weight(key, term):
     assert g_both.item() == pytest.approx((g_plain + 2 * term(both, fake, batch.text)).item(), rel=1e-5)
 
 
+def test_interpolation_adds_the_game_on_midpoint_captions_to_g_with_its_weight():
+    """Catches GAN-INT's term dropped, unweighted or of the wrong sign, G drawing for unmixed captions, and D judging
+    the midpoint images with other text than the midpoint of its own vectors."""
+    plain, batch, _ = _setup()
+    both, _, _ = _setup("text2img.interpolate=2")
+    for variant in (plain, both):
+        variant.D.eval()
+    ctx_plain, ctx_both = Context(), Context()
+    for variant, ctx in ((plain, ctx_plain), (both, ctx_both)):
+        torch.manual_seed(1)
+        variant.loss("D", batch, ctx)
+    g_plain, _ = plain.loss("G", batch, ctx_plain)
+    torch.manual_seed(2)
+    g_both, scalars = both.loss("G", batch, ctx_both)
+    pairs = batch.text.roll(1, 0)  # each caption with its neighbour, for the first half of the batch
+    g_mid = 0.5 * (both.g_reader(batch.text) + both.g_reader(pairs))[:4]
+    d_mid = 0.5 * (both.encoder(batch.text) + both.encoder(pairs))[:4]
+    torch.manual_seed(2)  # the same noise as the G step's
+    fake = both.fakes(g_mid)[0]
+    between = losses.game("hinge").g(both.D(fake, d_mid))
+    assert g_both.item() == pytest.approx((g_plain + 2 * between).item(), rel=1e-5)
+    assert scalars["g_between"].item() == pytest.approx(between.item(), rel=1e-5)
+    unmixed = losses.game("hinge").g(both.D(fake, both.encoder(batch.text[:4])))
+    assert between.item() != pytest.approx(unmixed.item(), rel=1e-3)
+    torch.manual_seed(2)
+    drawn_unmixed = both.fakes(both.g_reader(batch.text[:4]))[0]
+    assert not torch.allclose(fake, drawn_unmixed, atol=1e-4)
+
+
 def test_the_word_head_is_trained_with_d():
     plain, both = _setup()[0], _setup("text2img.words=1")[0]
     assert plain.word_head is None and both.word_head in both.groups["D"].modules

@@ -9,6 +9,10 @@ with their captions, plus the KL term that keeps the text condition's Gaussian n
 With `text2img.words` > 0, D also learns to tell from a real image which words its caption holds (a multi-label
 head on its pooled features, as TAC-GAN's auxiliary classifier does with classes) and G must draw images from which
 that head reads the words of their captions: a signal about every word that depends on no text encoder.
+
+With `text2img.interpolate` > 0, G is also judged on images drawn for the midpoints of pairs of its batch's sentence
+vectors (GAN-INT, Reed et al. 2016), D reading the midpoints of the same pairs' vectors: captions no image has, so G
+learns to draw something D accepts between the ones it saw.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from ..nets.text import TextDiscriminator, TextEncoder, TextGenerator, TextMode
 from .base import Context, Group, Phase, Request, Variant, adversarial_groups
 from .registry import register_variant
 
-FAKE = "fake"  # Context key: the D step's (images, μ, log σ², sentence vectors, word ids), reused by the G step
+FAKE = "fake"  # Context key: the D step's (images, μ, log σ², D's and G's sentence vectors, word ids), for the G step
 
 
 class Text2ImgConfig(Section):
@@ -49,6 +53,9 @@ class Text2ImgConfig(Section):
     words: float = Field(0.0, ge=0, description="weight of the word-prediction terms: D reads which words a real "
                          "image's caption holds (multi-label, from its pooled features) and G must draw images from "
                          "which D reads its captions' words (0: off)")
+    interpolate: float = Field(0.0, ge=0, description="weight of GAN-INT's term in G's loss: the game on images "
+                               "drawn for the midpoints of pairs of captions' sentence vectors (half a batch), judged by D with the "
+                               "midpoint of its own vectors for them (0: off; Reed et al. 2016 use 1)")
     encoder: TextMode = Field("gru", description="how both text encoders read a caption: the final states of a "
                               "bidirectional GRU, the mean of the word embeddings (bag: an unseen pair of words reads "
                               "as the sum of its parts), or both side by side (docs/text2img.md)")
@@ -136,8 +143,9 @@ class Text2Img(Variant):
         n = len(batch)
         wrong = batch.wrong.flatten(0, 1)  # (N·MISMATCHES, L), each image's mismatches in a row
         sentences = self.encoder(torch.cat([batch.text, wrong]))  # one encoder pass for all captions
-        fake_live, mu, log_var = self.fakes(self.g_sentences(batch.text, sentences[:n]))
-        ctx.values[FAKE] = (fake_live, mu, log_var, sentences[:n].detach(), batch.text)
+        g_sentences = self.g_sentences(batch.text, sentences[:n])
+        fake_live, mu, log_var = self.fakes(g_sentences)
+        ctx.values[FAKE] = (fake_live, mu, log_var, sentences[:n].detach(), g_sentences, batch.text)
         fake = fake_live.detach()
         text = self.D.text(sentences)
         h_real = self.D.feature_map(batch.x)
@@ -179,11 +187,12 @@ class Text2Img(Variant):
 
     def g_loss(self, batch: CaptionBatch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
         if FAKE in ctx.values:
-            fake, mu, log_var, sentences, tokens = ctx.values.pop(FAKE)
+            fake, mu, log_var, sentences, g_sentences, tokens = ctx.values.pop(FAKE)
         else:  # no D step in this iteration
             with torch.no_grad():
                 sentences = self.encoder(batch.text)
-            fake, mu, log_var = self.fakes(self.g_sentences(batch.text, sentences))
+            g_sentences = self.g_sentences(batch.text, sentences)
+            fake, mu, log_var = self.fakes(g_sentences)
             tokens = batch.text
         h, text = self.D.feature_map(fake), self.D.text(sentences)
         fake_logits = self.D.judge(h, text)
@@ -199,7 +208,21 @@ class Text2Img(Variant):
             read = self.read_words(h, tokens)
             loss = loss + self.options.words * read
             scalars["g_words"] = read.detach()
+        if self.options.interpolate:
+            between = self.between(sentences, g_sentences)
+            loss = loss + self.options.interpolate * between
+            scalars["g_between"] = between.detach()
         return loss, {**scalars, "g_loss": loss.detach()}
+
+    def between(self, sentences: Tensor, g_sentences: Tensor) -> Tensor:
+        """GAN-INT's term: the game's G loss on images drawn for ½(s_i + s_i−1), the midpoint of a caption's sentence
+        vector and its neighbour's in the (shuffled) batch, for the first half of the batch (half the cost of a G
+        step's images), judged by D with the midpoints of its own vectors."""
+        def middle(s: Tensor) -> Tensor:
+            return 0.5 * (s + s.roll(1, dims=0))[:(len(s) + 1) // 2]
+
+        fake, _, _ = self.fakes(middle(g_sentences))
+        return self.game.g(self.D.judge(self.D.feature_map(fake), self.D.text(middle(sentences))))
 
     # ------------------------------------------------------------------------------------------- sampling
 
