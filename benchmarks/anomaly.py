@@ -21,6 +21,7 @@ says how much of that score the adversarial training earns. AUROC per run; means
     python benchmarks/anomaly.py --quick          # class 0 only, one seed, 300 GAN steps: a few minutes
     python benchmarks/anomaly.py                  # every class, 3 seeds, 1,500 GAN steps: hours on 2 cores
     python benchmarks/anomaly.py --sets shapes --first-seed 1 --seeds 2   # seeds 1 and 2 only
+    python benchmarks/anomaly.py --sets shapes --steps 1000 --diffaug color,translation   # D trained with DiffAugment
 """
 
 from __future__ import annotations
@@ -89,15 +90,15 @@ def baselines(train: np.ndarray, test: np.ndarray, anomalous: np.ndarray, seed: 
 
 
 def gan_auroc(name: str, train: np.ndarray, test: np.ndarray, anomalous: np.ndarray, seed: int, steps: int,
-              root: Path) -> dict[str, float]:
-    """AUROC of the latent-search, izi_f-encoder and D-feature neighbour scores of one DCGAN trained on `train`, of
-    the neighbour score with that D untrained, and of GANomaly trained on `train`."""
+              root: Path, diffaug: str = "") -> dict[str, float]:
+    """AUROC of the latent-search, izi_f-encoder and D-feature neighbour scores of one DCGAN trained on `train` (with
+    DiffAugment policy `diffaug`), of the neighbour score with that D untrained, and of GANomaly trained on `train`."""
     tag = f"{name}-{seed}-{len(list(root.glob('run-*')))}"  # one run per (class, protocol)
     path = root / f"{tag}.npz"
     np.savez(path, samples=train)
     cfg = gankit.load_config(PRESETS[name], [f"seed={seed}", "data.name=npz", f"data.path={path}",
                                              f"train.steps={steps}", "train.sample_every=0", "model.width=32",
-                                             f"train.checkpoint_every={steps}"])
+                                             f"train.checkpoint_every={steps}", f"train.diffaug={diffaug}"])  # "": off
     run = root / f"run-{tag}"
     start = time.perf_counter()
     Trainer(cfg, run, progress=False).fit()
@@ -135,6 +136,8 @@ def main() -> None:
                         help="seeds run are first-seed .. first-seed + seeds - 1 (to split a long run)")
     parser.add_argument("--classes", default="all", help="'all' or comma-separated class indices")
     parser.add_argument("--steps", type=int, default=1500, help="GAN training steps per model")
+    parser.add_argument("--diffaug", default="", help="DiffAugment policy for the DCGAN the search, encoder and "
+                        "neighbour scores use (train.diffaug, e.g. color,translation; default off)")
     parser.add_argument("--quick", action="store_true", help="class 0, one seed, 300 GAN steps")
     args = parser.parse_args()
     if args.quick:
@@ -152,14 +155,15 @@ def main() -> None:
                         anomalous = (yb != c) if protocol == "one_class" else (yb == c)
                         row = {"set": name, "protocol": protocol, "class": names[c], "seed": seed,
                                **baselines(xa[normal], xb, anomalous, seed)}
-                        row.update(gan_auroc(name, xa[normal], xb, anomalous, seed, args.steps, Path(tmp)))
+                        row.update(gan_auroc(name, xa[normal], xb, anomalous, seed, args.steps, Path(tmp),
+                                             args.diffaug))
                         rows.append(row)
                         print(f"{name:6} {protocol:13} {names[c]:8} seed {seed}: " + ", ".join(
                             f"{k} {row[k]:.3f}" for k in (*SCORERS, *BASELINES, *CONTROLS)), flush=True)
     methods = BASELINES
     summary = {}
     print(f"\n{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, GAN steps "
-          f"{args.steps}{', quick' if args.quick else ''}")
+          f"{args.steps}, DiffAugment {args.diffaug or 'off'}{', quick' if args.quick else ''}")
     columns = (*SCORERS, *methods, *CONTROLS)
     print(f"{'set':7} {'protocol':14} " + " ".join(f"{m:>15}" for m in columns))
     for name in args.sets.split(","):
@@ -171,7 +175,7 @@ def main() -> None:
             summary[f"untrained_d_knn_auroc_{name}_{protocol}"] = round(means["untrained_d_knn"], 4)
             print(f"{name:7} {protocol:14} " + " ".join(f"{means[m]:>15.3f}" for m in columns))
     print(json.dumps({"quick": args.quick, "steps": args.steps, "seeds": args.seeds, "first_seed": args.first_seed,
-                      **summary, "rows": rows}))
+                      "diffaug": args.diffaug or None, **summary, "rows": rows}))
 
 
 if __name__ == "__main__":
