@@ -54,8 +54,9 @@ class Text2ImgConfig(Section):
                          "image's caption holds (multi-label, from its pooled features) and G must draw images from "
                          "which D reads its captions' words (0: off)")
     interpolate: float = Field(0.0, ge=0, description="weight of GAN-INT's term in G's loss: the game on images "
-                               "drawn for the midpoints of pairs of captions' sentence vectors (half a batch), judged by D with the "
-                               "midpoint of its own vectors for them (0: off; Reed et al. 2016 use 1)")
+                               "drawn for the midpoints of pairs of captions' sentence vectors (half a batch), "
+                               "judged by D with the midpoint of its own vectors for them (0: off; Reed et al. 2016 "
+                               "use 1)")
     encoder: TextMode = Field("gru", description="how both text encoders read a caption: the final states of a "
                               "bidirectional GRU, the mean of the word embeddings (bag: an unseen pair of words reads "
                               "as the sum of its parts), or both side by side (docs/text2img.md)")
