@@ -263,6 +263,22 @@ def test_sample_to_a_place_that_cannot_be_written_is_exit_2(digits_run, cli, tmp
         _one_error(*cli("sample", str(digits_run), "-n", "2", "--out", f"{tmp_path / 'a_file'}/{out}"), "cannot write")
 
 
+@pytest.mark.parametrize("command", [["invert", "--out", "z.npz"], ["score", "--out", "s.csv", "--knn", "2"]])
+def test_input_arrays_that_are_empty_or_not_finite_are_exit_2_before_any_output(digits_run, cli, tmp_path,
+                                                                               command):
+    shape = gankit.load(digits_run).spec["shape"]
+    np.savez(tmp_path / "empty.npz", samples=np.zeros((0, *shape), np.float32))
+    bad = np.zeros((3, *shape), np.float32)
+    bad[1, 0, 4, 4] = np.nan
+    np.savez(tmp_path / "nan.npz", samples=bad)
+    name, *rest = command
+    rest = [str(tmp_path / part) if part.endswith((".npz", ".csv")) else part for part in rest]
+    for given, fragment in (("empty.npz", "empty.npz['samples'] holds no inputs"),
+                            ("nan.npz", "nan.npz['samples'] contains NaN")):
+        _one_error(*cli(name, str(digits_run), str(tmp_path / given), *rest), fragment)
+    assert not (tmp_path / "z.npz").exists() and not (tmp_path / "s.csv").exists()
+
+
 # ----------------------------------------------------------------------------------------------- messy data
 
 

@@ -134,10 +134,17 @@ class DataKind:
         arrays = read_npz(path)
         if not arrays:
             raise UserError(f"{path} holds no arrays")
-        arr = arrays.get("samples", next(iter(arrays.values())))
+        key = "samples" if "samples" in arrays else next(iter(arrays))
+        arr, where = arrays[key], f"{path}['{key}']"
         if arr.dtype.kind not in "fiu":
-            raise UserError(f"{path}: expected numbers, got dtype {arr.dtype}")
-        return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+            raise UserError(f"{where}: expected numbers, got dtype {arr.dtype}")
+        if arr.ndim == 0 or len(arr) == 0:
+            raise UserError(f"{where} holds no inputs (shape {arr.shape})", "give at least one row")
+        with np.errstate(over="ignore"):
+            values = np.ascontiguousarray(arr, dtype=np.float32)
+        if not np.isfinite(values).all():
+            raise UserError(f"{where} contains NaN or infinite values (in float32)", "clean the array first")
+        return torch.from_numpy(values)
 
 
 def output_format(path: Path | str) -> str:
