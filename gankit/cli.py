@@ -686,7 +686,7 @@ def directions_cmd(
     if as_json:
         items = {name: {"method": d.method, "attribute": d.attribute, "value": d.value, "accuracy": d.accuracy}
                  for name, d in found.items.items()}
-        print(json.dumps({"directions": items, "protocol": found.protocol}, indent=2))
+        _print_json({"directions": items, "protocol": found.protocol}, indent=2)
         return
     table = Table("direction", "method", "attribute", "boundary accuracy (held out)")
     for name, d in found.items.items():
@@ -955,10 +955,17 @@ def fid(
     _print_metrics(f"{a} vs {b}", result, as_json)
 
 
+def _print_json(obj: object, indent: int | None = None) -> None:
+    """`--json` output: one standard JSON document (NaN and infinities as null)."""
+    from .io import json_text
+
+    print(json_text(obj, indent=indent))
+
+
 def _print_metrics(title: str, result: dict, as_json: bool) -> None:
     """One JSON object, or a table of the values followed by the protocol."""
     if as_json:
-        print(json.dumps(result))
+        _print_json(result)
         return
     table = Table(title=title, show_header=True)
     table.add_column("metric")
@@ -1057,7 +1064,7 @@ def provenance_cmd(
         err.print(f"{path}: {what}", highlight=False)
         raise typer.Exit(1)
     if as_json:
-        print(json.dumps(fields, indent=2))
+        _print_json(fields, indent=2)
         return
     table = Table("field", "value")
     for key, value in fields.items():
@@ -1126,7 +1133,7 @@ def watermark_cmd(
         results.append({"file": str(path), "marked": found.marked(fpr), "score": round(found.score, 2),
                         "p_value": found.p_value, "read": found.how})
     if as_json:
-        print(json.dumps(results, indent=2))
+        _print_json(results, indent=2)
     else:
         table = Table("file", "marked", "score", "p-value", "read")
         for r in results:
@@ -1146,7 +1153,7 @@ def info(run: Path = typer.Argument(..., help="Run directory or exported model f
 
     summary = run_info(run)
     if as_json:
-        print(json.dumps(summary))
+        _print_json(summary)
         return
     for line in summary_lines(summary):
         out.print(line, highlight=False, markup=False, soft_wrap=True)
@@ -1164,7 +1171,7 @@ def doctor(
 
     diagnosis = diagnose(run)
     if as_json:
-        print(json.dumps(diagnosis.as_dict(), allow_nan=False))
+        _print_json(diagnosis.as_dict())
     else:
         print_report(diagnosis, out)
 

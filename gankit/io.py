@@ -60,9 +60,26 @@ def write_bytes(path: str | Path, data: bytes) -> None:
             os.fsync(f.fileno())
 
 
+def _finite(obj: object) -> object:
+    """obj with every NaN or infinite float replaced by None, so it serialises to standard JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def json_text(obj: object, indent: int | None = None) -> str:
+    """Standard JSON (non-finite numbers written as null, which Python's default `Infinity` is not) for files and
+    `--json` output that other tools parse."""
+    return json.dumps(_finite(obj), indent=indent, allow_nan=False)
+
+
 def write_json(path: str | Path, obj: object) -> None:
-    """Atomically write pretty JSON."""
-    write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+    """Atomically write pretty standard JSON."""
+    write_bytes(path, (json_text(obj, indent=2) + "\n").encode())
 
 
 def provenance(**fields: object) -> dict[str, str]:

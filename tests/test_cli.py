@@ -29,6 +29,31 @@ def test_eval_json_has_the_pacgan_keys(ring_run, cli):
     assert json.loads((ring_run / "metrics.json").read_text())["modes"] == result["modes"]
 
 
+def _strict(text: str):
+    """json.loads that refuses NaN and Infinity, as JavaScript's JSON.parse and other standard parsers do."""
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_eval_and_info_json_write_an_infinite_metric_as_null(ring_run, cli, monkeypatch):
+    import dataclasses
+
+    from gankit.metrics.modes2d import modes2d
+    from gankit.report import evaluate
+
+    # a G whose samples miss every mode has an infinite reverse KL
+    monkeypatch.setattr(evaluate, "modes2d", lambda *a: dataclasses.replace(modes2d(*a), reverse_kl=float("inf")))
+    code, out, err = cli("eval", str(ring_run), "--json")
+    assert code == 0, err
+    assert _strict(out)["reverse_kl"] is None
+    assert _strict((ring_run / "metrics.json").read_text())["reverse_kl"] is None
+    code, out, _ = cli("info", str(ring_run), "--json")
+    assert code == 0 and _strict(out)["metrics"]["reverse_kl"] is None
+    code, out, _ = cli("info", str(ring_run))
+    assert code == 0 and "reverse_kl undefined" in out
+
+
 def test_sample_npz_and_scatter(ring_run, cli, tmp_path):
     assert cli("sample", str(ring_run), "-n", "1000", "--out", str(tmp_path / "s.npz"))[0] == 0
     with np.load(tmp_path / "s.npz") as f:

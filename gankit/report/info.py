@@ -52,7 +52,8 @@ def summary_lines(info: dict[str, Any]) -> list[str]:
     lines.append(f"weights     {info['weights']}" + (" (sampling uses the EMA generator)"
                                                       if info["weights"] == "ema" else ""))
     metrics = info["metrics"] or {}
-    shown = [f"{k} {metrics[k]:.4g}" if isinstance(metrics[k], float) else f"{k} {metrics[k]}"
+    shown = [f"{k} {metrics[k]:.4g}" if isinstance(metrics[k], float) else
+             f"{k} {'undefined' if metrics[k] is None else metrics[k]}"  # null: infinite or NaN (metrics.md)
              for k in SUMMARY_METRICS if k in metrics]
     lines.append("metrics     " + (", ".join(shown) + " (metrics.json)" if shown else "none yet: run `gankit eval`"))
     return lines
