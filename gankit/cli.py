@@ -267,7 +267,8 @@ def sample(
     vary: Optional[str] = typer.Option(None, "--vary", help="Runs with latent codes: a traversal grid sweeping this "
                                        "code (one column per value, one row per noise)."),
     inputs: Optional[Path] = typer.Option(None, "--input", help="Models that transform inputs (translators, "
-                                          "upscalers): an image, a folder of images or an .npz; one sample each."),
+                                          "upscalers): an image, a folder of images or an .npz; text-to-image "
+                                          "models: a .txt file of prompts, one per line. One sample each."),
     refine: Optional[str] = typer.Option(None, "--refine", help="Keep the samples the run's calibrated D believes: "
                                          "drs (rejection) or mh (Metropolis-Hastings). See docs/refine.md."),
     refine_steps: int = typer.Option(0, "--refine-steps", min=0, help="With --refine: train D this many steps "
@@ -755,7 +756,7 @@ def explain(
         table.add_row(name, d.method, lines.get(name, "no evaluator for this data"))
     out_console = Console()
     out_console.print(table)
-    err.print(f"wrote {out / 'saliency.png'} , {out / 'directions.png'} and {out / 'explain.json'}"
+    err.print(f"wrote {out / 'saliency.png'}, {out / 'directions.png'} and {out / 'explain.json'}"
               if critic is not None else f"wrote {out / 'directions.png'} and {out / 'explain.json'} (no D for "
               "saliency)", highlight=False)
 

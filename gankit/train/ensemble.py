@@ -8,7 +8,6 @@ exported model/ — sampled, evaluated, refined and resumed like a run trained a
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 from pathlib import Path
@@ -22,8 +21,6 @@ from ..nets.mlp import EnsembleLinear
 from ..variants import build_variant, resolve
 from . import checkpoint as ckpt
 from .federated import make_trainer
-
-log = logging.getLogger(__name__)
 
 
 def split_members(run_dir: str | Path, out: str | Path) -> list[Path]:
@@ -77,6 +74,4 @@ def split_members(run_dir: str | Path, out: str | Path) -> list[Path]:
         os.replace(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    runs = [out / f"member-{e}" for e in range(members)]
-    log.info("wrote %d member runs to %s from %s", members, out, path.name)
-    return runs
+    return [out / f"member-{e}" for e in range(members)]
