@@ -29,7 +29,7 @@ from .base import BatchSampler, Dataset
 from .captions import PROGRESS_CAPTIONS, CaptionSampler, detokenize, tokenize
 from .pairs import PairDataset, PairSampler
 from .folder import IMAGE_SUFFIXES, list_images, load_image
-from .npz import read_npz
+from .npz import finite_float32, read_npz, refuse_non_finite
 
 KINDS: dict[str, DataKind] = {}
 
@@ -140,11 +140,8 @@ class DataKind:
             raise UserError(f"{where}: expected numbers, got dtype {arr.dtype}")
         if arr.ndim == 0 or len(arr) == 0:
             raise UserError(f"{where} holds no inputs (shape {arr.shape})", "give at least one row")
-        with np.errstate(over="ignore"):
-            values = np.ascontiguousarray(arr, dtype=np.float32)
-        if not np.isfinite(values).all():
-            raise UserError(f"{where} contains NaN or infinite values (in float32)", "clean the array first")
-        return torch.from_numpy(values)
+        refuse_non_finite(arr, where)
+        return torch.from_numpy(finite_float32(arr, where))
 
 
 def output_format(path: Path | str) -> str:

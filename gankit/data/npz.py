@@ -52,6 +52,21 @@ def _as_images(arr: np.ndarray, where: str) -> torch.Tensor:
     raise UserError(f"{where} values span [{lo:g}, {hi:g}]", "images must be uint8, floats in [0, 1] or in [-1, 1]")
 
 
+def refuse_non_finite(arr: np.ndarray, where: str) -> None:
+    """A UserError naming `where` (e.g. "x.npz['samples']") when the array holds NaN or infinite values."""
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise UserError(f"{where} contains NaN or infinite values", "clean the array first")
+
+
+def finite_float32(arr: np.ndarray, where: str) -> np.ndarray:
+    """A finite array of numbers as contiguous float32, refusing values beyond float32's range."""
+    with np.errstate(over="ignore"):
+        values = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.isfinite(values).all():
+        raise UserError(f"{where} has values beyond float32's range (about ±3.4e38)", "rescale the data")
+    return values
+
+
 def npz_dataset(path: str | None, key: str | None = None, labels_key: str | None = None,
                 resolution: int | None = None) -> Dataset:
     """A Dataset from a .npz: 2D arrays are vectors, 3D/4D arrays images; optional integer labels."""
@@ -67,14 +82,9 @@ def npz_dataset(path: str | None, key: str | None = None, labels_key: str | None
     if arr.dtype.kind not in "fiu" or arr.ndim not in (2, 3, 4) or 0 in arr.shape:
         raise UserError(f"{where} has shape {arr.shape} and dtype {arr.dtype}",
                         "expected numbers shaped (N, D) for vectors or (N, [C,] H, W[, C]) for images, none empty")
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise UserError(f"{where} contains NaN or infinite values", "clean the array first")
+    refuse_non_finite(arr, where)
     if arr.ndim == 2:
-        with np.errstate(over="ignore"):
-            vectors = np.ascontiguousarray(arr, dtype=np.float32)
-        if not np.isfinite(vectors).all():
-            raise UserError(f"{where} has values beyond float32's range (about ±3.4e38)", "rescale the data")
-        x, kind = torch.from_numpy(vectors), "vector"
+        x, kind = torch.from_numpy(finite_float32(arr, where)), "vector"
     else:
         x, kind = _as_images(arr, where), "image"
         if resolution and x.shape[-1] != resolution:
