@@ -13,6 +13,7 @@ import pytest
 
 from gankit.doctor import diagnose
 from gankit.errors import UserError
+from gankit.train.logging import JsonlLog, read_logs
 
 DATA = Path(__file__).parent / "data"
 N, EVERY = 60, 25  # 60 window records, one every 25 steps, like a 1,500-step ring8-gan run
@@ -43,10 +44,12 @@ def make_records(change=None, n: int = N, seed: int = 0) -> list[dict]:
 
 
 def write_run(path, records, events=(), loss: str = "non_saturating"):
+    """A run directory whose logs.jsonl the trainer's own log writer wrote."""
     path.mkdir()
     (path / "config.yaml").write_text(f"variant: gan\nloss: {{name: {loss}}}\ntrain: {{log_every: {EVERY}}}\n")
-    lines = sorted([*records, *events], key=lambda r: r.get("step", 0))
-    (path / "logs.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with JsonlLog(path / "logs.jsonl") as log:
+        for line in sorted([*records, *events], key=lambda r: r.get("step", 0)):
+            log.write(line)
     return path
 
 
@@ -278,10 +281,25 @@ def test_divergence_from_exploding_gradients(tmp_path):
     assert "grad_norm_D grew" in diagnosis.problems[0].evidence
 
 
-def test_divergence_from_nan_values(tmp_path):
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_divergence_from_non_finite_values_in_standard_json_logs(tmp_path, value):
     records = make_records()
-    records[-1]["g_loss"] = float("nan")  # json.dumps writes NaN, as the trainer's log does
-    assert kinds_of(tmp_path, records) == {"divergence"}
+    records[-1]["g_loss"] = value
+    run = write_run(tmp_path / "run", records)
+    last = (run / "logs.jsonl").read_text().splitlines()[-1]
+    # strict JSON (jq, JSON.parse): no bare NaN / Infinity; null stands for the value that was not finite
+    assert json.loads(last, parse_constant=lambda c: pytest.fail(f"non-standard JSON {c}"))["g_loss"] is None
+    assert math.isnan(read_logs(run / "logs.jsonl")[-1]["g_loss"])
+    diagnosis = diagnose(run)
+    assert diagnosis.kinds == {"divergence"} and "non-finite values logged at 1 steps" in diagnosis.problems[0].evidence
+
+
+def test_logs_of_older_versions_with_nan_literals_still_read(tmp_path):
+    records = make_records()
+    records[-1]["g_loss"] = float("nan")
+    run = write_run(tmp_path / "run", [])
+    (run / "logs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))  # a bare NaN, as before
+    assert diagnose(run).kinds == {"divergence"}
 
 
 def test_diverged_run_too_short_for_trends(tmp_path):

@@ -12,12 +12,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..errors import UserError
-from ..io import write_bytes
+from ..io import json_text, write_bytes
 from ..variants import LogKeys, variant_class
 
 
 class JsonlLog:
-    """Append-only logs.jsonl; on resume, lines after the checkpoint's step are dropped (they are re-done)."""
+    """Append-only logs.jsonl; on resume, lines after the checkpoint's step are dropped (they are re-done). Each line
+    is standard JSON: a value that was not finite (NaN, ±inf) is written as null, which `read_logs` reads as NaN."""
 
     def __init__(self, path: Path, resume_step: int | None = None) -> None:
         self.path = path
@@ -28,8 +29,7 @@ class JsonlLog:
 
     def write(self, record: dict[str, Any]) -> None:
         """One record, stamped with the wall-clock time (`time`, seconds since the epoch) when it has none."""
-        self._file.write(json.dumps({**record, "time": record.get("time", round(time.time(), 3))}, allow_nan=True)
-                         + "\n")
+        self._file.write(json_text({**record, "time": record.get("time", round(time.time(), 3))}) + "\n")
 
     def close(self) -> None:
         self._file.close()
@@ -91,15 +91,17 @@ class TensorBoardLog:
 
 
 def read_logs(path: Path) -> list[dict[str, Any]]:
-    """All parseable records of a logs.jsonl (a torn last line is ignored)."""
+    """All parseable records of a logs.jsonl (a torn last line is ignored), null values (numbers that were not
+    finite) read as NaN. Logs of older versions hold NaN / Infinity literally, which json reads as well."""
     if not path.exists():
         return []
     out = []
     for line in path.read_text().splitlines():
         try:
-            out.append(json.loads(line))
+            record = json.loads(line)
         except ValueError:
             continue
+        out.append({k: math.nan if v is None else v for k, v in record.items()})
     return out
 
 
