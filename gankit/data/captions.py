@@ -12,7 +12,7 @@ the template names changed), which a matching-aware discriminator is taught to c
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -204,9 +204,25 @@ class CaptionBatch(Batch):
     wrong: Tensor | None = None
 
 
-def _other(value: int, count: int, u: float) -> int:
-    """A value of `count` other than `value`, picked by u in [0, 1)."""
-    return (value + 1 + min(int(u * (count - 1)), count - 2)) % count
+def _other(value: int, count: int, u: float, banned: Collection[int] = ()) -> int:
+    """A value of `count` other than `value`, picked by u in [0, 1) among those after it (cyclically) that are not
+    `banned` (all of them when every one is)."""
+    options = [(value + 1 + k) % count for k in range(count - 1)]
+    options = [v for v in options if v not in banned] or options
+    return options[min(int(u * len(options)), len(options) - 1)]
+
+
+def _mismatch(values: dict[str, int], attr: str, u: float, sizes: dict[str, int], unseen: list[tuple[int, int]],
+              template: int, with_color: bool) -> str:
+    """The caption of `values` with another `attr`, picked by u, that names no held-out (shape, colour) pair: one
+    that reached D even as a negative would teach it that the pair's caption is always fake."""
+    banned: set[int] = set()
+    if attr == "shape" and with_color:
+        banned = {s for s, col in unseen if col == values["color"]}
+    elif attr == "color":
+        banned = {col for s, col in unseen if s == values["shape"]}
+    other = _other(values[attr], sizes[attr], u, banned)
+    return caption(**{**values, attr: other}, template=template, with_color=with_color)
 
 
 class CaptionSampler(BatchSampler):
@@ -225,18 +241,17 @@ class CaptionSampler(BatchSampler):
         a = {k: data.attributes[k][rows] for k in ATTRIBUTES}
         sizes = {"shape": len(SHAPES), "color": len(COLORS), "position": len(POSITIONS),
                  "background": len(BACKGROUNDS)}
+        unseen = unseen_pairs(data.info["text"].get("unseen", ()))
         right, wrong = [], []
         for i in range(n):
             values = {k: int(a[k][i]) for k in ATTRIBUTES}
             t, c = int(templates[i]), bool(colored[i])
             right.append(caption(*values.values(), template=t, with_color=c))
-            wrong.append(caption(**{**values, "shape": _other(values["shape"], sizes["shape"], u[i, 0])},
-                                 template=t, with_color=c))
+            wrong.append(_mismatch(values, "shape", float(u[i, 0]), sizes, unseen, t, c))
             # "a star" names nothing else: its second mismatch is another shape too
             others = [k for k in named(t) if k != "shape" and (c or k != "color")] or ["shape"]
             attr = others[min(int(u[i, 1] * len(others)), len(others) - 1)]
-            wrong.append(caption(**{**values, attr: _other(values[attr], sizes[attr], u[i, 2])}, template=t,
-                                 with_color=c))
+            wrong.append(_mismatch(values, attr, float(u[i, 2]), sizes, unseen, t, c))
         vocab = data.vocab
         mine = self.shard.part(torch.arange(n))
         x, y = data.take(rows[mine])
