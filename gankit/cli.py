@@ -6,6 +6,7 @@ User mistakes print one `error: ...` line (plus a hint) and exit 2; bugs keep th
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -108,6 +109,40 @@ def _check_writable(path: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise UserError(f"cannot write to {path}: {exc.strerror or exc}", "choose a writable --out directory") from None
+
+
+def _outputs_together(command):
+    """A command whose files appear together when it ends, or none of them (gankit.io.outputs_together): a failure
+    part-way leaves no half-written set of outputs."""
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        from .io import outputs_together
+
+        with outputs_together():
+            return command(*args, **kwargs)
+    return run
+
+
+def _check_files(*paths: Path | None) -> None:
+    """Refuse, before any work, an output file whose path is an existing folder."""
+    for path in paths:
+        if path is not None and Path(path).is_dir():
+            raise UserError(f"cannot write {path}: it is a folder", "give a file name, or move the folder away")
+
+
+def _check_not_among_inputs(inputs: Path, *outs: Path | str | None) -> None:
+    """Refuse, before any work, an output that would replace an input or land in the input folder (where real images
+    would be overwritten, or generated ones read as inputs the next time)."""
+    source = inputs.resolve()
+    for out in outs:
+        if out is None:
+            continue
+        target = Path(out).resolve()
+        if inputs.is_dir() and (target == source or source in target.parents):
+            raise UserError(f"--out {out} lies in the input folder {inputs}: generated files would replace real "
+                            "ones there, or be read as inputs the next time", "give an --out outside that folder")
+        if target == source:
+            raise UserError(f"--out {out} is the input file itself: it would be overwritten", "give another --out")
 
 
 @app.command(epilog=_examples("gankit train ring8-gan train.steps=2000 seed=0 --out runs/ring",
@@ -254,6 +289,7 @@ def _report_run(run_dir: Path, step: int, use: str) -> None:
                               "gankit sample runs/info --code c0=3 --vary c1 --out c1.png",
                               "gankit sample runs/table -n 1000 --out synthetic.csv --condition target=1",
                               'gankit sample runs/t2i --prompt "a blue circle" -n 16 --out blue.png'))
+@_outputs_together
 def sample(
     run: Path = typer.Argument(..., help="Run directory."),
     n: int = typer.Option(64, "-n", help="Number of samples (with --input: one per input)."),
@@ -294,6 +330,7 @@ def sample(
         raise UserError("--input, --prompt and --condition each say what to generate from", "give one of them")
     if inputs is not None:
         gen.check_takes(inputs=True)
+        _check_not_among_inputs(inputs, out)
         given = kind.read_inputs(inputs, gen.spec)
     if prompt is not None:
         gen.check_takes(prompt=True)
@@ -375,6 +412,7 @@ def _parse_codes(items: list[str]) -> dict[str, float]:
 
 @app.command(epilog=_examples("gankit interpolate runs/cgan --class 3 --out walk.gif",
                               "gankit interpolate runs/digits --rows 2 --steps 10 --out walk.png"))
+@_outputs_together
 def interpolate(
     run: Path = typer.Argument(..., help="Run directory."),
     out: Path = typer.Option(..., "--out", "-o", help="FILE.png (one row per pair) or FILE.gif (animated)."),
@@ -396,11 +434,12 @@ def interpolate(
         raise UserError("interpolate needs an image model", "sample 2D models with `gankit sample`")
     if out.suffix.lower() not in (".png", ".gif"):
         raise UserError(f"--out {out}: unknown output type", "use FILE.png or FILE.gif")
+    _check_files(out)
     start, end = gen.latents(rows, seed, truncation), gen.latents(rows, seed + 1, truncation)
     labels = gen.label_indices(cls, rows) if cls is not None else None
     frames = [gen.generate(slerp(start, end, t), labels=labels, seed=seed, truncation=truncation)
               for t in torch.linspace(0, 1, steps).tolist()]
-    meta = {**gen.provenance(run), "seed": seed, "steps": steps, "class": cls}
+    meta = {**gen.provenance(run), "seed": seed, "steps": steps, "rows": rows, "class": cls, "truncation": truncation}
     if out.suffix.lower() == ".png":
         io.save_grid(out, torch.stack(frames, dim=1).flatten(0, 1), nrow=steps,
                      scale=max(1, 64 // frames[0].shape[-1]), **meta)
@@ -417,6 +456,7 @@ OUT_PER_INPUT_HELP = ("DIR/ (one PNG per input, named as the input), FILE.png (o
 @app.command(epilog=_examples("gankit translate runs/p2p photos/ --out translated/",
                               "gankit translate runs/p2p cat.png --out cat-b.png",
                               "gankit translate runs/p2p photos/ --out side-by-side.png --grid"))
+@_outputs_together
 def translate(
     run: Path = typer.Argument(..., help="Run directory of an image-to-image model (pix2pix, srgan)."),
     inputs: Path = typer.Argument(..., help="An image, a folder of images or an .npz of domain-A images."),
@@ -432,6 +472,7 @@ def translate(
 
 @app.command(epilog=_examples("gankit upscale runs/sr small/ --out large/",
                               "gankit upscale runs/sr small/ --out compare.png --grid"))
+@_outputs_together
 def upscale(
     run: Path = typer.Argument(..., help="Run directory of a super-resolution model (srgan, srresnet presets)."),
     inputs: Path = typer.Argument(..., help="An image, a folder of images or an .npz of low-resolution images."),
@@ -444,6 +485,7 @@ def upscale(
 
 @app.command(epilog=_examples("gankit reconstruct runs/vaegan digits/ --out redrawn/",
                               "gankit reconstruct runs/vaegan digits/ --out side-by-side.png --grid"))
+@_outputs_together
 def reconstruct(
     run: Path = typer.Argument(..., help="Run directory of a model with an encoder (vaegan)."),
     inputs: Path = typer.Argument(..., help="An image, a folder of images or an .npz of images."),
@@ -460,11 +502,11 @@ def reconstruct(
                         "train a model with one (variant=vaegan), or use `gankit invert RUN IMAGES --grid`")
     if not inputs.exists():
         raise UserError(f"{inputs} does not exist", "give an image, a folder of images or an .npz")
-    _check_per_input_out(gen, out, grid)
+    _check_per_input_out(gen, inputs, out, grid)
     x = gen.data_kind.read_inputs(inputs, gen.spec)
     y = gen.reconstruct(x)
     meta = {**gen.provenance(run), "input": str(inputs), "task": "reconstruct"}
-    _write_per_input(gen, out, y, _output_names(inputs), meta, [x, y] if grid else None)
+    _write_per_input(gen, out, y, _input_names(inputs), meta, [x, y] if grid else None)
     err.print(f"reconstructed {len(x)} image{'s' * (len(x) != 1)} to {out}", highlight=False)
 
 
@@ -490,20 +532,22 @@ def _map_images(run: Path, inputs: Path, out: str, grid: bool, upscale: bool, di
             raise UserError(f"--direction {direction}: unknown direction", f"use {' or '.join(DIRECTIONS)}")
     if not inputs.exists():
         raise UserError(f"{inputs} does not exist", "give an image, a folder of images or an .npz")
-    _check_per_input_out(gen, out, grid)
+    _check_per_input_out(gen, inputs, out, grid)
     x = gen.data_kind.read_inputs(inputs, gen.spec)
     y = gen.sample(inputs=x, direction=direction)
     meta = {**gen.provenance(run), "input": str(inputs), "task": "upscale" if upscale else "translate",
             "direction": direction}
     shown = F.interpolate(x, size=y.shape[-2:], mode="nearest") if x.shape[-1] != y.shape[-1] else x
-    _write_per_input(gen, out, y, _output_names(inputs), meta, [shown, y] if grid else None)
+    _write_per_input(gen, out, y, _input_names(inputs), meta, [shown, y] if grid else None)
     size = "×".join(map(str, y.shape[1:]))
     err.print(f"{'upscaled' if upscale else 'translated'} {len(x)} image{'s' * (len(x) != 1)} to {out} ({size})",
               highlight=False)
 
 
-def _check_per_input_out(gen, out: str, grid: bool) -> None:
-    """Refuse an --out the data kind cannot write, or a --grid that is not a PNG, before any work."""
+def _check_per_input_out(gen, inputs: Path, out: str, grid: bool) -> None:
+    """Refuse an --out the data kind cannot write, a --grid that is not a PNG, or an --out among the inputs, before
+    any work."""
+    _check_not_among_inputs(inputs, out)
     fmt = gen.data_kind.check_output(out)
     if grid and fmt != ".png":
         raise UserError(f"--grid writes a PNG, not {out}", "give --out FILE.png")
@@ -528,19 +572,14 @@ def _write_per_input(gen, out: str, y: Tensor, names: list[str] | None, meta: di
         gen.data_kind.write(out, y, gen.spec, meta=meta)
 
 
-def _output_names(inputs: Path) -> list[str] | None:
-    """Each input image's path under its folder (the output keeps it, as .png); the full name where two inputs
-    differ only in suffix (a.jpg, a.png -> a.jpg.png, a.png.png); None for an .npz (numbered outputs)."""
+def _input_names(inputs: Path) -> list[str] | None:
+    """Each input image's path under its folder (outputs are named after it, io.save_images); None for an .npz
+    (numbered outputs)."""
     from .data.folder import IMAGE_SUFFIXES, list_images
 
     if inputs.is_dir():
-        names = [p.relative_to(inputs).as_posix() for p in list_images(inputs)]
-    elif inputs.suffix.lower() in IMAGE_SUFFIXES:
-        names = [inputs.name]
-    else:
-        return None
-    stems = [str(Path(n).with_suffix("")) for n in names]
-    return names if len(set(stems)) == len(stems) else [f"{n}.png" for n in names]
+        return [p.relative_to(inputs).as_posix() for p in list_images(inputs)]
+    return [inputs.name] if inputs.suffix.lower() in IMAGE_SUFFIXES else None
 
 
 ENCODER_HELP = ("Start from an encoder's guess where it beats the random pool; the encoder is trained on the model's "
@@ -549,6 +588,7 @@ ENCODER_HELP = ("Start from an encoder's guess where it beats the random pool; t
 
 @app.command(epilog=_examples("gankit invert runs/shapes photo.png --out z.npz",
                               "gankit invert runs/shapes photos/ --out z.npz --grid"))
+@_outputs_together
 def invert(
     run: Path = typer.Argument(..., help="Run directory of an image GAN that generates from noise (dcgan, cgan, "
                                "biggan, ...)."),
@@ -569,6 +609,10 @@ def invert(
 
     if out.suffix.lower() != ".npz":
         raise UserError(f"--out {out}: latents are written as .npz", "give --out FILE.npz")
+    picture = out.with_suffix(".png") if grid else None
+    _check_files(out, picture)
+    if images.exists():
+        _check_not_among_inputs(images, out, picture)
     gen, x, names = _images_to_edit(run, images)
     inv = _invert(gen, run, x, cls, steps, seed, encoder)
     editing.save_latents(out, inv, names)
@@ -576,7 +620,7 @@ def invert(
         from . import io
         import torch
 
-        io.save_grid(out.with_suffix(".png"), torch.stack([x, inv.images], dim=1).flatten(0, 1),
+        io.save_grid(picture, torch.stack([x, inv.images], dim=1).flatten(0, 1),
                      nrow=2 * min(4, len(x)), scale=max(1, 64 // x.shape[-1]), **gen.provenance(run), input=str(images),
                      task="invert")
     also = f" and {out.with_suffix('.png')}" if grid else ""
@@ -593,7 +637,7 @@ def _images_to_edit(run: Path, images: Path):
     check_invertible(gen)
     if not images.exists():
         raise UserError(f"{images} does not exist", "give an image or a folder of images")
-    return gen, gen.data_kind.read_inputs(images, gen.spec), _output_names(images)
+    return gen, gen.data_kind.read_inputs(images, gen.spec), _input_names(images)
 
 
 def _invert(gen, run: Path, x: Tensor, cls: Optional[str], steps: int, seed: int, encoder: bool):
@@ -613,6 +657,7 @@ def _invert(gen, run: Path, x: Tensor, cls: Optional[str], steps: int, seed: int
 @app.command(epilog=_examples("gankit edit runs/shapes photo.png --direction red=3 --out red.png",
                               "gankit edit runs/shapes z.npz --direction star=2.5 --direction sefa0=-2 --out edited/",
                               "gankit edit runs/shapes photos/ --direction blue=3 --out before-after.png --grid"))
+@_outputs_together
 def edit(
     run: Path = typer.Argument(..., help="Run directory of an image GAN that generates from noise."),
     inputs: Path = typer.Argument(..., help="An image or a folder of images (inverted first), or the .npz of "
@@ -642,7 +687,7 @@ def edit(
         x = shown = None
     else:
         gen, x, names = _images_to_edit(run, inputs)
-    _check_per_input_out(gen, out, grid)
+    _check_per_input_out(gen, inputs, out, grid)
     found = editing.run_directions(gen, run, editing.evaluator_for(gen))
     for name in amounts:
         found[name]  # unknown names fail before any work
@@ -658,6 +703,7 @@ def edit(
 
 @app.command("directions", epilog=_examples("gankit directions runs/shapes",
                                             "gankit directions runs/shapes --grid directions.png"))
+@_outputs_together
 def directions_cmd(
     run: Path = typer.Argument(..., help="Run directory of an image GAN that generates from noise."),
     grid: Optional[Path] = typer.Option(None, "--grid", help="Write a PNG: one row per direction, the same sample "
@@ -673,14 +719,15 @@ def directions_cmd(
     from . import edit as editing
     from .train import load
 
+    if grid is not None and grid.suffix.lower() != ".png":
+        raise UserError(f"--grid {grid}: the sweep is a PNG", "give --grid FILE.png")
+    _check_files(grid)
     gen = load(run)
     editing.check_invertible(gen)
     found = editing.run_directions(gen, run, editing.evaluator_for(gen), refit=refit)
     if grid is not None:
         from . import io
 
-        if grid.suffix.lower() != ".png":
-            raise UserError(f"--grid {grid}: the sweep is a PNG", "give --grid FILE.png")
         images = editing.sweep(gen, found, torch.linspace(-3, 3, 7))
         io.save_grid(grid, images, nrow=7, scale=max(1, 64 // images.shape[-1]), **gen.provenance(run),
                      task="directions", rows=", ".join(found.items), amounts="-3 to 3")
@@ -703,6 +750,7 @@ def directions_cmd(
 
 
 @app.command(epilog=_examples("gankit explain runs/shapes", "gankit explain runs/digits --out ex/ -n 4"))
+@_outputs_together
 def explain(
     run: Path = typer.Argument(..., help="Run directory of an image GAN that generates from noise."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for saliency.png, directions.png and "
@@ -795,6 +843,7 @@ def serve(
 @app.command(epilog=_examples("gankit score runs/normal3 test/ --out scores.csv",
                               "gankit score runs/normal3 test/ --out scores.csv --roc roc.png",
                               "gankit score runs/normal3 test/ --out scores.csv --knn 5"))
+@_outputs_together
 def score(
     run: Path = typer.Argument(..., help="Run of a model trained on normal images only (data.normal=...)."),
     inputs: Path = typer.Argument(..., help="An image, a folder of images (sub-folders named after classes label "
@@ -826,12 +875,15 @@ def score(
         raise UserError(f"--roc {roc}: the ROC curve is a PNG", "give --roc FILE.png")
     if knn and encoder:
         raise UserError("--knn and --encoder are two ways to score", "give one of them")
+    _check_files(out, roc)
+    if inputs.exists():
+        _check_not_among_inputs(inputs, roc)
     gen = load(run)
     normal = gen.spec.get("normal")
     if not inputs.exists():
         raise UserError(f"{inputs} does not exist", "give an image, a folder of images or an .npz")
     x = gen.data_kind.read_inputs(inputs, gen.spec)
-    names = _output_names(inputs) or [str(i) for i in range(len(x))]
+    names = _input_names(inputs) or [str(i) for i in range(len(x))]
     labels = None
     if inputs.is_dir():
         labels = anomaly.folder_labels(inputs, list_images(inputs))
@@ -1043,6 +1095,7 @@ def report_cmd(
 
     if out is not None and out.suffix.lower() not in (".html", ".htm"):
         raise UserError(f"--out {out}: the report is an HTML file", "give --out FILE.html")
+    _check_files(out)
     path = write_report(run, out)
     err.print(f"wrote {path}", highlight=False)
 

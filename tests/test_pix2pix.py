@@ -235,6 +235,32 @@ def test_translate_writes_one_png_per_input_named_as_the_input(tiny_run, tmp_pat
     assert code == 0 and Image.open(tmp_path / "grid.png").size[0] > 2 * Image.open(tmp_path / "grid.png").size[1]
 
 
+def test_inputs_differing_only_in_suffix_keep_their_own_names_as_the_source(tiny_run, tmp_path, cli):
+    src = tmp_path / "in"
+    for name, value in (("a.png", 40), ("a.jpg", 200)):
+        _write(src / name, value)
+    code, _, err = cli("translate", str(tiny_run), str(src), "--out", str(tmp_path / "out") + "/")
+    assert code == 0, err
+    for name in ("a.png", "a.jpg"):
+        with Image.open(tmp_path / "out" / f"{name}.png") as img:
+            assert img.text["gankit:source"] == name
+
+
+@pytest.mark.parametrize("out", ["in/", "in/sub/", "in/grid.png", "in/a.png"])
+def test_an_out_among_the_inputs_is_refused_before_any_work(tiny_run, tmp_path, cli, out):
+    """Writing into the input folder would replace real images by generated ones (or be read as inputs next time)."""
+    src = tmp_path / "in"
+    _write(src / "a.png", 90)
+    _write(src / "b.jpg", 30)
+    before = {p: p.read_bytes() for p in src.rglob("*")}
+    args = ["--grid"] if out.endswith("grid.png") else []
+    code, _, err = cli("translate", str(tiny_run), str(src), "--out", str(tmp_path / out), *args)
+    assert code == 2 and "lies in the input folder" in err and "Traceback" not in err
+    assert {p: p.read_bytes() for p in src.rglob("*")} == before
+    code, _, err = cli("translate", str(tiny_run), str(src / "a.png"), "--out", str(src / "a.png"))
+    assert code == 2 and "is the input file itself" in err and (src / "a.png").read_bytes() == before[src / "a.png"]
+
+
 def test_translate_bad_inputs_exit_2_with_one_line(tiny_run, tmp_path, cli, ring_cfg):
     from gankit.train import Trainer
 

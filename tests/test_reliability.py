@@ -279,6 +279,72 @@ def test_input_arrays_that_are_empty_or_not_finite_are_exit_2_before_any_output(
     assert not (tmp_path / "z.npz").exists() and not (tmp_path / "s.csv").exists()
 
 
+@pytest.mark.parametrize("command", [
+    ["interpolate", "--out", "{d}/walk.gif"],
+    ["invert", "{imgs}", "--out", "{d}/z.npz"],
+    ["invert", "{imgs}", "--out", "{d}/y.npz", "--grid"],  # y.png is the folder
+    ["score", "{imgs}", "--out", "{d}/s.csv", "--knn", "2"],
+    ["score", "{imgs}", "--out", "{d}/t.csv", "--knn", "2", "--roc", "{d}/roc.png"],
+    ["report", "--out", "{d}/r.html"],
+    ["directions", "--grid", "{d}/dirs.png"]])
+def test_an_output_file_that_is_a_folder_is_exit_2_before_any_output(digits_run, cli, tmp_path, command):
+    d, imgs = tmp_path / "d", tmp_path / "imgs"
+    for name in ("walk.gif", "z.npz", "y.png", "s.csv", "roc.png", "r.html", "dirs.png"):
+        (d / name).mkdir(parents=True)
+    imgs.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(imgs / f"{i}.png")
+    name, *rest = command
+    _one_error(*cli(name, str(digits_run), *(a.format(d=d, imgs=imgs) for a in rest)), "it is a folder")
+    assert sorted(p.name for p in d.iterdir()) == sorted(["walk.gif", "z.npz", "y.png", "s.csv", "roc.png", "r.html",
+                                                          "dirs.png"])  # nothing else written
+
+
+def test_a_folder_of_samples_appears_whole_or_not_at_all(digits_run, cli, tmp_path, monkeypatch):
+    out = tmp_path / "many"
+    (out / "000002.png").mkdir(parents=True)  # a name the samples need is taken by a folder
+    _one_error(*cli("sample", str(digits_run), "-n", "4", "--out", f"{out}/"), "it is a folder")
+    assert [p.name for p in out.iterdir()] == ["000002.png"]  # none of the other three, and no temporary files
+
+    from gankit import io
+
+    real_write = io.write_bytes
+    calls = []
+
+    def disk_full_at_the_third(path, data):
+        calls.append(path)
+        if len(calls) == 3:  # the disk fills while the third file is written
+            with io.atomic_path(path):
+                raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(path, data)
+
+    monkeypatch.setattr(io, "write_bytes", disk_full_at_the_third)
+    _one_error(*cli("sample", str(digits_run), "-n", "5", "--out", f"{tmp_path / 'new' / 'deep'}/"), "No space left")
+    assert len(calls) == 3 and not (tmp_path / "new").exists()  # no half-set, no folder left behind
+
+
+def test_a_csv_sample_never_stays_without_its_provenance(tmp_path, cli):
+    csv = tmp_path / "t.csv"
+    csv.write_text("a,b,target\n" + "".join(f"{i % 3},{i / 40:.3f},{i % 2}\n" for i in range(40)))
+    run = tmp_path / "run"
+    code, _, err = cli("train", "table", f"data.path={csv}", "data.target=target", "train.steps=2",
+                       "train.pictures=false", "--out", str(run), "--no-progress")
+    assert code == 0, err
+    (tmp_path / "x.csv.provenance.json").mkdir()  # the label cannot be written
+    _one_error(*cli("sample", str(run), "-n", "5", "--out", str(tmp_path / "x.csv")), "it is a folder")
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_interpolation_records_every_option_that_changes_it(digits_run, cli, tmp_path):
+    for psi in ("0.5", "1.0"):
+        code, _, err = cli("interpolate", str(digits_run), "--out", str(tmp_path / f"w{psi}.png"), "--steps", "3",
+                           "--rows", "1", "--truncation", psi)
+        assert code == 0, err
+    meta = [gankit.io.read_provenance(tmp_path / f"w{psi}.png") for psi in ("0.5", "1.0")]
+    assert meta[0]["gankit:truncation"] == "0.5" and meta[1]["gankit:truncation"] == "1.0"
+    assert meta[0]["gankit:rows"] == "1" and meta[0]["gankit:steps"] == "3"
+
+
 # ----------------------------------------------------------------------------------------------- messy data
 
 
