@@ -8,6 +8,7 @@ import torch
 
 import gankit
 from gankit.train import Trainer, read_logs
+from gankit.train.checkpoint import read_checkpoint
 from gankit.train.guard import Diverged
 
 
@@ -94,3 +95,22 @@ def test_rollback_restores_the_exact_pre_nan_state_every_time(tmp_path, ring_cfg
         trainer._iteration({})  # the D step is NaN: with patience 1 the guard rolls back at once
         assert trainer.guard.rollbacks == rollbacks
         assert _differing_parts(_training_state(trainer), good) == set()
+
+
+@pytest.mark.parametrize("stop", [1, 7])
+def test_a_rollback_after_a_resume_returns_where_the_uninterrupted_run_does(tmp_path, ring_cfg, stop):
+    """The guard's snapshot (older than the checkpoint) and its streaks travel in the checkpoint: a run stopped at
+    step `stop` and resumed rolls back to the same state, and ends with the same weights, as one never stopped."""
+    unstable = ["optim.lr_d=1e6", "optim.lr_g=1e6", "train.rollback_lr_factor=1e-6", "train.max_rollbacks=5",
+                "train.log_every=1", "train.steps=40"]
+    whole = tmp_path / "whole"
+    Trainer(ring_cfg(*unstable), whole, progress=False).fit()
+    parted = tmp_path / "parted"
+    Trainer(ring_cfg(*unstable, f"train.steps={stop}"), parted, progress=False).fit()
+    Trainer(ring_cfg(*unstable), parted, resume=True, progress=False).fit()
+    events = [[(e["step"], e["event"], e.get("restored_step")) for e in read_logs(run / "logs.jsonl")
+               if e.get("event") in ("rollback", "diverged")] for run in (whole, parted)]
+    assert events[0] == events[1] and [e[1:] for e in events[0]] == [("rollback", 0)]
+    final = [read_checkpoint(run / "checkpoints" / "step-40")[1]["model.safetensors"]
+             for run in (whole, parted)]
+    assert final[0].keys() == final[1].keys() and all(torch.equal(final[0][k], final[1][k]) for k in final[0])

@@ -75,10 +75,15 @@ def load_tensors(path: Path, expected_sha: str | None = None) -> dict[str, Tenso
 
 def optimizer_to_files(optimizers: dict[str, torch.optim.Optimizer]) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """Split optimizer state dicts into tensors (for safetensors) and JSON-safe metadata."""
+    return state_dicts_to_files({group: opt.state_dict() for group, opt in optimizers.items()})
+
+
+def state_dicts_to_files(state_dicts: dict[str, dict[str, Any]]) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Optimizer state dicts by group (live ones, or copies such as the NaN guard's snapshot) as tensors named
+    GROUP.INDEX.KEY and JSON-safe metadata."""
     tensors: dict[str, Tensor] = {}
     meta: dict[str, Any] = {}
-    for group, opt in optimizers.items():
-        sd = opt.state_dict()
+    for group, sd in state_dicts.items():
         extra: dict[str, dict[str, Any]] = {}
         for pid, entry in sd["state"].items():
             for key, value in entry.items():
@@ -90,22 +95,29 @@ def optimizer_to_files(optimizers: dict[str, torch.optim.Optimizer]) -> tuple[di
     return tensors, meta
 
 
+def state_dicts_from_files(tensors: dict[str, Tensor], meta: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Inverse of state_dicts_to_files: an optimizer state dict per group."""
+    states: dict[str, dict[int, dict[str, Any]]] = {group: {} for group in meta}
+    for name, value in tensors.items():
+        group, pid, key = name.split(".", 2)
+        if group in states:
+            states[group].setdefault(int(pid), {})[key] = value
+    for group, entry in meta.items():
+        for pid, extra in entry["extra"].items():
+            states[group].setdefault(int(pid), {}).update(extra)
+    return {group: {"state": states[group], "param_groups": entry["param_groups"]} for group, entry in meta.items()}
+
+
 def optimizer_from_files(optimizers: dict[str, torch.optim.Optimizer], tensors: dict[str, Tensor],
                          meta: dict[str, Any]) -> None:
     """Inverse of optimizer_to_files: load each optimizer's state exactly. A group the checkpoint does not know (a
     variant that gained one since) starts fresh."""
+    state_dicts = state_dicts_from_files(tensors, meta)
     for group, opt in optimizers.items():
-        if group not in meta:
+        if group not in state_dicts:
             log.warning("the checkpoint has no optimizer state for group %s: it starts fresh", group)
             continue
-        state: dict[int, dict[str, Any]] = {}
-        for name, value in tensors.items():
-            g, pid, key = name.split(".", 2)
-            if g == group:
-                state.setdefault(int(pid), {})[key] = value
-        for pid, extra in meta[group]["extra"].items():
-            state.setdefault(int(pid), {}).update(extra)
-        opt.load_state_dict({"state": state, "param_groups": meta[group]["param_groups"]})
+        opt.load_state_dict(state_dicts[group])
         _match_layouts(opt)
 
 

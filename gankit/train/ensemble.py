@@ -67,7 +67,7 @@ def split_members(run_dir: str | Path, out: str | Path) -> list[Path]:
             write_bytes(target / "config.yaml", to_yaml(member_cfg).encode())
             ckpt.save_checkpoint(target, state["step"], {"model.safetensors": member_model(e),
                                                          "optim.safetensors": member_optim(e)},
-                                 {k: v for k, v in state.items() if k not in ("format", "step", "files")})
+                                 {k: v for k, v in state.items() if k not in ("format", "step", "files", "guard")})
             make_trainer(member_cfg, target, resume=True, progress=False).export()  # model/, as training writes it
         if out.exists():
             out.rmdir()  # empty, checked above

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from . import checkpoint as ckpt
 from .ema import EMA
 
 
@@ -46,6 +47,10 @@ class NanGuard:
             "ema": {k: v.clone() for k, v in self.ema.shadow.items()} if self.ema else None,
         }
         self.snapshot_step = step
+
+    @property
+    def has_snapshot(self) -> bool:
+        return self._snapshot is not None
 
     @property
     def clean(self) -> bool:
@@ -90,6 +95,34 @@ class NanGuard:
         for g, opt in self.optimizers.items():
             for pg in opt.param_groups:
                 pg["lr"] = self.base_lrs[g] * self.lr_scale * self.schedule
+
+    def to_files(self, step: int) -> tuple[dict[str, torch.Tensor] | None, dict[str, Any]]:
+        """What a checkpoint at `step` needs to roll back exactly as an uninterrupted run would after resuming: the
+        streaks and the snapshot's step (state.json), and the snapshot's tensors unless it is the state at `step`
+        itself (the trainer snapshots at every checkpoint of its cadence, so only a stop between them saves a copy)."""
+        state: dict[str, Any] = {"snapshot_step": self.snapshot_step, "streak": dict(self.streak)}
+        if self.snapshot_step == step or self._snapshot is None:
+            return None, state
+        snap = self._snapshot
+        optim, state["optim"] = ckpt.state_dicts_to_files(snap["optim"])
+        tensors = {**{f"variant.{k}": v for k, v in snap["variant"].items()},
+                   **{f"optim.{k}": v for k, v in optim.items()},
+                   **{f"ema.{k}": v for k, v in (snap["ema"] or {}).items()}}
+        return tensors, state
+
+    def from_files(self, step: int, tensors: dict[str, torch.Tensor] | None, state: dict[str, Any] | None) -> None:
+        """Restore what `to_files` saved at `step` (a checkpoint without it: the snapshot is the state at `step`)."""
+        self.streak = dict((state or {}).get("streak", {}))
+        if tensors is None:
+            self.snapshot(step)
+            return
+        def part(prefix: str) -> dict[str, torch.Tensor]:
+            return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+        self._snapshot = {"variant": part("variant."),
+                          "optim": ckpt.state_dicts_from_files(part("optim."), state["optim"]),
+                          "ema": part("ema.") if self.ema is not None else None}
+        self.snapshot_step = state["snapshot_step"]
 
     def take_window(self) -> tuple[int, list[dict[str, Any]]]:
         """Skipped updates and events since the last call (for logs.jsonl)."""

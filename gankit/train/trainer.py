@@ -38,7 +38,8 @@ from .runrecord import RunRecord
 from .logging import JsonlLog, ProgressBar, TensorBoardLog, summary_writer
 
 log = logging.getLogger("gankit")
-SNAPSHOT_EVERY = 100  # steps between in-memory "last good state" copies used by the NaN guard
+SNAPSHOT_EVERY = 100  # steps between in-memory "last good state" copies used by the NaN guard (and every checkpoint)
+GUARD_FILE = "guard.safetensors"  # in a checkpoint: the NaN guard's snapshot when it is older than the checkpoint
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop,
               "sgd": torch.optim.SGD}
 
@@ -180,7 +181,8 @@ class Trainer:
             record.start(self.device, self.step, self.shard.world, distributed.launch_id())
         status = "failed"  # until the loop ends one of the known ways
         previous = self._install_signal_handlers()
-        self.guard.snapshot(self.step)
+        if not self.guard.has_snapshot:  # a resumed run has its checkpoint's
+            self.guard.snapshot(self.step)
         loop_start = time.perf_counter()
         try:
             while self.step < cfg.steps and not self._stopping():
@@ -194,7 +196,10 @@ class Trainer:
                     self.logs.write({"step": self.step, "event": "compile",
                                      "seconds": round(time.perf_counter() - loop_start, 2)})
                 bar.advance()
-                if self.step % SNAPSHOT_EVERY == 0 and self.guard.clean:
+                # a good state to roll back to; taken at every checkpoint too, so that those need no copy of it
+                on_cadence = self.step % SNAPSHOT_EVERY == 0 or cfg.checkpoint_every and \
+                    self.step % cfg.checkpoint_every == 0
+                if on_cadence and self.guard.clean:
                     self.guard.snapshot(self.step)
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                     bar.show(self._log_window(window, self.step - window_from, time.perf_counter() - window_start))
@@ -380,6 +385,9 @@ class Trainer:
                  "ema_updates": self.ema.updates if self.ema else 0,
                  "loss_scales": {g: s.state_dict() for g, s in self.scalers.items()}}
         files = {"model.safetensors": model, "optim.safetensors": optim_tensors}
+        snapshot, state["guard"] = self.guard.to_files(self.step)
+        if snapshot is not None:
+            files[GUARD_FILE] = snapshot
         self._save_mode_state(files, state)
         path = ckpt.save_checkpoint(self.run_dir, self.step, files, state)
         self.export()
@@ -427,6 +435,7 @@ class Trainer:
         ckpt.set_rng_state(state["rng"])
         self.sampler.load_state_dict(state["sampler"] if "sampler" in state else {"cursor": state["data_cursor"]})
         self.step = state["step"]
+        self.guard.from_files(self.step, files.get(GUARD_FILE), state.get("guard"))
         self._restore_mode_state(state, files)
         log.info("resumed from %s (step %d)", path.name, self.step)
 
