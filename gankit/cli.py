@@ -230,7 +230,11 @@ def train(
         err.print(f"step {result['step']} saved in {run_dir}: {cfg.model.members} members; `gankit split {run_dir} "
                   "--out DIR` writes one run per member to sample, evaluate or report on", highlight=False)
     elif main:
-        _report_run(run_dir, result["step"], trainer.kind.usage.format(run=run_dir))
+        try:
+            _report_run(run_dir, result["step"], trainer.kind.usage.format(run=run_dir))
+        except UserError:
+            if result["interrupted_by"] is None:
+                raise  # stopped before there was anything to report on (no log record or model yet): say how to resume
     if result["interrupted_by"] is not None:
         if main:
             err.print(f"stopped at step {result['step']}; resume with `gankit train --resume {run_dir}`")

@@ -43,3 +43,22 @@ def test_signal_saves_and_exits(tmp_path, sig, code):
                               f"train.steps={step + 10}", "--no-progress"], capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads((run / "model" / "config.json").read_text())["step"] == step + 10
+
+
+def test_a_signal_before_the_first_log_record_still_saves_and_says_how_to_resume(tmp_path):
+    """Nothing to report on yet (no log record): the report is skipped, not turned into an error (exit 2)."""
+    run = tmp_path / "r"
+    proc = subprocess.Popen([sys.executable, "-m", "gankit", "train", "digits-dcgan", "model.width=8",
+                             "train.steps=100000", "train.log_every=100000", "train.sample_every=0",
+                             "train.checkpoint_every=0", "--out", str(run), "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (run / "run.json").is_file() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # into the loop, its signal handlers installed
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "error:" not in err and "resume with" in err
+    step = json.loads((run / "model" / "config.json").read_text())["step"]
+    assert (run / "checkpoints" / f"step-{step}" / "state.json").is_file()

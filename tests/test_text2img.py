@@ -261,7 +261,8 @@ def test_d_steps_prefer_the_right_caption_over_the_mismatched_ones():
     alone widens the gap as much (the exact loss is checked above for the preset)."""
     def gap(variant, batch):
         right = _d(variant, batch.x, batch.text)
-        return (right - 0.5 * (_d(variant, batch.x, batch.wrong[:, 0]) + _d(variant, batch.x, batch.wrong[:, 1]))).mean()
+        wrong = 0.5 * (_d(variant, batch.x, batch.wrong[:, 0]) + _d(variant, batch.x, batch.wrong[:, 1]))
+        return (right - wrong).mean()
 
     def gap_change(*overrides: str) -> float:
         variant, batch, _ = _setup("loss.name=non_saturating", "text2img.own_encoder=false", *overrides)
