@@ -538,6 +538,22 @@ def test_dp_run_reports_the_epsilon_it_spent(mixed_csv, public_json, tmp_path, c
     assert logged == sorted(logged) and logged[-1] <= 3.0
 
 
+def test_a_private_run_cannot_resume_to_spend_more_than_its_epsilon(mixed_csv, public_json, tmp_path, cli):
+    """σ was set for the planned steps: raising them (or the batch, or the privacy keys) on resume would spend more
+    than privacy.epsilon while the logs and `gankit eval` still said the target."""
+    from gankit.train import Trainer
+
+    run = tmp_path / "dp"
+    Trainer(dp_cfg(mixed_csv, public_json, "train.steps=6"), run, progress=False).fit()
+    for change in ("train.steps=60", "train.batch_size=20", "privacy.epsilon=6"):
+        key = change.split("=")[0]
+        code, _, err = cli("train", "--resume", str(run), change, "--no-progress")
+        assert code == 2 and f"{key} cannot change when this run resumes" in err and "Traceback" not in err, err
+    assert "steps: 6" in (run / "config.yaml").read_text()
+    code, _, err = cli("train", "--resume", str(run), "train.steps=6", "optim.lr_g=0.001", "--no-progress")
+    assert code == 0, err  # other keys may change
+
+
 @pytest.mark.parametrize("private", [False, True])
 def test_a_resumed_table_run_is_bit_identical(mixed_csv, public_json, tmp_path, private):
     """Catches the sampler's cursor, the condition stream or (under DP) the counted steps left out of checkpoints:

@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 from conftest import train_until_interrupted
 import gankit
 from gankit.train import Trainer, list_checkpoints, read_logs
+from gankit.variants import resolve
 
 
 def _g_weights(run_dir):
@@ -39,6 +40,18 @@ def test_interrupted_stabilised_run_resumes_bit_identically(tmp_path, ring_cfg):
     Trainer(cfg, split, resume=True, progress=False).fit()
     a, b = _g_weights(straight), _g_weights(split)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_config_yaml_keeps_the_overrides_a_resume_was_given(tmp_path, ring_cfg, cli):
+    """A resume's overrides are part of the run: a later plain resume keeps them, and config.yaml re-runs it."""
+    run = tmp_path / "r"
+    Trainer(ring_cfg("train.steps=10"), run, progress=False).fit()
+    assert cli("train", "--resume", str(run), "train.steps=20", "optim.lr_g=0.001", "--no-progress")[0] == 0
+    assert cli("train", "--resume", str(run), "train.steps=30", "--no-progress")[0] == 0
+    saved = resolve(str(run / "config.yaml"))[0]
+    assert saved.train.steps == 30 and saved.optim.lr_g == 0.001
+    state = json.loads((run / "checkpoints" / "step-30" / "state.json").read_text())
+    assert state["optim"]["G"]["param_groups"][0]["lr"] == pytest.approx(0.001)  # the last session trained with it
 
 
 def test_same_seed_same_samples_and_different_seed_differs(tmp_path, ring_cfg):

@@ -143,6 +143,8 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         # with train.restarts the run starts from the best candidate, chosen (or finished choosing) in fit()
         self.choosing = cfg.train.restarts > 1 and restarts.pending(self.run_dir)
+        if resume:
+            self._refuse_fixed_changes()
         if resume and not self.choosing:
             self._restore()
         elif not resume and self.main:
@@ -154,6 +156,7 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Train until `train.steps`, a signal, or divergence; the last good state is checkpointed in every case."""
         with ckpt.run_lock(self.run_dir) if self.main else contextlib.nullcontext():
+            self._record_config()
             if self.choosing:
                 stopped = restarts.choose_start(self.cfg, self.run_dir, self._train_candidate)
                 if stopped is not None:
@@ -161,6 +164,28 @@ class Trainer:
                 self._restore()
                 self.choosing = False
             return self._fit()
+
+    def _refuse_fixed_changes(self) -> None:
+        """A resume may change most keys (steps, learning rates, ...), not those the variant fixes for its run."""
+        fixed = self.variant.fixed_on_resume()
+        path = self.run_dir / "config.yaml"
+        if not fixed or not path.is_file():
+            return
+        from ..variants import resolve
+
+        before = resolve(str(path))[0]
+        for key, why in fixed.items():
+            old, new = _config_value(before, key), _config_value(self.cfg, key)
+            if old != new:
+                raise UserError(f"{key} cannot change when this run resumes ({old} → {new}): {why}",
+                                f"resume with {key}={old}, or train a new run")
+
+    def _record_config(self) -> None:
+        """config.yaml is the config this session trains with, a resume's overrides included: a later resume keeps
+        them, and `gankit train RUN/config.yaml` re-runs the run."""
+        path, text = self.run_dir / "config.yaml", to_yaml(self.cfg)
+        if self.main and (not path.is_file() or path.read_text() != text):
+            write_bytes(path, text.encode())
 
     def _train_candidate(self, cfg: Config, run_dir: Path, resume: bool) -> dict[str, Any]:
         """One restart candidate, trained as a run of its own (gankit.train.restarts)."""
@@ -420,7 +445,8 @@ class Trainer:
         except RuntimeError as exc:  # resumed with other network sizes
             detail = (str(exc).splitlines()[1:] or [""])[0].strip()
             raise UserError(f"{path.name} does not fit this config: {detail}",
-                            "resume without changing model.* keys") from None
+                            "resume without changing `variant`, model.* or the variant's own keys (they shape "
+                            "the networks)") from None
         if self.ema is not None:
             shadow = {k[4:]: v for k, v in model.items() if k.startswith("ema.")}
             if shadow:
@@ -506,3 +532,10 @@ def _grad_norm(optimizer: torch.optim.Optimizer) -> Tensor:
         return torch.zeros(())
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
+
+def _config_value(cfg: Config, key: str) -> Any:
+    """The value of a dotted config key ("train.steps")."""
+    value: Any = cfg
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value

@@ -324,6 +324,11 @@ class Variant(nn.Module):
 
     # ------------------------------------------------------------------------------------------- state
 
+    def fixed_on_resume(self) -> dict[str, str]:
+        """Config keys ("train.steps") that this run may not change when it resumes, each with the reason; none for
+        most variants (a resume may raise steps, change learning rates, ...)."""
+        return {}
+
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device

@@ -73,6 +73,17 @@ class TabularGAN(GAN):
         self.register_buffer("cond_columns", torch.tensor(where, dtype=torch.long), persistent=False)
         self.counts = [torch.tensor(part["counts"], dtype=torch.float) for part in self.layout]
 
+    def fixed_on_resume(self) -> dict[str, str]:
+        """A private run's noise was set so that its planned D steps spend privacy.epsilon: more steps, another
+        batch size or other privacy keys would spend more than the run's accountant (and `gankit eval`) assume."""
+        if self.private is None:
+            return {}
+        why = (f"DP-SGD's noise (σ={self.private.sigma:.3f}) was set so that the run's planned steps spend "
+               f"privacy.epsilon={self.private.target_epsilon}, and a change would spend more than it says")
+        keys = ("train.steps", "train.n_critic", "train.batch_size", "privacy.epsilon", "privacy.delta",
+                "privacy.max_grad_norm")
+        return dict.fromkeys(keys, why)
+
     @staticmethod
     def _plan_privacy(cfg: Config, meta: dict) -> PrivateSGD | None:
         """DP-SGD's plan under privacy.epsilon (None without), after checking the run can be private."""
