@@ -510,7 +510,8 @@ def reconstruct(
     x = gen.data_kind.read_inputs(inputs, gen.spec)
     y = gen.reconstruct(x)
     meta = {**gen.provenance(run), "input": str(inputs), "task": "reconstruct"}
-    _write_per_input(gen, out, y, _input_names(inputs), meta, [x, y] if grid else None)
+    _write_per_input(gen, out, y, _input_names(inputs), meta, [x, y] if grid else None,
+                     real="the first column of each pair: the inputs")
     err.print(f"reconstructed {len(x)} image{'s' * (len(x) != 1)} to {out}", highlight=False)
 
 
@@ -542,7 +543,8 @@ def _map_images(run: Path, inputs: Path, out: str, grid: bool, upscale: bool, di
     meta = {**gen.provenance(run), "input": str(inputs), "task": "upscale" if upscale else "translate",
             "direction": direction}
     shown = F.interpolate(x, size=y.shape[-2:], mode="nearest") if x.shape[-1] != y.shape[-1] else x
-    _write_per_input(gen, out, y, _input_names(inputs), meta, [shown, y] if grid else None)
+    _write_per_input(gen, out, y, _input_names(inputs), meta, [shown, y] if grid else None,
+                     real="the first column of each pair: the inputs" + (", enlarged" if upscale else ""))
     size = "×".join(map(str, y.shape[1:]))
     err.print(f"{'upscaled' if upscale else 'translated'} {len(x)} image{'s' * (len(x) != 1)} to {out} ({size})",
               highlight=False)
@@ -558,16 +560,17 @@ def _check_per_input_out(gen, inputs: Path, out: str, grid: bool) -> None:
 
 
 def _write_per_input(gen, out: str, y: Tensor, names: list[str] | None, meta: dict,
-                     columns: list[Tensor] | None = None) -> None:
-    """One output per input: `columns` side by side in a grid PNG (--grid), DIR/ (one PNG each, named as the
-    inputs), FILE.png (the image, for one input), or the data kind's writer (.npz, a grid PNG)."""
+                     columns: list[Tensor] | None = None, real: str | None = None) -> None:
+    """One output per input: `columns` side by side in a grid PNG (--grid; `real` says which of them are real
+    images), DIR/ (one PNG each, named as the inputs), FILE.png (the image, for one input), or the data kind's writer
+    (.npz, a grid PNG)."""
     from . import io
 
     if columns is not None:
         import torch
 
         io.save_grid(out, torch.stack(columns, dim=1).flatten(0, 1), nrow=len(columns) * min(4, len(y)),
-                     scale=max(1, 64 // y.shape[-1]), **meta)
+                     scale=max(1, 64 // y.shape[-1]), **meta, real=real)
     elif gen.data_kind.check_output(out) == "/":
         io.save_images(out, y, names=names, **meta)
     elif out.lower().endswith(".png") and len(y) == 1:
@@ -626,7 +629,7 @@ def invert(
 
         io.save_grid(picture, torch.stack([x, inv.images], dim=1).flatten(0, 1),
                      nrow=2 * min(4, len(x)), scale=max(1, 64 // x.shape[-1]), **gen.provenance(run), input=str(images),
-                     task="invert")
+                     task="invert", real="the first column of each pair: the inputs")
     also = f" and {out.with_suffix('.png')}" if grid else ""
     err.print(f"inverted {len(x)} image{'s' * (len(x) != 1)} into {out}{also}: PSNR {inv.psnr.mean():.2f} dB "
               f"(best of the random pool: {inv.psnr_start.mean():.2f} dB)", highlight=False)
@@ -701,7 +704,8 @@ def edit(
     y = gen.generate(editing.edit(z, found, amounts, hold=not free), labels=labels)
     meta = {**gen.provenance(run), "input": str(inputs), "task": "edit", "edit": ", ".join(direction), "free": free}
     columns = ([x, shown] if x is not None else [gen.generate(z, labels=labels)]) + [y]
-    _write_per_input(gen, out, y, names, meta, columns if grid else None)
+    _write_per_input(gen, out, y, names, meta, columns if grid else None,
+                     real="the first column of each triple: the inputs" if x is not None else None)
     err.print(f"edited {len(y)} image{'s' * (len(y) != 1)} ({', '.join(direction)}) to {out}", highlight=False)
 
 
@@ -788,7 +792,8 @@ def explain(
         shown = images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images  # greyscale beside RGB heat maps
         cells = torch.stack([shown, explaining.heat(grad_input), explaining.heat(integrated)], dim=1).flatten(0, 1)
         io.save_grid(out / "saliency.png", cells, nrow=6, scale=max(1, 64 // images.shape[-1]), **gen.provenance(run),
-                     task="explain", columns="image, gradient x input, integrated gradients (real first)")
+                     task="explain", columns="image, gradient x input, integrated gradients (real first)",
+                     real=f"the first {n} rows: held-out real images and their saliency maps")
         report["saliency"] = {"file": "saliency.png", "real": heldout, "generated": n}
     else:
         report["saliency"] = "none: the run kept no checkpoint with a D that scores images alone"

@@ -233,6 +233,12 @@ def test_translate_writes_one_png_per_input_named_as_the_input(tiny_run, tmp_pat
         assert img.size == (16, 16) and img.text["gankit:generated"] == "true" and img.text["gankit:source"] == "sub/b.jpg"
     code, _, _ = cli("translate", str(tiny_run), str(src), "--out", str(tmp_path / "grid.png"), "--grid")
     assert code == 0 and Image.open(tmp_path / "grid.png").size[0] > 2 * Image.open(tmp_path / "grid.png").size[1]
+    # the grid shows the real inputs too, and says so; a translated image alone is all generated
+    from gankit.io import GENERATED_NOTE, MIXED_NOTE, read_provenance
+
+    grid, alone = read_provenance(tmp_path / "grid.png"), read_provenance(tmp_path / "out" / "a.png")
+    assert grid["Comment"] == MIXED_NOTE and "inputs" in grid["gankit:real"]
+    assert alone["Comment"] == GENERATED_NOTE and "gankit:real" not in alone
 
 
 def test_inputs_differing_only_in_suffix_keep_their_own_names_as_the_source(tiny_run, tmp_path, cli):
