@@ -369,7 +369,8 @@ def sample(
             "input": str(inputs) if inputs else None, "prompt": prompt, "refine": refine,
             "refine_steps": refine_steps if refine else None, "mix": mix,
             "condition": ",".join(condition) if condition else None}
-    kind.write(out, x, gen.spec, nrow=nrow, labels=labels, cells=cells, meta=meta)
+    items = kind.describe_inputs(given, gen.spec) if inputs is not None else None
+    kind.write(out, x, gen.spec, nrow=nrow, labels=labels, cells=cells, meta=meta, items=items)
     err.print(f"wrote {kind.describe(x, gen.spec)} to {out}{_spread(gen, labels)}", highlight=False)
 
 

@@ -278,10 +278,11 @@ def save_image(path: str | Path, image: torch.Tensor, **meta: object) -> None:
 
 
 def save_images(folder: str | Path, images: torch.Tensor, start: int = 0, names: list[str] | None = None,
-                **meta: object) -> list[Path]:
+                items: list[dict[str, object]] | None = None, **meta: object) -> list[Path]:
     """Write each image as its own labelled PNG: 000000.png, ... or, given `names` (one relative path per image,
     e.g. the inputs' paths under their folder), NAME with its suffix made .png (NAME.png for all when two names
-    differ only in suffix: a.jpg, a.png -> a.jpg.png, a.png.png), NAME in the metadata as the source."""
+    differ only in suffix: a.jpg, a.png -> a.jpg.png, a.png.png), NAME in the metadata as the source; `items` adds
+    each image's own fields (its prompt, say)."""
     folder = Path(folder)
     if names:
         stems = [Path(name).with_suffix("") for name in names]
@@ -291,7 +292,8 @@ def save_images(folder: str | Path, images: torch.Tensor, start: int = 0, names:
         files = [Path(f"{start + i:06d}.png") for i in range(len(images))]
     paths = []
     for i, (image, file) in enumerate(zip(images, files)):
-        save_image(folder / file, image, index=start + i, **({"source": names[i]} if names else {}), **meta)
+        own = {"index": start + i, **({"source": names[i]} if names else {}), **(items[i] if items else {})}
+        save_image(folder / file, image, **{**meta, **own})
         paths.append(folder / file)
     return paths
 

@@ -503,6 +503,12 @@ def test_prompt_from_the_api_and_the_cli(tiny_run, cli, tmp_path):
     assert code == 0, err_text
     import numpy as np
     assert np.load(tmp_path / "p.npz")["samples"].shape[0] == 2
+    # one PNG per prompt of the file, each labelled with its own prompt
+    code, _, err_text = cli("sample", str(tiny_run), "--input", str(prompts), "--out", str(tmp_path / "each") + "/")
+    assert code == 0, err_text
+    labels = [Image.open(tmp_path / "each" / f"00000{i}.png").info for i in range(2)]
+    assert [info["gankit:prompt"] for info in labels] == ["a blue circle", "a green ring at the top"]
+    assert all(info["gankit:input"] == str(prompts) for info in labels)
 
 
 def test_prompt_is_refused_by_models_without_text(train_tiny, cli, tmp_path):

@@ -137,7 +137,8 @@ class ClipKind(DataKind):
         save_grid(path, images, nrow=nrow, scale=max(1, 64 // fake.shape[-1]), **meta)
 
     def write_other(self, fmt: str, path: Path, x: Tensor, spec: dict, *, nrow: int | None,
-                    cells: list[int] | None = None, meta: dict[str, Any]) -> None:
+                    cells: list[int] | None = None, meta: dict[str, Any],
+                    items: list[dict[str, Any]] | None = None) -> None:
         scale = max(1, 64 // x.shape[-1])
         if fmt == ".png":
             images, row = frames_grid(x)

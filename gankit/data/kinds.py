@@ -82,9 +82,10 @@ class DataKind:
         raise NotImplementedError
 
     def write(self, path: Path | str, x: Tensor, spec: dict, *, nrow: int | None = None, labels: Tensor | None = None,
-              cells: list[int] | None = None, meta: dict[str, Any]) -> None:
+              cells: list[int] | None = None, meta: dict[str, Any], items: list[dict[str, Any]] | None = None) -> None:
         """Samples to `path` in the format its suffix (or a trailing "/" for a folder) names, labelled as generated;
-        pictures lay sample i at grid cell cells[i] when given (rows of unequal length)."""
+        pictures lay sample i at grid cell cells[i] when given (rows of unequal length); `items` are fields of each
+        sample's own (the prompt it was drawn for), recorded where a sample has a file of its own."""
         fmt, path = self.check_output(path), Path(path)
         if fmt == ".npz":
             arrays = {"samples": self.inverse(x, spec).numpy(), "generated": np.array(True),
@@ -94,10 +95,12 @@ class DataKind:
             with atomic_path(path) as tmp, open(tmp, "wb") as f:
                 np.savez(f, **arrays)
         else:
-            self.write_other(fmt, path, x, spec, nrow=nrow, cells=cells, meta=meta)
+            own = {"items": items} if items is not None else {}  # kinds written before `items` existed take none
+            self.write_other(fmt, path, x, spec, nrow=nrow, cells=cells, meta=meta, **own)
 
     def write_other(self, fmt: str, path: Path, x: Tensor, spec: dict, *, nrow: int | None,
-                    cells: list[int] | None = None, meta: dict[str, Any]) -> None:
+                    cells: list[int] | None = None, meta: dict[str, Any],
+                    items: list[dict[str, Any]] | None = None) -> None:
         raise NotImplementedError
 
     def check_output(self, path: Path | str) -> str:
@@ -117,6 +120,10 @@ class DataKind:
     def sample_shape(self, spec: dict) -> str:
         """One sample's shape in words, for summaries: "1×16×16"."""
         return "×".join(str(s) for s in spec.get("shape") or [])
+
+    def describe_inputs(self, inputs: Tensor, spec: dict) -> list[dict[str, Any]] | None:
+        """Each sample's own provenance fields for the inputs it was made from (none for most kinds)."""
+        return None
 
     def read_condition(self, items: list[str], spec: dict) -> Tensor:
         """The condition vector that `gankit sample --condition COLUMN=VALUE` names (tables); other kinds take none."""
@@ -164,7 +171,8 @@ class VectorKind(DataKind):
         save_scatter(path, fake.flatten(1)[:, :2], real.flatten(1)[:, :2], dataset.centers, title=title, **meta)
 
     def write_other(self, fmt: str, path: Path, x: Tensor, spec: dict, *, nrow: int | None,
-                    cells: list[int] | None = None, meta: dict[str, Any]) -> None:
+                    cells: list[int] | None = None, meta: dict[str, Any],
+                    items: list[dict[str, Any]] | None = None) -> None:
         centers = spec.get("centers")
         save_scatter(path, x.flatten(1)[:, :2], centers=torch.tensor(centers) if centers else None,
                      title=f"{meta.get('run', '')}: {len(x)} samples", **meta)
@@ -183,9 +191,10 @@ class ImageKind(DataKind):
         save_grid(path, fake, nrow=8, scale=max(1, 128 // fake.shape[-1]), **meta)
 
     def write_other(self, fmt: str, path: Path, x: Tensor, spec: dict, *, nrow: int | None,
-                    cells: list[int] | None = None, meta: dict[str, Any]) -> None:
+                    cells: list[int] | None = None, meta: dict[str, Any],
+                    items: list[dict[str, Any]] | None = None) -> None:
         if fmt == "/":
-            save_images(path, x, **meta)
+            save_images(path, x, items=items, **meta)
         else:
             save_grid(path, x, nrow=nrow or math.ceil(math.sqrt(len(x))), scale=max(1, 64 // x.shape[-1]),
                       cells=cells, **meta)
@@ -265,6 +274,6 @@ class CaptionKind(ImageKind):
             raise UserError(f"{path} holds no prompts", "write one prompt per line")
         return self.read_prompt(lines, spec)
 
-    def describe_inputs(self, inputs: Tensor, spec: dict) -> list[str]:
-        """The prompts behind word ids, for provenance."""
-        return detokenize(inputs, spec["text"]["vocab"])
+    def describe_inputs(self, inputs: Tensor, spec: dict) -> list[dict[str, Any]]:
+        """Each sample's own provenance fields: the prompt behind its word ids."""
+        return [{"prompt": text} for text in detokenize(inputs, spec["text"]["vocab"])]

@@ -647,7 +647,8 @@ class TableKind(DataKind):
         plot_marginals(path, decode(fake, dataset.info["table"]), dataset.info["frame"], title, meta)
 
     def write_other(self, fmt: str, path: Path, x: Tensor, spec: dict, *, nrow: int | None,
-                    cells: list[int] | None = None, meta: dict[str, Any]) -> None:
+                    cells: list[int] | None = None, meta: dict[str, Any],
+                    items: list[dict[str, Any]] | None = None) -> None:
         write_csv(path, decode(x, spec["table"]))
         write_json(provenance_path(path), provenance(**meta))
 

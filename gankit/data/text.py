@@ -336,7 +336,8 @@ class TokenKind(DataKind):
         save_text_picture(path, decode(fake[:PICTURE_LINES], dataset.spec()), title, meta)
 
     def write_other(self, fmt: str, path: Path, x: Tensor, spec: dict, *, nrow: int | None,
-                    cells: list[int] | None = None, meta: dict[str, Any]) -> None:
+                    cells: list[int] | None = None, meta: dict[str, Any],
+                    items: list[dict[str, Any]] | None = None) -> None:
         texts = decode(x, spec)
         if fmt == ".png":
             if spec["tokens"].get("tokenizer") == "smiles":
