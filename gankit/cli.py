@@ -111,16 +111,19 @@ def _check_writable(path: Path) -> None:
         raise UserError(f"cannot write to {path}: {exc.strerror or exc}", "choose a writable --out directory") from None
 
 
-def _outputs_together(command):
-    """A command whose files appear together when it ends, or none of them (gankit.io.outputs_together): a failure
-    part-way leaves no half-written set of outputs."""
-    @functools.wraps(command)
-    def run(*args, **kwargs):
-        from .io import outputs_together
+def _outputs_together(*params: str):
+    """A command whose output files (the paths its options `params` name, and the files that go with them) appear
+    together when it ends, or none of them (gankit.io.outputs_together): a failure part-way leaves no half-written
+    set of outputs."""
+    def wrap(command):
+        @functools.wraps(command)
+        def run(**kwargs):
+            from .io import outputs_together
 
-        with outputs_together():
-            return command(*args, **kwargs)
-    return run
+            with outputs_together(*(kwargs[p] for p in params if isinstance(kwargs.get(p), (str, Path)))):
+                return command(**kwargs)
+        return run
+    return wrap
 
 
 def _check_files(*paths: Path | None) -> None:
@@ -293,7 +296,7 @@ def _report_run(run_dir: Path, step: int, use: str) -> None:
                               "gankit sample runs/info --code c0=3 --vary c1 --out c1.png",
                               "gankit sample runs/table -n 1000 --out synthetic.csv --condition target=1",
                               'gankit sample runs/t2i --prompt "a blue circle" -n 16 --out blue.png'))
-@_outputs_together
+@_outputs_together("out")
 def sample(
     run: Path = typer.Argument(..., help="Run directory."),
     n: int = typer.Option(64, "-n", help="Number of samples (with --input: one per input)."),
@@ -417,7 +420,7 @@ def _parse_codes(items: list[str]) -> dict[str, float]:
 
 @app.command(epilog=_examples("gankit interpolate runs/cgan --class 3 --out walk.gif",
                               "gankit interpolate runs/digits --rows 2 --steps 10 --out walk.png"))
-@_outputs_together
+@_outputs_together("out")
 def interpolate(
     run: Path = typer.Argument(..., help="Run directory."),
     out: Path = typer.Option(..., "--out", "-o", help="FILE.png (one row per pair) or FILE.gif (animated)."),
@@ -461,7 +464,7 @@ OUT_PER_INPUT_HELP = ("DIR/ (one PNG per input, named as the input), FILE.png (o
 @app.command(epilog=_examples("gankit translate runs/p2p photos/ --out translated/",
                               "gankit translate runs/p2p cat.png --out cat-b.png",
                               "gankit translate runs/p2p photos/ --out side-by-side.png --grid"))
-@_outputs_together
+@_outputs_together("out")
 def translate(
     run: Path = typer.Argument(..., help="Run directory of an image-to-image model (pix2pix, srgan)."),
     inputs: Path = typer.Argument(..., help="An image, a folder of images or an .npz of domain-A images."),
@@ -477,7 +480,7 @@ def translate(
 
 @app.command(epilog=_examples("gankit upscale runs/sr small/ --out large/",
                               "gankit upscale runs/sr small/ --out compare.png --grid"))
-@_outputs_together
+@_outputs_together("out")
 def upscale(
     run: Path = typer.Argument(..., help="Run directory of a super-resolution model (srgan, srresnet presets)."),
     inputs: Path = typer.Argument(..., help="An image, a folder of images or an .npz of low-resolution images."),
@@ -490,7 +493,7 @@ def upscale(
 
 @app.command(epilog=_examples("gankit reconstruct runs/vaegan digits/ --out redrawn/",
                               "gankit reconstruct runs/vaegan digits/ --out side-by-side.png --grid"))
-@_outputs_together
+@_outputs_together("out")
 def reconstruct(
     run: Path = typer.Argument(..., help="Run directory of a model with an encoder (vaegan)."),
     inputs: Path = typer.Argument(..., help="An image, a folder of images or an .npz of images."),
@@ -596,7 +599,7 @@ ENCODER_HELP = ("Start from an encoder's guess where it beats the random pool; t
 
 @app.command(epilog=_examples("gankit invert runs/shapes photo.png --out z.npz",
                               "gankit invert runs/shapes photos/ --out z.npz --grid"))
-@_outputs_together
+@_outputs_together("out")
 def invert(
     run: Path = typer.Argument(..., help="Run directory of an image GAN that generates from noise (dcgan, cgan, "
                                "biggan, ...)."),
@@ -665,7 +668,7 @@ def _invert(gen, run: Path, x: Tensor, cls: Optional[str], steps: int, seed: int
 @app.command(epilog=_examples("gankit edit runs/shapes photo.png --direction red=3 --out red.png",
                               "gankit edit runs/shapes z.npz --direction star=2.5 --direction sefa0=-2 --out edited/",
                               "gankit edit runs/shapes photos/ --direction blue=3 --out before-after.png --grid"))
-@_outputs_together
+@_outputs_together("out")
 def edit(
     run: Path = typer.Argument(..., help="Run directory of an image GAN that generates from noise."),
     inputs: Path = typer.Argument(..., help="An image or a folder of images (inverted first), or the .npz of "
@@ -712,7 +715,7 @@ def edit(
 
 @app.command("directions", epilog=_examples("gankit directions runs/shapes",
                                             "gankit directions runs/shapes --grid directions.png"))
-@_outputs_together
+@_outputs_together("grid")
 def directions_cmd(
     run: Path = typer.Argument(..., help="Run directory of an image GAN that generates from noise."),
     grid: Optional[Path] = typer.Option(None, "--grid", help="Write a PNG: one row per direction, the same sample "
@@ -759,7 +762,6 @@ def directions_cmd(
 
 
 @app.command(epilog=_examples("gankit explain runs/shapes", "gankit explain runs/digits --out ex/ -n 4"))
-@_outputs_together
 def explain(
     run: Path = typer.Argument(..., help="Run directory of an image GAN that generates from noise."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for saliency.png, directions.png and "
@@ -781,34 +783,37 @@ def explain(
     gen = load(run)
     editing.check_invertible(gen)
     out = out or run / "explain"
-    report: dict = {"run": run.name, "protocol": explaining.protocol()}
-    critic = explaining.critic(run)
-    if critic is not None:
-        cfg = resolve_run_config(run)
-        real, real_labels, _, heldout = load_heldout_labelled(cfg.data, cfg.seed, n)
-        fake_labels = torch.arange(n) % len(gen.class_names) if gen.class_names else None
-        images = torch.cat([real, gen.sample(n, seed=seed, labels=fake_labels)])
-        labels = torch.cat([real_labels, fake_labels]) if gen.class_names else None
-        grad_input, integrated = explaining.saliency(critic, images, labels)
-        shown = images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images  # greyscale beside RGB heat maps
-        cells = torch.stack([shown, explaining.heat(grad_input), explaining.heat(integrated)], dim=1).flatten(0, 1)
-        io.save_grid(out / "saliency.png", cells, nrow=6, scale=max(1, 64 // images.shape[-1]), **gen.provenance(run),
-                     task="explain", columns="image, gradient x input, integrated gradients (real first)",
-                     real=f"the first {n} rows: held-out real images and their saliency maps")
-        report["saliency"] = {"file": "saliency.png", "real": heldout, "generated": n}
-    else:
-        report["saliency"] = "none: the run kept no checkpoint with a D that scores images alone"
-    found = editing.run_directions(gen, run, editing.evaluator_for(gen))
-    images = editing.sweep(gen, found, torch.linspace(-3, 3, 7), seed=seed)
-    io.save_grid(out / "directions.png", images, nrow=7, scale=max(1, 64 // images.shape[-1]), **gen.provenance(run),
-                 task="explain", rows=", ".join(found.items), amounts="-3 to 3")
-    evaluator = editing.evaluator_for(gen)
-    effects = explaining.direction_effects(gen, evaluator, found, seed=seed) if evaluator is not None else {}
-    lines = explaining.describe(effects) if effects else {}
-    report["directions"] = {name: {"method": d.method, "attribute": d.attribute, "value": d.value,
-                                   "effects": effects.get(name), "reading": lines.get(name)}
-                            for name, d in found.items.items()}
-    write_json(out / "explain.json", report)
+    with io.outputs_together(out):  # the pictures and explain.json appear together, or none of them
+        report: dict = {"run": run.name, "protocol": explaining.protocol()}
+        critic = explaining.critic(run)
+        if critic is not None:
+            cfg = resolve_run_config(run)
+            real, real_labels, _, heldout = load_heldout_labelled(cfg.data, cfg.seed, n)
+            fake_labels = torch.arange(n) % len(gen.class_names) if gen.class_names else None
+            images = torch.cat([real, gen.sample(n, seed=seed, labels=fake_labels)])
+            labels = torch.cat([real_labels, fake_labels]) if gen.class_names else None
+            grad_input, integrated = explaining.saliency(critic, images, labels)
+            shown = images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images  # greyscale beside RGB heat maps
+            cells = torch.stack([shown, explaining.heat(grad_input), explaining.heat(integrated)], dim=1).flatten(0, 1)
+            io.save_grid(out / "saliency.png", cells, nrow=6, scale=max(1, 64 // images.shape[-1]),
+                         **gen.provenance(run), task="explain",
+                         columns="image, gradient x input, integrated gradients (real first)",
+                         real=f"the first {n} of the {2 * n} images (two to a row, each with its two saliency "
+                              "maps): held-out real images")
+            report["saliency"] = {"file": "saliency.png", "real": heldout, "generated": n}
+        else:
+            report["saliency"] = "none: the run kept no checkpoint with a D that scores images alone"
+        found = editing.run_directions(gen, run, editing.evaluator_for(gen))
+        images = editing.sweep(gen, found, torch.linspace(-3, 3, 7), seed=seed)
+        io.save_grid(out / "directions.png", images, nrow=7, scale=max(1, 64 // images.shape[-1]),
+                     **gen.provenance(run), task="explain", rows=", ".join(found.items), amounts="-3 to 3")
+        evaluator = editing.evaluator_for(gen)
+        effects = explaining.direction_effects(gen, evaluator, found, seed=seed) if evaluator is not None else {}
+        lines = explaining.describe(effects) if effects else {}
+        report["directions"] = {name: {"method": d.method, "attribute": d.attribute, "value": d.value,
+                                       "effects": effects.get(name), "reading": lines.get(name)}
+                                for name, d in found.items.items()}
+        write_json(out / "explain.json", report)
     table = Table("direction", "method", "what the evaluator sees change")
     for name, d in found.items.items():
         table.add_row(name, d.method, lines.get(name, "no evaluator for this data"))
@@ -853,7 +858,7 @@ def serve(
 @app.command(epilog=_examples("gankit score runs/normal3 test/ --out scores.csv",
                               "gankit score runs/normal3 test/ --out scores.csv --roc roc.png",
                               "gankit score runs/normal3 test/ --out scores.csv --knn 5"))
-@_outputs_together
+@_outputs_together("out", "roc")
 def score(
     run: Path = typer.Argument(..., help="Run of a model trained on normal images only (data.normal=...)."),
     inputs: Path = typer.Argument(..., help="An image, a folder of images (sub-folders named after classes label "

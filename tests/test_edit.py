@@ -195,6 +195,28 @@ def test_bad_editing_inputs_exit_2_with_one_line_and_write_nothing(args, message
     assert set(tmp_path.rglob("*")) == before
 
 
+def test_directions_found_by_a_command_that_then_fails_stay_cached(tiny_run, tmp_path, cli):
+    """The command's outputs appear together or not at all; RUN/edit/ is a cache beside them, kept either way."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    shutil.rmtree(run / "edit", ignore_errors=True)
+    latents = tmp_path / "z.npz"
+    assert cli("invert", str(run), str(_one_image(tmp_path)), "--out", str(latents), "--steps", "0")[0] == 0
+    code, _, err = cli("edit", str(run), str(latents), "-d", "nosuch=1", "--out", str(tmp_path / "e.png"))
+    assert code == 2 and "unknown direction 'nosuch'" in err and not (tmp_path / "e.png").exists()
+    assert {p.name for p in (run / "edit").iterdir()} >= {"directions.safetensors", "directions.json"}
+
+
+def _one_image(folder):
+    from PIL import Image
+
+    path = folder / "one.png"
+    Image.fromarray(np.full((16, 16, 3), 120, np.uint8)).save(path)
+    return path
+
+
 def test_an_encoders_guess_replaces_the_pool_start_where_it_redraws_better(tiny_run):
     gen = varied(tiny_run)
     z = gen.latents(4, seed=99)

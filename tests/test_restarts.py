@@ -66,6 +66,21 @@ def test_resume_finishes_the_candidates_a_stopped_run_left(restarted, tmp_path):
     assert json.loads((run / "restarts.json").read_text()) == json.loads((restarted[0] / "restarts.json").read_text())
 
 
+def test_a_resume_that_cannot_load_the_chosen_start_leaves_config_yaml_alone(restarted, tmp_path):
+    """Overrides are written into config.yaml only once the run has resumed: here the start is chosen (the stopped
+    candidate finishes) before the checkpoint loads, and a width the checkpoint does not fit must not stick."""
+    run = tmp_path / "run"
+    shutil.copytree(restarted[0], run)
+    for name in ("checkpoints", "restarts/seed-2000"):
+        shutil.rmtree(run / name)
+    (run / "restarts.json").unlink()
+    before = (run / "config.yaml").read_text()
+    with pytest.raises(gankit.UserError, match="does not fit this config"):
+        gankit.train(gankit.load_config(str(run / "config.yaml"), ["model.width=16"]), run, progress=False,
+                     resume=True)
+    assert (run / "config.yaml").read_text() == before
+
+
 @pytest.mark.parametrize("override, fragment", [
     (["train.restart_by="], "needs train.restart_by"),
     (["train.restart_steps=12"], "must be below train.steps"),

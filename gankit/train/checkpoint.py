@@ -118,10 +118,10 @@ def optimizer_from_files(optimizers: dict[str, torch.optim.Optimizer], tensors: 
             log.warning("the checkpoint has no optimizer state for group %s: it starts fresh", group)
             continue
         opt.load_state_dict(state_dicts[group])
-        _match_layouts(opt)
+        match_layouts(opt)
 
 
-def _match_layouts(opt: torch.optim.Optimizer) -> None:
+def match_layouts(opt: torch.optim.Optimizer) -> None:
     """Give per-parameter state the memory layout of its parameter (files hold it contiguous): fused optimizers
     walk a parameter and its moments as flat memory, so a channels-last weight needs channels-last moments."""
     for group in opt.param_groups:

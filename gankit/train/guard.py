@@ -74,7 +74,8 @@ class NanGuard:
         snap = self._snapshot
         self.variant.load_state_dict(snap["variant"])
         for g, opt in self.optimizers.items():
-            opt.load_state_dict(copy.deepcopy(snap["optim"][g]))
+            opt.load_state_dict(copy.deepcopy(snap["optim"][g]))  # moved to the parameters' device by torch
+            ckpt.match_layouts(opt)  # a snapshot read from a checkpoint holds contiguous moments
         if self.ema is not None:
             self.ema.shadow = {k: v.clone() for k, v in snap["ema"].items()}
         self.streak = {}
@@ -119,9 +120,13 @@ class NanGuard:
         def part(prefix: str) -> dict[str, torch.Tensor]:
             return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
+        ema = None
+        if self.ema is not None:  # on the device of the live EMA; one switched on at this resume starts from its own
+            shadow = self.ema.shadow
+            ema = {k: v.to(shadow[k].device) for k, v in part("ema.").items()} or \
+                {k: v.clone() for k, v in shadow.items()}
         self._snapshot = {"variant": part("variant."),
-                          "optim": ckpt.state_dicts_from_files(part("optim."), state["optim"]),
-                          "ema": part("ema.") if self.ema is not None else None}
+                          "optim": ckpt.state_dicts_from_files(part("optim."), state["optim"]), "ema": ema}
         self.snapshot_step = state["snapshot_step"]
 
     def take_window(self) -> tuple[int, list[dict[str, Any]]]:

@@ -156,13 +156,13 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Train until `train.steps`, a signal, or divergence; the last good state is checkpointed in every case."""
         with ckpt.run_lock(self.run_dir) if self.main else contextlib.nullcontext():
-            self._record_config()
             if self.choosing:
                 stopped = restarts.choose_start(self.cfg, self.run_dir, self._train_candidate)
                 if stopped is not None:
                     return {"step": 0, "run_dir": str(self.run_dir), "interrupted_by": stopped, "steps_per_s": 0.0}
                 self._restore()
                 self.choosing = False
+            self._record_config()  # once the checkpoint has loaded: a config that cannot resume changes nothing
             return self._fit()
 
     def _refuse_fixed_changes(self) -> None:
@@ -177,8 +177,8 @@ class Trainer:
         for key, why in fixed.items():
             old, new = _config_value(before, key), _config_value(self.cfg, key)
             if old != new:
-                raise UserError(f"{key} cannot change when this run resumes ({old} → {new}): {why}",
-                                f"resume with {key}={old}, or train a new run")
+                raise UserError(f"{key} cannot change when this run resumes ({_yaml_value(old)} → "
+                                f"{_yaml_value(new)}): {why}", f"resume without {key}=..., or train a new run")
 
     def _record_config(self) -> None:
         """config.yaml is the config this session trains with, a resume's overrides included: a later resume keeps
@@ -539,3 +539,8 @@ def _config_value(cfg: Config, key: str) -> Any:
     for part in key.split("."):
         value = getattr(value, part)
     return value
+
+
+def _yaml_value(value: Any) -> str:
+    """A config value as an override would spell it (None as null)."""
+    return "null" if value is None else str(value)

@@ -78,8 +78,8 @@ class TabularGAN(GAN):
         batch size or other privacy keys would spend more than the run's accountant (and `gankit eval`) assume."""
         if self.private is None:
             return {}
-        why = (f"DP-SGD's noise (σ={self.private.sigma:.3f}) was set so that the run's planned steps spend "
-               f"privacy.epsilon={self.private.target_epsilon}, and a change would spend more than it says")
+        why = ("DP-SGD's noise was set from it so that the run's planned steps spend privacy.epsilon: with another "
+               "value the ε spent would differ from what the run and `gankit eval` record (more steps overspend it)")
         keys = ("train.steps", "train.n_critic", "train.batch_size", "privacy.epsilon", "privacy.delta",
                 "privacy.max_grad_norm")
         return dict.fromkeys(keys, why)
