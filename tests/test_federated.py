@@ -107,6 +107,29 @@ def test_run_stopped_mid_round_resumes_bit_identically(tmp_path):
         assert _same(load_file(str(tmp_path / "A" / name)), load_file(str(tmp_path / "B" / name))), name
 
 
+def test_a_clients_rollback_after_a_resume_returns_where_the_uninterrupted_run_does(tmp_path):
+    """Each client's guard snapshot (older than the stop) and streaks travel in the checkpoint's clients file."""
+    cfg = _cfg("federated.clients=2", "federated.local_steps=4", "train.steps=32", "optim.lr_d=1e6", "optim.lr_g=1e6",
+               "train.rollback_lr_factor=1e-6", "train.max_rollbacks=5", "train.log_every=1")
+    make_trainer(cfg, tmp_path / "A", progress=False).fit()
+    trainer = make_trainer(cfg, tmp_path / "B", progress=False)
+    iteration = trainer._iteration
+
+    def stop_after_step_3(window):
+        iteration(window)
+        if trainer.step == 2:
+            trainer.stop_signal = signal.SIGINT
+
+    trainer._iteration = stop_after_step_3
+    assert trainer.fit()["step"] == 3
+    make_trainer(cfg, tmp_path / "B", resume=True, progress=False).fit()
+    events = [[(e["step"], e.get("client"), e.get("restored_step")) for e in read_logs(tmp_path / r / "logs.jsonl")
+               if e.get("event") == "rollback"] for r in "AB"]
+    assert events[0] == events[1] and events[0]
+    for name in ("checkpoints/step-32/model.safetensors", "checkpoints/step-32/clients.safetensors"):
+        assert _same(load_file(str(tmp_path / "A" / name)), load_file(str(tmp_path / "B" / name))), name
+
+
 def test_fp16_clients_keep_their_own_loss_scales_through_a_resume(tmp_path):
     cfg = _cfg("federated.clients=2", "federated.local_steps=2", "train.steps=4", "train.precision=fp16")
     trainer = make_trainer(cfg, tmp_path / "r", progress=False)

@@ -35,7 +35,7 @@ from ..variants import Group, Variant
 from . import checkpoint as ckpt
 from . import distributed
 from .guard import NanGuard
-from .trainer import SNAPSHOT_EVERY, Trainer, make_optimizer
+from .trainer import Trainer, make_optimizer
 
 log = logging.getLogger("gankit")
 CLIENTS_FILE = "clients.safetensors"  # in each checkpoint: every client's model and optimizer tensors
@@ -218,7 +218,7 @@ class FederatedTrainer(Trainer):
 
     def client_iteration(self, client: Client, window: dict[str, list]) -> None:
         """One client's ordinary trainer iteration on its own data (also what a Flower client process runs)."""
-        if self.step % SNAPSHOT_EVERY == 0 and client.guard.clean:
+        if self.snapshot_due() and client.guard.clean:
             client.guard.snapshot(self.step)
         outer = ckpt.rng_state()
         ckpt.set_rng_state(client.rng)  # the client's own stream, wherever it runs: its own process or this one
@@ -270,7 +270,11 @@ class FederatedTrainer(Trainer):
         tensors = {f"{client.index}.{k}": v for k, v in client.variant.state_dict().items()}
         optim, meta = ckpt.optimizer_to_files({f"{client.index}/{g}": o for g, o in client.optimizers.items()})
         tensors.update({f"optim.{k}": v for k, v in optim.items()})
+        # a client snapshots at the start of its iteration, so a resumed run takes this step's snapshot again
+        snapshot, guard = client.guard.to_files(self.snapshot_due() and client.guard.clean)
+        tensors.update({f"guard.{client.index}.{k}": v for k, v in (snapshot or {}).items()})
         return tensors, {"optim": meta, "rows": len(client.rows), "sampler": client.sampler.state_dict(),
+                         "guard": guard,
                          "lr_scale": client.guard.lr_scale, "rollbacks": client.guard.rollbacks,
                          "loss_scales": {g: sc.state_dict() for g, sc in client.scalers.items()}, "rng": client.rng}
 
@@ -289,7 +293,9 @@ class FederatedTrainer(Trainer):
             if group in client.scalers:
                 client.scalers[group].load_state_dict(saved_scale)
         client.guard.apply_lrs()
-        client.guard.snapshot(self.step)
+        mine = f"guard.{client.index}."
+        snapshot = {k[len(mine):]: v for k, v in tensors.items() if k.startswith(mine)}
+        client.guard.from_files(self.step, snapshot or None, entry.get("guard"))
 
     def _save_mode_state(self, files: dict[str, dict[str, Tensor]], state: dict[str, Any]) -> None:
         """Each client's model (it differs from the global one within a round), optimizer state, data cursor and

@@ -97,12 +97,12 @@ class NanGuard:
             for pg in opt.param_groups:
                 pg["lr"] = self.base_lrs[g] * self.lr_scale * self.schedule
 
-    def to_files(self, step: int) -> tuple[dict[str, torch.Tensor] | None, dict[str, Any]]:
-        """What a checkpoint at `step` needs to roll back exactly as an uninterrupted run would after resuming: the
-        streaks and the snapshot's step (state.json), and the snapshot's tensors unless it is the state at `step`
-        itself (the trainer snapshots at every checkpoint of its cadence, so only a stop between them saves a copy)."""
+    def to_files(self, current: bool) -> tuple[dict[str, torch.Tensor] | None, dict[str, Any]]:
+        """What a checkpoint needs so that a resumed run rolls back exactly as an uninterrupted one would: the streaks
+        and the snapshot's step (state.json), and the snapshot's tensors unless it is `current`, the checkpoint's own
+        state (snapshots are taken at every checkpoint of the cadence, so only a stop between them saves a copy)."""
         state: dict[str, Any] = {"snapshot_step": self.snapshot_step, "streak": dict(self.streak)}
-        if self.snapshot_step == step or self._snapshot is None:
+        if current or self._snapshot is None:
             return None, state
         snap = self._snapshot
         optim, state["optim"] = ckpt.state_dicts_to_files(snap["optim"])

@@ -165,6 +165,12 @@ class Trainer:
             self._record_config()  # once the checkpoint has loaded: a config that cannot resume changes nothing
             return self._fit()
 
+    def snapshot_due(self) -> bool:
+        """Whether the NaN guard takes a snapshot at this step: every SNAPSHOT_EVERY steps, and at every checkpoint
+        of the cadence, so that those need no copy of it."""
+        every = self.cfg.train.checkpoint_every
+        return self.step % SNAPSHOT_EVERY == 0 or bool(every) and self.step % every == 0
+
     def _refuse_fixed_changes(self) -> None:
         """A resume may change most keys (steps, learning rates, ...), not those the variant fixes for its run."""
         fixed = self.variant.fixed_on_resume()
@@ -221,10 +227,7 @@ class Trainer:
                     self.logs.write({"step": self.step, "event": "compile",
                                      "seconds": round(time.perf_counter() - loop_start, 2)})
                 bar.advance()
-                # a good state to roll back to; taken at every checkpoint too, so that those need no copy of it
-                on_cadence = self.step % SNAPSHOT_EVERY == 0 or cfg.checkpoint_every and \
-                    self.step % cfg.checkpoint_every == 0
-                if on_cadence and self.guard.clean:
+                if self.snapshot_due() and self.guard.clean:  # a good state to roll back to
                     self.guard.snapshot(self.step)
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                     bar.show(self._log_window(window, self.step - window_from, time.perf_counter() - window_start))
@@ -410,7 +413,7 @@ class Trainer:
                  "ema_updates": self.ema.updates if self.ema else 0,
                  "loss_scales": {g: s.state_dict() for g, s in self.scalers.items()}}
         files = {"model.safetensors": model, "optim.safetensors": optim_tensors}
-        snapshot, state["guard"] = self.guard.to_files(self.step)
+        snapshot, state["guard"] = self.guard.to_files(self.guard.snapshot_step == self.step)
         if snapshot is not None:
             files[GUARD_FILE] = snapshot
         self._save_mode_state(files, state)
