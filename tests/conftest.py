@@ -102,9 +102,9 @@ def train_until_interrupted(cfg, run, step: int):
     the handler's flag); returns the step the run stopped at."""
     import signal
 
-    from gankit.train import Trainer
+    from gankit.train import make_trainer
 
-    trainer = Trainer(cfg, run, progress=False)
+    trainer = make_trainer(cfg, run, progress=False)  # the federated trainer for federated configs
     iteration = trainer._iteration
 
     def stop_then(window):

@@ -2,13 +2,13 @@
 the configuration errors."""
 
 import copy
-import signal
 from dataclasses import replace
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import train_until_interrupted
 from gankit.config import FederatedConfig
 from gankit.data import load_dataset
 from gankit.errors import UserError
@@ -91,16 +91,8 @@ def test_run_ends_on_the_average_and_exports_it(tmp_path):
 def test_run_stopped_mid_round_resumes_bit_identically(tmp_path):
     cfg = _cfg("federated.clients=2", "federated.local_steps=4", "train.steps=12", "optim.ema=0.9", "seed=3")
     make_trainer(cfg, tmp_path / "A", progress=False).fit()
-    trainer = make_trainer(cfg, tmp_path / "B", progress=False)
-    iteration = trainer._iteration
-
-    def stop_after_step_6(window):
-        iteration(window)
-        if trainer.step == 5:
-            trainer.stop_signal = signal.SIGINT
-
-    trainer._iteration = stop_after_step_6
-    assert trainer.fit()["step"] == 6  # clients hold 2 steps of their own: they and their Adam moments must return
+    # clients hold 2 steps of their own: they and their Adam moments must return
+    assert train_until_interrupted(cfg, tmp_path / "B", 6) == 6
     make_trainer(cfg, tmp_path / "B", resume=True, progress=False).fit()
     for name in ("model/model.safetensors", "checkpoints/step-12/model.safetensors",
                  "checkpoints/step-12/clients.safetensors"):
@@ -112,16 +104,7 @@ def test_a_clients_rollback_after_a_resume_returns_where_the_uninterrupted_run_d
     cfg = _cfg("federated.clients=2", "federated.local_steps=4", "train.steps=32", "optim.lr_d=1e6", "optim.lr_g=1e6",
                "train.rollback_lr_factor=1e-6", "train.max_rollbacks=5", "train.log_every=1")
     make_trainer(cfg, tmp_path / "A", progress=False).fit()
-    trainer = make_trainer(cfg, tmp_path / "B", progress=False)
-    iteration = trainer._iteration
-
-    def stop_after_step_3(window):
-        iteration(window)
-        if trainer.step == 2:
-            trainer.stop_signal = signal.SIGINT
-
-    trainer._iteration = stop_after_step_3
-    assert trainer.fit()["step"] == 3
+    assert train_until_interrupted(cfg, tmp_path / "B", 3) == 3
     make_trainer(cfg, tmp_path / "B", resume=True, progress=False).fit()
     events = [[(e["step"], e.get("client"), e.get("restored_step")) for e in read_logs(tmp_path / r / "logs.jsonl")
                if e.get("event") == "rollback"] for r in "AB"]
