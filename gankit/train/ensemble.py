@@ -8,7 +8,6 @@ exported model/ — sampled, evaluated, refined and resumed like a run trained a
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 from pathlib import Path
@@ -69,13 +68,7 @@ def split_members(run_dir: str | Path, out: str | Path) -> list[Path]:
             ckpt.save_checkpoint(target, state["step"], {"model.safetensors": member_model(e),
                                                          "optim.safetensors": member_optim(e)},
                                  {k: v for k, v in state.items() if k not in ("format", "step", "files", "guard")})
-            logger = logging.getLogger("gankit")  # the trainer built to export says it resumed: not news here
-            level = logger.level
-            logger.setLevel(logging.WARNING)
-            try:
-                make_trainer(member_cfg, target, resume=True, progress=False).export()  # model/, as training writes it
-            finally:
-                logger.setLevel(level)
+            make_trainer(member_cfg, target, resume=True, progress=False).export()  # model/, as training writes it
         if out.exists():
             out.rmdir()  # empty, checked above
         os.replace(staging, out)

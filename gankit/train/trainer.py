@@ -163,6 +163,8 @@ class Trainer:
                 self._restore()
                 self.choosing = False
             self._record_config()  # once the checkpoint has loaded: a config that cannot resume changes nothing
+            if self.step:  # said here, where training goes on, not wherever a trainer is built from a checkpoint
+                log.info("resumed from step-%d", self.step)
             return self._fit()
 
     def snapshot_due(self) -> bool:
@@ -466,7 +468,6 @@ class Trainer:
         self.step = state["step"]
         self.guard.from_files(self.step, files.get(GUARD_FILE), state.get("guard"))
         self._restore_mode_state(state, files)
-        log.info("resumed from %s (step %d)", path.name, self.step)
 
     def _save_mode_state(self, files: dict[str, dict[str, Tensor]], state: dict[str, Any]) -> None:
         """Add a training mode's own state to a checkpoint (files and state.json); the plain loop has none, federated
