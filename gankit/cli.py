@@ -6,6 +6,7 @@ User mistakes print one `error: ...` line (plus a hint) and exit 2; bugs keep th
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -13,6 +14,8 @@ import os
 import shutil
 import signal
 import sys
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -111,16 +114,47 @@ def _check_writable(path: Path) -> None:
         raise UserError(f"cannot write to {path}: {exc.strerror or exc}", "choose a writable --out directory") from None
 
 
+_WROTE: ContextVar[list[str] | None] = ContextVar("gankit_cli_wrote", default=None)
+
+
+@contextlib.contextmanager
+def _writing(*outputs: str | Path) -> Iterator[None]:
+    """gankit.io.outputs_together, and the lines given to `_wrote` inside the block printed once the outputs are in
+    place: a command never says it wrote files that a failure then removed."""
+    from .io import outputs_together
+
+    if _WROTE.get() is not None:  # nested: the outermost block prints
+        with outputs_together(*outputs):
+            yield
+        return
+    lines: list[str] = []
+    token = _WROTE.set(lines)
+    try:
+        with outputs_together(*outputs):
+            yield
+    finally:
+        _WROTE.reset(token)
+    for line in lines:
+        err.print(line, highlight=False)
+
+
+def _wrote(message: str) -> None:
+    """Say what a command wrote: now, or inside a `_writing` block once its outputs are in place."""
+    lines = _WROTE.get()
+    if lines is None:
+        err.print(message, highlight=False)
+    else:
+        lines.append(message)
+
+
 def _outputs_together(*params: str):
     """A command whose output files (the paths its options `params` name, and the files that go with them) appear
-    together when it ends, or none of them (gankit.io.outputs_together): a failure part-way leaves no half-written
-    set of outputs."""
+    together when it ends, or none of them (`_writing`): a failure part-way leaves no half-written set of outputs,
+    and no line saying they were written."""
     def wrap(command):
         @functools.wraps(command)
         def run(**kwargs):
-            from .io import outputs_together
-
-            with outputs_together(*(kwargs[p] for p in params if isinstance(kwargs.get(p), (str, Path)))):
+            with _writing(*(kwargs[p] for p in params if isinstance(kwargs.get(p), (str, Path)))):
                 return command(**kwargs)
         return run
     return wrap
@@ -374,7 +408,7 @@ def sample(
             "condition": ",".join(condition) if condition else None}
     items = kind.describe_inputs(given, gen.spec) if inputs is not None else None
     kind.write(out, x, gen.spec, nrow=nrow, labels=labels, cells=cells, meta=meta, items=items)
-    err.print(f"wrote {kind.describe(x, gen.spec)} to {out}{_spread(gen, labels)}", highlight=False)
+    _wrote(f"wrote {kind.describe(x, gen.spec)} to {out}{_spread(gen, labels)}")
 
 
 def _spread(gen, labels: Tensor | None) -> str:
@@ -454,7 +488,7 @@ def interpolate(
     else:
         io.save_gif(out, [io.image_grid(f, nrow=rows) for f in frames + frames[-2:0:-1]],
                     scale=max(1, 128 // frames[0].shape[-1]), **meta)
-    err.print(f"wrote {rows} interpolations of {steps} steps to {out}", highlight=False)
+    _wrote(f"wrote {rows} interpolations of {steps} steps to {out}")
 
 
 OUT_PER_INPUT_HELP = ("DIR/ (one PNG per input, named as the input), FILE.png (one input: that image; several: a "
@@ -516,7 +550,7 @@ def reconstruct(
     meta = {**gen.provenance(run), "input": str(inputs), "task": "reconstruct"}
     _write_per_input(gen, out, y, _input_names(inputs), meta, [x, y] if grid else None,
                      real="the first column of each pair: the inputs")
-    err.print(f"reconstructed {len(x)} image{'s' * (len(x) != 1)} to {out}", highlight=False)
+    _wrote(f"reconstructed {len(x)} image{'s' * (len(x) != 1)} to {out}")
 
 
 def _map_images(run: Path, inputs: Path, out: str, grid: bool, upscale: bool, direction: str | None = None) -> None:
@@ -550,8 +584,7 @@ def _map_images(run: Path, inputs: Path, out: str, grid: bool, upscale: bool, di
     _write_per_input(gen, out, y, _input_names(inputs), meta, [shown, y] if grid else None,
                      real="the first column of each pair: the inputs" + (", enlarged" if upscale else ""))
     size = "×".join(map(str, y.shape[1:]))
-    err.print(f"{'upscaled' if upscale else 'translated'} {len(x)} image{'s' * (len(x) != 1)} to {out} ({size})",
-              highlight=False)
+    _wrote(f"{'upscaled' if upscale else 'translated'} {len(x)} image{'s' * (len(x) != 1)} to {out} ({size})")
 
 
 def _check_per_input_out(gen, inputs: Path, out: str, grid: bool) -> None:
@@ -635,8 +668,8 @@ def invert(
                      nrow=2 * min(4, len(x)), scale=max(1, 64 // x.shape[-1]), **gen.provenance(run), input=str(images),
                      task="invert", real="the first column of each pair: the inputs")
     also = f" and {out.with_suffix('.png')}" if grid else ""
-    err.print(f"inverted {len(x)} image{'s' * (len(x) != 1)} into {out}{also}: PSNR {inv.psnr.mean():.2f} dB "
-              f"(best of the random pool: {inv.psnr_start.mean():.2f} dB)", highlight=False)
+    _wrote(f"inverted {len(x)} image{'s' * (len(x) != 1)} into {out}{also}: PSNR {inv.psnr.mean():.2f} dB "
+              f"(best of the random pool: {inv.psnr_start.mean():.2f} dB)")
 
 
 def _images_to_edit(run: Path, images: Path):
@@ -710,7 +743,7 @@ def edit(
     columns = ([x, shown] if x is not None else [gen.generate(z, labels=labels)]) + [y]
     _write_per_input(gen, out, y, names, meta, columns if grid else None,
                      real="the first column of each triple: the inputs" if x is not None else None)
-    err.print(f"edited {len(y)} image{'s' * (len(y) != 1)} ({', '.join(direction)}) to {out}", highlight=False)
+    _wrote(f"edited {len(y)} image{'s' * (len(y) != 1)} ({', '.join(direction)}) to {out}")
 
 
 @app.command("directions", epilog=_examples("gankit directions runs/shapes",
@@ -758,7 +791,7 @@ def directions_cmd(
     if skipped:
         err.print(f"no direction for {', '.join(skipped)}: too rare in the model's samples", highlight=False)
     if grid is not None:
-        err.print(f"wrote {grid}", highlight=False)
+        _wrote(f"wrote {grid}")
 
 
 @app.command(epilog=_examples("gankit explain runs/shapes", "gankit explain runs/digits --out ex/ -n 4"))
@@ -783,7 +816,7 @@ def explain(
     gen = load(run)
     editing.check_invertible(gen)
     out = out or run / "explain"
-    with io.outputs_together(out):  # the pictures and explain.json appear together, or none of them
+    with _writing(out):  # the pictures and explain.json appear together, or none of them
         report: dict = {"run": run.name, "protocol": explaining.protocol()}
         critic = explaining.critic(run)
         if critic is not None:
@@ -939,7 +972,7 @@ def score(
                     f"{int((~flags).sum())} normal; normal = {', '.join(normal)})")
         if roc is not None:
             anomaly.roc_plot(roc, result.score, flags, f"{run.name}: normal = {', '.join(normal)}")
-    err.print(message, highlight=False)
+    _wrote(message)
 
 
 FEATURES_HELP = ("Feature extractor: inception (FID; needs --weights), digits or shapes (shipped classifiers) or raw "

@@ -323,6 +323,31 @@ def test_a_folder_of_samples_appears_whole_or_not_at_all(digits_run, cli, tmp_pa
     assert len(calls) == 3 and not (tmp_path / "new").exists()  # no half-set, no folder left behind
 
 
+def test_a_command_says_it_wrote_its_outputs_only_once_they_are_in_place(digits_run, cli, tmp_path, monkeypatch):
+    from gankit import io
+
+    moved = []
+    real_move = io._move_into_place
+
+    def move(tmp, path):
+        real_move(tmp, path)
+        moved.append(path)
+
+    monkeypatch.setattr(io, "_move_into_place", move)
+    code, _, err = cli("sample", str(digits_run), "-n", "3", "--out", f"{tmp_path / 'ok'}/")
+    assert code == 0 and len(moved) == 3 and "wrote 3" in err, err  # three PNGs, moved into place at the end
+
+    def fail_at_the_second(tmp, path):
+        if moved:
+            raise UserError(f"cannot write {path}: No space left on device", "choose a writable location")
+        move(tmp, path)
+
+    moved.clear()
+    monkeypatch.setattr(io, "_move_into_place", fail_at_the_second)
+    err = _one_error(*cli("sample", str(digits_run), "-n", "3", "--out", f"{tmp_path / 'full'}/"), "No space left")
+    assert "wrote 3" not in err  # the line used to come before the files were moved, and stayed when they were not
+
+
 def test_a_csv_sample_never_stays_without_its_provenance(tmp_path, cli):
     csv = tmp_path / "t.csv"
     csv.write_text("a,b,target\n" + "".join(f"{i % 3},{i / 40:.3f},{i % 2}\n" for i in range(40)))
