@@ -56,6 +56,32 @@ def test_flower_clients_train_what_the_simulation_trains_and_resume_mid_round(tm
     assert [r["round"] for r in fl_logs if r.get("event") == "round"] == [1, 2, 3, 4]
 
 
+def test_flower_clients_roll_back_where_the_simulation_does_across_a_resume(tmp_path):
+    """Client guards live in the client processes: their rollbacks (events, restored step, lowered learning rates)
+    come back to the run, and a run stopped and resumed sends each client its guard's snapshot and streaks back."""
+    unstable = ["train.steps=16", "federated.clients=2", "federated.local_steps=4", "optim.lr_d=1e6",
+                "optim.lr_g=1e6", "train.rollback_lr_factor=1e-6", "train.max_rollbacks=5", "train.log_every=1"]
+    make_trainer(_cfg(*unstable), tmp_path / "sim", progress=False).fit()
+    cfg = _cfg(*unstable, "federated.backend=flower")
+    trainer = make_trainer(cfg, tmp_path / "fl", progress=False)
+    iteration = trainer._iteration
+
+    def stop_after_step_3(window):
+        iteration(window)
+        if trainer.step == 2:
+            trainer.stop_signal = signal.SIGINT
+
+    trainer._iteration = stop_after_step_3
+    assert trainer.fit()["step"] == 3
+    make_trainer(cfg, tmp_path / "fl", resume=True, progress=False).fit()
+    events = [[(e["step"], e.get("client"), e.get("restored_step"), e.get("lr_scale"))
+               for e in read_logs(tmp_path / r / "logs.jsonl") if e.get("event") == "rollback"] for r in ("sim", "fl")]
+    assert events[0] and events[1] == events[0]
+    assert any(step > 3 for step, *_ in events[0])  # some rollback came after the resume
+    for name in ("checkpoints/step-16/model.safetensors", "checkpoints/step-16/clients.safetensors"):
+        assert _same(load_file(str(tmp_path / "sim" / name)), load_file(str(tmp_path / "fl" / name))), name
+
+
 def test_clients_started_by_hand_join_the_run(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
