@@ -71,3 +71,18 @@ def test_docs_command_lines_name_real_commands_options_presets_and_keys():
             preset, overrides = (positional[0], positional[1:]) if "=" not in positional[0] else (None, positional)
             if preset is None or not (preset.endswith((".yaml", ".yml")) or "/" in preset):
                 resolve(preset, overrides)  # raises on an unknown preset, key or value
+
+
+def test_benchmark_command_lines_in_the_docs_name_real_scripts_and_options():
+    import re
+
+    shown = 0
+    for path in [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]:
+        for match in re.finditer(r"python (benchmarks/\w+\.py)([^\n`|]*)", path.read_text()):
+            script = ROOT / match.group(1)
+            assert script.is_file(), f"{path.name}: {match.group(0)}"
+            source = script.read_text()
+            for flag in re.findall(r"(--[\w-]+)", match.group(2)):
+                assert f'"{flag}"' in source, f"{path.name}: {match.group(0)}: {script.name} has no {flag}"
+            shown += 1
+    assert shown > 50
