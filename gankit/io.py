@@ -114,8 +114,7 @@ def outputs_together(*outputs: str | Path) -> Iterator[None]:
         for _, path in together.moves:  # check every target first, so that a bad one moves none of the others
             if path.is_dir():
                 raise UserError(f"cannot write {path}: it is a folder", "give another --out, or move the folder away")
-        for tmp, path in together.moves:
-            _move_into_place(tmp, path)
+        _move_all_into_place(together.moves)
     except BaseException:
         for tmp, _ in together.moves:
             tmp.unlink(missing_ok=True)
@@ -127,6 +126,30 @@ def outputs_together(*outputs: str | Path) -> Iterator[None]:
         raise
     finally:
         _TOGETHER.reset(token)
+
+
+def _move_all_into_place(moves: list[tuple[Path, Path]]) -> None:
+    """Move every (temporary file, target) into place, or none: a target's old file is set aside before its new one
+    moves in, and a failure part-way (or an interrupt) puts back every old file and removes the new ones."""
+    placed: list[tuple[Path, Path | None]] = []  # (target, its old file set aside, or None)
+    try:
+        for tmp, path in moves:
+            old = None
+            if os.path.lexists(path):
+                old = path.with_name(f".{path.name}.{os.getpid()}.old")
+                os.replace(path, old)
+            placed.append((path, old))
+            _move_into_place(tmp, path)
+    except BaseException:
+        for path, old in reversed(placed):
+            if old is not None:
+                os.replace(old, path)
+            else:
+                path.unlink(missing_ok=True)
+        raise
+    for _, old in placed:
+        if old is not None:
+            old.unlink()
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

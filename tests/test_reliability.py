@@ -472,3 +472,28 @@ def test_every_test_named_in_the_reliability_doc_exists():
     missing = [f"{file}::{name}" for file, name in named
                if not (ROOT / file).is_file() or f"def {name}(" not in (ROOT / file).read_text()]
     assert not missing, missing
+
+
+def test_outputs_that_fail_while_moving_into_place_leave_the_old_files(tmp_path, monkeypatch):
+    from gankit import io
+
+    a, b, c = (tmp_path / name for name in "abc")
+    a.write_text("old a")
+    real_move = io._move_into_place
+
+    def fail_at_c(tmp, path):
+        if path.name == "c":
+            raise UserError(f"cannot write {path}: Permission denied", "choose a writable location")
+        real_move(tmp, path)
+
+    monkeypatch.setattr(io, "_move_into_place", fail_at_c)
+    with pytest.raises(UserError, match="Permission denied"):
+        with io.outputs_together(tmp_path):
+            for path in (a, b, c):
+                io.write_bytes(path, b"new")
+    assert a.read_text() == "old a" and sorted(p.name for p in tmp_path.iterdir()) == ["a"]  # b and c never appear
+    monkeypatch.setattr(io, "_move_into_place", real_move)
+    with io.outputs_together(tmp_path):
+        for path in (a, b):
+            io.write_bytes(path, b"new")
+    assert a.read_text() == b.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
