@@ -140,3 +140,23 @@ def test_configuration_errors_name_the_key(tmp_path, cli):
         Trainer(_cfg("federated.clients=2", "train.steps=20"), tmp_path / "y")
     with pytest.raises(UserError, match="privacy.epsilon"):
         resolve("ring8-gan", ["federated.clients=2", "privacy.epsilon=1", "train.steps=20"])
+
+
+def test_a_clients_rollback_returns_to_its_latest_good_state_not_the_start(tmp_path, monkeypatch):
+    """Catches the clients' periodic snapshots not taken: a rollback at step 25 would go back to step 0."""
+    from gankit.variants.gan import GAN
+
+    trainer = make_trainer(_cfg("federated.clients=2", "federated.local_steps=4", "train.steps=32",
+                                "train.checkpoint_every=20", "train.nan_patience=1", "train.log_every=1"),
+                           tmp_path / "r", progress=False)
+    real_loss = GAN.loss
+
+    def loss(self, phase, batch, ctx):
+        value, scalars = real_loss(self, phase, batch, ctx)
+        return (value * float("nan") if trainer.step == 24 else value), scalars
+
+    monkeypatch.setattr(GAN, "loss", loss)
+    trainer.fit()
+    events = [(e.get("client"), e["restored_step"]) for e in read_logs(tmp_path / "r" / "logs.jsonl")
+              if e.get("event") == "rollback"]
+    assert sorted(events) == [(0, 20), (1, 20)]

@@ -114,3 +114,21 @@ def test_a_rollback_after_a_resume_returns_where_the_uninterrupted_run_does(tmp_
     final = [read_checkpoint(run / "checkpoints" / "step-40")[1]["model.safetensors"]
              for run in (whole, parted)]
     assert final[0].keys() == final[1].keys() and all(torch.equal(final[0][k], final[1][k]) for k in final[0])
+
+
+def test_a_rollback_returns_to_the_latest_good_state_not_the_start(tmp_path, ring_cfg, monkeypatch):
+    """Catches the trainer's periodic snapshots not taken: a rollback at step 25 would go back to step 0."""
+    from gankit.variants.gan import GAN
+
+    run = tmp_path / "r"
+    trainer = Trainer(ring_cfg("train.steps=30", "train.checkpoint_every=20", "train.nan_patience=1"), run,
+                      progress=False)
+    real_loss = GAN.loss
+
+    def loss(self, phase, batch, ctx):
+        value, scalars = real_loss(self, phase, batch, ctx)
+        return (value * math.nan if trainer.step == 24 else value), scalars
+
+    monkeypatch.setattr(GAN, "loss", loss)
+    trainer.fit()
+    assert [e["restored_step"] for e in read_logs(run / "logs.jsonl") if e.get("event") == "rollback"] == [20]

@@ -104,3 +104,23 @@ def test_feature_matching_is_squared_distance_of_means():
     r = torch.tensor([[1.0, 2.0], [3.0, 4.0]])  # mean (2, 3)
     f = torch.tensor([[0.0, 0.0], [2.0, 2.0]])  # mean (1, 1)
     assert losses.feature_matching(r, f).item() == pytest.approx(1.0 + 4.0)
+
+
+def test_gaussian_kl_matches_the_closed_form_by_hand():
+    # KL(N(μ, σ²) ‖ N(0, 1)) = ½(μ² + σ² − 1 − log σ²) per dimension, summed, then averaged over the rows
+    mu = torch.tensor([[1.0, 0.0], [0.0, -2.0]])
+    log_var = torch.tensor([[0.0, math.log(4.0)], [0.0, 0.0]])
+    row0 = 0.5 * (1 + 1 - 1 - 0) + 0.5 * (0 + 4 - 1 - math.log(4.0))
+    row1 = 0.0 + 0.5 * (4 + 1 - 1 - 0)
+    assert losses.gaussian_kl(mu, log_var).item() == pytest.approx((row0 + row1) / 2, rel=1e-6)
+    assert losses.gaussian_kl(torch.zeros(3, 4), torch.zeros(3, 4)).item() == 0.0  # the prior itself
+
+
+def test_policy_gradient_is_minus_the_reward_weighted_log_likelihood_over_kept_positions():
+    log_probs = torch.tensor([[-1.0, -2.0, -3.0], [-0.5, -0.25, -4.0]], requires_grad=True)
+    rewards = torch.tensor([[1.0, 0.5, 9.0], [2.0, 0.0, 9.0]], requires_grad=True)
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]])  # the last positions are padding
+    loss = losses.policy_gradient(log_probs, rewards, mask)
+    assert loss.item() == pytest.approx(-(-1.0 - 1.0 - 1.0 + 0.0) / 4, rel=1e-6)
+    loss.backward()  # descending it raises the log-probability of rewarded tokens; the rewards get no gradient
+    assert torch.equal(log_probs.grad, -rewards.detach() * mask / 4) and rewards.grad is None

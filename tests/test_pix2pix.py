@@ -128,11 +128,15 @@ def setup(pair_setup):
 
 
 def test_d_loss_is_half_the_game_on_real_pairs_then_fake_pairs(setup):
-    """Catches real and fake pairs swapped, the input left out of D's pairs, or the paper's halving dropped."""
+    """Catches real and fake pairs swapped, the input left out of D's pairs, the paper's halving dropped, or fakes
+    drawn from anything but G(A)."""
     variant, batch = setup()
     ctx = Context()
+    torch.manual_seed(3)  # G's dropout is its noise
     loss, scalars = variant.loss("D", batch, ctx)
     _, fake = ctx.values[FAKE]
+    torch.manual_seed(3)
+    assert torch.allclose(fake, variant.G(batch.x))
     real_logits = variant.D(torch.cat([batch.x, batch.b], 1)).flatten()
     fake_logits = variant.D(torch.cat([batch.x, fake.detach()], 1)).flatten()
     assert loss.item() == pytest.approx(0.5 * losses.d_bce(real_logits, fake_logits).item(), rel=1e-5)

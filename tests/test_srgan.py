@@ -68,17 +68,22 @@ def test_only_the_mse_phase_runs_before_pretrain_and_it_is_the_pixel_mse(setup):
 
 
 def test_srgan_d_and_g_losses_are_wired_to_the_right_images(setup):
-    """Catches real and fake swapped in D, the content term dropped, the adversarial weight lost, and G scored on
-    another batch's truth."""
+    """Catches real and fake swapped in D, the content term dropped, the adversarial weight lost, G scored on
+    another batch's truth, and fakes drawn from anything but G(the low-resolution input)."""
     variant, batch = setup("srgan.pretrain=0", "srgan.adversarial_weight=0.5")
     ctx = Context()
     d_loss, _ = variant.loss("D", batch, ctx)
     _, fake = ctx.values[FAKE]
+    assert torch.allclose(fake, variant.G(batch.x))
     assert d_loss.item() == pytest.approx(losses.d_bce(variant.D(batch.b), variant.D(fake.detach())).item(), rel=1e-5)
     other = type(batch)(x=batch.x.flip(0), y=None, b=batch.b.flip(0))
     g_loss, _ = variant.loss("G", other, ctx)
     expected = F.mse_loss(fake, batch.b) + 0.5 * losses.g_non_saturating(variant.D(fake))
     assert g_loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    fresh, _ = variant.loss("G", other, Context())  # no D step this iteration: G draws its own fakes of this batch
+    fake = variant.G(other.x)
+    expected = F.mse_loss(fake, other.b) + 0.5 * losses.g_non_saturating(variant.D(fake))
+    assert fresh.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_feature_content_uses_the_frozen_evaluator_and_is_not_part_of_the_model(setup):

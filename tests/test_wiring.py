@@ -185,3 +185,58 @@ def test_diversity_ratio_is_fake_spread_over_real_spread():
     assert diversity_ratio(0.5 * real, real).item() == pytest.approx(0.5, rel=1e-5)
     assert diversity_ratio(real, real).item() == pytest.approx(1.0, rel=1e-5)
     assert diversity_ratio(real[:1].expand(32, -1), real).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_r2_is_reg_every_times_half_gamma_times_the_squared_gradient_norm_on_fakes():
+    """Catches the R2 penalty (on G's samples) dropped from, mis-signed in or mis-weighted in GAN.reg_loss."""
+    variant, batch = _setup("ring8-gan", "loss.r2_weight=3", "loss.reg_every=2")
+    torch.manual_seed(5)
+    loss, scalars = variant.loss("D_reg", batch, Context())
+    torch.manual_seed(5)
+    with torch.no_grad():
+        fake = variant.G(variant.noise(len(batch)))
+    fake.requires_grad_(True)
+    (grad,) = torch.autograd.grad(variant.D(fake).sum(), fake)
+    r2 = grad.pow(2).sum(1).mean()
+    assert r2 > 1e-4
+    assert scalars["r2"].item() == pytest.approx(r2.item(), rel=1e-5)
+    assert loss.item() == pytest.approx(2 * 3 / 2 * r2.item(), rel=1e-5)
+
+
+def test_infogan_d_and_g_losses_add_the_information_and_clustering_terms():
+    """Catches InfoGAN's information term dropped from or mis-signed in D's or G's loss, and the clustering term on
+    real images dropped or mis-signed in D's."""
+    variant, batch = _setup("digits-infogan", "infogan.real_weight=0.5", "infogan.augment_weight=0")
+    d_loss, _, ctx = _d_phase(variant, batch)
+    fake, fake_cond = ctx.values[FAKE]
+    with torch.no_grad():
+        real_logits, real_aux = variant.D(batch.x)
+        fake_logits, fake_aux = variant.D(fake)
+        info, _ = variant.info_loss(fake_aux, fake_cond)
+        cluster = variant.cluster_loss(real_aux)
+        game = variant.game.d(real_logits, fake_logits)
+    assert info > 1e-3 and abs(cluster) > 1e-3
+    assert d_loss.item() == pytest.approx((game + info + 0.5 * cluster).item(), rel=1e-5)
+    g_loss, _ = variant.loss("G", batch, ctx)
+    assert g_loss.item() == pytest.approx((variant.game.g(fake_logits) + info).item(), rel=1e-5)
+
+
+def test_biggan_d_adds_the_label_embedding_times_the_pooled_features():
+    """Catches the projection term of BigGAN's D zeroed or dropped: its logit must depend on the label."""
+    variant, batch = _setup("shapes32-biggan", "model.width=4", "data.n=64")
+    other = (batch.y + 1) % len(variant.class_names)
+    with torch.no_grad():
+        h = variant.D.features(batch.x)
+        expected = ((variant.D.embed(batch.y) - variant.D.embed(other)) * h).sum(1)
+        difference = variant.d_forward(batch.x, batch.y) - variant.d_forward(batch.x, other)
+    assert expected.abs().min() > 1e-4
+    assert torch.allclose(difference, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_concat_cgan_d_reads_the_label():
+    """Catches cgan.cond=concat's D with its one-hot label channels zeroed: its logit must depend on the label."""
+    variant, batch = _setup("digits-cgan", "cgan.cond=concat")
+    other = (batch.y + 1) % 10
+    with torch.no_grad():
+        difference = variant.d_forward(batch.x, batch.y) - variant.d_forward(batch.x, other)
+    assert difference.abs().min() > 1e-5
