@@ -92,6 +92,8 @@ def _new_run_dir(out_dir: Optional[Path], name: str, force: bool) -> tuple[Path,
             i += 1
             candidate = base.with_name(f"{name}-{i}")
         return candidate, None
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is a file, and a run is a directory", "choose another --out directory")
     if out_dir.exists() and any(out_dir.iterdir()):
         if not _is_run(out_dir):
             raise UserError(f"{out_dir} exists and is not a gankit run", "choose another --out directory")

@@ -116,6 +116,14 @@ def test_existing_run_is_not_overwritten_without_force(ring_run, cli):
     assert code == 0
 
 
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_an_out_that_is_a_file_is_refused_and_kept(cli, tmp_path, force):
+    picture = tmp_path / "s.png"
+    picture.write_bytes(b"not a run")
+    code, _, err = cli("train", "ring8-gan", *FAST, "--out", str(picture), "--no-progress", *force)
+    assert code == 2 and "is a file" in err and "Traceback" not in err and picture.read_bytes() == b"not a run"
+
+
 def test_sample_of_a_folder_that_is_no_run(cli, tmp_path):
     code, _, err = cli("sample", str(tmp_path), "--out", str(tmp_path / "x.png"))
     assert code == 2 and "not a gankit run" in err

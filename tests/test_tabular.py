@@ -119,6 +119,8 @@ def _starts(layout):
     ("a,b\n,x\n,y\n,x\n", "a", "is empty (every value is missing)"),
     ("a,b\n1,x\n2,y\nthree,x\n4,y\n", "a", "mixes numbers and text"),
     ("a,b\n1.5,x\n2.5,y\n3.5,x\n", "b", "appears in one training row only"),
+    ("a,b\n1.5,x\n2.5,\n3.5,y\n4.5,x\n5.5,y\n", "b", "a missing value appears in one training row only"),
+    ("a,b\n1,x,9\n2,y,9\n3,x,9\n", None, "more fields than its header line names"),
 ])
 def test_bad_tables_name_the_column_and_the_problem(tmp_path, body, column, problem):
     path = tmp_path / "t.csv"
@@ -129,6 +131,14 @@ def test_bad_tables_name_the_column_and_the_problem(tmp_path, body, column, prob
     with pytest.raises(UserError) as exc:
         table_dataset(str(path), TableOptions(holdout=0))
     assert problem in str(exc.value) and (column is None or f"'{column}'" in str(exc.value))
+
+
+def test_a_target_missing_in_one_row_names_its_line_with_exit_2_and_writes_no_run(tmp_path, cli):
+    path = tmp_path / "t.csv"
+    path.write_text("a,t\n" + "".join(f"{i},{i % 2}\n" for i in range(8)) + "9,\n10,1\n")
+    code, _, err = cli("train", "table", f"data.path={path}", "data.target=t", "--out", str(tmp_path / "run"))
+    assert code == 2 and "line 10 of" in err and "column 't'" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_cli_refuses_a_bad_csv_with_exit_2_and_writes_no_run(tmp_path, cli):

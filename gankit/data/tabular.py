@@ -43,7 +43,13 @@ def _read_csv(path: Path):
     if not path.is_file():
         raise UserError(f"data.path={path}: no such file", "give the path of a CSV file")
     try:
-        frame = pd.read_csv(path, skipinitialspace=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)  # rows longer than the header: not dropped
+            frame = pd.read_csv(path, skipinitialspace=True, index_col=False)
+    except pd.errors.ParserWarning:
+        raise UserError(f"{path}: its rows have more fields than its header line names",
+                        "add the missing names to the header line, or remove the extra fields (a trailing comma?)"
+                        ) from None
     except pd.errors.EmptyDataError:
         raise UserError(f"{path} is empty", "give a CSV file with a header line and at least two rows") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
@@ -436,8 +442,10 @@ def table_from_frame(frame, options: TableOptions, source: str = "table", sha256
             raise UserError(f"data.conditional: column '{name}' is not categorical", "list categorical columns only")
         single = [c for c, n in zip(col["categories"], col["counts"]) if n == 1]
         if single:
-            raise UserError(f"{source}: column '{name}': category '{single[0]}' appears in one training row only, "
+            what = "a missing value" if single[0] is MISSING else f"category '{single[0]}'"
+            raise UserError(f"{source}: column '{name}': {what} appears in one training row only, "
                             "so conditioning on it would replay that row",
+                            "fill in or drop that row" if single[0] is MISSING else
                             "merge rare categories, or leave the column out of data.conditional")
     meta = {"columns": columns, "conditional": conditional, "rows": len(train), "source": Path(source).name,
             "sha256": sha256, "target": options.target, "holdout": options.holdout, "split_seed": options.split_seed,
@@ -512,8 +520,12 @@ def split(frame, options: TableOptions, source: str):
                             f"the columns are: {', '.join(frame.columns)}")
         y = frame[options.target]
         if y.dtype.kind in "Ob" or y.nunique() <= FEW_VALUES:
-            strata = y.astype(str)
+            strata = y.astype(object).where(y.notna(), "(missing)").astype(str)  # a missing target: a class too
             rare = strata.value_counts()
+            if rare.get("(missing)", 2) < 2:
+                row = int(np.flatnonzero(y.isna())[0]) + 2  # the file's line: after the header, counting from 1
+                raise UserError(f"data.target: line {row} of {source} has no value in column '{options.target}'",
+                                "fill it in or drop that row")
             if rare.min() < 2:
                 raise UserError(f"data.target: class '{rare.idxmin()}' of column '{options.target}' has one row, too "
                                 "few to hold one out", "drop that row or merge the class")
