@@ -181,7 +181,7 @@ class BigGANGenerator(nn.Module):
             shared, first = y, torch.cat([first, y], dim=1)
         else:
             shared = self.shared(y)  # (N, shared_dim)
-        h = self.linear(first).view(len(z), self.bottom, 4, 4)
+        h = self.linear(first).view(z.shape[0], self.bottom, 4, 4)  # not len(z): an export traces the batch size
         for block, side, chunk in zip(self.blocks, self.sides, rest):
             h = block(h, torch.cat([shared, chunk], dim=1))  # (N, C, side, side)
             if side == self.attention_resolution:

@@ -92,7 +92,7 @@ class ProgressiveGenerator(Staged):
     def native(self, z: Tensor) -> Tensor:
         """Images (N, C, s, s) at the current stage's side s; linear output (clamp when sampling)."""
         level, alpha = int(self.level), float(self.alpha)
-        h = self.base(self.input(z).reshape(len(z), -1, 4, 4))
+        h = self.base(self.input(z).reshape(z.shape[0], -1, 4, 4))  # not len(z): an export traces the batch size
         for block in self.blocks[: max(level - 1, 0)]:
             h = block(h)
         if level == 0:

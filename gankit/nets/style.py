@@ -123,7 +123,7 @@ class StyleGenerator(nn.Module):
         return w[:, None].expand(-1, self.num_ws, -1)
 
     def synthesis(self, ws: Tensor) -> Tensor:
-        x = self.const.expand(len(ws), -1, -1, -1)
+        x = self.const.expand(ws.shape[0], -1, -1, -1)  # not len(ws): an export traces the batch size
         rgb = None
         for j, layer in enumerate(self.layers):
             x = layer(x, ws[:, j])

@@ -36,7 +36,7 @@ class VideoGenerator(nn.Module):
 
     def latents(self, z: Tensor) -> Tensor:
         """Per-frame latents (N, T, content + motion): [z_c, z_m(t)] with z_m(t) = GRU(ε(t), z_m(t-1)), z_m(0) = h_0."""
-        n, t = len(z), self.frames
+        n, t = z.shape[0], self.frames  # not len(z): an export traces the batch size
         if self.framewise:
             return z.view(n, t, -1)
         content, h = z[:, :self.content_dim], z[:, self.content_dim:self.content_dim + self.motion_dim]

@@ -1,7 +1,8 @@
 """`gankit export`: a trained generator as a TorchScript or ONNX file, to run without gankit.
 
 The exported graph maps noise z (N, z_dim) — and, for conditional models, the resolved condition (class indices
-(N,) int64 for class-conditional models, codes (N, K) float for InfoGAN) — to samples in the data's layout, the same
+(N,) int64 for class-conditional models, codes (N, K) float for InfoGAN, word ids (N, L) int64 for text-to-image
+models) — to samples in the data's layout, the same
 as `gankit.load(run).generate(...)` for the same inputs, watermark included where the model carries one. Sampling
 options that are Python logic (truncation by redrawing, random labels) stay outside: draw z and the condition
 yourself. A model that transforms inputs
@@ -11,12 +12,14 @@ default direction, A to B.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import warnings
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from ..errors import UserError
 from ..io import atomic_path
@@ -47,7 +50,9 @@ class ExportedTranslator(ExportedGenerator):
 
 
 def takes_inputs(gen: Generator) -> bool:
-    return "inputs" in gen.sampling
+    """A model whose inputs replace the noise (translators, upscalers); a text-to-image model's word ids go beside
+    its noise, as its condition."""
+    return "inputs" in gen.sampling and not gen.variant.z_dim
 
 
 def example_inputs(gen: Generator, n: int = 2, seed: int = 0) -> tuple[Tensor, ...]:
@@ -68,7 +73,7 @@ def export(gen: Generator, fmt: str, out: str | Path) -> Path:
         raise UserError(f"a {gen.variant.name} model draws its samples step by step, which an export of one forward "
                         "pass cannot hold", "sample it with gankit sample or gankit.load(RUN).sample(n)")
     wrapper = ExportedTranslator if takes_inputs(gen) else ExportedGenerator
-    module = wrapper(gen.variant, gen.watermark).cpu().eval()  # eval: exporters restore the mode they found
+    module = wrapper(_folded(gen.variant), gen.watermark).cpu().eval()  # eval: exporters restore the mode they found
     inputs = example_inputs(gen)
     out = Path(out)
     with torch.no_grad(), atomic_path(out) as tmp:
@@ -81,10 +86,26 @@ def export(gen: Generator, fmt: str, out: str | Path) -> Path:
     return out
 
 
+def _folded(variant: Variant) -> Variant:
+    """A copy of the variant whose parametrized weights (spectral norm) are plain tensors of their current value:
+    in eval mode they hold still anyway, and ONNX has no operator for torch's power-iteration step (vdot)."""
+    folded = copy.deepcopy(variant)
+    for module in folded.modules():
+        if parametrize.is_parametrized(module):
+            for name in list(module.parametrizations):
+                parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+    return folded
+
+
 def _onnx(module: nn.Module, inputs: tuple[Tensor, ...], path: Path, names: list[str]) -> None:
     if importlib.util.find_spec("onnx") is None:
         raise UserError("ONNX export needs the onnx package", "pip install 'gankit[onnx]' (or: pip install onnx)")
     with warnings.catch_warnings():  # the TorchScript-based exporter announces its successor; the file is the same
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, inputs, str(path), input_names=names, output_names=["samples"], dynamo=False,
-                          dynamic_axes={name: {0: "batch"} for name in [*names, "samples"]})
+        try:
+            torch.onnx.export(module, inputs, str(path), input_names=names, output_names=["samples"], dynamo=False,
+                              dynamic_axes={name: {0: "batch"} for name in [*names, "samples"]})
+        except torch.onnx.errors.OnnxExporterError as exc:  # an op or shape ONNX cannot express (a packed GRU's)
+            first = str(exc).strip().splitlines()[0].split(" [Caused by")[0]
+            raise UserError(f"torch's ONNX exporter cannot write this model: {first}",
+                            "export it as TorchScript instead (--format torchscript)") from None
