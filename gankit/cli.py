@@ -1364,7 +1364,19 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(0)
         command = getattr(getattr(exc, "ctx", None), "command_path", "gankit")
         _fail(exc.format_message(), f"see `{command} --help`", getattr(exc, "exit_code", 2))
+    except (MemoryError, RuntimeError) as exc:
+        if not _out_of_memory(exc):
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0]
+        _fail(f"out of memory{': ' + first if first else ''}", "ask for less at once: a smaller -n (or write samples "
+              "to a folder, --out DIR/), a smaller train.batch_size or model", 2)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """An allocation that failed (host or GPU memory): something the user can fix by asking for less."""
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or \
+        "can't allocate memory" in str(exc) or "out of memory" in str(exc).lower()
 
 
 def _fail(message: str, hint: str | None, code: int) -> None:

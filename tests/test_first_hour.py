@@ -106,3 +106,20 @@ def test_every_run_and_resume_is_recorded(tmp_path, ring_cfg):
 def test_no_arguments_show_the_help_without_an_error(cli):
     code, out, err = cli()
     assert code == 0 and "train" in out + err and "error:" not in err
+
+
+def test_running_out_of_memory_is_one_line_with_a_hint(cli, tmp_path, monkeypatch):
+    import importlib
+
+    training = importlib.import_module("gankit.train")  # the package (gankit.train is also a function's name)
+
+    def too_big(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 25600000000 bytes.")
+
+    monkeypatch.setattr(training, "load", too_big)
+    code, _, err = cli("sample", str(tmp_path), "-n", "100000000", "--out", str(tmp_path / "x.png"))
+    assert code == 2 and "error: out of memory" in err and "smaller -n" in err and "Traceback" not in err
+    monkeypatch.setattr(training, "load", lambda *a, **k: 1 / 0)  # a bug keeps its traceback
+    with pytest.raises(ZeroDivisionError):
+        cli("sample", str(tmp_path), "--out", str(tmp_path / "x.png"))
