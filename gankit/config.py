@@ -24,6 +24,16 @@ M = TypeVar("M", bound=BaseModel)
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: Any) -> Any:
+        """true/false where a number goes is a mistake (pydantic would read train.steps=true as 1 step)."""
+        field = cls.model_fields.get(info.field_name) if info.field_name else None
+        if isinstance(value, bool) and field is not None and field.annotation in (int, float, int | None,
+                                                                                    float | None):
+            raise ValueError("expected a number, not true or false")
+        return value
+
 
 CLIP_SETS = ("moving-shapes", "moving-digits")  # video clips (gankit.data.clips, docs/video.md)
 

@@ -33,7 +33,9 @@ def test_unknown_key_suggests_the_closest():
 
 @pytest.mark.parametrize("override, fragment", [("train.steps=-5", "train.steps"), ("train.steps=abc", "train.steps"),
                                                 ("loss.name=nope", "loss.name"), ("data.channels=2", "data.channels"),
-                                                ("optim.lr_d=.inf", "optim.lr_d"), ("optim.lr_g=.nan", "optim.lr_g")])
+                                                ("optim.lr_d=.inf", "optim.lr_d"), ("optim.lr_g=.nan", "optim.lr_g"),
+                                                ("train.steps=true", "train.steps.*not true or false"),
+                                                ("optim.lr_d=false", "optim.lr_d.*not true or false")])
 def test_bad_values_name_the_key(override, fragment):
     with pytest.raises(UserError, match=fragment):
         resolve("ring8-gan", [override])
