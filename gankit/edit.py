@@ -15,6 +15,7 @@ eigenvectors of AᵀA for G's first layer A are the directions that change its o
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -28,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import UserError
-from .io import atomic_path, write_json
+from .io import atomic_path, latents_label, write_json
 from .data import read_npz
 from .metrics import Evaluator, load_evaluator
 from .nets import DCGANEncoder
@@ -526,9 +527,12 @@ def evaluator_for(gen: Generator) -> Evaluator | None:
     return load_evaluator(name) if name else None
 
 
-def save_latents(path: Path, inv: Inversion, names: list[str] | None = None) -> None:
-    """An inversion as .npz: z, labels (class-conditional models), psnr and the input names, for `gankit edit`."""
-    arrays = {"z": inv.z.numpy(), "psnr": inv.psnr.numpy()}
+def save_latents(path: Path, inv: Inversion, names: list[str] | None = None,
+                 meta: Mapping[str, object] | None = None) -> None:
+    """An inversion as .npz: z, labels (class-conditional models), psnr and the input names, for `gankit edit`, and
+    a provenance record naming the model (`meta`: Generator.provenance fields and what was inverted)."""
+    label = latents_label(**(meta or {}))
+    arrays = {"z": inv.z.numpy(), "psnr": inv.psnr.numpy(), "provenance": np.array(json.dumps(label))}
     if inv.labels is not None:
         arrays["labels"] = inv.labels.numpy()
     if names:
@@ -543,6 +547,11 @@ def read_latents(path: Path, gen: Generator) -> tuple[Tensor, Tensor | None, lis
     arrays = read_npz(path)
     if "z" not in arrays:
         raise UserError(f"{path} has no array 'z'", "write one with `gankit invert RUN IMAGES --out z.npz`")
+    made_by = json.loads(str(arrays["provenance"])).get("gankit:model_sha256") if "provenance" in arrays else None
+    if made_by is not None and made_by != gen.weights_sha256():
+        raise UserError(f"{path} holds latents another model found (its provenance names model {made_by[:12]}, "
+                        f"this one is {gen.weights_sha256()[:12]}): they would draw other images here",
+                        "invert the images with this run")
     z = arrays["z"]
     dim = gen.variant.z_dim
     if z.ndim != 2 or z.shape[1] != dim or z.dtype.kind != "f":

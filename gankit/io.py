@@ -204,6 +204,18 @@ def plot_label(name: str, **fields: object) -> dict[str, str]:
     return meta
 
 
+LATENTS_NOTE = ("Latent codes gankit found for real images (gankit invert): made from real data by a GAN's generator, "
+                "not generated content.")
+
+
+def latents_label(**fields: object) -> dict[str, str]:
+    """The provenance of an inversion's latents: made by gankit, naming the model (so `gankit edit` can refuse
+    another model's), but not labelled as generated content."""
+    meta = {"Software": f"gankit {__version__}", "gankit:latents": "true", "Comment": LATENTS_NOTE}
+    meta.update({f"gankit:{k}": str(v) for k, v in fields.items() if v is not None})
+    return meta
+
+
 SIDECAR_SUFFIXES = (".csv", ".txt", ".smi")  # plain-text outputs with no room for metadata inside
 
 
@@ -213,9 +225,9 @@ def provenance_path(path: str | Path) -> Path:
 
 
 def read_provenance(path: str | Path) -> dict[str, str] | None:
-    """The provenance gankit wrote into a PNG (text chunks), GIF (comment) or .npz (a `provenance` array), or beside
-    a CSV, text or SMILES file (FILE.csv.provenance.json); None when the file carries none (another program's file,
-    or metadata stripped on the way)."""
+    """The provenance gankit wrote into a PNG (text chunks), GIF (comment) or .npz (a `provenance` array: samples,
+    or the latents `gankit invert` found), or beside a CSV, text or SMILES file (FILE.csv.provenance.json); None when
+    the file carries none (another program's file, or metadata stripped on the way)."""
     path = Path(path)
     try:
         if path.suffix.lower() in SIDECAR_SUFFIXES:
@@ -235,7 +247,7 @@ def read_provenance(path: str | Path) -> dict[str, str] | None:
             fields = {k: str(v) for k, v in info.items() if isinstance(v, str)}
     except (OSError, ValueError, SyntaxError) as exc:
         raise UserError(f"{path}: cannot read it as an image or .npz ({exc})", "give a PNG, GIF or .npz") from None
-    return fields if fields.get("gankit:generated") == "true" else None
+    return fields if "true" in (fields.get("gankit:generated"), fields.get("gankit:latents")) else None
 
 
 def is_plot(path: str | Path) -> bool:

@@ -164,6 +164,18 @@ def test_invert_then_edit_from_the_cli_writes_latents_grids_and_one_png_per_inpu
     assert "sefa0" in listed and "interfacegan" in json.loads(out)["protocol"]  # two steps: every value too rare
 
 
+def test_latents_name_the_model_that_found_them_and_another_model_refuses_them(tiny_run, train_tiny, tmp_path, cli):
+    latents = tmp_path / "z.npz"
+    assert cli("invert", str(tiny_run), str(_one_image(tmp_path)), "--out", str(latents), "--steps", "0")[0] == 0
+    code, out, _ = cli("provenance", str(latents), "--json")
+    fields = json.loads(out)
+    assert code == 0 and fields["gankit:latents"] == "true" and "gankit:generated" not in fields
+    assert fields["gankit:model_sha256"] == load(tiny_run).weights_sha256() and fields["gankit:task"] == "invert"
+    other = train_tiny("shapes-dcgan", *TINY, "seed=1")  # the same z size: only the provenance tells them apart
+    code, _, err = cli("edit", str(other), str(latents), "-d", "sefa0=1", "--out", str(tmp_path / "e.png"))
+    assert code == 2 and "latents another model found" in err and not (tmp_path / "e.png").exists()
+
+
 def test_edited_latents_differ_from_the_originals_by_the_amount(tiny_run, tmp_path, cli):
     gen = load(tiny_run)
     found = editing.run_directions(gen, tiny_run, editing.evaluator_for(gen))

@@ -40,6 +40,8 @@ def test_a_file_without_provenance_exits_1_and_an_unreadable_one_2(tmp_path, cli
     (tmp_path / "text.png").write_text("not an image")
     code, _, err = cli("provenance", str(tmp_path / "text.png"))
     assert code == 2 and "cannot read it" in err
+    code, _, err = cli("provenance", str(tmp_path))
+    assert code == 2 and "is a folder" in err
 
 
 def test_plots_say_gankit_made_them_but_are_not_labelled_as_generated_images(train_tiny, cli):
