@@ -912,6 +912,7 @@ def score(
     """Anomaly scores: how badly a GAN trained on normal images redraws each input (AnoGAN search, f-AnoGAN score),
     or how far each input lies from the normal images in D's features (--knn). Labelled inputs also get the AUROC,
     anomalies being the classes outside the run's data.normal."""
+    import numpy as np
     import torch
 
     from . import anomaly
@@ -941,7 +942,13 @@ def score(
         arrays = read_npz(inputs)
         if "labels" in arrays:
             classes = gen.spec.get("class_names") or []
-            labels = [classes[i] if 0 <= i < len(classes) else str(i) for i in arrays["labels"].astype(int).tolist()]
+            given = arrays["labels"]
+            if given.shape != (len(x),) or given.dtype.kind not in "iuf" or not np.array_equal(given, np.round(given)) \
+                    or given.min() < 0 or (classes and given.max() >= len(classes)):
+                limit = f" below {len(classes)} ({', '.join(classes)})" if classes else ""
+                raise UserError(f"{inputs}['labels']: expected {len(x)} whole class indices from 0{limit}, one per "
+                                f"image; got {given.dtype}{list(given.shape)}", "fix the labels, or leave them out")
+            labels = [classes[i] if i < len(classes) else str(i) for i in given.astype(int).tolist()]
     flags = None if labels is None or not normal else torch.tensor([label not in normal for label in labels])
     mixed = flags is not None and 0 < int(flags.sum()) < len(flags)
     if roc is not None and not mixed:

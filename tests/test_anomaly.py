@@ -109,9 +109,14 @@ def test_score_labels_a_folder_by_sub_folder_writes_a_csv_auroc_and_roc(normal3,
     (["{x}", "--out", "{tmp}/s.txt"], "written as .csv"),
     (["{x}", "--out", "{tmp}/s.csv", "--roc", "{tmp}/roc.png"], "needs labelled inputs"),
     (["{tmp}/missing", "--out", "{tmp}/s.csv"], "does not exist"),
+    (["{tmp}/half.npz", "--out", "{tmp}/s.csv"], "whole class indices from 0 below 10"),
+    (["{tmp}/neg.npz", "--out", "{tmp}/s.csv"], "whole class indices from 0 below 10"),
+    (["{tmp}/short.npz", "--out", "{tmp}/s.csv"], "one per image"),
 ])
 def test_bad_score_requests_exit_2_and_write_nothing(args, message, normal3, tmp_path, cli):
     np.savez(tmp_path / "x.npz", samples=np.zeros((2, 1, 16, 16), np.float32))
+    for name, labels in (("half", [3.5, 3]), ("neg", [-1, 3]), ("short", [3])):  # labels the run cannot read
+        np.savez(tmp_path / f"{name}.npz", samples=np.zeros((2, 1, 16, 16), np.float32), labels=np.array(labels))
     before = set(tmp_path.iterdir())
     code, _, err = cli("score", str(normal3), *[a.format(x=tmp_path / "x.npz", tmp=tmp_path) for a in args])
     assert code == 2 and message in err and set(tmp_path.iterdir()) == before
