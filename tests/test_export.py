@@ -58,6 +58,10 @@ def test_export_mistakes_are_one_line(runs, tmp_path, cli):
     code, _, err = cli("export", str(runs / "ring"), "--format", "tflite", "--out", str(tmp_path / "g.x"))
     assert code == 2 and err.count("error:") == 1 and "unknown export format" in err
     assert not (tmp_path / "g.x").exists()
+    code, _, err = cli("export", str(runs / "ring"), "--format", "torchscript", "--out", str(tmp_path / "g.onnx"))
+    assert code == 2 and "a torchscript file is named FILE.pt" in err and "--format onnx" in err
+    code, _, err = cli("export", str(runs / "ring"), "--out", str(tmp_path))
+    assert code == 2 and err.count("error:") == 1 and sorted(tmp_path.iterdir()) == []
     pytest.importorskip("onnx")
     # the text encoder's packed GRU leaves shapes ONNX's batch norm cannot read: one line pointing to TorchScript
     code, _, err = cli("export", str(runs / "t2i"), "--format", "onnx", "--out", str(tmp_path / "t.onnx"))

@@ -27,6 +27,7 @@ from ..variants import Request, Variant
 from .pretrained import Generator
 
 FORMATS = ("torchscript", "onnx")
+SUFFIXES = {"torchscript": (".pt", ".pth"), "onnx": (".onnx",)}  # what each format's files are called
 
 
 class ExportedGenerator(nn.Module):
@@ -69,6 +70,12 @@ def export(gen: Generator, fmt: str, out: str | Path) -> Path:
     """Write the generator as `fmt` (torchscript or onnx) to `out`; returns the path."""
     if fmt not in FORMATS:
         raise UserError(f"unknown export format '{fmt}'", f"choose one of: {', '.join(FORMATS)}")
+    if Path(out).suffix.lower() not in SUFFIXES[fmt]:
+        other = [f for f in FORMATS if Path(out).suffix.lower() in SUFFIXES[f]]
+        raise UserError(f"{out}: a {fmt} file is named {' or '.join('FILE' + s for s in SUFFIXES[fmt])}",
+                        f"give --out FILE{SUFFIXES[fmt][0]}" + (f", or --format {other[0]}" if other else ""))
+    if Path(out).is_dir():
+        raise UserError(f"cannot write {out}: it is a folder", "give a file name")
     if not gen.variant.one_pass:
         raise UserError(f"a {gen.variant.name} model draws its samples step by step, which an export of one forward "
                         "pass cannot hold", "sample it with gankit sample or gankit.load(RUN).sample(n)")
