@@ -31,6 +31,17 @@ def test_unknown_key_suggests_the_closest():
     assert "train.steps" in info.value.hint
 
 
+def test_a_mistake_in_a_config_file_names_the_file_and_one_in_an_override_the_command_line(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("variant: gann\ntrain: {steps: 10}\n")
+    with pytest.raises(UserError, match=f"^{path}: unknown variant 'gann'"):
+        resolve(str(path), ["train.steps=20"])
+    path.write_text("variant: gan\ntrain: {steps: 10}\n")
+    with pytest.raises(UserError, match="^the command line: unknown config key 'train.stepz'"):
+        resolve(str(path), ["train.stepz=20"])
+    assert resolve(str(path), ["train.steps=20"])[0].train.steps == 20
+
+
 @pytest.mark.parametrize("override, fragment", [("train.steps=-5", "train.steps"), ("train.steps=abc", "train.steps"),
                                                 ("loss.name=nope", "loss.name"), ("data.channels=2", "data.channels"),
                                                 ("optim.lr_d=.inf", "optim.lr_d"), ("optim.lr_g=.nan", "optim.lr_g"),

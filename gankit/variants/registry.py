@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import importlib
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 from ..config import Config, apply_overrides, load_source, section_name, validate, validate_model
@@ -116,7 +117,10 @@ def check_config(cfg: Config, source: str = "config") -> Config:
     returns cfg."""
     if cfg.variant is None:
         cfg.variant = DEFAULT_VARIANT
-    cls = variant_class(cfg.variant)
+    try:
+        cls = variant_class(cfg.variant)
+    except UserError as exc:  # name the file (or preset) that says `variant: ...`
+        raise (exc if source == "config" else UserError(f"{source}: {exc.message}", exc.hint)) from None
     if isinstance(cfg.options, dict):
         cfg.set_options(validate_model(cls.Config, cfg.options, source, prefix=f"{cfg.section_key}."))
     return cfg
@@ -130,7 +134,14 @@ def validate_config(raw: dict[str, Any], source: str = "config") -> Config:
 def resolve(name_or_path: str, overrides: list[str] | None = None) -> tuple[Config, str]:
     """Preset or YAML file + `key=value` overrides -> validated Config and a default run name."""
     raw, run_name = load_source(name_or_path)
-    return validate_config(apply_overrides(raw, overrides or []), name_or_path), run_name
+    try:
+        return validate_config(apply_overrides(raw, overrides or []), name_or_path), run_name
+    except UserError:
+        if not overrides or Path(name_or_path).suffix.lower() not in (".yaml", ".yml"):
+            raise
+        validate_config(raw, name_or_path)  # a mistake in the file is the file's
+        return validate_config(apply_overrides(raw, overrides), "the command line"), run_name  # else the overrides'
+
 
 
 def build_variant(cfg: Config, spec: dict) -> Variant:
