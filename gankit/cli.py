@@ -476,6 +476,9 @@ def interpolate(
     gen = load(run)
     if not gen.data_kind.images:
         raise UserError("interpolate needs an image model", "sample 2D models with `gankit sample`")
+    if not gen.variant.z_dim:
+        raise UserError(f"{run} transforms images and draws from no noise: there are no latents to walk between",
+                        "give a run of a model that draws from noise, or use `gankit translate`")
     if out.suffix.lower() not in (".png", ".gif"):
         raise UserError(f"--out {out}: unknown output type", "use FILE.png or FILE.gif")
     _check_files(out)
@@ -562,6 +565,9 @@ def _map_images(run: Path, inputs: Path, out: str, grid: bool, upscale: bool, di
     from .train import load
 
     gen = load(run)
+    if "prompt" in gen.sampling:
+        raise UserError(f"{run} draws images from text prompts: it does not {'upscale' if upscale else 'translate'} "
+                        "images", 'use `gankit sample RUN --prompt "a blue circle" --out blue.png`')
     if "inputs" not in gen.sampling:
         raise UserError(f"{run} generates from noise: it has nothing to {'upscale' if upscale else 'translate'}",
                         f"give a run of an {'super-resolution' if upscale else 'image-to-image'} model, or use "

@@ -279,7 +279,13 @@ def test_translate_bad_inputs_exit_2_with_one_line(tiny_run, tmp_path, cli, ring
     assert code == 2 and "holds no image files" in err and not (tmp_path / "o").exists()
     np.savez(tmp_path / "grey.npz", samples=np.zeros((2, 1, 16, 16), np.float32))
     code, _, err = cli("translate", str(tiny_run), str(tmp_path / "grey.npz"), "--out", str(tmp_path / "o.npz"))
-    assert code == 2 and "1×16×16" in err and not (tmp_path / "o.npz").exists()
+    assert code == 2 and "grey.npz: its array of shape (2, 1, 16, 16) holds no 3×16×16 images" in err
+    assert not (tmp_path / "o.npz").exists()
+    code, _, err = cli("interpolate", str(tiny_run), "--out", str(tmp_path / "walk.png"))
+    assert code == 2 and "no latents to walk between" in err and not (tmp_path / "walk.png").exists()
+    np.savez(tmp_path / "flat.npz", foo=np.zeros((3, 4), np.float32))  # no images at all: the file is named
+    code, _, err = cli("translate", str(tiny_run), str(tmp_path / "flat.npz"), "--out", str(tmp_path / "o.npz"))
+    assert code == 2 and "flat.npz: its array of shape (3, 4)" in err and not (tmp_path / "o.npz").exists()
     Trainer(ring_cfg("train.steps=2"), tmp_path / "ring", progress=False).fit()
     code, _, err = cli("translate", str(tmp_path / "ring"), str(tmp_path / "grey.npz"), "--out", str(tmp_path / "o.npz"))
     assert code == 2 and "nothing to translate" in err

@@ -511,6 +511,18 @@ def test_prompt_from_the_api_and_the_cli(tiny_run, cli, tmp_path):
     assert all(info["gankit:input"] == str(prompts) for info in labels)
 
 
+def test_word_ids_from_an_npz_are_inputs_and_translate_points_to_prompts(tiny_run, cli, tmp_path):
+    import numpy as np
+
+    gen = load(tiny_run)
+    ids = gen.data_kind.read_prompt(["a blue circle", "a red star"], gen.spec)
+    np.savez(tmp_path / "ids.npz", samples=ids.numpy())
+    code, _, err = cli("sample", str(tiny_run), "--input", str(tmp_path / "ids.npz"), "--out", str(tmp_path / "s.npz"))
+    assert code == 0 and np.load(tmp_path / "s.npz")["samples"].shape == (2, 3, 32, 32), err
+    code, _, err = cli("translate", str(tiny_run), str(tmp_path / "ids.npz"), "--out", str(tmp_path / "t") + "/")
+    assert code == 2 and "draws images from text prompts" in err and "--prompt" in err
+
+
 def test_prompt_is_refused_by_models_without_text(train_tiny, cli, tmp_path):
     run = train_tiny("ring8-gan", "train.steps=2", "train.sample_every=0", "train.checkpoint_every=0")
     code, _, err = cli("sample", str(run), "--prompt", "a blue circle", "--out", str(tmp_path / "x.npz"))

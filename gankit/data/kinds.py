@@ -209,7 +209,13 @@ class ImageKind(DataKind):
         elif path.suffix.lower() in IMAGE_SUFFIXES:
             files = [path]
         else:
-            return super().read_inputs(path, spec)
+            x = super().read_inputs(path, spec)
+            if tuple(x.shape[1:]) != tuple(spec["shape"]):
+                wanted, dims = "×".join(map(str, spec["shape"])), ", ".join(map(str, spec["shape"]))
+                raise UserError(f"{path}: its array of shape {tuple(x.shape)} holds no {wanted} images",
+                                f"save the images as an array `samples` of shape (N, {dims}) in [-1, 1], or give "
+                                "image files")
+            return x
         try:
             pixels = np.stack([load_image(f, resolution, channels) for f in files])
         except (OSError, ValueError, SyntaxError) as exc:
@@ -265,7 +271,7 @@ class CaptionKind(ImageKind):
     def read_inputs(self, path: Path, spec: dict) -> Tensor:
         """Prompts from a text file (one per line, blank lines skipped) or word ids from an .npz."""
         if path.suffix.lower() != ".txt":
-            return super().read_inputs(path, spec).long()
+            return DataKind.read_inputs(self, path, spec).long()  # word ids, not images
         try:
             lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         except (OSError, UnicodeDecodeError) as exc:
