@@ -86,3 +86,42 @@ def test_benchmark_command_lines_in_the_docs_name_real_scripts_and_options():
                 assert f'"{flag}"' in source, f"{path.name}: {match.group(0)}: {script.name} has no {flag}"
             shown += 1
     assert shown > 50
+
+
+def test_python_examples_in_the_docs_name_real_imports_methods_and_keywords():
+    """The docs' Python blocks (design.md's run in test_design_doc.py) compile; what they import from gankit exists,
+    and calls on a model from gankit.load use methods and keywords it has, so a renamed API cannot leave them
+    stale."""
+    import ast
+    import importlib
+    import inspect
+    import re
+
+    from gankit.train import Generator
+
+    checked = 0
+    for path in sorted((ROOT / "docs").glob("*.md")):
+        if path.name == "design.md":
+            continue
+        for block in re.findall(r"^```python\n(.*?)^```", path.read_text(), re.S | re.M):
+            tree = ast.parse(block, filename=path.name)
+            models = set()
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("gankit"):
+                    module = importlib.import_module(node.module)
+                    for alias in node.names:
+                        assert hasattr(module, alias.name), f"{path.name}: {node.module} has no {alias.name}"
+                elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) and \
+                        ast.unparse(node.value.func) == "gankit.load":
+                    models |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                        isinstance(node.func.value, ast.Name) and node.func.value.id in models:
+                    method = getattr(Generator, node.func.attr, None)
+                    assert method is not None, f"{path.name}: a loaded model has no {node.func.attr}()"
+                    accepted = inspect.signature(method).parameters
+                    if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+                        for keyword in node.keywords:
+                            assert keyword.arg in accepted, f"{path.name}: {node.func.attr}() takes no {keyword.arg}="
+                    checked += 1
+    assert checked >= 10
