@@ -119,6 +119,39 @@ def test_ema_weights_are_exported_and_differ_from_raw(tmp_path, ring_cfg):
     assert json.loads((tmp_path / "r" / "model" / "config.json").read_text())["weights"] == "ema"
 
 
+def test_ema_is_a_warmed_up_lerp_towards_the_live_weights():
+    """Catches the EMA's decay applied the wrong way round (shadow <- (1 - d) shadow + d param) or without warm-up."""
+    from gankit.train.ema import EMA
+
+    model = torch.nn.Linear(2, 1)
+    torch.nn.init.zeros_(model.weight)
+    ema = EMA(model, ["weight"], decay=0.9)
+    torch.nn.init.ones_(model.weight)
+    ema.update(model)  # first update: d = min(0.9, 2 / 11)
+    assert torch.allclose(ema.shadow["weight"], torch.full((1, 2), 1 - 2 / 11))
+    ema.updates = 200  # warmed up: d = 0.9
+    before = ema.shadow["weight"].clone()
+    ema.update(model)
+    assert torch.allclose(ema.shadow["weight"], 0.9 * before + 0.1)
+
+
+def test_progress_grids_and_the_checkpoint_fallback_use_the_ema_weights(tmp_path, ring_cfg):
+    """Catches sample grids drawn with the raw weights, and gankit.load's fallback (model/ damaged) reading the
+    checkpoint's raw weights instead of its EMA."""
+    run = tmp_path / "r"
+    trainer = Trainer(ring_cfg("optim.ema=0.9"), run, progress=False)
+    trainer.fit()
+    raw = trainer.variant.generate(trainer.fixed).detach()
+    with trainer.ema.swapped(trainer.variant):
+        averaged = trainer.variant.generate(trainer.fixed).detach()
+    assert not torch.allclose(raw, averaged)
+    assert torch.allclose(trainer.sample_fixed(), averaged)
+    exported = gankit.load(run).sample(50, seed=3)
+    (run / "model" / "model.safetensors").write_bytes(b"damaged")
+    fallback = gankit.load(run).sample(50, seed=3)  # warns, and reads the newest verified checkpoint
+    assert torch.allclose(fallback, exported)
+
+
 def test_load_accepts_model_folder_and_checks_truncation(tmp_path, ring_cfg):
     Trainer(ring_cfg(), tmp_path / "r", progress=False).fit()
     g = gankit.load(tmp_path / "r" / "model")
