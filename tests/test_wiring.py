@@ -240,3 +240,57 @@ def test_concat_cgan_d_reads_the_label():
     with torch.no_grad():
         difference = variant.d_forward(batch.x, batch.y) - variant.d_forward(batch.x, other)
     assert difference.abs().min() > 1e-5
+
+
+def _d_inputs(variant: Variant, monkeypatch) -> list[torch.Tensor]:
+    """Record every input D is given (after the critic's augmentation and noise)."""
+    seen = []
+    forward = variant.d_forward
+
+    def recording(x, cond):
+        seen.append(x.detach())
+        return forward(x, cond)
+
+    monkeypatch.setattr(variant, "d_forward", recording)
+    return seen
+
+
+def test_instance_noise_reaches_reals_and_fakes_in_both_steps_and_anneals(monkeypatch):
+    """Catches instance noise applied to reals or fakes only, missing from G's step, never applied, or not annealed
+    (std train.instance_noise · (1 − progress))."""
+    variant, _ = _setup("ring8-gan", "train.instance_noise=1.0")
+    data = load_dataset(resolve("ring8-gan", SMALL)[0].data, 0)
+    batch = Batch(*data.take(torch.arange(1024)))
+    seen = _d_inputs(variant, monkeypatch)
+    ctx = Context(progress=0.2)
+    variant.loss("D", batch, ctx)
+    fake = ctx.values[FAKE][0].detach()
+    variant.loss("G", batch, ctx)
+    real_in, fake_in, fake_in_g = seen
+    for noisy, clean in ((real_in, batch.x), (fake_in, fake), (fake_in_g, fake)):
+        assert (noisy - clean).std().item() == pytest.approx(0.8, abs=0.06)
+
+
+def test_diffaugment_reaches_reals_and_fakes_in_both_steps(monkeypatch):
+    """Catches DiffAugment applied to reals or fakes only, or missing from G's step (D would learn the
+    augmentation's look as 'real', and G would be judged unaugmented)."""
+    variant, batch = _setup("digits-dcgan", "train.diffaug=color")
+    seen = _d_inputs(variant, monkeypatch)
+    ctx = Context()
+    variant.loss("D", batch, ctx)
+    fake = ctx.values[FAKE][0].detach()
+    variant.loss("G", batch, ctx)
+    real_in, fake_in, fake_in_g = seen
+    for augmented, plain in ((real_in, batch.x), (fake_in, fake), (fake_in_g, fake)):
+        assert (augmented - plain).abs().flatten(1).amax(1).min() > 1e-3  # every image changed
+
+
+def test_label_smoothing_reaches_the_d_loss():
+    """Catches loss.label_smoothing accepted but not used by GAN.d_loss."""
+    variant, batch = _setup("ring8-gan", "loss.label_smoothing=0.2")
+    loss, _, ctx = _d_phase(variant, batch)
+    fake = ctx.values[FAKE][0].detach()
+    with torch.no_grad():
+        expected = losses.d_bce(variant.D(batch.x), variant.D(fake), smoothing=0.2)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert expected.item() != pytest.approx(losses.d_bce(variant.D(batch.x), variant.D(fake)).item(), rel=1e-3)
