@@ -292,3 +292,28 @@ def test_fp16_with_dp_sgd_is_refused_before_the_run_directory_is_written(tmp_pat
     with pytest.raises(gankit.UserError, match="privacy.epsilon clips each example's gradient"):
         Trainer(cfg, tmp_path / "r", progress=False)
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("schedule, start", [("linear", 0.0), ("linear", 0.5), ("cosine", 0.0)])
+def test_learning_rates_follow_the_schedule_for_both_players(tmp_path, ring_cfg, schedule, start):
+    """Catches optim.schedule ignored, applied to one player only, or decay_start ignored: at each step both groups'
+    rates are the configured ones times the schedule's factor (1 before decay_start, 0 at the end)."""
+    import math
+
+    trainer = Trainer(ring_cfg("train.steps=20", "optim.lr_d=0.004", "optim.lr_g=0.002",
+                               f"optim.schedule={schedule}", f"optim.decay_start={start}"), tmp_path / "r",
+                      progress=False)
+    seen = []
+    iteration = trainer._iteration
+
+    def record(window):
+        iteration(window)
+        seen.append({g: o.param_groups[0]["lr"] for g, o in trainer.optimizers.items()})
+
+    trainer._iteration = record
+    trainer.fit()
+    for step, lrs in enumerate(seen):
+        progress = max(0.0, step / 20 - start) / (1 - start)
+        factor = 1 - progress if schedule == "linear" else 0.5 * (1 + math.cos(math.pi * progress))
+        assert lrs == pytest.approx({"D": 0.004 * factor, "G": 0.002 * factor}, rel=1e-9), step
+    assert seen[-1]["D"] < 0.004 * 0.2  # decayed most of the way by the last step
