@@ -31,6 +31,21 @@ TINY_STYLE = ["data.n=64", "data.resolution=16", "model.width=4", "model.z_dim=8
 # ----------------------------------------------------------------------------------------------- PGGAN
 
 
+@pytest.mark.parametrize("flag", [True, False])
+def test_the_pggan_switches_build_what_they_name(flag):
+    """Catches pggan.pixel_norm, pggan.equalized_lr or model.minibatch_std accepted but not read (the image-families
+    ablations would then compare identical models)."""
+    from gankit.nets.blocks import EqualConv2d, EqualLinear, MinibatchStd, PixelNorm
+
+    on = str(flag).lower()
+    variant, _ = variant_and_batch("shapes32-pggan", *TINY_PG, f"pggan.pixel_norm={on}",
+                                   f"pggan.equalized_lr={on}", f"model.minibatch_std={on}")
+    assert any(isinstance(m, PixelNorm) for m in variant.G.modules()) is flag
+    assert any(isinstance(m, MinibatchStd) for m in variant.D.modules()) is flag
+    equal = [m for m in variant.modules() if isinstance(m, (EqualConv2d, EqualLinear))]
+    assert equal and all((m.scale != 1.0) is flag for m in equal)  # off: He's constant stored in the weights
+
+
 def test_schedule_is_stabilise_then_fade_and_stabilise_per_side():
     windows = schedule([4, 8, 16], 4, fade=3, stable=2)
     assert [(w.level, w.fade, w.start, w.stop) for w in windows] == [
