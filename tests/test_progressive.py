@@ -221,8 +221,11 @@ def test_each_layer_reads_its_own_style():
 def test_truncation_pulls_w_toward_its_running_mean():
     G = _style_g()
     G.train()
-    G.mapping(torch.randn(64, 8))
-    assert G.mapping.w_avg.abs().sum() > 0  # tracked while training
+    z = torch.randn(64, 8)
+    G.mapping(z)
+    beta = G.mapping.avg_beta
+    with torch.no_grad():  # tracked while training: w_avg <- β w_avg + (1 − β) mean(w), from 0
+        assert torch.allclose(G.mapping.w_avg, (1 - beta) * G.mapping.net(z).mean(0), atol=1e-6)
     avg = G.mapping.w_avg.clone()
     G.eval()
     z = torch.randn(6, 8)
@@ -230,6 +233,32 @@ def test_truncation_pulls_w_toward_its_running_mean():
     assert torch.equal(G.mapping.w_avg, avg)  # not while sampling
     assert torch.allclose(G.styles(z, psi=0.0), avg.expand(6, G.num_ws, -1))
     assert torch.allclose(G.styles(z, psi=0.5)[:, 0], torch.lerp(avg, G.mapping(z), 0.5), atol=1e-6)
+
+
+def test_the_mapping_nets_learning_rate_multiplier_is_the_configured_one():
+    """Catches stylegan.mapping_lr_mul not reaching the mapping net's layers (its ablation would change nothing)."""
+    from gankit.nets.blocks import EqualLinear
+
+    variant, _ = variant_and_batch("digits-stylegan", *TINY_STYLE, "stylegan.mapping_lr_mul=0.05")
+    mapping = [m for m in variant.G.mapping.modules() if isinstance(m, EqualLinear)]
+    assert mapping and all(m.lr_mul == 0.05 for m in mapping)
+    others = [m for m in variant.G.modules() if isinstance(m, EqualLinear) and m not in mapping]
+    assert others and all(m.lr_mul == 1.0 for m in others)  # the style affines learn at the full rate
+
+
+def test_stylegan_truncates_in_w_only_also_when_refined_or_mixed():
+    """Catches z truncated as well as w (StyleGAN truncates in w alone), and mixing grids drawn without ψ."""
+    variant, _ = variant_and_batch("digits-stylegan", *TINY_STYLE)
+    variant.eval()
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(variant.noise(5, truncation=0.5, generator=g),
+                       variant.noise(5, generator=torch.Generator().manual_seed(0)))
+    z_a, z_b = torch.randn(3, 8), torch.randn(3, 8)
+    with torch.no_grad():
+        ws = variant.G.styles(z_a, 0.5).clone()
+        layers = variant.G.parts["fine"]
+        ws[:, layers] = variant.G.styles(z_b, 0.5)[:, layers]
+        assert torch.allclose(variant.mix(z_a, z_b, "fine", truncation=0.5), variant.G.synthesis(ws).clamp(-1, 1))
 
 
 def test_noise_is_fresh_while_training_and_fixed_when_sampling():
