@@ -52,6 +52,17 @@ def test_refined_samples_are_closer_to_the_data(ring_run, oracle_d, method):
     assert torch.equal(again, x)  # seeded
 
 
+def test_refined_sampling_draws_truncated_proposals(ring_run, oracle_d, monkeypatch):
+    """Catches --truncation dropped on the way to the proposals D chooses among."""
+    g = gankit.load(ring_run)
+    g.refiner()  # calibrated once, on G's plain samples
+    drawn = []
+    run_generator = g.variant.run_generator
+    monkeypatch.setattr(g.variant, "run_generator", lambda request: (drawn.append(request.z), run_generator(request))[1])
+    g.refined("drs", 50, seed=0, truncation=0.5)
+    assert drawn and max(z.abs().max().item() for z in drawn) <= 1.0  # components beyond ±2ψ are redrawn
+
+
 def test_d_is_read_from_the_export_or_the_checkpoint(ring_run, oracle_d):
     g = gankit.load(ring_run)
     assert g.refined("drs", 10, seed=0)[1].as_dict()["discriminator"] == "model/discriminator.safetensors"

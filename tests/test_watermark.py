@@ -89,6 +89,18 @@ def test_every_output_of_a_watermarked_model_carries_the_mark_exports_too(marked
     assert copy.watermark is not None and stage.score(copy.sample(4, seed=3)).min() > 7.5
 
 
+def test_refined_samples_and_style_mixing_grids_carry_the_mark_too(marked_run, train_tiny):
+    """Catches outputs that leave by another path than sample(): D-refined samples and StyleGAN's mixing grids."""
+    from gankit.train import load
+
+    stage = Watermark(KEY, 16, 16, 8.0)
+    assert stage.score(load(marked_run).sample(8, seed=1, refine="drs")).min() > 7.5
+    style = load(train_tiny("digits-stylegan", "model.width=4", "stylegan.w_dim=8", "stylegan.mapping_depth=2",
+                            "train.steps=2", "train.sample_every=0", f"watermark.key={KEY}"))
+    grid, _ = style.mixing_grid(1, 2, rows=2)
+    assert stage.score(grid).min() > 7.5
+
+
 def test_shared_summaries_name_the_watermark_but_never_its_key(marked_run, cli):
     from gankit.report.html import render_report
 
