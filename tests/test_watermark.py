@@ -50,6 +50,25 @@ def test_marked_images_reach_the_strength_and_unmarked_ones_score_like_noise(sha
     assert psnr > 28  # invisible at this size: about 31 dB (docs/provenance.md)
 
 
+def test_the_strength_is_the_score_marked_images_reach():
+    """Catches watermark.strength ignored (every mark embedded at the default 8)."""
+    images = as_float(load_dataset(DataConfig(name="shapes", resolution=32, n=8), 0).x).float()
+    for strength in (4.0, 12.0):
+        scores = Watermark(KEY, 32, 32, strength)(images)
+        scores = Watermark(KEY, 32, 32, strength).score(scores)
+        assert scores.min() > strength - 0.5 and scores.max() < strength + 0.5, strength
+
+
+def test_a_crop_search_pays_for_the_placements_it_tried():
+    """Catches detect() reporting a crop's best score with the p-value of one test (no correction for the
+    placements tried): it would call pieces of unmarked images marked far too often."""
+    from gankit.nets.watermark import p_value
+
+    piece = torch.zeros(3, 29, 29).uniform_(-1, 1, generator=torch.Generator().manual_seed(0))
+    found = detect(piece, KEY, 32, 32)
+    assert found.how.startswith("crop") and found.p_value > p_value(found.score)
+
+
 def test_the_mark_survives_jpeg_rescaling_and_cropping_and_unmarked_images_stay_unmarked(shapes):
     marked = as_8bit(Watermark(KEY, 32, 32, 8.0)(shapes[:12]))
     attacks = {
