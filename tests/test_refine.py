@@ -63,6 +63,26 @@ def test_refined_sampling_draws_truncated_proposals(ring_run, oracle_d, monkeypa
     assert drawn and max(z.abs().max().item() for z in drawn) <= 1.0  # components beyond ±2ψ are redrawn
 
 
+def test_a_higher_drs_quantile_accepts_fewer_proposals(ring_run, oracle_d):
+    """Catches the quantile read the wrong way round (γ from the 1 − q quantile of the burn-in scores)."""
+    g = gankit.load(ring_run)
+    strict = g.refined("drs", 300, seed=0, quantile=0.9)[1].as_dict()
+    loose = g.refined("drs", 300, seed=0, quantile=0.1)[1].as_dict()
+    assert strict["drs"]["gamma"] > loose["drs"]["gamma"] and strict["acceptance"] < loose["acceptance"]
+
+
+def test_mh_chains_that_never_move_restart_from_a_generated_sample(ring_run, oracle_d):
+    """Catches the fallback skipped: a chain that rejects every proposal would return its real starting point, a
+    training-data point passed off as a sample."""
+    from gankit.train.refine import _real_samples
+
+    g = gankit.load(ring_run)
+    x, stats = g.refined("mh", 200, seed=0, chain=1)
+    assert stats.fallbacks > 0
+    starts = _real_samples(g.refiner(chain=1).cfg, 200, offset=1)[0]
+    assert torch.cdist(x, starts).min() > 0  # no real start comes back
+
+
 def test_d_is_read_from_the_export_or_the_checkpoint(ring_run, oracle_d):
     g = gankit.load(ring_run)
     assert g.refined("drs", 10, seed=0)[1].as_dict()["discriminator"] == "model/discriminator.safetensors"
