@@ -6,9 +6,10 @@ A typo or a wrong type fails here, before any work starts, with a UserError nami
 from __future__ import annotations
 
 import difflib
+import types
 from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -27,12 +28,39 @@ class _Section(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _no_bool_for_numbers(cls, value: Any, info: Any) -> Any:
-        """true/false where a number goes is a mistake (pydantic would read train.steps=true as 1 step)."""
+        """true/false where a number goes is a mistake (pydantic would read train.steps=true as 1 step, and
+        model.g_hidden=[true, 64] as [1, 64])."""
         field = cls.model_fields.get(info.field_name) if info.field_name else None
-        if isinstance(value, bool) and field is not None and field.annotation in (int, float, int | None,
-                                                                                    float | None):
+        if field is not None and _bool_for_number(value, field.annotation):
             raise ValueError("expected a number, not true or false")
         return value
+
+
+def _takes_number_not_bool(annotation: Any) -> bool:
+    """Whether a field typed `annotation` takes numbers (int, float, numeric Literal values) but no booleans."""
+    if annotation is bool:
+        return False
+    if annotation in (int, float):
+        return True
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Literal:
+        return not any(isinstance(a, bool) for a in args) and any(isinstance(a, (int, float)) for a in args)
+    if origin in (Union, types.UnionType):
+        return bool not in args and any(_takes_number_not_bool(a) for a in args)
+    return False
+
+
+def _bool_for_number(value: Any, annotation: Any) -> bool:
+    """Whether `value` holds true or false where `annotation` wants a number, at any depth of lists and tuples."""
+    if isinstance(value, bool):
+        return _takes_number_not_bool(annotation)
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin in (Union, types.UnionType):
+        return any(_bool_for_number(value, a) for a in args if a is not type(None))
+    if isinstance(value, (list, tuple)) and origin in (list, tuple) and args:
+        kinds = args if origin is tuple and args[-1] is not Ellipsis else [args[0]] * len(value)
+        return any(_bool_for_number(v, a) for v, a in zip(value, kinds))
+    return False
 
 
 CLIP_SETS = ("moving-shapes", "moving-digits")  # video clips (gankit.data.clips, docs/video.md)

@@ -547,7 +547,15 @@ def read_latents(path: Path, gen: Generator) -> tuple[Tensor, Tensor | None, lis
     arrays = read_npz(path)
     if "z" not in arrays:
         raise UserError(f"{path} has no array 'z'", "write one with `gankit invert RUN IMAGES --out z.npz`")
-    made_by = json.loads(str(arrays["provenance"])).get("gankit:model_sha256") if "provenance" in arrays else None
+    made_by = None
+    if "provenance" in arrays:
+        try:
+            record = json.loads(str(arrays["provenance"]))
+        except ValueError:
+            record = None
+        if not isinstance(record, dict):
+            raise UserError(f"{path}: its provenance array is not a gankit record", "invert the images with this run")
+        made_by = record.get("gankit:model_sha256")
     if made_by is not None and made_by != gen.weights_sha256():
         raise UserError(f"{path} holds latents another model found (its provenance names model {made_by[:12]}, "
                         f"this one is {gen.weights_sha256()[:12]}): they would draw other images here",

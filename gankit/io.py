@@ -130,26 +130,31 @@ def outputs_together(*outputs: str | Path) -> Iterator[None]:
 
 def _move_all_into_place(moves: list[tuple[Path, Path]]) -> None:
     """Move every (temporary file, target) into place, or none: a target's old file is set aside before its new one
-    moves in, and a failure part-way (or an interrupt) puts back every old file and removes the new ones."""
-    placed: list[tuple[Path, Path | None]] = []  # (target, its old file set aside, or None)
+    moves in, and a failure part-way (or an interrupt) puts back every old file and removes the new ones. A target
+    written twice in the block takes its last version."""
+    latest: dict[Path, Path] = {}
+    for tmp, path in moves:
+        if path in latest:
+            latest[path].unlink(missing_ok=True)
+        latest[path] = tmp
+    placed: list[tuple[Path, Path | None]] = []  # (target, where its old file is set aside, or None)
     try:
-        for tmp, path in moves:
-            old = None
-            if os.path.lexists(path):
-                old = path.with_name(f".{path.name}.{os.getpid()}.old")
+        for path, tmp in latest.items():
+            old = path.with_name(f".{path.name}.{os.getpid()}.old") if os.path.lexists(path) else None
+            placed.append((path, old))  # recorded first: an interrupt after the rename still puts the old file back
+            if old is not None:
                 os.replace(path, old)
-            placed.append((path, old))
             _move_into_place(tmp, path)
     except BaseException:
         for path, old in reversed(placed):
-            if old is not None:
-                os.replace(old, path)
-            else:
+            if old is None:
                 path.unlink(missing_ok=True)
+            elif os.path.lexists(old):
+                os.replace(old, path)
         raise
     for _, old in placed:
         if old is not None:
-            old.unlink()
+            old.unlink(missing_ok=True)
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

@@ -40,13 +40,19 @@ def test_a_mistake_in_a_config_file_names_the_file_and_one_in_an_override_the_co
     with pytest.raises(UserError, match="^the command line: unknown config key 'train.stepz'"):
         resolve(str(path), ["train.stepz=20"])
     assert resolve(str(path), ["train.steps=20"])[0].train.steps == 20
+    path.write_text("variant: gan\ntrain: {steps: -1}\n")  # the file is wrong, but an override fixes it
+    with pytest.raises(UserError, match="^the command line: unknown config key 'train.stepz'"):
+        resolve(str(path), ["train.steps=20", "train.stepz=20"])
 
 
 @pytest.mark.parametrize("override, fragment", [("train.steps=-5", "train.steps"), ("train.steps=abc", "train.steps"),
                                                 ("loss.name=nope", "loss.name"), ("data.channels=2", "data.channels"),
                                                 ("optim.lr_d=.inf", "optim.lr_d"), ("optim.lr_g=.nan", "optim.lr_g"),
                                                 ("train.steps=true", "train.steps.*not true or false"),
-                                                ("optim.lr_d=false", "optim.lr_d.*not true or false")])
+                                                ("optim.lr_d=false", "optim.lr_d.*not true or false"),
+                                                ("data.channels=true", "data.channels.*not true or false"),
+                                                ("model.g_hidden=[true,64]", "model.g_hidden.*not true or false"),
+                                                ("data.size_range=[0.2,true]", "data.size_range.*not true or false")])
 def test_bad_values_name_the_key(override, fragment):
     with pytest.raises(UserError, match=fragment):
         resolve("ring8-gan", [override])

@@ -190,6 +190,7 @@ def test_edited_latents_differ_from_the_originals_by_the_amount(tiny_run, tmp_pa
     (["invert", "{run}", "{tmp}/missing", "--out", "{tmp}/z.npz"], "does not exist"),
     (["edit", "{run}", "{img}", "-d", "nosuch=1", "--out", "{tmp}/e.png"], "unknown direction 'nosuch'"),
     (["edit", "{run}", "{badz}", "-d", "sefa0=1", "--out", "{tmp}/e.png"], "this model takes float (N, 8)"),
+    (["edit", "{run}", "{badprov}", "-d", "sefa0=1", "--out", "{tmp}/e.png"], "not a gankit record"),
     (["edit", "{run}", "{img}", "-d", "sefa0=1", "--out", "{tmp}/e.npz", "--grid"], "--grid writes a PNG"),
 ])
 def test_bad_editing_inputs_exit_2_with_one_line_and_write_nothing(args, message, tiny_run, train_tiny, tmp_path,
@@ -200,7 +201,9 @@ def test_bad_editing_inputs_exit_2_with_one_line_and_write_nothing(args, message
     img = tmp_path / "img"
     cli("sample", str(tiny_run), "-n", "1", "--out", f"{img}/")
     np.savez(tmp_path / "badz.npz", z=np.zeros((2, 5), np.float32))
-    names = {"run": tiny_run, "pix": pix, "img": img, "tmp": tmp_path, "badz": tmp_path / "badz.npz"}
+    np.savez(tmp_path / "badprov.npz", z=np.zeros((2, 8), np.float32), provenance=np.array("[not json"))
+    names = {"run": tiny_run, "pix": pix, "img": img, "tmp": tmp_path, "badz": tmp_path / "badz.npz",
+             "badprov": tmp_path / "badprov.npz"}
     before = set(tmp_path.rglob("*"))
     code, _, err = cli(*[a.format(**names) for a in args])
     assert code == 2 and message in err and "Traceback" not in err

@@ -497,3 +497,7 @@ def test_outputs_that_fail_while_moving_into_place_leave_the_old_files(tmp_path,
         for path in (a, b):
             io.write_bytes(path, b"new")
     assert a.read_text() == b.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
+    with io.outputs_together(tmp_path):  # a target written twice takes its last version, and leaves no backup
+        io.write_bytes(a, b"first")
+        io.write_bytes(a, b"second")
+    assert a.read_text() == "second" and sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]

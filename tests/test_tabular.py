@@ -137,7 +137,7 @@ def test_a_target_missing_in_one_row_names_its_line_with_exit_2_and_writes_no_ru
     path = tmp_path / "t.csv"
     path.write_text("a,t\n" + "".join(f"{i},{i % 2}\n" for i in range(8)) + "9,\n10,1\n")
     code, _, err = cli("train", "table", f"data.path={path}", "data.target=t", "--out", str(tmp_path / "run"))
-    assert code == 2 and "line 10 of" in err and "column 't'" in err and "Traceback" not in err
+    assert code == 2 and "data row 9 of" in err and "column 't'" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
 
 

@@ -270,8 +270,11 @@ class CaptionKind(ImageKind):
 
     def read_inputs(self, path: Path, spec: dict) -> Tensor:
         """Prompts from a text file (one per line, blank lines skipped) or word ids from an .npz."""
-        if path.suffix.lower() != ".txt":
+        if path.suffix.lower() == ".npz":
             return DataKind.read_inputs(self, path, spec).long()  # word ids, not images
+        if path.suffix.lower() != ".txt":
+            raise UserError(f"{path}: a text-to-image model reads prompts from a .txt file (one per line) or word ids "
+                            "from an .npz", "write the prompts one per line in a .txt file, or use --prompt")
         try:
             lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         except (OSError, UnicodeDecodeError) as exc:

@@ -520,12 +520,13 @@ def split(frame, options: TableOptions, source: str):
                             f"the columns are: {', '.join(frame.columns)}")
         y = frame[options.target]
         if y.dtype.kind in "Ob" or y.nunique() <= FEW_VALUES:
-            strata = y.astype(object).where(y.notna(), "(missing)").astype(str)  # a missing target: a class too
+            # a missing target is a class of its own, labelled "nan" as pandas < 3 wrote it (the same split then)
+            strata = y.astype(object).where(y.notna(), "nan").astype(str)
             rare = strata.value_counts()
-            if rare.get("(missing)", 2) < 2:
-                row = int(np.flatnonzero(y.isna())[0]) + 2  # the file's line: after the header, counting from 1
-                raise UserError(f"data.target: line {row} of {source} has no value in column '{options.target}'",
-                                "fill it in or drop that row")
+            if y.isna().sum() == 1:
+                row = int(np.flatnonzero(y.isna())[0]) + 1
+                raise UserError(f"data.target: data row {row} of {source} has no value in column "
+                                f"'{options.target}'", "fill it in or drop that row")
             if rare.min() < 2:
                 raise UserError(f"data.target: class '{rare.idxmin()}' of column '{options.target}' has one row, too "
                                 "few to hold one out", "drop that row or merge the class")

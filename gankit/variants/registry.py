@@ -136,11 +136,15 @@ def resolve(name_or_path: str, overrides: list[str] | None = None) -> tuple[Conf
     raw, run_name = load_source(name_or_path)
     try:
         return validate_config(apply_overrides(raw, overrides or []), name_or_path), run_name
-    except UserError:
+    except UserError as merged:
         if not overrides or Path(name_or_path).suffix.lower() not in (".yaml", ".yml"):
             raise
-        validate_config(raw, name_or_path)  # a mistake in the file is the file's
-        return validate_config(apply_overrides(raw, overrides), "the command line"), run_name  # else the overrides'
+        try:
+            validate_config(raw, name_or_path)
+        except UserError as alone:
+            if alone.message == merged.message:  # the file's own mistake, whatever the overrides say
+                raise merged from None
+        return validate_config(apply_overrides(raw, overrides), "the command line"), run_name  # the overrides'
 
 
 
