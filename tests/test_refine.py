@@ -52,15 +52,17 @@ def test_refined_samples_are_closer_to_the_data(ring_run, oracle_d, method):
     assert torch.equal(again, x)  # seeded
 
 
-def test_refined_sampling_draws_truncated_proposals(ring_run, oracle_d, monkeypatch):
-    """Catches --truncation dropped on the way to the proposals D chooses among."""
+def test_refined_sampling_draws_truncated_proposals_and_calibrates_on_them(ring_run, oracle_d, monkeypatch):
+    """Catches --truncation dropped on the way to the proposals D chooses among, or D calibrated on samples of
+    another truncation than those it refines (its density ratio would be against another distribution)."""
     g = gankit.load(ring_run)
-    g.refiner()  # calibrated once, on G's plain samples
+    g.refiner()  # a refiner for untruncated samples exists: truncated ones need their own
     drawn = []
     run_generator = g.variant.run_generator
     monkeypatch.setattr(g.variant, "run_generator", lambda request: (drawn.append(request.z), run_generator(request))[1])
-    g.refined("drs", 50, seed=0, truncation=0.5)
-    assert drawn and max(z.abs().max().item() for z in drawn) <= 1.0  # components beyond ±2ψ are redrawn
+    _, stats = g.refined("drs", 50, seed=0, truncation=0.5)
+    assert len(drawn) > 2 and max(z.abs().max().item() for z in drawn) <= 1.0  # components beyond ±2ψ redrawn
+    assert stats.as_dict()["calibration"]["generated_truncation"] == 0.5
 
 
 def test_a_higher_drs_quantile_accepts_fewer_proposals(ring_run, oracle_d):

@@ -142,17 +142,18 @@ class Generator:
         return self.generate(self.latents(n, seed, truncation), labels=labels, codes=codes, inputs=inputs, seed=seed,
                              batch_size=batch_size, direction=direction, condition=condition, truncation=truncation)
 
-    def refiner(self, quantile: float = 0.5, chain: int = 20, steps: int = 0):
-        """The run's calibrated D for discriminator-guided sampling, trained `steps` further against this G first
-        (built once per setting, then reused)."""
+    def refiner(self, quantile: float = 0.5, chain: int = 20, steps: int = 0, truncation: float = 1.0):
+        """The run's calibrated D for discriminator-guided sampling, trained `steps` further against this G first,
+        both against samples of the truncation it will refine (built once per setting, then reused)."""
         from .refine import Refiner
 
-        setting = (quantile, chain, steps)
-        if self._refiner is None or (self._refiner.quantile, self._refiner.chain, self._refiner.steps) != setting:
+        setting = (quantile, chain, steps, truncation)
+        if self._refiner is None or self._refiner.setting != setting:
             if self.source is None:
                 raise UserError("refinement needs the run directory this model came from",
                                 "load it with gankit.load(RUN)")
-            self._refiner = Refiner(self, self.source, quantile=quantile, chain=chain, steps=steps)
+            self._refiner = Refiner(self, self.source, quantile=quantile, chain=chain, steps=steps,
+                                    truncation=truncation)
         return self._refiner
 
     @torch.no_grad()
@@ -169,7 +170,7 @@ class Generator:
             label = int(index[0])
         request = {"codes": dict(codes or {}), "truncation": truncation}
         seed = int(torch.randint(2**31, ()).item()) if seed is None else seed
-        samples, cost = self.refiner(quantile, chain, steps).sample(method, n, seed, label=label, **request)
+        samples, cost = self.refiner(quantile, chain, steps, truncation).sample(method, n, seed, label=label, **request)
         return self.finish(samples), cost
 
     def check_takes(self, **asked: bool) -> None:

@@ -75,7 +75,7 @@ class Refiner:
     """A run's D, calibrated on held-out data, ready to refine batches of the generator's samples."""
 
     def __init__(self, gen: Any, source: Path, *, quantile: float = 0.5, chain: int = 20, steps: int = 0,
-                 seed: int = 0) -> None:
+                 seed: int = 0, truncation: float = 1.0) -> None:
         if not 0 <= quantile < 1:
             raise UserError(f"refine quantile must be in [0, 1), got {quantile}")
         if chain < 1:
@@ -83,19 +83,21 @@ class Refiner:
         if steps < 0:
             raise UserError(f"refine steps (D's further training) must be >= 0, got {steps}")
         self.gen, self.quantile, self.chain, self.steps = gen, quantile, chain, steps
+        self.truncation = truncation  # of the proposals D is tuned and calibrated against: those it will refine
+        self.setting = (quantile, chain, steps, truncation)
         self.cfg = resolve(str(_run_dir(source) / "config.yaml"))[0]
         self.critic, where = _load_critic(self.cfg, gen.spec, source)
         finetune = self._finetune(steps, seed) if steps else None
         real, real_cond, heldout = _real_samples(self.cfg, CALIBRATION)
         g = torch.Generator().manual_seed(seed + 7)
-        fake, fake_cond = self._propose(len(real), g)
+        fake, fake_cond = self._propose(len(real), g, truncation=truncation)
         logits = torch.cat([self._logits(real, real_cond), self._logits(fake, fake_cond)]).double().numpy()
         labels = [1] * len(real) + [0] * len(fake)
         platt = LogisticRegression(C=1e6).fit(logits[:, None], labels)
         self.a, self.b = float(platt.coef_[0, 0]), float(platt.intercept_[0])
         self.protocol = {"discriminator": where, "finetune": finetune, "calibration": {
             "method": "Platt scaling (logistic regression on D's logit)", "real": len(real), "generated": len(fake),
-            "real_samples": heldout, "a": self.a, "b": self.b}}
+            "generated_truncation": truncation, "real_samples": heldout, "a": self.a, "b": self.b}}
 
     # ------------------------------------------------------------------------------------------- pieces
 
@@ -116,7 +118,7 @@ class Refiner:
         with torch.enable_grad(), progress_bar("training D further", steps, minimum=1) as advance:
             for _ in range(steps):
                 index = torch.randint(len(real), (FINETUNE_BATCH,), generator=g)
-                fake, fake_cond = self._propose(FINETUNE_BATCH, g)
+                fake, fake_cond = self._propose(FINETUNE_BATCH, g, truncation=self.truncation)
                 real_logit = self.critic.score(real[index], None if real_cond is None else real_cond[index])
                 loss = losses.d_bce(real_logit, self.critic.score(fake, fake_cond))
                 optimizer.zero_grad(set_to_none=True)
