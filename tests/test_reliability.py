@@ -348,6 +348,14 @@ def test_a_command_says_it_wrote_its_outputs_only_once_they_are_in_place(digits_
     assert "wrote 3" not in err  # the line used to come before the files were moved, and stayed when they were not
 
 
+def test_a_folder_named_like_a_file_is_refused_unless_the_name_ends_in_a_slash(digits_run, cli, tmp_path):
+    (tmp_path / "x.npz").mkdir()
+    _one_error(*cli("sample", str(digits_run), "-n", "2", "--out", str(tmp_path / "x.npz")), "it is a folder")
+    assert list((tmp_path / "x.npz").iterdir()) == []
+    code, _, err = cli("sample", str(digits_run), "-n", "2", "--out", f"{tmp_path / 'x.npz'}/")  # said: a folder
+    assert code == 0 and len(list((tmp_path / "x.npz").iterdir())) == 2, err
+
+
 def test_a_csv_sample_never_stays_without_its_provenance(tmp_path, cli):
     csv = tmp_path / "t.csv"
     csv.write_text("a,b,target\n" + "".join(f"{i % 3},{i / 40:.3f},{i % 2}\n" for i in range(40)))

@@ -106,6 +106,10 @@ class DataKind:
     def check_output(self, path: Path | str) -> str:
         """The output format of `path` (see output_format), or a UserError when this kind cannot write it."""
         fmt = output_format(path)
+        named = Path(str(path)).suffix.lower()
+        if fmt == "/" and not str(path).endswith(("/", "\\")) and named in self.outputs:
+            raise UserError(f"cannot write {path}: it is a folder, and its name asks for a {named} file",
+                            f"give another name, or {path}/ to write one file per sample into it")
         if fmt not in self.outputs:
             names = {".npz": "FILE.npz", ".png": "FILE.png", "/": "a directory ending in /"}
             what = "a folder" if fmt == "/" else (fmt or "a file without suffix")
