@@ -43,6 +43,7 @@ def test_reverse_kl_of_two_modes_split_unevenly():
     x = torch.tensor([[0.0, 0.0]] * 3 + [[10.0, 0.0]])
     expected = 0.75 * math.log(0.75 * 2) + 0.25 * math.log(0.25 * 2)
     assert math.isclose(modes2d(x, centers, 0.1).reverse_kl, expected, rel_tol=1e-12)
+    assert modes2d(x, centers, 0.1).modes == 2  # a mode hit by one sample is found
 
 
 def load_benchmark() -> ModuleType:

@@ -179,6 +179,11 @@ def test_infogan_info_loss_is_weighted_cross_entropy_plus_gaussian_nll():
     assert loss.item() == pytest.approx((2 * F.cross_entropy(logits, category) + 0.5 * nll).item(), rel=1e-5)
 
 
+def test_mean_pairwise_distance_averages_the_distinct_pairs():
+    points = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0]])  # pair distances 3, 4, 5
+    assert mean_pairwise_distance(points).item() == pytest.approx(4.0)
+
+
 def test_diversity_ratio_is_fake_spread_over_real_spread():
     """Catches diversity_ratio inverted (real over fake): ≈ 1 for data-like fakes, → 0 under collapse."""
     real = torch.randn(32, 2, generator=torch.Generator().manual_seed(0))
