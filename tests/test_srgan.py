@@ -123,6 +123,9 @@ def test_psnr_y_and_ssim_y_by_hand():
     assert ssim_y(x, x, 2).item() == pytest.approx(1.0)
     blurred = F.avg_pool2d(x, 3, 1, 1)
     assert sharpness(blurred).item() < sharpness(x).item()
+    c = luma(x)[0, 0].double().numpy()  # across and down, each the mean of squared neighbour differences
+    by_hand = (np.diff(c, axis=1) ** 2).mean() + (np.diff(c, axis=0) ** 2).mean()
+    assert sharpness(x).item() == pytest.approx(by_hand, rel=1e-5)
 
 
 @pytest.fixture(scope="module")

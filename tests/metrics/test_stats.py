@@ -131,6 +131,13 @@ def test_load_reports_wrong_shape_with_file_and_key(tmp_path):
     assert str(path) in str(excinfo.value)
 
 
+def test_load_refuses_statistics_of_one_sample(tmp_path):
+    path = tmp_path / "one.npz"
+    np.savez(path, mu=np.zeros(4), sigma=np.eye(4), n=np.int64(1))  # a covariance needs two samples
+    with pytest.raises(UserError, match="need >= 2"):
+        FeatureStats.load(path)
+
+
 def test_load_never_unpickles(tmp_path):
     path = tmp_path / "pickled.npz"
     np.savez(path, mu=np.array([object()], dtype=object), sigma=np.eye(1), n=np.int64(3))
