@@ -184,6 +184,14 @@ def test_d_overpowering_bce(tmp_path):
     assert "lr_d" in diagnosis.problems[0].advice and diagnosis.problems[0].values["d_real"] == pytest.approx(0.98)
 
 
+def test_d_sure_of_the_reals_alone_is_not_overpowering(tmp_path):
+    def sure_of_reals(t, r):
+        if t > 0.5:
+            r.update(d_real=0.98, d_fake=0.35)  # the fakes still get a fair hearing
+
+    assert "d_overpowering" not in kinds_of(tmp_path, make_records(sure_of_reals))
+
+
 def test_d_overpowering_for_most_of_the_run_easing_at_the_end(tmp_path):
     # grid25 with minimax and lr_d 100x lr_g: D(x) ≈ 0.96, D(G(z)) ≈ 0.04 until step ~1200, then G starts to
     # escape (0.91 / 0.09) and sharp samples sat on 1 of 25 modes at 4 of 6 saves.
@@ -272,13 +280,14 @@ def test_divergence_from_skipped_updates_and_rollbacks(tmp_path):
     assert problem.values["skipped_nonfinite"] == 5 and problem.steps == (1010, 1025)
 
 
-def test_divergence_from_exploding_gradients(tmp_path):
+@pytest.mark.parametrize("key", ["grad_norm_D", "grad_norm_G"])
+def test_divergence_from_exploding_gradients(tmp_path, key):
     def explode(t, r):
-        r["grad_norm_D"] = 0.8 * 10 ** (5 * t)  # five orders of magnitude over the run
+        r[key] = 0.8 * 10 ** (5 * t)  # five orders of magnitude over the run
 
     diagnosis = diagnose(write_run(tmp_path / "run", make_records(explode)))
     assert diagnosis.kinds == {"divergence"}
-    assert "grad_norm_D grew" in diagnosis.problems[0].evidence
+    assert f"{key} grew" in diagnosis.problems[0].evidence
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
