@@ -107,7 +107,7 @@ def test_feature_matching_is_squared_distance_of_means():
 
 
 def test_gaussian_kl_matches_the_closed_form_by_hand():
-    # KL(N(μ, σ²) ‖ N(0, 1)) = ½(μ² + σ² − 1 − log σ²) per dimension, summed, then averaged over the rows
+    # KL(N(μ, σ²) ‖ N(0, 1)) = ½(μ² + σ² − 1 − log σ²) per dimension, summed, averaged over the rows
     mu = torch.tensor([[1.0, 0.0], [0.0, -2.0]])
     log_var = torch.tensor([[0.0, math.log(4.0)], [0.0, 0.0]])
     row0 = 0.5 * (1 + 1 - 1 - 0) + 0.5 * (0 + 4 - 1 - math.log(4.0))

@@ -59,7 +59,8 @@ def test_refined_sampling_draws_truncated_proposals_and_calibrates_on_them(ring_
     g.refiner()  # a refiner for untruncated samples exists: truncated ones need their own
     drawn = []
     run_generator = g.variant.run_generator
-    monkeypatch.setattr(g.variant, "run_generator", lambda request: (drawn.append(request.z), run_generator(request))[1])
+    monkeypatch.setattr(g.variant, "run_generator",
+                        lambda request: (drawn.append(request.z), run_generator(request))[1])
     _, stats = g.refined("drs", 50, seed=0, truncation=0.5)
     assert len(drawn) > 2 and max(z.abs().max().item() for z in drawn) <= 1.0  # components beyond ±2ψ redrawn
     assert stats.as_dict()["calibration"]["generated_truncation"] == 0.5
