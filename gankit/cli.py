@@ -260,7 +260,7 @@ def train(
     try:
         result = trainer.fit()
     except (MemoryError, RuntimeError) as exc:  # CPU and CUDA allocators report running out as RuntimeError
-        if not isinstance(exc, MemoryError) and "memory" not in str(exc).lower():
+        if not _out_of_memory(exc):
             raise
         raise UserError(f"out of memory at step {trainer.step}: {str(exc).splitlines()[0][:200]}",
                         "lower train.batch_size or the model size; the last checkpoint is kept") from None
@@ -677,7 +677,7 @@ def invert(
                      task="invert", real="the first column of each pair: the inputs")
     also = f" and {out.with_suffix('.png')}" if grid else ""
     _wrote(f"inverted {len(x)} image{'s' * (len(x) != 1)} into {out}{also}: PSNR {inv.psnr.mean():.2f} dB "
-              f"(best of the random pool: {inv.psnr_start.mean():.2f} dB)")
+           f"(best of the random pool: {inv.psnr_start.mean():.2f} dB)")
 
 
 def _images_to_edit(run: Path, images: Path):
@@ -1388,10 +1388,15 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
+OUT_OF_MEMORY = ("can't allocate memory", "not enough memory", "out of memory")  # CPU allocators' and CUDA's words
+
+
 def _out_of_memory(exc: BaseException) -> bool:
-    """An allocation that failed (host or GPU memory): something the user can fix by asking for less."""
+    """An allocation that failed (host or GPU memory): something the user can fix by asking for less. CPU and CUDA
+    allocators report it as a RuntimeError; other RuntimeErrors are bugs and keep their traceback."""
+    text = str(exc).lower()
     return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or \
-        "can't allocate memory" in str(exc) or "out of memory" in str(exc).lower()
+        any(words in text for words in OUT_OF_MEMORY)
 
 
 def _fail(message: str, hint: str | None, code: int) -> None:

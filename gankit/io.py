@@ -192,8 +192,12 @@ def provenance(**fields: object) -> dict[str, str]:
     """Text chunks that label an output as generated: software, note, and whatever identifies the run. A picture
     that also shows real images (inputs beside what was made from them) says which in the field `real`, and its
     note says that it holds both."""
-    note = MIXED_NOTE if fields.get("real") else GENERATED_NOTE
-    meta = {"Software": f"gankit {__version__}", "gankit:generated": "true", "Comment": note}
+    return _label("generated", "true", MIXED_NOTE if fields.get("real") else GENERATED_NOTE, fields)
+
+
+def _label(kind: str, value: str, note: str, fields: dict[str, object]) -> dict[str, str]:
+    """What every gankit label holds: the software, `gankit:KIND`, a note, and the given fields as `gankit:NAME`."""
+    meta = {"Software": f"gankit {__version__}", f"gankit:{kind}": value, "Comment": note}
     meta.update({f"gankit:{k}": str(v) for k, v in fields.items() if v is not None})
     return meta
 
@@ -204,9 +208,7 @@ PLOT_NOTE = "A plot made by gankit: it shows measurements of a run, it is not a 
 def plot_label(name: str, **fields: object) -> dict[str, str]:
     """Text chunks for a plot named `name` (losses, curves): made by gankit, but not labelled as generated content,
     so `gankit provenance` never counts a chart as a generated image."""
-    meta = {"Software": f"gankit {__version__}", "gankit:plot": name, "Comment": PLOT_NOTE}
-    meta.update({f"gankit:{k}": str(v) for k, v in fields.items() if v is not None})
-    return meta
+    return _label("plot", name, PLOT_NOTE, fields)
 
 
 LATENTS_NOTE = ("Latent codes gankit found for real images (gankit invert): made from real data by a GAN's generator, "
@@ -216,9 +218,7 @@ LATENTS_NOTE = ("Latent codes gankit found for real images (gankit invert): made
 def latents_label(**fields: object) -> dict[str, str]:
     """The provenance of an inversion's latents: made by gankit, naming the model (so `gankit edit` can refuse
     another model's), but not labelled as generated content."""
-    meta = {"Software": f"gankit {__version__}", "gankit:latents": "true", "Comment": LATENTS_NOTE}
-    meta.update({f"gankit:{k}": str(v) for k, v in fields.items() if v is not None})
-    return meta
+    return _label("latents", "true", LATENTS_NOTE, fields)
 
 
 SIDECAR_SUFFIXES = (".csv", ".txt", ".smi")  # plain-text outputs with no room for metadata inside
