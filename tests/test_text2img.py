@@ -384,9 +384,11 @@ def test_d_loss_trains_the_text_encoder_and_g_loss_does_not():
     assert not set(map(id, variant.encoder.parameters())) & set(map(id, variant.groups["G"].parameters()))
 
 
-def test_an_own_encoder_is_trained_by_g_loss_only_and_is_what_the_export_samples_with():
-    """Catches G's own encoder left out of G's optimizer or the export, trained by D, or not read when sampling."""
-    variant, batch, _ = _setup("text2img.own_encoder=true")
+@pytest.mark.parametrize("layered", ["false", "true"])
+def test_an_own_encoder_is_trained_by_g_loss_only_and_is_what_the_export_samples_with(layered):
+    """Catches G's own encoder (a routed one for the layered G) left out of G's optimizer or the export, trained by
+    D, or not read when sampling."""
+    variant, batch, _ = _setup("text2img.own_encoder=true", f"text2img.layered={layered}")
     ctx = Context()
     loss, _ = variant.loss("D", batch, ctx)
     loss.backward()
@@ -564,3 +566,80 @@ def test_a_short_training_draws_the_background_the_caption_names(tmp_path):
     truth = data.attributes["background"]
     hit = (read_background(named_tone) == truth).float().mean().item()
     assert hit >= 0.75 and hit >= (read_background(unnamed) == truth).float().mean().item() + 0.2
+
+
+# ----------------------------------------------------------------------------------------------- layered G
+
+LAYERED = ("text2img.own_encoder=true", "text2img.layered=true")
+
+
+def test_routed_encoder_parts_are_each_words_share_of_its_embedding():
+    """Catches a routed encoder that counts padding, whose shares do not sum to one per word, or whose parts are not
+    the share-weighted sums of the word embeddings."""
+    variant, batch, _ = _setup(*LAYERED)
+    encoder = variant.g_encoder
+    with torch.no_grad():
+        encoder.route.weight.normal_()
+        shares = encoder.shares(batch.text)
+        words = batch.text != 0
+        assert torch.allclose(shares.sum(-1), words.float()) and shares[~words].abs().max() == 0
+        parts = encoder(batch.text).view(len(batch.text), 3, -1)
+        embed = encoder.embed(batch.text)
+        for part in range(3):
+            assert torch.allclose(parts[:, part], (shares[..., part, None] * embed).sum(1), atol=1e-6)
+
+
+def test_layered_image_is_the_mask_blending_the_object_over_the_background():
+    """Catches layers blended the wrong way round or a mask outside [0, 1]."""
+    variant, batch, _ = _setup(*LAYERED)
+    variant.eval()  # spectral norm's power iteration moves the weights at every training-mode call
+    z = variant.noise(8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        mu, log_var = variant.G.condition(variant.g_encoder(batch.text))
+        mask, thing, ground = variant.G.layers(z, mu, log_var)
+        assert 0 <= mask.min() and mask.max() <= 1 and mask.shape[1] == 1 and mask.std() > 0
+        assert torch.allclose(variant.G.draw(z, mu, log_var), mask * thing + (1 - mask) * ground)
+
+
+def test_each_layer_reads_its_own_part_of_the_caption_and_only_it():
+    """Catches a layer cut off from the caption (its part zeroed or never read) or one reading another's part: the
+    mask moves with the layout part alone, the object's colours with the object part alone, the background's with
+    the background part alone."""
+    variant, batch, _ = _setup(*LAYERED)
+    variant.eval()  # spectral norm's power iteration moves the weights at every training-mode call
+    z = variant.noise(8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        mu, log_var = variant.G.condition(variant.g_encoder(batch.text))
+        before = variant.G.layers(z, mu, log_var)
+        width = mu.shape[1] // 3
+        for part in range(3):
+            moved = mu.clone()
+            moved[:, part * width:(part + 1) * width] += 1.0
+            after = variant.G.layers(z, moved, log_var)
+            changed = [(a - b).abs().max().item() > 1e-4 for a, b in zip(after, before)]
+            assert changed == [layer == part for layer in range(3)]
+
+
+def test_a_word_routed_away_from_the_layout_leaves_the_mask_alone():
+    """Catches a layout that reads the whole caption rather than its routed part: once the colour words are routed
+    to the object alone, captions that differ only in colour give the same mask and different object colours."""
+    variant, batch, data = _setup(*LAYERED)
+    variant.eval()  # spectral norm's power iteration moves the weights at every training-mode call
+    vocab = data.spec()["text"]["vocab"]
+    with torch.no_grad():
+        for colour in COLORS:
+            variant.g_encoder.route.weight[vocab.index(colour)] = torch.tensor([-30.0, 30.0, -30.0])
+    red, green = (tokenize([f"a {c} triangle in the top left on a dark background"] * 8, vocab, MAX_LEN)
+                  for c in ("red", "green"))
+    z = variant.noise(8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        layers = [variant.G.layers(z, *variant.G.condition(variant.g_encoder(t))) for t in (red, green)]
+    assert torch.allclose(layers[0][0], layers[1][0], atol=1e-6)  # mask
+    assert (layers[0][1] - layers[1][1]).abs().max() > 1e-3  # object colours
+    assert torch.allclose(layers[0][2], layers[1][2], atol=1e-6)  # background
+
+
+def test_layered_needs_g_own_encoder(cli, tmp_path):
+    code, _, err = cli("train", "shapes32-text2img", *TINY, "train.steps=1", "text2img.layered=true",
+                       "text2img.own_encoder=false", "--out", str(tmp_path / "r"))
+    assert code == 2 and "own_encoder=true" in err and not (tmp_path / "r").exists()

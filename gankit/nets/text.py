@@ -7,6 +7,11 @@ sentence vector into a Gaussian (conditioning augmentation) and draws its condit
 every conditional batch norm and, with the first noise chunk, the 4×4 input projection, where the layout is decided.
 D's text vector is projected on its pooled features (Miyato & Koyama's projection: *what*) and tiled over its last
 4×4 feature map and judged jointly with it (GAN-INT-CLS: *where*); an unconditional head sits beside them.
+
+The layered G (LR-GAN, Yang et al. 2017; FineGAN, Singh et al. 2019) draws an object mask, the object's colours and
+the background as separate layers, each from its own part of the caption: a routed encoder shares every word among
+the parts by a learnt, context-free assignment, so a pair of words never seen together still gives each layer what it
+got from captions that held them apart.
 """
 
 from __future__ import annotations
@@ -53,6 +58,27 @@ class TextEncoder(nn.Module):
         return torch.cat(parts, dim=1)
 
 
+class RoutedTextEncoder(nn.Module):
+    """Word ids (N, L), 0 padding -> (N, routes·embed_dim): `routes` parts, each the sum of the caption's word
+    embeddings weighted by that word's share of the part. A word's shares are a softmax over the parts learnt for the
+    word itself (equal at the start), the same in every caption, so a part holds only the words its reader needs
+    and reads the same for two captions that differ in a word routed elsewhere."""
+
+    def __init__(self, vocab_size: int, embed_dim: int, routes: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        self.route = nn.Embedding(vocab_size, routes)
+        nn.init.zeros_(self.route.weight)
+        self.routes, self.out_dim = routes, routes * embed_dim
+
+    def shares(self, tokens: Tensor) -> Tensor:
+        """(N, L, routes): each word's share of every part (rows sum to 1; padding 0)."""
+        return self.route(tokens).softmax(-1) * (tokens != 0)[..., None].to(self.route.weight.dtype)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return torch.einsum("nlr,nle->nre", self.shares(tokens), self.embed(tokens)).flatten(1)
+
+
 class TextGenerator(nn.Module):
     """G(z (N, z_dim), sentence vectors (N, text_dim), eps (N, cond_dim) or None) -> images (N, C, R, R) in [-1, 1].
 
@@ -79,6 +105,54 @@ class TextGenerator(nn.Module):
         """Images for a given conditioning Gaussian (what the G step reuses, so its KL term sees the same μ, σ)."""
         c = mu if eps is None else mu + eps * (0.5 * log_var).exp()
         return self.body(z, c)
+
+
+LAYERS = ("layout", "object", "background")  # the parts of a layered G's sentence vector, in order
+
+
+class LayeredTextGenerator(nn.Module):
+    """G(z, sentences (N, 3·part_dim) from a RoutedTextEncoder, eps) -> images: image = m·object + (1 − m)·background,
+    the mask m drawn by BigGAN's blocks from the layout part (where, which shape), each colour field (a
+    `field`×`field` grid of colours, bilinearly upsampled) by a small MLP from its own part and z.
+
+    Each part gets its own conditioning augmentation; `condition` gives their (μ, log σ²) side by side, as
+    TextGenerator's, so the variant draws and charges the KL the same way."""
+
+    def __init__(self, part_dim: int, z_dim: int, out_channels: int, resolution: int, width: int, cond_dim: int,
+                 attention: int, field: int = 4) -> None:
+        super().__init__()
+        self.z_dim, self.resolution, self.field, self.channels = z_dim, resolution, field, out_channels
+        self.augment = nn.ModuleList(nn.Linear(part_dim, 2 * cond_dim) for _ in LAYERS)
+        self.body = BigGANGenerator(z_dim, 0, 1, resolution, width, cond_dim, attention)
+        hidden = 4 * cond_dim
+        self.colours = nn.ModuleList(
+            nn.Sequential(nn.Linear(cond_dim + z_dim, hidden), nn.LeakyReLU(0.2),
+                          nn.Linear(hidden, out_channels * field * field)) for _ in LAYERS[1:])
+
+    def condition(self, sentences: Tensor) -> tuple[Tensor, Tensor]:
+        """(μ, log σ²), each (N, 3·cond_dim): the layout's, the object's and the background's, side by side."""
+        stats = [F.leaky_relu(augment(part), 0.2).chunk(2, dim=1)
+                 for augment, part in zip(self.augment, sentences.chunk(len(LAYERS), dim=1))]
+        return torch.cat([mu for mu, _ in stats], dim=1), torch.cat([log_var for _, log_var in stats], dim=1)
+
+    def forward(self, z: Tensor, sentences: Tensor, eps: Tensor | None = None) -> Tensor:
+        mu, log_var = self.condition(sentences)
+        return self.draw(z, mu, log_var, eps)
+
+    def layers(self, z: Tensor, mu: Tensor, log_var: Tensor, eps: Tensor | None = None) -> tuple[Tensor, ...]:
+        """(mask (N, 1, R, R) in [0, 1], object colours, background colours (N, C, R, R) in [-1, 1])."""
+        c = mu if eps is None else mu + eps * (0.5 * log_var).exp()
+        layout, *colours = c.chunk(len(LAYERS), dim=1)
+        mask = 0.5 * (self.body(z, layout) + 1)
+        fields = [torch.tanh(mlp(torch.cat([part, z], dim=1))).view(-1, self.channels, self.field, self.field)
+                  for mlp, part in zip(self.colours, colours)]
+        return mask, *(F.interpolate(f, size=self.resolution, mode="bilinear", align_corners=False) for f in fields)
+
+    def draw(self, z: Tensor, mu: Tensor, log_var: Tensor, eps: Tensor | None = None) -> Tensor:
+        """Images for a given conditioning Gaussian: the object's colours where the mask is, the background's
+        elsewhere."""
+        mask, thing, ground = self.layers(z, mu, log_var, eps)
+        return mask * thing + (1 - mask) * ground
 
 
 class TextDiscriminator(nn.Module):

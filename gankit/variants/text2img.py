@@ -10,6 +10,9 @@ With `text2img.words` > 0, D also learns to tell from a real image which words i
 head on its pooled features, as TAC-GAN's auxiliary classifier does with classes) and G must draw images from which
 that head reads the words of their captions: a signal about every word that depends on no text encoder.
 
+With `text2img.layered`, G draws a mask, the object's colours and the background as separate layers, each from its
+own part of the caption, which G's routed encoder shares its words among (gankit.nets.text).
+
 With `text2img.interpolate` > 0, G is also judged on images drawn for the midpoints of pairs of its batch's sentence
 vectors (GAN-INT, Reed et al. 2016), D reading the midpoints of the same pairs' vectors: captions no image has, so G
 learns to draw something D accepts between the ones it saw.
@@ -28,7 +31,8 @@ from ..data import CaptionBatch
 from ..data.captions import random_captions, tokenize
 from ..errors import UserError
 from ..metrics.diversity import diversity_ratio
-from ..nets.text import TextDiscriminator, TextEncoder, TextGenerator, TextMode
+from ..nets.text import LAYERS, LayeredTextGenerator, RoutedTextEncoder, TextDiscriminator, TextEncoder, \
+    TextGenerator, TextMode
 from .base import Context, Group, Phase, Request, Variant, adversarial_groups
 from .registry import register_variant
 
@@ -63,6 +67,9 @@ class Text2ImgConfig(Section):
     own_encoder: bool = Field(False, description="G reads captions through a text encoder of its own, trained by "
                               "G's loss (as BigGAN's G trains its class embedding); false: G reads D's encoder's "
                               "vectors, detached")
+    layered: bool = Field(False, description="G draws an object mask, the object's colours and the background as "
+                          "layers, each from its own part of the caption (G's own encoder then routes each word among "
+                          "the parts by a learnt share; needs own_encoder=true; docs/text2img.md)")
 
     @model_validator(mode="before")
     @classmethod
@@ -96,10 +103,16 @@ class Text2Img(Variant):
         o, m = self.options, cfg.model
         channels, side = spec["shape"][0], spec["shape"][-1]
         vocab = len(spec["text"]["vocab"])
+        if o.layered and not o.own_encoder:
+            raise UserError("text2img.layered routes the caption's words through G's own encoder",
+                            "set text2img.own_encoder=true")
         self.encoder = TextEncoder(vocab, o.embed_dim, o.text_dim, o.encoder)
-        self.g_encoder = TextEncoder(vocab, o.embed_dim, o.text_dim, o.encoder) if o.own_encoder else None
+        self.g_encoder = (RoutedTextEncoder(vocab, o.embed_dim, len(LAYERS)) if o.layered else
+                          TextEncoder(vocab, o.embed_dim, o.text_dim, o.encoder)) if o.own_encoder else None
         try:
-            self.G = TextGenerator(self.encoder.out_dim, m.z_dim, channels, side, m.width, m.shared_dim, m.attention)
+            self.G = (LayeredTextGenerator(o.embed_dim, m.z_dim, channels, side, m.width, m.shared_dim, m.attention)
+                      if o.layered else
+                      TextGenerator(self.encoder.out_dim, m.z_dim, channels, side, m.width, m.shared_dim, m.attention))
             self.D = TextDiscriminator(self.encoder.out_dim, channels, side, m.width, o.joint_dim, m.attention)
         except ValueError as exc:
             raise UserError(str(exc), "see docs/biggan.md for the sizes BigGAN's nets take") from None
