@@ -70,6 +70,8 @@ class Text2ImgConfig(Section):
     layered: bool = Field(False, description="G draws an object mask, the object's colours and the background as "
                           "layers, each from its own part of the caption (G's own encoder then routes each word among "
                           "the parts by a learnt share; needs own_encoder=true; docs/text2img.md)")
+    route_gain: float = Field(10.0, gt=0, description="learning-rate multiplier of the layered G's word routes "
+                              "(their logits are this times their parameters)")
 
     @model_validator(mode="before")
     @classmethod
@@ -107,7 +109,7 @@ class Text2Img(Variant):
             raise UserError("text2img.layered routes the caption's words through G's own encoder",
                             "set text2img.own_encoder=true")
         self.encoder = TextEncoder(vocab, o.embed_dim, o.text_dim, o.encoder)
-        self.g_encoder = (RoutedTextEncoder(vocab, o.embed_dim, len(LAYERS)) if o.layered else
+        self.g_encoder = (RoutedTextEncoder(vocab, o.embed_dim, len(LAYERS), o.route_gain) if o.layered else
                           TextEncoder(vocab, o.embed_dim, o.text_dim, o.encoder)) if o.own_encoder else None
         try:
             self.G = (LayeredTextGenerator(o.embed_dim, m.z_dim, channels, side, m.width, m.shared_dim, m.attention)
