@@ -165,6 +165,40 @@ def test_vanishing_gradients_and_d_overpowering_to_the_end(tmp_path):
     assert "still vanishing" in next(p for p in diagnosis.problems if p.kind == "vanishing_gradients").evidence
 
 
+@pytest.mark.parametrize("records, kinds", [(2, set()), (3, {"vanishing_gradients"})])
+def test_vanishing_gradients_need_three_records_in_a_row(tmp_path, records, kinds):
+    """One or two log lines can be outliers of a window mean: an episode needs MIN_STREAK (3) records in a row."""
+    def saturated(t, r):
+        if 20 <= round(t * (N - 1)) < 20 + records:
+            r.update(d_fake=1e-4, grad_norm_G=3e-4)
+
+    assert kinds_of(tmp_path, make_records(saturated), loss="minimax") == kinds
+
+
+@pytest.mark.parametrize("grad, kinds", [(5e-3, set()), (5e-4, {"vanishing_gradients"})])
+def test_raw_score_games_need_both_bounds_for_vanishing_gradients(tmp_path, grad, kinds):
+    """Hinge scores cannot confirm a saturated D, so G's gradient must be both 100x below its early median and
+    below 1e-3: 5e-3 (250x below 1.2, above 1e-3) is a converging G, 5e-4 a vanished gradient."""
+    def shrinking(t, r):
+        if t > 0.5:
+            r["grad_norm_G"] = grad
+
+    assert kinds_of(tmp_path, make_records(shrinking), loss="hinge") == kinds
+
+
+def test_vanishing_is_judged_against_the_early_median_not_one_early_spike(tmp_path):
+    """G's gradient of 0.5 while D(G(z)) ≈ 0 is no vanished gradient (early median 1.2), even after one early spike
+    of 1e5 that would lift an early mean (or maximum) to where 0.5 looks 100x smaller."""
+    def spiked(t, r):
+        i = round(t * (N - 1))
+        if i == 2:
+            r["grad_norm_G"] = 1e5
+        if 25 <= i < 35:
+            r.update(d_fake=1e-3, grad_norm_G=0.5)
+
+    assert kinds_of(tmp_path, make_records(spiked), loss="minimax") == set()
+
+
 def test_small_gradients_without_saturated_d_are_not_vanishing(tmp_path):
     # A BCE G whose gradients shrink while D stays near chance has converged, not lost its gradient.
     def converged(t, r):
@@ -260,6 +294,18 @@ def test_non_convergence(tmp_path):
     assert "d_loss swings" in diagnosis.problems[0].evidence and "g_loss swings" in diagnosis.problems[0].evidence
 
 
+def test_oscillation_on_a_drift_is_non_convergence(tmp_path):
+    """The reversals are counted once the trend is removed: a hinge G loss drifting from -4 to 4 over the late run
+    while swinging by ±1 at every log step oscillates (its raw values cross their middle only a few times)."""
+    def drifting(t, r):
+        i = round(t * (N - 1))
+        late = max(0.0, (t - 0.7) / 0.3)
+        r["g_loss"] = (-4 + 8 * late if t > 0.7 else 0.0) + (1.0 if i % 2 else -1.0)
+
+    diagnosis = diagnose(write_run(tmp_path / "run", make_records(drifting), loss="hinge"))
+    assert diagnosis.kinds == {"non_convergence"} and "g_loss swings" in diagnosis.problems[0].evidence
+
+
 def test_oscillation_that_dies_down_is_not_non_convergence(tmp_path):
     def settling(t, r):
         amplitude = 1.0 * max(0.0, 1 - 2 * t)  # large swings early, gone by mid-run
@@ -303,11 +349,12 @@ def test_divergence_from_non_finite_values_in_standard_json_logs(tmp_path, value
     assert diagnosis.kinds == {"divergence"} and "non-finite values logged at 1 steps" in diagnosis.problems[0].evidence
 
 
-def test_logs_of_older_versions_with_nan_literals_still_read(tmp_path):
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_logs_of_older_versions_with_nan_literals_still_read(tmp_path, value):
     records = make_records()
-    records[-1]["g_loss"] = float("nan")
+    records[-1]["g_loss"] = value
     run = write_run(tmp_path / "run", [])
-    (run / "logs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))  # a bare NaN, as before
+    (run / "logs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))  # bare NaN / Infinity, as before
     assert diagnose(run).kinds == {"divergence"}
 
 
@@ -482,6 +529,22 @@ def test_d_pulling_away_needs_both_a_widening_lead_and_a_climbing_g_loss(tmp_pat
                  g_loss=1.6 + (1.4 * t if g_rise else 0))
 
     assert kinds_of(tmp_path, make_records(change)) == kinds
+
+
+def test_a_late_g_loss_above_the_early_one_on_a_falling_trend_is_not_pulling_away(tmp_path):
+    """G's loss must be climbing, not only higher late than early: one that jumped after the early run and has
+    fallen ever since (6 -> 2.6 from the 13th record, late median 1.6x the early 2.0) is G recovering, whatever D's
+    widening lead."""
+    def recovering(t, r):
+        i = round(t * (N - 1))
+        r.update(d_real=0.78 + 0.12 * t, d_fake=0.22 - 0.14 * t,
+                 g_loss=2.0 if i < 12 else 6.0 - 3.4 * (i - 12) / (N - 13))
+
+    from gankit.doctor import _slope
+
+    records = make_records(recovering)
+    assert _slope([r["g_loss"] for r in records]) < 0
+    assert kinds_of(tmp_path, records) == set()
 
 
 @pytest.mark.parametrize("falling, kinds", [(True, {"d_pulling_away"}), (False, set())])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 import pytest
@@ -274,6 +275,9 @@ def test_nll_oracle_metric_orders_the_oracle_a_random_model_and_uniform_noise():
     spec = data.spec()
     uniform = torch.randint(50, (200, 6), generator=torch.Generator().manual_seed(0))
     assert nll_oracle(data.x, spec) < nll_oracle(uniform, spec)
+    # per token and per sequence, in nats: the oracle's own samples score their entropy rate, below log(vocab), and
+    # uniform tokens that plus KL(uniform ‖ oracle), above it (a sum over tokens or sequences would be far above)
+    assert 1.0 < nll_oracle(data.x, spec) < math.log(50) < nll_oracle(uniform, spec) < 2 * math.log(50)
 
 
 def test_uniqueness_and_novelty_count_as_documented():
