@@ -590,7 +590,8 @@ def test_routed_encoder_parts_are_each_words_share_of_its_embedding():
 
 
 def test_layered_image_is_the_mask_blending_the_object_over_the_background():
-    """Catches layers blended the wrong way round or a mask outside [0, 1]."""
+    """Catches layers blended the wrong way round, a mask outside [0, 1], or colour grids of another size than
+    `text2img.field`."""
     variant, batch, _ = _setup(*LAYERED)
     variant.eval()  # spectral norm's power iteration moves the weights at every training-mode call
     z = variant.noise(8, generator=torch.Generator().manual_seed(1))
@@ -599,6 +600,13 @@ def test_layered_image_is_the_mask_blending_the_object_over_the_background():
         mask, thing, ground = variant.G.layers(z, mu, log_var)
         assert 0 <= mask.min() and mask.max() <= 1 and mask.shape[1] == 1 and mask.std() > 0
         assert torch.allclose(variant.G.draw(z, mu, log_var), mask * thing + (1 - mask) * ground)
+        # one colour per layer (text2img.field=1): where things are is the mask's alone
+        assert thing.std(dim=(2, 3)).max() < 1e-6 and ground.std(dim=(2, 3)).max() < 1e-6
+        assert (thing - ground).abs().mean() > 1e-3
+    variant, _, _ = _setup(*LAYERED, "text2img.field=4")
+    with torch.no_grad():
+        _, thing, ground = variant.G.layers(z, mu, log_var)
+        assert thing.std(dim=(2, 3)).min() > 1e-4 and ground.std(dim=(2, 3)).min() > 1e-4
 
 
 def test_each_layer_reads_its_own_part_of_the_caption_and_only_it():

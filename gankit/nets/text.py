@@ -121,7 +121,7 @@ class LayeredTextGenerator(nn.Module):
     TextGenerator's, so the variant draws and charges the KL the same way."""
 
     def __init__(self, part_dim: int, z_dim: int, out_channels: int, resolution: int, width: int, cond_dim: int,
-                 attention: int, field: int = 4) -> None:
+                 attention: int, field: int = 1) -> None:
         super().__init__()
         self.z_dim, self.resolution, self.field, self.channels = z_dim, resolution, field, out_channels
         self.augment = nn.ModuleList(nn.Linear(part_dim, 2 * cond_dim) for _ in LAYERS)

@@ -72,6 +72,8 @@ class Text2ImgConfig(Section):
                           "the parts by a learnt share; needs own_encoder=true; docs/text2img.md)")
     route_gain: float = Field(10.0, gt=0, description="learning-rate multiplier of the layered G's word routes "
                               "(their logits are this times their parameters)")
+    field: int = Field(1, ge=1, description="side of the layered G's colour grids (upsampled to the image): 1 gives "
+                       "each layer one colour, so where things are is left to the mask alone")
 
     @model_validator(mode="before")
     @classmethod
@@ -112,7 +114,8 @@ class Text2Img(Variant):
         self.g_encoder = (RoutedTextEncoder(vocab, o.embed_dim, len(LAYERS), o.route_gain) if o.layered else
                           TextEncoder(vocab, o.embed_dim, o.text_dim, o.encoder)) if o.own_encoder else None
         try:
-            self.G = (LayeredTextGenerator(o.embed_dim, m.z_dim, channels, side, m.width, m.shared_dim, m.attention)
+            self.G = (LayeredTextGenerator(o.embed_dim, m.z_dim, channels, side, m.width, m.shared_dim, m.attention,
+                                           o.field)
                       if o.layered else
                       TextGenerator(self.encoder.out_dim, m.z_dim, channels, side, m.width, m.shared_dim, m.attention))
             self.D = TextDiscriminator(self.encoder.out_dim, channels, side, m.width, o.joint_dim, m.attention)
