@@ -573,20 +573,25 @@ def test_a_short_training_draws_the_background_the_caption_names(tmp_path):
 LAYERED = ("text2img.own_encoder=true", "text2img.layered=true")
 
 
-def test_routed_encoder_parts_are_each_words_share_of_its_embedding():
-    """Catches a routed encoder that counts padding, whose shares do not sum to one per word, or whose parts are not
-    the share-weighted sums of the word embeddings."""
-    variant, batch, _ = _setup(*LAYERED)
+@pytest.mark.parametrize("hard", [True, False])
+def test_routed_encoder_parts_are_each_words_share_of_its_embedding(hard):
+    """Catches a routed encoder that counts padding, whose shares do not sum to one per word, whose parts are not
+    the share-weighted sums of the word embeddings, or whose hard routes split a word or stop the routes' gradient."""
+    variant, batch, _ = _setup(*LAYERED, f"text2img.hard_routes={str(hard).lower()}")
     encoder = variant.g_encoder
     with torch.no_grad():
-        encoder.route.weight.normal_()
-        shares = encoder.shares(batch.text)
-        words = batch.text != 0
-        assert torch.allclose(shares.sum(-1), words.float()) and shares[~words].abs().max() == 0
-        parts = encoder(batch.text).view(len(batch.text), 3, -1)
-        embed = encoder.embed(batch.text)
-        for part in range(3):
-            assert torch.allclose(parts[:, part], (shares[..., part, None] * embed).sum(1), atol=1e-6)
+        encoder.route.weight.normal_(std=0.1)
+    shares = encoder.shares(batch.text)
+    words = batch.text != 0
+    assert torch.allclose(shares.sum(-1), words.float()) and shares[~words].abs().max() == 0
+    whole = ((shares == 0) | (shares == 1)).all().item()
+    assert whole == hard
+    parts = encoder(batch.text).view(len(batch.text), 3, -1)
+    embed = encoder.embed(batch.text)
+    for part in range(3):
+        assert torch.allclose(parts[:, part], (shares[..., part, None] * embed).sum(1), atol=1e-6)
+    parts[:, 1].sum().backward()  # the object part: its routes learn which words it should hold
+    assert encoder.route.weight.grad.abs().sum() > 0
 
 
 def test_layered_image_is_the_mask_blending_the_object_over_the_background():

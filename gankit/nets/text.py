@@ -63,19 +63,25 @@ class RoutedTextEncoder(nn.Module):
     embeddings weighted by that word's share of the part. A word's shares are a softmax over the parts learnt for the
     word itself (equal at the start), the same in every caption, so a part holds only the words its reader needs
     and reads the same for two captions that differ in a word routed elsewhere. The logits are `gain` times their
-    parameters, so Adam moves them `gain` times faster than the rest of the net (a learning-rate multiplier)."""
+    parameters, so Adam moves them `gain` times faster than the rest of the net (a learning-rate multiplier).
 
-    def __init__(self, vocab_size: int, embed_dim: int, routes: int, gain: float = 1.0) -> None:
+    `hard`: each word goes whole to its most likely part (the softmax's gradient passes straight through), so a part
+    holds nothing of a word routed elsewhere; soft shares let a part read a word it has a small share of, its
+    embedding grown to make up for it."""
+
+    def __init__(self, vocab_size: int, embed_dim: int, routes: int, gain: float = 1.0, hard: bool = True) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         self.route = nn.Embedding(vocab_size, routes)
-        nn.init.zeros_(self.route.weight)
-        self.routes, self.out_dim, self.gain = routes, routes * embed_dim, gain
+        nn.init.zeros_(self.route.weight)  # every word starts in the first part (ties go to the first)
+        self.routes, self.out_dim, self.gain, self.hard = routes, routes * embed_dim, gain, hard
 
     def shares(self, tokens: Tensor) -> Tensor:
-        """(N, L, routes): each word's share of every part (rows sum to 1; padding 0)."""
-        logits = self.gain * self.route(tokens)
-        return logits.softmax(-1) * (tokens != 0)[..., None].to(logits.dtype)
+        """(N, L, routes): each word's share of every part (rows sum to 1, one-hot when `hard`; padding 0)."""
+        soft = (self.gain * self.route(tokens)).softmax(-1)
+        if self.hard:
+            soft = F.one_hot(soft.argmax(-1), self.routes).to(soft.dtype) + (soft - soft.detach())
+        return soft * (tokens != 0)[..., None].to(soft.dtype)
 
     def forward(self, tokens: Tensor) -> Tensor:
         return torch.einsum("nlr,nle->nre", self.shares(tokens), self.embed(tokens)).flatten(1)

@@ -72,6 +72,8 @@ class Text2ImgConfig(Section):
                           "the parts by a learnt share; needs own_encoder=true; docs/text2img.md)")
     route_gain: float = Field(10.0, gt=0, description="learning-rate multiplier of the layered G's word routes "
                               "(their logits are this times their parameters)")
+    hard_routes: bool = Field(True, description="the layered G's encoder sends each word whole to one part (soft: "
+                              "shares of every part, which let a part keep reading a word routed mostly elsewhere)")
     field: int = Field(1, ge=1, description="side of the layered G's colour grids (upsampled to the image): 1 gives "
                        "each layer one colour, so where things are is left to the mask alone")
 
@@ -111,8 +113,8 @@ class Text2Img(Variant):
             raise UserError("text2img.layered routes the caption's words through G's own encoder",
                             "set text2img.own_encoder=true")
         self.encoder = TextEncoder(vocab, o.embed_dim, o.text_dim, o.encoder)
-        self.g_encoder = (RoutedTextEncoder(vocab, o.embed_dim, len(LAYERS), o.route_gain) if o.layered else
-                          TextEncoder(vocab, o.embed_dim, o.text_dim, o.encoder)) if o.own_encoder else None
+        routed = RoutedTextEncoder(vocab, o.embed_dim, len(LAYERS), o.route_gain, o.hard_routes) if o.layered else None
+        self.g_encoder = (routed or TextEncoder(vocab, o.embed_dim, o.text_dim, o.encoder)) if o.own_encoder else None
         try:
             self.G = (LayeredTextGenerator(o.embed_dim, m.z_dim, channels, side, m.width, m.shared_dim, m.attention,
                                            o.field)
