@@ -6,8 +6,9 @@ import torch
 from PIL import Image
 
 from gankit.config import DataConfig
-from gankit.data import (BatchSampler, digits, grid_centers, image_folder, load_dataset, load_heldout_labelled,
-                         load_holdout, npz_dataset, ring_centers)
+from gankit.data import (BatchSampler, digits, grid_centers, image_folder, kind_of, load_dataset,
+                         load_heldout_labelled, load_holdout, npz_dataset, ring_centers)
+from gankit.data.base import as_dtype_of, as_float
 from gankit.errors import UserError
 
 
@@ -49,6 +50,28 @@ def test_sampler_epochs_wrap_and_resume_exactly():
     assert torch.equal(b.next().x, seen[8:12])
 
 
+def test_uint8_images_map_to_minus_one_to_one_and_back():
+    pixels = torch.tensor([0, 51, 128, 255], dtype=torch.uint8)
+    x = as_float(pixels)
+    assert x.dtype == torch.float32 and torch.allclose(x, torch.tensor([-1.0, -0.6, 128 / 127.5 - 1, 1.0]), atol=1e-6)
+    assert torch.equal(as_dtype_of(x, pixels), pixels)  # and back, exactly
+
+
+def test_sampler_seed_decides_the_order_and_labels_stay_with_their_samples():
+    d = load_dataset(DataConfig(name="ring", n=64), seed=0)
+    first, other = BatchSampler(d, 48, seed=1), BatchSampler(d, 48, seed=2)
+    batches = [first.next(), first.next(), other.next()]  # the second one wraps into the next epoch
+    assert not torch.equal(batches[0].x, batches[2].x)  # another seed, another order
+    assert torch.equal(BatchSampler(d, 48, seed=1).next().x, batches[0].x)
+    for batch in batches:  # each point lies at the centre its label names (std 0.01, centres 0.77 apart)
+        assert (batch.x - d.centers[batch.y]).norm(dim=1).max() < 0.1
+
+
+def test_toy_sets_take_the_std_the_config_gives():
+    ring = load_dataset(DataConfig(name="ring", std=0.1), seed=0)
+    assert ring.std == 0.1 and (ring.x - ring.centers[ring.y]).std().item() == pytest.approx(0.1, rel=0.05)
+
+
 def _png(path, size, mode="RGB", colour=(200, 30, 30)):
     Image.new(mode, size, colour if mode != "L" else 128).save(path)
 
@@ -68,6 +91,18 @@ def test_folder_with_labels_mixed_modes_and_broken_files(tmp_path, caplog):
     assert "skipped 1 unreadable" in caplog.text
     x, _ = ds.take(torch.arange(2))
     assert x.dtype == torch.float32 and x.min() >= -1 and x.max() <= 1
+
+
+def test_folder_skips_hidden_files_and_reads_upper_case_suffixes(tmp_path):
+    for cls in ("cats", "dogs"):
+        (tmp_path / cls).mkdir()
+        _png(tmp_path / cls / "a.png", (20, 20))
+    _png(tmp_path / "dogs" / "B.PNG", (20, 20))
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    _png(tmp_path / ".ipynb_checkpoints" / "a.png", (20, 20))  # a hidden folder is no class
+    _png(tmp_path / "cats" / ".hidden.png", (20, 20))
+    ds = image_folder(str(tmp_path), resolution=8)
+    assert ds.class_names == ["cats", "dogs"] and ds.y.tolist() == [0, 1, 1] and ds.info["skipped"] == 0
 
 
 def test_folder_errors(tmp_path):
@@ -102,6 +137,38 @@ def test_npz_vectors_images_and_errors(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(UserError, match="not a readable .npz"):
         npz_dataset(str(tmp_path / "bad.npz"))
+
+
+def test_npz_images_map_to_minus_one_to_one_in_every_layout(tmp_path):
+    hwc = np.zeros((2, 4, 6, 3), dtype=np.uint8)  # (N, H, W, C), not square
+    hwc[:, 0, :, 0] = 255  # the top row of the red channel
+    np.savez(tmp_path / "u.npz", x=hwc)
+    u = npz_dataset(str(tmp_path / "u.npz"))
+    assert u.shape == (3, 4, 6) and u.x.dtype == torch.float32
+    assert (u.x[:, 0, 0] == 1).all() and (u.x[:, 0, 1:] == -1).all() and (u.x[:, 1:] == -1).all()
+    np.savez(tmp_path / "f.npz", x=np.linspace(0, 1, 32, dtype=np.float32).reshape(2, 1, 4, 4))
+    assert npz_dataset(str(tmp_path / "f.npz")).x.aminmax() == (-1, 1)  # floats in [0, 1] are mapped too
+    signed = np.linspace(-1, 1, 32, dtype=np.float32).reshape(2, 1, 4, 4)
+    np.savez(tmp_path / "s.npz", x=signed)
+    assert torch.equal(npz_dataset(str(tmp_path / "s.npz")).x, torch.from_numpy(signed))  # kept as they are
+    np.savez(tmp_path / "wide.npz", x=np.linspace(0, 255, 32, dtype=np.float32).reshape(2, 1, 4, 4))
+    with pytest.raises(UserError, match="values span \\[0, 255\\]"):
+        npz_dataset(str(tmp_path / "wide.npz"))
+
+
+def test_npz_labels_must_be_non_negative_and_name_every_class(tmp_path):
+    x = np.zeros((4, 3), dtype=np.float32)
+    np.savez(tmp_path / "gap.npz", x=x, y=np.array([0, 2, 2, 0]))
+    assert npz_dataset(str(tmp_path / "gap.npz"), labels_key="y").class_names == ["0", "1", "2"]  # y indexes them
+    np.savez(tmp_path / "neg.npz", x=x, y=np.array([0, -1, 1, 0]))
+    with pytest.raises(UserError, match="must be 4 integers"):
+        npz_dataset(str(tmp_path / "neg.npz"), labels_key="y")
+
+
+def test_npz_inputs_with_nan_are_refused_naming_nan(tmp_path):
+    np.savez(tmp_path / "in.npz", samples=np.array([[0.5, np.nan]], dtype=np.float32))
+    with pytest.raises(UserError, match="contains NaN"):
+        kind_of("vector").read_inputs(tmp_path / "in.npz", {})
 
 
 def test_holdout_keeps_a_seeded_share_of_image_data_out_of_training():

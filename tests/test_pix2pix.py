@@ -15,6 +15,7 @@ from gankit import losses
 from gankit.data import PairSampler, load_dataset, load_truth_pairs
 from gankit.data.pairs import PALETTE, palette_swap
 from gankit.data.shapes import COLORS, render, specs_for
+from gankit.errors import UserError
 from gankit.metrics.translation import histogram_match, l1, psnr
 from gankit.nets.translator import PatchDiscriminator, UNetGenerator, patch_layers, receptive_field
 from gankit.variants import Context, build_variant, resolve
@@ -49,6 +50,17 @@ def test_unpaired_shapes_draw_b_from_other_objects_and_the_truth_from_objects_ne
     truth = load_truth_pairs(cfg.data, 0)
     assert truth.paired and len(truth) == 1000 and "not trained on" in truth.info["heldout"]
     assert not any(torch.equal(truth.x[0], x) for x in data.x)
+
+
+def test_truth_pairs_are_other_objects_even_when_the_counts_match():
+    cfg = _cfg("data.n=1000")  # as many objects as the truth draws
+    data, truth = load_dataset(cfg.data, 0), load_truth_pairs(cfg.data, 0)
+    assert len(truth) == len(data) and not (truth.x == data.x).flatten(1).all(1).any()
+
+
+def test_unpaired_b_comes_from_its_own_shuffled_stream():
+    sampler = PairSampler(load_dataset(_cfg("data.paired=false").data, 0), 8, 0)
+    assert not torch.equal(sampler.indices(), sampler.other.indices())
 
 
 @pytest.mark.parametrize("transform", ["invert", "thicken", "night"])
@@ -329,6 +341,10 @@ def test_folder_pairs_with_a_missing_partner_or_a_size_mismatch_name_the_file(tm
     code, _, err = cli("train", "shapes-pix2pix", "data.name=folder", "data.pair=folders", f"data.path={tmp_path}",
                        "--out", str(tmp_path / "run"))
     assert code == 2 and "20×20" in err and "30×20" in err and not (tmp_path / "run").exists()
+    _write(tmp_path / "B" / "x.png", 2)
+    _write(tmp_path / "B" / "extra.png", 2)  # a B without an A is as wrong as an A without a B
+    with pytest.raises(UserError, match="extra.png has no partner"):
+        load_dataset(_folder_cfg(tmp_path).data, 0)
 
 
 def test_unpaired_folders_load_each_domain_and_have_no_truth(tmp_path):

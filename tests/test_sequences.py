@@ -61,6 +61,13 @@ def test_holdout_split_is_seeded_and_disjoint(tmp_path):
     b = sequence_dataset("t", texts, "char", TextOptions(holdout=0.2, split_seed=3), {})
     assert a.info["texts"] == b.info["texts"] and len(a.info["heldout_texts"]) == 10
     assert not set(a.info["texts"]) & set(a.info["heldout_texts"])
+    c = sequence_dataset("t", texts, "char", TextOptions(holdout=0.2, split_seed=4), {})
+    assert set(c.info["heldout_texts"]) != set(a.info["heldout_texts"])  # another seed, another split
+
+
+def test_decode_stops_at_the_first_eos():
+    spec = {"tokens": {"vocab": ["<pad>", "<eos>", "h", "i"], "eos": 1, "tokenizer": "char"}}
+    assert decode(torch.tensor([[2, 3, 1, 2, 2, 0], [3, 1, 0, 0, 0, 0]]), spec) == ["hi", "i"]
 
 
 def test_bad_text_files_name_the_problem(tmp_path):

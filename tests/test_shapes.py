@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from gankit.config import DataConfig
-from gankit.data import BatchSampler, load_dataset
+from gankit.data import BatchSampler, load_dataset, load_heldout_labelled
 from gankit.data.shapes import (BACKGROUNDS, COLOR_RGB, COLORS, SHAPES, Difficulty, ShapeSpecs, captions, random_specs,
                                 render, shapes)
 from gankit.errors import UserError
@@ -168,3 +168,12 @@ def test_difficulty_reaches_the_dataset_from_the_config():
 def test_out_of_range_difficulty_is_a_user_error(knobs, field):
     with pytest.raises(UserError, match=field):
         Difficulty(**knobs)
+
+
+def test_held_out_shapes_are_fresh_objects_drawn_with_the_configs_difficulty():
+    cfg = DataConfig(name="shapes", n=200, resolution=16, jitter=0, rotation=0, noise=0, gradient=0)
+    train = load_dataset(cfg, seed=0)
+    x, y, names, note = load_heldout_labelled(cfg, 0, 200)  # as many as trained on: the counts give nothing away
+    assert names == train.class_names and "not trained on" in note
+    assert not torch.equal(y, train.y) and not (x == train.take(torch.arange(200))[0]).flatten(1).all(1).any()
+    assert (x[:, :, 0, :] - x[:, :, 0, :1]).abs().max() <= 1 / 127.5 + 1e-6  # no noise, no gradient: a flat top row

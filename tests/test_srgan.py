@@ -35,9 +35,11 @@ def test_downscale_pairs_are_the_image_and_its_bicubic_reduction():
     assert data.spec()["pair"] == {"transform": "downscale", "paired": True, "shape_b": [3, 32, 32]}
 
 
-def test_a_resolution_that_the_scale_does_not_divide_is_refused(cli):
-    code, _, err = cli("train", "shapes-srresnet", "data.resolution=34", "--out", "unused")
+def test_a_resolution_that_the_scale_does_not_divide_is_refused(cli, tmp_path):
+    code, _, err = cli("train", "shapes-srresnet", "data.resolution=34", "--out", str(tmp_path / "unused"))
     assert code == 2 and "data.scale" in err
+    code, _, err = cli("train", "shapes-srresnet", "data.resolution=8", "--out", str(tmp_path / "run"))  # 2 px
+    assert code == 2 and "at least 4 pixels" in err
 
 
 def test_srresnet_multiplies_the_size_and_d_gives_one_logit_per_image():

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from conftest import train_until_interrupted
+from gankit.config import DataConfig
 from gankit.data import TableOptions, TableSampler, decode, load_dataset, table_dataset, table_from_frame
-from gankit.data.tabular import condition_layout, encode, spans
+from gankit.data.tabular import condition_layout, encode, spans, split
 from gankit.errors import UserError
 from gankit.metrics.tabular import column_similarity, privacy, tstr
 from gankit.variants import Context, build_variant, resolve
@@ -89,6 +90,28 @@ def test_overrides_decide_between_numbers_and_categories(mixed_csv):
     types = {c["name"]: c["type"] for c in meta["columns"]}
     assert types["stars"] == "continuous" and types["age"] == "categorical"
     assert decode(encode(frame, meta), meta)["stars"].tolist() == frame["stars"].tolist()
+
+
+def test_data_holdout_sets_the_share_of_rows_kept_out(mixed_csv):
+    data = load_dataset(DataConfig(name="table", path=str(mixed_csv), holdout=0.5))
+    assert len(data) == 150 and len(data.info["holdout"]) == 150
+    assert len(load_dataset(DataConfig(name="table", path=str(mixed_csv)))) == 210  # 30 % kept out by default
+
+
+def test_split_is_stratified_by_the_target_and_seeded():
+    frame = pd.DataFrame({"x": np.arange(100.0), "label": ["yes"] * 10 + ["no"] * 90})
+    helds = [split(frame, TableOptions(holdout=0.3, target="label", split_seed=s), "t")[1] for s in range(5)]
+    assert all((held["label"] == "yes").sum() == 3 for held in helds)  # 10 % of the held-out rows, as of all rows
+    assert not helds[0].equals(helds[1])  # another seed, other rows
+    assert helds[0].equals(split(frame, TableOptions(holdout=0.3, target="label"), "t")[1])
+
+
+def test_encoding_refuses_a_category_never_seen_in_training(mixed_csv):
+    frame = pd.read_csv(mixed_csv)
+    meta = table_from_frame(frame, TableOptions(holdout=0)).info["table"]
+    frame.loc[0, "city"] = "Rome"
+    with pytest.raises(UserError, match="'Rome' was not in the training data"):
+        encode(frame, meta)
 
 
 def test_decoded_numbers_stay_in_the_training_range_and_are_rounded(mixed_csv):

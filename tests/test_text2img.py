@@ -11,7 +11,7 @@ from gankit.config import DataConfig
 from gankit.data import CaptionBatch, kind_of, load_caption_test, load_dataset
 from gankit.data.base import as_float
 from gankit.data.captions import ATTRIBUTES, MAX_LEN, POSITIONS, TEMPLATES, Layout, detokenize, named, \
-    tokenize, vocabulary
+    tokenize, unseen_pairs, vocabulary
 from gankit.data.shapes import COLORS, SHAPES
 from gankit.errors import UserError
 from gankit.metrics.attributes import read_attributes
@@ -71,6 +71,22 @@ def test_unseen_pairs_never_appear_in_training_and_only_they_in_the_composition_
     white = test.attributes["color"] == COLORS.index("white")
     assert (test.attributes["background"][white] == 0).all()  # white shapes keep dark backgrounds, as in training
     assert "unseen" in note
+
+
+def test_any_unseen_pair_is_kept_out_of_training_and_only_it():
+    data = load_dataset(DataConfig(**{**EASY.model_dump(), "n": 2000, "unseen": ["red star"]}))
+    shape, color = data.attributes["shape"], data.attributes["color"]
+    star, red = shape == SHAPES.index("star"), color == COLORS.index("red")
+    assert not (star & red).any() and star.any() and red.any()
+    green_triangles = (shape == SHAPES.index("triangle")) & (color == COLORS.index("green"))
+    assert green_triangles.any()  # the default pairs are no longer held out
+
+
+def test_unseen_names_must_be_exactly_a_colour_and_a_shape():
+    assert unseen_pairs(["red star"]) == [(SHAPES.index("star"), COLORS.index("red"))]
+    for bad in ("green triangle square", "triangle green", "green"):
+        with pytest.raises(UserError, match="is not 'colour shape'"):
+            unseen_pairs([bad])
 
 
 def test_objects_lie_in_the_cell_their_caption_names():

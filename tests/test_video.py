@@ -11,9 +11,10 @@ from PIL import Image
 
 import gankit
 from gankit import losses
+from gankit.config import DataConfig
 from gankit.data import Batch, Shard, kind_of, load_dataset, moving_digits, moving_shapes
 from gankit.data.clips import bounce
-from gankit.data.shapes import Difficulty
+from gankit.data.shapes import SHAPES, Difficulty
 from gankit.io import read_provenance
 from gankit.metrics import load_evaluator
 from gankit.metrics.video import centroids, consistency, content_distance, crop_around, mean_speed, \
@@ -98,6 +99,27 @@ def test_digit_crops_follow_the_digit():
     x = data.take(torch.arange(6))[0]
     crops = crop_around(x, centroids(x), data.spec()["clip"]["crop"])
     assert crops.shape == (6, 8, 1, 16, 16) and torch.equal(crops, crops[:, :1].expand_as(crops))
+
+
+def test_speed_from_the_config_sets_how_far_objects_move_per_frame():
+    data = load_dataset(DataConfig(name="moving-shapes", n=32, frames=4, resolution=16, speed=(0.1, 0.1)))
+    step = (data.info["paths"][:, 1:] - data.info["paths"][:, :-1]).norm(dim=2)  # less only in a step that bounces
+    assert step.max() <= 0.1 + 1e-5 and step.median() == pytest.approx(0.1, abs=1e-5)
+
+
+def test_labels_of_a_shape_subset_index_its_class_names():
+    data = moving_shapes(24, frames=2, resolution=16, shapes=["star", "ring"], seed=0)
+    assert data.class_names == ["star", "ring"] and set(data.y.tolist()) == {0, 1}
+    assert [data.class_names[i] for i in data.y] == [SHAPES[i] for i in data.attributes["shape"]]
+
+
+def test_digit_paths_and_labels_say_where_each_digit_is_and_which_it_is():
+    data = moving_digits(40, frames=4, seed=2)
+    x = data.take(torch.arange(40))[0]
+    crops = crop_around(x, data.info["paths"], data.spec()["clip"]["crop"])  # at the path, not a measured centroid
+    assert torch.equal(crops, crops[:, :1].expand_as(crops))  # the same digit pixels in every frame
+    seen = load_evaluator("digits").classify(crops[:, 0], "digit")
+    assert (seen == data.y).float().mean() > 0.8
 
 
 @pytest.mark.parametrize("override, fragment", [("data.speed=[0.1,0.01]", "data.speed"),
