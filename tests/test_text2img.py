@@ -405,6 +405,9 @@ def test_an_own_encoder_is_trained_by_g_loss_only_and_is_what_the_export_samples
     """Catches G's own encoder (a routed one for the layered G) left out of G's optimizer or the export, trained by
     D, or not read when sampling."""
     variant, batch, _ = _setup("text2img.own_encoder=true", f"text2img.layered={layered}")
+    if layered == "true":
+        with torch.no_grad():
+            variant.g_encoder.query.normal_()  # at zero, as it starts, the keys get no gradient yet
     ctx = Context()
     loss, _ = variant.loss("D", batch, ctx)
     loss.backward()
@@ -589,25 +592,28 @@ def test_a_short_training_draws_the_background_the_caption_names(tmp_path):
 LAYERED = ("text2img.own_encoder=true", "text2img.layered=true")
 
 
-@pytest.mark.parametrize("hard", [True, False])
-def test_routed_encoder_parts_are_each_words_share_of_its_embedding(hard):
-    """Catches a routed encoder that counts padding, whose shares do not sum to one per word, whose parts are not
-    the share-weighted sums of the word embeddings, or whose hard routes split a word or stop the routes' gradient."""
-    variant, batch, _ = _setup(*LAYERED, f"text2img.hard_routes={str(hard).lower()}")
+def test_attention_encoder_parts_are_each_heads_weighted_mean_word():
+    """Catches an attention encoder that counts padding, whose weights do not sum to one over the words, whose heads
+    are not weighted means of the word embeddings, or whose parts do not have the heads `text2img.heads` gives."""
+    variant, batch, _ = _setup(*LAYERED, "text2img.heads=[2,1,1]")
     encoder = variant.g_encoder
+    assert encoder.part_dims == (16, 8, 8) and variant.G.part_dims == (16, 8, 8)
     with torch.no_grad():
-        encoder.route.weight.normal_(std=0.1)
-    shares = encoder.shares(batch.text)
-    words = batch.text != 0
-    assert torch.allclose(shares.sum(-1), words.float()) and shares[~words].abs().max() == 0
-    whole = ((shares == 0) | (shares == 1)).all().item()
-    assert whole == hard
-    parts = encoder(batch.text).view(len(batch.text), 3, -1)
-    embed = encoder.embed(batch.text)
-    for part in range(3):
-        assert torch.allclose(parts[:, part], (shares[..., part, None] * embed).sum(1), atol=1e-6)
-    parts[:, 1].sum().backward()  # the object part: its routes learn which words it should hold
-    assert encoder.route.weight.grad.abs().sum() > 0
+        encoder.query.normal_()
+        weights = encoder.attention(batch.text)  # (N, heads, L)
+        words = batch.text != 0
+        assert weights.shape[1] == 4 and torch.allclose(weights.sum(-1), torch.ones(8, 4))
+        assert weights.transpose(1, 2)[~words].abs().max() == 0 and weights.std() > 0.01
+        heads = encoder(batch.text).view(8, 4, -1)
+        assert torch.allclose(heads, weights @ encoder.embed(batch.text), atol=1e-6)
+        # text2img.query_gain (10) multiplies the queries, so Adam moves them that much faster
+        assert encoder.gain == 10
+        encoder.gain, encoder.query[:] = 1.0, encoder.query * 10
+        assert torch.allclose(encoder.attention(batch.text), weights, atol=1e-6)
+        encoder.gain, encoder.query[:] = 10.0, encoder.query / 10
+    parts = encoder(batch.text)
+    parts[:, 16:24].sum().backward()  # the object part: its query learns which words it should read
+    assert encoder.query.grad[2].abs().sum() > 0 and encoder.query.grad[[0, 1, 3]].abs().sum() == 0
 
 
 def test_layered_image_is_the_mask_blending_the_object_over_the_background():
@@ -649,22 +655,25 @@ def test_each_layer_reads_its_own_part_of_the_caption_and_only_it():
             assert changed == [layer == part for layer in range(3)]
 
 
-def test_a_word_routed_away_from_the_layout_leaves_the_mask_alone():
-    """Catches a layout that reads the whole caption rather than its routed part: once the colour words are routed
-    to the object alone, captions that differ only in colour give the same mask and different object colours."""
+def test_a_word_the_layout_heads_pass_over_leaves_the_mask_alone():
+    """Catches a layout that reads more than its heads: once the layout and background heads give colour words no
+    weight, captions that differ only in colour give the same mask and background and different object colours."""
     variant, batch, data = _setup(*LAYERED)
     variant.eval()  # spectral norm's power iteration moves the weights at every training-mode call
-    vocab = data.spec()["text"]["vocab"]
+    vocab, encoder = data.spec()["text"]["vocab"], variant.g_encoder
     with torch.no_grad():
+        encoder.key.weight.copy_(torch.eye(8))
+        encoder.query.zero_()
+        encoder.query[[0, 1, 2, 4], 0] = 1.0  # the layout and background heads score a word by its first coordinate
         for colour in COLORS:
-            variant.g_encoder.route.weight[vocab.index(colour)] = torch.tensor([-30.0, 30.0, -30.0])
+            encoder.embed.weight[vocab.index(colour), 0] = -1e3
     red, green = (tokenize([f"a {c} triangle in the top left on a dark background"] * 8, vocab, MAX_LEN)
                   for c in ("red", "green"))
     z = variant.noise(8, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        layers = [variant.G.layers(z, *variant.G.condition(variant.g_encoder(t))) for t in (red, green)]
+        layers = [variant.G.layers(z, *variant.G.condition(encoder(t))) for t in (red, green)]
     assert torch.allclose(layers[0][0], layers[1][0], atol=1e-6)  # mask
-    assert (layers[0][1] - layers[1][1]).abs().max() > 1e-3  # object colours
+    assert (layers[0][1] - layers[1][1]).abs().max() > 1e-3  # object colours: its head still reads every word
     assert torch.allclose(layers[0][2], layers[1][2], atol=1e-6)  # background
 
 

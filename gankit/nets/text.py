@@ -9,9 +9,9 @@ D's text vector is projected on its pooled features (Miyato & Koyama's projectio
 4×4 feature map and judged jointly with it (GAN-INT-CLS: *where*); an unconditional head sits beside them.
 
 The layered G (LR-GAN, Yang et al. 2017; FineGAN, Singh et al. 2019) draws an object mask, the object's colours and
-the background as separate layers, each from its own part of the caption: a routed encoder shares every word among
-the parts by a learnt, context-free assignment, so a pair of words never seen together still gives each layer what it
-got from captions that held them apart.
+the background as separate layers, each from its own part of the caption: an encoder of attention heads with learnt
+queries over context-free word keys, so a head that passes over a word in the captions it saw passes over it in a
+pair of words never seen together too.
 """
 
 from __future__ import annotations
@@ -58,33 +58,31 @@ class TextEncoder(nn.Module):
         return torch.cat(parts, dim=1)
 
 
-class RoutedTextEncoder(nn.Module):
-    """Word ids (N, L), 0 padding -> (N, routes·embed_dim): `routes` parts, each the sum of the caption's word
-    embeddings weighted by that word's share of the part. A word's shares are a softmax over the parts learnt for the
-    word itself (equal at the start), the same in every caption, so a part holds only the words its reader needs
-    and reads the same for two captions that differ in a word routed elsewhere. The logits are `gain` times their
-    parameters, so Adam moves them `gain` times faster than the rest of the net (a learning-rate multiplier).
+class AttentionTextEncoder(nn.Module):
+    """Word ids (N, L), 0 padding -> (N, sum(heads)·embed_dim): per head, the mean of the caption's word embeddings
+    weighted by attention, a softmax over the words of a learnt query's product with each word's key; `heads` gives
+    each part of the output its number of heads. Keys depend on the word alone (no context), so a word scores the
+    same in every caption: a head that learnt to pass over colour words in training passes over them in an unseen
+    pair too. The queries are `gain` times their parameters (a learning-rate multiplier); at zero, as they start,
+    every head reads the mean word."""
 
-    `hard`: each word goes whole to its most likely part (the softmax's gradient passes straight through), so a part
-    holds nothing of a word routed elsewhere; soft shares let a part read a word it has a small share of, its
-    embedding grown to make up for it."""
-
-    def __init__(self, vocab_size: int, embed_dim: int, routes: int, gain: float = 1.0, hard: bool = True) -> None:
+    def __init__(self, vocab_size: int, embed_dim: int, heads: tuple[int, ...], gain: float = 1.0) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
-        self.route = nn.Embedding(vocab_size, routes)
-        nn.init.zeros_(self.route.weight)  # every word starts in the first part (ties go to the first)
-        self.routes, self.out_dim, self.gain, self.hard = routes, routes * embed_dim, gain, hard
+        self.key = nn.Linear(embed_dim, embed_dim, bias=False)
+        self.query = nn.Parameter(torch.zeros(sum(heads), embed_dim))
+        self.heads, self.gain = tuple(heads), gain
+        self.part_dims = tuple(h * embed_dim for h in heads)
+        self.out_dim = sum(self.part_dims)
 
-    def shares(self, tokens: Tensor) -> Tensor:
-        """(N, L, routes): each word's share of every part (rows sum to 1, one-hot when `hard`; padding 0)."""
-        soft = (self.gain * self.route(tokens)).softmax(-1)
-        if self.hard:
-            soft = F.one_hot(soft.argmax(-1), self.routes).to(soft.dtype) + (soft - soft.detach())
-        return soft * (tokens != 0)[..., None].to(soft.dtype)
+    def attention(self, tokens: Tensor) -> Tensor:
+        """(N, heads, L): each head's weights over the caption's words (rows sum to 1; padding 0)."""
+        scores = self.key(self.embed(tokens)) @ (self.gain * self.query).T / self.query.shape[1] ** 0.5  # (N, L, H)
+        scores = scores.masked_fill((tokens == 0)[..., None], float("-inf"))
+        return scores.softmax(1).transpose(1, 2)
 
     def forward(self, tokens: Tensor) -> Tensor:
-        return torch.einsum("nlr,nle->nre", self.shares(tokens), self.embed(tokens)).flatten(1)
+        return (self.attention(tokens) @ self.embed(tokens)).flatten(1)
 
 
 class TextGenerator(nn.Module):
@@ -119,18 +117,21 @@ LAYERS = ("layout", "object", "background")  # the parts of a layered G's senten
 
 
 class LayeredTextGenerator(nn.Module):
-    """G(z, sentences (N, 3·part_dim) from a RoutedTextEncoder, eps) -> images: image = m·object + (1 − m)·background,
-    the mask m drawn by BigGAN's blocks from the layout part (where, which shape), each colour field (a
-    `field`×`field` grid of colours, bilinearly upsampled) by a small MLP from its own part and z.
+    """G(z, sentences from an AttentionTextEncoder (its parts side by side), eps) -> images: image = m·object +
+    (1 − m)·background, the mask m drawn by BigGAN's blocks from the layout part (where, which shape), each colour
+    layer (a `field`×`field` grid of colours, bilinearly upsampled) by a small MLP from its own part and z.
 
     Each part gets its own conditioning augmentation; `condition` gives their (μ, log σ²) side by side, as
     TextGenerator's, so the variant draws and charges the KL the same way."""
 
-    def __init__(self, part_dim: int, z_dim: int, out_channels: int, resolution: int, width: int, cond_dim: int,
-                 attention: int, field: int = 1) -> None:
+    def __init__(self, part_dims: tuple[int, ...], z_dim: int, out_channels: int, resolution: int, width: int,
+                 cond_dim: int, attention: int, field: int = 1) -> None:
         super().__init__()
+        if len(part_dims) != len(LAYERS):
+            raise ValueError(f"a layered G reads {len(LAYERS)} parts ({', '.join(LAYERS)}), not {len(part_dims)}")
         self.z_dim, self.resolution, self.field, self.channels = z_dim, resolution, field, out_channels
-        self.augment = nn.ModuleList(nn.Linear(part_dim, 2 * cond_dim) for _ in LAYERS)
+        self.part_dims = tuple(part_dims)
+        self.augment = nn.ModuleList(nn.Linear(dim, 2 * cond_dim) for dim in part_dims)
         self.body = BigGANGenerator(z_dim, 0, 1, resolution, width, cond_dim, attention)
         hidden = 4 * cond_dim
         self.colours = nn.ModuleList(
@@ -140,7 +141,7 @@ class LayeredTextGenerator(nn.Module):
     def condition(self, sentences: Tensor) -> tuple[Tensor, Tensor]:
         """(μ, log σ²), each (N, 3·cond_dim): the layout's, the object's and the background's, side by side."""
         stats = [F.leaky_relu(augment(part), 0.2).chunk(2, dim=1)
-                 for augment, part in zip(self.augment, sentences.chunk(len(LAYERS), dim=1))]
+                 for augment, part in zip(self.augment, sentences.split(self.part_dims, dim=1))]
         return torch.cat([mu for mu, _ in stats], dim=1), torch.cat([log_var for _, log_var in stats], dim=1)
 
     def forward(self, z: Tensor, sentences: Tensor, eps: Tensor | None = None) -> Tensor:

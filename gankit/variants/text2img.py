@@ -11,7 +11,7 @@ head on its pooled features, as TAC-GAN's auxiliary classifier does with classes
 that head reads the words of their captions: a signal about every word that depends on no text encoder.
 
 With `text2img.layered`, G draws a mask, the object's colours and the background as separate layers, each from its
-own part of the caption, which G's routed encoder shares its words among (gankit.nets.text).
+own attention heads over the caption's words (gankit.nets.text).
 
 With `text2img.interpolate` > 0, G is also judged on images drawn for the midpoints of pairs of its batch's sentence
 vectors (GAN-INT, Reed et al. 2016), D reading the midpoints of the same pairs' vectors: captions no image has, so G
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
+from pydantic import Field, PositiveInt, model_validator
 from torch import Tensor, nn
 
 from .. import losses
@@ -31,8 +31,8 @@ from ..data import CaptionBatch
 from ..data.captions import random_captions, tokenize
 from ..errors import UserError
 from ..metrics.diversity import diversity_ratio
-from ..nets.text import LAYERS, LayeredTextGenerator, RoutedTextEncoder, TextDiscriminator, TextEncoder, \
-    TextGenerator, TextMode
+from ..nets.text import AttentionTextEncoder, LayeredTextGenerator, TextDiscriminator, TextEncoder, TextGenerator, \
+    TextMode
 from .base import Context, Group, Phase, Request, Variant, adversarial_groups
 from .registry import register_variant
 
@@ -68,12 +68,12 @@ class Text2ImgConfig(Section):
                               "G's loss (as BigGAN's G trains its class embedding); false: G reads D's encoder's "
                               "vectors, detached")
     layered: bool = Field(False, description="G draws an object mask, the object's colours and the background as "
-                          "layers, each from its own part of the caption (G's own encoder then routes each word among "
-                          "the parts by a learnt share; needs own_encoder=true; docs/text2img.md)")
-    route_gain: float = Field(10.0, gt=0, description="learning-rate multiplier of the layered G's word routes "
-                              "(their logits are this times their parameters)")
-    hard_routes: bool = Field(True, description="the layered G's encoder sends each word whole to one part (soft: "
-                              "shares of every part, which let a part keep reading a word routed mostly elsewhere)")
+                          "layers, each from its own attention heads over the caption's words (G's own encoder; needs "
+                          "own_encoder=true; docs/text2img.md)")
+    heads: tuple[PositiveInt, PositiveInt, PositiveInt] = Field((3, 1, 1), description="the layered G's attention heads over the caption's "
+                                        "words for its layout, object and background layers (layout: shape, row "
+                                        "and column)")
+    query_gain: float = Field(10.0, gt=0, description="learning-rate multiplier of the layered G's attention queries")
     field: int = Field(1, ge=1, description="side of the layered G's colour grids (upsampled to the image): 1 gives "
                        "each layer one colour, so where things are is left to the mask alone")
 
@@ -110,14 +110,14 @@ class Text2Img(Variant):
         channels, side = spec["shape"][0], spec["shape"][-1]
         vocab = len(spec["text"]["vocab"])
         if o.layered and not o.own_encoder:
-            raise UserError("text2img.layered routes the caption's words through G's own encoder",
+            raise UserError("text2img.layered reads the caption through G's own encoder",
                             "set text2img.own_encoder=true")
         self.encoder = TextEncoder(vocab, o.embed_dim, o.text_dim, o.encoder)
-        routed = RoutedTextEncoder(vocab, o.embed_dim, len(LAYERS), o.route_gain, o.hard_routes) if o.layered else None
-        self.g_encoder = (routed or TextEncoder(vocab, o.embed_dim, o.text_dim, o.encoder)) if o.own_encoder else None
+        attend = AttentionTextEncoder(vocab, o.embed_dim, o.heads, o.query_gain) if o.layered else None
+        self.g_encoder = (attend or TextEncoder(vocab, o.embed_dim, o.text_dim, o.encoder)) if o.own_encoder else None
         try:
-            self.G = (LayeredTextGenerator(o.embed_dim, m.z_dim, channels, side, m.width, m.shared_dim, m.attention,
-                                           o.field)
+            self.G = (LayeredTextGenerator(attend.part_dims, m.z_dim, channels, side, m.width, m.shared_dim,
+                                           m.attention, o.field)
                       if o.layered else
                       TextGenerator(self.encoder.out_dim, m.z_dim, channels, side, m.width, m.shared_dim, m.attention))
             self.D = TextDiscriminator(self.encoder.out_dim, channels, side, m.width, o.joint_dim, m.attention)
