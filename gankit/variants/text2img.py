@@ -70,9 +70,9 @@ class Text2ImgConfig(Section):
     layered: bool = Field(False, description="G draws an object mask, the object's colours and the background as "
                           "layers, each from its own attention heads over the caption's words (G's own encoder; needs "
                           "own_encoder=true; docs/text2img.md)")
-    heads: tuple[PositiveInt, PositiveInt, PositiveInt] = Field((3, 1, 1), description="the layered G's attention heads over the caption's "
-                                        "words for its layout, object and background layers (layout: shape, row "
-                                        "and column)")
+    heads: tuple[PositiveInt, PositiveInt, PositiveInt] = Field(
+        (3, 1, 1), description="the layered G's attention heads over the caption's words for its layout, object and "
+        "background layers (layout: shape, row and column)")
     query_gain: float = Field(10.0, gt=0, description="learning-rate multiplier of the layered G's attention queries")
     field: int = Field(1, ge=1, description="side of the layered G's colour grids (upsampled to the image): 1 gives "
                        "each layer one colour, so where things are is left to the mask alone")
