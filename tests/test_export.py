@@ -12,7 +12,9 @@ from gankit.variants import Request
 
 SMALL = ["train.steps=2", "model.width=8", "train.batch_size=8", "train.sample_every=0", "train.checkpoint_every=0"]
 FAMILIES = {"t2i": "shapes32-text2img", "biggan": "shapes32-biggan", "pggan": "shapes32-pggan",
-            "style": "digits-stylegan", "video": "moving-shapes-video"}  # nets whose batch size an export must not fix
+            "style": "digits-stylegan", "video": "moving-shapes-video",
+            "t2i-layered": "shapes32-text2img"}  # nets whose batch size an export must not fix
+EXTRA = {"t2i-layered": ["text2img.layered=true"]}
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +25,8 @@ def runs(tmp_path_factory):
     gankit.train(gankit.load_config("digits-cgan", SMALL), root / "cgan", progress=False)
     gankit.train(gankit.load_config("ring8-gan", SMALL), root / "ring", progress=False)
     for name, preset in FAMILIES.items():
-        gankit.train(gankit.load_config(preset, [*SMALL, "data.n=64"]), root / name, progress=False)
+        gankit.train(gankit.load_config(preset, [*SMALL, "data.n=64", *EXTRA.get(name, [])]), root / name,
+                     progress=False)
     return root
 
 
