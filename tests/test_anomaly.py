@@ -231,3 +231,21 @@ def test_neighbours_need_a_run_with_its_d(normal3, tmp_path, cli):
     code, _, err = cli("score", str(tmp_path / "model"), str(tmp_path / "x.npz"), "--out", str(tmp_path / "s.csv"),
                        "--knn", "5")
     assert code == 2 and "--knn needs the D" in err and not (tmp_path / "s.csv").exists()
+
+
+def test_eval_flags_the_classes_outside_data_normal_as_the_anomalies(normal3, monkeypatch):
+    """A perfect detector (scores 1 exactly on the images not of class 3) scores AUROC 1, not 0; `anomalous`
+    counts those images."""
+    from types import SimpleNamespace
+
+    from gankit.report import evaluate
+
+    y = torch.tensor([3, 1, 3, 5, 3, 0, 9])
+    monkeypatch.setattr(evaluate, "load_heldout_labelled",
+                        lambda data, seed, n: (torch.zeros(7, 1, 16, 16), y, [str(i) for i in range(10)], "no split"))
+    monkeypatch.setattr(anomaly, "discriminator", lambda run_dir: None)
+    monkeypatch.setattr(anomaly, "anomaly_scores",
+                        lambda gen, x, critic, seed: SimpleNamespace(score=(y != 3).float(), protocol={}))
+    values, protocol = evaluate.RUN_METRICS["anomaly"].compute(evaluate.RunEval(load(normal3), normal3))
+    assert values["anomaly_auroc"] == 1.0
+    assert protocol["anomaly"]["anomalous"] == 4 and protocol["anomaly"]["images"] == 7

@@ -177,3 +177,41 @@ def test_cli_starts_without_torch_and_train_stays_a_function():
              "import gankit; from gankit.train import Trainer; print(callable(gankit.train), Trainer.__name__)")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "True", "Trainer"]
+
+
+def test_eval_of_2d_data_always_measures_pacgans_2500_samples_from_the_given_seed(ring_run, cli, monkeypatch):
+    import torch
+
+    from gankit.metrics.modes2d import modes2d
+    from gankit.report import evaluate
+    from gankit.train import load
+
+    measured = []
+    monkeypatch.setattr(evaluate, "modes2d", lambda x, *a: measured.append(len(x)) or modes2d(x, *a))
+    code, out, err = cli("eval", str(ring_run), "-n", "100", "--seed", "3", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["protocol"]["samples"] == 2500 and result["protocol"]["seed"] == 3
+    gen = load(ring_run)
+    report = modes2d(gen.sample(2500, seed=3), torch.tensor(gen.spec["centers"]), gen.spec["std"])
+    assert measured == [2500] and result["hq_fraction"] == pytest.approx(report.hq_fraction)
+
+
+def test_summary_lines_and_training_time_say_what_the_run_records(tmp_path):
+    from gankit.report.info import _duration, _training_seconds, summary_lines
+
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"sessions": [
+        {"start": "2024-01-01T00:00:00+00:00", "end": "2024-01-01T00:01:00+00:00"},
+        {"start": "2024-01-01T01:00:00+00:00", "end": "2024-01-01T01:02:05+00:00"},
+        {"start": "2024-01-01T02:00:00+00:00", "end": None}]}))  # still running (or killed): not counted
+    assert _training_seconds(run) == 185.0
+    assert _duration(185) == "3 min 5 s" and _duration(3725) == "1 h 2 min" and _duration(7) == "7 s"
+    info = {"run": "r", "variant": "gan", "nets": "mlp nets", "loss": "hinge", "data": "ring", "kind": "points",
+            "sample": "2", "step": 5, "target_steps": 5, "checkpoints": [], "training_seconds": 185.0,
+            "parameters": {"G": 10}, "weights": "ema", "metrics": {"fid": 1.5, "kid": 0.25}}
+    lines = summary_lines(info)
+    assert "weights     ema (sampling uses the EMA generator)" in lines and "trained     3 min 5 s (run.json)" in lines
+    assert lines[-1] == "metrics     fid 1.5, kid 0.25 (metrics.json)"
+    assert "EMA" not in "\n".join(summary_lines({**info, "weights": "live"}))

@@ -212,3 +212,19 @@ def test_nets_that_do_not_fit_the_images_are_refused_with_one_line(cli, tmp_path
     code, _, err = cli("train", "shapes-cyclegan", "data.n=16", *overrides, "--out", str(out), "--no-progress")
     assert code == 2 and message in err and "cyclegan.d_layers" in err and "data.resolution" in err
     assert "Traceback" not in err and not out.exists()
+
+
+def test_b2a_is_measured_against_the_true_a(tiny_cycle):
+    import gankit
+    from gankit.data import load_truth_pairs
+    from gankit.metrics.translation import psnr
+    from gankit.report.compare import round_to_8bit
+    from gankit.report.evaluate import RunEval, translation
+
+    run = RunEval(gankit.load(tiny_cycle), tiny_cycle)
+    values, _ = translation(run)
+    truth = load_truth_pairs(run.config.data, run.config.seed)
+    rows = torch.arange(len(truth))
+    a, b = truth.take(rows)[0], truth.take_b(rows)
+    back = round_to_8bit(run.gen.sample(inputs=b, direction="b2a"))
+    assert values["psnr_to_truth_b2a"] == pytest.approx(psnr(back, a), rel=1e-9)

@@ -221,3 +221,71 @@ def test_streamed_eval_gives_the_numbers_of_all_samples_at_once(train_tiny):
     assert values["fid"] == pytest.approx(real.frechet_to(fake.stats), rel=1e-9)
     assert (values["is"], values["is_std"]) == pytest.approx(inception_score(fake.logits, splits=10), rel=1e-9)
     assert "rows_for_kid_prdc" not in protocol["generated"]
+
+
+def test_the_reference_subset_and_its_cache_do_not_follow_the_eval_seed(digits_run, tmp_path, monkeypatch):
+    """Catches the real subset drawn from the eval seed (the cache, keyed on subset seed 0, would then hold another
+    subset), the seed misreported, and a cache reused after the reference it was written for changed."""
+    import shutil
+
+    from gankit.data import load_dataset
+    from gankit.report import evaluate
+
+    run_dir = tmp_path / "d"
+    shutil.copytree(digits_run, run_dir)
+    for cache in run_dir.glob("reference-*.npz"):
+        cache.unlink()
+    monkeypatch.setattr(evaluate, "MAX_SAMPLES", 300)  # fewer than the 1,797 digits: a subset is drawn
+    run = evaluate.RunEval(gankit.load(run_dir), run_dir, seed=3, n=50)
+    _, protocol = evaluate._features(run)
+    assert protocol["generated"]["seed"] == 3
+    assert protocol["reference"]["samples"] == 300 and protocol["reference"]["subset_seed"] == 0
+    data = load_dataset(run.config.data, run.config.seed)
+    index = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:300].sort()[0]
+    cache = run_dir / protocol["reference"]["cache"]
+    with np.load(cache) as f:
+        assert torch.allclose(torch.from_numpy(f["features"]), run.evaluator.features(data.take(index)[0]), atol=1e-5)
+    monkeypatch.setattr(evaluate, "MAX_SAMPLES", 10_000)  # the whole set now: the 300-row cache no longer holds
+    _, protocol = evaluate._features(evaluate.RunEval(gankit.load(run_dir), run_dir, n=50))
+    with np.load(cache) as f:
+        assert protocol["reference"]["samples"] == len(f["features"]) == 1797
+
+
+def test_precision_is_of_the_second_operand_against_the_first_and_density_too(cli, sets, tmp_path):
+    """A "model" that repeats five real digits: every sample is realistic (precision and density high), and it
+    covers almost none of the real set (recall and coverage near 0). Swapping the sets swaps these figures."""
+    with np.load(sets / "half_a.npz") as f:
+        np.savez(tmp_path / "copies.npz", samples=np.repeat(f["samples"][:5], 6, axis=0))
+    result = fid_json(cli, str(sets / "half_a.npz"), str(tmp_path / "copies.npz"), "--prdc")
+    assert result["precision"] == 1.0 and result["recall"] < 0.05
+    assert result["density"] > 0.5 and result["coverage"] < 0.05
+    assert result["protocol"]["b"]["samples"] == 30
+
+
+def test_a_run_operand_draws_as_many_samples_as_the_other_operand_holds(cli, digits_run, sets):
+    result = fid_json(cli, str(sets / "half_a.npz"), str(digits_run))
+    assert result["protocol"]["a"]["samples"] == result["protocol"]["b"]["samples"] == 898
+
+
+def test_a_2d_run_operand_is_not_rounded_to_8_bits_and_grey_folders_read_as_one_channel(cli, train_tiny, sets,
+                                                                                         tmp_path):
+    ring = train_tiny("ring8-gan", "train.steps=2", "train.sample_every=0", "train.checkpoint_every=0")
+    np.savez(tmp_path / "points.npz", samples=np.random.default_rng(0).normal(size=(100, 2)).astype(np.float32))
+    code, out, err = cli("fid", str(tmp_path / "points.npz"), str(ring), "--features", "raw", "--json")
+    assert code == 0, err
+    assert json.loads(out)["protocol"]["b"]["rounded_to_8bit"] is False
+    code, out, err = cli("fid", str(sets / "half_b"), str(sets / "half_b"), "--features", "raw", "--json")
+    assert code == 0, err
+    assert json.loads(out)["protocol"]["a"]["read"].startswith("1 channel(s)")
+
+
+def test_class_accuracy_needs_the_datas_evaluator_and_is_a_share_of_all_samples(train_tiny, monkeypatch):
+    from gankit.report import evaluate
+
+    run_dir = train_tiny("digits-cgan", "model.width=8", "train.steps=2", "train.sample_every=0",
+                         "train.checkpoint_every=0")
+    gen = gankit.load(run_dir)
+    applies = evaluate.RUN_METRICS["class_accuracy"].applies
+    assert applies(evaluate.RunEval(gen, run_dir)) and not applies(evaluate.RunEval(gen, run_dir, features="raw"))
+    monkeypatch.setattr(evaluate.RunEval, "predict", lambda self, x: [self.gen.class_names[0]] * len(x))
+    assert evaluate.class_accuracy(evaluate.RunEval(gen, run_dir)) == pytest.approx(1 / len(gen.class_names))

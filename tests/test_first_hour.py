@@ -123,3 +123,13 @@ def test_running_out_of_memory_is_one_line_with_a_hint(cli, tmp_path, monkeypatc
     monkeypatch.setattr(training, "load", lambda *a, **k: 1 / 0)  # a bug keeps its traceback
     with pytest.raises(ZeroDivisionError):
         cli("sample", str(tmp_path), "--out", str(tmp_path / "x.png"))
+
+
+def test_run_record_keeps_the_process_count_and_launch_of_a_session(tmp_path):
+    from gankit.train.runrecord import RunRecord
+
+    record = RunRecord(tmp_path)
+    record.start(torch.device("cpu"), 3, processes=2, launch="job-1")
+    record.end(7, "finished")
+    session = json.loads((tmp_path / "run.json").read_text())["sessions"][0]
+    assert (session["processes"], session["launch"], session["from_step"], session["to_step"]) == (2, "job-1", 3, 7)

@@ -234,6 +234,7 @@ def test_code_accuracy_real_in_eval_with_its_protocol(tmp_path):
     protocol = result["protocol"]["code_accuracy_real"]
     assert protocol["code"] == "c0" and protocol["step"] == 2 and protocol["checkpoint"] == "step-2"
     assert protocol["samples"] == 1797 and protocol["images"].startswith("training data")  # no held-out digits
+    assert protocol["subset_seed"] is None and protocol["weights"] == "live (not EMA)"  # every digit; Q's own D
     confusion = np.array(protocol["confusion"])  # (value of c0, digit label)
     assert confusion.shape == (10, 10) and confusion.sum() == 1797
     assert confusion.sum(0).tolist() == [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]  # the digits' labels

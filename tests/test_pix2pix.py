@@ -356,3 +356,29 @@ def test_unpaired_folders_load_each_domain_and_have_no_truth(tmp_path):
     assert len(data) == 3 and len(data.b) == 1 and not data.paired
     with pytest.raises(Exception, match="no true B"):
         load_truth_pairs(cfg.data, 0)
+
+
+def test_translation_metrics_compare_rounded_outputs_and_baselines_with_the_true_b(tiny_run):
+    """Catches PSNR taken against A, the identity baseline computed on G(A), the histogram baseline matched to
+    domain A, outputs measured unrounded (unlike their PNGs), the truth's label share read on G(A), and PPL
+    (a noise-to-image metric) applied to a translator."""
+    import gankit
+    from gankit.report.compare import round_to_8bit
+    from gankit.report.evaluate import HISTOGRAM_REFERENCE, RUN_METRICS, RunEval, translation
+
+    run = RunEval(gankit.load(tiny_run), tiny_run)
+    values, protocol = translation(run)
+    truth = load_truth_pairs(run.config.data, run.config.seed)
+    rows = torch.arange(len(truth))
+    a, b = truth.take(rows)[0], truth.take_b(rows)
+    out = round_to_8bit(run.gen.sample(inputs=a))
+    train = load_dataset(run.config.data, run.config.seed)
+    reference = train.take_b(torch.arange(min(len(train.b), HISTOGRAM_REFERENCE)))
+    assert values["psnr_to_truth"] == pytest.approx(psnr(out, b), rel=1e-9)
+    assert values["l1_to_truth"] == pytest.approx(l1(out, b), rel=1e-9)
+    assert values["baseline_identity_psnr"] == pytest.approx(psnr(a, b), rel=1e-9)
+    assert values["baseline_histogram_psnr"] == pytest.approx(psnr(histogram_match(a, reference), b), rel=1e-9)
+    names = [truth.class_names[i] for i in truth.y.tolist()]
+    read = run.predict(b)
+    assert values["label_preservation_truth"] == pytest.approx(np.mean([p == t for p, t in zip(read, names)]))
+    assert protocol["rounded_to_8bit"] is True and not RUN_METRICS["ppl"].applies(run)

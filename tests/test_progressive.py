@@ -376,6 +376,7 @@ def test_eval_reports_ppl_for_every_image_generator_and_ppl_w_for_stylegan(tmp_p
     assert style["ppl"] > 0 and style["ppl_w"] > 0
     assert style["protocol"]["ppl_w"]["space"] == "w" and style["protocol"]["ppl"]["interpolation"] == "slerp"
     assert "shapes features" in style["protocol"]["ppl"]["distance"]
+    assert style["protocol"]["ppl"]["paths"] == 40  # -n paths, as measured
     code, out, _ = cli("eval", str(tmp_path / "d"), "-n", "40", "--json")
     assert code == 0 and '"ppl"' in out and '"ppl_w"' not in out
     assert math.isfinite(__import__("json").loads(out)["ppl"])

@@ -82,3 +82,29 @@ def test_a_run_without_pictures_logs_its_progress_and_the_report_draws_the_curve
     assert [r["step"] for r in logged if "modes" in r] == [30, 60]
     page = render_report(run_dir)
     assert (run_dir / "losses.png").is_file() and "No curves" not in page
+
+
+def test_grids_are_spread_over_training_in_step_order_and_end_with_the_last(tmp_path):
+    from gankit.report.html import MAX_GRIDS, _grids
+
+    (tmp_path / "samples").mkdir()
+    for step in range(1, 13):
+        (tmp_path / "samples" / f"step-{step * 5}.png").write_bytes(b"")
+    steps = [int(p.stem.split("-")[1]) for p in _grids(tmp_path)]
+    assert len(steps) == MAX_GRIDS and steps == sorted(steps) and steps[0] == 5 and steps[-1] == 60
+
+
+def test_the_page_shows_the_metrics_protocol_doctor_card_and_config(run, tmp_path):
+    import json
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "metrics.json").write_text(json.dumps({"fid": 0.001234, "protocol": {"generated": {"seed": 7}}}))
+    page = render_report(copy)
+    assert "<th>fid</th><td>0.001234</td>" in page
+    details = page.split("Protocol (how each figure was measured)")[1]
+    assert "&quot;seed&quot;: 7" in details.split("</details>")[0]
+    assert re.search(r"<h2>Doctor</h2>\n<(p|ul)", page)
+    assert "<th>Generated content</th>" in page and "gankit provenance FILE" in page
+    assert "<h2>Config</h2>" in page and "digits" in page.split("<h2>Config</h2>")[1]

@@ -275,6 +275,10 @@ def test_sample_writes_text_with_provenance_and_refuses_smi_for_non_smiles(tmp_p
     assert code == 0, err
     values = json.loads(out)
     assert 0 < values["uniqueness"] <= 1 and 0 <= values["novelty"] <= 1
+    from gankit.report.evaluate import RunEval, sequence_sets
+
+    _, texts, _ = sequence_sets(RunEval(gankit.load(run), run, seed=1, n=7))
+    assert texts == lines  # eval measures the sequences `sample --seed` writes
 
 
 def test_nll_oracle_metric_orders_the_oracle_a_random_model_and_uniform_noise():
@@ -364,3 +368,4 @@ def test_molecules_from_the_nci_set_train_sample_draw_and_evaluate(tmp_path, cli
     values = json.loads(out)
     assert {"validity", "uniqueness", "novelty", "qed_mean", "internal_diversity"} <= values.keys()
     assert values["protocol"]["molecules"]["samples"] == 100
+    assert "sequences" not in values["protocol"]  # uniqueness/novelty are the molecules' (canonical SMILES)

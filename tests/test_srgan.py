@@ -176,3 +176,18 @@ def test_an_upscaler_exports_as_images_in_images_out(tiny_sr, tmp_path, cli, fmt
 
         got = torch.from_numpy(ReferenceEvaluator(onnx.load(str(out))).run(None, {"inputs": x.numpy()})[0])
     assert torch.allclose(got, expected, atol=1e-4)
+
+
+def test_bicubic_baseline_is_rounded_like_the_models_output(tiny_sr):
+    import gankit
+    from gankit.data import load_truth_pairs
+    from gankit.report.compare import round_to_8bit
+    from gankit.report.evaluate import RUN_METRICS, RunEval
+
+    run = RunEval(gankit.load(tiny_sr), tiny_sr)
+    values, _ = RUN_METRICS["super_resolution"].compute(run)
+    truth = load_truth_pairs(run.config.data, run.config.seed)
+    rows = torch.arange(len(truth))
+    low, high = truth.take(rows)[0], truth.take_b(rows)
+    bicubic = round_to_8bit(resize(low, high.shape[-1]))
+    assert values["bicubic_psnr_y"] == pytest.approx(float(psnr_y(bicubic, high, 4).mean()), rel=1e-9)

@@ -628,3 +628,18 @@ def test_a_wide_category_costs_its_own_width_only(tmp_path):
     assert sorted(tuple(index.shape) for index in G.block_index) == [(1, 400), (20, 2)]
     rows = G.activate(G(torch.randn(5, 8)), tau=0.2, generator=torch.Generator().manual_seed(0), hard=True)
     assert rows.shape == (5, 440) and torch.equal(rows.sum(1), torch.full((5,), 21.0))  # one hot per column
+
+
+def test_eval_compares_synthetic_with_training_rows_and_tests_on_held_out_rows(table_run):
+    import gankit
+    from gankit.report.evaluate import RUN_METRICS, RunEval, table_sets
+
+    run = RunEval(gankit.load(table_run), table_run, target="income")
+    values, protocol = RUN_METRICS["table_utility"].compute(run)
+    train, holdout, synthetic = table_sets(run)
+    meta = run.gen.spec["table"]
+    table = protocol["table"]
+    assert table["training_rows"] == len(train) == len(synthetic) == table["synthetic_rows"]
+    assert table["held_out_rows"] == len(holdout) and 0 < len(holdout) < len(train)
+    assert values["column_similarity_per_column"] == column_similarity(train, synthetic, meta)
+    assert values["tstr"] == tstr(train, synthetic, holdout, meta, "income", 0)

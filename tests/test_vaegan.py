@@ -211,3 +211,19 @@ def test_reconstruct_refuses_a_model_without_an_encoder(train_tiny, tmp_path, cl
     np.savez(tmp_path / "x.npz", samples=np.zeros((1, 1, 16, 16), np.float32))
     code, _, err = cli("reconstruct", str(run), str(tmp_path / "x.npz"), "--out", str(tmp_path / "r.png"))
     assert code == 2 and "no encoder" in err and not (tmp_path / "r.png").exists()
+
+
+def test_reconstruction_error_is_in_unit_pixels_on_rounded_redraws(tiny_run):
+    import math
+
+    from gankit.data import load_heldout
+    from gankit.report.compare import round_to_8bit
+    from gankit.report.evaluate import RECONSTRUCT_IMAGES, RUN_METRICS, RunEval
+
+    run = RunEval(load(tiny_run), tiny_run)
+    values, protocol = RUN_METRICS["reconstruction"].compute(run)
+    real, _ = load_heldout(run.config.data, run.config.seed, RECONSTRUCT_IMAGES)
+    out = round_to_8bit(run.gen.reconstruct(real))
+    assert values["reconstruction_error"] == pytest.approx(float(((out - real) / 2).pow(2).mean()), rel=1e-6)
+    assert values["reconstruction_psnr"] == pytest.approx(-10 * math.log10(values["reconstruction_error"]), rel=1e-5)
+    assert protocol["reconstruction"]["rounded_to_8bit"] is True

@@ -413,3 +413,37 @@ def test_mocogan_learns_frames_like_the_data():
             loss.backward()
             optimizers[phase].step()
     assert frame_fd() < 0.6 * before
+
+
+def test_clip_metrics_read_real_clips_of_the_fixed_subset_and_rounded_generated_clips(video_run):
+    """Catches a `*_real` figure (or frame FD's second set) computed on the generated clips, the real subset drawn
+    from the eval seed, generated clips measured unrounded, and consistency applied without the data's evaluator."""
+    from gankit.report import evaluate
+    from gankit.report.video import clip_sets
+
+    run = evaluate.RunEval(gankit.load(video_run), video_run, seed=3, n=16)
+    values = {}
+    for name in ("consistency", "acd", "motion_smoothness", "frame_fd"):
+        values.update(evaluate.RUN_METRICS[name].compute(run)[0])
+    clips = clip_sets(run)
+    data = load_dataset(run.config.data, run.config.seed)
+    rows = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:16]
+    assert torch.equal(clips["real"], data.take(rows)[0])
+    levels = (clips["generated"] + 1) * 127.5
+    assert torch.allclose(levels, levels.round(), atol=1e-3)
+    real_centroids = centroids(clips["real"])
+    assert values["motion_speed_real"] == pytest.approx(mean_speed(real_centroids).item())
+    assert values["motion_smoothness_real"] == pytest.approx(second_difference(real_centroids).item())
+    label = run.gen.spec["evaluator"]["label"]
+    seen = run.evaluator.classify(clips["real"].flatten(0, 1), label).view(*clips["real"].shape[:2])
+    assert values["consistency_real"] == pytest.approx(consistency(seen).item())
+    shuffled = evaluate.RunEval(run.gen, video_run, n=16)  # "generated" clips of frames from any real clip
+    frames = clips["real"].flatten(0, 1)
+    order = torch.randperm(len(frames), generator=torch.Generator().manual_seed(0))
+    shuffled.cache["clips"] = {"generated": frames[order].view_as(clips["real"]), "real": clips["real"]}
+    mixed, _ = evaluate.RUN_METRICS["consistency"].compute(shuffled)
+    assert mixed["consistency"] < 0.9 < mixed["consistency_real"]
+    for key in ("acd", "motion_speed"):
+        assert values[key] != pytest.approx(values[f"{key}_real"]), key
+    assert values["frame_fd"] > 0
+    assert not evaluate.RUN_METRICS["consistency"].applies(evaluate.RunEval(run.gen, video_run, features="raw"))
