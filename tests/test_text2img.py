@@ -560,6 +560,7 @@ def test_eval_reports_attribute_accuracy_on_seen_and_unseen_pairs(tiny_run, cli)
     assert result["attribute_accuracy_real"]["color"] > 0.99  # the ceiling: real images of the same captions
     assert result["attribute_accuracy"]["color"] < 0.6  # four steps of training draw no colour on request
     assert "unseen" in result["protocol"]["attribute_accuracy"]["splits"]["attribute_accuracy_unseen"]
+    assert result["protocol"]["attribute_accuracy"]["rounded_to_8bit"] is True  # as every image metric says
     by_pair = result["attribute_accuracy_unseen_by_pair"]  # the default unseen pairs, each read on its own images
     assert set(by_pair) == {"green triangle", "white cross"} and all(set(v) == set(ATTRIBUTES) for v in by_pair.values())
     mean = sum(v["color"] for v in by_pair.values()) / 2  # both pairs drawn about equally often in 600 captions
