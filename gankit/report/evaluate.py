@@ -308,7 +308,8 @@ def _attribute_accuracy(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
             values[f"r_precision{suffix}_real"] = r_precision(matcher, real, tokens, others)
         splits[key] = note
     protocol = {"samples": CAPTION_SAMPLES, "seed": run.seed, "rounded_to_8bit": run.round_8bit,
-                "template": "a {colour} {shape} {place} on a {tone} background", "shape_color": f"shapes evaluator ({card.get('accuracy', {})})",
+                "template": "a {colour} {shape} {place} on a {tone} background",
+                "shape_color": f"shapes evaluator ({card.get('accuracy', {})})",
                 "position_background": "pixel rules of gankit.metrics.attributes (border median, centroid cell)",
                 "splits": splits, "real": "*_real: the real images of the same captions, read the same way",
                 "weights": run.gen.info.get("weights"), "step": run.gen.info.get("step")}

@@ -113,10 +113,10 @@ class Text2Img(Variant):
             raise UserError("text2img.layered reads the caption through G's own encoder",
                             "set text2img.own_encoder=true")
         self.encoder = TextEncoder(vocab, o.embed_dim, o.text_dim, o.encoder)
-        attend = AttentionTextEncoder(vocab, o.embed_dim, o.heads, o.query_gain) if o.layered else None
-        self.g_encoder = (attend or TextEncoder(vocab, o.embed_dim, o.text_dim, o.encoder)) if o.own_encoder else None
+        self.g_encoder = (AttentionTextEncoder(vocab, o.embed_dim, o.heads, o.query_gain) if o.layered else
+                          TextEncoder(vocab, o.embed_dim, o.text_dim, o.encoder) if o.own_encoder else None)
         try:
-            self.G = (LayeredTextGenerator(attend.part_dims, m.z_dim, channels, side, m.width, m.shared_dim,
+            self.G = (LayeredTextGenerator(self.g_encoder.part_dims, m.z_dim, channels, side, m.width, m.shared_dim,
                                            m.attention, o.field)
                       if o.layered else
                       TextGenerator(self.encoder.out_dim, m.z_dim, channels, side, m.width, m.shared_dim, m.attention))
