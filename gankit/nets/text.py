@@ -71,7 +71,7 @@ class AttentionTextEncoder(nn.Module):
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         self.key = nn.Linear(embed_dim, embed_dim, bias=False)
         self.query = nn.Parameter(torch.zeros(sum(heads), embed_dim))
-        self.heads, self.gain = tuple(heads), gain
+        self.gain = gain
         self.part_dims = tuple(h * embed_dim for h in heads)
         self.out_dim = sum(self.part_dims)
 

@@ -84,7 +84,6 @@ class Refiner:
             raise UserError(f"refine steps (D's further training) must be >= 0, got {steps}")
         self.gen, self.quantile, self.chain, self.steps = gen, quantile, chain, steps
         self.truncation = truncation  # of the proposals D is tuned and calibrated against: those it will refine
-        self.setting = (quantile, chain, steps, truncation)
         self.cfg = resolve(str(_run_dir(source) / "config.yaml"))[0]
         self.critic, where = _load_critic(self.cfg, gen.spec, source)
         finetune = self._finetune(steps, seed) if steps else None
@@ -98,6 +97,11 @@ class Refiner:
         self.protocol = {"discriminator": where, "finetune": finetune, "calibration": {
             "method": "Platt scaling (logistic regression on D's logit)", "real": len(real), "generated": len(fake),
             "generated_truncation": truncation, "real_samples": heldout, "a": self.a, "b": self.b}}
+
+    @property
+    def setting(self) -> tuple[float, int, int, float]:
+        """(quantile, chain, steps, truncation): what a Generator compares before reusing this refiner."""
+        return self.quantile, self.chain, self.steps, self.truncation
 
     # ------------------------------------------------------------------------------------------- pieces
 
