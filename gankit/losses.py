@@ -146,6 +146,12 @@ def gaussian_kl(mu: Tensor, log_var: Tensor) -> Tensor:
     return 0.5 * (mu.pow(2) + log_var.exp() - 1 - log_var).sum(1).mean()
 
 
+def area_excess(mask: Tensor, limit: float) -> Tensor:
+    """How far each image's mean mask value (masks (N, 1, H, W) in [0, 1]) lies above `limit`, averaged over images:
+    zero for masks that cover at most that share of their image."""
+    return F.relu(mask.flatten(1).mean(1) - limit).mean()
+
+
 # ----------------------------------------------------------------------------------------------- sequences
 
 

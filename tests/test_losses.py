@@ -106,6 +106,14 @@ def test_feature_matching_is_squared_distance_of_means():
     assert losses.feature_matching(r, f).item() == pytest.approx(1.0 + 4.0)
 
 
+def test_area_excess_counts_only_what_a_mask_covers_beyond_the_limit():
+    mask = torch.zeros(2, 1, 2, 2)
+    mask[0, 0, :, :] = torch.tensor([[1.0, 1.0], [1.0, 0.0]])  # covers 3/4: 1/4 beyond one half
+    mask[1, 0, 0, 0] = 1.0  # covers 1/4: within the limit, no penalty
+    assert losses.area_excess(mask, 0.5).item() == pytest.approx(0.25 / 2)
+    assert losses.area_excess(mask, 0.8).item() == 0.0
+
+
 def test_gaussian_kl_matches_the_closed_form_by_hand():
     # KL(N(μ, σ²) ‖ N(0, 1)) = ½(μ² + σ² − 1 − log σ²) per dimension, summed, averaged over the rows
     mu = torch.tensor([[1.0, 0.0], [0.0, -2.0]])

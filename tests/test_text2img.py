@@ -678,6 +678,34 @@ def test_a_word_the_layout_heads_pass_over_leaves_the_mask_alone():
     assert torch.allclose(layers[0][2], layers[1][2], atol=1e-6)  # background
 
 
+def test_object_area_adds_its_weighted_penalty_on_the_mask_of_the_images_g_is_judged_on():
+    """Catches the mask penalty dropped, unweighted, of the wrong sign, or charged on another mask than the one that
+    drew G's images, and a penalty that does not shrink a mask covering most of the image."""
+    variant, batch, _ = _setup(*LAYERED, "text2img.kl_weight=3", "text2img.object_area=2")
+    variant.D.eval()
+    with torch.no_grad():
+        variant.G.body.out_conv.bias.fill_(2.0)  # a mask over most of every image: the object layer paints the rest
+    ctx = Context()
+    variant.loss("D", batch, ctx)
+    fake, mu, log_var, mask, *_ = ctx.values[FAKE]
+    excess = losses.area_excess(mask, 0.5)
+    assert excess.item() > 0.2
+    expected = losses.game("hinge").g(_d(variant, fake, batch.text)) + 3 * losses.gaussian_kl(mu, log_var)
+    loss, scalars = variant.loss("G", batch, ctx)
+    assert loss.item() == pytest.approx(expected.item() + 2 * excess.item(), rel=1e-5)
+    assert scalars["g_area"].item() == pytest.approx(excess.item()) and scalars["mask_area"].item() > 0.7
+    # descending the penalty alone lowers the mask
+    variant.G.zero_grad()
+    losses.area_excess(variant.fakes(variant.g_encoder(batch.text))[3], 0.5).backward()
+    assert variant.G.body.out_conv.bias.grad.item() > 0
+
+
+def test_object_area_needs_the_layered_g(cli, tmp_path):
+    code, _, err = cli("train", "shapes32-text2img", *TINY, "train.steps=1", "text2img.object_area=1",
+                       "--out", str(tmp_path / "r"))
+    assert code == 2 and "text2img.layered=true" in err and not (tmp_path / "r").exists()
+
+
 def test_layered_needs_g_own_encoder(cli, tmp_path):
     code, _, err = cli("train", "shapes32-text2img", *TINY, "train.steps=1", "text2img.layered=true",
                        "text2img.own_encoder=false", "--out", str(tmp_path / "r"))

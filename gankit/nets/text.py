@@ -160,8 +160,12 @@ class LayeredTextGenerator(nn.Module):
     def draw(self, z: Tensor, mu: Tensor, log_var: Tensor, eps: Tensor | None = None) -> Tensor:
         """Images for a given conditioning Gaussian: the object's colours where the mask is, the background's
         elsewhere."""
-        mask, thing, ground = self.layers(z, mu, log_var, eps)
-        return mask * thing + (1 - mask) * ground
+        return compose(*self.layers(z, mu, log_var, eps))
+
+
+def compose(mask: Tensor, thing: Tensor, ground: Tensor) -> Tensor:
+    """A layered G's image: `thing` where the mask is 1, `ground` where it is 0."""
+    return mask * thing + (1 - mask) * ground
 
 
 class TextDiscriminator(nn.Module):

@@ -32,11 +32,12 @@ from ..data.captions import random_captions, tokenize
 from ..errors import UserError
 from ..metrics.diversity import diversity_ratio
 from ..nets.text import AttentionTextEncoder, LayeredTextGenerator, TextDiscriminator, TextEncoder, TextGenerator, \
-    TextMode
+    TextMode, compose
 from .base import Context, Group, Phase, Request, Variant, adversarial_groups
 from .registry import register_variant
 
-FAKE = "fake"  # Context key: the D step's (images, μ, log σ², D's and G's sentence vectors, word ids), for the G step
+FAKE = "fake"  # Context key: the D step's (images, μ, log σ², mask, D's and G's sentence vectors, word ids), for G
+OBJECT_AREA = 0.5  # the largest share of an image `object_area` lets the layered G's mask cover unpenalised
 
 
 class Text2ImgConfig(Section):
@@ -74,6 +75,9 @@ class Text2ImgConfig(Section):
         (3, 1, 1), description="the layered G's attention heads over the caption's words for its layout, object and "
         "background layers (layout: shape, row and column)")
     query_gain: float = Field(10.0, gt=0, description="learning-rate multiplier of the layered G's attention queries")
+    object_area: float = Field(0.0, ge=0, description="weight of a penalty on the layered G's mask covering more "
+                               "than half of an image: the object is the smaller layer, so the object layer paints "
+                               "it whatever the background (breaks the layers' symmetry; 0: off; docs/text2img.md)")
     field: int = Field(1, ge=1, description="side of the layered G's colour grids (upsampled to the image): 1 gives "
                        "each layer one colour, so where things are is left to the mask alone")
 
@@ -112,6 +116,9 @@ class Text2Img(Variant):
         if o.layered and not o.own_encoder:
             raise UserError("text2img.layered reads the caption through G's own encoder",
                             "set text2img.own_encoder=true")
+        if o.object_area and not o.layered:
+            raise UserError("text2img.object_area weighs a penalty on the layered G's mask; this G has none",
+                            "set text2img.layered=true, or leave object_area at 0")
         self.encoder = TextEncoder(vocab, o.embed_dim, o.text_dim, o.encoder)
         self.g_encoder = (AttentionTextEncoder(vocab, o.embed_dim, o.heads, o.query_gain) if o.layered else
                           TextEncoder(vocab, o.embed_dim, o.text_dim, o.encoder) if o.own_encoder else None)
@@ -154,19 +161,24 @@ class Text2Img(Variant):
         `d_sentences`, detached."""
         return self.g_encoder(tokens) if self.g_encoder is not None else d_sentences.detach()
 
-    def fakes(self, sentences: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(G's images for G's sentence vectors, μ, log σ²), c drawn by conditioning augmentation."""
+    def fakes(self, sentences: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """(G's images for G's sentence vectors, μ, log σ², the layered G's mask or None), c drawn by conditioning
+        augmentation."""
         mu, log_var = self.G.condition(sentences)
         eps = self.local_rows(len(mu), lambda m: torch.randn(m, mu.shape[1], device=mu.device))
-        return self.G.draw(self.noise(len(mu)), mu, log_var, eps), mu, log_var
+        z = self.noise(len(mu))
+        if not self.options.layered:
+            return self.G.draw(z, mu, log_var, eps), mu, log_var, None
+        mask, thing, ground = self.G.layers(z, mu, log_var, eps)
+        return compose(mask, thing, ground), mu, log_var, mask
 
     def d_loss(self, batch: CaptionBatch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
         n = len(batch)
         wrong = batch.wrong.flatten(0, 1)  # (N·MISMATCHES, L), each image's mismatches in a row
         sentences = self.encoder(torch.cat([batch.text, wrong]))  # one encoder pass for all captions
         g_sentences = self.g_sentences(batch.text, sentences[:n])
-        fake_live, mu, log_var = self.fakes(g_sentences)
-        ctx.values[FAKE] = (fake_live, mu, log_var, sentences[:n].detach(), g_sentences, batch.text)
+        fake_live, mu, log_var, mask = self.fakes(g_sentences)
+        ctx.values[FAKE] = (fake_live, mu, log_var, mask, sentences[:n].detach(), g_sentences, batch.text)
         fake = fake_live.detach()
         text = self.D.text(sentences)
         h_real = self.D.feature_map(batch.x)
@@ -208,12 +220,12 @@ class Text2Img(Variant):
 
     def g_loss(self, batch: CaptionBatch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
         if FAKE in ctx.values:
-            fake, mu, log_var, sentences, g_sentences, tokens = ctx.values.pop(FAKE)
+            fake, mu, log_var, mask, sentences, g_sentences, tokens = ctx.values.pop(FAKE)
         else:  # no D step in this iteration
             with torch.no_grad():
                 sentences = self.encoder(batch.text)
             g_sentences = self.g_sentences(batch.text, sentences)
-            fake, mu, log_var = self.fakes(g_sentences)
+            fake, mu, log_var, mask = self.fakes(g_sentences)
             tokens = batch.text
         h, text = self.D.feature_map(fake), self.D.text(sentences)
         fake_logits = self.D.judge(h, text)
@@ -221,6 +233,12 @@ class Text2Img(Variant):
         kl = losses.gaussian_kl(mu, log_var)
         loss = adversarial + self.options.kl_weight * kl
         scalars = {"d_fake_g": self.game.mean_output(fake_logits), "kl": kl.detach()}
+        if mask is not None:
+            scalars["mask_area"] = mask.detach().mean()
+        if self.options.object_area:
+            excess = losses.area_excess(mask, OBJECT_AREA)
+            loss = loss + self.options.object_area * excess
+            scalars["g_area"] = excess.detach()
         if self.options.contrastive:
             matched = self.contrastive(h, text)
             loss = loss + self.options.contrastive * matched
@@ -242,7 +260,7 @@ class Text2Img(Variant):
         def middle(s: Tensor) -> Tensor:
             return 0.5 * (s + s.roll(1, dims=0))[:(len(s) + 1) // 2]
 
-        fake, _, _ = self.fakes(middle(g_sentences))
+        fake = self.fakes(middle(g_sentences))[0]
         return self.game.g(self.D.judge(self.D.feature_map(fake), self.D.text(middle(sentences))))
 
     # ------------------------------------------------------------------------------------------- sampling
