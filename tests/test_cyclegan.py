@@ -170,6 +170,30 @@ def test_eval_reports_both_directions_and_the_round_trips(tiny_cycle, cli):
         assert key in report
 
 
+def test_both_directions_and_round_trips_are_measured_on_rounded_outputs_against_the_truth(tiny_cycle):
+    """Catches B -> A measured against B, a round trip through the same direction twice, or a second pass left
+    unrounded (the protocol says outputs are measured as their PNGs hold them)."""
+    from gankit.data import load_truth_pairs
+    import gankit
+    from gankit.metrics.translation import l1, psnr
+    from gankit.report.compare import round_to_8bit
+    from gankit.report.evaluate import RunEval, translation
+
+    run = RunEval(gankit.load(tiny_cycle), tiny_cycle)
+    values, protocol = translation(run)
+    truth = load_truth_pairs(run.config.data, run.config.seed)
+    rows = torch.arange(len(truth))
+    a, b = truth.take(rows)[0], truth.take_b(rows)
+    gen = run.gen
+    out, back = round_to_8bit(gen.sample(inputs=a)), round_to_8bit(gen.sample(inputs=b, direction="b2a"))
+    assert values["psnr_to_truth_b2a"] == pytest.approx(psnr(back, a), rel=1e-9)
+    assert values["cycle_l1_a"] == pytest.approx(l1(round_to_8bit(gen.sample(inputs=out, direction="b2a")), a),
+                                                 rel=1e-9)
+    assert values["cycle_l1_b"] == pytest.approx(l1(round_to_8bit(gen.sample(inputs=back, direction="a2b")), b),
+                                                 rel=1e-9)
+    assert protocol["rounded_to_8bit"] is True
+
+
 def test_translate_direction_flag(tiny_cycle, tmp_path, cli):
     import numpy as np
 

@@ -355,9 +355,10 @@ def translation(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
     gen, cfg = run.gen, run.config
     truth = load_truth_pairs(cfg.data, cfg.seed)
     a, b = truth.take(torch.arange(len(truth)))[0], truth.take_b(torch.arange(len(truth)))
-    out = gen.sample(inputs=a)
-    if run.round_8bit:
-        out = round_to_8bit(out)
+    def emit(x: Tensor) -> Tensor:  # what a saved PNG of the output would hold
+        return round_to_8bit(x) if run.round_8bit else x
+
+    out = emit(gen.sample(inputs=a))
     train = load_dataset(cfg.data, cfg.seed)
     reference = train.take_b(torch.arange(min(len(train.b), HISTOGRAM_REFERENCE)))
     values = {"psnr_to_truth": psnr(out, b), "l1_to_truth": l1(out, b), "baseline_identity_psnr": psnr(a, b),
@@ -373,12 +374,10 @@ def translation(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
                 "weights": gen.info.get("weights"), "step": gen.info.get("step")}
     back = None
     if "direction" in gen.sampling:  # a two-way translator: B -> A against the true A, and both round trips
-        back = gen.sample(inputs=b, direction="b2a")
-        if run.round_8bit:
-            back = round_to_8bit(back)
+        back = emit(gen.sample(inputs=b, direction="b2a"))
         values["psnr_to_truth_b2a"] = psnr(back, a)
-        values["cycle_l1_a"] = l1(gen.sample(inputs=out, direction="b2a"), a)
-        values["cycle_l1_b"] = l1(gen.sample(inputs=back, direction="a2b"), b)
+        values["cycle_l1_a"] = l1(emit(gen.sample(inputs=out, direction="b2a")), a)
+        values["cycle_l1_b"] = l1(emit(gen.sample(inputs=back, direction="a2b")), b)
         protocol["two_way"] = "b2a: G_ba(true B) against A; cycle_l1_a: G_ba(G_ab(A)) against A, cycle_l1_b: " \
             "G_ab(G_ba(B)) against B"
     if truth.y is not None and truth.class_names and run.knows_the_data:
