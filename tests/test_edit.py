@@ -309,3 +309,29 @@ def test_ganspace_directions_move_their_own_principal_component_most(tiny_run):
         shift = ((acts[-2] - acts[-1]).double() @ v[:3].T).abs().mean(0)
         assert int(shift.argmax()) == i
     handle.remove()
+
+
+def test_eval_reports_the_inversion_of_held_out_images_start_refined_and_attributes_kept(tiny_run, monkeypatch):
+    """Catches the start and refined PSNR swapped or taken from other images, and attributes counted kept when only
+    some of them are (the protocol says all): inversion is replaced by a known result, half of whose reconstructions
+    are other held-out images."""
+    from gankit.data import load_heldout
+    from gankit.report.evaluate import INVERT_IMAGES, RUN_METRICS, RunEval
+
+    run = RunEval(load(tiny_run), tiny_run)
+    real, _ = load_heldout(run.config.data, run.config.seed, INVERT_IMAGES)
+    n = len(real)
+    redrawn = torch.cat([real[: n // 2], real[n // 2:].roll(1, 0)])
+    known = editing.Inversion(z=torch.zeros(n, 8), labels=None, images=redrawn, psnr=torch.linspace(20, 30, n),
+                              psnr_start=torch.linspace(5, 7, n))
+    seen: list[torch.Tensor] = []
+    monkeypatch.setattr(editing, "invert", lambda gen, images, **kw: seen.append(images) or known)
+    monkeypatch.setattr(editing, "run_directions", lambda *a, **kw: editing.Directions({}, {}))
+    values, protocol = RUN_METRICS["editing"].compute(run)
+    assert torch.equal(seen[0], real)
+    assert values["inversion_psnr"] == pytest.approx(25.0) and values["inversion_psnr_start"] == pytest.approx(6.0)
+    evaluator = run.evaluator
+    same = torch.stack([evaluator.classify(redrawn, a) == evaluator.classify(real, a) for a in evaluator.attributes])
+    assert same.all(0).float().mean() < same.any(0).float().mean()  # the test tells "all" from "any"
+    assert values["inversion_attributes_kept"] == pytest.approx(same.all(0).float().mean().item())
+    assert protocol["editing"]["inversion"]["images"] == n
