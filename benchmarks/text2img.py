@@ -7,7 +7,9 @@ and r_precision on 600 held-out captions of seen pairs and 600 of the unseen pai
     no-mismatch     text2img.mismatch=false: D never sees real images with mismatched captions
     kl-1            text2img.kl_weight=1 (StackGAN's weight; with a text encoder learnt from scratch)
     contrastive     text2img.contrastive=1: XMC-GAN's image-text InfoNCE for D and G as well
-    d-encoder       text2img.own_encoder=false: G reads D's text encoder (detached) instead of its own
+    no-area         text2img.object_area=0: the layered G without the penalty that makes its mask the object
+    one-piece       text2img.layered=false: one BigGAN G reading a GRU encoder of its own (the 2026-12-05 preset)
+    d-encoder       one-piece, with text2img.own_encoder=false: G reads D's text encoder (detached)
 
     python benchmarks/text2img.py --quick                 # 1 seed, 600 steps, the preset row only
     python benchmarks/text2img.py --rows preset no-mismatch kl-1 --jobs 2
@@ -24,8 +26,10 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+ONE_PIECE = ["text2img.layered=false", "text2img.object_area=0"]
 ROWS = {"preset": [], "no-mismatch": ["text2img.mismatch=false"], "kl-1": ["text2img.kl_weight=1"],
-        "contrastive": ["text2img.contrastive=1"], "d-encoder": ["text2img.own_encoder=false"]}
+        "contrastive": ["text2img.contrastive=1"], "no-area": ["text2img.object_area=0"], "one-piece": ONE_PIECE,
+        "d-encoder": [*ONE_PIECE, "text2img.own_encoder=false"]}
 ATTRIBUTES = ("shape", "color", "position", "background")
 
 

@@ -355,6 +355,7 @@ def translation(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
     gen, cfg = run.gen, run.config
     truth = load_truth_pairs(cfg.data, cfg.seed)
     a, b = truth.take(torch.arange(len(truth)))[0], truth.take_b(torch.arange(len(truth)))
+
     def emit(x: Tensor) -> Tensor:  # what a saved PNG of the output would hold
         return round_to_8bit(x) if run.round_8bit else x
 
