@@ -173,8 +173,8 @@ def test_eval_reports_both_directions_and_the_round_trips(tiny_cycle, cli):
 def test_both_directions_and_round_trips_are_measured_on_rounded_outputs_against_the_truth(tiny_cycle):
     """Catches B -> A measured against B, a round trip through the same direction twice, or a second pass left
     unrounded (the protocol says outputs are measured as their PNGs hold them)."""
-    from gankit.data import load_truth_pairs
     import gankit
+    from gankit.data import load_truth_pairs
     from gankit.metrics.translation import l1, psnr
     from gankit.report.compare import round_to_8bit
     from gankit.report.evaluate import RunEval, translation
