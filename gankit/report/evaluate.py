@@ -85,6 +85,10 @@ class RunEval:
     cache: dict[str, Any] = field(default_factory=dict)
     shard: Shard = ONE_PROCESS  # this process's place in a distributed evaluation (torchrun / --nproc)
 
+    def as_saved(self, images: Tensor) -> Tensor:
+        """Generated images as a saved PNG would hold them: rounded to 8 bits unless `round_8bit` is off."""
+        return round_to_8bit(images) if self.round_8bit else images
+
     def samples(self, n: int) -> Tensor:
         """n generated samples for the distribution metrics: plain, or refined by the run's calibrated D (whose
         cost and calibration go into the protocol under `refine`)."""
@@ -289,9 +293,7 @@ def _attribute_accuracy(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
         rows = torch.arange(len(data))
         prompts = data.captions(rows, torch.zeros_like(rows))  # template 0 names every attribute
         tokens = run.gen.data_kind.read_prompt(prompts, run.gen.spec)
-        fake = run.gen.sample(seed=run.seed, inputs=tokens)
-        if run.round_8bit:
-            fake = round_to_8bit(fake)
+        fake = run.as_saved(run.gen.sample(seed=run.seed, inputs=tokens))
         real = as_float(data.x)
         truth = {name: data.attributes[name] for name in ATTRIBUTES}
         # the unseen split per (colour, shape) pair: composition often fails on one pair only
@@ -355,11 +357,7 @@ def translation(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
     gen, cfg = run.gen, run.config
     truth = load_truth_pairs(cfg.data, cfg.seed)
     a, b = truth.take(torch.arange(len(truth)))[0], truth.take_b(torch.arange(len(truth)))
-
-    def emit(x: Tensor) -> Tensor:  # what a saved PNG of the output would hold
-        return round_to_8bit(x) if run.round_8bit else x
-
-    out = emit(gen.sample(inputs=a))
+    out = run.as_saved(gen.sample(inputs=a))
     train = load_dataset(cfg.data, cfg.seed)
     reference = train.take_b(torch.arange(min(len(train.b), HISTOGRAM_REFERENCE)))
     values = {"psnr_to_truth": psnr(out, b), "l1_to_truth": l1(out, b), "baseline_identity_psnr": psnr(a, b),
@@ -375,10 +373,10 @@ def translation(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
                 "weights": gen.info.get("weights"), "step": gen.info.get("step")}
     back = None
     if "direction" in gen.sampling:  # a two-way translator: B -> A against the true A, and both round trips
-        back = emit(gen.sample(inputs=b, direction="b2a"))
+        back = run.as_saved(gen.sample(inputs=b, direction="b2a"))
         values["psnr_to_truth_b2a"] = psnr(back, a)
-        values["cycle_l1_a"] = l1(emit(gen.sample(inputs=out, direction="b2a")), a)
-        values["cycle_l1_b"] = l1(emit(gen.sample(inputs=back, direction="a2b")), b)
+        values["cycle_l1_a"] = l1(run.as_saved(gen.sample(inputs=out, direction="b2a")), a)
+        values["cycle_l1_b"] = l1(run.as_saved(gen.sample(inputs=back, direction="a2b")), b)
         protocol["two_way"] = "b2a: G_ba(true B) against A; cycle_l1_a: G_ba(G_ab(A)) against A, cycle_l1_b: " \
             "G_ab(G_ba(B)) against B"
     if truth.y is not None and truth.class_names and run.knows_the_data:
@@ -401,9 +399,7 @@ def _super_resolution(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
     truth = load_truth_pairs(cfg.data, cfg.seed)
     rows = torch.arange(len(truth))
     low, high = truth.take(rows)[0], truth.take_b(rows)
-    out, bicubic = gen.sample(inputs=low), resize(low, high.shape[-1])
-    if run.round_8bit:
-        out, bicubic = round_to_8bit(out), round_to_8bit(bicubic)
+    out, bicubic = run.as_saved(gen.sample(inputs=low)), run.as_saved(resize(low, high.shape[-1]))
     border = high.shape[-1] // low.shape[-1]
     values = {"psnr_y": float(psnr_y(out, high, border).mean()), "ssim_y": float(ssim_y(out, high, border).mean()),
               "bicubic_psnr_y": float(psnr_y(bicubic, high, border).mean()),
@@ -426,9 +422,7 @@ def _reconstruction(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
     [0, 1] units and the PSNR of it (models with an encoder)."""
     cfg = run.config
     real, heldout = load_heldout(cfg.data, cfg.seed, RECONSTRUCT_IMAGES)
-    out = run.gen.reconstruct(real)
-    if run.round_8bit:
-        out = round_to_8bit(out)
+    out = run.as_saved(run.gen.reconstruct(real))
     error = float(((out - real) / 2).pow(2).mean())
     return {"reconstruction_error": error, "reconstruction_psnr": psnr(out, real)}, {"reconstruction": {
         "images": len(real), "heldout": heldout, "latent": "the posterior mean μ(x)",
