@@ -571,6 +571,23 @@ def test_eval_reports_attribute_accuracy_on_seen_and_unseen_pairs(tiny_run, cli)
     assert abs(mean - result["attribute_accuracy_unseen"]["color"]) < 0.1
 
 
+def test_attribute_accuracy_reads_fakes_as_their_pngs_hold_them(tiny_run, monkeypatch):
+    """Catches the caption metrics read on unrounded fakes: the protocol says generated images are rounded to 8 bits,
+    as a saved PNG holds them, and `--no-round` (round_8bit off) is the only way to skip it."""
+    from gankit.report import evaluate
+    from gankit.report.compare import round_to_8bit
+
+    read = []
+    score = evaluate.attribute_accuracy
+    monkeypatch.setattr(evaluate, "attribute_accuracy", lambda x, *a, **k: read.append(x) or score(x, *a, **k))
+    gen = load(tiny_run)
+    for rounded in (True, False):
+        read.clear()
+        evaluate.RUN_METRICS["attribute_accuracy"].compute(evaluate.RunEval(gen, tiny_run, round_8bit=rounded))
+        fakes = read[0::2]  # fakes then the real images of the same captions, seen split then unseen
+        assert len(fakes) == 2 and all(torch.equal(x, round_to_8bit(x)) == rounded for x in fakes)
+
+
 @pytest.mark.slow
 def test_a_short_training_draws_the_background_the_caption_names(tmp_path):
     """Learning, end to end through the trainer: after 300 small steps at 16×16 the background follows the
