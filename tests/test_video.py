@@ -101,6 +101,21 @@ def test_digit_crops_follow_the_digit():
     assert crops.shape == (6, 8, 1, 16, 16) and torch.equal(crops, crops[:, :1].expand_as(crops))
 
 
+def test_frames_are_cropped_for_the_datas_own_evaluator_only():
+    """Catches digit clips cropped for an evaluator that reads whole frames (`--features` other than the data's)."""
+    from types import SimpleNamespace
+
+    from gankit.report.video import evaluator_frames
+
+    data = moving_digits(3, frames=4, seed=1)
+    x = data.take(torch.arange(3))[0]
+    gen = SimpleNamespace(spec=data.spec())
+    own = evaluator_frames(SimpleNamespace(gen=gen, knows_the_data=True), x)
+    assert torch.equal(own, crop_around(x, centroids(x), 16).flatten(0, 1))
+    other = evaluator_frames(SimpleNamespace(gen=gen, knows_the_data=False), x)
+    assert torch.equal(other, x.flatten(0, 1))
+
+
 def test_speed_from_the_config_sets_how_far_objects_move_per_frame():
     data = load_dataset(DataConfig(name="moving-shapes", n=32, frames=4, resolution=16, speed=(0.1, 0.1)))
     step = (data.info["paths"][:, 1:] - data.info["paths"][:, :-1]).norm(dim=2)  # less only in a step that bounces

@@ -18,7 +18,6 @@ from ..data import load_dataset
 from ..metrics import FeatureStats
 from ..metrics.video import FOREGROUND_THRESHOLD, centroids, consistency, content_distance, crop_around, \
     mean_speed, object_colors, second_difference
-from .compare import round_to_8bit
 from .evaluate import REFERENCE_SEED, RunEval, register_run_metric
 
 CLIP_SAMPLES = 500
@@ -36,9 +35,7 @@ def clip_sets(run: RunEval) -> dict[str, Tensor]:
         fake = run.gen.sample(n, seed=run.seed)
         data = load_dataset(run.config.data, run.config.seed)
         rows = torch.randperm(len(data), generator=torch.Generator().manual_seed(REFERENCE_SEED))[:n]
-        if run.round_8bit:
-            fake = round_to_8bit(fake.flatten(0, 1)).view(fake.shape)
-        run.cache["clips"] = {"generated": fake,
+        run.cache["clips"] = {"generated": run.as_saved(fake.flatten(0, 1)).view(fake.shape),
                               "real": data.take(rows)[0]}
     return run.cache["clips"]
 
