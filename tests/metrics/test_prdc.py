@@ -35,6 +35,16 @@ def test_matches_full_matrix_reference(monkeypatch, chunk_rows):
     assert density_coverage(real, fake, k=4) == pytest.approx((density, coverage), abs=1.5 / 250)
 
 
+def test_features_far_from_zero_keep_their_distances():
+    """Catches distances taken without centring: ||a||² + ||b||² − 2a·b in float32 cancels to noise when the features
+    sit far from zero (as pooled activations of a deep net can) and the spread is small."""
+    rng = np.random.default_rng(1)
+    real, fake = rng.standard_normal((200, 8)) + 1e4, rng.standard_normal((180, 8)) + 1e4 + 0.8
+    precision, recall, density, coverage = reference_prdc(real, fake, k=4)
+    assert precision_recall(real, fake, k=4) == pytest.approx((precision, recall), abs=1.5 / 180)
+    assert density_coverage(real, fake, k=4) == pytest.approx((density, coverage), abs=1.5 / 180)
+
+
 def exact_precision_recall(real, fake, k, inside):
     """Precision and recall from int64 squared distances, `inside(distance², radius²)` deciding membership."""
     def sq_dist(a, b):
