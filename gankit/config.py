@@ -271,10 +271,11 @@ class TrainConfig(_Section):
     compile: bool = Field(False, description="torch.compile the nets (in place; the first steps pay the compile, "
                           "logged as a `compile` event; the cache lives in RUN/.compile-cache so resumes reuse it). "
                           "No faster for the CPU presets measured (docs/scaling.md)")
-    precision: Literal["fp32", "bf16", "fp16"] = Field(
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = Field(
         "fp32", description="bf16: the nets' forward passes run under bf16 autocast (losses, weights and optimizer "
         "state stay fp32); 1.6-2.8x faster at 64x64 on CPUs with AMX, no faster at 16x16. fp16: the same in float16 "
-        "with a dynamic loss scale per optimizer group, for GPUs without bf16 (docs/scaling.md)")
+        "with a dynamic loss scale per optimizer group, for GPUs without bf16. auto: bf16 on a CPU with AMX or a "
+        "GPU with bf16, else fp32 (run.json records the choice; docs/scaling.md)")
     export_discriminator: bool = Field(False, description="also export D to model/discriminator.safetensors, so "
                                        "discriminator-guided sampling (--refine) works without checkpoints")
     pictures: bool = Field(True, description="draw samples/step-N.png and losses.png; off skips both (progress "

@@ -211,6 +211,28 @@ def test_bf16_precision_runs_the_nets_in_bf16_and_keeps_losses_and_weights_fp32(
     assert x.dtype == torch.float32 and torch.isfinite(x).all()  # sampling runs in fp32
 
 
+@pytest.mark.parametrize("amx", [True, False])
+def test_auto_precision_is_bf16_on_a_cpu_with_amx_only_and_the_run_record_says_which(tmp_path, monkeypatch, amx):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    over = ["train.steps=2", "model.width=8", "train.sample_every=0", "train.precision=auto"]
+    trainer = Trainer(gankit.load_config("digits-dcgan", over), tmp_path / "r", progress=False)
+    seen = []
+    trainer.variant.D.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    trainer.fit()
+    assert set(seen) == {torch.bfloat16 if amx else torch.float32}
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["sessions"][0]["precision"] == ("bf16" if amx
+                                                                                               else "fp32")
+
+
+def test_named_precisions_are_kept_whatever_the_cpu(monkeypatch):
+    from gankit.train.trainer import resolve_precision
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert [resolve_precision(p, torch.device("cpu")) for p in ("fp32", "bf16", "fp16")] == ["fp32", "bf16", "fp16"]
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")  # a torch without the probe: fp32, the safe choice
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+
+
 FP16 = ["model.width=8", "train.sample_every=0", "train.log_every=1", "train.precision=fp16"]
 
 

@@ -41,11 +41,14 @@ class RunRecord:
             except (ValueError, AttributeError):
                 self.sessions = []  # unreadable: start the record again rather than fail the run
 
-    def start(self, device: torch.device, step: int, processes: int = 1, launch: str | None = None) -> None:
-        """A new session: `processes` of a data-parallel run (torchrun job `launch`) or one."""
+    def start(self, device: torch.device, step: int, processes: int = 1, launch: str | None = None,
+              precision: str = "fp32") -> None:
+        """A new session: `processes` of a data-parallel run (torchrun job `launch`) or one, its nets' forward passes
+        in `precision` (what train.precision=auto chose on this machine)."""
         self.sessions.append({
             "gankit": __version__, "torch": torch.__version__, "python": platform.python_version(),
-            "platform": platform.platform(), "device": str(device), "threads": torch.get_num_threads(),
+            "platform": platform.platform(), "device": str(device), "precision": precision,
+            "threads": torch.get_num_threads(),
             "argv": list(sys.argv), "git_commit": git_commit(), "start": _now(), "end": None,
             "from_step": step, "to_step": None, "status": "running", "processes": processes,
             **({"launch": launch} if launch else {})})

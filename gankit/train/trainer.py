@@ -66,6 +66,17 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def resolve_precision(name: str, device: torch.device) -> str:
+    """`auto` picks bf16 where the hardware computes it natively (a CPU with AMX tiles, a CUDA GPU with bf16), where
+    it is measured or known to pay, and fp32 elsewhere (bf16 emulated on an older CPU is slower than fp32)."""
+    if name != "auto":
+        return name
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private in torch 2.x: absent means unknown, so fp32
+    return "bf16" if device.type == "cpu" and amx is not None and amx() else "fp32"
+
+
 class Trainer:
     """Builds data, variant, optimizers and EMA from a Config and trains into `run_dir`.
 
@@ -78,6 +89,7 @@ class Trainer:
         self.cfg, self.run_dir, self.show_progress = cfg, Path(run_dir), progress
         self.shard, self.device = distributed.setup(resolve_device(cfg.train.device))
         self.main = self.shard.rank == 0  # the process that writes files
+        self.precision = resolve_precision(cfg.train.precision, self.device)
         if not resume and self.run_dir.is_dir() and any(self.run_dir.iterdir()):
             what = "already holds a run" if (self.run_dir / "config.yaml").is_file() else "is not empty"
             raise UserError(f"{self.run_dir} {what}", "resume it (resume=True, `gankit train --resume`) or train "
@@ -94,7 +106,7 @@ class Trainer:
         if self.shard.world > 1 and cfg.privacy.epsilon is not None:
             raise UserError("privacy.epsilon runs train in one process: the DP accountant assumes one noisy sum per "
                             "step", "run without torchrun / --nproc")
-        if cfg.train.precision == "fp16" and cfg.privacy.epsilon is not None:
+        if self.precision == "fp16" and cfg.privacy.epsilon is not None:
             raise UserError("privacy.epsilon clips each example's gradient to privacy.max_grad_norm, and fp16's loss "
                             "scale would multiply those gradients first", "train it with train.precision=fp32 or bf16")
         distributed.barrier(self.shard)  # every process has looked at run_dir before process 0 writes to it
@@ -122,7 +134,7 @@ class Trainer:
         # fp16 gradients underflow without a loss scale: one dynamic scaler per group (D's and G's gradients differ
         # by orders of magnitude), whose overflow skips are normal and are not the NaN guard's business
         self.scalers = {name: torch.amp.GradScaler(self.device.type) for name in self.groups} \
-            if cfg.train.precision == "fp16" else {}
+            if self.precision == "fp16" else {}
         if self.scalers and self.device.type == "cpu" and self.main:
             log.warning("train.precision=fp16 on a CPU runs, but CPUs rarely compute float16 fast: use bf16 (or fp32)")
         self.overflows = 0  # fp16 steps skipped because the scaled gradients overflowed, since the last log line
@@ -211,7 +223,7 @@ class Trainer:
         diverged: Diverged | None = None
         record = RunRecord(self.run_dir) if main else None
         if record is not None:
-            record.start(self.device, self.step, self.shard.world, distributed.launch_id())
+            record.start(self.device, self.step, self.shard.world, distributed.launch_id(), self.precision)
         status = "failed"  # until the loop ends one of the known ways
         previous = self._install_signal_handlers()
         if not self.guard.has_snapshot:  # a resumed run has its checkpoint's
@@ -332,7 +344,7 @@ class Trainer:
     def _precision(self) -> contextlib.AbstractContextManager:
         """The forward passes' precision: bf16 or fp16 autocast (backward and optimizer steps run outside it), or
         fp32."""
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.cfg.train.precision)
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         return contextlib.nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
 
     def _log_window(self, window: dict[str, list], steps: int, seconds: float,
