@@ -67,8 +67,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
-    """`auto` picks bf16 where the hardware computes it natively (a CPU with AMX tiles, a CUDA GPU with bf16), where
-    it is measured or known to pay, and fp32 elsewhere (bf16 emulated on an older CPU is slower than fp32)."""
+    """`auto` picks bf16 where the hardware computes it natively (a CPU with AMX tiles, where it was measured to pay;
+    a CUDA GPU with bf16) and fp32 elsewhere, where bf16 would be emulated."""
     if name != "auto":
         return name
     if device.type == "cuda":
