@@ -17,8 +17,8 @@ from gankit.data.clips import bounce
 from gankit.data.shapes import SHAPES, Difficulty
 from gankit.io import read_provenance
 from gankit.metrics import load_evaluator
-from gankit.metrics.video import centroids, consistency, content_distance, crop_around, mean_speed, \
-    second_difference
+from gankit.metrics.video import centroids, consistency, content_distance, crop_around, majority_shares, mean_speed, \
+    second_difference, total_variation
 from gankit.nets.video import VideoDiscriminator, VideoGenerator
 from gankit.variants import Context, build_variant, resolve
 from gankit.variants.mocogan import FAKE
@@ -323,6 +323,21 @@ def test_framewise_baseline_has_no_video_d_and_independent_frames():
     assert "d_video_loss" not in scalars and torch.isfinite(loss)
 
 
+@pytest.mark.parametrize("mbstd", [True, False])
+def test_minibatch_std_lets_both_ds_judge_a_sample_by_the_others(mbstd):
+    """With mocogan.minibatch_std, D_I's and D_V's logit for a sample moves when the rest of the batch changes (the
+    batch's spread is one of their features); without it (eval-mode batch norm) it does not."""
+    variant, batch = _setup(f"mocogan.minibatch_std={str(mbstd).lower()}")
+    variant.eval()
+    frames = batch.x[:, 0]
+    for d, x in ((variant.D_image, frames), (variant.D_video, batch.x)):
+        others_still = x.clone()
+        others_still[1:] = x[1:2]  # every other sample the same: no spread
+        with torch.no_grad():
+            moved = (d(x)[0] - d(others_still)[0]).abs().item()
+        assert (moved > 0) == mbstd, type(d).__name__  # the same shapes run the same kernels: bit-equal without
+
+
 @pytest.mark.parametrize("frames", [1, 3])
 def test_frame_picks_are_the_processes_rows_of_one_global_draw(frames):
     """Catches frame picks drawn per process (a data-parallel run would then differ from one process)."""
@@ -353,6 +368,9 @@ def test_metrics_separate_real_clips_from_clips_that_change_content(data, reques
     assert consistency(shapes_of(x)) > 0.97 and consistency(shapes_of(shuffled)) < 0.6
     features = lambda v: evaluator.features(v.flatten(0, 1)).view(64, 16, -1)  # noqa: E731
     assert content_distance(features(x)) < 0.7 * content_distance(features(shuffled))
+    shares = majority_shares(shapes_of(x), len(evaluator.attributes["shape"]))
+    assert shares.sum() == pytest.approx(1) and total_variation(shares, shares) == 0
+    assert total_variation(shares, torch.eye(len(shares))[shares.argmax()]) == pytest.approx(1 - shares.max().item())
     assert second_difference(centroids(x)) < 0.5 * second_difference(centroids(shuffled))
 
 
@@ -458,6 +476,13 @@ def test_clip_metrics_read_real_clips_of_the_fixed_subset_and_rounded_generated_
     shuffled.cache["clips"] = {"generated": frames[order].view_as(clips["real"]), "real": clips["real"]}
     mixed, _ = evaluate.RUN_METRICS["consistency"].compute(shuffled)
     assert mixed["consistency"] < 0.9 < mixed["consistency_real"]
+    real_mix = majority_shares(seen, len(run.evaluator.attributes[label]))
+    one_kind = evaluate.RunEval(run.gen, video_run, n=16)  # every "generated" clip is real clip 0: perfectly consistent
+    one_kind.cache["clips"] = {"generated": clips["real"][:1].expand_as(clips["real"]), "real": clips["real"]}
+    collapsed, protocol = evaluate.RUN_METRICS["consistency"].compute(one_kind)
+    kind = seen[0].mode().values
+    assert collapsed["consistency"] == 1 and collapsed["class_mix_tv"] == pytest.approx(1 - real_mix[kind].item())
+    assert 0.2 < collapsed["class_mix_tv"] and sum(protocol["consistency"]["class_mix"]["generated"].values()) == 1
     for key in ("acd", "motion_speed"):
         assert values[key] != pytest.approx(values[f"{key}_real"]), key
     assert values["frame_fd"] > 0

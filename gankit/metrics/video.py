@@ -66,6 +66,16 @@ def consistency(classes: Tensor) -> Tensor:
     return (classes == mode[:, None]).float().mean()
 
 
+def majority_shares(classes: Tensor, n_classes: int) -> Tensor:
+    """Per-frame classes (N, T) -> (n_classes,) the share of clips whose most common class is each class."""
+    return torch.bincount(classes.mode(dim=1).values, minlength=n_classes)[:n_classes].float() / len(classes)
+
+
+def total_variation(p: Tensor, q: Tensor) -> Tensor:
+    """Total variation distance between two distributions over the same classes: 0 alike, 1 disjoint."""
+    return (p - q).abs().sum() / 2
+
+
 def crop_around(clips: Tensor, centres: Tensor, side: int) -> Tensor:
     """(N, T, C, side, side) crops of each frame centred on `centres` (N, T, 2) (fractions of the side); the frame is
     padded with its darkest value (-1) where a crop leaves it."""

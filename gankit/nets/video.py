@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .blocks import MinibatchStd
 from .dcgan import DCGANGenerator, _levels
 
 
@@ -57,9 +58,11 @@ class VideoGenerator(nn.Module):
 
 class VideoDiscriminator(nn.Module):
     """clips (N, T, C, R, R) -> logits (N,): 3D convs (3 frames × 4 × 4 kernels) halving space and, while at least
-    4 frames are left, time; batch norm after the first; then one conv over what is left of the clip."""
+    4 frames are left, time; batch norm after the first; then one conv over what is left of the clip (with the
+    minibatch std as one more channel when asked)."""
 
-    def __init__(self, frames: int, channels: int, resolution: int, width: int = 32, batchnorm: bool = True) -> None:
+    def __init__(self, frames: int, channels: int, resolution: int, width: int = 32, batchnorm: bool = True,
+                 minibatch_std: bool = False) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         ch_in, ch, t = channels, width, frames
@@ -71,7 +74,8 @@ class VideoDiscriminator(nn.Module):
             t = (t - 1) // stride + 1
             ch_in, ch = ch, ch * 2
         self.body = nn.Sequential(*layers)
-        self.head = nn.Conv3d(ch_in, 1, (t, 4, 4), bias=False)  # (N, c, t, 4, 4) -> (N, 1, 1, 1, 1)
+        self.mbstd = MinibatchStd() if minibatch_std else nn.Identity()
+        self.head = nn.Conv3d(ch_in + int(minibatch_std), 1, (t, 4, 4), bias=False)  # (N, c, t, 4, 4) -> (N, 1, 1, 1, 1)
         for m in self.modules():  # DCGAN's initialisation, in 3D
             if isinstance(m, nn.Conv3d):
                 nn.init.normal_(m.weight, 0.0, 0.02)
@@ -80,4 +84,4 @@ class VideoDiscriminator(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.body(x.transpose(1, 2))).flatten()  # (N, T, C, H, W) -> (N, C, T, H, W)
+        return self.head(self.mbstd(self.body(x.transpose(1, 2)))).flatten()  # (N, T, C, H, W) -> (N, C, T, H, W)

@@ -17,7 +17,7 @@ from torch import Tensor
 from ..data import load_dataset
 from ..metrics import FeatureStats
 from ..metrics.video import FOREGROUND_THRESHOLD, centroids, consistency, content_distance, crop_around, \
-    mean_speed, object_colors, second_difference
+    majority_shares, mean_speed, object_colors, second_difference, total_variation
 from .evaluate import REFERENCE_SEED, RunEval, register_run_metric
 
 CLIP_SAMPLES = 500
@@ -67,10 +67,15 @@ def _sets(run: RunEval) -> dict[str, Any]:
 @register_run_metric("consistency", applies=lambda run: _is_clip(run) and run.knows_the_data)
 def _consistency(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
     """The share of a clip's frames in which the evaluator sees the clip's most common class, for each attribute it
-    names (shapes: shape, then colour; digits: the digit); `consistency` is the data's label's."""
+    names (shapes: shape, then colour; digits: the digit); `consistency` is the data's label's. `class_mix_tv` says
+    whether that consistency was bought by drawing fewer kinds of content: the total variation distance between
+    the generated and the real clips' shares of majority classes (a model that draws only circles, on data of
+    circles and squares, is perfectly consistent and 0.5 away)."""
     label = run.gen.spec["evaluator"]["label"]
     values: dict[str, Any] = {}
     attributes = [label] + [a for a in run.evaluator.attributes if a != label]
+    names = run.evaluator.attributes[label]
+    shares = {}
     for which, suffix in (("generated", ""), ("real", "_real")):
         clips = clip_sets(run)[which]
         frames = evaluator_frames(run, clips)
@@ -78,9 +83,18 @@ def _consistency(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
             classes = run.evaluator.classify(frames, attribute).view(*clips.shape[:2])
             name = "consistency" if attribute == label else f"consistency_{attribute}"
             values[name + suffix] = consistency(classes).item()
+            if attribute == label:
+                shares[which] = majority_shares(classes, len(names))
+    values["class_mix_tv"] = total_variation(shares["generated"], shares["real"]).item()
+    mix = {which: {name: round(share, 4) for name, share in zip(names, p.tolist()) if share}
+           for which, p in shares.items()}
     return values, {"consistency": {**_sets(run), "classifier": run.evaluator.name, "attributes": attributes,
                                     "rule": "per clip, the share of frames whose arg-max class equals the clip's "
-                                            "most common one; mean over clips"}}
+                                            "most common one; mean over clips",
+                                    "class_mix": mix,
+                                    "class_mix_tv": f"total variation distance between the shares of clips whose "
+                                                    f"most common {label} is each class, generated against real "
+                                                    "(0: the same mix)"}}
 
 
 @register_run_metric("acd", applies=_is_clip)

@@ -41,6 +41,8 @@ class MoCoGANConfig(Section):
     image_frames: int = Field(1, ge=1, le=64, description="frames D_I judges per clip, picked at random (MoCoGAN: 1)")
     pair_weight: float = Field(0.0, ge=0, description="weight of a pair D that judges two random frames of a clip "
                                "side by side, so content that drifts is easy to catch (gankit's addition; 0: none)")
+    minibatch_std: bool = Field(False, description="D_I and D_V see the minibatch std of their last features "
+                                "(Karras et al. 2018), so a G that draws too few kinds of clip is easier to catch")
     framewise: bool = Field(False, description="baseline: independent latent per frame, no motion GRU, no D_V")
 
 
@@ -64,8 +66,8 @@ class MoCoGAN(Variant):
         try:
             self.G = VideoGenerator(frames, channels, height, o.content_dim, o.motion_dim, o.noise_dim, o.g_width,
                                     o.framewise)
-            self.D_image = DCGANDiscriminator(channels, height, o.d_width)
-            self.D_video = VideoDiscriminator(frames, channels, height, o.d_width) \
+            self.D_image = DCGANDiscriminator(channels, height, o.d_width, minibatch_std=o.minibatch_std)
+            self.D_video = VideoDiscriminator(frames, channels, height, o.d_width, minibatch_std=o.minibatch_std) \
                 if o.video_weight and not o.framewise else None
             self.D_pair = DCGANDiscriminator(2 * channels, height, o.d_width) \
                 if o.pair_weight and not o.framewise else None
