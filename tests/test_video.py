@@ -201,6 +201,20 @@ def test_generator_and_discriminators_shapes():
     assert framewise.z_dim == 16 * 12 and framewise(torch.randn(2, framewise.z_dim)).shape == (2, 16, 3, 32, 32)
 
 
+def test_g_start_sets_the_side_of_the_frame_generators_first_map():
+    """mocogan.g_start reaches the image generator: its first layer maps z to a g_start × g_start map, and the
+    stages after it still end at the data's resolution."""
+    for start in (4, 8):
+        variant, batch = _setup(f"mocogan.g_start={start}")
+        first = variant.G.image.net[0]
+        with torch.no_grad():
+            clips = variant.G(variant.noise(2))
+        assert first.kernel_size == (start, start) and first(torch.zeros(1, first.in_channels, 1, 1)).shape[-1] == start
+        assert clips.shape[1:] == batch.x.shape[1:]
+    with pytest.raises(ValueError, match="first map"):
+        VideoGenerator(16, 3, 16, width=8, start=16)
+
+
 def test_motion_moves_the_frames_and_content_is_shared():
     """Catches a zeroed or ignored motion path (every frame of a clip would be the same picture) and a content code
     not shared across frames (two clips with the same motion but different content would not differ)."""

@@ -18,14 +18,20 @@ def _levels(resolution: int) -> int:
 
 
 class DCGANGenerator(nn.Module):
-    """z (N, z_dim) -> images (N, C, R, R) in [-1, 1]: a 4×4 projection, then stride-2 transposed convs halving width."""
+    """z (N, z_dim) -> images (N, C, R, R) in [-1, 1]: a 4×4 projection, then stride-2 transposed convs halving width.
 
-    def __init__(self, z_dim: int, channels: int, resolution: int, width: int = 64) -> None:
+    `start=8` projects z to an 8×8 map instead (one stride-2 stage fewer): each cell of the first map covers 4 pixels
+    of a 32×32 image rather than 8, so what z places is placed more finely (moving objects; docs/video.md)."""
+
+    def __init__(self, z_dim: int, channels: int, resolution: int, width: int = 64, start: int = 4) -> None:
         super().__init__()
         self.z_dim = z_dim
-        levels = _levels(resolution)
-        ch = width * 2 ** (levels - 1)  # channels at 4×4; 512 for 64×64 with width 64 (as in pytorch/examples)
-        layers: list[nn.Module] = [nn.ConvTranspose2d(z_dim, ch, 4, 1, 0, bias=False), nn.BatchNorm2d(ch), nn.ReLU(True)]
+        levels = _levels(resolution) - _levels(start) if start > 4 else _levels(resolution)
+        if start not in (4, 8, 16) or levels < 1:
+            raise ValueError(f"DCGAN's first map must be 4, 8 or 16 pixels and smaller than the image, got {start}")
+        ch = width * 2 ** (levels - 1)  # at the first map; 512 for 64×64 with width 64 (as in pytorch/examples)
+        layers: list[nn.Module] = [nn.ConvTranspose2d(z_dim, ch, start, 1, 0, bias=False), nn.BatchNorm2d(ch),
+                                   nn.ReLU(True)]
         for _ in range(levels - 1):  # (N, ch, s, s) -> (N, ch/2, 2s, 2s)
             layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU(True)]
             ch //= 2

@@ -22,11 +22,11 @@ class VideoGenerator(nn.Module):
     """
 
     def __init__(self, frames: int, channels: int, resolution: int, content_dim: int = 32, motion_dim: int = 16,
-                 noise_dim: int = 8, width: int = 32, framewise: bool = False) -> None:
+                 noise_dim: int = 8, width: int = 32, framewise: bool = False, start: int = 4) -> None:
         super().__init__()
         self.frames, self.content_dim, self.motion_dim, self.noise_dim = frames, content_dim, motion_dim, noise_dim
         self.framewise = framewise
-        self.image = DCGANGenerator(content_dim + motion_dim, channels, resolution, width)
+        self.image = DCGANGenerator(content_dim + motion_dim, channels, resolution, width, start)
         self.rnn = None if framewise else nn.GRUCell(noise_dim, motion_dim)
 
     @property
@@ -75,7 +75,7 @@ class VideoDiscriminator(nn.Module):
             ch_in, ch = ch, ch * 2
         self.body = nn.Sequential(*layers)
         self.mbstd = MinibatchStd() if minibatch_std else nn.Identity()
-        self.head = nn.Conv3d(ch_in + int(minibatch_std), 1, (t, 4, 4), bias=False)  # (N, c, t, 4, 4) -> (N, 1, 1, 1, 1)
+        self.head = nn.Conv3d(ch_in + int(minibatch_std), 1, (t, 4, 4), bias=False)  # (N, c, t, 4, 4) -> N logits
         for m in self.modules():  # DCGAN's initialisation, in 3D
             if isinstance(m, nn.Conv3d):
                 nn.init.normal_(m.weight, 0.0, 0.02)

@@ -12,6 +12,8 @@ D_V, i.e. an image GAN (DCGAN) run T times; its clips have no reason to keep the
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from pydantic import Field
 from torch import Tensor
@@ -36,6 +38,8 @@ class MoCoGANConfig(Section):
     motion_dim: int = Field(16, ge=1, description="size of the motion code z_m(t) (the GRU's state)")
     noise_dim: int = Field(8, ge=1, description="size of the noise ε(t) fed to the GRU each frame")
     g_width: int = Field(32, ge=4, description="the image generator's channels at full resolution (DCGAN width)")
+    g_start: Literal[4, 8, 16] = Field(4, description="side of the image generator's first map (DCGAN: 4); 8 places "
+                                       "moving objects on a finer grid, with one upsampling stage fewer")
     d_width: int = Field(32, ge=4, description="first-layer channels of D_I and D_V")
     video_weight: float = Field(1.0, ge=0, description="weight of D_V's terms in D's and G's losses (0: no D_V)")
     image_frames: int = Field(1, ge=1, le=64, description="frames D_I judges per clip, picked at random (MoCoGAN: 1)")
@@ -65,7 +69,7 @@ class MoCoGAN(Variant):
             raise UserError(f"mocogan needs square frames, the data is {height}×{width}", "set data.resolution")
         try:
             self.G = VideoGenerator(frames, channels, height, o.content_dim, o.motion_dim, o.noise_dim, o.g_width,
-                                    o.framewise)
+                                    o.framewise, o.g_start)
             self.D_image = DCGANDiscriminator(channels, height, o.d_width, minibatch_std=o.minibatch_std)
             self.D_video = VideoDiscriminator(frames, channels, height, o.d_width, minibatch_std=o.minibatch_std) \
                 if o.video_weight and not o.framewise else None
