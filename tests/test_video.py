@@ -138,9 +138,12 @@ def test_digit_paths_and_labels_say_where_each_digit_is_and_which_it_is():
 
 
 @pytest.mark.parametrize("override, fragment", [("data.speed=[0.1,0.01]", "data.speed"),
-                                                ("data.frames=2", "data.frames")])
+                                                ("data.frames=2", "data.frames"),
+                                                ("mocogan.g_start=32", "mocogan.g_start"),
+                                                ("mocogan.g_start=16 data.resolution=16", "mocogan.g_start")])
 def test_bad_clip_knobs_are_one_line_exit_2(cli, tmp_path, override, fragment):
-    code, _, err = cli("train", "moving-shapes-video", override, *RUN, "--out", str(tmp_path / "r"), "--no-progress")
+    code, _, err = cli("train", "moving-shapes-video", *override.split(), *RUN, "--out", str(tmp_path / "r"),
+                       "--no-progress")
     assert code == 2 and fragment in err and "Traceback" not in err
     assert not (tmp_path / "r" / "checkpoints").exists()
 

@@ -26,9 +26,9 @@ class DCGANGenerator(nn.Module):
     def __init__(self, z_dim: int, channels: int, resolution: int, width: int = 64, start: int = 4) -> None:
         super().__init__()
         self.z_dim = z_dim
-        levels = _levels(resolution) - _levels(start) if start > 4 else _levels(resolution)
-        if start not in (4, 8, 16) or levels < 1:
+        if start not in (4, 8, 16) or start >= resolution:
             raise ValueError(f"DCGAN's first map must be 4, 8 or 16 pixels and smaller than the image, got {start}")
+        levels = _levels(resolution) - (_levels(start) if start > 4 else 0)
         ch = width * 2 ** (levels - 1)  # at the first map; 512 for 64×64 with width 64 (as in pytorch/examples)
         layers: list[nn.Module] = [nn.ConvTranspose2d(z_dim, ch, start, 1, 0, bias=False), nn.BatchNorm2d(ch),
                                    nn.ReLU(True)]

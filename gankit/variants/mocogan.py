@@ -76,7 +76,7 @@ class MoCoGAN(Variant):
             self.D_pair = DCGANDiscriminator(2 * channels, height, o.d_width) \
                 if o.pair_weight and not o.framewise else None
         except ValueError as exc:
-            raise UserError(str(exc), "set data.resolution to 16, 32 or 64") from None
+            raise UserError(str(exc), "set data.resolution to 16, 32 or 64, above mocogan.g_start") from None
         self.z_dim, self.frames = self.G.z_dim, frames
         self.game = losses.game(cfg.loss.name)
         self.video_weight, self.image_frames, self.pair_weight = o.video_weight, o.image_frames, o.pair_weight
