@@ -28,7 +28,7 @@ class DCGANGenerator(nn.Module):
         self.z_dim = z_dim
         if start not in (4, 8, 16) or start >= resolution:
             raise ValueError(f"DCGAN's first map must be 4, 8 or 16 pixels and smaller than the image, got {start}")
-        levels = _levels(resolution) - (_levels(start) if start > 4 else 0)
+        levels = _levels(resolution) + 2 - int(math.log2(start))  # ×2 stages from the first map to the image
         ch = width * 2 ** (levels - 1)  # at the first map; 512 for 64×64 with width 64 (as in pytorch/examples)
         layers: list[nn.Module] = [nn.ConvTranspose2d(z_dim, ch, start, 1, 0, bias=False), nn.BatchNorm2d(ch),
                                    nn.ReLU(True)]

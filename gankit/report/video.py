@@ -92,7 +92,7 @@ def _consistency(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
                                     "rule": "per clip, the share of frames whose arg-max class equals the clip's "
                                             "most common one; mean over clips",
                                     "class_mix": mix,
-                                    "class_mix_tv": f"total variation distance between the shares of clips whose "
+                                    "class_mix_tv": "total variation distance between the shares of clips whose "
                                                     f"most common {label} is each class, generated against real "
                                                     "(0: the same mix)"}}
 
