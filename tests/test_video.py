@@ -254,7 +254,7 @@ def test_d_loss_is_the_game_on_real_then_fake_for_every_discriminator():
     _first_frame(variant)
     ctx = Context()
     loss, scalars = variant.loss("D", batch, ctx)
-    fake = ctx.values[FAKE].detach()
+    fake = ctx.values[FAKE][0].detach()
     image = losses.d_bce(variant.D_image(batch.x[:, 3]), variant.D_image(fake[:, 3]))
     video = losses.d_bce(variant.D_video(batch.x), variant.D_video(fake))
     pair = losses.d_bce(variant.D_pair(_pairs(batch.x)), variant.D_pair(_pairs(fake)))
@@ -277,7 +277,7 @@ def test_one_d_step_raises_every_d_on_reals_and_lowers_it_on_fakes():
     variant, batch = _setup("mocogan.pair_weight=1")
     ctx = Context()
     loss, _ = variant.loss("D", batch, ctx)
-    fake = ctx.values[FAKE].detach()
+    fake = ctx.values[FAKE][0].detach()
 
     def scores():
         with torch.no_grad():
@@ -301,7 +301,7 @@ def test_g_loss_is_the_game_on_every_discriminator_and_reaches_the_motion_rnn():
     _first_frame(variant)
     ctx = Context()
     variant.loss("D", batch, ctx)
-    fake = ctx.values[FAKE]
+    fake = ctx.values[FAKE][0]
     loss, _ = variant.loss("G", batch, ctx)
     expected = losses.g_non_saturating(variant.D_image(fake[:, 3])) + \
         0.7 * losses.g_non_saturating(variant.D_video(fake)) + 0.3 * losses.g_non_saturating(variant.D_pair(_pairs(fake)))
@@ -338,6 +338,78 @@ def test_framewise_baseline_has_no_video_d_and_independent_frames():
     assert variant.D_video is None and variant.D_pair is None and variant.G.rnn is None and list(variant.groups["D"].modules) == [variant.D_image]
     loss, scalars = variant.loss("D", batch, Context())
     assert "d_video_loss" not in scalars and torch.isfinite(loss)
+
+
+def _code_setup(*overrides: str):
+    """A tiny MoCoGAN with a 3-valued content code; D_I judges frame 3 only, so its inputs can be recomputed."""
+    variant, batch = _setup("mocogan.content_categories=3", "mocogan.info_weight=0.4", "mocogan.image_frames=1",
+                            *overrides)
+    variant.pick_frames = lambda clips: clips[:, 3]
+    return variant, batch
+
+
+def test_content_code_term_is_q_reading_the_fakes_code_in_both_steps():
+    """Catches the code's term dropped from D's or G's loss, its sign flipped, its weight ignored, and Q trained on
+    real frames instead of the fakes (whose code is known)."""
+    variant, batch = _code_setup("mocogan.video_weight=0")
+    ctx = Context()
+    loss, scalars = variant.loss("D", batch, ctx)
+    fake, code = ctx.values[FAKE]
+    assert code.shape == (8,) and int(code.max()) < 3
+    (real_logits, _), (fake_logits, q) = variant.D_image(batch.x[:, 3]), variant.D_image(fake.detach()[:, 3])
+    info = torch.nn.functional.cross_entropy(q, code)
+    assert loss.item() == pytest.approx((losses.d_bce(real_logits, fake_logits) + 0.4 * info).item(), rel=1e-5)
+    assert scalars["info_loss"].item() == pytest.approx(info.item(), rel=1e-5)
+    g_loss, g_scalars = variant.loss("G", batch, ctx)
+    g_logits, g_q = variant.D_image(fake[:, 3])
+    expected = losses.g_non_saturating(g_logits) + 0.4 * torch.nn.functional.cross_entropy(g_q, code)
+    assert g_loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    g_loss.backward()  # the code reaches G: its input weights for the code's columns get a gradient
+    assert variant.G.image.net[0].weight.grad[8:11].abs().sum() > 0
+
+
+def test_q_reads_each_picked_frame_against_its_own_clips_code():
+    """With several frames per clip, every picked frame is scored against the code of the clip it came from
+    (catches codes repeated in the wrong order)."""
+    variant, _ = _setup("mocogan.content_categories=3", "mocogan.image_frames=4")
+    clips = torch.arange(6).float().view(6, 1, 1, 1, 1).expand(6, 16, 3, 32, 32)  # every pixel = the clip's index
+    code = torch.tensor([2, 0, 1, 1, 2, 0])
+
+    class Reader(torch.nn.Module):  # a Q that knows each frame's clip from its pixels
+        def forward(self, frames):
+            return frames.new_zeros(len(frames)), 50.0 * torch.nn.functional.one_hot(code[frames[:, 0, 0, 0].long()], 3)
+    variant.D_image = Reader()
+    _, info = variant.judge_frames(clips, code)
+    assert info.item() < 1e-6
+
+
+def test_content_code_holds_for_the_clip_and_sampling_fixes_it():
+    """The code changes what G draws (catches a code that never reaches G) and is the same input in every frame;
+    `codes={"c0": k}` fixes it, the rest of the draw unchanged."""
+    variant, _ = _setup("mocogan.content_categories=3")
+    variant.eval()
+    z = variant.noise(2, generator=torch.Generator().manual_seed(1))
+    one_hot = torch.nn.functional.one_hot(torch.tensor([0, 2]), 3).float()
+    latents = variant.G.latents(z, one_hot)
+    assert torch.equal(latents[:, :, 8:11], one_hot[:, None].expand(-1, 16, -1))
+    with torch.no_grad():
+        assert not torch.equal(variant.G(z, one_hot), variant.G(z, one_hot.flip(0)))  # bit-equal if unused
+        first, again, other = (variant.generate(gankit.variants.Request(2, codes=codes,
+                                                                        generator=torch.Generator().manual_seed(4)))
+                               for codes in ({"c0": 1}, {"c0": 1}, {"c0": 2}))
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    with pytest.raises(ValueError, match="0-2"):
+        variant.generate(gankit.variants.Request(1, codes={"c0": 3}))
+    plain, _ = _setup()
+    with pytest.raises(ValueError, match="codes"):
+        plain.generate(gankit.variants.Request(1, codes={"c0": 0}))
+
+
+@pytest.mark.parametrize("override, fragment", [("mocogan.content_categories=1", "content_categories"),
+                                                ("mocogan.content_categories=2 mocogan.framewise=true", "framewise")])
+def test_content_code_settings_that_cannot_work_are_exit_2(cli, tmp_path, override, fragment):
+    code, _, err = cli("train", "moving-shapes-video", *RUN, *override.split(), "--out", str(tmp_path / "r"))
+    assert code == 2 and fragment in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("mbstd", [True, False])

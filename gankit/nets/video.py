@@ -18,15 +18,17 @@ class VideoGenerator(nn.Module):
     """z (N, z_dim) -> clips (N, T, C, R, R) in [-1, 1].
 
     `framewise=True` is the baseline without motion: every frame gets its own independent latent (content and
-    motion parts alike), so it is T independent draws of an image GAN.
+    motion parts alike), so it is T independent draws of an image GAN. `categories` > 0 adds a categorical content
+    code: G(z, c) with c (N, categories) one-hot, joined to z_c, so it too holds for the whole clip.
     """
 
     def __init__(self, frames: int, channels: int, resolution: int, content_dim: int = 32, motion_dim: int = 16,
-                 noise_dim: int = 8, width: int = 32, framewise: bool = False, start: int = 4) -> None:
+                 noise_dim: int = 8, width: int = 32, framewise: bool = False, start: int = 4,
+                 categories: int = 0) -> None:
         super().__init__()
         self.frames, self.content_dim, self.motion_dim, self.noise_dim = frames, content_dim, motion_dim, noise_dim
-        self.framewise = framewise
-        self.image = DCGANGenerator(content_dim + motion_dim, channels, resolution, width, start)
+        self.framewise, self.categories = framewise, categories
+        self.image = DCGANGenerator(content_dim + categories + motion_dim, channels, resolution, width, start)
         self.rnn = None if framewise else nn.GRUCell(noise_dim, motion_dim)
 
     @property
@@ -35,12 +37,18 @@ class VideoGenerator(nn.Module):
         return self.frames * per_frame if self.framewise else self.content_dim + self.motion_dim + \
             self.frames * self.noise_dim
 
-    def latents(self, z: Tensor) -> Tensor:
-        """Per-frame latents (N, T, content + motion): [z_c, z_m(t)] with z_m(t) = GRU(ε(t), z_m(t-1)), z_m(0) = h_0."""
+    def latents(self, z: Tensor, code: Tensor | None = None) -> Tensor:
+        """Per-frame latents (N, T, content + motion): [z_c(, c), z_m(t)] with z_m(t) = GRU(ε(t), z_m(t-1)),
+        z_m(0) = h_0."""
         n, t = z.shape[0], self.frames  # not len(z): an export traces the batch size
+        if (code is None) != (not self.categories):
+            raise ValueError(f"this generator takes a categorical code of {self.categories} values with z"
+                             if self.categories else "this generator takes no categorical code")
         if self.framewise:
             return z.view(n, t, -1)
         content, h = z[:, :self.content_dim], z[:, self.content_dim:self.content_dim + self.motion_dim]
+        if code is not None:
+            content = torch.cat([content, code], dim=1)
         noise = z[:, self.content_dim + self.motion_dim:].view(n, t, self.noise_dim)
         motion = []
         for step in range(t):  # (N, noise) -> (N, motion): the recurrent motion path
@@ -49,8 +57,8 @@ class VideoGenerator(nn.Module):
         steps = torch.stack(motion, dim=1)  # (N, T, motion)
         return torch.cat([content.unsqueeze(1).expand(-1, t, -1), steps], dim=2)
 
-    def forward(self, z: Tensor) -> Tensor:
-        per_frame = self.latents(z)  # (N, T, d)
+    def forward(self, z: Tensor, code: Tensor | None = None) -> Tensor:
+        per_frame = self.latents(z, code)  # (N, T, d)
         n, t, d = per_frame.shape
         frames = self.image(per_frame.reshape(n * t, d))  # (N·T, C, R, R): one shared image generator
         return frames.view(n, t, *frames.shape[1:])

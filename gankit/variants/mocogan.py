@@ -6,6 +6,11 @@ from real and generated clips (are the frames realistic?), D_V sees whole clips 
 motion realistic?). Both sit in group D and are stepped together on the sum of their losses; G minimises the sum of
 its losses against both. `loss.name` picks the game for both.
 
+`mocogan.content_categories` K > 0 adds a categorical content code c (one-hot, fixed per clip like z_c) and a Q head
+on D_I that must read c back from every frame it judges (InfoGAN's mutual-information bound, which MoCoGAN uses for
+its categorical action code; here for content): a frame whose object drifts to another kind stops saying which c it
+came from, so G is pushed to keep it. Labels are never used.
+
 `mocogan.framewise=true` is the baseline of the same size and budget: every frame from an independent latent and no
 D_V, i.e. an image GAN (DCGAN) run T times; its clips have no reason to keep their content, which ACD measures.
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
@@ -23,6 +29,7 @@ from ..config import Config, Section
 from ..data import Batch
 from ..errors import UserError
 from ..metrics.diversity import diversity_ratio
+from ..nets import HeadedD, feature_shape
 from ..nets.dcgan import DCGANDiscriminator
 from ..nets.video import VideoDiscriminator, VideoGenerator
 from .base import Context, Group, Phase, Request, Variant, adversarial_groups
@@ -47,6 +54,10 @@ class MoCoGANConfig(Section):
                                "side by side, so content that drifts is easy to catch (gankit's addition; 0: none)")
     minibatch_std: bool = Field(False, description="D_I and D_V see the minibatch std of their last features "
                                 "(Karras et al. 2018), so a G that draws too few kinds of clip is easier to catch")
+    content_categories: int = Field(0, ge=0, description="values of a categorical content code, fixed per clip, "
+                                    "that a Q head on D_I reads back from every frame (InfoGAN-style; 0: none)")
+    info_weight: float = Field(1.0, ge=0, description="weight λ of the categorical content code's mutual-information "
+                               "term, for Q in D's step and for G in its own")
     framewise: bool = Field(False, description="baseline: independent latent per frame, no motion GRU, no D_V")
 
 
@@ -67,10 +78,22 @@ class MoCoGAN(Variant):
         frames, channels, height, width = spec["shape"]
         if height != width:
             raise UserError(f"mocogan needs square frames, the data is {height}×{width}", "set data.resolution")
+        self.categories = o.content_categories
+        if self.categories == 1:
+            raise UserError("mocogan.content_categories=1 is a code with one value, which says nothing",
+                            "set mocogan.content_categories to 0 (none) or 2 or more")
+        if self.categories and o.framewise:
+            raise UserError("mocogan.content_categories needs a content code held for the whole clip, and "
+                            "mocogan.framewise draws every frame independently", "drop one of the two")
+        if self.categories:
+            self.sampling = frozenset({"truncation", "codes"})
         try:
             self.G = VideoGenerator(frames, channels, height, o.content_dim, o.motion_dim, o.noise_dim, o.g_width,
-                                    o.framewise, o.g_start)
+                                    o.framewise, o.g_start, self.categories)
             self.D_image = DCGANDiscriminator(channels, height, o.d_width, minibatch_std=o.minibatch_std)
+            if self.categories:  # Q: the code's logits from D_I's features (one body pass for both)
+                self.D_image = HeadedD(self.D_image, feature_shape(self.D_image, (channels, height, width)),
+                                       self.categories)
             self.D_video = VideoDiscriminator(frames, channels, height, o.d_width, minibatch_std=o.minibatch_std) \
                 if o.video_weight and not o.framewise else None
             self.D_pair = DCGANDiscriminator(2 * channels, height, o.d_width) \
@@ -80,6 +103,7 @@ class MoCoGAN(Variant):
         self.z_dim, self.frames = self.G.z_dim, frames
         self.game = losses.game(cfg.loss.name)
         self.video_weight, self.image_frames, self.pair_weight = o.video_weight, o.image_frames, o.pair_weight
+        self.info_weight = o.info_weight
         self.optim_cfg = cfg.optim
         self.phases = [Phase("D", "D", repeats=cfg.train.n_critic), Phase("G", "G")]
 
@@ -102,18 +126,46 @@ class MoCoGAN(Variant):
         """Two frames of each clip stacked on channels (N, 2C, H, W): what D_pair judges."""
         return self.random_frames(clips, 2).flatten(1, 2)
 
+    def draw_code(self, n: int, generator: torch.Generator | None = None) -> Tensor | None:
+        """Categorical content codes c for n clips, uniform over the values, as indices (n,) (None: no code);
+        training's draws (no generator) are this process's rows of the global batch."""
+        if not self.categories:
+            return None
+        if generator is None:
+            return self.local_rows(n, lambda m: torch.randint(self.categories, (m,), device=self.device))
+        return torch.randint(self.categories, (n,), generator=generator).to(self.device)
+
+    def one_hot(self, code: Tensor | None) -> Tensor | None:
+        return None if code is None else F.one_hot(code, self.categories).float()
+
+    def judge_frames(self, clips: Tensor, code: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """D_I's logits on `pick_frames(clips)` and, given the clips' code indices, Q's loss of reading each picked
+        frame's code back (None without)."""
+        frames = self.pick_frames(clips)
+        if not self.categories:
+            return self.D_image(frames), None
+        logits, q = self.D_image(frames)
+        if code is None:
+            return logits, None
+        target = code.repeat_interleave(self.image_frames)  # pick_frames flattens (clip, pick) clip-major
+        return logits, F.cross_entropy(q, target)
+
     def loss(self, phase: str, batch: Batch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
         return {"D": self.d_loss, "G": self.g_loss}[phase](batch, ctx)
 
     def d_loss(self, batch: Batch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
-        fake_live = self.G(self.noise(len(batch)))
-        ctx.values[FAKE] = fake_live  # D sees it detached; the G phase reuses the graph
+        code = self.draw_code(len(batch))
+        fake_live = self.G(self.noise(len(batch)), self.one_hot(code))
+        ctx.values[FAKE] = fake_live, code  # D sees it detached; the G phase reuses the graph
         fake, keys = fake_live.detach(), self.log_keys
-        real_logits, fake_logits = self.D_image(self.pick_frames(batch.x)), self.D_image(self.pick_frames(fake))
+        (real_logits, _), (fake_logits, info) = self.judge_frames(batch.x), self.judge_frames(fake, code)
         image_loss = self.game.d(real_logits, fake_logits)
         loss = image_loss
         scalars = {keys.d_real: self.game.mean_output(real_logits), keys.d_fake: self.game.mean_output(fake_logits),
                    keys.diversity: diversity_ratio(fake, batch.x), "d_image_loss": image_loss.detach()}
+        if info is not None:  # Q learns to read the code from D_I's features of the detached fakes
+            loss = loss + self.info_weight * info
+            scalars["info_loss"] = info.detach()
         if self.D_video is not None:
             real_video, fake_video = self.D_video(batch.x), self.D_video(fake)
             video_loss = self.game.d(real_video, fake_video)
@@ -128,11 +180,16 @@ class MoCoGAN(Variant):
         return loss, scalars
 
     def g_loss(self, batch: Batch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
-        fake = ctx.values.pop(FAKE, None)
+        fake, code = ctx.values.pop(FAKE, (None, None))
         if fake is None:  # no D phase this iteration
-            fake = self.G(self.noise(len(batch)))
-        image_loss = self.game.g(self.D_image(self.pick_frames(fake)))
+            code = self.draw_code(len(batch))
+            fake = self.G(self.noise(len(batch)), self.one_hot(code))
+        logits, info = self.judge_frames(fake, code)
+        image_loss = self.game.g(logits)
         loss, scalars = image_loss, {"g_image_loss": image_loss.detach()}
+        if info is not None:  # G makes every frame say which code it came from
+            loss = loss + self.info_weight * info
+            scalars["g_info_loss"] = info.detach()
         if self.D_video is not None:
             video_loss = self.game.g(self.D_video(fake))
             loss = loss + self.video_weight * video_loss
@@ -144,5 +201,27 @@ class MoCoGAN(Variant):
         scalars[self.log_keys.g_loss] = loss.detach()
         return loss, scalars
 
+    @property
+    def code_names(self) -> list[str]:
+        return ["c0"] if self.categories else []
+
+    def code_values(self, name: str) -> list[float]:
+        if name not in self.code_names:
+            raise ValueError(f"this model has no latent code {name!r}" + (
+                "; its code is c0 (categorical, set mocogan.content_categories)" if self.categories else ""))
+        return [float(i) for i in range(self.categories)]
+
+    def condition(self, request: Request) -> Tensor | None:
+        """The categorical content code (N, K) one-hot: c0 as asked (`codes={"c0": 2}`), else random."""
+        code = self.draw_code(request.n, request.generator)
+        for name, value in request.codes.items():
+            if name != "c0" or not self.categories:
+                raise ValueError(f"unknown code {name!r}: this model's code is c0 (categorical, 0-"
+                                 f"{self.categories - 1})" if self.categories else f"unknown code {name!r}")
+            if value != int(value) or not 0 <= value < self.categories:
+                raise ValueError(f"c0 is categorical: give an index 0-{self.categories - 1}, not {value:g}")
+            code = torch.full_like(code, int(value))
+        return self.one_hot(code)
+
     def run_generator(self, request: Request) -> Tensor:
-        return self.G(request.z)
+        return self.G(request.z, request.cond)
