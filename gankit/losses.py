@@ -152,6 +152,27 @@ def area_excess(mask: Tensor, limit: float) -> Tensor:
     return F.relu(mask.flatten(1).mean(1) - limit).mean()
 
 
+# ----------------------------------------------------------------------------------------------- code readers
+
+
+@_float32
+def cluster_entropy(logits: Tensor, balance: float = 1.0) -> Tensor:
+    """E[H(p(c|x))] − μ·H(E[p(c|x)]) over a batch of a code reader's logits (N, K), μ = `balance`: at μ = 1 minus the
+    mutual information between inputs and c (IMSAT, Hu et al. 2017). Low when each input gets one value confidently
+    and every value is used equally; μ > 1 weighs the balance more."""
+    p, log_p = F.softmax(logits, dim=1), F.log_softmax(logits, dim=1)
+    mean = p.mean(0)
+    return -(p * log_p).sum(1).mean() + balance * (mean * mean.clamp_min(1e-12).log()).sum()
+
+
+@_float32
+def soft_cross_entropy(target: Tensor, logits: Tensor) -> Tensor:
+    """−Σ target · log softmax(logits), averaged over rows: a reader's logits (N, K) scored against target
+    distributions (N, K) (IMSAT's self-augmentation term with the target the reader's own detached reading of the
+    same content, unperturbed)."""
+    return -(target * F.log_softmax(logits, dim=1)).sum(1).mean()
+
+
 # ----------------------------------------------------------------------------------------------- sequences
 
 

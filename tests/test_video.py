@@ -379,8 +379,8 @@ def test_q_reads_each_picked_frame_against_its_own_clips_code():
         def forward(self, frames):
             return frames.new_zeros(len(frames)), 50.0 * torch.nn.functional.one_hot(code[frames[:, 0, 0, 0].long()], 3)
     variant.D_image = Reader()
-    _, info = variant.judge_frames(clips, code)
-    assert info.item() < 1e-6
+    _, q = variant.judge_frames(clips)
+    assert variant.read_code(q, code).item() < 1e-6
 
 
 def test_content_code_holds_for_the_clip_and_sampling_fixes_it():
@@ -405,8 +405,51 @@ def test_content_code_holds_for_the_clip_and_sampling_fixes_it():
         plain.generate(gankit.variants.Request(1, codes={"c0": 0}))
 
 
+def test_real_frames_train_q_to_cluster_and_to_read_a_clip_alike():
+    """D's loss adds the clustering term on Q's readings of the real frames and the clip term, each weighted (catches
+    either dropped, unweighted, or taken on the fakes); G's loss has neither (G cannot change real frames)."""
+    variant, batch = _code_setup("mocogan.video_weight=0", "mocogan.image_frames=2", "mocogan.real_weight=0.3",
+                                 "mocogan.clip_weight=0.2")
+    variant.pick_frames = lambda clips: clips[:, [3, 5]].flatten(0, 1)
+    ctx = Context()
+    loss, scalars = variant.loss("D", batch, ctx)
+    fake, code = ctx.values[FAKE]
+    (real_logits, q_real), (fake_logits, q_fake) = (variant.D_image(x[:, [3, 5]].flatten(0, 1))
+                                                    for x in (batch.x, fake.detach()))
+    cluster = losses.cluster_entropy(q_real)
+    target = torch.softmax(q_real, 1).view(8, 2, 3).mean(1, keepdim=True).expand(-1, 2, -1).reshape(16, 3)
+    clip = losses.soft_cross_entropy(target, q_real)
+    info = torch.nn.functional.cross_entropy(q_fake, code.repeat_interleave(2))
+    expected = losses.d_bce(real_logits, fake_logits) + 0.4 * info + 0.3 * cluster + 0.2 * clip
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert scalars["q_real_cluster"].item() == pytest.approx(cluster.item(), rel=1e-5)
+    assert scalars["q_real_clip"].item() == pytest.approx(clip.item(), rel=1e-5)
+    g_loss, _ = variant.loss("G", batch, ctx)
+    g_logits, g_q = variant.D_image(fake[:, [3, 5]].flatten(0, 1))
+    g_expected = losses.g_non_saturating(g_logits) + 0.4 * torch.nn.functional.cross_entropy(g_q, code.repeat_interleave(2))
+    assert g_loss.item() == pytest.approx(g_expected.item(), rel=1e-5)
+
+
+def test_clip_term_pulls_each_frames_reading_toward_its_own_clips_mean_reading():
+    """The target is the mean reading of the same clip's judged frames, held fixed: the gradient on each frame's
+    logits is (its reading − the target) / rows (catches a target mixing clips or letting gradient through)."""
+    variant, _ = _setup("mocogan.content_categories=3", "mocogan.image_frames=2", "mocogan.clip_weight=1")
+    q = torch.tensor([[4.0, 0, 0], [0, 4, 0], [0, 0, 4], [0, 0, 4], [1, 2, 3], [3, 2, 1]], requires_grad=True)
+    loss, scalars = variant.real_code_terms(q)  # three clips of two frames each, clip-major
+    p = torch.softmax(q.detach(), 1)
+    target = p.view(3, 2, 3).mean(1).repeat_interleave(2, 0)
+    assert loss.item() == pytest.approx(-(target * torch.log_softmax(q.detach(), 1)).sum(1).mean().item(), rel=1e-6)
+    loss.backward()
+    assert torch.allclose(q.grad, (p - target) / 6, atol=1e-6)
+    assert torch.allclose(q.grad[2:4], torch.zeros(2, 3), atol=1e-7)  # a clip read alike is left as it is
+    assert set(scalars) == {"q_real_clip"}
+
+
 @pytest.mark.parametrize("override, fragment", [("mocogan.content_categories=1", "content_categories"),
-                                                ("mocogan.content_categories=2 mocogan.framewise=true", "framewise")])
+                                                ("mocogan.content_categories=2 mocogan.framewise=true", "framewise"),
+                                                ("mocogan.real_weight=1", "content_categories"),
+                                                ("mocogan.content_categories=2 mocogan.clip_weight=1 "
+                                                 "mocogan.image_frames=1", "image_frames")])
 def test_content_code_settings_that_cannot_work_are_exit_2(cli, tmp_path, override, fragment):
     code, _, err = cli("train", "moving-shapes-video", *RUN, *override.split(), "--out", str(tmp_path / "r"))
     assert code == 2 and fragment in err and "Traceback" not in err

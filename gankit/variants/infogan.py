@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
+from .. import losses
 from ..config import Config, Section
 from ..data import Batch
 from ..errors import UserError
@@ -179,26 +180,13 @@ class InfoGAN(GAN):
     def d_forward(self, x: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor]:
         return self.D(x)
 
-    def cluster_loss(self, q_real: Tensor) -> Tensor:
-        """E[H(p(c0|x))] − μ·H(E[p(c0|x)]) over a real batch (μ = infogan.real_balance): at μ = 1, minus the MI
-        between real images and Q's c0 (IMSAT).
-
-        Low when Q puts each real image in one value of c0 and uses every value equally: Q becomes a clusterer of
-        the real data, and G, which must make Q read c0 back, draws those clusters. μ > 1 keeps Q from settling
-        early on confident but lopsided groups.
-        """
-        p = F.softmax(q_real[:, : self.categories], dim=1)
-        log_p = F.log_softmax(q_real[:, : self.categories], dim=1)
-        mean = p.mean(0)
-        return -(p * log_p).sum(1).mean() + self.info_real_balance * (mean * mean.clamp_min(1e-12).log()).sum()
-
     def aux_d_loss(self, real_aux: Tensor | None, fake_aux: Tensor | None, real_cond: Tensor | None,
                    fake_cond: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
         # Q (and D's shared body) learn to read the codes back from the detached fakes of this D step
         loss, scalars = self.info_loss(fake_aux, fake_cond)
         scalars = {"info_loss": loss.detach(), **scalars}
         if self.info_real_weight:
-            cluster = self.cluster_loss(real_aux)
+            cluster = losses.cluster_entropy(real_aux[:, : self.categories], balance=self.info_real_balance)
             loss = loss + self.info_real_weight * cluster
             scalars["q_real_cluster"] = cluster.detach()
         return loss, scalars
@@ -212,8 +200,7 @@ class InfoGAN(GAN):
             ratio = 2 / batch.x.shape[-1]  # up to 2 pixels
             moved = translation(batch.x, ratio) if self.info_augment == "shift" else \
                 affine(batch.x, self.info_augment_degrees, self.info_augment_scale, shift=ratio)
-            shifted = F.log_softmax(self.D(moved)[1][:, :k], dim=1)
-            sat = -(target * shifted).sum(1).mean()
+            sat = losses.soft_cross_entropy(target, self.D(moved)[1][:, :k])
             loss = loss + self.info_augment_weight * sat
             scalars["q_real_shift"] = sat.detach()
         return loss, scalars

@@ -9,7 +9,10 @@ its losses against both. `loss.name` picks the game for both.
 `mocogan.content_categories` K > 0 adds a categorical content code c (one-hot, fixed per clip like z_c) and a Q head
 on D_I that must read c back from every frame it judges (InfoGAN's mutual-information bound, which MoCoGAN uses for
 its categorical action code; here for content): a frame whose object drifts to another kind stops saying which c it
-came from, so G is pushed to keep it. Labels are never used.
+came from, so G is pushed to keep it. Alone, Q and G settle on any code G can hide in a frame; as InfoGAN's
+clustering and self-augmentation terms do for images, `mocogan.real_weight` makes Q cluster real frames and
+`mocogan.clip_weight` makes it read all frames of a real clip alike, so the code G must show is what real clips hold.
+Labels are never used.
 
 `mocogan.framewise=true` is the baseline of the same size and budget: every frame from an independent latent and no
 D_V, i.e. an image GAN (DCGAN) run T times; its clips have no reason to keep their content, which ACD measures.
@@ -58,6 +61,12 @@ class MoCoGANConfig(Section):
                                     "that a Q head on D_I reads back from every frame (InfoGAN-style; 0: none)")
     info_weight: float = Field(1.0, ge=0, description="weight λ of the categorical content code's mutual-information "
                                "term, for Q in D's step and for G in its own")
+    real_weight: float = Field(0.0, ge=0, description="weight of a clustering term on real frames: Q's code "
+                               "confident per frame and balanced over the batch (IMSAT; no labels used)")
+    real_balance: float = Field(1.0, ge=0, description="weight, inside the clustering term, of using every value "
+                                "of the code equally against deciding each frame confidently (IMSAT's μ)")
+    clip_weight: float = Field(0.0, ge=0, description="weight of a consistency term on real clips: Q's reading of "
+                               "each judged frame against its clip's mean reading (needs image_frames >= 2)")
     framewise: bool = Field(False, description="baseline: independent latent per frame, no motion GRU, no D_V")
 
 
@@ -85,6 +94,12 @@ class MoCoGAN(Variant):
         if self.categories and o.framewise:
             raise UserError("mocogan.content_categories needs a content code held for the whole clip, and "
                             "mocogan.framewise draws every frame independently", "drop one of the two")
+        if (o.real_weight or o.clip_weight) and not self.categories:
+            raise UserError("mocogan.real_weight and mocogan.clip_weight train the reader of a content code, and this "
+                            "model has none", "set mocogan.content_categories >= 2")
+        if o.clip_weight and o.image_frames < 2:
+            raise UserError("mocogan.clip_weight compares frames of one real clip, and D_I judges one frame per clip",
+                            "set mocogan.image_frames >= 2")
         if self.categories:
             self.sampling = frozenset({"truncation", "codes"})
         try:
@@ -103,7 +118,8 @@ class MoCoGAN(Variant):
         self.z_dim, self.frames = self.G.z_dim, frames
         self.game = losses.game(cfg.loss.name)
         self.video_weight, self.image_frames, self.pair_weight = o.video_weight, o.image_frames, o.pair_weight
-        self.info_weight = o.info_weight
+        self.info_weight, self.real_weight, self.real_balance, self.clip_weight = \
+            o.info_weight, o.real_weight, o.real_balance, o.clip_weight
         self.optim_cfg = cfg.optim
         self.phases = [Phase("D", "D", repeats=cfg.train.n_critic), Phase("G", "G")]
 
@@ -138,17 +154,28 @@ class MoCoGAN(Variant):
     def one_hot(self, code: Tensor | None) -> Tensor | None:
         return None if code is None else F.one_hot(code, self.categories).float()
 
-    def judge_frames(self, clips: Tensor, code: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        """D_I's logits on `pick_frames(clips)` and, given the clips' code indices, Q's loss of reading each picked
-        frame's code back (None without)."""
+    def judge_frames(self, clips: Tensor) -> tuple[Tensor, Tensor | None]:
+        """D_I's logits on `pick_frames(clips)` and Q's logits of the code for the same frames (None without one):
+        one body pass for both."""
         frames = self.pick_frames(clips)
-        if not self.categories:
-            return self.D_image(frames), None
-        logits, q = self.D_image(frames)
-        if code is None:
-            return logits, None
-        target = code.repeat_interleave(self.image_frames)  # pick_frames flattens (clip, pick) clip-major
-        return logits, F.cross_entropy(q, target)
+        return self.D_image(frames) if self.categories else (self.D_image(frames), None)
+
+    def read_code(self, q: Tensor, code: Tensor) -> Tensor:
+        """Q's cross-entropy of each judged frame against the code of the clip it came from."""
+        return F.cross_entropy(q, code.repeat_interleave(self.image_frames))  # picks are flattened clip-major
+
+    def real_code_terms(self, q: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The clustering and clip-consistency terms on Q's readings of real frames (weighted, summed)."""
+        loss, scalars = q.new_zeros(()), {}
+        if self.real_weight:
+            cluster = losses.cluster_entropy(q, balance=self.real_balance)
+            loss, scalars["q_real_cluster"] = loss + self.real_weight * cluster, cluster.detach()
+        if self.clip_weight:  # the target: the clip's mean reading over its judged frames, held fixed
+            k, values = self.image_frames, q.shape[1]
+            mean = F.softmax(q.detach().float(), dim=1).view(-1, k, values).mean(1, keepdim=True)
+            clip = losses.soft_cross_entropy(mean.expand(-1, k, -1).reshape(-1, values), q)
+            loss, scalars["q_real_clip"] = loss + self.clip_weight * clip, clip.detach()
+        return loss, scalars
 
     def loss(self, phase: str, batch: Batch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
         return {"D": self.d_loss, "G": self.g_loss}[phase](batch, ctx)
@@ -158,14 +185,16 @@ class MoCoGAN(Variant):
         fake_live = self.G(self.noise(len(batch)), self.one_hot(code))
         ctx.values[FAKE] = fake_live, code  # D sees it detached; the G phase reuses the graph
         fake, keys = fake_live.detach(), self.log_keys
-        (real_logits, _), (fake_logits, info) = self.judge_frames(batch.x), self.judge_frames(fake, code)
+        (real_logits, q_real), (fake_logits, q_fake) = self.judge_frames(batch.x), self.judge_frames(fake)
         image_loss = self.game.d(real_logits, fake_logits)
         loss = image_loss
         scalars = {keys.d_real: self.game.mean_output(real_logits), keys.d_fake: self.game.mean_output(fake_logits),
                    keys.diversity: diversity_ratio(fake, batch.x), "d_image_loss": image_loss.detach()}
-        if info is not None:  # Q learns to read the code from D_I's features of the detached fakes
-            loss = loss + self.info_weight * info
-            scalars["info_loss"] = info.detach()
+        if code is not None:  # Q learns to read the code from D_I's features of the detached fakes
+            info = self.read_code(q_fake, code)
+            real_terms, real_scalars = self.real_code_terms(q_real)
+            loss = loss + self.info_weight * info + real_terms
+            scalars.update(info_loss=info.detach(), **real_scalars)
         if self.D_video is not None:
             real_video, fake_video = self.D_video(batch.x), self.D_video(fake)
             video_loss = self.game.d(real_video, fake_video)
@@ -184,10 +213,11 @@ class MoCoGAN(Variant):
         if fake is None:  # no D phase this iteration
             code = self.draw_code(len(batch))
             fake = self.G(self.noise(len(batch)), self.one_hot(code))
-        logits, info = self.judge_frames(fake, code)
+        logits, q = self.judge_frames(fake)
         image_loss = self.game.g(logits)
         loss, scalars = image_loss, {"g_image_loss": image_loss.detach()}
-        if info is not None:  # G makes every frame say which code it came from
+        if code is not None:  # G makes every frame say which code it came from
+            info = self.read_code(q, code)
             loss = loss + self.info_weight * info
             scalars["g_info_loss"] = info.detach()
         if self.D_video is not None:
