@@ -430,6 +430,22 @@ def test_real_frames_train_q_to_cluster_and_to_read_a_clip_alike():
     assert g_loss.item() == pytest.approx(g_expected.item(), rel=1e-5)
 
 
+def test_q_that_learns_from_real_frames_only_leaves_the_fakes_code_to_g():
+    """mocogan.q_fakes=false: D's loss has the real-frame terms but not the fakes' code (catches the flag ignored);
+    G's loss still has it."""
+    variant, batch = _code_setup("mocogan.video_weight=0", "mocogan.real_weight=0.3", "mocogan.q_fakes=false")
+    ctx = Context()
+    loss, scalars = variant.loss("D", batch, ctx)
+    fake, code = ctx.values[FAKE]
+    (real_logits, q_real), (fake_logits, _) = (variant.D_image(x[:, 3]) for x in (batch.x, fake.detach()))
+    expected = losses.d_bce(real_logits, fake_logits) + 0.3 * losses.cluster_entropy(q_real)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5) and scalars["info_loss"] > 1e-3
+    g_loss, _ = variant.loss("G", batch, ctx)
+    g_logits, g_q = variant.D_image(fake[:, 3])
+    g_expected = losses.g_non_saturating(g_logits) + 0.4 * torch.nn.functional.cross_entropy(g_q, code)
+    assert g_loss.item() == pytest.approx(g_expected.item(), rel=1e-5)
+
+
 def test_clip_term_pulls_each_frames_reading_toward_its_own_clips_mean_reading():
     """The target is the mean reading of the same clip's judged frames, held fixed: the gradient on each frame's
     logits is (its reading − the target) / rows (catches a target mixing clips or letting gradient through)."""
@@ -449,7 +465,8 @@ def test_clip_term_pulls_each_frames_reading_toward_its_own_clips_mean_reading()
                                                 ("mocogan.content_categories=2 mocogan.framewise=true", "framewise"),
                                                 ("mocogan.real_weight=1", "content_categories"),
                                                 ("mocogan.content_categories=2 mocogan.clip_weight=1 "
-                                                 "mocogan.image_frames=1", "image_frames")])
+                                                 "mocogan.image_frames=1", "image_frames"),
+                                                ("mocogan.content_categories=2 mocogan.q_fakes=false", "q_fakes")])
 def test_content_code_settings_that_cannot_work_are_exit_2(cli, tmp_path, override, fragment):
     code, _, err = cli("train", "moving-shapes-video", *RUN, *override.split(), "--out", str(tmp_path / "r"))
     assert code == 2 and fragment in err and "Traceback" not in err

@@ -67,6 +67,9 @@ class MoCoGANConfig(Section):
                                 "of the code equally against deciding each frame confidently (IMSAT's μ)")
     clip_weight: float = Field(0.0, ge=0, description="weight of a consistency term on real clips: Q's reading of "
                                "each judged frame against its clip's mean reading (needs image_frames >= 2)")
+    q_fakes: bool = Field(True, description="Q also learns to read the code from the fakes (InfoGAN); false: Q "
+                          "learns from real frames only (real_weight, clip_weight), and G must draw frames that Q puts "
+                          "in the clip's code")
     framewise: bool = Field(False, description="baseline: independent latent per frame, no motion GRU, no D_V")
 
 
@@ -100,6 +103,9 @@ class MoCoGAN(Variant):
         if o.clip_weight and o.image_frames < 2:
             raise UserError("mocogan.clip_weight compares frames of one real clip, and D_I judges one frame per clip",
                             "set mocogan.image_frames >= 2")
+        if self.categories and not o.q_fakes and not (o.real_weight or o.clip_weight):
+            raise UserError("mocogan.q_fakes=false leaves Q nothing to learn from", "set mocogan.real_weight or "
+                            "mocogan.clip_weight above 0, or mocogan.q_fakes=true")
         if self.categories:
             self.sampling = frozenset({"truncation", "codes"})
         try:
@@ -120,6 +126,7 @@ class MoCoGAN(Variant):
         self.video_weight, self.image_frames, self.pair_weight = o.video_weight, o.image_frames, o.pair_weight
         self.info_weight, self.real_weight, self.real_balance, self.clip_weight = \
             o.info_weight, o.real_weight, o.real_balance, o.clip_weight
+        self.q_fakes = o.q_fakes
         self.optim_cfg = cfg.optim
         self.phases = [Phase("D", "D", repeats=cfg.train.n_critic), Phase("G", "G")]
 
@@ -190,10 +197,10 @@ class MoCoGAN(Variant):
         loss = image_loss
         scalars = {keys.d_real: self.game.mean_output(real_logits), keys.d_fake: self.game.mean_output(fake_logits),
                    keys.diversity: diversity_ratio(fake, batch.x), "d_image_loss": image_loss.detach()}
-        if code is not None:  # Q learns to read the code from D_I's features of the detached fakes
+        if code is not None:  # Q learns to read the code from D_I's features of the detached fakes, and real frames
             info = self.read_code(q_fake, code)
             real_terms, real_scalars = self.real_code_terms(q_real)
-            loss = loss + self.info_weight * info + real_terms
+            loss = loss + (self.info_weight * info if self.q_fakes else 0) + real_terms
             scalars.update(info_loss=info.detach(), **real_scalars)
         if self.D_video is not None:
             real_video, fake_video = self.D_video(batch.x), self.D_video(fake)
