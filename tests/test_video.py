@@ -446,6 +446,59 @@ def test_q_that_learns_from_real_frames_only_leaves_the_fakes_code_to_g():
     assert g_loss.item() == pytest.approx(g_expected.item(), rel=1e-5)
 
 
+def test_labelled_mocogan_draws_the_batchs_classes_and_classifies_real_and_generated_frames():
+    """mocogan.labels=true: the fakes' code is the real batch's labels (catches random codes), and D's loss has
+    ACGAN's two class terms, on real frames against their labels and on the fakes (catches either dropped or the real
+    frames scored against other labels); G's has the fakes' term."""
+    variant, batch = _code_setup("mocogan.video_weight=0", "mocogan.content_categories=0", "mocogan.labels=true")
+    assert variant.class_names == ["circle", "square"] and "labels" in variant.sampling
+    ctx = Context()
+    loss, scalars = variant.loss("D", batch, ctx)
+    fake, code = ctx.values[FAKE]
+    assert torch.equal(code, batch.y) and len(set(batch.y.tolist())) == 2
+    (real_logits, q_real), (fake_logits, q_fake) = (variant.D_image(x[:, 3]) for x in (batch.x, fake.detach()))
+    ce = torch.nn.functional.cross_entropy
+    expected = losses.d_bce(real_logits, fake_logits) + 0.4 * ce(q_fake, batch.y) + 0.4 * ce(q_real, batch.y)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert scalars["d_class_loss"].item() == pytest.approx(ce(q_real, batch.y).item(), rel=1e-5)
+    g_loss, _ = variant.loss("G", batch, ctx)
+    g_logits, g_q = variant.D_image(fake[:, 3])
+    assert g_loss.item() == pytest.approx((losses.g_non_saturating(g_logits) + 0.4 * ce(g_q, batch.y)).item(), rel=1e-5)
+
+
+def test_labelled_mocogan_samples_the_classes_asked_for():
+    variant, _ = _setup("mocogan.labels=true")
+    variant.eval()
+    labels = torch.tensor([1, 0, 1, 1, 0, 0, 0, 1, 1, 0, 1, 0])
+    request = variant.prepare(gankit.variants.Request(12, labels=labels, generator=torch.Generator().manual_seed(2)))
+    assert torch.equal(request.cond, torch.nn.functional.one_hot(labels, 2).float())
+    grid = variant.progress_request(6, torch.Generator())
+    assert grid.labels.tolist() == [0, 1, 0, 1, 0, 1]
+
+
+def test_class_accuracy_of_clips_judges_every_frame_against_its_clips_class():
+    """A 'generator' that returns real clips of the class asked for scores as the evaluator reads real frames;
+    one that ignores the class asked for scores near chance."""
+    from types import SimpleNamespace
+
+    from gankit.report.video import clip_class_accuracy
+
+    real = moving_shapes(80, frames=16, seed=5, shapes=["circle", "square"],
+                         difficulty=Difficulty((0.35, 0.35), 1.0, 0.0, 0.0, 0.0, ("dark",)))
+    by_class = {k: real.x[real.y == k].float() / 127.5 - 1 for k in (0, 1)}
+
+    def run(obey: bool):
+        def sample(n, seed, labels):
+            g = torch.Generator().manual_seed(seed)
+            drawn = [k if obey else int(torch.randint(2, (), generator=g)) for k in labels.tolist()]
+            return torch.stack([by_class[k][int(torch.randint(len(by_class[k]), (), generator=g))] for k in drawn])
+        gen = SimpleNamespace(class_names=["circle", "square"], sample=sample, spec={"evaluator": {"label": "shape"}})
+        return SimpleNamespace(gen=gen, seed=0, evaluator=load_evaluator("shapes"), as_saved=lambda x: x,
+                               knows_the_data=True)
+    assert clip_class_accuracy(run(True)) > 0.9
+    assert 0.3 < clip_class_accuracy(run(False)) < 0.7
+
+
 def test_clip_term_pulls_each_frames_reading_toward_its_own_clips_mean_reading():
     """The target is the mean reading of the same clip's judged frames, held fixed: the gradient on each frame's
     logits is (its reading − the target) / rows (catches a target mixing clips or letting gradient through)."""
@@ -466,7 +519,8 @@ def test_clip_term_pulls_each_frames_reading_toward_its_own_clips_mean_reading()
                                                 ("mocogan.real_weight=1", "content_categories"),
                                                 ("mocogan.content_categories=2 mocogan.clip_weight=1 "
                                                  "mocogan.image_frames=1", "image_frames"),
-                                                ("mocogan.content_categories=2 mocogan.q_fakes=false", "q_fakes")])
+                                                ("mocogan.content_categories=2 mocogan.q_fakes=false", "q_fakes"),
+                                                ("mocogan.labels=true mocogan.content_categories=2", "labels")])
 def test_content_code_settings_that_cannot_work_are_exit_2(cli, tmp_path, override, fragment):
     code, _, err = cli("train", "moving-shapes-video", *RUN, *override.split(), "--out", str(tmp_path / "r"))
     assert code == 2 and fragment in err and "Traceback" not in err

@@ -129,7 +129,7 @@ class ClipKind(DataKind):
 
     fixed_count = 8
     outputs = (".npz", ".gif", ".png", "/")
-    metrics = ("consistency", "acd", "motion_smoothness", "frame_fd")
+    metrics = ("consistency", "clip_class_accuracy", "acd", "motion_smoothness", "frame_fd")
     usage = "gankit sample {run} -n 8 --out clips.gif"
 
     def save_progress(self, path: Path, fake: Tensor, dataset: Dataset, title: str, meta: dict[str, Any]) -> None:

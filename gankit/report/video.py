@@ -18,7 +18,7 @@ from ..data import load_dataset
 from ..metrics import FeatureStats
 from ..metrics.video import FOREGROUND_THRESHOLD, centroids, consistency, content_distance, crop_around, \
     majority_shares, mean_speed, object_colors, second_difference, total_variation
-from .evaluate import REFERENCE_SEED, RunEval, register_run_metric
+from .evaluate import CLASS_SAMPLES, REFERENCE_SEED, RunEval, register_run_metric
 
 CLIP_SAMPLES = 500
 
@@ -95,6 +95,32 @@ def _consistency(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
                                     "class_mix_tv": "total variation distance between the shares of clips whose "
                                                     f"most common {label} is each class, generated against real "
                                                     "(0: the same mix)"}}
+
+
+@register_run_metric("clip_class_accuracy",
+                     applies=lambda run: _is_clip(run) and bool(run.gen.class_names) and run.knows_the_data)
+def _clip_class_accuracy(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Class-conditional clip models: the share of frames in which the evaluator sees the class their clip was asked
+    for (CLASS_SAMPLES clips per class)."""
+    value = clip_class_accuracy(run)
+    return {"class_accuracy": value}, {"class_accuracy": {
+        "per_class": CLASS_SAMPLES, "classifier": run.evaluator.name, "seed": run.seed,
+        "rule": "every frame of every clip, judged alone, against the class its clip was asked for"}}
+
+
+@torch.no_grad()
+def clip_class_accuracy(run: RunEval) -> float:
+    """Share of the frames of class-conditional clips that the evaluator reads as their clip's class."""
+    names, label = run.gen.class_names, run.gen.spec["evaluator"]["label"]
+    known = run.evaluator.attributes[label]
+    right = total = 0
+    for k, name in enumerate(names):
+        clips = run.gen.sample(CLASS_SAMPLES, seed=run.seed + k, labels=torch.full((CLASS_SAMPLES,), k))
+        classes = run.evaluator.classify(evaluator_frames(run, run.as_saved(clips.flatten(0, 1)).view(clips.shape)),
+                                         label)
+        right += int((classes == known.index(name)).sum()) if name in known else 0
+        total += len(classes)
+    return right / total
 
 
 @register_run_metric("acd", applies=_is_clip)

@@ -12,7 +12,11 @@ its categorical action code; here for content): a frame whose object drifts to a
 came from, so G is pushed to keep it. Alone, Q and G settle on any code G can hide in a frame; as InfoGAN's
 clustering and self-augmentation terms do for images, `mocogan.real_weight` makes Q cluster real frames and
 `mocogan.clip_weight` makes it read all frames of a real clip alike, so the code G must show is what real clips hold.
-Labels are never used.
+Labels are never used by these.
+
+`mocogan.labels=true` is the class-conditional model instead (MoCoGAN conditions its motion on action categories;
+here the content is the data's class): the code is each clip's label, fakes take the real batch's labels, and Q is
+ACGAN's auxiliary classifier on D_I, trained on real and generated frames alike, that G must satisfy in every frame.
 
 `mocogan.framewise=true` is the baseline of the same size and budget: every frame from an independent latent and no
 D_V, i.e. an image GAN (DCGAN) run T times; its clips have no reason to keep their content, which ACD measures.
@@ -67,6 +71,8 @@ class MoCoGANConfig(Section):
                                 "of the code equally against deciding each frame confidently (IMSAT's μ)")
     clip_weight: float = Field(0.0, ge=0, description="weight of a consistency term on real clips: Q's reading of "
                                "each judged frame against its clip's mean reading (needs image_frames >= 2)")
+    labels: bool = Field(False, description="class-conditional: the content code is the clip's label and Q classifies "
+                         "real and generated frames (ACGAN on D_I); needs labelled clips, sets content_categories")
     q_fakes: bool = Field(True, description="Q also learns to read the code from the fakes (InfoGAN); false: Q "
                           "learns from real frames only (real_weight, clip_weight), and G must draw frames that Q puts "
                           "in the clip's code")
@@ -90,7 +96,16 @@ class MoCoGAN(Variant):
         frames, channels, height, width = spec["shape"]
         if height != width:
             raise UserError(f"mocogan needs square frames, the data is {height}×{width}", "set data.resolution")
-        self.categories = o.content_categories
+        self.categories, self.labelled = o.content_categories, o.labels
+        if self.labelled:
+            if not spec.get("class_names"):
+                raise UserError(f"mocogan.labels=true needs labelled clips, and data {spec['name']} has no labels",
+                                "use data.name=moving-shapes or moving-digits, or mocogan.labels=false")
+            if self.categories or o.real_weight or o.clip_weight:
+                raise UserError("mocogan.labels=true takes its code from the labels; content_categories, real_weight "
+                                "and clip_weight are for the code learnt without them", "drop those keys")
+            self.class_names = list(spec["class_names"])
+            self.categories = len(self.class_names)
         if self.categories == 1:
             raise UserError("mocogan.content_categories=1 is a code with one value, which says nothing",
                             "set mocogan.content_categories to 0 (none) or 2 or more")
@@ -103,11 +118,11 @@ class MoCoGAN(Variant):
         if o.clip_weight and o.image_frames < 2:
             raise UserError("mocogan.clip_weight compares frames of one real clip, and D_I judges one frame per clip",
                             "set mocogan.image_frames >= 2")
-        if self.categories and not o.q_fakes and not (o.real_weight or o.clip_weight):
+        if self.categories and not o.q_fakes and not (o.real_weight or o.clip_weight or self.labelled):
             raise UserError("mocogan.q_fakes=false leaves Q nothing to learn from", "set mocogan.real_weight or "
                             "mocogan.clip_weight above 0, or mocogan.q_fakes=true")
         if self.categories:
-            self.sampling = frozenset({"truncation", "codes"})
+            self.sampling = frozenset({"truncation", "labels" if self.labelled else "codes"})
         try:
             self.G = VideoGenerator(frames, channels, height, o.content_dim, o.motion_dim, o.noise_dim, o.g_width,
                                     o.framewise, o.g_start, self.categories)
@@ -149,11 +164,14 @@ class MoCoGAN(Variant):
         """Two frames of each clip stacked on channels (N, 2C, H, W): what D_pair judges."""
         return self.random_frames(clips, 2).flatten(1, 2)
 
-    def draw_code(self, n: int, generator: torch.Generator | None = None) -> Tensor | None:
-        """Categorical content codes c for n clips, uniform over the values, as indices (n,) (None: no code);
-        training's draws (no generator) are this process's rows of the global batch."""
+    def draw_code(self, n: int, generator: torch.Generator | None = None, batch: Batch | None = None) -> Tensor | None:
+        """Categorical content codes c for n clips as indices (n,) (None: no code): the batch's labels when the model
+        is class-conditional, else uniform over the values; training's draws (no generator) are this process's rows
+        of the global batch."""
         if not self.categories:
             return None
+        if self.labelled and batch is not None:
+            return batch.y.to(self.device)
         if generator is None:
             return self.local_rows(n, lambda m: torch.randint(self.categories, (m,), device=self.device))
         return torch.randint(self.categories, (n,), generator=generator).to(self.device)
@@ -171,9 +189,13 @@ class MoCoGAN(Variant):
         """Q's cross-entropy of each judged frame against the code of the clip it came from."""
         return F.cross_entropy(q, code.repeat_interleave(self.image_frames))  # picks are flattened clip-major
 
-    def real_code_terms(self, q: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """The clustering and clip-consistency terms on Q's readings of real frames (weighted, summed)."""
+    def real_code_terms(self, q: Tensor, labels: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """Q's terms on its readings of real frames (weighted, summed): the clips' labels when the model is
+        class-conditional, else the clustering and clip-consistency terms."""
         loss, scalars = q.new_zeros(()), {}
+        if self.labelled:
+            ce = self.read_code(q, labels)
+            return self.info_weight * ce, {"d_class_loss": ce.detach()}
         if self.real_weight:
             cluster = losses.cluster_entropy(q, balance=self.real_balance)
             loss, scalars["q_real_cluster"] = loss + self.real_weight * cluster, cluster.detach()
@@ -188,7 +210,7 @@ class MoCoGAN(Variant):
         return {"D": self.d_loss, "G": self.g_loss}[phase](batch, ctx)
 
     def d_loss(self, batch: Batch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
-        code = self.draw_code(len(batch))
+        code = self.draw_code(len(batch), batch=batch)
         fake_live = self.G(self.noise(len(batch)), self.one_hot(code))
         ctx.values[FAKE] = fake_live, code  # D sees it detached; the G phase reuses the graph
         fake, keys = fake_live.detach(), self.log_keys
@@ -199,7 +221,7 @@ class MoCoGAN(Variant):
                    keys.diversity: diversity_ratio(fake, batch.x), "d_image_loss": image_loss.detach()}
         if code is not None:  # Q learns to read the code from D_I's features of the detached fakes, and real frames
             info = self.read_code(q_fake, code)
-            real_terms, real_scalars = self.real_code_terms(q_real)
+            real_terms, real_scalars = self.real_code_terms(q_real, batch.y)
             loss = loss + (self.info_weight * info if self.q_fakes else 0) + real_terms
             scalars.update(info_loss=info.detach(), **real_scalars)
         if self.D_video is not None:
@@ -218,7 +240,7 @@ class MoCoGAN(Variant):
     def g_loss(self, batch: Batch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
         fake, code = ctx.values.pop(FAKE, (None, None))
         if fake is None:  # no D phase this iteration
-            code = self.draw_code(len(batch))
+            code = self.draw_code(len(batch), batch=batch)
             fake = self.G(self.noise(len(batch)), self.one_hot(code))
         logits, q = self.judge_frames(fake)
         image_loss = self.game.g(logits)
@@ -240,7 +262,7 @@ class MoCoGAN(Variant):
 
     @property
     def code_names(self) -> list[str]:
-        return ["c0"] if self.categories else []
+        return ["c0"] if self.categories and not self.labelled else []
 
     def code_values(self, name: str) -> list[float]:
         if name not in self.code_names:
@@ -249,8 +271,11 @@ class MoCoGAN(Variant):
         return [float(i) for i in range(self.categories)]
 
     def condition(self, request: Request) -> Tensor | None:
-        """The categorical content code (N, K) one-hot: c0 as asked (`codes={"c0": 2}`), else random."""
+        """The categorical content code (N, K) one-hot: the labels or c0 as asked (`codes={"c0": 2}`), else
+        random."""
         code = self.draw_code(request.n, request.generator)
+        if request.labels is not None:
+            code = request.labels.to(self.device)
         for name, value in request.codes.items():
             if name != "c0" or not self.categories:
                 raise ValueError(f"unknown code {name!r}: this model's code is c0 (categorical, 0-"
@@ -259,6 +284,12 @@ class MoCoGAN(Variant):
                 raise ValueError(f"c0 is categorical: give an index 0-{self.categories - 1}, not {value:g}")
             code = torch.full_like(code, int(value))
         return self.one_hot(code)
+
+    def progress_request(self, n: int, generator: torch.Generator, inputs: Tensor | None = None) -> Request:
+        """Class-conditional progress grids cycle through the classes, one clip per row."""
+        if not self.labelled:
+            return super().progress_request(n, generator, inputs)
+        return Request(n, labels=torch.arange(n) % self.categories, generator=generator)
 
     def run_generator(self, request: Request) -> Tensor:
         return self.G(request.z, request.cond)
