@@ -476,6 +476,16 @@ def test_labelled_mocogan_samples_the_classes_asked_for():
     assert grid.labels.tolist() == [0, 1, 0, 1, 0, 1]
 
 
+def test_framewise_baseline_keeps_the_clips_label_in_every_frame():
+    """The labelled frame-wise baseline: frames are independent draws, all asked for the clip's class."""
+    variant, _ = _setup("mocogan.framewise=true", "mocogan.labels=true")
+    code = torch.nn.functional.one_hot(torch.tensor([1, 0]), 2).float()
+    z = variant.noise(2, generator=torch.Generator().manual_seed(0))
+    latents = variant.G.latents(z, code)
+    assert torch.equal(latents[..., -2:], code[:, None].expand(-1, 16, -1))
+    assert torch.equal(latents[..., :-2], z.view(2, 16, -1))
+
+
 def test_class_accuracy_of_clips_judges_every_frame_against_its_clips_class():
     """A 'generator' that returns real clips of the class asked for scores as the evaluator reads real frames;
     one that ignores the class asked for scores near chance."""
@@ -515,7 +525,6 @@ def test_clip_term_pulls_each_frames_reading_toward_its_own_clips_mean_reading()
 
 
 @pytest.mark.parametrize("override, fragment", [("mocogan.content_categories=1", "content_categories"),
-                                                ("mocogan.content_categories=2 mocogan.framewise=true", "framewise"),
                                                 ("mocogan.real_weight=1", "content_categories"),
                                                 ("mocogan.content_categories=2 mocogan.clip_weight=1 "
                                                  "mocogan.image_frames=1", "image_frames"),

@@ -19,7 +19,8 @@ class VideoGenerator(nn.Module):
 
     `framewise=True` is the baseline without motion: every frame gets its own independent latent (content and
     motion parts alike), so it is T independent draws of an image GAN. `categories` > 0 adds a categorical content
-    code: G(z, c) with c (N, categories) one-hot, joined to z_c, so it too holds for the whole clip.
+    code: G(z, c) with c (N, categories) one-hot, joined to z_c (frame-wise: to every frame's latent), so it holds for
+    the whole clip.
     """
 
     def __init__(self, frames: int, channels: int, resolution: int, content_dim: int = 32, motion_dim: int = 16,
@@ -44,8 +45,9 @@ class VideoGenerator(nn.Module):
         if (code is None) != (not self.categories):
             raise ValueError(f"this generator takes a categorical code of {self.categories} values with z"
                              if self.categories else "this generator takes no categorical code")
-        if self.framewise:
-            return z.view(n, t, -1)
+        if self.framewise:  # the code, when there is one, is still the clip's
+            frames = z.view(n, t, -1)
+            return frames if code is None else torch.cat([frames, code.unsqueeze(1).expand(-1, t, -1)], dim=2)
         content, h = z[:, :self.content_dim], z[:, self.content_dim:self.content_dim + self.motion_dim]
         if code is not None:
             content = torch.cat([content, code], dim=1)

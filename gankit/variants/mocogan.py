@@ -109,9 +109,6 @@ class MoCoGAN(Variant):
         if self.categories == 1:
             raise UserError("mocogan.content_categories=1 is a code with one value, which says nothing",
                             "set mocogan.content_categories to 0 (none) or 2 or more")
-        if self.categories and o.framewise:
-            raise UserError("mocogan.content_categories needs a content code held for the whole clip, and "
-                            "mocogan.framewise draws every frame independently", "drop one of the two")
         if (o.real_weight or o.clip_weight) and not self.categories:
             raise UserError("mocogan.real_weight and mocogan.clip_weight train the reader of a content code, and this "
                             "model has none", "set mocogan.content_categories >= 2")
