@@ -447,10 +447,10 @@ def test_q_that_learns_from_real_frames_only_leaves_the_fakes_code_to_g():
 
 
 def test_labelled_mocogan_draws_the_batchs_classes_and_classifies_real_and_generated_frames():
-    """mocogan.labels=true: the fakes' code is the real batch's labels (catches random codes), and D's loss has
+    """mocogan.labels=classifier: the fakes' code is the real batch's labels (catches random codes), and D's loss has
     ACGAN's two class terms, on real frames against their labels and on the fakes (catches either dropped or the real
     frames scored against other labels); G's has the fakes' term."""
-    variant, batch = _code_setup("mocogan.video_weight=0", "mocogan.content_categories=0", "mocogan.labels=true")
+    variant, batch = _code_setup("mocogan.video_weight=0", "mocogan.content_categories=0", "mocogan.labels=classifier")
     assert variant.class_names == ["circle", "square"] and "labels" in variant.sampling
     ctx = Context()
     loss, scalars = variant.loss("D", batch, ctx)
@@ -466,8 +466,27 @@ def test_labelled_mocogan_draws_the_batchs_classes_and_classifies_real_and_gener
     assert g_loss.item() == pytest.approx((losses.g_non_saturating(g_logits) + 0.4 * ce(g_q, batch.y)).item(), rel=1e-5)
 
 
+def test_projection_d_judges_each_frame_with_its_clips_label():
+    """mocogan.labels=projection: D_I's logit depends on the label (catches a zeroed label path), real frames are
+    judged with their clips' labels and fakes with theirs (catches swapped or missing labels), and G's loss is the
+    game on the fakes with their labels."""
+    variant, batch = _code_setup("mocogan.video_weight=0", "mocogan.content_categories=0", "mocogan.labels=projection")
+    ctx = Context()
+    loss, scalars = variant.loss("D", batch, ctx)
+    fake, code = ctx.values[FAKE]
+    assert torch.equal(code, batch.y) and "info_loss" not in scalars
+    variant.D_image.embed.weight.data.normal_()  # DCGAN's small init makes the label's share tiny; make it count
+    loss, _ = variant.loss("D", batch, ctx := Context())
+    fake, code = ctx.values[FAKE]
+    real_logits, fake_logits = variant.D_image(batch.x[:, 3], batch.y), variant.D_image(fake.detach()[:, 3], code)
+    assert not torch.allclose(real_logits, variant.D_image(batch.x[:, 3], 1 - batch.y))
+    assert loss.item() == pytest.approx(losses.d_bce(real_logits, fake_logits).item(), rel=1e-5)
+    g_loss, _ = variant.loss("G", batch, ctx)
+    assert g_loss.item() == pytest.approx(losses.g_non_saturating(variant.D_image(fake[:, 3], code)).item(), rel=1e-5)
+
+
 def test_labelled_mocogan_samples_the_classes_asked_for():
-    variant, _ = _setup("mocogan.labels=true")
+    variant, _ = _setup("mocogan.labels=classifier")
     variant.eval()
     labels = torch.tensor([1, 0, 1, 1, 0, 0, 0, 1, 1, 0, 1, 0])
     request = variant.prepare(gankit.variants.Request(12, labels=labels, generator=torch.Generator().manual_seed(2)))
@@ -478,7 +497,7 @@ def test_labelled_mocogan_samples_the_classes_asked_for():
 
 def test_framewise_baseline_keeps_the_clips_label_in_every_frame():
     """The labelled frame-wise baseline: frames are independent draws, all asked for the clip's class."""
-    variant, _ = _setup("mocogan.framewise=true", "mocogan.labels=true")
+    variant, _ = _setup("mocogan.framewise=true", "mocogan.labels=classifier")
     code = torch.nn.functional.one_hot(torch.tensor([1, 0]), 2).float()
     z = variant.noise(2, generator=torch.Generator().manual_seed(0))
     latents = variant.G.latents(z, code)
@@ -529,7 +548,8 @@ def test_clip_term_pulls_each_frames_reading_toward_its_own_clips_mean_reading()
                                                 ("mocogan.content_categories=2 mocogan.clip_weight=1 "
                                                  "mocogan.image_frames=1", "image_frames"),
                                                 ("mocogan.content_categories=2 mocogan.q_fakes=false", "q_fakes"),
-                                                ("mocogan.labels=true mocogan.content_categories=2", "labels")])
+                                                ("mocogan.labels=classifier mocogan.content_categories=2", "labels"),
+                                                ("mocogan.labels=yes", "mocogan.labels")])
 def test_content_code_settings_that_cannot_work_are_exit_2(cli, tmp_path, override, fragment):
     code, _, err = cli("train", "moving-shapes-video", *RUN, *override.split(), "--out", str(tmp_path / "r"))
     assert code == 2 and fragment in err and "Traceback" not in err

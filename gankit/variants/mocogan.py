@@ -14,9 +14,11 @@ clustering and self-augmentation terms do for images, `mocogan.real_weight` make
 `mocogan.clip_weight` makes it read all frames of a real clip alike, so the code G must show is what real clips hold.
 Labels are never used by these.
 
-`mocogan.labels=true` is the class-conditional model instead (MoCoGAN conditions its motion on action categories;
-here the content is the data's class): the code is each clip's label, fakes take the real batch's labels, and Q is
-ACGAN's auxiliary classifier on D_I, trained on real and generated frames alike, that G must satisfy in every frame.
+`mocogan.labels` makes the model class-conditional instead (MoCoGAN conditions its motion on action categories;
+here the content is the data's class): the code is each clip's label and fakes take the real batch's labels. D_I
+sees the label of each frame's clip either through ACGAN's auxiliary classifier (`classifier`: Q, trained on real
+and generated frames, that G must satisfy in every frame) or a projection (`projection`, Miyato & Koyama 2018: D_I
+judges whether a frame is a real one of its class).
 
 `mocogan.framewise=true` is the baseline of the same size and budget: every frame from an independent latent and no
 D_V, i.e. an image GAN (DCGAN) run T times; its clips have no reason to keep their content, which ACD measures.
@@ -36,7 +38,7 @@ from ..config import Config, Section
 from ..data import Batch
 from ..errors import UserError
 from ..metrics.diversity import diversity_ratio
-from ..nets import HeadedD, feature_shape
+from ..nets import HeadedD, ProjectionD, feature_shape
 from ..nets.dcgan import DCGANDiscriminator
 from ..nets.video import VideoDiscriminator, VideoGenerator
 from .base import Context, Group, Phase, Request, Variant, adversarial_groups
@@ -71,8 +73,9 @@ class MoCoGANConfig(Section):
                                 "of the code equally against deciding each frame confidently (IMSAT's μ)")
     clip_weight: float = Field(0.0, ge=0, description="weight of a consistency term on real clips: Q's reading of "
                                "each judged frame against its clip's mean reading (needs image_frames >= 2)")
-    labels: bool = Field(False, description="class-conditional: the content code is the clip's label and Q classifies "
-                         "real and generated frames (ACGAN on D_I); needs labelled clips, sets content_categories")
+    labels: Literal["none", "classifier", "projection"] = Field(
+        "none", description="class-conditional: the content code is the clip's label, and D_I sees it through ACGAN's "
+        "classifier of real and generated frames or a projection; needs labelled clips")
     q_fakes: bool = Field(True, description="Q also learns to read the code from the fakes (InfoGAN); false: Q "
                           "learns from real frames only (real_weight, clip_weight), and G must draw frames that Q puts "
                           "in the clip's code")
@@ -96,14 +99,15 @@ class MoCoGAN(Variant):
         frames, channels, height, width = spec["shape"]
         if height != width:
             raise UserError(f"mocogan needs square frames, the data is {height}×{width}", "set data.resolution")
-        self.categories, self.labelled = o.content_categories, o.labels
+        self.categories, self.labelled, self.projection = o.content_categories, o.labels != "none", \
+            o.labels == "projection"
         if self.labelled:
             if not spec.get("class_names"):
-                raise UserError(f"mocogan.labels=true needs labelled clips, and data {spec['name']} has no labels",
-                                "use data.name=moving-shapes or moving-digits, or mocogan.labels=false")
+                raise UserError(f"mocogan.labels={o.labels} needs labelled clips, and data {spec['name']} has none",
+                                "use data.name=moving-shapes or moving-digits, or mocogan.labels=none")
             if self.categories or o.real_weight or o.clip_weight:
-                raise UserError("mocogan.labels=true takes its code from the labels; content_categories, real_weight "
-                                "and clip_weight are for the code learnt without them", "drop those keys")
+                raise UserError(f"mocogan.labels={o.labels} takes its code from the labels; content_categories, "
+                                "real_weight and clip_weight are for the code learnt without them", "drop those keys")
             self.class_names = list(spec["class_names"])
             self.categories = len(self.class_names)
         if self.categories == 1:
@@ -124,9 +128,11 @@ class MoCoGAN(Variant):
             self.G = VideoGenerator(frames, channels, height, o.content_dim, o.motion_dim, o.noise_dim, o.g_width,
                                     o.framewise, o.g_start, self.categories)
             self.D_image = DCGANDiscriminator(channels, height, o.d_width, minibatch_std=o.minibatch_std)
-            if self.categories:  # Q: the code's logits from D_I's features (one body pass for both)
-                self.D_image = HeadedD(self.D_image, feature_shape(self.D_image, (channels, height, width)),
-                                       self.categories)
+            features = feature_shape(self.D_image, (channels, height, width))
+            if self.projection:  # D_I(frame, label of its clip)
+                self.D_image = ProjectionD(self.D_image, self.categories, features[0])
+            elif self.categories:  # Q: the code's logits from D_I's features (one body pass for both)
+                self.D_image = HeadedD(self.D_image, features, self.categories)
             self.D_video = VideoDiscriminator(frames, channels, height, o.d_width, minibatch_std=o.minibatch_std) \
                 if o.video_weight and not o.framewise else None
             self.D_pair = DCGANDiscriminator(2 * channels, height, o.d_width) \
@@ -176,10 +182,12 @@ class MoCoGAN(Variant):
     def one_hot(self, code: Tensor | None) -> Tensor | None:
         return None if code is None else F.one_hot(code, self.categories).float()
 
-    def judge_frames(self, clips: Tensor) -> tuple[Tensor, Tensor | None]:
-        """D_I's logits on `pick_frames(clips)` and Q's logits of the code for the same frames (None without one):
-        one body pass for both."""
+    def judge_frames(self, clips: Tensor, code: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """D_I's logits on `pick_frames(clips)` and Q's logits of the code for the same frames (None without Q): one
+        body pass for both; a projection D_I is given each frame's clip's code."""
         frames = self.pick_frames(clips)
+        if self.projection:
+            return self.D_image(frames, code.repeat_interleave(self.image_frames)), None
         return self.D_image(frames) if self.categories else (self.D_image(frames), None)
 
     def read_code(self, q: Tensor, code: Tensor) -> Tensor:
@@ -211,12 +219,12 @@ class MoCoGAN(Variant):
         fake_live = self.G(self.noise(len(batch)), self.one_hot(code))
         ctx.values[FAKE] = fake_live, code  # D sees it detached; the G phase reuses the graph
         fake, keys = fake_live.detach(), self.log_keys
-        (real_logits, q_real), (fake_logits, q_fake) = self.judge_frames(batch.x), self.judge_frames(fake)
+        (real_logits, q_real), (fake_logits, q_fake) = self.judge_frames(batch.x, batch.y), self.judge_frames(fake, code)
         image_loss = self.game.d(real_logits, fake_logits)
         loss = image_loss
         scalars = {keys.d_real: self.game.mean_output(real_logits), keys.d_fake: self.game.mean_output(fake_logits),
                    keys.diversity: diversity_ratio(fake, batch.x), "d_image_loss": image_loss.detach()}
-        if code is not None:  # Q learns to read the code from D_I's features of the detached fakes, and real frames
+        if q_fake is not None:  # Q learns to read the code from D_I's features of the detached fakes, and real frames
             info = self.read_code(q_fake, code)
             real_terms, real_scalars = self.real_code_terms(q_real, batch.y)
             loss = loss + (self.info_weight * info if self.q_fakes else 0) + real_terms
@@ -239,10 +247,10 @@ class MoCoGAN(Variant):
         if fake is None:  # no D phase this iteration
             code = self.draw_code(len(batch), batch=batch)
             fake = self.G(self.noise(len(batch)), self.one_hot(code))
-        logits, q = self.judge_frames(fake)
+        logits, q = self.judge_frames(fake, code)
         image_loss = self.game.g(logits)
         loss, scalars = image_loss, {"g_image_loss": image_loss.detach()}
-        if code is not None:  # G makes every frame say which code it came from
+        if q is not None:  # G makes every frame say which code it came from
             info = self.read_code(q, code)
             loss = loss + self.info_weight * info
             scalars["g_info_loss"] = info.detach()
