@@ -426,7 +426,8 @@ def test_real_frames_train_q_to_cluster_and_to_read_a_clip_alike():
     assert scalars["q_real_clip"].item() == pytest.approx(clip.item(), rel=1e-5)
     g_loss, _ = variant.loss("G", batch, ctx)
     g_logits, g_q = variant.D_image(fake[:, [3, 5]].flatten(0, 1))
-    g_expected = losses.g_non_saturating(g_logits) + 0.4 * torch.nn.functional.cross_entropy(g_q, code.repeat_interleave(2))
+    g_info = torch.nn.functional.cross_entropy(g_q, code.repeat_interleave(2))
+    g_expected = losses.g_non_saturating(g_logits) + 0.4 * g_info
     assert g_loss.item() == pytest.approx(g_expected.item(), rel=1e-5)
 
 

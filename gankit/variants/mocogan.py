@@ -219,7 +219,8 @@ class MoCoGAN(Variant):
         fake_live = self.G(self.noise(len(batch)), self.one_hot(code))
         ctx.values[FAKE] = fake_live, code  # D sees it detached; the G phase reuses the graph
         fake, keys = fake_live.detach(), self.log_keys
-        (real_logits, q_real), (fake_logits, q_fake) = self.judge_frames(batch.x, batch.y), self.judge_frames(fake, code)
+        real_logits, q_real = self.judge_frames(batch.x, batch.y)
+        fake_logits, q_fake = self.judge_frames(fake, code)
         image_loss = self.game.d(real_logits, fake_logits)
         loss = image_loss
         scalars = {keys.d_real: self.game.mean_output(real_logits), keys.d_fake: self.game.mean_output(fake_logits),
