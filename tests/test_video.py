@@ -586,6 +586,16 @@ def test_frame_picks_are_the_processes_rows_of_one_global_draw(frames):
     assert torch.equal(part.view(8, frames) % 100, torch.arange(8)[:, None].expand(8, frames).float())  # own clips
 
 
+def test_content_codes_are_the_processes_rows_of_one_global_draw():
+    """Catches content codes drawn per process (a data-parallel run would then differ from one process)."""
+    variant, _ = _setup("mocogan.content_categories=5")
+    torch.manual_seed(3)
+    whole = variant.draw_code(16)
+    variant.shard = Shard(1, 2)
+    torch.manual_seed(3)
+    assert torch.equal(variant.draw_code(8), whole[8:])
+
+
 # ------------------------------------------------------------------------------------------------ metrics
 
 
@@ -628,6 +638,21 @@ def test_sample_gif_folder_and_api(video_run, cli, tmp_path):
     code, _, _ = cli("sample", str(video_run), "-n", "4", "--out", f"{tmp_path}/d/")
     assert code == 0 and len(list((tmp_path / "d").glob("*.gif"))) == 4
     assert (video_run / "samples" / "step-2.png").is_file()
+
+
+def test_labelled_run_samples_a_class_and_eval_reports_its_class_accuracy(tmp_path, cli):
+    from gankit.train import Trainer
+
+    run = tmp_path / "run"
+    Trainer(resolve("moving-shapes-video", [*RUN, "mocogan.labels=projection"])[0], run, progress=False).fit()
+    code, out, err = cli("sample", str(run), "-n", "2", "--class", "square", "--out", str(tmp_path / "sq.npz"))
+    assert code == 0, err
+    code, out, err = cli("eval", str(run), "--json", "-n", "16")
+    result = json.loads(out)
+    assert code == 0 and 0 <= result["class_accuracy"] <= 1
+    assert result["protocol"]["class_accuracy"]["per_class"] == 100
+    code, _, err = cli("sample", str(run), "-n", "2", "--code", "c0=1", "--out", str(tmp_path / "c.npz"))
+    assert code == 2 and "Traceback" not in err
 
 
 def test_eval_reports_the_clip_metrics_with_protocols(video_run, cli):
