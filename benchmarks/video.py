@@ -9,7 +9,7 @@ holds a clip's content, which is what ACD and consistency measure.
     python benchmarks/video.py                          # trains both (seed 0), then evaluates
     python benchmarks/video.py --runs MOCOGAN FRAMEWISE   # trained runs of the two, in that order
     python benchmarks/video.py --quick                  # 200 steps each: the wiring
-    python benchmarks/video.py --preset moving-shapes-video-labels   # the class-conditional pair
+    python benchmarks/video.py --set mocogan.labels=projection   # the class-conditional pair (overrides for both)
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ def main() -> None:
     parser.add_argument("--runs", nargs=2, type=Path, help="trained runs: MoCoGAN, then the frame-wise baseline")
     parser.add_argument("--quick", action="store_true", help="200 training steps each")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--preset", default=PRESET, help="the MoCoGAN preset; the baseline is it with "
-                        "mocogan.framewise=true")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="overrides of the preset for "
+                        "both models (the baseline adds mocogan.framewise=true)")
     args = parser.parse_args()
     results, real = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -47,9 +47,9 @@ def main() -> None:
                 run_dir, minutes = args.runs[i], None
             else:
                 run_dir = Path(tmp) / name
-                extra = [f"seed={args.seed}", *overrides] + (["train.steps=200"] if args.quick else [])
+                extra = [f"seed={args.seed}", *args.set, *overrides] + (["train.steps=200"] if args.quick else [])
                 start = time.perf_counter()
-                Trainer(gankit.load_config(args.preset, extra), run_dir, progress=False).fit()
+                Trainer(gankit.load_config(PRESET, extra), run_dir, progress=False).fit()
                 minutes = (time.perf_counter() - start) / 60
             values = gankit.evaluate(run_dir, seed=args.seed)
             results[name] = {"minutes": minutes, "step": values["protocol"]["acd"]["step"],
@@ -58,7 +58,7 @@ def main() -> None:
             real["class_mix_tv"] = 0.0
     results["real clips"] = {"minutes": None, "step": None, **{k: real.get(k) for k in KEYS}}
     print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, seed {args.seed}"
-          f"{', quick' if args.quick else ''}; {args.preset}, 500 clips of 16 frames, shapes evaluator")
+          f"{', quick' if args.quick else ''}; {' '.join([PRESET, *args.set])}, 500 clips of 16 frames, shapes evaluator")
     print(f"{'model':11} {'steps':>5} {'min':>5} {'consist.':>8} {'mix TV':>6} {'cls acc':>7} {'colour':>6} "
           f"{'ACD':>6} {'ACD col':>7} {'jerk':>6} {'speed':>6} {'frame FD':>8}")
 
@@ -70,7 +70,7 @@ def main() -> None:
               f"{cell(r['consistency_color'], 6, 3)} {cell(r['acd'], 6, 2)} "
               f"{cell(r['acd_color'], 7, 4)} {cell(r['motion_smoothness'], 6, 4)} {cell(r['motion_speed'], 6, 4)} "
               f"{cell(r['frame_fd'], 8, 1)}")
-    print(json.dumps({"seed": args.seed, "quick": args.quick, "preset": args.preset, "runs": {
+    print(json.dumps({"seed": args.seed, "quick": args.quick, "preset": PRESET, "overrides": args.set, "runs": {
         n: {k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for n, r in results.items()}}))
 
 

@@ -273,7 +273,7 @@ class MoCoGAN(Variant):
     def code_values(self, name: str) -> list[float]:
         if name not in self.code_names:
             raise ValueError(f"this model has no latent code {name!r}" + (
-                "; its code is c0 (categorical, set mocogan.content_categories)" if self.categories else ""))
+                f"; its code is c0 (categorical, 0-{self.categories - 1})" if self.code_names else ""))
         return [float(i) for i in range(self.categories)]
 
     def condition(self, request: Request) -> Tensor | None:
