@@ -131,6 +131,13 @@ SAMPLING_OPTIONS = {
 DIRECTIONS = ("a2b", "b2a")  # what a two-way translator's `direction` may be
 
 
+def categorical_index(name: str, value: float, values: int) -> int:
+    """The index a sampling request fixes a categorical code to (`codes={"c0": 3}`), checked against its values."""
+    if value != int(value) or not 0 <= value < values:
+        raise ValueError(f"{name} is categorical: give an index 0-{values - 1}, not {value:g}")
+    return int(value)
+
+
 def refused(sampling: frozenset[str], **asked: bool) -> tuple[str, str] | None:
     """(problem, hint) for the first option asked for that a model's `sampling` lacks, else None."""
     return next((SAMPLING_OPTIONS[o] for o, given in asked.items() if given and o not in sampling), None)

@@ -27,7 +27,7 @@ from ..data import Batch
 from ..errors import UserError
 from ..nets import HeadedD, build_discriminator, build_generator, feature_shape
 from ..nets.augment import affine, translation
-from .base import Context, Request
+from .base import Context, Request, categorical_index
 from .gan import GAN
 from .registry import register_variant
 
@@ -117,9 +117,7 @@ class InfoGAN(GAN):
             if name not in self.code_names:
                 raise ValueError(f"unknown code {name!r}: this model's codes are {self._describe()}")
             if name == "c0":
-                if value != int(value) or not 0 <= value < self.categories:
-                    raise ValueError(f"c0 is categorical: give an index 0-{self.categories - 1}, not {value:g}")
-                category = torch.full_like(category, int(value))
+                category = torch.full_like(category, categorical_index(name, value, self.categories))
             else:
                 values[:, int(name[1:]) - 1] = float(value)
         return self._join(category, values)

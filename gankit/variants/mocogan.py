@@ -41,7 +41,7 @@ from ..metrics.diversity import diversity_ratio
 from ..nets import HeadedD, ProjectionD, feature_shape
 from ..nets.dcgan import DCGANDiscriminator
 from ..nets.video import VideoDiscriminator, VideoGenerator
-from .base import Context, Group, Phase, Request, Variant, adversarial_groups
+from .base import Context, Group, Phase, Request, Variant, adversarial_groups, categorical_index
 from .registry import register_variant
 
 FAKE = "fake"  # Context key: the D phase's clips (graph through G kept) for this iteration's G phase
@@ -282,13 +282,11 @@ class MoCoGAN(Variant):
         code = self.draw_code(request.n, request.generator)
         if request.labels is not None:
             code = request.labels.to(self.device)
-        for name, value in request.codes.items():
-            if name != "c0" or not self.categories:
+        for name, value in request.codes.items():  # only models with a learnt code take codes (`sampling`)
+            if name != "c0":
                 raise ValueError(f"unknown code {name!r}: this model's code is c0 (categorical, 0-"
-                                 f"{self.categories - 1})" if self.categories else f"unknown code {name!r}")
-            if value != int(value) or not 0 <= value < self.categories:
-                raise ValueError(f"c0 is categorical: give an index 0-{self.categories - 1}, not {value:g}")
-            code = torch.full_like(code, int(value))
+                                 f"{self.categories - 1})")
+            code = torch.full_like(code, categorical_index(name, value, self.categories))
         return self.one_hot(code)
 
     def progress_request(self, n: int, generator: torch.Generator, inputs: Tensor | None = None) -> Request:
