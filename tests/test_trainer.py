@@ -194,6 +194,19 @@ def test_channels_last_is_the_same_training_in_another_memory_layout(tmp_path):
     assert all(torch.equal(b[k], c[k]) for k in b)
 
 
+def test_channels_last_lays_out_2d_convs_beside_a_video_ds_3d_convs(tmp_path):
+    """A model with 3D convs (MoCoGAN's D_V) trains channels-last: its 4-D weights are NHWC, its 5-D ones keep
+    their layout (torch's Module.to refuses such a model)."""
+    tiny = ["data.n=16", "mocogan.g_width=8", "mocogan.d_width=8", "mocogan.content_dim=4", "mocogan.motion_dim=4",
+            "train.batch_size=4", "train.steps=1", "train.sample_every=0", "train.checkpoint_every=0"]
+    trainer = Trainer(gankit.load_config("moving-shapes-video", [*tiny, "train.channels_last=true"]), tmp_path / "v",
+                      progress=False)
+    convs = {p.dim(): p for p in trainer.variant.parameters() if p.dim() >= 4 and p.shape[1] > 1}
+    assert convs[4].is_contiguous(memory_format=torch.channels_last) and not convs[4].is_contiguous()
+    assert convs[5].is_contiguous()
+    trainer.fit()
+
+
 def test_bf16_precision_runs_the_nets_in_bf16_and_keeps_losses_and_weights_fp32(tmp_path):
     over = ["train.steps=3", "model.width=8", "train.sample_every=0", "train.log_every=1"]
     fast = Trainer(gankit.load_config("digits-dcgan", [*over, "train.precision=bf16"]), tmp_path / "b",

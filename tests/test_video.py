@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 import gankit
@@ -19,6 +20,7 @@ from gankit.io import read_provenance
 from gankit.metrics import load_evaluator
 from gankit.metrics.video import centroids, consistency, content_distance, crop_around, majority_shares, mean_speed, \
     second_difference, total_variation
+from gankit.nets import BigGANDiscriminator, BigGANGenerator
 from gankit.nets.video import VideoDiscriminator, VideoGenerator
 from gankit.variants import Context, build_variant, resolve
 from gankit.variants.mocogan import FAKE
@@ -218,11 +220,13 @@ def test_g_start_sets_the_side_of_the_frame_generators_first_map():
         VideoGenerator(16, 3, 16, width=8, start=16)
 
 
-def test_motion_moves_the_frames_and_content_is_shared():
+@pytest.mark.parametrize("residual", [False, True])
+def test_motion_moves_the_frames_and_content_is_shared(residual):
     """Catches a zeroed or ignored motion path (every frame of a clip would be the same picture) and a content code
-    not shared across frames (two clips with the same motion but different content would not differ)."""
+    not shared across frames (two clips with the same motion but different content would not differ), with DCGAN's
+    and BigGAN's frame generators."""
     torch.manual_seed(0)
-    g = VideoGenerator(8, 3, 32, content_dim=8, motion_dim=8, noise_dim=4, width=8).eval()
+    g = VideoGenerator(8, 3, 32, content_dim=8, motion_dim=8, noise_dim=4, width=8, residual=residual).eval()
     z = torch.randn(4, g.z_dim)
     with torch.no_grad():
         x = g(z)
@@ -231,6 +235,27 @@ def test_motion_moves_the_frames_and_content_is_shared():
     assert (x[:, 1:] - x[:, :-1]).abs().mean() > 0.1 * (x - x.mean(0)).abs().mean()
     assert (latents[:, 1:, 8:] - latents[:, :-1, 8:]).abs().min() > 0  # the motion code changes every frame
     assert torch.equal(latents[:, :, :8], z[:, None, :8].expand(-1, 8, -1))  # the content code is every frame's
+
+
+def test_biggan_frame_nets_read_the_whole_frame_latent_in_every_block():
+    """mocogan.frame_nets=biggan: G's frames come from BigGAN's G whose every conditional batch norm reads the
+    frame's latent (catches a zeroed or partial condition), and D_I is BigGAN's D with spectral norm."""
+    variant, batch = _setup("mocogan.frame_nets=biggan", "mocogan.content_categories=3")
+    G = variant.G
+    assert isinstance(G.image, BigGANGenerator) and isinstance(variant.D_image.net, BigGANDiscriminator)
+    assert any("parametrizations" in name for name, _ in variant.D_image.named_parameters())
+    seen = []
+    hooks = [block.bn1.gain.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+             for block in G.image.blocks]
+    z, code = variant.noise(2), F.one_hot(torch.tensor([0, 2]), 3).float()
+    with torch.no_grad():
+        clips = G(z, code)
+        latents = G.latents(z, code).flatten(0, 1)
+    for hook in hooks:
+        hook.remove()
+    assert clips.shape[1:] == batch.x.shape[1:] and len(seen) == len(G.image.blocks)
+    for condition in seen:  # [the frame latent, its own z chunk]
+        assert torch.equal(condition[:, :latents.shape[1]], latents)
 
 
 # ------------------------------------------------------------------------------------------------ wiring
@@ -247,11 +272,20 @@ def _pairs(clips):
     return torch.cat([clips[:, 1], clips[:, 6]], dim=1)
 
 
-def test_d_loss_is_the_game_on_real_then_fake_for_every_discriminator():
+def _frame_nets(nets: str, variant) -> None:
+    """BigGAN's D_I in eval mode: it has no batch norm, and spectral norm then holds its estimate between calls, so
+    a test can recompute D_I's logits exactly."""
+    if nets == "biggan":
+        variant.D_image.eval()
+
+
+@pytest.mark.parametrize("nets", ["dcgan", "biggan"])
+def test_d_loss_is_the_game_on_real_then_fake_for_every_discriminator(nets):
     """Catches swapped real/fake logits, a dropped or sign-flipped D_I, D_V or D_pair term, and their weights
-    ignored."""
-    variant, batch = _setup("mocogan.video_weight=0.7", "mocogan.pair_weight=0.3")
+    ignored, with either frame nets."""
+    variant, batch = _setup("mocogan.video_weight=0.7", "mocogan.pair_weight=0.3", f"mocogan.frame_nets={nets}")
     _first_frame(variant)
+    _frame_nets(nets, variant)
     ctx = Context()
     loss, scalars = variant.loss("D", batch, ctx)
     fake = ctx.values[FAKE][0].detach()
@@ -294,11 +328,13 @@ def test_one_d_step_raises_every_d_on_reals_and_lowers_it_on_fakes():
     assert after[4] > before[4] and after[5] < before[5], "D_pair"
 
 
-def test_g_loss_is_the_game_on_every_discriminator_and_reaches_the_motion_rnn():
+@pytest.mark.parametrize("nets", ["dcgan", "biggan"])
+def test_g_loss_is_the_game_on_every_discriminator_and_reaches_the_motion_rnn(nets):
     """Catches a dropped or sign-flipped D_I, D_V or D_pair term in G's loss, and a motion path cut off from the
-    gradient."""
-    variant, batch = _setup("mocogan.video_weight=0.7", "mocogan.pair_weight=0.3")
+    gradient, with either frame nets."""
+    variant, batch = _setup("mocogan.video_weight=0.7", "mocogan.pair_weight=0.3", f"mocogan.frame_nets={nets}")
     _first_frame(variant)
+    _frame_nets(nets, variant)
     ctx = Context()
     variant.loss("D", batch, ctx)
     fake = ctx.values[FAKE][0]
@@ -550,8 +586,9 @@ def test_clip_term_pulls_each_frames_reading_toward_its_own_clips_mean_reading()
                                                  "mocogan.image_frames=1", "image_frames"),
                                                 ("mocogan.content_categories=2 mocogan.q_fakes=false", "q_fakes"),
                                                 ("mocogan.labels=classifier mocogan.content_categories=2", "labels"),
-                                                ("mocogan.labels=yes", "mocogan.labels")])
-def test_content_code_settings_that_cannot_work_are_exit_2(cli, tmp_path, override, fragment):
+                                                ("mocogan.labels=yes", "mocogan.labels"),
+                                                ("mocogan.frame_nets=biggan mocogan.g_start=8", "g_start")])
+def test_mocogan_settings_that_cannot_work_are_exit_2(cli, tmp_path, override, fragment):
     code, _, err = cli("train", "moving-shapes-video", *RUN, *override.split(), "--out", str(tmp_path / "r"))
     assert code == 2 and fragment in err and "Traceback" not in err
 

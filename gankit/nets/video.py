@@ -1,8 +1,9 @@
 """MoCoGAN-style video nets (Tulyakov et al. 2018): a generator that splits content from motion, a 3D-conv video D.
 
 G: a content code z_c, fixed for the whole clip, and motion codes z_m(t) from a GRU driven by fresh noise ε(t) each
-frame; each frame is one shared DCGAN image generator applied to [z_c, z_m(t)]. All randomness of a clip is one
-flat latent z = [z_c | h_0 | ε(1) ... ε(T)], so a seed gives the same clip and the trainer's noise stays (N, z_dim).
+frame; each frame is one shared image generator applied to [z_c, z_m(t)]: DCGAN's, or BigGAN's residual one whose
+conditional batch norms all read the frame's latent. All randomness of a clip is one flat latent
+z = [z_c | h_0 | ε(1) ... ε(T)], so a seed gives the same clip and the trainer's noise stays (N, z_dim).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .biggan import BigGANGenerator
 from .blocks import MinibatchStd
 from .dcgan import DCGANGenerator, _levels
 
@@ -20,16 +22,21 @@ class VideoGenerator(nn.Module):
     `framewise=True` is the baseline without motion: every frame gets its own independent latent (content and
     motion parts alike), so it is T independent draws of an image GAN. `categories` > 0 adds a categorical content
     code: G(z, c) with c (N, categories) one-hot, joined to z_c (frame-wise: to every frame's latent), so it holds for
-    the whole clip.
+    the whole clip. `residual=True` draws each frame with BigGAN's G (spectral norm, residual blocks) whose input
+    projection and every block's conditional batch norm read the whole frame latent (start 4 only).
     """
 
     def __init__(self, frames: int, channels: int, resolution: int, content_dim: int = 32, motion_dim: int = 16,
                  noise_dim: int = 8, width: int = 32, framewise: bool = False, start: int = 4,
-                 categories: int = 0) -> None:
+                 categories: int = 0, residual: bool = False) -> None:
         super().__init__()
         self.frames, self.content_dim, self.motion_dim, self.noise_dim = frames, content_dim, motion_dim, noise_dim
-        self.framewise, self.categories = framewise, categories
-        self.image = DCGANGenerator(content_dim + categories + motion_dim, channels, resolution, width, start)
+        self.framewise, self.categories, self.residual = framewise, categories, residual
+        latent = content_dim + categories + motion_dim
+        if residual and start != 4:
+            raise ValueError(f"BigGAN's frame generator starts from a 4×4 map, not {start}×{start}")
+        self.image = BigGANGenerator(latent, 0, channels, resolution, width, latent, attention=0) if residual \
+            else DCGANGenerator(latent, channels, resolution, width, start)
         self.rnn = None if framewise else nn.GRUCell(noise_dim, motion_dim)
 
     @property
@@ -62,7 +69,8 @@ class VideoGenerator(nn.Module):
     def forward(self, z: Tensor, code: Tensor | None = None) -> Tensor:
         per_frame = self.latents(z, code)  # (N, T, d)
         n, t, d = per_frame.shape
-        frames = self.image(per_frame.reshape(n * t, d))  # (N·T, C, R, R): one shared image generator
+        flat = per_frame.reshape(n * t, d)
+        frames = self.image(flat, flat) if self.residual else self.image(flat)  # (N·T, C, R, R): one shared image G
         return frames.view(n, t, *frames.shape[1:])
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..config import Config, to_yaml
 from ..data import Dataset, kind_of, load_dataset
@@ -122,8 +122,8 @@ class Trainer:
                         "strength 8); docs/provenance.md has the trade-off", "×".join(map(str, self.spec["shape"][1:])),
                         cfg.watermark.strength)
         self.variant: Variant = build_variant(cfg, self.spec).to(self.device)
-        if cfg.train.channels_last:  # 4-D weights only; checkpoints and exports are written contiguous as always
-            self.variant.to(memory_format=torch.channels_last)
+        if cfg.train.channels_last:  # checkpoints and exports are written contiguous as always
+            _channels_last(self.variant)
         self.groups: dict[str, Group] = self.variant.groups
         if cfg.train.compile:
             self._compile()
@@ -560,3 +560,13 @@ def _config_value(cfg: Config, key: str) -> Any:
 def _yaml_value(value: Any) -> str:
     """A config value as an override would spell it (None as null)."""
     return "null" if value is None else str(value)
+
+
+@torch.no_grad()
+def _channels_last(module: nn.Module) -> None:
+    """Lay every 4-D parameter out channels-last (NHWC). Module.to(memory_format=...) would refuse a model that
+    also has 5-D weights (a video D's 3D convs), which keep their layout."""
+    for m in module.modules():
+        for p in m.parameters(recurse=False):
+            if p.dim() == 4:
+                p.data = p.data.contiguous(memory_format=torch.channels_last)

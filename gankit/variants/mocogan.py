@@ -38,7 +38,7 @@ from ..config import Config, Section
 from ..data import Batch
 from ..errors import UserError
 from ..metrics.diversity import diversity_ratio
-from ..nets import HeadedD, ProjectionD, feature_shape
+from ..nets import BigGANDiscriminator, HeadedD, ProjectionD, feature_shape
 from ..nets.dcgan import DCGANDiscriminator
 from ..nets.video import VideoDiscriminator, VideoGenerator
 from .base import Context, Group, Phase, Request, Variant, adversarial_groups, categorical_index
@@ -80,6 +80,9 @@ class MoCoGANConfig(Section):
                           "learns from real frames only (real_weight, clip_weight), and G must draw frames that Q puts "
                           "in the clip's code")
     framewise: bool = Field(False, description="baseline: independent latent per frame, no motion GRU, no D_V")
+    frame_nets: Literal["dcgan", "biggan"] = Field(
+        "dcgan", description="the image G and D_I: DCGAN's, or BigGAN's residual nets with spectral norm (G's "
+        "conditional batch norms read each frame's latent; g_start 4; no attention)")
 
 
 @register_variant("mocogan")
@@ -87,8 +90,8 @@ class MoCoGAN(Variant):
     """Content + motion G, image D on random frames and video D on clips; phases D (both Ds) then G."""
 
     Config = MoCoGANConfig
-    own_nets = "content + GRU motion G over a shared DCGAN image G; DCGAN image D, 3D-conv video D, optional pair D " \
-        "(mocogan.*)"
+    own_nets = "content + GRU motion G over a shared DCGAN or BigGAN image G; DCGAN or BigGAN image D, 3D-conv video " \
+        "D, optional pair D (mocogan.*)"
 
     def __init__(self, cfg: Config, spec: dict) -> None:
         super().__init__(cfg, spec)
@@ -124,10 +127,15 @@ class MoCoGAN(Variant):
                             "mocogan.clip_weight above 0, or mocogan.q_fakes=true")
         if self.categories:
             self.sampling = frozenset({"truncation", "labels" if self.labelled else "codes"})
+        residual = o.frame_nets == "biggan"
+        if residual and (o.g_start != 4 or o.minibatch_std):
+            raise UserError("mocogan.frame_nets=biggan starts G from BigGAN's 4×4 map and has no minibatch std in D_I",
+                            "set mocogan.g_start=4 and mocogan.minibatch_std=false, or mocogan.frame_nets=dcgan")
         try:
             self.G = VideoGenerator(frames, channels, height, o.content_dim, o.motion_dim, o.noise_dim, o.g_width,
-                                    o.framewise, o.g_start, self.categories)
-            self.D_image = DCGANDiscriminator(channels, height, o.d_width, minibatch_std=o.minibatch_std)
+                                    o.framewise, o.g_start, self.categories, residual)
+            self.D_image = BigGANDiscriminator(channels, 0, height, o.d_width, attention=0) if residual else \
+                DCGANDiscriminator(channels, height, o.d_width, minibatch_std=o.minibatch_std)
             features = feature_shape(self.D_image, (channels, height, width))
             if self.projection:  # D_I(frame, label of its clip)
                 self.D_image = ProjectionD(self.D_image, self.categories, features[0])
