@@ -258,6 +258,28 @@ def test_biggan_frame_nets_read_the_whole_frame_latent_in_every_block():
         assert torch.equal(condition[:, :latents.shape[1]], latents)
 
 
+@pytest.mark.parametrize("framewise", [False, True])
+def test_layered_g_colours_each_clip_from_its_content_and_paints_through_the_mask(framewise):
+    """mocogan.layered: the colour net reads the content part and the code only (catches motion leaking into the
+    colours, which would let them drift within a clip), and every pixel is m·object + (1 − m)·background with m the
+    image net's one-channel output in [0, 1] (catches frames not composed from the layers, or the mask inverted)."""
+    torch.manual_seed(0)
+    g = VideoGenerator(6, 3, 16, content_dim=5, motion_dim=4, noise_dim=2, width=8, framewise=framewise,
+                       categories=2, layered=True)  # training mode: batch statistics spread the mask out
+    seen = []
+    g.colours.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    z, code = torch.randn(3, g.z_dim), F.one_hot(torch.tensor([0, 1, 1]), 2).float()
+    with torch.no_grad():
+        x, latents = g(z, code), g.latents(z, code)
+        content = seen[0].view(3, 6, -1)
+        thing, ground = (c[..., None, None] for c in torch.tanh(g.colours(content)).chunk(2, dim=-1))
+        mask = 0.5 * (g.image(latents.flatten(0, 1)) + 1).view(3, 6, 1, 16, 16)
+    assert x.shape == (3, 6, 3, 16, 16) and mask.std() > 0.01
+    assert torch.equal(content, torch.cat([latents[..., :5], code[:, None].expand(-1, 6, -1)], dim=2))
+    assert framewise or torch.equal(content, content[:, :1].expand_as(content))  # one colour pair per clip
+    assert torch.allclose(x, mask * thing + (1 - mask) * ground, atol=1e-5)
+
+
 # ------------------------------------------------------------------------------------------------ wiring
 
 

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from .biggan import BigGANGenerator
 from .blocks import MinibatchStd
 from .dcgan import DCGANGenerator, _levels
+from .text import compose
 
 
 class VideoGenerator(nn.Module):
@@ -24,19 +25,27 @@ class VideoGenerator(nn.Module):
     code: G(z, c) with c (N, categories) one-hot, joined to z_c (frame-wise: to every frame's latent), so it holds for
     the whole clip. `residual=True` draws each frame with BigGAN's G (spectral norm, residual blocks) whose input
     projection and every block's conditional batch norm read the whole frame latent (start 4 only).
+
+    `layered=True` (LR-GAN's layers, as text-to-image's layered G): the image G draws only a mask per frame, and a
+    small MLP gives the object's colour and the background's, one each per clip, from the content part alone; a
+    frame is the object's colour where the mask is and the background's elsewhere. Colour then holds for the clip
+    by construction, and what the frames must keep is the mask's shape.
     """
 
     def __init__(self, frames: int, channels: int, resolution: int, content_dim: int = 32, motion_dim: int = 16,
                  noise_dim: int = 8, width: int = 32, framewise: bool = False, start: int = 4,
-                 categories: int = 0, residual: bool = False) -> None:
+                 categories: int = 0, residual: bool = False, layered: bool = False) -> None:
         super().__init__()
         self.frames, self.content_dim, self.motion_dim, self.noise_dim = frames, content_dim, motion_dim, noise_dim
-        self.framewise, self.categories, self.residual = framewise, categories, residual
+        self.framewise, self.categories, self.residual, self.channels = framewise, categories, residual, channels
         latent = content_dim + categories + motion_dim
         if residual and start != 4:
             raise ValueError(f"BigGAN's frame generator starts from a 4×4 map, not {start}×{start}")
-        self.image = BigGANGenerator(latent, 0, channels, resolution, width, latent, attention=0) if residual \
-            else DCGANGenerator(latent, channels, resolution, width, start)
+        drawn = 1 if layered else channels  # a layered G's image net draws the mask
+        self.image = BigGANGenerator(latent, 0, drawn, resolution, width, latent, attention=0) if residual \
+            else DCGANGenerator(latent, drawn, resolution, width, start)
+        self.colours = nn.Sequential(nn.Linear(content_dim + categories, 4 * width), nn.LeakyReLU(0.2),
+                                     nn.Linear(4 * width, 2 * channels)) if layered else None
         self.rnn = None if framewise else nn.GRUCell(noise_dim, motion_dim)
 
     @property
@@ -71,6 +80,11 @@ class VideoGenerator(nn.Module):
         n, t, d = per_frame.shape
         flat = per_frame.reshape(n * t, d)
         frames = self.image(flat, flat) if self.residual else self.image(flat)  # (N·T, C, R, R): one shared image G
+        if self.colours is not None:  # frames are masks (N·T, 1, R, R); the colours read the content part only
+            content = torch.cat([flat[:, :self.content_dim], flat[:, self.content_dim + self.motion_dim:]], dim=1) \
+                if self.framewise else flat[:, :self.content_dim + self.categories]
+            thing, ground = torch.tanh(self.colours(content))[:, :, None, None].chunk(2, dim=1)
+            frames = compose(0.5 * (frames + 1), thing, ground)
         return frames.view(n, t, *frames.shape[1:])
 
 

@@ -83,6 +83,8 @@ class MoCoGANConfig(Section):
     frame_nets: Literal["dcgan", "biggan"] = Field(
         "dcgan", description="the image G and D_I: DCGAN's, or BigGAN's residual nets with spectral norm (G's "
         "conditional batch norms read each frame's latent; g_start 4; no attention)")
+    layered: bool = Field(False, description="G's image net draws a mask per frame, and the object's and the "
+                          "background's colours come from the content code, one each per clip (LR-GAN's layers)")
 
 
 @register_variant("mocogan")
@@ -133,7 +135,7 @@ class MoCoGAN(Variant):
                             "set mocogan.g_start=4 and mocogan.minibatch_std=false, or mocogan.frame_nets=dcgan")
         try:
             self.G = VideoGenerator(frames, channels, height, o.content_dim, o.motion_dim, o.noise_dim, o.g_width,
-                                    o.framewise, o.g_start, self.categories, residual)
+                                    o.framewise, o.g_start, self.categories, residual, o.layered)
             self.D_image = BigGANDiscriminator(channels, 0, height, o.d_width, attention=0) if residual else \
                 DCGANDiscriminator(channels, height, o.d_width, minibatch_std=o.minibatch_std)
             features = feature_shape(self.D_image, (channels, height, width))
