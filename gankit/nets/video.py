@@ -37,7 +37,7 @@ class VideoGenerator(nn.Module):
                  categories: int = 0, residual: bool = False, layered: bool = False) -> None:
         super().__init__()
         self.frames, self.content_dim, self.motion_dim, self.noise_dim = frames, content_dim, motion_dim, noise_dim
-        self.framewise, self.categories, self.residual, self.channels = framewise, categories, residual, channels
+        self.framewise, self.categories, self.residual = framewise, categories, residual
         latent = content_dim + categories + motion_dim
         if residual and start != 4:
             raise ValueError(f"BigGAN's frame generator starts from a 4×4 map, not {start}×{start}")

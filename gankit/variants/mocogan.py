@@ -4,7 +4,9 @@ G (gankit.nets.video.VideoGenerator) draws each frame with one shared image gene
 the state of a GRU fed fresh noise each frame. Two discriminators judge it: D_I sees single frames picked at random
 from real and generated clips (are the frames realistic?), D_V sees whole clips through 3D convolutions (is the
 motion realistic?). Both sit in group D and are stepped together on the sum of their losses; G minimises the sum of
-its losses against both. `loss.name` picks the game for both.
+its losses against both. `loss.name` picks the game for both. `mocogan.frame_nets=biggan` makes the frame generator
+and D_I BigGAN's residual, spectral-norm nets; `mocogan.layered` has the frame generator draw a mask per frame over
+colours held per clip.
 
 `mocogan.content_categories` K > 0 adds a categorical content code c (one-hot, fixed per clip like z_c) and a Q head
 on D_I that must read c back from every frame it judges (InfoGAN's mutual-information bound, which MoCoGAN uses for
