@@ -609,7 +609,9 @@ def test_clip_term_pulls_each_frames_reading_toward_its_own_clips_mean_reading()
                                                 ("mocogan.content_categories=2 mocogan.q_fakes=false", "q_fakes"),
                                                 ("mocogan.labels=classifier mocogan.content_categories=2", "labels"),
                                                 ("mocogan.labels=yes", "mocogan.labels"),
-                                                ("mocogan.frame_nets=biggan mocogan.g_start=8", "g_start")])
+                                                ("mocogan.frame_nets=biggan mocogan.g_start=8", "g_start"),
+                                                ("mocogan.frame_nets=biggan mocogan.minibatch_std=true",
+                                                 "minibatch_std")])
 def test_mocogan_settings_that_cannot_work_are_exit_2(cli, tmp_path, override, fragment):
     code, _, err = cli("train", "moving-shapes-video", *RUN, *override.split(), "--out", str(tmp_path / "r"))
     assert code == 2 and fragment in err and "Traceback" not in err
