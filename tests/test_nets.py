@@ -59,6 +59,28 @@ def test_minibatch_std_appends_the_group_std():
     assert same[:, 3].abs().max() < 1e-3  # identical samples: std ≈ 0, the collapse signal
 
 
+def test_coord_channels_append_y_then_x_and_reach_every_upsampling_conv_of_dcgans_g():
+    """CoordConv: the two channels are each pixel's row and column in [-1, 1], after the input's own; with
+    coords=True every ×2 transposed conv of DCGAN's G sees them (catches swapped, constant or dropped coordinates)."""
+    from gankit.nets.blocks import CoordChannels
+
+    x = torch.randn(2, 3, 4, 5)
+    out = CoordChannels()(x)
+    assert out.shape == (2, 5, 4, 5) and torch.equal(out[:, :3], x)
+    assert torch.allclose(out[1, 3], torch.linspace(-1, 1, 4)[:, None].expand(4, 5))  # y: down the rows
+    assert torch.allclose(out[0, 4], torch.linspace(-1, 1, 5)[None, :].expand(4, 5))  # x: along the columns
+    g = DCGANGenerator(8, 3, 32, width=8, coords=True)
+    seen = []
+    for m in g.net:
+        if isinstance(m, torch.nn.ConvTranspose2d) and m.stride == (2, 2):
+            m.register_forward_pre_hook(lambda mod, args: seen.append(args[0][:, -2:].detach().clone()))
+    assert g(torch.randn(2, 8)).shape == (2, 3, 32, 32) and len(seen) == 3  # 4 -> 8 -> 16 -> 32
+    for grid in seen:
+        side = grid.shape[-1]
+        assert torch.allclose(grid[0, 1], torch.linspace(-1, 1, side).expand(side, side))
+    assert not any(isinstance(m, CoordChannels) for m in DCGANGenerator(8, 3, 32, width=8).modules())
+
+
 def test_packed_discriminator_scores_groups_of_samples():
     from gankit.nets import Packed
 

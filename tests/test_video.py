@@ -218,6 +218,10 @@ def test_g_start_sets_the_side_of_the_frame_generators_first_map():
         assert clips.shape[1:] == batch.x.shape[1:]
     with pytest.raises(ValueError, match="first map"):
         VideoGenerator(16, 3, 16, width=8, start=16)
+    variant = _setup("mocogan.coords=true")[0]  # the key reaches the frame generator's upsampling convs
+    widened = [m.in_channels for m in variant.G.image.net if isinstance(m, torch.nn.ConvTranspose2d)][1:]
+    assert widened == [c + 2 for c in [m.in_channels for m in _setup()[0].G.image.net
+                                       if isinstance(m, torch.nn.ConvTranspose2d)][1:]]
 
 
 @pytest.mark.parametrize("residual", [False, True])
@@ -611,7 +615,8 @@ def test_clip_term_pulls_each_frames_reading_toward_its_own_clips_mean_reading()
                                                 ("mocogan.labels=yes", "mocogan.labels"),
                                                 ("mocogan.frame_nets=biggan mocogan.g_start=8", "g_start"),
                                                 ("mocogan.frame_nets=biggan mocogan.minibatch_std=true",
-                                                 "minibatch_std")])
+                                                 "minibatch_std"),
+                                                ("mocogan.frame_nets=biggan mocogan.coords=true", "coords")])
 def test_mocogan_settings_that_cannot_work_are_exit_2(cli, tmp_path, override, fragment):
     code, _, err = cli("train", "moving-shapes-video", *RUN, *override.split(), "--out", str(tmp_path / "r"))
     assert code == 2 and fragment in err and "Traceback" not in err

@@ -76,6 +76,19 @@ class Packed(nn.Module):
         return self.net(self._pack(x))
 
 
+class CoordChannels(nn.Module):
+    """Append each pixel's x and y in [-1, 1] as two channels (CoordConv, Liu et al. 2018), so the next conv can
+    tie what it draws to where it is: moving objects keep their shape across positions. (N, C, H, W) -> (N, C + 2,
+    H, W)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, _, h, w = x.shape
+        ys = torch.linspace(-1.0, 1.0, h, device=x.device, dtype=x.dtype)
+        xs = torch.linspace(-1.0, 1.0, w, device=x.device, dtype=x.dtype)
+        grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij"))  # (2, H, W): y then x
+        return torch.cat([x, grid.expand(n, -1, -1, -1)], dim=1)
+
+
 class PixelNorm(nn.Module):
     """Scale each pixel's feature vector to unit mean square (Karras et al. 2018): keeps G's activations from
     escalating, in place of batch norm. (N, C, ...) -> same shape."""

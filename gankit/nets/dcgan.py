@@ -6,7 +6,7 @@ import math
 
 from torch import Tensor, nn
 
-from .blocks import MinibatchStd, dcgan_init
+from .blocks import CoordChannels, MinibatchStd, dcgan_init
 
 
 def _levels(resolution: int) -> int:
@@ -21,9 +21,12 @@ class DCGANGenerator(nn.Module):
     """z (N, z_dim) -> images (N, C, R, R) in [-1, 1]: a 4×4 projection, then stride-2 transposed convs halving width.
 
     `start=8` projects z to an 8×8 map instead (one stride-2 stage fewer): each cell of the first map covers 4 pixels
-    of a 32×32 image rather than 8, so what z places is placed more finely (moving objects; docs/video.md)."""
+    of a 32×32 image rather than 8, so what z places is placed more finely (moving objects; docs/video.md).
+    `coords=True` gives every transposed conv after the first the pixels' coordinates as two more input channels
+    (CoordConv)."""
 
-    def __init__(self, z_dim: int, channels: int, resolution: int, width: int = 64, start: int = 4) -> None:
+    def __init__(self, z_dim: int, channels: int, resolution: int, width: int = 64, start: int = 4,
+                 coords: bool = False) -> None:
         super().__init__()
         self.z_dim = z_dim
         if start not in (4, 8, 16) or start >= resolution:
@@ -32,10 +35,14 @@ class DCGANGenerator(nn.Module):
         ch = width * 2 ** (levels - 1)  # at the first map; 512 for 64×64 with width 64 (as in pytorch/examples)
         layers: list[nn.Module] = [nn.ConvTranspose2d(z_dim, ch, start, 1, 0, bias=False), nn.BatchNorm2d(ch),
                                    nn.ReLU(True)]
+
+        def up(ch_in: int, ch_out: int) -> list[nn.Module]:  # a ×2 transposed conv, given coordinates if asked
+            return [CoordChannels()] * coords + [nn.ConvTranspose2d(ch_in + 2 * coords, ch_out, 4, 2, 1, bias=False)]
+
         for _ in range(levels - 1):  # (N, ch, s, s) -> (N, ch/2, 2s, 2s)
-            layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU(True)]
+            layers += [*up(ch, ch // 2), nn.BatchNorm2d(ch // 2), nn.ReLU(True)]
             ch //= 2
-        layers += [nn.ConvTranspose2d(ch, channels, 4, 2, 1, bias=False), nn.Tanh()]
+        layers += [*up(ch, channels), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         dcgan_init(self)
 

@@ -29,21 +29,24 @@ class VideoGenerator(nn.Module):
     `layered=True` (LR-GAN's layers, as text-to-image's layered G): the image G draws only a mask per frame, and a
     small MLP gives the object's colour and the background's, one each per clip, from the content part alone; a
     frame is the object's colour where the mask is and the background's elsewhere. Colour then holds for the clip
-    by construction, and what the frames must keep is the mask's shape.
+    by construction, and what the frames must keep is the mask's shape. `coords=True` gives the DCGAN image G's
+    upsampling convs the pixels' coordinates (CoordConv).
     """
 
     def __init__(self, frames: int, channels: int, resolution: int, content_dim: int = 32, motion_dim: int = 16,
                  noise_dim: int = 8, width: int = 32, framewise: bool = False, start: int = 4,
-                 categories: int = 0, residual: bool = False, layered: bool = False) -> None:
+                 categories: int = 0, residual: bool = False, layered: bool = False, coords: bool = False) -> None:
         super().__init__()
         self.frames, self.content_dim, self.motion_dim, self.noise_dim = frames, content_dim, motion_dim, noise_dim
         self.framewise, self.categories, self.residual = framewise, categories, residual
         latent = content_dim + categories + motion_dim
         if residual and start != 4:
             raise ValueError(f"BigGAN's frame generator starts from a 4×4 map, not {start}×{start}")
+        if residual and coords:
+            raise ValueError("coordinate channels are for DCGAN's frame generator, not BigGAN's")
         drawn = 1 if layered else channels  # a layered G's image net draws the mask
         self.image = BigGANGenerator(latent, 0, drawn, resolution, width, latent, attention=0) if residual \
-            else DCGANGenerator(latent, drawn, resolution, width, start)
+            else DCGANGenerator(latent, drawn, resolution, width, start, coords)
         self.colours = nn.Sequential(nn.Linear(content_dim + categories, 4 * width), nn.LeakyReLU(0.2),
                                      nn.Linear(4 * width, 2 * channels)) if layered else None
         self.rnn = None if framewise else nn.GRUCell(noise_dim, motion_dim)

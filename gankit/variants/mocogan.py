@@ -87,6 +87,8 @@ class MoCoGANConfig(Section):
         "conditional batch norms read each frame's latent; g_start 4; no attention)")
     layered: bool = Field(False, description="G's image net draws a mask per frame, and the object's and the "
                           "background's colours come from the content code, one each per clip (LR-GAN's layers)")
+    coords: bool = Field(False, description="the DCGAN frame generator's upsampling convs see each pixel's x and y "
+                         "as two more channels (CoordConv), so where an object is drawn is an input, not learnt")
 
 
 @register_variant("mocogan")
@@ -132,12 +134,13 @@ class MoCoGAN(Variant):
         if self.categories:
             self.sampling = frozenset({"truncation", "labels" if self.labelled else "codes"})
         residual = o.frame_nets == "biggan"
-        if residual and (o.g_start != 4 or o.minibatch_std):
-            raise UserError("mocogan.frame_nets=biggan starts G from BigGAN's 4×4 map and has no minibatch std in D_I",
-                            "set mocogan.g_start=4 and mocogan.minibatch_std=false, or mocogan.frame_nets=dcgan")
+        if residual and (o.g_start != 4 or o.minibatch_std or o.coords):
+            raise UserError("mocogan.frame_nets=biggan starts G from BigGAN's 4×4 map, without coordinate channels, "
+                            "and has no minibatch std in D_I", "set mocogan.g_start=4, mocogan.coords=false and "
+                            "mocogan.minibatch_std=false, or mocogan.frame_nets=dcgan")
         try:
             self.G = VideoGenerator(frames, channels, height, o.content_dim, o.motion_dim, o.noise_dim, o.g_width,
-                                    o.framewise, o.g_start, self.categories, residual, o.layered)
+                                    o.framewise, o.g_start, self.categories, residual, o.layered, o.coords)
             self.D_image = BigGANDiscriminator(channels, 0, height, o.d_width, attention=0) if residual else \
                 DCGANDiscriminator(channels, height, o.d_width, minibatch_std=o.minibatch_std)
             features = feature_shape(self.D_image, (channels, height, width))
