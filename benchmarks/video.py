@@ -3,13 +3,15 @@ content distance (ACD), motion smoothness and speed, frame FD (gankit eval's cli
 values as the reference.
 
 The baseline is `moving-shapes-video mocogan.framewise=true`: the same image generator and image D, the same steps
-and batch, but every frame from an independent latent and no video D (T draws of an image GAN). It has nothing that
-holds a clip's content, which is what ACD and consistency measure.
+and batch, but every frame from an independent latent and no video D (T draws of an image GAN; with the preset's
+labels, each frame drawn for its clip's class). It has nothing that holds a clip's content beyond the class, which
+is what ACD and consistency measure.
 
     python benchmarks/video.py                          # trains both (seed 0), then evaluates
     python benchmarks/video.py --runs MOCOGAN FRAMEWISE   # trained runs of the two, in that order
     python benchmarks/video.py --quick                  # 200 steps each: the wiring
-    python benchmarks/video.py --set mocogan.labels=projection   # the class-conditional pair (overrides for both)
+    python benchmarks/video.py --set mocogan.labels=none loss.name=non_saturating optim.beta1=0.5 train.steps=5000
+                                                        # the unconditional pair (overrides for both)
 """
 
 from __future__ import annotations

@@ -25,8 +25,11 @@ from gankit.nets.video import VideoDiscriminator, VideoGenerator
 from gankit.variants import Context, build_variant, resolve
 from gankit.variants.mocogan import FAKE
 
+# tiny nets, and the unconditional game the wiring tests below were written for (the preset is labelled and plays
+# the hinge game; tests that need either set it)
 TINY = ["data.n=48", "mocogan.g_width=8", "mocogan.d_width=8", "mocogan.content_dim=8", "mocogan.motion_dim=4",
-        "mocogan.noise_dim=4", "train.batch_size=8"]
+        "mocogan.noise_dim=4", "train.batch_size=8", "mocogan.labels=none", "loss.name=non_saturating",
+        "optim.beta1=0.5"]
 RUN = [*TINY, "train.steps=4", "train.log_every=1", "train.sample_every=2", "train.checkpoint_every=0"]
 
 
