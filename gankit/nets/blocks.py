@@ -78,8 +78,7 @@ class Packed(nn.Module):
 
 class CoordChannels(nn.Module):
     """Append each pixel's x and y in [-1, 1] as two channels (CoordConv, Liu et al. 2018), so the next conv can
-    tie what it draws to where it is: moving objects keep their shape across positions. (N, C, H, W) -> (N, C + 2,
-    H, W)."""
+    tie what it draws to where it is (tried for moving objects: docs/video.md). (N, C, H, W) -> (N, C + 2, H, W)."""
 
     def forward(self, x: Tensor) -> Tensor:
         n, _, h, w = x.shape
