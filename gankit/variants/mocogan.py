@@ -88,7 +88,7 @@ class MoCoGANConfig(Section):
     layered: bool = Field(False, description="G's image net draws a mask per frame, and the object's and the "
                           "background's colours come from the content code, one each per clip (LR-GAN's layers)")
     coords: bool = Field(False, description="the DCGAN frame generator's upsampling convs see each pixel's x and y "
-                         "as two more channels (CoordConv), so where an object is drawn is an input, not learnt")
+                         "as two more channels (CoordConv; measured on moving shapes, it did not help: docs/video.md)")
 
 
 @register_variant("mocogan")
