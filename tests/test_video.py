@@ -551,6 +551,45 @@ def test_projection_d_judges_each_frame_with_its_clips_label():
     assert g_loss.item() == pytest.approx(losses.g_non_saturating(variant.D_image(fake[:, 3], code)).item(), rel=1e-5)
 
 
+def test_labelled_video_d_judges_each_clip_with_its_label():
+    """mocogan.video_labels: D_V's logit depends on the label (catches a zeroed label path); D's loss judges real
+    clips with their labels and fakes with theirs (catches swapped or missing labels), and G's video term does too."""
+    variant, batch = _code_setup("mocogan.video_weight=0.6", "mocogan.content_categories=0",
+                                 "mocogan.labels=projection", "mocogan.video_labels=true")
+    variant.D_image.embed.weight.data.normal_()
+    variant.D_video.embed.weight.data.normal_()
+    loss, scalars = variant.loss("D", batch, ctx := Context())
+    fake, code = ctx.values[FAKE]
+    real_video, fake_video = variant.D_video(batch.x, batch.y), variant.D_video(fake.detach(), code)
+    assert not torch.allclose(real_video, variant.D_video(batch.x, 1 - batch.y))
+    image = losses.d_bce(variant.D_image(batch.x[:, 3], batch.y), variant.D_image(fake.detach()[:, 3], code))
+    video = losses.d_bce(real_video, fake_video)
+    assert scalars["d_video_loss"].item() == pytest.approx(video.item(), rel=1e-5)
+    assert loss.item() == pytest.approx((image + 0.6 * video).item(), rel=1e-5)
+    g_loss, scalars = variant.loss("G", batch, ctx)
+    expected = losses.g_non_saturating(variant.D_video(fake, code))
+    assert scalars["g_video_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_video_d_joins_the_game_at_video_start():
+    """mocogan.video_start=5: before step 5 D's and G's losses are D_I's game alone and D_V gets no gradient; from
+    step 5 on, D_V's terms are in (catches the start ignored, or off by one)."""
+    variant, batch = _setup("mocogan.video_start=5", "train.steps=10")
+    _first_frame(variant)
+    for step, joined in ((4, False), (5, True)):
+        variant.zero_grad(set_to_none=True)
+        loss, scalars = variant.loss("D", batch, ctx := Context(step=step))
+        fake = ctx.values[FAKE][0].detach()
+        image = losses.d_bce(variant.D_image(batch.x[:, 3]), variant.D_image(fake[:, 3]))
+        video = losses.d_bce(variant.D_video(batch.x), variant.D_video(fake)) if joined else 0
+        assert ("d_video_loss" in scalars) == joined
+        assert loss.item() == pytest.approx((image + video).item(), rel=1e-5)
+        g_loss, g_scalars = variant.loss("G", batch, ctx)
+        assert ("g_video_loss" in g_scalars) == joined
+        (loss + g_loss).backward()
+        assert all((p.grad is not None) == joined for p in variant.D_video.parameters())
+
+
 def test_labelled_mocogan_samples_the_classes_asked_for():
     variant, _ = _setup("mocogan.labels=classifier")
     variant.eval()
@@ -619,7 +658,11 @@ def test_clip_term_pulls_each_frames_reading_toward_its_own_clips_mean_reading()
                                                 ("mocogan.frame_nets=biggan mocogan.g_start=8", "g_start"),
                                                 ("mocogan.frame_nets=biggan mocogan.minibatch_std=true",
                                                  "minibatch_std"),
-                                                ("mocogan.frame_nets=biggan mocogan.coords=true", "coords")])
+                                                ("mocogan.frame_nets=biggan mocogan.coords=true", "coords"),
+                                                ("mocogan.video_labels=true", "video_labels"),
+                                                ("mocogan.labels=projection mocogan.video_weight=0 "
+                                                 "mocogan.video_labels=true", "no D_V"),
+                                                ("mocogan.video_start=4", "video_start")])
 def test_mocogan_settings_that_cannot_work_are_exit_2(cli, tmp_path, override, fragment):
     code, _, err = cli("train", "moving-shapes-video", *RUN, *override.split(), "--out", str(tmp_path / "r"))
     assert code == 2 and fragment in err and "Traceback" not in err

@@ -118,5 +118,12 @@ class VideoDiscriminator(nn.Module):
                 nn.init.normal_(m.weight, 1.0, 0.02)
                 nn.init.zeros_(m.bias)
 
+    def features(self, x: Tensor) -> Tensor:
+        """The last features (N, c, t, 4, 4) the head reads (a projection D reads them too)."""
+        return self.mbstd(self.body(x.transpose(1, 2)))  # (N, T, C, H, W) -> (N, C, T, H, W)
+
+    def logits_from(self, h: Tensor) -> Tensor:
+        return self.head(h).flatten()
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.mbstd(self.body(x.transpose(1, 2)))).flatten()  # (N, T, C, H, W) -> (N, C, T, H, W)
+        return self.logits_from(self.features(x))

@@ -20,7 +20,10 @@ Labels are never used by these.
 here the content is the data's class): the code is each clip's label and fakes take the real batch's labels. D_I
 sees the label of each frame's clip either through ACGAN's auxiliary classifier (`classifier`: Q, trained on real
 and generated frames, that G must satisfy in every frame) or a projection (`projection`, Miyato & Koyama 2018: D_I
-judges whether a frame is a real one of its class).
+judges whether a frame is a real one of its class); `mocogan.video_labels` gives D_V the label by a projection too.
+
+`mocogan.video_start` S is a warm start: D_V's terms join the game at step S, so until then G learns its frames
+from D_I alone, as an image GAN would, and motion is learnt on frames that already show their class.
 
 `mocogan.framewise=true` is the baseline of the same size and budget: every frame from an independent latent and no
 D_V, i.e. an image GAN (DCGAN) run T times; its clips have no reason to keep their content, which ACD measures.
@@ -60,6 +63,11 @@ class MoCoGANConfig(Section):
                                        "moving objects on a finer grid, with one upsampling stage fewer")
     d_width: int = Field(32, ge=4, description="first-layer channels of D_I and D_V")
     video_weight: float = Field(1.0, ge=0, description="weight of D_V's terms in D's and G's losses (0: no D_V)")
+    video_start: int = Field(0, ge=0, description="step from which D_V's terms join D's and G's losses; before it G "
+                             "learns its frames from D_I alone, as an image GAN (a warm start; 0: from the first step)")
+    video_labels: bool = Field(False, description="D_V also judges each clip with its label, by a projection (Miyato "
+                               "& Koyama 2018), so the class is checked over the whole clip, not only in D_I's "
+                               "frames; needs mocogan.labels")
     image_frames: int = Field(1, ge=1, le=64, description="frames D_I judges per clip, picked at random (MoCoGAN: 1)")
     pair_weight: float = Field(0.0, ge=0, description="weight of a pair D that judges two random frames of a clip "
                                "side by side, so content that drifts is easy to catch (gankit's addition; 0: none)")
@@ -131,6 +139,14 @@ class MoCoGAN(Variant):
         if self.categories and not o.q_fakes and not (o.real_weight or o.clip_weight or self.labelled):
             raise UserError("mocogan.q_fakes=false leaves Q nothing to learn from", "set mocogan.real_weight or "
                             "mocogan.clip_weight above 0, or mocogan.q_fakes=true")
+        if o.video_labels and not (self.labelled and o.video_weight and not o.framewise):
+            raise UserError("mocogan.video_labels gives D_V the clips' labels, and this model has "
+                            + ("no D_V" if self.labelled else "no labels"),
+                            "set mocogan.labels=projection (or classifier) and mocogan.video_weight above 0, or drop "
+                            "mocogan.video_labels")
+        if o.video_start and o.video_start >= cfg.train.steps:
+            raise UserError(f"mocogan.video_start={o.video_start} is not before train.steps={cfg.train.steps}, so "
+                            "D_V would never train", "set mocogan.video_start below train.steps (0: from the start)")
         if self.categories:
             self.sampling = frozenset({"truncation", "labels" if self.labelled else "codes"})
         residual = o.frame_nets == "biggan"
@@ -150,6 +166,9 @@ class MoCoGAN(Variant):
                 self.D_image = HeadedD(self.D_image, features, self.categories)
             self.D_video = VideoDiscriminator(frames, channels, height, o.d_width, minibatch_std=o.minibatch_std) \
                 if o.video_weight and not o.framewise else None
+            if o.video_labels:  # D_V(clip, its label)
+                self.D_video = ProjectionD(self.D_video, self.categories,
+                                           feature_shape(self.D_video, tuple(spec["shape"]))[0])
             self.D_pair = DCGANDiscriminator(2 * channels, height, o.d_width) \
                 if o.pair_weight and not o.framewise else None
         except ValueError as exc:
@@ -157,6 +176,7 @@ class MoCoGAN(Variant):
         self.z_dim, self.frames = self.G.z_dim, frames
         self.game = losses.game(cfg.loss.name)
         self.video_weight, self.image_frames, self.pair_weight = o.video_weight, o.image_frames, o.pair_weight
+        self.video_start, self.video_labels = o.video_start, o.video_labels
         self.info_weight, self.real_weight, self.real_balance, self.clip_weight = \
             o.info_weight, o.real_weight, o.real_balance, o.clip_weight
         self.q_fakes = o.q_fakes
@@ -205,6 +225,13 @@ class MoCoGAN(Variant):
             return self.D_image(frames, code.repeat_interleave(self.image_frames)), None
         return self.D_image(frames) if self.categories else (self.D_image(frames), None)
 
+    def judge_clips(self, clips: Tensor, code: Tensor | None, ctx: Context) -> Tensor | None:
+        """D_V's logits on whole clips (given their labels with `video_labels`), or None while D_V is not in the
+        game (no D_V, or before `video_start`)."""
+        if self.D_video is None or ctx.step < self.video_start:
+            return None
+        return self.D_video(clips, code) if self.video_labels else self.D_video(clips)
+
     def read_code(self, q: Tensor, code: Tensor) -> Tensor:
         """Q's cross-entropy of each judged frame against the code of the clip it came from."""
         return F.cross_entropy(q, code.repeat_interleave(self.image_frames))  # picks are flattened clip-major
@@ -245,8 +272,8 @@ class MoCoGAN(Variant):
             real_terms, real_scalars = self.real_code_terms(q_real, batch.y)
             loss = loss + (self.info_weight * info if self.q_fakes else 0) + real_terms
             scalars.update(info_loss=info.detach(), **real_scalars)
-        if self.D_video is not None:
-            real_video, fake_video = self.D_video(batch.x), self.D_video(fake)
+        if (real_video := self.judge_clips(batch.x, batch.y, ctx)) is not None:
+            fake_video = self.judge_clips(fake, code, ctx)
             video_loss = self.game.d(real_video, fake_video)
             loss = loss + self.video_weight * video_loss
             scalars.update(d_video_loss=video_loss.detach(), d_video_real=self.game.mean_output(real_video),
@@ -270,8 +297,8 @@ class MoCoGAN(Variant):
             info = self.read_code(q, code)
             loss = loss + self.info_weight * info
             scalars["g_info_loss"] = info.detach()
-        if self.D_video is not None:
-            video_loss = self.game.g(self.D_video(fake))
+        if (fake_video := self.judge_clips(fake, code, ctx)) is not None:
+            video_loss = self.game.g(fake_video)
             loss = loss + self.video_weight * video_loss
             scalars["g_video_loss"] = video_loss.detach()
         if self.D_pair is not None:
