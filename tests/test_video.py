@@ -661,8 +661,7 @@ def test_clip_term_pulls_each_frames_reading_toward_its_own_clips_mean_reading()
                                                 ("mocogan.frame_nets=biggan mocogan.coords=true", "coords"),
                                                 ("mocogan.video_labels=true", "video_labels"),
                                                 ("mocogan.labels=projection mocogan.video_weight=0 "
-                                                 "mocogan.video_labels=true", "no D_V"),
-                                                ("mocogan.video_start=4", "video_start")])
+                                                 "mocogan.video_labels=true", "no D_V")])
 def test_mocogan_settings_that_cannot_work_are_exit_2(cli, tmp_path, override, fragment):
     code, _, err = cli("train", "moving-shapes-video", *RUN, *override.split(), "--out", str(tmp_path / "r"))
     assert code == 2 and fragment in err and "Traceback" not in err

@@ -144,9 +144,6 @@ class MoCoGAN(Variant):
                             + ("no D_V" if self.labelled else "no labels"),
                             "set mocogan.labels=projection (or classifier) and mocogan.video_weight above 0, or drop "
                             "mocogan.video_labels")
-        if o.video_start and o.video_start >= cfg.train.steps:
-            raise UserError(f"mocogan.video_start={o.video_start} is not before train.steps={cfg.train.steps}, so "
-                            "D_V would never train", "set mocogan.video_start below train.steps (0: from the start)")
         if self.categories:
             self.sampling = frozenset({"truncation", "labels" if self.labelled else "codes"})
         residual = o.frame_nets == "biggan"
