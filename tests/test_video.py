@@ -751,6 +751,18 @@ def test_sample_gif_folder_and_api(video_run, cli, tmp_path):
     assert (video_run / "samples" / "step-2.png").is_file()
 
 
+def test_a_run_whose_video_d_starts_late_saves_and_loads(tmp_path):
+    """A saved generator is rebuilt without the run's train section (train.steps at its default, 2,000), so a
+    video_start past it must not be refused at load."""
+    from gankit.train import Trainer
+
+    run = tmp_path / "run"
+    cfg = resolve("moving-shapes-video", [*RUN, "mocogan.labels=projection", "mocogan.video_labels=true",
+                                          "mocogan.video_start=5000"])[0]
+    Trainer(cfg, run, progress=False).fit()
+    assert gankit.load(run).sample(2, seed=0).shape == (2, 16, 3, 32, 32)
+
+
 def test_labelled_run_samples_a_class_and_eval_reports_its_class_accuracy(tmp_path, cli):
     from gankit.train import Trainer
 
