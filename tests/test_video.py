@@ -419,7 +419,7 @@ def test_content_code_term_is_q_reading_the_fakes_code_in_both_steps():
     variant, batch = _code_setup("mocogan.video_weight=0")
     ctx = Context()
     loss, scalars = variant.loss("D", batch, ctx)
-    fake, code = ctx.values[FAKE]
+    fake, code = ctx.values[FAKE][:2]
     assert code.shape == (8,) and int(code.max()) < 3
     (real_logits, _), (fake_logits, q) = variant.D_image(batch.x[:, 3]), variant.D_image(fake.detach()[:, 3])
     info = torch.nn.functional.cross_entropy(q, code)
@@ -444,8 +444,9 @@ def test_q_reads_each_picked_frame_against_its_own_clips_code():
         def forward(self, frames):
             return frames.new_zeros(len(frames)), 50.0 * torch.nn.functional.one_hot(code[frames[:, 0, 0, 0].long()], 3)
     variant.D_image = Reader()
-    _, q = variant.judge_frames(clips)
-    assert variant.read_code(q, code).item() < 1e-6
+    frames, frame_code = variant.frames_of(clips, code)
+    _, q = variant.judge(frames, frame_code)
+    assert variant.read_code(q, frame_code).item() < 1e-6
 
 
 def test_content_code_holds_for_the_clip_and_sampling_fixes_it():
@@ -478,7 +479,7 @@ def test_real_frames_train_q_to_cluster_and_to_read_a_clip_alike():
     variant.pick_frames = lambda clips: clips[:, [3, 5]].flatten(0, 1)
     ctx = Context()
     loss, scalars = variant.loss("D", batch, ctx)
-    fake, code = ctx.values[FAKE]
+    fake, code = ctx.values[FAKE][:2]
     (real_logits, q_real), (fake_logits, q_fake) = (variant.D_image(x[:, [3, 5]].flatten(0, 1))
                                                     for x in (batch.x, fake.detach()))
     cluster = losses.cluster_entropy(q_real)
@@ -502,7 +503,7 @@ def test_q_that_learns_from_real_frames_only_leaves_the_fakes_code_to_g():
     variant, batch = _code_setup("mocogan.video_weight=0", "mocogan.real_weight=0.3", "mocogan.q_fakes=false")
     ctx = Context()
     loss, scalars = variant.loss("D", batch, ctx)
-    fake, code = ctx.values[FAKE]
+    fake, code = ctx.values[FAKE][:2]
     (real_logits, q_real), (fake_logits, _) = (variant.D_image(x[:, 3]) for x in (batch.x, fake.detach()))
     expected = losses.d_bce(real_logits, fake_logits) + 0.3 * losses.cluster_entropy(q_real)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5) and scalars["info_loss"] > 1e-3
@@ -520,7 +521,7 @@ def test_labelled_mocogan_draws_the_batchs_classes_and_classifies_real_and_gener
     assert variant.class_names == ["circle", "square"] and "labels" in variant.sampling
     ctx = Context()
     loss, scalars = variant.loss("D", batch, ctx)
-    fake, code = ctx.values[FAKE]
+    fake, code = ctx.values[FAKE][:2]
     assert torch.equal(code, batch.y) and len(set(batch.y.tolist())) == 2
     (real_logits, q_real), (fake_logits, q_fake) = (variant.D_image(x[:, 3]) for x in (batch.x, fake.detach()))
     ce = torch.nn.functional.cross_entropy
@@ -539,11 +540,11 @@ def test_projection_d_judges_each_frame_with_its_clips_label():
     variant, batch = _code_setup("mocogan.video_weight=0", "mocogan.content_categories=0", "mocogan.labels=projection")
     ctx = Context()
     loss, scalars = variant.loss("D", batch, ctx)
-    fake, code = ctx.values[FAKE]
+    fake, code = ctx.values[FAKE][:2]
     assert torch.equal(code, batch.y) and "info_loss" not in scalars
     variant.D_image.embed.weight.data.normal_()  # DCGAN's small init makes the label's share tiny; make it count
     loss, _ = variant.loss("D", batch, ctx := Context())
-    fake, code = ctx.values[FAKE]
+    fake, code = ctx.values[FAKE][:2]
     real_logits, fake_logits = variant.D_image(batch.x[:, 3], batch.y), variant.D_image(fake.detach()[:, 3], code)
     assert not torch.allclose(real_logits, variant.D_image(batch.x[:, 3], 1 - batch.y))
     assert loss.item() == pytest.approx(losses.d_bce(real_logits, fake_logits).item(), rel=1e-5)
@@ -559,7 +560,7 @@ def test_labelled_video_d_judges_each_clip_with_its_label():
     variant.D_image.embed.weight.data.normal_()
     variant.D_video.embed.weight.data.normal_()
     loss, scalars = variant.loss("D", batch, ctx := Context())
-    fake, code = ctx.values[FAKE]
+    fake, code = ctx.values[FAKE][:2]
     real_video, fake_video = variant.D_video(batch.x, batch.y), variant.D_video(fake.detach(), code)
     assert not torch.allclose(real_video, variant.D_video(batch.x, 1 - batch.y))
     image = losses.d_bce(variant.D_image(batch.x[:, 3], batch.y), variant.D_image(fake.detach()[:, 3], code))
@@ -569,6 +570,37 @@ def test_labelled_video_d_judges_each_clip_with_its_label():
     g_loss, scalars = variant.loss("G", batch, ctx)
     expected = losses.g_non_saturating(variant.D_video(fake, code))
     assert scalars["g_video_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("labels", ["none", "projection"])
+def test_independent_frames_give_d_i_one_frame_each_of_new_clips(labels):
+    """mocogan.independent_frames: D_I's fakes are frame t_i of clip i of as many new clips as real frames judged
+    (catches the option ignored, or the frames' codes out of order), D's and G's image terms judge those frames, and
+    the G phase reuses them (catches a G term on other frames)."""
+    variant, batch = _setup("mocogan.independent_frames=true", "mocogan.image_frames=2", "mocogan.video_weight=0",
+                            f"mocogan.labels={labels}")
+    variant.pick_frames = lambda clips: clips[:, [3, 5]].flatten(0, 1)  # the real frames D_I judges: 3 and 5
+    variant.eval()  # batch norm on running statistics: a frame is the same whichever batch draws it
+    judged, judge = [], variant.judge  # what D_I is shown, in order (a young D scores most frames alike)
+    variant.judge = lambda frames, code=None: judged.append(frames) or judge(frames, code)
+    torch.manual_seed(3)
+    loss, _ = variant.loss("D", batch, ctx := Context())
+    fake, code, images, image_code = ctx.values[FAKE]
+    assert torch.equal(judged[1], images)
+    torch.manual_seed(3)  # replay the draws: the clips' latents, then the frames' times and the new clips' latents
+    variant.noise(8)
+    t, z = torch.randint(16, (16,)), variant.noise(16)
+    expected_code = None if code is None else code.repeat_interleave(2)
+    assert (image_code is None) == (code is None) and (code is None or torch.equal(image_code, expected_code))
+    assert torch.allclose(images, variant.G(z, variant.one_hot(expected_code))[torch.arange(16), t], atol=1e-6)
+    real_code = None if code is None else batch.y.repeat_interleave(2)
+    real = batch.x[:, [3, 5]].flatten(0, 1)
+    assert loss.item() == pytest.approx(losses.d_bce(judge(real, real_code)[0],
+                                                     judge(images.detach(), image_code)[0]).item(), rel=1e-5)
+    g_loss, _ = variant.loss("G", batch, ctx)
+    assert judged[-1] is images
+    expected = losses.g_non_saturating(judge(images, image_code)[0])
+    assert g_loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_video_d_joins_the_game_at_video_start():

@@ -81,14 +81,23 @@ class VideoGenerator(nn.Module):
     def forward(self, z: Tensor, code: Tensor | None = None) -> Tensor:
         per_frame = self.latents(z, code)  # (N, T, d)
         n, t, d = per_frame.shape
-        flat = per_frame.reshape(n * t, d)
-        frames = self.image(flat, flat) if self.residual else self.image(flat)  # (N·T, C, R, R): one shared image G
+        frames = self.draw(per_frame.reshape(n * t, d))
+        return frames.view(n, t, *frames.shape[1:])
+
+    def frames_at(self, z: Tensor, code: Tensor | None, t: Tensor) -> Tensor:
+        """Frame t[i] of clip i (N, C, R, R), without drawing the clips' other frames: every frame's latent (the GRU
+        is cheap), the image G on one per clip."""
+        return self.draw(self.latents(z, code)[torch.arange(len(z), device=z.device), t])
+
+    def draw(self, flat: Tensor) -> Tensor:
+        """Per-frame latents (M, d) -> frames (M, C, R, R): one shared image G (and, layered, the clip's colours)."""
+        frames = self.image(flat, flat) if self.residual else self.image(flat)
         if self.colours is not None:  # frames are masks (N·T, 1, R, R); the colours read the content part only
             content = torch.cat([flat[:, :self.content_dim], flat[:, self.content_dim + self.motion_dim:]], dim=1) \
                 if self.framewise else flat[:, :self.content_dim + self.categories]
             thing, ground = torch.tanh(self.colours(content))[:, :, None, None].chunk(2, dim=1)
             frames = compose(0.5 * (frames + 1), thing, ground)
-        return frames.view(n, t, *frames.shape[1:])
+        return frames
 
 
 class VideoDiscriminator(nn.Module):

@@ -22,6 +22,10 @@ sees the label of each frame's clip either through ACGAN's auxiliary classifier 
 and generated frames, that G must satisfy in every frame) or a projection (`projection`, Miyato & Koyama 2018: D_I
 judges whether a frame is a real one of its class); `mocogan.video_labels` gives D_V the label by a projection too.
 
+`mocogan.independent_frames` gives D_I its fakes as MoCoGAN's code does: an image batch of its own, one frame at a
+random time from each of as many freshly drawn clips as D_I judges real frames (only those frames are drawn), so
+G's image term sees as many contents as frames, not 4 frames of each of 16 contents.
+
 `mocogan.video_start` S is a warm start: D_V's terms join the game at step S, so until then G learns its frames
 from D_I alone, as an image GAN would, and motion is learnt on frames that already show their class.
 
@@ -69,6 +73,9 @@ class MoCoGANConfig(Section):
                                "& Koyama 2018), so the class is checked over the whole clip, not only in D_I's "
                                "frames; needs mocogan.labels")
     image_frames: int = Field(1, ge=1, le=64, description="frames D_I judges per clip, picked at random (MoCoGAN: 1)")
+    independent_frames: bool = Field(False, description="D_I's fakes are one random frame each of clips drawn "
+                                     "apart from the ones D_V judges (MoCoGAN's own image batch: as many as D_I's "
+                                     "real frames, each from its own content), not frames of D_V's clips")
     pair_weight: float = Field(0.0, ge=0, description="weight of a pair D that judges two random frames of a clip "
                                "side by side, so content that drifts is easy to catch (gankit's addition; 0: none)")
     minibatch_std: bool = Field(False, description="D_I and D_V see the minibatch std of their last features "
@@ -173,7 +180,7 @@ class MoCoGAN(Variant):
         self.z_dim, self.frames = self.G.z_dim, frames
         self.game = losses.game(cfg.loss.name)
         self.video_weight, self.image_frames, self.pair_weight = o.video_weight, o.image_frames, o.pair_weight
-        self.video_start, self.video_labels = o.video_start, o.video_labels
+        self.video_start, self.video_labels, self.independent = o.video_start, o.video_labels, o.independent_frames
         self.info_weight, self.real_weight, self.real_balance, self.clip_weight = \
             o.info_weight, o.real_weight, o.real_balance, o.clip_weight
         self.q_fakes = o.q_fakes
@@ -214,12 +221,25 @@ class MoCoGAN(Variant):
     def one_hot(self, code: Tensor | None) -> Tensor | None:
         return None if code is None else F.one_hot(code, self.categories).float()
 
-    def judge_frames(self, clips: Tensor, code: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        """D_I's logits on `pick_frames(clips)` and Q's logits of the code for the same frames (None without Q): one
-        body pass for both; a projection D_I is given each frame's clip's code."""
-        frames = self.pick_frames(clips)
+    def frames_of(self, clips: Tensor, code: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """`pick_frames(clips)` and each picked frame's code (its clip's; None without one)."""
+        return self.pick_frames(clips), None if code is None else code.repeat_interleave(self.image_frames)
+
+    def image_fakes(self, clips: Tensor, code: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """D_I's fakes and their codes: frames of `clips`, or with `independent_frames` one frame at a random time
+        from each of as many new clips, drawn with the same codes (only those frames go through the image G)."""
+        if not self.independent:
+            return self.frames_of(clips, code)
+        n = len(clips) * self.image_frames
+        frame_code = None if code is None else code.repeat_interleave(self.image_frames)
+        t = self.local_rows(n, lambda m: torch.randint(self.frames, (m,), device=self.device))
+        return self.G.frames_at(self.noise(n), self.one_hot(frame_code), t), frame_code
+
+    def judge(self, frames: Tensor, code: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """D_I's logits on frames and Q's logits of the code for the same frames (None without Q): one body pass for
+        both; a projection D_I is given each frame's code."""
         if self.projection:
-            return self.D_image(frames, code.repeat_interleave(self.image_frames)), None
+            return self.D_image(frames, code), None
         return self.D_image(frames) if self.categories else (self.D_image(frames), None)
 
     def judge_clips(self, clips: Tensor, code: Tensor | None, ctx: Context) -> Tensor | None:
@@ -230,15 +250,15 @@ class MoCoGAN(Variant):
         return self.D_video(clips, code) if self.video_labels else self.D_video(clips)
 
     def read_code(self, q: Tensor, code: Tensor) -> Tensor:
-        """Q's cross-entropy of each judged frame against the code of the clip it came from."""
-        return F.cross_entropy(q, code.repeat_interleave(self.image_frames))  # picks are flattened clip-major
+        """Q's cross-entropy of each judged frame against its code (per frame: `frames_of`, `image_fakes`)."""
+        return F.cross_entropy(q, code)
 
     def real_code_terms(self, q: Tensor, labels: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
-        """Q's terms on its readings of real frames (weighted, summed): the clips' labels when the model is
+        """Q's terms on its readings of real frames (weighted, summed): each frame's label when the model is
         class-conditional, else the clustering and clip-consistency terms."""
         loss, scalars = q.new_zeros(()), {}
         if self.labelled:
-            ce = self.read_code(q, labels)
+            ce = self.read_code(q, labels)  # per frame
             return self.info_weight * ce, {"d_class_loss": ce.detach()}
         if self.real_weight:
             cluster = losses.cluster_entropy(q, balance=self.real_balance)
@@ -256,17 +276,19 @@ class MoCoGAN(Variant):
     def d_loss(self, batch: Batch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
         code = self.draw_code(len(batch), batch=batch)
         fake_live = self.G(self.noise(len(batch)), self.one_hot(code))
-        ctx.values[FAKE] = fake_live, code  # D sees it detached; the G phase reuses the graph
+        images, image_code = self.image_fakes(fake_live, code)
+        ctx.values[FAKE] = fake_live, code, images, image_code  # D sees them detached; the G phase reuses the graph
         fake, keys = fake_live.detach(), self.log_keys
-        real_logits, q_real = self.judge_frames(batch.x, batch.y)
-        fake_logits, q_fake = self.judge_frames(fake, code)
+        real_frames, real_code = self.frames_of(batch.x, batch.y)
+        real_logits, q_real = self.judge(real_frames, real_code)
+        fake_logits, q_fake = self.judge(images.detach(), image_code)
         image_loss = self.game.d(real_logits, fake_logits)
         loss = image_loss
         scalars = {keys.d_real: self.game.mean_output(real_logits), keys.d_fake: self.game.mean_output(fake_logits),
                    keys.diversity: diversity_ratio(fake, batch.x), "d_image_loss": image_loss.detach()}
         if q_fake is not None:  # Q learns to read the code from D_I's features of the detached fakes, and real frames
-            info = self.read_code(q_fake, code)
-            real_terms, real_scalars = self.real_code_terms(q_real, batch.y)
+            info = self.read_code(q_fake, image_code)
+            real_terms, real_scalars = self.real_code_terms(q_real, real_code)
             loss = loss + (self.info_weight * info if self.q_fakes else 0) + real_terms
             scalars.update(info_loss=info.detach(), **real_scalars)
         if (real_video := self.judge_clips(batch.x, batch.y, ctx)) is not None:
@@ -283,15 +305,18 @@ class MoCoGAN(Variant):
         return loss, scalars
 
     def g_loss(self, batch: Batch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
-        fake, code = ctx.values.pop(FAKE, (None, None))
+        fake, code, images, image_code = ctx.values.pop(FAKE, (None,) * 4)
         if fake is None:  # no D phase this iteration
             code = self.draw_code(len(batch), batch=batch)
             fake = self.G(self.noise(len(batch)), self.one_hot(code))
-        logits, q = self.judge_frames(fake, code)
+            images, image_code = self.image_fakes(fake, code)
+        elif not self.independent:  # frames of the clips: picked afresh for G
+            images, image_code = self.frames_of(fake, code)
+        logits, q = self.judge(images, image_code)
         image_loss = self.game.g(logits)
         loss, scalars = image_loss, {"g_image_loss": image_loss.detach()}
         if q is not None:  # G makes every frame say which code it came from
-            info = self.read_code(q, code)
+            info = self.read_code(q, image_code)
             loss = loss + self.info_weight * info
             scalars["g_info_loss"] = info.detach()
         if (fake_video := self.judge_clips(fake, code, ctx)) is not None:
