@@ -276,10 +276,10 @@ class MoCoGAN(Variant):
     def d_loss(self, batch: Batch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
         code = self.draw_code(len(batch), batch=batch)
         fake_live = self.G(self.noise(len(batch)), self.one_hot(code))
+        real_frames, real_code = self.frames_of(batch.x, batch.y)  # the real picks first, then the fakes'
         images, image_code = self.image_fakes(fake_live, code)
         ctx.values[FAKE] = fake_live, code, images, image_code  # D sees them detached; the G phase reuses the graph
         fake, keys = fake_live.detach(), self.log_keys
-        real_frames, real_code = self.frames_of(batch.x, batch.y)
         real_logits, q_real = self.judge(real_frames, real_code)
         fake_logits, q_fake = self.judge(images.detach(), image_code)
         image_loss = self.game.d(real_logits, fake_logits)
