@@ -606,7 +606,7 @@ def test_independent_frames_give_d_i_one_frame_each_of_new_clips(labels):
 def test_video_d_joins_the_game_at_video_start():
     """mocogan.video_start=5: before step 5 D's and G's losses are D_I's game alone and D_V gets no gradient; from
     step 5 on, D_V's terms are in (catches the start ignored, or off by one)."""
-    variant, batch = _setup("mocogan.video_start=5", "train.steps=10")
+    variant, batch = _setup("mocogan.video_start=5")
     _first_frame(variant)
     for step, joined in ((4, False), (5, True)):
         variant.zero_grad(set_to_none=True)

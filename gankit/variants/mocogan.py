@@ -192,11 +192,14 @@ class MoCoGAN(Variant):
         discriminators = [d for d in (self.D_image, self.D_video, self.D_pair) if d is not None]
         return adversarial_groups(self.optim_cfg, discriminators, [self.G])
 
+    def random_times(self, n: int, k: int) -> Tensor:
+        """k random frame indices for each of n clips (n, k), drawn for the whole global batch (local_rows), so
+        data-parallel processes agree with one process."""
+        return self.local_rows(n, lambda m: torch.randint(self.frames, (m, k), device=self.device))
+
     def random_frames(self, clips: Tensor, k: int) -> Tensor:
-        """k frames of each clip (N, k, C, H, W) at random times; the times are drawn for the whole global batch
-        (local_rows), so data-parallel processes agree with one process."""
-        t = self.local_rows(len(clips), lambda m: torch.randint(self.frames, (m, k), device=clips.device))
-        return clips[torch.arange(len(clips), device=clips.device)[:, None], t]
+        """k frames of each clip (N, k, C, H, W) at random times."""
+        return clips[torch.arange(len(clips), device=clips.device)[:, None], self.random_times(len(clips), k)]
 
     def pick_frames(self, clips: Tensor) -> Tensor:
         """`mocogan.image_frames` frames per clip (N·k, C, H, W): what D_I judges."""
@@ -221,18 +224,21 @@ class MoCoGAN(Variant):
     def one_hot(self, code: Tensor | None) -> Tensor | None:
         return None if code is None else F.one_hot(code, self.categories).float()
 
+    def frame_codes(self, code: Tensor | None) -> Tensor | None:
+        """Each clip's code repeated for the `image_frames` frames D_I judges of it (clip-major, as the picks)."""
+        return None if code is None else code.repeat_interleave(self.image_frames)
+
     def frames_of(self, clips: Tensor, code: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """`pick_frames(clips)` and each picked frame's code (its clip's; None without one)."""
-        return self.pick_frames(clips), None if code is None else code.repeat_interleave(self.image_frames)
+        return self.pick_frames(clips), self.frame_codes(code)
 
     def image_fakes(self, clips: Tensor, code: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """D_I's fakes and their codes: frames of `clips`, or with `independent_frames` one frame at a random time
         from each of as many new clips, drawn with the same codes (only those frames go through the image G)."""
         if not self.independent:
             return self.frames_of(clips, code)
-        n = len(clips) * self.image_frames
-        frame_code = None if code is None else code.repeat_interleave(self.image_frames)
-        t = self.local_rows(n, lambda m: torch.randint(self.frames, (m,), device=self.device))
+        n, frame_code = len(clips) * self.image_frames, self.frame_codes(code)
+        t = self.random_times(n, 1).squeeze(1)
         return self.G.frames_at(self.noise(n), self.one_hot(frame_code), t), frame_code
 
     def judge(self, frames: Tensor, code: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
