@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .data import load_dataset
@@ -160,16 +161,30 @@ def training_images(run_dir: Path) -> Tensor:
     return data.take(torch.arange(len(data)))[0]
 
 
+DISTANCES = ("euclidean", "cosine")
+
+
+def trained_distance(run_dir: Path) -> str:
+    """The neighbour distance a run's D was trained for: cosine after a contrastive term (loss.contrastive), which
+    compares directions of D's features, else Euclidean."""
+    return "cosine" if resolve(str(run_dir / "config.yaml"))[0].loss.contrastive else "euclidean"
+
+
 @torch.no_grad()
-def neighbour_scores(critic: Variant, normal: Tensor, x: Tensor, k: int = NEIGHBOURS, advance=None) -> Scores:
-    """Scores of images x: the mean Euclidean distance of f_D(x) to the features of its k nearest images among
-    `normal` (the normal training images). One pass of D, no generator."""
+def neighbour_scores(critic: Variant, normal: Tensor, x: Tensor, k: int = NEIGHBOURS, advance=None,
+                     distance: str = "euclidean") -> Scores:
+    """Scores of images x: the mean distance of f_D(x) to the features of its k nearest images among `normal` (the
+    normal training images). One pass of D, no generator. `distance` "cosine" scales every feature vector to length
+    1 first (Euclidean distance then orders pairs as cosine similarity does: what a contrastive term trains)."""
     if not 1 <= k <= len(normal):
         raise UserError(f"k = {k} neighbours (--knn) asked of {len(normal)} normal training images",
                         f"give k from 1 to {len(normal)}")
+    if distance not in DISTANCES:
+        raise UserError(f"distance {distance!r} is not one of {', '.join(DISTANCES)}", "pick one of them")
 
     def features(images: Tensor) -> Tensor:
-        return torch.cat([critic.features(part.to(critic.device)).double().cpu() for part in images.split(256)])
+        out = torch.cat([critic.features(part.to(critic.device)).double().cpu() for part in images.split(256)])
+        return F.normalize(out, dim=1) if distance == "cosine" else out
 
     bank, parts = features(normal), []
     for part in x.split(256):
@@ -177,7 +192,7 @@ def neighbour_scores(critic: Variant, normal: Tensor, x: Tensor, k: int = NEIGHB
         if advance is not None:
             advance(len(part))
     return Scores(torch.cat(parts).float(), None, None, {"latent": "none: nearest neighbours in D's features",
-                                                        "k": k, "bank": len(normal), "distance": "Euclidean",
+                                                        "k": k, "bank": len(normal), "distance": distance,
                                                         "features": "D's last block, newest checkpoint"})
 
 

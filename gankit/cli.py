@@ -914,6 +914,8 @@ def score(
                                  "instead of searching."),
     knn: int = typer.Option(0, "--knn", min=0, help="Score by the mean distance to the K nearest normal training "
                             "images in D's features instead (no redraw; 5 in docs/applications.md); 0: off."),
+    distance: str = typer.Option("auto", "--distance", help="--knn's distance between D's features: euclidean, "
+                                 "cosine, or auto (cosine for a D trained with loss.contrastive, else euclidean)."),
 ) -> None:
     """Anomaly scores: how badly a GAN trained on normal images redraws each input (AnoGAN search, f-AnoGAN score),
     or how far each input lies from the normal images in D's features (--knn). Labelled inputs also get the AUROC,
@@ -932,6 +934,8 @@ def score(
         raise UserError(f"--roc {roc}: the ROC curve is a PNG", "give --roc FILE.png")
     if knn and encoder:
         raise UserError("--knn and --encoder are two ways to score", "give one of them")
+    if distance not in ("auto", *anomaly.DISTANCES):
+        raise UserError(f"--distance {distance}: not a distance gankit knows", "give euclidean, cosine or auto")
     _check_files(out, roc)
     if inputs.exists():
         _check_not_among_inputs(inputs, roc)
@@ -970,8 +974,10 @@ def score(
             raise UserError(f"--knn needs the D of {run}'s newest checkpoint, judging images alone",
                             "use a run directory that kept its checkpoints, of a model without classes")
         normal_images = anomaly.training_images(run)
+        if distance == "auto":
+            distance = anomaly.trained_distance(run)
         with progress_bar("scoring", len(x), minimum=8) as advance:
-            result = anomaly.neighbour_scores(critic, normal_images, x, knn, advance=advance)
+            result = anomaly.neighbour_scores(critic, normal_images, x, knn, advance=advance, distance=distance)
     else:
         net = None
         if encoder:

@@ -234,6 +234,12 @@ class LossConfig(_Section):
     reg_every: int = Field(1, ge=1, description="lazy regularisation: R1/R2 every N steps, scaled by N")
     label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="one-sided: real target 1 - s (BCE games)")
     feature_matching: float = Field(0.0, ge=0, description="weight of G's feature-matching term on D's features")
+    contrastive: float = Field(0.0, ge=0, description="weight of a SimCLR term in D's loss (NT-Xent between two "
+                               "strongly augmented views of each real image, through a projection head on D's pooled "
+                               "features; ContraD's real-view term): D's features then keep what the augmentations "
+                               "leave alone, the shape, over colour and place (docs/applications.md); 0: off")
+    contrastive_temperature: float = Field(0.2, gt=0, description="temperature of the contrastive term's cosine "
+                                           "similarities")
 
 
 class OptimConfig(_Section):

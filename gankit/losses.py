@@ -152,6 +152,17 @@ def area_excess(mask: Tensor, limit: float) -> Tensor:
     return F.relu(mask.flatten(1).mean(1) - limit).mean()
 
 
+@_float32
+def nt_xent(a: Tensor, b: Tensor, temperature: float = 0.2) -> Tensor:
+    """SimCLR's contrastive loss (Chen et al. 2020): rows a[i] and b[i] (N, K) are two views of one input; each row
+    must pick its partner out of the other 2N − 2 rows by cosine similarity / temperature (cross-entropy, averaged)."""
+    z = F.normalize(torch.cat([a, b]), dim=1)
+    n = len(a)
+    logits = (z @ z.t() / temperature).masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
+    partner = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+    return F.cross_entropy(logits, partner)
+
+
 # ----------------------------------------------------------------------------------------------- code readers
 
 

@@ -239,7 +239,8 @@ def test_every_kind_names_metrics_the_registry_has():
 
 
 STABILISER_VALUES = {"loss.gp_weight": "10", "loss.drift": "0.001", "loss.r1_weight": "1", "loss.r2_weight": "1",
-                     "loss.label_smoothing": "0.1", "loss.feature_matching": "1", "train.instance_noise": "0.1",
+                     "loss.label_smoothing": "0.1", "loss.feature_matching": "1", "loss.contrastive": "1",
+                     "train.instance_noise": "0.1",
                      "train.diffaug": "translation"}
 
 

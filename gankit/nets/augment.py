@@ -61,6 +61,24 @@ def affine(x: Tensor, degrees: float = 15.0, scale: float = 0.1, shift: float = 
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def simclr_view(x: Tensor, degrees: float = 180.0, scale: float = 0.15, shift: float = 0.15) -> Tensor:
+    """One strongly augmented view per image for a contrastive term (SimCLR's recipe, sized for procedural images):
+    colour scrambled (channels permuted, inverted or greyed at random, then gain and offset), then rotated, scaled,
+    shifted and mirrored. Two views of one image share only what survives: its shape. Not for DiffAugment."""
+    n, c = x.shape[:2]
+    x = (x + 1) / 2
+    if c > 1:
+        order = torch.rand(n, c, device=x.device).argsort(1)  # a random permutation of the channels per image
+        x = x.gather(1, order[:, :, None, None].expand_as(x))
+        grey = torch.rand(n, 1, 1, 1, device=x.device) < 0.3
+        x = torch.where(grey, x.mean(1, keepdim=True).expand_as(x), x)
+    x = torch.where(torch.rand(n, 1, 1, 1, device=x.device) < 0.5, 1 - x, x)
+    gain = 0.6 + 0.8 * torch.rand(n, c, 1, 1, device=x.device)
+    x = x * gain + (torch.rand(n, 1, 1, 1, device=x.device) - 0.5) * 0.4
+    x = affine(x * 2 - 1, degrees=degrees, scale=scale, shift=shift)
+    return torch.where(torch.rand(n, 1, 1, 1, device=x.device) < 0.5, x.flip(3), x)
+
+
 OPS = {"color": color, "translation": translation, "cutout": cutout}
 
 

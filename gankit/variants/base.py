@@ -24,7 +24,7 @@ from ..metrics.ppl import slerp  # noqa: F401 - re-exported: latent interpolatio
 # The shared stabilisers of the adversarial game in `loss.*` and `train.*`. A variant lists in `stabilisers` the ones
 # it applies; any other one set away from its default is refused, so no run silently trains without what it asked for.
 STABILISERS = ("loss.gp_weight", "loss.drift", "loss.r1_weight", "loss.r2_weight", "loss.label_smoothing",
-               "loss.feature_matching", "train.instance_noise", "train.diffaug")
+               "loss.feature_matching", "loss.contrastive", "train.instance_noise", "train.diffaug")
 
 
 @dataclass(frozen=True)
@@ -216,14 +216,20 @@ class Variant(nn.Module):
         if cfg.model.members > 1 and not type(self).__dict__.get("ensembles", False):
             raise UserError(f"variant {cfg.variant} does not train ensembles (model.members={cfg.model.members})",
                             "set model.members=1; variant gan with MLP nets trains them")
+        self.refuse_unapplied(cfg)
+        self.options = self.read_options(cfg)
+
+    @classmethod
+    def refuse_unapplied(cls, cfg: Config) -> None:
+        """Exit 2 when cfg sets a shared stabiliser this variant does not apply (variants that build their nets
+        before Variant.__init__ call it first, so the refusal comes before any net)."""
         for key in STABILISERS:
             section, name = key.split(".")
             value = getattr(getattr(cfg, section), name)
-            if key not in self.stabilisers and value != type(getattr(cfg, section)).model_fields[name].default:
-                applied = ", ".join(k for k in STABILISERS if k in self.stabilisers) or "none of them"
+            if key not in cls.stabilisers and value != type(getattr(cfg, section)).model_fields[name].default:
+                applied = ", ".join(k for k in STABILISERS if k in cls.stabilisers) or "none of them"
                 raise UserError(f"variant {cfg.variant} does not apply {key}={value}",
                                 f"drop {key} (of the shared stabilisers it applies {applied})")
-        self.options = self.read_options(cfg)
 
     @classmethod
     def read_options(cls, cfg: Config) -> Any:

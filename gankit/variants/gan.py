@@ -17,8 +17,8 @@ from ..config import Config
 from ..data import Batch
 from ..errors import UserError
 from ..metrics.diversity import diversity_ratio
-from ..nets import build_discriminator, build_generator
-from ..nets.augment import diff_augment
+from ..nets import build_discriminator, build_generator, feature_shape
+from ..nets.augment import diff_augment, simclr_view
 from .base import STABILISERS, Context, Group, Phase, Request, Variant, adversarial_groups
 from .registry import register_variant
 
@@ -46,10 +46,19 @@ class GAN(Variant):
                             f"model.members={cfg.model.members} members", "set loss.feature_matching=0 or members=1")
         if cfg.train.diffaug and spec["kind"] != "image":
             raise UserError("train.diffaug needs image data", f"the data is {spec['kind']}: set train.diffaug=''")
+        if cfg.loss.contrastive and (spec["kind"] != "image" or cfg.model.pack > 1 or cfg.model.members > 1
+                                     or type(self).real_condition is not GAN.real_condition):
+            raise UserError("loss.contrastive compares D's features of two views of each real image: it needs image "
+                            f"data and a D that judges one image alone (variant {cfg.variant}, data {spec['kind']}, "
+                            f"model.pack={cfg.model.pack}, model.members={cfg.model.members})",
+                            "set loss.contrastive=0, or train variant gan on images with pack=1 and members=1")
         self.z_dim = cfg.model.z_dim
         self.pack = cfg.model.pack  # D judges this many rows together: gradient penalties treat them as one input
         self.G = G if G is not None else build_generator(cfg.model, spec)
         self.D = D if D is not None else build_discriminator(cfg.model, spec)
+        if cfg.loss.contrastive:  # SimCLR's projection head: D's pooled features -> the space the term compares
+            width = feature_shape(self.D, tuple(spec["shape"]))[0]
+            self.projection = nn.Sequential(nn.Linear(width, 2 * width), nn.ReLU(), nn.Linear(2 * width, 128))
         self.game = losses.game(cfg.loss.name)
         self.d_game = partial(losses.d_bce, smoothing=cfg.loss.label_smoothing) if cfg.loss.label_smoothing \
             else self.game.d
@@ -60,7 +69,8 @@ class GAN(Variant):
 
     @property
     def groups(self) -> dict[str, Group]:
-        return adversarial_groups(self.optim_cfg, [self.D], [self.G])
+        heads = [self.projection] if self.reg.contrastive else []
+        return adversarial_groups(self.optim_cfg, [self.D, *heads], [self.G])
 
     # ------------------------------------------------------------------------------------- hooks for subclasses
 
@@ -134,6 +144,12 @@ class GAN(Variant):
                                               group=self.pack, alpha=alpha)
             loss = loss + self.reg.gp_weight * penalty
             scalars["gradient_penalty"] = penalty.detach()
+        if self.reg.contrastive:
+            views = self.d_features(torch.cat([simclr_view(batch.x), simclr_view(batch.x)]), None)
+            a, b = self.projection(views.float().mean((2, 3)) if views.dim() == 4 else views.float()).chunk(2)
+            contrast = losses.nt_xent(a, b, temperature=self.reg.contrastive_temperature)
+            loss = loss + self.reg.contrastive * contrast
+            scalars["contrastive"] = contrast.detach()
         if self.reg.drift:
             drift = real_logits.square().mean()
             loss = loss + self.reg.drift * drift

@@ -21,7 +21,7 @@ from ..config import Config, Section
 from ..data import Batch
 from ..errors import UserError
 from ..nets.progressive import ProgressiveDiscriminator, ProgressiveGenerator, resolutions, square_image
-from .base import Context, Request
+from .base import STABILISERS, Context, Request
 from .gan import GAN
 from .registry import register_variant
 
@@ -67,8 +67,10 @@ class PGGAN(GAN):
     Config = PGGANConfig
     packs = False
     own_nets = "progressive G and D"
+    stabilisers = frozenset(STABILISERS) - {"loss.contrastive"}  # D's features change as it grows
 
     def __init__(self, cfg: Config, spec: dict) -> None:
+        self.refuse_unapplied(cfg)
         o = self.read_options(cfg)
         channels, side = square_image(spec, "pggan")
         sides = resolutions(side)
