@@ -936,6 +936,8 @@ def score(
         raise UserError("--knn and --encoder are two ways to score", "give one of them")
     if distance not in ("auto", *anomaly.DISTANCES):
         raise UserError(f"--distance {distance}: not a distance gankit knows", "give euclidean, cosine or auto")
+    if distance != "auto" and not knn:
+        raise UserError(f"--distance {distance} measures --knn's neighbours", "give --knn K too, or drop --distance")
     _check_files(out, roc)
     if inputs.exists():
         _check_not_among_inputs(inputs, roc)

@@ -156,11 +156,13 @@ def area_excess(mask: Tensor, limit: float) -> Tensor:
 def nt_xent(a: Tensor, b: Tensor, temperature: float = 0.2) -> Tensor:
     """SimCLR's contrastive loss (Chen et al. 2020): rows a[i] and b[i] (N, K) are two views of one input; each row
     must pick its partner out of the other 2N − 2 rows by cosine similarity / temperature (cross-entropy, averaged)."""
-    z = F.normalize(torch.cat([a, b]), dim=1)
-    n = len(a)
-    logits = (z @ z.t() / temperature).masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
-    partner = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
-    return F.cross_entropy(logits, partner)
+    with torch.autocast(a.device.type, enabled=False):  # the similarities in float32 under bf16 autocast too
+        z = F.normalize(torch.cat([a, b]), dim=1)
+        n = len(a)
+        eye = torch.eye(2 * n, dtype=torch.bool, device=z.device)
+        logits = (z @ z.t() / temperature).masked_fill(eye, float("-inf"))
+        partner = torch.cat([torch.arange(n, 2 * n, device=z.device), torch.arange(n, device=z.device)])
+        return F.cross_entropy(logits, partner)
 
 
 # ----------------------------------------------------------------------------------------------- code readers

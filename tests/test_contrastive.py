@@ -40,13 +40,24 @@ def test_nt_xent_is_the_cross_entropy_of_picking_each_rows_partner():
 
 
 def test_simclr_views_scramble_colour_and_place_but_keep_the_batch():
+    """Catches a view op dropped: the channel scramble, the inversion, or the geometry (rotation, shift, mirror)."""
     torch.manual_seed(0)
     red = torch.full((64, 3, 16, 16), -1.0)
     red[:, 0, 4:12, 4:12] = 1.0  # a red square on black
     views = simclr_view(red)
     assert views.shape == red.shape and views.min() >= -3 and views.max() <= 3
-    brightest = views[:, :, 8, 8].argmax(1)  # the square's centre stays inside it under ±15 % shift and scale
-    assert len(set(brightest.tolist())) == 3  # the object's colour moves to other channels in some views
+    centre, corner = views[:, :, 8, 8], views[:, :, 0, 0]  # the square's centre stays inside it under ±15 % moves
+    inverted = centre.mean(1) < corner.mean(1)  # the object darker than the background: the view was inverted
+    assert 0.2 < inverted.float().mean() < 0.8
+    top2 = centre.topk(2, dim=1).values
+    coloured = ~inverted & (top2[:, 0] - top2[:, 1] > 0.8)  # one channel far above the others: not greyed
+    assert coloured.sum() > 10
+    assert len(set(centre[coloured].argmax(1).tolist())) == 3  # red moves to the other channels in some views
+    bar = torch.full((64, 1, 16, 16), -1.0)
+    bar[:, :, 2:5, 2:14] = 1.0  # an off-centre horizontal bar: geometry moves it, colour ops cannot
+    moved = simclr_view(bar)
+    top = (moved - moved.flatten(1).median(1).values[:, None, None, None]).abs()[:, 0, 2:5, 2:14].mean((1, 2))
+    assert (top < 0.5 * top.max()).float().mean() > 0.5  # most views no longer have the bar where it was
     assert not torch.allclose(simclr_view(red), views)  # every call draws anew
     torch.manual_seed(1)
     first = simclr_view(red)
@@ -55,31 +66,41 @@ def test_simclr_views_scramble_colour_and_place_but_keep_the_batch():
 
 
 def test_d_loss_adds_weight_times_nt_xent_of_two_views_of_the_reals():
-    """Catches the term dropped, its sign flipped, its weight ignored, or it computed on fakes: the D loss with the
-    term minus the loss without it, on the same random stream, is weight × NT-Xent of D's projected views of the
-    real batch."""
-    with_term, batch = _setup("loss.contrastive=2")
+    """Catches the term dropped, its sign flipped, its weight or temperature ignored, it computed on fakes, or it
+    logged into d_loss (which the doctor reads as the game's): the D loss with the term minus the loss without it, on
+    the same random stream, is weight × NT-Xent of D's projected views of the real batch."""
+    with_term, batch = _setup("loss.contrastive=2", "loss.contrastive_temperature=0.5")
     without, _ = _setup()
     without.load_state_dict({k: v for k, v in with_term.state_dict().items() if not k.startswith("projection.")})
     torch.manual_seed(5)
     loss, scalars = with_term.loss("D", batch, Context())
     torch.manual_seed(5)
-    base, _ = without.loss("D", batch, Context())
+    base, base_scalars = without.loss("D", batch, Context())
+    assert scalars["d_loss"].item() == pytest.approx(base_scalars["d_loss"].item(), rel=1e-6)
     assert scalars["contrastive"] > 0.5
     assert (loss - base).item() == pytest.approx(2 * scalars["contrastive"].item(), rel=1e-4)
     torch.manual_seed(5)
     without.loss("D", batch, Context())  # the GAN part draws the same numbers, then the views come
     views = with_term.D.features(torch.cat([simclr_view(batch.x), simclr_view(batch.x)]))
     a, b = with_term.projection(views.mean((2, 3))).chunk(2)
-    assert scalars["contrastive"].item() == pytest.approx(losses.nt_xent(a, b, temperature=0.2).item(), rel=1e-4)
+    assert scalars["contrastive"].item() == pytest.approx(losses.nt_xent(a, b, temperature=0.5).item(), rel=1e-4)
 
 
 def test_the_term_trains_d_and_its_head_and_lowers_itself():
-    """Catches the projection head left out of D's optimizer group, or a term whose steps do not descend."""
+    """Catches the projection head left out of D's optimizer group, D's features detached from the term (only the
+    head would learn), or a term whose steps do not descend."""
     variant, batch = _setup("loss.contrastive=1", "loss.contrastive_temperature=0.5")
     group = variant.groups["D"].parameters()
     assert any(p is variant.projection[0].weight for p in group)
     assert not any(p is q for p in group for q in variant.G.parameters())
+    without, _ = _setup()
+    without.load_state_dict({k: v for k, v in variant.state_dict().items() if not k.startswith("projection.")})
+    grads = []
+    for model in (variant, without):
+        torch.manual_seed(3)
+        first_conv = next(p for p in model.D.parameters() if p.dim() == 4)
+        grads.append(torch.autograd.grad(model.loss("D", batch, Context())[0], first_conv)[0])
+    assert (grads[0] - grads[1]).abs().max() > 1e-4  # the term's own gradient reaches D's first layer
     optimizer = torch.optim.Adam(group, lr=1e-3)
     first = None
     for _ in range(30):
@@ -95,8 +116,9 @@ def test_the_term_trains_d_and_its_head_and_lowers_itself():
 
 
 @pytest.mark.parametrize("preset, overrides, message", [
-    ("digits-cgan", [], "judges one image alone"),
+    ("digits-cgan", [], "no class given to D"),
     ("shapes-dcgan", ["model.pack=2"], "model.pack=2"),
+    ("shapes-dcgan", ["model.members=2"], "model.members=2"),
     ("ring8-gan", [], "it needs image data"),
     ("shapes32-pggan", [], "does not apply loss.contrastive"),
     ("moving-shapes-video", [], "does not apply loss.contrastive"),
@@ -108,15 +130,14 @@ def test_runs_the_term_cannot_serve_exit_2_and_write_nothing(preset, overrides, 
 
 
 def test_a_trained_run_keeps_its_head_and_scores_by_cosine_from_the_cli(train_tiny, tmp_path, cli):
-    """Catches the head missing from checkpoints, and --distance auto not picking cosine for such a run."""
+    """Catches the head missing from checkpoints (the strict load of D's side fails), and --distance auto not picking
+    cosine for such a run."""
     import numpy as np
 
     run = train_tiny("shapes-anomaly", "loss.contrastive=1", *SMALL[1:], "train.steps=3", "train.sample_every=0",
                      "train.checkpoint_every=3")
     critic = anomaly.discriminator(run)
     assert critic is not None and critic.projection[0].weight.abs().sum() > 0
-    trained, _ = _setup("loss.contrastive=1")
-    assert not torch.equal(trained.projection[0].weight, critic.projection[0].weight)  # loaded, not fresh
     x, y = load_dataset(DataConfig(name="shapes", n=24, resolution=16), 7).take(torch.arange(24))
     assert 0 < int((y == 0).sum()) < 24  # circles (normal) and other shapes
     np.savez(tmp_path / "x.npz", samples=x.numpy(), labels=y.numpy())
@@ -156,3 +177,14 @@ def test_cosine_neighbours_ignore_the_length_of_d_features():
     assert not torch.allclose(anomaly.neighbour_scores(one, normal, x, 3).score, cosine)
     with pytest.raises(UserError, match="is not one of euclidean, cosine"):
         anomaly.neighbour_scores(one, normal, x, 3, distance="manhattan")
+
+
+def test_data_parallel_runs_refuse_the_term(tmp_path, monkeypatch):
+    """Each process would contrast its views with its own rows only: another term than one process trains."""
+    from gankit.train import Trainer, distributed
+    from gankit.train.distributed import Shard
+
+    monkeypatch.setattr(distributed, "setup", lambda device: (Shard(0, 2), device))
+    with pytest.raises(UserError, match="loss.contrastive contrasts each view"):
+        Trainer(resolve("shapes-anomaly", ["loss.contrastive=1"])[0], tmp_path / "R", progress=False)
+    assert not (tmp_path / "R").exists()

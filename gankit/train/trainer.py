@@ -103,6 +103,9 @@ class Trainer:
         if self.shard.world > 1 and cfg.train.restarts > 1:
             raise UserError("train.restarts trains its candidates in one process", "run without torchrun / --nproc, "
                             "or with train.restarts=1")
+        if self.shard.world > 1 and cfg.loss.contrastive:
+            raise UserError("loss.contrastive contrasts each view with the rest of its process's batch, so more "
+                            "processes would train another term", "run without torchrun / --nproc")
         if self.shard.world > 1 and cfg.privacy.epsilon is not None:
             raise UserError("privacy.epsilon runs train in one process: the DP accountant assumes one noisy sum per "
                             "step", "run without torchrun / --nproc")
@@ -462,8 +465,8 @@ class Trainer:
         except RuntimeError as exc:  # resumed with other network sizes
             detail = (str(exc).splitlines()[1:] or [""])[0].strip()
             raise UserError(f"{path.name} does not fit this config: {detail}",
-                            "resume without changing `variant`, model.* or the variant's own keys (they shape "
-                            "the networks)") from None
+                            "resume without changing `variant`, model.*, the variant's own keys or whether "
+                            "loss.contrastive is on (they shape the networks)") from None
         if self.ema is not None:
             shadow = {k[4:]: v for k, v in model.items() if k.startswith("ema.")}
             if shadow:

@@ -49,9 +49,10 @@ class GAN(Variant):
         if cfg.loss.contrastive and (spec["kind"] != "image" or cfg.model.pack > 1 or cfg.model.members > 1
                                      or type(self).real_condition is not GAN.real_condition):
             raise UserError("loss.contrastive compares D's features of two views of each real image: it needs image "
-                            f"data and a D that judges one image alone (variant {cfg.variant}, data {spec['kind']}, "
-                            f"model.pack={cfg.model.pack}, model.members={cfg.model.members})",
-                            "set loss.contrastive=0, or train variant gan on images with pack=1 and members=1")
+                            "data, one image per D input and no class given to D (variant "
+                            f"{cfg.variant}, data {spec['kind']}, model.pack={cfg.model.pack}, "
+                            f"model.members={cfg.model.members})", "set loss.contrastive=0, or train variant gan, "
+                            "infogan or stylegan on images with model.pack=1 and model.members=1")
         self.z_dim = cfg.model.z_dim
         self.pack = cfg.model.pack  # D judges this many rows together: gradient penalties treat them as one input
         self.G = G if G is not None else build_generator(cfg.model, spec)
@@ -144,17 +145,17 @@ class GAN(Variant):
                                               group=self.pack, alpha=alpha)
             loss = loss + self.reg.gp_weight * penalty
             scalars["gradient_penalty"] = penalty.detach()
-        if self.reg.contrastive:
-            views = self.d_features(torch.cat([simclr_view(batch.x), simclr_view(batch.x)]), None)
-            a, b = self.projection(views.float().mean((2, 3)) if views.dim() == 4 else views.float()).chunk(2)
-            contrast = losses.nt_xent(a, b, temperature=self.reg.contrastive_temperature)
-            loss = loss + self.reg.contrastive * contrast
-            scalars["contrastive"] = contrast.detach()
         if self.reg.drift:
             drift = real_logits.square().mean()
             loss = loss + self.reg.drift * drift
             scalars["drift"] = drift.detach()
-        scalars[keys.d_loss] = loss.detach()
+        scalars[keys.d_loss] = loss.detach()  # the game's loss: the doctor's thresholds read it without the term below
+        if self.reg.contrastive:
+            views = self.d_features(torch.cat([simclr_view(batch.x), simclr_view(batch.x)]), None)
+            a, b = self.projection(views.mean((2, 3)) if views.dim() == 4 else views).chunk(2)
+            contrast = losses.nt_xent(a, b, temperature=self.reg.contrastive_temperature)
+            loss = loss + self.reg.contrastive * contrast
+            scalars["contrastive"] = contrast.detach()
         return loss, scalars
 
     def reg_loss(self, batch: Batch, ctx: Context) -> tuple[Tensor, dict[str, Tensor]]:
