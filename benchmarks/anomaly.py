@@ -15,9 +15,10 @@ distance to the 5 nearest normal training images. gankit: a DCGAN trained on the
 scored by `gankit.anomaly.anomaly_scores` (latent search, pixel + D-feature residual), with the latent found by search
 or by f-AnoGAN's izi_f encoder, and by `gankit.anomaly.neighbour_scores` (the same 5 nearest neighbours in D's
 features; with `--contrastive W` D also learns a SimCLR term, loss.contrastive=W, and the neighbours are by cosine),
-and GANomaly trained on the same images (latent distance); `gankit_auroc_*` is the best of the means of the scorers run.
-A control that is not counted: the neighbour score in the features of the same D re-initialised (untrained), which
-says how much of that score the adversarial training earns. AUROC per run; means over classes and seeds.
+and GANomaly trained on the same images (latent distance); `gankit_auroc_*` is the best of the means of the scorers
+run. A control that is not counted: the neighbour score in the features of the same D re-initialised (untrained), by
+the same distance (so cosine with `--contrastive`), which says how much of that score the training earns. AUROC per
+run; means over classes and seeds.
 
     python benchmarks/anomaly.py --quick          # class 0 only, one seed, 300 GAN steps: a few minutes
     python benchmarks/anomaly.py                  # every class, 3 seeds, 1,500 GAN steps: hours on 2 cores
@@ -44,7 +45,7 @@ from sklearn.neighbors import KernelDensity
 from sklearn.svm import OneClassSVM
 
 import gankit
-from gankit.anomaly import NEIGHBOURS, anomaly_scores, discriminator, neighbour_scores, run_encoder
+from gankit.anomaly import NEIGHBOURS, anomaly_scores, discriminator, neighbour_scores, run_encoder, trained_distance
 from gankit.config import DataConfig
 from gankit.data import load_dataset
 from gankit.train import Trainer
@@ -118,7 +119,7 @@ def gan_auroc(name: str, train: np.ndarray, test: np.ndarray, anomalous: np.ndar
         encoded = anomaly_scores(gen, x, critic, encoder=run_encoder(gen, run, critic)).score.numpy()
         out["gankit_encoder"] = float(roc_auc_score(anomalous, encoded))
     encoder_done = time.perf_counter()
-    normal, distance = torch.from_numpy(train), "cosine" if contrastive else "euclidean"
+    normal, distance = torch.from_numpy(train), trained_distance(run)  # cosine after a contrastive term
     if "gankit_knn" in scorers:
         near = neighbour_scores(critic, normal, x, distance=distance).score.numpy()
         out["gankit_knn"] = float(roc_auc_score(anomalous, near))
