@@ -216,6 +216,8 @@ def test_score_by_neighbours_from_the_cli_leaves_the_residual_columns_empty(norm
 @pytest.mark.parametrize("args, message", [
     (["--knn", "5", "--encoder"], "two ways to score"),
     (["--knn", "100000"], "asked of 183 normal training images"),
+    (["--knn", "5", "--distance", "manhattan"], "--distance manhattan: not a distance gankit knows"),
+    (["--distance", "cosine"], "--distance cosine measures --knn's neighbours"),
 ])
 def test_bad_neighbour_requests_exit_2_and_write_nothing(args, message, normal3, tmp_path, cli):
     np.savez(tmp_path / "x.npz", samples=np.zeros((2, 1, 16, 16), np.float32))
