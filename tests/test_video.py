@@ -287,6 +287,61 @@ def test_layered_g_colours_each_clip_from_its_content_and_paints_through_the_mas
     assert torch.allclose(x, mask * thing + (1 - mask) * ground, atol=1e-5)
 
 
+def _sprite_g() -> VideoGenerator:
+    torch.manual_seed(0)
+    return VideoGenerator(6, 3, 16, content_dim=5, motion_dim=4, noise_dim=2, width=8, categories=2, sprite=True)
+
+
+def test_sprite_g_moves_one_object_per_clip_by_its_shift_over_the_clips_background():
+    """mocogan.sprite with shifts of whole pixels: every frame shows the clip's one object (drawn once, from the
+    content part and the code) moved one pixel right and two up, premultiplied by its opacity, over the clip's
+    background colour, which shows where the object is not (catches the object redrawn per frame or reading the
+    motion, the shift's sign, axis or scale wrong, the opacity inverted or not applied, the background dropped)."""
+    g = _sprite_g()
+    z, code = torch.randn(3, g.z_dim), F.one_hot(torch.tensor([0, 1, 1]), 2).float()
+    seen = []
+    g.image.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    with torch.no_grad():
+        g.shift.weight.zero_()  # a half-side is 8 pixels of 16: (1/8, -2/8) is one pixel right, two up
+        g.shift.bias.copy_(torch.atanh(torch.tensor([1 / 8, -2 / 8])))
+        x, latents = g(z, code), g.latents(z, code)
+        calls, content = len(seen), torch.cat([latents[:, 0, :5], code], dim=1)
+        drawn, ground = g.image(content), torch.tanh(g.ground(content))[:, :, None, None]
+    assert calls == 1 and torch.equal(seen[0], content)  # once per clip, from the content part and the code
+    alpha = 0.5 * (drawn[:, 3:] + 1)
+    assert alpha.std() > 0.01 and ground.std() > 0.01
+    frame = (drawn[:, :3] * alpha + (1 - alpha) * ground)[:, None].expand(-1, 6, -1, -1, -1)
+    assert torch.allclose(x[..., :14, 1:], frame[..., 2:, :15], atol=1e-5)  # pixel (r, c) shows (r + 2, c - 1)
+    empty = ground[:, None].expand(-1, 6, -1, 2, 16)  # the rows the object left, and the column it has not reached
+    assert torch.allclose(x[..., 14:, :], empty, atol=1e-5)
+    assert torch.allclose(x[..., 0], ground[:, None, :, 0].expand(-1, 6, -1, 16), atol=1e-5)
+
+
+def test_sprite_g_shifts_each_frame_by_its_own_motion_code():
+    """The shift head reads z_m(t) of each frame (catches it reading the content, or one shift for a clip), and
+    frames_at draws frame t as the whole clip does."""
+    g = _sprite_g()
+    z, code = torch.randn(3, g.z_dim), F.one_hot(torch.tensor([0, 1, 1]), 2).float()
+    seen = []
+    g.shift.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    with torch.no_grad():
+        x, latents = g(z, code), g.latents(z, code)
+        t = torch.tensor([5, 0, 3])
+        one = g.frames_at(z, code, t)
+    assert torch.equal(seen[0], latents[:, :, 7:]) and seen[0].std(dim=1).min() > 0  # the motion part, per frame
+    assert torch.allclose(one, x[torch.arange(3), t], atol=1e-6)
+    assert not torch.allclose(x[:, 0], x[:, 5], atol=1e-3)
+
+
+@pytest.mark.parametrize("other", ["mocogan.framewise=true", "mocogan.layered=true", "mocogan.coords=true",
+                                   "mocogan.frame_nets=biggan"])
+def test_sprite_g_refuses_the_frame_options_it_does_not_draw_with(cli, tmp_path, other):
+    code, _, err = cli("train", "moving-shapes-video", *RUN, "mocogan.sprite=true", other, "--out",
+                       str(tmp_path / "r"), "--no-progress")
+    assert code == 2 and "mocogan.sprite" in err and "Traceback" not in err
+    assert not (tmp_path / "r" / "checkpoints").exists()
+
+
 # ------------------------------------------------------------------------------------------------ wiring
 
 

@@ -9,6 +9,7 @@ z = [z_c | h_0 | ε(1) ... ε(T)], so a seed gives the same clip and the trainer
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .biggan import BigGANGenerator
@@ -31,11 +32,18 @@ class VideoGenerator(nn.Module):
     frame is the object's colour where the mask is and the background's elsewhere. Colour then holds for the clip
     by construction, and what the frames must keep is the mask's shape. `coords=True` gives the DCGAN image G's
     upsampling convs the pixels' coordinates (CoordConv).
+
+    `sprite=True` (a transformation-based G, as in ST-GAN's and LR-GAN's affine layers): the image G reads the
+    content part alone and draws one object per clip, colour and opacity (C + 1 channels), centred; a small MLP gives
+    the clip's background colour, and a linear head on z_m(t) gives the frame's shift. Each frame is the object moved
+    by its shift (bilinear resampling) over the background: motion is where the object is drawn, and what it is holds
+    for the clip by construction (not with `framewise`, `layered`, `residual` or `coords`).
     """
 
     def __init__(self, frames: int, channels: int, resolution: int, content_dim: int = 32, motion_dim: int = 16,
                  noise_dim: int = 8, width: int = 32, framewise: bool = False, start: int = 4,
-                 categories: int = 0, residual: bool = False, layered: bool = False, coords: bool = False) -> None:
+                 categories: int = 0, residual: bool = False, layered: bool = False, coords: bool = False,
+                 sprite: bool = False) -> None:
         super().__init__()
         self.frames, self.content_dim, self.motion_dim, self.noise_dim = frames, content_dim, motion_dim, noise_dim
         self.framewise, self.categories, self.residual = framewise, categories, residual
@@ -44,9 +52,19 @@ class VideoGenerator(nn.Module):
             raise ValueError(f"BigGAN's frame generator starts from a 4×4 map, not {start}×{start}")
         if residual and coords:
             raise ValueError("coordinate channels are for DCGAN's frame generator, not BigGAN's")
-        drawn = 1 if layered else channels  # a layered G's image net draws the mask
-        self.image = BigGANGenerator(latent, 0, drawn, resolution, width, latent, attention=0) if residual \
-            else DCGANGenerator(latent, drawn, resolution, width, start, coords)
+        if sprite and (framewise or layered or residual or coords):
+            raise ValueError("the sprite G draws one object per clip with DCGAN's net; it takes no framewise, layered, "
+                             "residual or coordinate options")
+        drawn = 1 if layered else channels + 1 if sprite else channels  # a mask; a sprite's colour and opacity
+        self.sprite = sprite
+        if sprite:
+            self.image = DCGANGenerator(content_dim + categories, drawn, resolution, width, start)
+            self.ground = nn.Sequential(nn.Linear(content_dim + categories, 4 * width), nn.LeakyReLU(0.2),
+                                        nn.Linear(4 * width, channels))
+            self.shift = nn.Linear(motion_dim, 2)
+        else:
+            self.image = BigGANGenerator(latent, 0, drawn, resolution, width, latent, attention=0) if residual \
+                else DCGANGenerator(latent, drawn, resolution, width, start, coords)
         self.colours = nn.Sequential(nn.Linear(content_dim + categories, 4 * width), nn.LeakyReLU(0.2),
                                      nn.Linear(4 * width, 2 * channels)) if layered else None
         self.rnn = None if framewise else nn.GRUCell(noise_dim, motion_dim)
@@ -79,15 +97,37 @@ class VideoGenerator(nn.Module):
         return torch.cat([content.unsqueeze(1).expand(-1, t, -1), steps], dim=2)
 
     def forward(self, z: Tensor, code: Tensor | None = None) -> Tensor:
-        per_frame = self.latents(z, code)  # (N, T, d)
-        n, t, d = per_frame.shape
-        frames = self.draw(per_frame.reshape(n * t, d))
-        return frames.view(n, t, *frames.shape[1:])
+        return self.clips(self.latents(z, code))
 
     def frames_at(self, z: Tensor, code: Tensor | None, t: Tensor) -> Tensor:
         """Frame t[i] of clip i (N, C, R, R), without drawing the clips' other frames: every frame's latent (the GRU
         is cheap), the image G on one per clip."""
-        return self.draw(self.latents(z, code)[torch.arange(len(z), device=z.device), t])
+        return self.clips(self.latents(z, code)[torch.arange(len(z), device=z.device), t].unsqueeze(1))[:, 0]
+
+    def clips(self, per_frame: Tensor) -> Tensor:
+        """Per-frame latents (N, K, d) -> frames (N, K, C, R, R)."""
+        n, t, d = per_frame.shape
+        if self.sprite:
+            return self.place(per_frame)
+        frames = self.draw(per_frame.reshape(n * t, d))
+        return frames.view(n, t, *frames.shape[1:])
+
+    def place(self, per_frame: Tensor) -> Tensor:
+        """The sprite G: one object per clip from the content part, moved in each frame by the shift z_m(t) gives, over
+        the clip's background colour. Shifts are in half-sides ([-1, 1] moves the centre to an edge)."""
+        n, t, _ = per_frame.shape
+        content, motion = per_frame[:, 0, :self.content_dim + self.categories], \
+            per_frame[:, :, self.content_dim + self.categories:]
+        drawn = self.image(content)  # (N, C + 1, R, R) in [-1, 1]
+        alpha = 0.5 * (drawn[:, -1:] + 1)
+        layers = torch.cat([drawn[:, :-1] * alpha, alpha], dim=1)  # premultiplied, so resampling blends edges right
+        shift = torch.tanh(self.shift(motion)).reshape(n * t, 2, 1)  # (x, y) per frame
+        eye = torch.eye(2, dtype=shift.dtype, device=shift.device).expand(n * t, 2, 2)
+        grid = F.affine_grid(torch.cat([eye, -shift], dim=2), [n * t, *layers.shape[1:]], align_corners=False)
+        moved = F.grid_sample(layers.repeat_interleave(t, dim=0), grid.to(layers.dtype), align_corners=False)
+        ground = torch.tanh(self.ground(content)).repeat_interleave(t, dim=0)[:, :, None, None]
+        frames = moved[:, :-1] + (1 - moved[:, -1:]) * ground
+        return frames.view(n, t, *frames.shape[1:])
 
     def draw(self, flat: Tensor) -> Tensor:
         """Per-frame latents (M, d) -> frames (M, C, R, R): one shared image G (and, layered, the clip's colours)."""

@@ -6,7 +6,8 @@ from real and generated clips (are the frames realistic?), D_V sees whole clips 
 motion realistic?). Both sit in group D and are stepped together on the sum of their losses; G minimises the sum of
 its losses against both. `loss.name` picks the game for both. `mocogan.frame_nets=biggan` makes the frame generator
 and D_I BigGAN's residual, spectral-norm nets; `mocogan.layered` has the frame generator draw a mask per frame over
-colours held per clip.
+colours held per clip; `mocogan.sprite` has it draw one object per clip and move it, frame by frame, by a shift
+read from the motion code.
 
 `mocogan.content_categories` K > 0 adds a categorical content code c (one-hot, fixed per clip like z_c) and a Q head
 on D_I that must read c back from every frame it judges (InfoGAN's mutual-information bound, which MoCoGAN uses for
@@ -104,6 +105,9 @@ class MoCoGANConfig(Section):
                           "background's colours come from the content code, one each per clip (LR-GAN's layers)")
     coords: bool = Field(False, description="the DCGAN frame generator's upsampling convs see each pixel's x and y "
                          "as two more channels (CoordConv; measured on moving shapes, it did not help: docs/video.md)")
+    sprite: bool = Field(False, description="G draws one object per clip (colour and opacity, from the content "
+                         "code) and moves it in each frame by a shift read from the motion code, over a background "
+                         "colour per clip: a transformation-based G for objects that move without changing")
 
 
 @register_variant("mocogan")
@@ -154,13 +158,18 @@ class MoCoGAN(Variant):
         if self.categories:
             self.sampling = frozenset({"truncation", "labels" if self.labelled else "codes"})
         residual = o.frame_nets == "biggan"
+        if o.sprite and (o.framewise or o.layered or residual or o.coords):
+            raise UserError("mocogan.sprite draws one object per clip with DCGAN's net and moves it, so it takes no "
+                            "framewise baseline, layered G, BigGAN frame nets or coordinate channels",
+                            "drop mocogan.framewise, mocogan.layered, mocogan.coords and mocogan.frame_nets=biggan, "
+                            "or mocogan.sprite")
         if residual and (o.g_start != 4 or o.minibatch_std or o.coords):
             raise UserError("mocogan.frame_nets=biggan starts G from BigGAN's 4×4 map, without coordinate channels, "
                             "and has no minibatch std in D_I", "set mocogan.g_start=4, mocogan.coords=false and "
                             "mocogan.minibatch_std=false, or mocogan.frame_nets=dcgan")
         try:
             self.G = VideoGenerator(frames, channels, height, o.content_dim, o.motion_dim, o.noise_dim, o.g_width,
-                                    o.framewise, o.g_start, self.categories, residual, o.layered, o.coords)
+                                    o.framewise, o.g_start, self.categories, residual, o.layered, o.coords, o.sprite)
             self.D_image = BigGANDiscriminator(channels, 0, height, o.d_width, attention=0) if residual else \
                 DCGANDiscriminator(channels, height, o.d_width, minibatch_std=o.minibatch_std)
             features = feature_shape(self.D_image, (channels, height, width))
