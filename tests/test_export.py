@@ -12,9 +12,10 @@ from gankit.variants import Request
 
 SMALL = ["train.steps=2", "model.width=8", "train.batch_size=8", "train.sample_every=0", "train.checkpoint_every=0"]
 FAMILIES = {"t2i": "shapes32-text2img", "biggan": "shapes32-biggan", "pggan": "shapes32-pggan",
-            "style": "digits-stylegan", "video": "moving-shapes-video",
+            "style": "digits-stylegan", "video": "moving-shapes-video", "video-frames": "moving-shapes-video",
             "t2i-gru": "shapes32-text2img"}  # nets whose batch size an export must not fix
-EXTRA = {"t2i-gru": ["text2img.layered=false", "text2img.object_area=0"]}  # the one-piece G, its captions read by a GRU
+EXTRA = {"t2i-gru": ["text2img.layered=false", "text2img.object_area=0"],  # the one-piece G, captions read by a GRU
+         "video-frames": ["mocogan.sprite=false"]}  # the video G that draws every frame (the preset moves a sprite)
 
 
 @pytest.fixture(scope="module")

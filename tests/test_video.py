@@ -30,7 +30,8 @@ from gankit.variants.mocogan import FAKE
 TINY = ["data.n=48", "mocogan.g_width=8", "mocogan.d_width=8", "mocogan.content_dim=8", "mocogan.motion_dim=4",
         "mocogan.noise_dim=4", "train.batch_size=8", "mocogan.labels=none", "loss.name=non_saturating",
         "optim.beta1=0.5", "mocogan.sprite=false"]
-FRAME_NETS = {"dcgan": "mocogan.frame_nets=dcgan", "biggan": "mocogan.frame_nets=biggan", "sprite": "mocogan.sprite=true"}
+FRAME_NETS = {"dcgan": "mocogan.frame_nets=dcgan", "biggan": "mocogan.frame_nets=biggan",
+              "sprite": "mocogan.sprite=true"}
 RUN = [*TINY, "train.steps=4", "train.log_every=1", "train.sample_every=2", "train.checkpoint_every=0"]
 
 
@@ -334,12 +335,36 @@ def test_sprite_g_shifts_each_frame_by_its_own_motion_code():
     assert not torch.allclose(x[:, 0], x[:, 5], atol=1e-3)
 
 
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_sprite_g_blends_a_half_pixel_shift_from_premultiplied_layers_in_float32(precision):
+    """A hard-edged object (colour inside, opacity 0 and colour -1 outside) moved half a pixel right: its left and
+    right edge columns show half object, half background; the same under bf16 autocast (catches colour resampled
+    without its opacity, nearest-pixel sampling, and positions computed in bf16, off by up to 0.1 at 16 px)."""
+    g = _sprite_g()
+    colour = torch.tensor([1.0, -0.5, 0.25])
+    inside = torch.zeros(16, 16, dtype=torch.bool)
+    inside[4:12, 4:12] = True
+    sprite = torch.cat([torch.where(inside, colour[:, None, None], -1.0), torch.where(inside, 1.0, -1.0)[None]])
+    g.image.register_forward_hook(lambda m, args, out: sprite.expand(len(out), -1, -1, -1).to(out.dtype))
+    z, code = torch.randn(2, g.z_dim), F.one_hot(torch.tensor([0, 1]), 2).float()
+    with torch.no_grad():
+        g.shift.weight.zero_()
+        g.shift.bias.copy_(torch.atanh(torch.tensor([1 / 16, 0.0])))  # half a pixel of 16: 1/16 of a half-side
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+            x = g(z, code)
+        ground = torch.tanh(g.ground(torch.cat([g.latents(z, code)[:, 0, :5], code], dim=1)))[:, None, :, None, None]
+    cover = inside.float()
+    cover[4:12, 4], cover[4:12, 12] = 0.5, 0.5  # the edge columns: half of each neighbour
+    assert x.dtype == torch.float32
+    assert torch.allclose(x, cover * colour[:, None, None] + (1 - cover) * ground, atol=1e-5)
+
+
 @pytest.mark.parametrize("other", ["mocogan.framewise=true", "mocogan.layered=true", "mocogan.coords=true",
                                    "mocogan.frame_nets=biggan"])
 def test_sprite_g_refuses_the_frame_options_it_does_not_draw_with(cli, tmp_path, other):
     code, _, err = cli("train", "moving-shapes-video", *RUN, "mocogan.sprite=true", other, "--out",
                        str(tmp_path / "r"), "--no-progress")
-    assert code == 2 and "mocogan.sprite" in err and "Traceback" not in err
+    assert code == 2 and "mocogan.sprite=false" in err and other in err and "Traceback" not in err
     assert not (tmp_path / "r" / "checkpoints").exists()
 
 
@@ -415,8 +440,9 @@ def test_one_d_step_raises_every_d_on_reals_and_lowers_it_on_fakes():
 
 @pytest.mark.parametrize("nets", list(FRAME_NETS))
 def test_g_loss_is_the_game_on_every_discriminator_and_reaches_the_motion_rnn(nets):
-    """Catches a dropped or sign-flipped D_I, D_V or D_pair term in G's loss, and a motion path cut off from the
-    gradient, with each frame generator (DCGAN's, BigGAN's, the sprite)."""
+    """Catches a dropped or sign-flipped D_I, D_V or D_pair term in G's loss, and a motion path (or, for the sprite,
+    the object's net or the background's) cut off from the gradient, with each frame generator (DCGAN's, BigGAN's,
+    the sprite)."""
     variant, batch = _setup("mocogan.video_weight=0.7", "mocogan.pair_weight=0.3", FRAME_NETS[nets])
     _first_frame(variant)
     _frame_nets(nets, variant)
@@ -429,6 +455,8 @@ def test_g_loss_is_the_game_on_every_discriminator_and_reaches_the_motion_rnn(ne
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     loss.backward()
     assert variant.G.rnn.weight_ih.grad.abs().sum() > 0
+    for part in ("image", "ground", "shift") if nets == "sprite" else ():
+        assert all(p.grad.abs().sum() > 0 for p in getattr(variant.G, part).parameters() if p.ndim > 1)
 
 
 def test_one_g_step_raises_both_ds_on_the_fakes():

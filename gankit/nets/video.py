@@ -2,7 +2,8 @@
 
 G: a content code z_c, fixed for the whole clip, and motion codes z_m(t) from a GRU driven by fresh noise ε(t) each
 frame; each frame is one shared image generator applied to [z_c, z_m(t)]: DCGAN's, or BigGAN's residual one whose
-conditional batch norms all read the frame's latent. All randomness of a clip is one flat latent
+conditional batch norms all read the frame's latent; or (sprite) one object drawn from z_c per clip, moved in each
+frame by a shift read from z_m(t). All randomness of a clip is one flat latent
 z = [z_c | h_0 | ε(1) ... ε(T)], so a seed gives the same clip and the trainer's noise stays (N, z_dim).
 """
 
@@ -34,7 +35,7 @@ class VideoGenerator(nn.Module):
     upsampling convs the pixels' coordinates (CoordConv).
 
     `sprite=True` (a transformation-based G, as in ST-GAN's and LR-GAN's affine layers): the image G reads the
-    content part alone and draws one object per clip, colour and opacity (C + 1 channels), centred; a small MLP gives
+    content part alone and draws one object per clip, colour and opacity (C + 1 channels); a small MLP gives
     the clip's background colour, and a linear head on z_m(t) gives the frame's shift. Each frame is the object moved
     by its shift (bilinear resampling) over the background: motion is where the object is drawn, and what it is holds
     for the clip by construction (not with `framewise`, `layered`, `residual` or `coords`).
@@ -114,23 +115,32 @@ class VideoGenerator(nn.Module):
 
     def place(self, per_frame: Tensor) -> Tensor:
         """The sprite G: one object per clip from the content part, moved in each frame by the shift z_m(t) gives, over
-        the clip's background colour. Shifts are in half-sides ([-1, 1] moves the centre to an edge)."""
+        the clip's background colour. Shifts are in half-sides ([-1, 1] moves the canvas's centre to an edge).
+
+        The geometry runs in float32 even under autocast (bf16 positions are off by up to a sixth of a pixel at 32
+        px); the grid is the pixel centres minus the shift, built without affine_grid so ONNX needs only
+        GridSample (opset 16)."""
         n, t, _ = per_frame.shape
         content, motion = per_frame[:, 0, :self.content_dim + self.categories], \
             per_frame[:, :, self.content_dim + self.categories:]
         drawn = self.image(content)  # (N, C + 1, R, R) in [-1, 1]
-        alpha = 0.5 * (drawn[:, -1:] + 1)
-        layers = torch.cat([drawn[:, :-1] * alpha, alpha], dim=1)  # premultiplied, so resampling blends edges right
-        shift = torch.tanh(self.shift(motion)).reshape(n * t, 2, 1)  # (x, y) per frame
-        eye = torch.eye(2, dtype=shift.dtype, device=shift.device).expand(n * t, 2, 2)
-        grid = F.affine_grid(torch.cat([eye, -shift], dim=2), [n * t, *layers.shape[1:]], align_corners=False)
-        moved = F.grid_sample(layers.repeat_interleave(t, dim=0), grid.to(layers.dtype), align_corners=False)
-        ground = torch.tanh(self.ground(content)).repeat_interleave(t, dim=0)[:, :, None, None]
-        frames = moved[:, :-1] + (1 - moved[:, -1:]) * ground
-        return frames.view(n, t, *frames.shape[1:])
+        side = drawn.shape[-1]
+        with torch.autocast(drawn.device.type, enabled=False):
+            drawn, shift = drawn.float(), torch.tanh(self.shift(motion.float()))  # shift: (N, T, 2) as (x, y)
+            alpha = 0.5 * (drawn[:, -1:] + 1)
+            layers = torch.cat([drawn[:, :-1] * alpha, alpha], dim=1)  # premultiplied: resampling blends edges right
+            centres = (2 * torch.arange(side, device=drawn.device, dtype=drawn.dtype) + 1) / side - 1
+            ys, xs = torch.meshgrid(centres, centres, indexing="ij")
+            pixels = torch.stack([xs, ys], dim=-1)  # (R, R, 2): where each output pixel samples, unshifted
+            grid = pixels[None, None] - shift[:, :, None, None]  # (N, T, R, R, 2): sampling at x - s moves by +s
+            moved = F.grid_sample(layers, grid.view(n, t * side, side, 2), align_corners=False)  # (N, C+1, T·R, R)
+            moved = moved.view(n, -1, t, side, side).transpose(1, 2)  # (N, T, C + 1, R, R)
+            ground = torch.tanh(self.ground(content.float()))[:, None, :, None, None]
+            return moved[:, :, :-1] + (1 - moved[:, :, -1:]) * ground
 
     def draw(self, flat: Tensor) -> Tensor:
-        """Per-frame latents (M, d) -> frames (M, C, R, R): one shared image G (and, layered, the clip's colours)."""
+        """Per-frame latents (M, d) -> frames (M, C, R, R): one shared image G (and, layered, the clip's colours);
+        the sprite G draws per clip instead (`place`)."""
         frames = self.image(flat, flat) if self.residual else self.image(flat)
         if self.colours is not None:  # frames are masks (N·T, 1, R, R); the colours read the content part only
             content = torch.cat([flat[:, :self.content_dim], flat[:, self.content_dim + self.motion_dim:]], dim=1) \

@@ -158,11 +158,13 @@ class MoCoGAN(Variant):
         if self.categories:
             self.sampling = frozenset({"truncation", "labels" if self.labelled else "codes"})
         residual = o.frame_nets == "biggan"
-        if o.sprite and (o.framewise or o.layered or residual or o.coords):
-            raise UserError("mocogan.sprite draws one object per clip with DCGAN's net and moves it, so it takes no "
-                            "framewise baseline, layered G, BigGAN frame nets or coordinate channels",
-                            "drop mocogan.framewise, mocogan.layered, mocogan.coords and mocogan.frame_nets=biggan, "
-                            "or mocogan.sprite")
+        clash = [key for key, on in (("mocogan.framewise=true", o.framewise), ("mocogan.layered=true", o.layered),
+                                     ("mocogan.frame_nets=biggan", residual), ("mocogan.coords=true", o.coords)) if on]
+        if o.sprite and clash:
+            raise UserError(f"mocogan.sprite=true (the moving-shapes-video preset's G) draws one object per clip with "
+                            f"DCGAN's net and moves it, so it cannot take {' or '.join(clash)}",
+                            f"add mocogan.sprite=false to use {' and '.join(clash)}, or drop "
+                            + ("them" if len(clash) > 1 else "it"))
         if residual and (o.g_start != 4 or o.minibatch_std or o.coords):
             raise UserError("mocogan.frame_nets=biggan starts G from BigGAN's 4×4 map, without coordinate channels, "
                             "and has no minibatch std in D_I", "set mocogan.g_start=4, mocogan.coords=false and "
