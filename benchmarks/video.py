@@ -4,8 +4,8 @@ values as the reference.
 
 The baseline is `moving-shapes-video mocogan.framewise=true mocogan.sprite=false`: the same image D, the same steps
 and batch, DCGAN's image generator drawing every frame from an independent latent, and no video D (T draws of an
-image GAN; with the preset's labels, each frame drawn for its clip's class). It has nothing that holds a clip's content beyond the class, which
-is what ACD and consistency measure.
+image GAN; with the preset's labels, each frame drawn for its clip's class). It has nothing that holds a clip's
+content beyond the class, which is what ACD and consistency measure.
 
     python benchmarks/video.py                          # trains both (seed 0), then evaluates
     python benchmarks/video.py --runs MOCOGAN FRAMEWISE   # trained runs of the two, in that order

@@ -19,6 +19,12 @@ from .dcgan import DCGANGenerator, _levels
 from .text import compose
 
 
+def clip_colours(content: int, outputs: int, width: int) -> nn.Sequential:
+    """The small MLP that gives a clip its colours (before tanh) from the content part alone: the layered G's object
+    and background, the sprite G's background."""
+    return nn.Sequential(nn.Linear(content, 4 * width), nn.LeakyReLU(0.2), nn.Linear(4 * width, outputs))
+
+
 class VideoGenerator(nn.Module):
     """z (N, z_dim) -> clips (N, T, C, R, R) in [-1, 1].
 
@@ -60,14 +66,12 @@ class VideoGenerator(nn.Module):
         self.sprite = sprite
         if sprite:
             self.image = DCGANGenerator(content_dim + categories, drawn, resolution, width, start)
-            self.ground = nn.Sequential(nn.Linear(content_dim + categories, 4 * width), nn.LeakyReLU(0.2),
-                                        nn.Linear(4 * width, channels))
+            self.ground = clip_colours(content_dim + categories, channels, width)
             self.shift = nn.Linear(motion_dim, 2)
         else:
             self.image = BigGANGenerator(latent, 0, drawn, resolution, width, latent, attention=0) if residual \
                 else DCGANGenerator(latent, drawn, resolution, width, start, coords)
-        self.colours = nn.Sequential(nn.Linear(content_dim + categories, 4 * width), nn.LeakyReLU(0.2),
-                                     nn.Linear(4 * width, 2 * channels)) if layered else None
+        self.colours = clip_colours(content_dim + categories, 2 * channels, width) if layered else None
         self.rnn = None if framewise else nn.GRUCell(noise_dim, motion_dim)
 
     @property
