@@ -57,8 +57,8 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 def _examples(*lines: str) -> str:
     """A help epilog listing example command lines (one per line in the rendered help)."""
     return "Examples:\n\n" + "\n\n".join(f"  {line}" for line in lines)
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
+out = Console(markup=False)  # paths and JSON are printed as they are, never read as rich markup
+err = Console(stderr=True, soft_wrap=True, markup=False)
 
 
 class _WarningHandler(logging.Handler):
@@ -1307,7 +1307,7 @@ def doctor(
                                         "gankit export runs/cgan --format torchscript --out cgan.pt"))
 def export_model(
     run: Path = typer.Argument(..., help="Run directory or exported model folder."),
-    fmt: str = typer.Option("torchscript", "--format", help="torchscript or onnx (needs `pip install gankit[onnx]`)."),
+    fmt: str = typer.Option("torchscript", "--format", help="torchscript or onnx (needs `pip install gankit\\[onnx]`)."),
     out: Path = typer.Option(..., "--out", "-o", help="File to write (.pt for TorchScript, .onnx for ONNX)."),
 ) -> None:
     """Write the generator as a TorchScript or ONNX file that runs without gankit: inputs z (N, z_dim) and, for

@@ -40,6 +40,14 @@ def test_train_help_keeps_its_brackets(cli):
     assert "--resume RUN [key=value...]" in " ".join(cli("train", "--help")[1].split())
 
 
+def test_help_and_messages_are_not_read_as_markup(cli, tmp_path):
+    """Rich reads `[onnx]` as a style tag and drops it: the extra to install, and run paths with brackets, print whole."""
+    assert "pip install gankit[onnx]" in " ".join(cli("export", "--help")[1].replace("│", " ").split())
+    run = tmp_path / "[bold]" / "r"
+    code, out, err = cli("train", "ring8-gan", "train.steps=4", "--out", str(run), "--no-progress")
+    assert code == 0 and f"step 4 saved in {run}:" in out + err and f"gankit report {run}" in out + err, out + err
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["sample"], "Missing argument"),
     (["sample", "runs/x", "--n", "3", "--out", "x.png"], "No such option"),  # typer >= 0.28 and click word it apart
