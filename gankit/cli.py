@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextvars import ContextVar
 from pathlib import Path
@@ -337,7 +338,7 @@ def sample(
     run: Path = typer.Argument(..., help="Run directory."),
     n: int = typer.Option(64, "-n", help="Number of samples (with --input: one per input)."),
     out: str = typer.Option(..., "--out", "-o", help="FILE.png (grid or 2D scatter), DIR/ (one PNG each) or FILE.npz."),
-    seed: int = typer.Option(0, "--seed", help="Noise seed: the same seed gives the same samples."),
+    seed: int = typer.Option(0, "--seed", min=0, max=config_mod.MAX_SEED, help="Noise seed: the same seed gives the same samples."),
     truncation: float = typer.Option(1.0, "--truncation", help="In (0, 1]; below 1 trades diversity for fidelity."),
     cls: Optional[str] = typer.Option(None, "--class", help="Class-conditional runs: a class index or name. "
                                       "Without it a PNG holds one row per class."),
@@ -462,7 +463,7 @@ def interpolate(
     out: Path = typer.Option(..., "--out", "-o", help="FILE.png (one row per pair) or FILE.gif (animated)."),
     steps: int = typer.Option(8, "--steps", min=2, help="Images from one end to the other."),
     rows: int = typer.Option(4, "--rows", min=1, help="Pairs of endpoints, one row each."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the endpoints."),
+    seed: int = typer.Option(0, "--seed", min=0, max=config_mod.MAX_SEED, help="Seed of the endpoints."),
     cls: Optional[str] = typer.Option(None, "--class", help="Class-conditional runs: keep this class throughout."),
     truncation: float = typer.Option(1.0, "--truncation", help="In (0, 1]."),
 ) -> None:
@@ -653,7 +654,7 @@ def invert(
                                       "(default: the class that redraws each image best)."),
     grid: bool = typer.Option(False, "--grid", help="Also write OUT.png: each input beside its reconstruction."),
     encoder: bool = typer.Option(False, "--encoder", help=ENCODER_HELP),
-    seed: int = typer.Option(0, "--seed", help="Seed of the random pool the search starts from."),
+    seed: int = typer.Option(0, "--seed", min=0, max=config_mod.MAX_SEED, help="Seed of the random pool the search starts from."),
 ) -> None:
     """Find the latent (and class) from which a trained image GAN redraws each image, by search and optimisation;
     PSNR says how close it got. The .npz feeds `gankit edit`."""
@@ -723,7 +724,7 @@ def edit(
     steps: int = typer.Option(300, "--steps", min=0, help="Inversion steps for image inputs."),
     cls: Optional[str] = typer.Option(None, "--class", help="Class-conditional runs, image inputs: their class."),
     encoder: bool = typer.Option(False, "--encoder", help="Image inputs: " + ENCODER_HELP),
-    seed: int = typer.Option(0, "--seed", help="Seed of the inversion's random pool."),
+    seed: int = typer.Option(0, "--seed", min=0, max=config_mod.MAX_SEED, help="Seed of the inversion's random pool."),
 ) -> None:
     """Edit images with a trained image GAN: invert them (or read latents), move the latents along named
     directions (attributes such as `red` or `star`, or SeFa's `sefa0`, ...), and draw the result."""
@@ -808,7 +809,7 @@ def explain(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for saliency.png, directions.png and "
                                        "explain.json (default: RUN/explain/)."),
     n: int = typer.Option(8, "-n", min=1, max=64, help="Real and generated images in the saliency grid (each)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the generated images and of the direction samples."),
+    seed: int = typer.Option(0, "--seed", min=0, max=config_mod.MAX_SEED, help="Seed of the generated images and of the direction samples."),
 ) -> None:
     """What D looks at (saliency maps of its logit for real and generated images: gradient × input, integrated
     gradients) and what each latent direction changes, as the data's evaluator reads it."""
@@ -1016,7 +1017,7 @@ def evaluate(
     n: Optional[int] = typer.Option(None, "-n", min=2, help="Generated samples (default: as many as the reference, "
                                     "at most 10,000; papers use 50,000; toy 2D data always uses PacGAN's 2,500)."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the generated samples."),
+    seed: int = typer.Option(0, "--seed", min=0, max=config_mod.MAX_SEED, help="Seed of the generated samples."),
     round_8bit: bool = typer.Option(True, "--round/--no-round", help=ROUND_HELP),
     refine: Optional[str] = typer.Option(None, "--refine", help="Measure discriminator-guided samples (drs or mh) "
                                          "instead of plain ones; the protocol records acceptance and cost."),
@@ -1068,7 +1069,7 @@ def fid(
     as_json: bool = typer.Option(False, "--json", help="Print the metrics and protocol as one JSON object."),
     n: Optional[int] = typer.Option(None, "-n", min=2, help="Samples generated from a run (default: the other "
                                     "set's size, at most 10,000)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of generated samples and of KID's subsets."),
+    seed: int = typer.Option(0, "--seed", min=0, max=config_mod.MAX_SEED, help="Seed of generated samples and of KID's subsets."),
     round_8bit: bool = typer.Option(True, "--round/--no-round", help=ROUND_HELP),
 ) -> None:
     """Fréchet distance between two sample sets (FID with Inception features), optionally KID and PRDC."""
@@ -1217,7 +1218,7 @@ def watermark_cmd(
     import torch
 
     from .data.folder import IMAGE_SUFFIXES, as_array, list_images, open_image
-    from .nets.watermark import detect
+    from .nets.watermark import MIN_SIDE, detect
     from .train import load
 
     if (run is None) == (key is None):
@@ -1235,6 +1236,9 @@ def watermark_cmd(
             w, h = (int(v) for v in size.lower().split("x"))
         except ValueError:
             raise UserError(f"--size {size!r} is not WxH", "e.g. --size 32x32") from None
+        if min(w, h) < MIN_SIDE:
+            raise UserError(f"--size {size}: a watermark needs sides of {MIN_SIDE} pixels or more",
+                            "give the size the model drew, e.g. --size 32x32")
         native = (h, w)
     else:
         native = None
@@ -1255,6 +1259,9 @@ def watermark_cmd(
             image = torch.tensor(as_array(open_image(path, channels)), dtype=torch.float32) / 127.5 - 1
         except OSError as exc:
             raise UserError(f"{path} is not a readable image: {exc}", "give PNG / JPEG files") from None
+        if min(image.shape[-2:]) < MIN_SIDE:
+            raise UserError(f"{path} is {image.shape[-1]}x{image.shape[-2]} pixels: too small to hold a watermark",
+                            f"marks are read from images of {MIN_SIDE}x{MIN_SIDE} pixels or more")
         height, width = native or image.shape[-2:]
         found = detect(image, key, height, width)
         results.append({"file": str(path), "marked": found.marked(fpr), "score": round(found.score, 2),
@@ -1374,8 +1381,12 @@ def main(argv: list[str] | None = None) -> None:
     with code 2; a closed pipe (`gankit ... | head`) ends quietly with code 1 (click's rule); bugs keep their
     traceback."""
     _setup_logging()
+    args = sys.argv[1:] if argv is None else argv
+    previous = signal.signal(signal.SIGTERM, _terminated) if threading.current_thread() is threading.main_thread() \
+        else None
     try:
-        code = app(args=argv, prog_name="gankit", standalone_mode=False)
+        _refuse_empty_outputs(args)
+        code = app(args=args, prog_name="gankit", standalone_mode=False)
     except UserError as exc:
         _fail(exc.message, exc.hint, exc.exit_code)
     except typer.Exit as exc:
@@ -1393,7 +1404,31 @@ def main(argv: list[str] | None = None) -> None:
         first = (str(exc).strip().splitlines() or [""])[0]
         _fail(f"out of memory{': ' + first if first else ''}", "ask for less at once: a smaller -n (or write samples "
               "to a folder, --out DIR/), a smaller train.batch_size or model", 2)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if _TERMINATED:  # typer returned Ctrl-C's 130 for it
+        _TERMINATED.clear()
+        _fail("terminated (SIGTERM); the files it was writing were removed", None, 128 + signal.SIGTERM)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+_TERMINATED: list[int] = []  # the SIGTERM this command got, if any
+
+
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM (`kill`, `timeout`, a job scheduler) is raised like Ctrl-C, so the outputs being written are removed
+    as they are on Ctrl-C. Training installs its own handler (checkpoint, then stop) while it runs."""
+    _TERMINATED.append(signum)
+    raise KeyboardInterrupt
+
+
+def _refuse_empty_outputs(args: list[str]) -> None:
+    """`--out ""` (an unset shell variable) would mean the current directory: say so instead of writing there."""
+    for i, arg in enumerate(args):
+        if arg == "--out=" or arg in ("--out", "-o") and i + 1 < len(args) and not args[i + 1].strip():
+            raise UserError("--out is empty", "give a file or a folder (DIR/); in a script, check that the variable "
+                            "holding it is set")
 
 
 OUT_OF_MEMORY = ("can't allocate memory", "not enough memory", "out of memory")  # CPU allocators' and CUDA's words

@@ -18,6 +18,7 @@ from .errors import UserError
 
 
 DIFFAUG_POLICIES = ("color", "translation", "cutout")
+MAX_SEED = 2**31 - 1  # seeds derive others (seed + 1, + rank, + step) and reach numpy and torch: int32 stays safe
 BCE_GAMES = ("minimax", "non_saturating")  # the games whose D outputs are probabilities (label smoothing applies)
 M = TypeVar("M", bound=BaseModel)
 
@@ -158,7 +159,7 @@ class DataConfig(_Section):
                                   "tables and sequences the utility and privacy tests' rows (default 0.3 and 0.1); for "
                                   "images and vectors what refinement calibrates D on and inversion and anomaly "
                                   "scores read (default 0: none; docs/refine.md)")
-    split_seed: int = Field(0, ge=0, description="seed of the held-out split (and of a table's encoding)")
+    split_seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the held-out split (and of a table's encoding)")
     max_modes: int = Field(10, ge=1, le=50, description="table: most Gaussian modes per continuous column")
     public: str | None = Field(None, description="table: a JSON file of public column facts (number bounds, category "
                                "lists) used instead of the data's own statistics, as differential privacy needs")
@@ -363,7 +364,7 @@ class Config(_Section):
     model_config = ConfigDict(extra="allow", validate_assignment=True, allow_inf_nan=False)
 
     description: str = Field("", description="one line shown by `gankit presets`")
-    seed: int = Field(0, ge=0, description="seeds initialisation, data order, noise and toy data")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="seeds initialisation, data order, noise and toy data")
     variant: str | None = Field(None, description="which GAN: a registered name (`gankit variants`; none: the plain "
                                 "GAN), `package.module:Class`, or a name from the `gankit.variants` entry-point group")
     data: DataConfig = Field(default_factory=DataConfig)
@@ -500,6 +501,10 @@ def load_source(name_or_path: str) -> tuple[dict[str, Any], str]:
             raise UserError(f"cannot read config file {name_or_path}: {exc}") from None
         return _read_yaml_text(text, str(path)), path.stem
     names = preset_names()
+    if name_or_path not in names and (path / "config.yaml").is_file():
+        raise UserError(f"{name_or_path} is a run directory, not a preset or config file",
+                        f"continue it with `gankit train --resume {name_or_path}`, or train its config anew with "
+                        f"`gankit train {path / 'config.yaml'} --out NEW_DIR`")
     if name_or_path not in names:
         close = difflib.get_close_matches(name_or_path, names, n=1)
         hint = f"did you mean '{close[0]}'?" if close else "run `gankit presets` to list them"

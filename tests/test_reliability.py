@@ -120,6 +120,18 @@ def test_resume_with_other_network_sizes_is_exit_2(run_copy, cli):
     _one_error(*cli("train", "--resume", str(run_copy), "model.width=16", "--no-progress"), "does not fit this config")
 
 
+def test_a_run_directory_given_as_the_preset_points_to_resume(run_copy, cli):
+    err = _one_error(*cli("train", str(run_copy), "--no-progress"), "is a run directory")
+    assert f"gankit train --resume {run_copy}" in err
+
+
+def test_resume_below_the_runs_step_is_exit_2_and_changes_nothing(run_copy, cli):
+    before = {p.name: p.read_bytes() for p in (run_copy / "config.yaml", run_copy / "run.json", run_copy / "logs.jsonl")}
+    err = _one_error(*cli("train", "--resume", str(run_copy), "train.steps=10", "--no-progress"), "train.steps=10")
+    assert "at (40)" in err and "train.steps=80" in err
+    assert {name: (run_copy / name).read_bytes() for name in before} == before
+
+
 def _save(run: Path, step: int) -> Path:
     return ckpt.save_checkpoint(run, step, {"model.safetensors": {"w": torch.full((3,), float(step))}}, {})
 
@@ -472,6 +484,44 @@ def test_a_pickle_only_run_is_refused(cli, tmp_path, name):
         gankit.load(tmp_path / "run")
     err = _one_error(*cli("sample", str(tmp_path / "run"), "--out", str(tmp_path / "x.png")), name)
     assert "arbitrary code" in err
+
+
+def test_sigterm_while_writing_samples_leaves_nothing_behind(digits_run, tmp_path):
+    """`kill` / `timeout` during `gankit sample --out DIR/`: no hidden temporaries, no folder, exit 143, one line."""
+    import signal
+    import time
+
+    out = tmp_path / "many"
+    proc = subprocess.Popen([sys.executable, "-m", "gankit", "sample", str(digits_run), "-n", "200000", "--out",
+                             f"{out}/"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not (out.is_dir() and any(out.iterdir())) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err and err.count("error:") == 1, err
+    assert not out.exists(), sorted(p.name for p in out.iterdir())[:5]
+
+
+def test_an_empty_out_is_refused_not_taken_for_the_current_folder(digits_run, cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _one_error(*cli("sample", str(digits_run), "-n", "2", "--out", ""), "--out is empty")
+    _one_error(*cli("sample", str(digits_run), "-n", "2", "--out="), "--out is empty")
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_folder_that_is_no_run_is_not_searched_for_pickles_deep_down(tmp_path):
+    """Pickles two folders down (a virtual environment, a dataset cache) are not the folder's weights."""
+    deep = tmp_path / "project" / "venv" / "lib"
+    deep.mkdir(parents=True)
+    (deep / "cache.pkl").write_bytes(b"\x80\x04K\x01.")
+    with pytest.raises(UserError, match="is not a gankit run"):
+        gankit.load(tmp_path / "project")
+    (tmp_path / "project" / "venv" / "G.pth").write_bytes(b"\x80\x04K\x01.")  # one folder down: a model's weights
+    with pytest.raises(UserError, match="G.pth"):
+        gankit.load(tmp_path / "project")
 
 
 def test_every_test_named_in_the_reliability_doc_exists():

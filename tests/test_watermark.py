@@ -139,12 +139,16 @@ def test_gankit_watermark_exits_0_for_marked_1_for_unmarked_2_for_bad_input(mark
     assert code == 0 and len(found) == 3 and all(f["marked"] and f["p_value"] < 1e-6 for f in found)
     code, text, _ = cli("watermark", str(tmp_path / "plain"), "--key", KEY, "--json")
     assert code == 1 and not any(f["marked"] for f in json.loads(text))
+    Image.new("RGB", (1, 1)).save(tmp_path / "tiny.png")
     fields = json.loads(cli("provenance", str(tmp_path / "marked" / "000000.png"), "--json")[1])
     assert len(fields["gankit:watermark"]) == 12 and KEY not in json.dumps(fields)  # a fingerprint, not the key
     for args, message in [((str(tmp_path / "marked"),), "--run RUN or --key"),
                           ((str(tmp_path / "marked"), "--run", str(plain)), "draws no watermark"),
                           ((str(tmp_path / "none.png"), "--key", KEY), "not an image file"),
-                          ((str(tmp_path / "marked"), "--key", KEY, "--size", "big"), "is not WxH")]:
+                          ((str(tmp_path / "marked"), "--key", KEY, "--size", "big"), "is not WxH"),
+                          ((str(tmp_path / "marked"), "--key", KEY, "--size", "0x0"), "8 pixels or more"),
+                          ((str(tmp_path / "marked"), "--key", KEY, "--size", "-5x3"), "8 pixels or more"),
+                          ((str(tmp_path / "tiny.png"), "--key", KEY), "too small to hold a watermark")]:
         code, _, err = cli("watermark", *args)
         assert code == 2 and message in err and "Traceback" not in err
 

@@ -332,8 +332,10 @@ def prune_checkpoints(run_dir: Path, keep: int) -> None:
 
 
 def refuse_pickles(run_dir: Path) -> None:
-    """A directory holding only pickle-based weights is refused: unpickling can run arbitrary code."""
-    pickles = [p.name for p in Path(run_dir).rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES]
+    """A directory holding only pickle-based weights (in it or one folder down, as other libraries save them) is
+    refused: unpickling can run arbitrary code. Deeper files are another project's business, not a model's."""
+    near = [*Path(run_dir).glob("*"), *Path(run_dir).glob("*/*")]
+    pickles = [p.name for p in near if p.suffix.lower() in PICKLE_SUFFIXES]
     if pickles:
         raise UserError(f"{run_dir} holds pickle-based weights ({', '.join(sorted(pickles)[:3])}) and no gankit model",
                         "gankit never loads .pt/.pth/.pkl/.ckpt files because unpickling can run arbitrary code; "

@@ -177,6 +177,10 @@ class Trainer:
                     return {"step": 0, "run_dir": str(self.run_dir), "interrupted_by": stopped, "steps_per_s": 0.0}
                 self._restore()
                 self.choosing = False
+            if self.step > self.cfg.train.steps:
+                raise UserError(f"train.steps={self.cfg.train.steps} is below the step {self.run_dir} is at "
+                                f"({self.step})", f"raise it to continue, e.g. train.steps={2 * self.step}; "
+                                "`gankit sample` and `gankit eval` use the run as it is")
             self._record_config()  # once the checkpoint has loaded: a config that cannot resume changes nothing
             if self.step:  # said here, where training goes on, not wherever a trainer is built from a checkpoint
                 log.info("resumed from step-%d", self.step)
