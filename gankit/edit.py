@@ -16,6 +16,7 @@ eigenvectors of AᵀA for G's first layer A are the directions that change its o
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -36,6 +37,8 @@ from .nets import DCGANEncoder
 from .train import Generator
 from .train.checkpoint import load_tensors, save_tensors
 from .variants import Request
+
+log = logging.getLogger(__name__)
 
 POOL = 256  # random latents (per class for class-conditional models) an inversion starts from the best of
 STEPS = 300  # Adam steps refining each inversion
@@ -292,10 +295,12 @@ def cached_module(stem: Path, key: dict[str, Any], build: Callable[[dict], nn.Mo
         module.load_state_dict(load_tensors(tensor_path))
         return module
     module, info = train()
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(tensor_path) as tmp:
-        save_tensors(tmp, module.state_dict())
-    write_json(meta_path, {**info, **key})
+    try:
+        with atomic_path(tensor_path) as tmp:
+            save_tensors(tmp, module.state_dict())
+        write_json(meta_path, {**info, **key})
+    except UserError as exc:  # a read-only run: the module is still good, only not kept for next time
+        log.warning("%s; not kept, so the next command trains it again", exc.message)
     return module
 
 
@@ -483,8 +488,7 @@ def _ganspace(gen: Generator, k: int, n: int, seed: int) -> tuple[dict[str, Dire
 
 def save_directions(path: Path, found: Directions, weights_sha: str) -> None:
     """RUN/edit/directions.safetensors (the vectors) + directions.json (the rest, and the weights' fingerprint)."""
-    path.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path / "directions.safetensors") as tmp:
+    with atomic_path(path / "directions.safetensors") as tmp:  # makes RUN/edit/, or says it cannot
         save_tensors(tmp, {name: d.vector for name, d in found.items.items()})
     meta = {name: {k: getattr(d, k) for k in ("method", "attribute", "value", "bias", "accuracy")}
             for name, d in found.items.items()}

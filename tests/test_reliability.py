@@ -120,6 +120,34 @@ def test_resume_with_other_network_sizes_is_exit_2(run_copy, cli):
     _one_error(*cli("train", "--resume", str(run_copy), "model.width=16", "--no-progress"), "does not fit this config")
 
 
+def test_a_read_only_run_is_one_error_for_training_and_no_cache_for_edits(run_copy, monkeypatch, caplog):
+    """Root ignores file modes, so the refusals of a read-only folder are simulated at the system calls."""
+    from gankit.edit import cached_module
+
+    real_open = os.open
+
+    def no_lock(path, *args, **kwargs):
+        if str(path).endswith(".lock"):
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", no_lock)
+    with pytest.raises(UserError, match=r"cannot write .*\.lock: Permission denied"):
+        Trainer(resolve(str(run_copy / "config.yaml"), ["train.steps=60"])[0], run_copy, resume=True,
+                progress=False).fit()
+    monkeypatch.setattr(os, "open", real_open)
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr("tempfile.mkstemp", read_only)
+    trained = torch.nn.Linear(2, 2)
+    with caplog.at_level("WARNING"):
+        got = cached_module(run_copy / "edit" / "encoder", {"fingerprint": "x"}, lambda meta: torch.nn.Linear(2, 2),
+                            lambda: (trained, {}))
+    assert got is trained and "not kept" in caplog.text and not (run_copy / "edit" / "encoder.json").exists()
+
+
 def test_a_run_directory_given_as_the_preset_points_to_resume(run_copy, cli):
     err = _one_error(*cli("train", str(run_copy), "--no-progress"), "is a run directory")
     assert f"gankit train --resume {run_copy}" in err

@@ -155,6 +155,10 @@ def test_upscale_writes_larger_images_and_refuses_same_size_models(tiny_sr, tmp_
     assert code == 0, err
     with Image.open(tmp_path / "out" / "x.png") as img:
         assert img.size == (32, 32) and img.text["gankit:task"] == "upscale"
+    assert "resized" not in err
+    Image.fromarray(np.full((32, 40, 3), 200, np.uint8)).save(src / "big.png")  # not the model's input size: said
+    code, _, err = cli("upscale", str(tiny_sr), str(src), "--out", str(tmp_path / "out2") + "/")
+    assert code == 0 and "big.png (40x32): resized (short side) and centre-cropped to the model's 8x8" in err, err
     code, _, err = cli("sample", str(tiny_sr), "-n", "2", "--out", str(tmp_path / "s.png"))
     assert code == 2 and "upscales images" in err
 

@@ -15,12 +15,14 @@ the exact inverse of the column encoding), clips (GIF writer) and captions (a sa
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
 from ..errors import UserError
@@ -31,6 +33,7 @@ from .pairs import PairDataset, PairSampler
 from .folder import IMAGE_SUFFIXES, list_images, load_image
 from .npz import finite_float32, read_npz, refuse_non_finite
 
+log = logging.getLogger("gankit")
 KINDS: dict[str, DataKind] = {}
 
 
@@ -222,8 +225,14 @@ class ImageKind(DataKind):
             return x
         try:
             pixels = np.stack([load_image(f, resolution, channels) for f in files])
+            sizes = [Image.open(f).size for f in files]  # the header only
         except (OSError, ValueError, SyntaxError) as exc:
             raise UserError(f"{path}: cannot read an image ({exc})", "fix or remove the file") from None
+        other = [(f, size) for f, size in zip(files, sizes) if size != (resolution, resolution)]
+        if other:  # done as documented, but a 64×64 image shrunk for a 16×16 upscaler should not pass unseen
+            (first, (w, h)), more = other[0], f" and {len(other) - 1} more" if len(other) > 1 else ""
+            log.warning("%s (%dx%d)%s: resized (short side) and centre-cropped to the model's %dx%d", first, w, h,
+                        more, resolution, resolution)
         return torch.from_numpy(pixels).float() / 127.5 - 1
 
 

@@ -362,6 +362,9 @@ def run_lock(run_dir: Path) -> Iterator[None]:
                 raise UserError(f"{run_dir} is being trained by process {pid}",
                                 "wait for it to finish or stop it (Ctrl-C saves a checkpoint) before resuming") from None
             lock.unlink(missing_ok=True)  # stale
+        except OSError as exc:
+            raise UserError(f"cannot write {lock}: {exc.strerror or exc}", "training writes into the run folder: "
+                            "make it writable, or copy the run and resume the copy") from None
     else:
         raise UserError(f"cannot lock {run_dir} for training", "another process keeps creating its lock file")
     with os.fdopen(fd, "w") as f:
