@@ -123,7 +123,8 @@ def diagnose(run_dir: str | Path) -> Diagnosis:
     run_dir = Path(run_dir)
     logs = run_dir / "logs.jsonl"
     if not run_dir.is_dir():
-        raise UserError(f"{run_dir} is not a directory", "give the --out directory of a `gankit train` run")
+        raise UserError(f"{run_dir} {'is not a directory' if run_dir.exists() else 'does not exist'}",
+                        "give the --out directory of a `gankit train` run")
     if not logs.is_file():
         raise UserError(f"{run_dir} has no logs.jsonl, so it is not a gankit run (or has not started)",
                         "give the --out directory of a `gankit train` run")

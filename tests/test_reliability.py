@@ -148,6 +148,30 @@ def test_a_read_only_run_is_one_error_for_training_and_no_cache_for_edits(run_co
     assert got is trained and "not kept" in caplog.text and not (run_copy / "edit" / "encoder.json").exists()
 
 
+def test_hand_edited_run_files_are_one_error_or_skipped_never_a_traceback(run_copy, cli):
+    """run.json, metrics.json and logs.jsonl edited to wrong types: info/report name the file (exit 2), the doctor
+    and a resume skip log lines that are no records, and a resume starts the run record again."""
+    record = (run_copy / "run.json").read_text()
+    (run_copy / "run.json").write_text('{"sessions": 5}')
+    _one_error(*cli("info", str(run_copy)), "run.json: its sessions are not gankit's run record")
+    (run_copy / "run.json").write_text('{"sessions": [{"start": "x", "end": "y"}]}')
+    _one_error(*cli("report", str(run_copy)), "run.json: its sessions")
+    (run_copy / "run.json").write_text(record)
+    (run_copy / "metrics.json").write_text("[1, 2]")
+    _one_error(*cli("info", str(run_copy)), "metrics.json holds a JSON list, not an object")
+    (run_copy / "metrics.json").unlink()
+    (run_copy / "run.json").write_text('{"sessions": 5}')
+    with open(run_copy / "logs.jsonl", "a") as f:
+        f.write('{"step": "abc", "d_loss": 1}\n[1, 2]\n')
+    code, _, err = cli("doctor", str(run_copy))
+    assert code in (0, 1) and "Traceback" not in err and "2 line(s) that are not training records" in err, err
+    code, _, err = cli("train", "--resume", str(run_copy), "train.steps=50", "--no-progress")
+    assert code == 0, err
+    assert "abc" not in (run_copy / "logs.jsonl").read_text()
+    sessions = json.loads((run_copy / "run.json").read_text())["sessions"]
+    assert [s["to_step"] for s in sessions] == [50]
+
+
 def test_a_run_directory_given_as_the_preset_points_to_resume(run_copy, cli):
     err = _one_error(*cli("train", str(run_copy), "--no-progress"), "is a run directory")
     assert f"gankit train --resume {run_copy}" in err

@@ -59,18 +59,27 @@ def summary_lines(info: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _read_json(path: Path, hint: str) -> Any:
+def _read_json(path: Path, hint: str) -> dict[str, Any] | None:
+    """A JSON object file of the run (None when it is missing); anything else is the user's to fix, with `hint`."""
     try:
-        return json.loads(path.read_text()) if path.is_file() else None
+        value = json.loads(path.read_text()) if path.is_file() else None
     except ValueError:
         raise UserError(f"{path} is not valid JSON", hint) from None
+    if value is not None and not isinstance(value, dict):
+        raise UserError(f"{path} holds a JSON {type(value).__name__}, not an object", hint)
+    return value
 
 
 def _training_seconds(run_dir: Path) -> float | None:
     """Wall time of all finished training sessions in run.json (None when the run has no record)."""
-    record = _read_json(run_dir / "run.json", "delete it; the next training session starts a new one") or {}
-    spans = [datetime.fromisoformat(s["end"]) - datetime.fromisoformat(s["start"])
-             for s in record.get("sessions", []) if s.get("end")]
+    path, hint = run_dir / "run.json", "delete it; the next training session starts a new one"
+    record = _read_json(path, hint) or {}
+    try:
+        spans = [datetime.fromisoformat(s["end"]) - datetime.fromisoformat(s["start"])
+                 for s in record.get("sessions", []) if s.get("end")]
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:  # edited by hand
+        raise UserError(f"{path}: its sessions are not gankit's run record ({type(exc).__name__}: {exc})",
+                        hint) from None
     return sum(span.total_seconds() for span in spans) if spans else None
 
 

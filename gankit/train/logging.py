@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from pathlib import Path
@@ -14,6 +15,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..errors import UserError
 from ..io import json_text, write_bytes
 from ..variants import LogKeys, variant_class
+
+log = logging.getLogger("gankit")
 
 
 class JsonlLog:
@@ -46,10 +49,18 @@ class JsonlLog:
 
 
 def _step_of(line: str) -> float:
+    """A line's step; lines that are no record (a torn last line from a killed run, a hand edit) count as after
+    every step, so a resume drops them."""
     try:
-        return json.loads(line).get("step", math.inf)
+        record = json.loads(line)
     except ValueError:
-        return math.inf  # a torn last line from a killed run
+        return math.inf
+    step = record.get("step", math.inf) if isinstance(record, dict) else math.inf
+    return step if _is_number(step) else math.inf
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def summary_writer() -> type:
@@ -95,13 +106,18 @@ def read_logs(path: Path) -> list[dict[str, Any]]:
     finite) read as NaN. Logs of older versions hold NaN / Infinity literally, which json reads as well."""
     if not path.exists():
         return []
-    out = []
+    out, foreign = [], 0
     for line in path.read_text().splitlines():
         try:
             record = json.loads(line)
         except ValueError:
             continue
+        if not isinstance(record, dict) or not _is_number(record.get("step", 0)):
+            foreign += 1
+            continue
         out.append({k: math.nan if v is None else v for k, v in record.items()})
+    if foreign:
+        log.warning("%s: %d line(s) that are not training records (a step number) skipped", path, foreign)
     return out
 
 

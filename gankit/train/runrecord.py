@@ -37,8 +37,9 @@ class RunRecord:
         self.sessions: list[dict[str, Any]] = []
         if self.path.is_file():
             try:
-                self.sessions = list(json.loads(self.path.read_text()).get("sessions", []))
-            except (ValueError, AttributeError):
+                sessions = json.loads(self.path.read_text()).get("sessions", [])
+                self.sessions = [s for s in sessions if isinstance(s, dict)]
+            except (ValueError, AttributeError, TypeError):
                 self.sessions = []  # unreadable: start the record again rather than fail the run
 
     def start(self, device: torch.device, step: int, processes: int = 1, launch: str | None = None,
