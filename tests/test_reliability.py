@@ -172,6 +172,20 @@ def test_hand_edited_run_files_are_one_error_or_skipped_never_a_traceback(run_co
     assert [s["to_step"] for s in sessions] == [50]
 
 
+@pytest.mark.parametrize("z_dim, problem", [("abc", "invalid value for 'model.z_dim'"), (7, "do not fit")])
+def test_a_model_description_edited_wrong_falls_back_to_the_checkpoint_or_names_the_file(run_copy, cli, tmp_path,
+                                                                                          z_dim, problem):
+    path = run_copy / "model" / "config.json"
+    info = json.loads(path.read_text())
+    info["generator"]["model"]["z_dim"] = z_dim
+    path.write_text(json.dumps(info))
+    code, _, err = cli("sample", str(run_copy), "-n", "2", "--out", str(tmp_path / "a.png"))
+    assert code == 0 and f"{path}: " in err and problem in err and "newest verified checkpoint" in err, err
+    shutil.rmtree(run_copy / "checkpoints")
+    err = _one_error(*cli("sample", str(run_copy), "-n", "2", "--out", str(tmp_path / "b.png")), f"{path}: ")
+    assert problem in err and not (tmp_path / "b.png").exists()
+
+
 def test_a_run_directory_given_as_the_preset_points_to_resume(run_copy, cli):
     err = _one_error(*cli("train", str(run_copy), "--no-progress"), "is a run directory")
     assert f"gankit train --resume {run_copy}" in err

@@ -435,6 +435,27 @@ def run_variant(run_dir: Path) -> tuple[Variant, tuple[int, ...]] | None:
     return variant, tuple(state["spec"]["shape"])
 
 
+def _generator_from(info: dict[str, Any], weights: dict[str, Tensor], where: Path) -> tuple[Variant, Config, dict]:
+    """The variant a saved description builds, with its generator's weights loaded; what does not fit is a
+    UserError naming `where` (the model's config.json, or the checkpoints it came from)."""
+    try:
+        config, spec = generator_config(info)
+        variant = build_variant(config, spec)
+    except UserError as exc:
+        raise UserError(f"{where}: {exc.message}", exc.hint) from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{where}: the saved model description is invalid: {exc}") from None
+    missing = set(variant.generator_state()) - set(weights)
+    if missing:
+        raise UserError(f"{where}: the saved weights lack {len(missing)} generator tensors, e.g. {sorted(missing)[0]}")
+    try:
+        variant.load_state_dict(weights, strict=False)
+    except RuntimeError as exc:  # shapes that do not match the saved config
+        raise UserError(f"{where}: the saved weights do not fit the saved model description",
+                        str(exc).splitlines()[-1].strip()) from None
+    return variant, config, spec
+
+
 def load(run_dir: str | Path, device: str | torch.device = "cpu", *, ensemble: bool = False) -> Generator:
     """The generator of a run directory, or of an exported model folder under any name (its model/ folder, a copy,
     or what `Generator.save_pretrained` wrote), ready to `.sample(n)`. An ensemble run (model.members > 1) is refused
@@ -450,30 +471,20 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu", *, ensemble: b
     if (model_dir / "config.json").is_file():
         try:
             info, weights = _read_model_dir(model_dir)
+            variant, config, spec = _generator_from(info, weights, model_dir / "config.json")
         except UserError as exc:
             if not ckpt.list_checkpoints(run_dir):
                 raise
             log.warning("%s; using the newest verified checkpoint instead", exc.message)
             info, weights = _from_checkpoint(run_dir)
+            variant, config, spec = _generator_from(info, weights, run_dir / "checkpoints")
     elif ckpt.list_checkpoints(run_dir) and (run_dir / "config.yaml").is_file():
         info, weights = _from_checkpoint(run_dir)
+        variant, config, spec = _generator_from(info, weights, run_dir / "checkpoints")
     else:
         ckpt.refuse_pickles(run_dir)
         raise UserError(f"{run_dir} is not a gankit run (no model/config.json)", "train one with `gankit train`")
-    try:
-        config, spec = generator_config(info)
-        variant = build_variant(config, spec)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise UserError(f"{run_dir}: saved model description is invalid: {exc}") from None
     if config.model.members > 1 and not ensemble:  # its samples would mix independent models
         raise UserError(f"{run_dir} is an ensemble of {config.model.members} models (model.members), not one model",
                         f"write one run per member with `gankit split {run_dir} --out DIR`, then use those")
-    missing = set(variant.generator_state()) - set(weights)
-    if missing:
-        raise UserError(f"{run_dir}: saved weights lack {len(missing)} generator tensors, e.g. {sorted(missing)[0]}")
-    try:
-        variant.load_state_dict(weights, strict=False)
-    except RuntimeError as exc:  # shapes that do not match the saved config
-        raise UserError(f"{run_dir}: saved weights do not fit the saved model description",
-                        str(exc).splitlines()[-1].strip()) from None
     return Generator(variant, config, spec, info, source=run_dir).to(device)
