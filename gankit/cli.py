@@ -58,6 +58,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 def _examples(*lines: str) -> str:
     """A help epilog listing example command lines (one per line in the rendered help)."""
     return "Examples:\n\n" + "\n\n".join(f"  {line}" for line in lines)
+SEED = {"min": 0, "max": config_mod.MAX_SEED}  # every --seed option's range
 out = Console(markup=False)  # paths and JSON are printed as they are, never read as rich markup
 err = Console(stderr=True, soft_wrap=True, markup=False)
 
@@ -338,7 +339,7 @@ def sample(
     run: Path = typer.Argument(..., help="Run directory."),
     n: int = typer.Option(64, "-n", help="Number of samples (with --input: one per input)."),
     out: str = typer.Option(..., "--out", "-o", help="FILE.png (grid or 2D scatter), DIR/ (one PNG each) or FILE.npz."),
-    seed: int = typer.Option(0, "--seed", min=0, max=config_mod.MAX_SEED, help="Noise seed: the same seed gives the same samples."),
+    seed: int = typer.Option(0, "--seed", **SEED, help="Noise seed: the same seed gives the same samples."),
     truncation: float = typer.Option(1.0, "--truncation", help="In (0, 1]; below 1 trades diversity for fidelity."),
     cls: Optional[str] = typer.Option(None, "--class", help="Class-conditional runs: a class index or name. "
                                       "Without it a PNG holds one row per class."),
@@ -463,7 +464,7 @@ def interpolate(
     out: Path = typer.Option(..., "--out", "-o", help="FILE.png (one row per pair) or FILE.gif (animated)."),
     steps: int = typer.Option(8, "--steps", min=2, help="Images from one end to the other."),
     rows: int = typer.Option(4, "--rows", min=1, help="Pairs of endpoints, one row each."),
-    seed: int = typer.Option(0, "--seed", min=0, max=config_mod.MAX_SEED, help="Seed of the endpoints."),
+    seed: int = typer.Option(0, "--seed", **SEED, help="Seed of the endpoints."),
     cls: Optional[str] = typer.Option(None, "--class", help="Class-conditional runs: keep this class throughout."),
     truncation: float = typer.Option(1.0, "--truncation", help="In (0, 1]."),
 ) -> None:
@@ -654,7 +655,7 @@ def invert(
                                       "(default: the class that redraws each image best)."),
     grid: bool = typer.Option(False, "--grid", help="Also write OUT.png: each input beside its reconstruction."),
     encoder: bool = typer.Option(False, "--encoder", help=ENCODER_HELP),
-    seed: int = typer.Option(0, "--seed", min=0, max=config_mod.MAX_SEED, help="Seed of the random pool the search starts from."),
+    seed: int = typer.Option(0, "--seed", **SEED, help="Seed of the random pool the search starts from."),
 ) -> None:
     """Find the latent (and class) from which a trained image GAN redraws each image, by search and optimisation;
     PSNR says how close it got. The .npz feeds `gankit edit`."""
@@ -724,7 +725,7 @@ def edit(
     steps: int = typer.Option(300, "--steps", min=0, help="Inversion steps for image inputs."),
     cls: Optional[str] = typer.Option(None, "--class", help="Class-conditional runs, image inputs: their class."),
     encoder: bool = typer.Option(False, "--encoder", help="Image inputs: " + ENCODER_HELP),
-    seed: int = typer.Option(0, "--seed", min=0, max=config_mod.MAX_SEED, help="Seed of the inversion's random pool."),
+    seed: int = typer.Option(0, "--seed", **SEED, help="Seed of the inversion's random pool."),
 ) -> None:
     """Edit images with a trained image GAN: invert them (or read latents), move the latents along named
     directions (attributes such as `red` or `star`, or SeFa's `sefa0`, ...), and draw the result."""
@@ -809,7 +810,7 @@ def explain(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for saliency.png, directions.png and "
                                        "explain.json (default: RUN/explain/)."),
     n: int = typer.Option(8, "-n", min=1, max=64, help="Real and generated images in the saliency grid (each)."),
-    seed: int = typer.Option(0, "--seed", min=0, max=config_mod.MAX_SEED, help="Seed of the generated images and of the direction samples."),
+    seed: int = typer.Option(0, "--seed", **SEED, help="Seed of the generated images and of the direction samples."),
 ) -> None:
     """What D looks at (saliency maps of its logit for real and generated images: gradient × input, integrated
     gradients) and what each latent direction changes, as the data's evaluator reads it."""
@@ -1017,7 +1018,7 @@ def evaluate(
     n: Optional[int] = typer.Option(None, "-n", min=2, help="Generated samples (default: as many as the reference, "
                                     "at most 10,000; papers use 50,000; toy 2D data always uses PacGAN's 2,500)."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
-    seed: int = typer.Option(0, "--seed", min=0, max=config_mod.MAX_SEED, help="Seed of the generated samples."),
+    seed: int = typer.Option(0, "--seed", **SEED, help="Seed of the generated samples."),
     round_8bit: bool = typer.Option(True, "--round/--no-round", help=ROUND_HELP),
     refine: Optional[str] = typer.Option(None, "--refine", help="Measure discriminator-guided samples (drs or mh) "
                                          "instead of plain ones; the protocol records acceptance and cost."),
@@ -1069,7 +1070,7 @@ def fid(
     as_json: bool = typer.Option(False, "--json", help="Print the metrics and protocol as one JSON object."),
     n: Optional[int] = typer.Option(None, "-n", min=2, help="Samples generated from a run (default: the other "
                                     "set's size, at most 10,000)."),
-    seed: int = typer.Option(0, "--seed", min=0, max=config_mod.MAX_SEED, help="Seed of generated samples and of KID's subsets."),
+    seed: int = typer.Option(0, "--seed", **SEED, help="Seed of generated samples and of KID's subsets."),
     round_8bit: bool = typer.Option(True, "--round/--no-round", help=ROUND_HELP),
 ) -> None:
     """Fréchet distance between two sample sets (FID with Inception features), optionally KID and PRDC."""
@@ -1314,7 +1315,8 @@ def doctor(
                                         "gankit export runs/cgan --format torchscript --out cgan.pt"))
 def export_model(
     run: Path = typer.Argument(..., help="Run directory or exported model folder."),
-    fmt: str = typer.Option("torchscript", "--format", help="torchscript or onnx (needs `pip install gankit\\[onnx]`)."),
+    fmt: str = typer.Option("torchscript", "--format",
+                            help="torchscript or onnx (needs `pip install gankit\\[onnx]`)."),
     out: Path = typer.Option(..., "--out", "-o", help="File to write (.pt for TorchScript, .onnx for ONNX)."),
 ) -> None:
     """Write the generator as a TorchScript or ONNX file that runs without gankit: inputs z (N, z_dim) and, for

@@ -108,8 +108,8 @@ class DataConfig(_Section):
     size: int = Field(5, ge=1, description="grid: modes per side")
     spacing: float = Field(2.0, gt=0, description="grid: distance between neighbouring modes")
     std: float | None = Field(None, gt=0, description="toy sets: std of each mode (ring 0.01, grid 0.05, spiral 0.05)")
-    resolution: int | None = Field(None, ge=4, le=1024, description="images: side in pixels (digits 16; shapes, captions, "
-                                      "folder and clips 32)")
+    resolution: int | None = Field(None, ge=4, le=1024, description="images: side in pixels (digits 16; shapes, "
+                                      "captions, folder and clips 32)")
     channels: Literal[1, 3] | None = Field(None, description="images: 1 (grey) or 3 (RGB; folder default 3)")
     path: str | None = Field(None, description="folder / npz / table: where the data lies")
     key: str | None = Field(None, description="npz: array name holding the data (default: the first array)")

@@ -29,6 +29,14 @@ def test_eval_json_has_the_pacgan_keys(ring_run, cli):
     assert json.loads((ring_run / "metrics.json").read_text())["modes"] == result["modes"]
 
 
+@pytest.mark.parametrize("option", [["--features", "raw"], ["--target", "income"], ["--weights", "w.safetensors"]])
+def test_eval_refuses_an_option_no_metric_of_the_run_reads(ring_run, cli, option):
+    """Toy 2D data is measured by its modes alone: a feature extractor or a table's column would be ignored."""
+    code, _, err = cli("eval", str(ring_run), *option)
+    assert code == 2 and f"{option[0]} does not apply to {ring_run}" in err and "Traceback" not in err, err
+    assert not (ring_run / "metrics.json").exists()
+
+
 def _strict(text: str):
     """json.loads that refuses NaN and Infinity, as JavaScript's JSON.parse and other standard parsers do."""
     def refuse(name):

@@ -41,7 +41,7 @@ def test_train_help_keeps_its_brackets(cli):
 
 
 def test_help_and_messages_are_not_read_as_markup(cli, tmp_path):
-    """Rich reads `[onnx]` as a style tag and drops it: the extra to install, and run paths with brackets, print whole."""
+    """Rich reads `[onnx]` as a style tag and drops it: the extra to install and run paths with brackets print whole."""
     assert "pip install gankit[onnx]" in " ".join(cli("export", "--help")[1].replace("│", " ").split())
     run = tmp_path / "[bold]" / "r"
     code, out, err = cli("train", "ring8-gan", "train.steps=4", "--out", str(run), "--no-progress")

@@ -192,7 +192,7 @@ def test_a_run_directory_given_as_the_preset_points_to_resume(run_copy, cli):
 
 
 def test_resume_below_the_runs_step_is_exit_2_and_changes_nothing(run_copy, cli):
-    before = {p.name: p.read_bytes() for p in (run_copy / "config.yaml", run_copy / "run.json", run_copy / "logs.jsonl")}
+    before = {name: (run_copy / name).read_bytes() for name in ("config.yaml", "run.json", "logs.jsonl")}
     err = _one_error(*cli("train", "--resume", str(run_copy), "train.steps=10", "--no-progress"), "train.steps=10")
     assert "at (40)" in err and "train.steps=80" in err
     assert {name: (run_copy / name).read_bytes() for name in before} == before

@@ -63,6 +63,7 @@ EDIT_RULE = ("each latent is moved toward one attribute value it does not show (
              "random) along that value's direction, held orthogonal to the other attributes' boundaries, to {margin} "
              "past the boundary (at most {most}); success: the evaluator sees the new value and every other attribute "
              "unchanged; *_random: the same moves along random directions")
+OPTIONS = ("features", "weights", "target")  # eval's options that only some metrics read
 PPL_PATHS = 2000  # latent paths sampled for perceptual path length (the paper used 100,000 on GPUs)
 CAPTION_SAMPLES = 600  # held-out captions (and images) per split for attribute_accuracy
 HISTOGRAM_REFERENCE = 1000  # training images of domain B whose pixels the histogram baseline matches
@@ -84,6 +85,13 @@ class RunEval:
     target: str | None = None  # tables: the column utility tests predict (default: the run's data.target)
     cache: dict[str, Any] = field(default_factory=dict)
     shard: Shard = ONE_PROCESS  # this process's place in a distributed evaluation (torchrun / --nproc)
+    used: set[str] = field(default_factory=set)  # the options some metric read (see `option`)
+
+    def option(self, name: str) -> Any:
+        """An `eval` option a metric reads (features, weights, target): reading marks it used, and an option that no
+        metric of the run read is refused after the metrics, rather than ignored in silence."""
+        self.used.add(name)
+        return getattr(self, name)
 
     def as_saved(self, images: Tensor) -> Tensor:
         """Generated images as a saved PNG would hold them: rounded to 8 bits unless `round_8bit` is off."""
@@ -117,7 +125,7 @@ class RunEval:
 
     @cached_property
     def evaluator(self) -> Evaluator:
-        return load_evaluator(self.features or default_features(self.gen.spec), self.weights)
+        return load_evaluator(self.option("features") or default_features(self.gen.spec), self.option("weights"))
 
     @property
     def knows_the_data(self) -> bool:
@@ -181,6 +189,10 @@ def evaluate_run(run_dir: str | Path, seed: int = 0, features: str | None = None
         distributed.leave(shard)
     if shard.rank > 0:
         return None
+    unused = [f"--{name}" for name in OPTIONS if getattr(run, name) is not None and name not in run.used]
+    if unused:
+        raise UserError(f"{' and '.join(unused)} does not apply to {run_dir}: none of its metrics reads it",
+                        f"drop {' and '.join(unused)}; `gankit eval --help` says which runs each option is for")
     if "refine" in run.cache:
         protocol["refine"] = run.cache["refine"]
     if shard.world > 1:
@@ -282,7 +294,8 @@ def _attribute_accuracy(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
     """How often a generated image shows what its caption says, per attribute: on captions of held-out objects of
     the (colour, shape) pairs seen in training, and of the unseen pairs; the real images of those captions, read
     the same way, give the ceiling."""
-    classifier, card = load_shapes_classifier(run.weights if run.features in (None, "shapes") else None)
+    classifier, card = load_shapes_classifier(run.option("weights") if run.option("features") in (None, "shapes")
+                                              else None)
     matcher, matcher_card = load_matching_model()
     judged = _matcher_knows(matcher_card, run.config.data)
     layout = Layout(**run.gen.spec["text"]["layout"])
@@ -548,7 +561,7 @@ def _table_utility(run: RunEval) -> tuple[dict[str, Any], dict[str, Any]]:
     values: dict[str, Any] = {"column_similarity": float(np.mean(list(similarity.values()))),
                               "column_similarity_per_column": similarity,
                               "correlation_difference": correlation_difference(train, synthetic, meta)}
-    target = run.target or meta.get("target")
+    target = run.option("target") or meta.get("target")
     if target is not None:
         if target not in [c["name"] for c in meta["columns"]]:
             raise UserError(f"--target {target}: the table has no such column",
