@@ -505,14 +505,15 @@ def load_directions(path: Path, weights_sha: str) -> Directions | None:
         return None
     try:
         meta = json.loads(meta_path.read_text())
-    except ValueError:
+        if meta.get("fingerprint") != weights_sha or meta.get("schema") != DIRECTIONS_SCHEMA:
+            return None
+        vectors = load_tensors(tensor_path)
+        items = {name: Direction(name, vectors[name], **info) for name, info in meta["directions"].items()}
+        return Directions(items, meta.get("protocol", {}))
+    except (ValueError, TypeError, AttributeError, KeyError, UserError) as exc:  # damaged or edited: found again
+        log.warning("%s/ holds unreadable directions (%s: %s); finding them again", path, type(exc).__name__,
+                    getattr(exc, "message", exc))
         return None
-    if meta.get("fingerprint") != weights_sha or meta.get("schema") != DIRECTIONS_SCHEMA:
-        return None
-    vectors = load_tensors(tensor_path)
-    items = {name: Direction(name, vectors[name], **info) for name, info in meta["directions"].items()
-             if name in vectors}
-    return Directions(items, meta.get("protocol", {}))
 
 
 def run_directions(gen: Generator, run_dir: Path, evaluator: Evaluator | None, refit: bool = False) -> Directions:

@@ -68,6 +68,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             together.made += reversed(missing)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
+        blocking = next((p for p in (path.parent, *path.parent.parents) if p.is_file()), None)
+        if blocking is not None:
+            raise UserError(f"cannot write {path}: {blocking} is a file, not a folder",
+                            "give another path, or move that file away") from None
         raise UserError(f"cannot write {path}: {exc.strerror or exc}", "choose a writable location") from None
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual permissions

@@ -14,6 +14,7 @@ from gankit import edit as editing
 from gankit.errors import UserError
 from gankit.metrics import Evaluator
 from gankit.train import load
+from gankit.train.checkpoint import save_tensors
 
 TINY = ("data.n=64", "data.resolution=16", "model.width=8", "model.z_dim=8", "train.steps=2", "train.sample_every=0",
         "train.checkpoint_every=0")
@@ -130,6 +131,25 @@ def test_directions_are_cached_per_weights(tiny_run, tmp_path):
     editing.run_directions(gen, tmp_path, None)
     assert json.loads(files.read_text())["fingerprint"] == gen.weights_sha256() != ""
     assert files.stat().st_mtime_ns != stamp
+
+
+@pytest.mark.parametrize("damage", ["json_list", "json_directions_list", "truncated_tensors", "other_tensors"])
+def test_damaged_cached_directions_are_found_again_with_a_warning(tiny_run, tmp_path, damage, caplog):
+    gen = load(tiny_run)
+    first = editing.run_directions(gen, tmp_path, None)
+    meta, tensors = tmp_path / "edit" / "directions.json", tmp_path / "edit" / "directions.safetensors"
+    if damage == "json_list":
+        meta.write_text("[]")
+    elif damage == "json_directions_list":
+        meta.write_text(json.dumps({**json.loads(meta.read_text()), "directions": []}))
+    elif damage == "truncated_tensors":
+        tensors.write_bytes(tensors.read_bytes()[:40])
+    else:
+        save_tensors(tensors, {"unrelated": torch.zeros(3)})
+    with caplog.at_level("WARNING"):
+        again = editing.run_directions(gen, tmp_path, None)
+    assert "finding them again" in caplog.text and torch.equal(again["sefa0"].vector, first["sefa0"].vector)
+    assert editing.load_directions(tmp_path / "edit", gen.weights_sha256()) is not None  # saved anew
 
 
 def test_parse_edits_adds_amounts_and_refuses_bad_ones():

@@ -293,6 +293,10 @@ def test_translate_bad_inputs_exit_2_with_one_line(tiny_run, tmp_path, cli, ring
     code, _, err = cli("translate", str(tiny_run), str(tmp_path / "grey.npz"), "--out", str(tmp_path / "o.npz"))
     assert code == 2 and "grey.npz: its array of shape (2, 1, 16, 16) holds no 3×16×16 images" in err
     assert not (tmp_path / "o.npz").exists()
+    np.savez(tmp_path / "bytes.npz", samples=np.full((2, 3, 16, 16), 200, np.float32))  # 8-bit pixels, not [-1, 1]
+    code, _, err = cli("translate", str(tiny_run), str(tmp_path / "bytes.npz"), "--out", str(tmp_path / "o.npz"))
+    assert code == 2 and "bytes.npz: its images range over [200, 200]" in err and "127.5" in err
+    assert not (tmp_path / "o.npz").exists()
     code, _, err = cli("interpolate", str(tiny_run), "--out", str(tmp_path / "walk.png"))
     assert code == 2 and "no latents to walk between" in err and not (tmp_path / "walk.png").exists()
     np.savez(tmp_path / "flat.npz", foo=np.zeros((3, 4), np.float32))  # no images at all: the file is named

@@ -571,6 +571,13 @@ def test_sigterm_while_writing_samples_leaves_nothing_behind(digits_run, tmp_pat
     assert not out.exists(), sorted(p.name for p in out.iterdir())[:5]
 
 
+def test_an_output_under_a_file_names_the_file(digits_run, cli, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    err = _one_error(*cli("sample", str(digits_run), "-n", "2", "--out", str(tmp_path / "notes.txt" / "x.png")),
+                     f"{tmp_path / 'notes.txt'} is a file, not a folder")
+    assert (tmp_path / "notes.txt").read_text() == "mine" and "move that file away" in err
+
+
 def test_an_empty_out_is_refused_not_taken_for_the_current_folder(digits_run, cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _one_error(*cli("sample", str(digits_run), "-n", "2", "--out", ""), "--out is empty")

@@ -34,6 +34,7 @@ from .folder import IMAGE_SUFFIXES, list_images, load_image
 from .npz import finite_float32, read_npz, refuse_non_finite
 
 log = logging.getLogger("gankit")
+RANGE_SLACK = 1e-3  # images read from .npz may overshoot [-1, 1] by rounding, not by a scale
 KINDS: dict[str, DataKind] = {}
 
 
@@ -222,6 +223,10 @@ class ImageKind(DataKind):
                 raise UserError(f"{path}: its array of shape {tuple(x.shape)} holds no {wanted} images",
                                 f"save the images as an array `samples` of shape (N, {dims}) in [-1, 1], or give "
                                 "image files")
+            low, high = float(x.min()), float(x.max())
+            if low < -1 - RANGE_SLACK or high > 1 + RANGE_SLACK:
+                raise UserError(f"{path}: its images range over [{low:g}, {high:g}], and models read [-1, 1]",
+                                "scale them first (8-bit pixels: x / 127.5 - 1), or give image files")
             return x
         try:
             pixels = np.stack([load_image(f, resolution, channels) for f in files])
