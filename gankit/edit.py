@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from .errors import UserError
 from .io import atomic_path, latents_label, write_json
 from .data import read_npz
+from .data.npz import refuse_non_finite
 from .metrics import Evaluator, load_evaluator
 from .nets import DCGANEncoder
 from .train import Generator
@@ -570,6 +571,7 @@ def read_latents(path: Path, gen: Generator) -> tuple[Tensor, Tensor | None, lis
     if z.ndim != 2 or z.shape[1] != dim or z.dtype.kind != "f":
         raise UserError(f"{path}: z is {z.dtype}{list(z.shape)}, this model takes float (N, {dim})",
                         "invert the images with this run")
+    refuse_non_finite(z, f"{path}['z']")
     labels = None
     if gen.class_names:
         if "labels" not in arrays:

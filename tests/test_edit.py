@@ -196,6 +196,14 @@ def test_latents_name_the_model_that_found_them_and_another_model_refuses_them(t
     assert code == 2 and "latents another model found" in err and not (tmp_path / "e.png").exists()
 
 
+def test_latents_with_nan_are_refused(tiny_run, tmp_path, cli):
+    z = np.zeros((2, load(tiny_run).variant.z_dim), np.float32)
+    z[1, 3] = np.nan
+    np.savez(tmp_path / "z.npz", z=z)
+    code, _, err = cli("edit", str(tiny_run), str(tmp_path / "z.npz"), "-d", "sefa0=1", "--out", str(tmp_path / "e.png"))
+    assert code == 2 and "z.npz['z'] contains NaN" in err and not (tmp_path / "e.png").exists()
+
+
 def test_edited_latents_differ_from_the_originals_by_the_amount(tiny_run, tmp_path, cli):
     gen = load(tiny_run)
     found = editing.run_directions(gen, tiny_run, editing.evaluator_for(gen))
