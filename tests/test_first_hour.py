@@ -53,6 +53,8 @@ def test_help_and_messages_are_not_read_as_markup(cli, tmp_path):
     (["sample", "runs/x", "--n", "3", "--out", "x.png"], "No such option"),  # typer >= 0.28 and click word it apart
     (["sample", "runs/x", "-n", "many", "--out", "x.png"], "Invalid value for '-n'"),
     (["trian"], "No such command"),
+    (["sample", "runs/x", "--seed", "99999999999999999999", "--out", "x.png"], "Invalid value for '--seed'"),
+    (["train", "ring8-gan", "seed=99999999999999999999"], "invalid value for 'seed'"),
 ])
 def test_command_line_mistakes_are_one_line(cli, args, fragment):
     _one_line_error(*cli(*args)[::2], fragment)
