@@ -468,9 +468,26 @@ def _preset_text(name: str) -> str:
     return (resources.files("gankit") / "presets" / f"{name}.yaml").read_text(encoding="utf-8")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load that refuses a key given twice in one mapping (YAML keeps the last in silence, so a second
+    `train:` section would drop the first one's settings)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` keys may be overridden on purpose
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is given twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml_text(text: str, source: str) -> dict[str, Any]:
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no tags that build objects
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -483,6 +500,13 @@ def _read_yaml_text(text: str, source: str) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise UserError(f"{source}: expected a mapping of config sections, got {type(raw).__name__}")
     return raw
+
+
+def _is_run_dir(path: Path) -> bool:
+    try:
+        return (path / "config.yaml").is_file()
+    except OSError:  # a name too long for the file system
+        return False
 
 
 def load_source(name_or_path: str) -> tuple[dict[str, Any], str]:
@@ -501,7 +525,7 @@ def load_source(name_or_path: str) -> tuple[dict[str, Any], str]:
             raise UserError(f"cannot read config file {name_or_path}: {exc}") from None
         return _read_yaml_text(text, str(path)), path.stem
     names = preset_names()
-    if name_or_path not in names and (path / "config.yaml").is_file():
+    if name_or_path not in names and not is_file and _is_run_dir(path):
         raise UserError(f"{name_or_path} is a run directory, not a preset or config file",
                         f"continue it with `gankit train --resume {name_or_path}`, or train its config anew with "
                         f"`gankit train {path / 'config.yaml'} --out NEW_DIR`")

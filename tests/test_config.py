@@ -71,6 +71,22 @@ def test_malformed_yaml_reports_the_line(tmp_path):
         resolve(str(bad))
 
 
+def test_a_key_given_twice_is_refused_but_yaml_merges_still_override(tmp_path):
+    """YAML keeps the last of two `train:` sections in silence: the first one's settings would be lost."""
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("variant: gan\ntrain: {steps: 10}\ndata: {name: ring}\ntrain: {batch_size: 8}\n")
+    with pytest.raises(UserError, match="line 4, column 1: the key 'train' is given twice"):
+        resolve(str(twice))
+    merged = tmp_path / "merged.yaml"
+    merged.write_text("data: {name: ring}\noptim: &base {lr_d: 0.001, lr_g: 0.001}\n"
+                      "train: {steps: 7}\n")
+    assert resolve(str(merged))[0].optim.lr_d == 0.001
+    merged.write_text("x-base: &base {steps: 7, batch_size: 8}\ntrain:\n  <<: *base\n  steps: 9\n")
+    with pytest.raises(UserError) as info:  # the merge is read (steps 9 overrides 7); x-base is no config section
+        resolve(str(merged))
+    assert "given twice" not in info.value.message
+
+
 def test_override_without_equals_is_an_error():
     with pytest.raises(UserError, match="key=value"):
         parse_override("train.steps")
