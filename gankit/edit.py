@@ -127,7 +127,8 @@ def check_invertible(gen: Generator) -> None:
         raise UserError("this model transforms images it is given: it has no latent to invert",
                         "use `gankit translate` / `gankit upscale` with it")
     if gen.kind != "image" or len(gen.spec["shape"]) != 3:
-        raise UserError(f"inversion and edits need a model of images, this one makes {gen.kind} samples",
+        raise UserError(f"inversion, latent directions and edits need a model of images; this one makes {gen.kind} "
+                        "samples",
                         "give the run of an image GAN (dcgan, biggan, cgan, ...)")
     if "codes" in gen.sampling:
         raise UserError("inversion optimises z only, and this model also takes latent codes (InfoGAN)",
