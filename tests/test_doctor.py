@@ -401,8 +401,11 @@ def test_torn_last_line_is_ignored(tmp_path):
 def test_not_a_run_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="no logs.jsonl"):
         diagnose(tmp_path)
-    with pytest.raises(UserError, match="not a directory"):
+    with pytest.raises(UserError, match="missing does not exist"):
         diagnose(tmp_path / "missing")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UserError, match="file is not a directory"):
+        diagnose(tmp_path / "file")
     (tmp_path / "logs.jsonl").write_text("")
     with pytest.raises(UserError, match="no log records"):
         diagnose(tmp_path)
