@@ -7,6 +7,7 @@ User mistakes print one `error: ...` line (plus a hint) and exit 2; bugs keep th
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import logging
@@ -1400,6 +1401,10 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(0)
         command = getattr(getattr(exc, "ctx", None), "command_path", "gankit")
         _fail(exc.format_message(), f"see `{command} --help`", getattr(exc, "exit_code", 2))
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        _fail(f"{exc.filename}: {exc.strerror}", "give a shorter file or folder name", 2)
     except (MemoryError, RuntimeError) as exc:
         if not _out_of_memory(exc):
             raise
@@ -1411,7 +1416,7 @@ def main(argv: list[str] | None = None) -> None:
             signal.signal(signal.SIGTERM, previous)
     if _TERMINATED:  # typer returned Ctrl-C's 130 for it
         _TERMINATED.clear()
-        _fail("terminated (SIGTERM); the files it was writing were removed", None, 128 + signal.SIGTERM)
+        _fail("terminated (SIGTERM)", None, 128 + signal.SIGTERM)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -68,11 +68,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             together.made += reversed(missing)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        blocking = next((p for p in (path.parent, *path.parent.parents) if p.is_file()), None)
+        blocking = next((p for p in (path.parent, *path.parent.parents) if _is_file(p)), None)
         if blocking is not None:
             raise UserError(f"cannot write {path}: {blocking} is a file, not a folder",
                             "give another path, or move that file away") from None
-        raise UserError(f"cannot write {path}: {exc.strerror or exc}", "choose a writable location") from None
+        hint = "give a shorter file or folder name" if exc.errno == errno.ENAMETOOLONG else "choose a writable location"
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}", hint) from None
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual permissions
     handed_over = False
@@ -90,6 +91,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if not handed_over and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long for the file system, say
+        return False
 
 
 def _move_into_place(tmp: Path, path: Path) -> None:

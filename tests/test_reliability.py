@@ -571,6 +571,15 @@ def test_sigterm_while_writing_samples_leaves_nothing_behind(digits_run, tmp_pat
     assert not out.exists(), sorted(p.name for p in out.iterdir())[:5]
 
 
+@pytest.mark.parametrize("command", [["train", "ring8-gan", "train.steps=2", "--no-progress", "--out"],
+                                     ["sample", "RUN", "-n", "2", "--out"], ["report", "RUN", "--out"]])
+def test_a_name_too_long_for_the_file_system_is_one_error(digits_run, cli, tmp_path, command):
+    long = str(tmp_path / ("a" * 300)) + (".html" if command[0] == "report" else ".png")
+    args = [str(digits_run) if a == "RUN" else a for a in command]
+    err = _one_error(*cli(*args, long if command[0] != "train" else long[:-4]), "File name too long")
+    assert "shorter" in err and list(tmp_path.iterdir()) == []
+
+
 def test_an_output_under_a_file_names_the_file(digits_run, cli, tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     err = _one_error(*cli("sample", str(digits_run), "-n", "2", "--out", str(tmp_path / "notes.txt" / "x.png")),

@@ -162,7 +162,11 @@ class DataKind:
 def output_format(path: Path | str) -> str:
     """"/" for a folder (a path ending in a separator, or an existing directory), else the lower-case suffix."""
     text = str(path)
-    return "/" if text.endswith(("/", "\\")) or Path(text).is_dir() else Path(text).suffix.lower()
+    try:
+        folder = text.endswith(("/", "\\")) or Path(text).is_dir()
+    except OSError:  # a name too long for the file system: writing it will say so
+        folder = False
+    return "/" if folder else Path(text).suffix.lower()
 
 
 @register_kind("vector")
