@@ -1404,7 +1404,7 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:
         if exc.errno != errno.ENAMETOOLONG:
             raise
-        _fail(f"{exc.filename}: {exc.strerror}", "give a shorter file or folder name", 2)
+        _fail(f"{exc.filename or 'a path'}: {exc.strerror}", "give a shorter file or folder name", 2)
     except (MemoryError, RuntimeError) as exc:
         if not _out_of_memory(exc):
             raise
