@@ -597,11 +597,13 @@ def test_q_that_learns_from_real_frames_only_leaves_the_fakes_code_to_g():
     assert g_loss.item() == pytest.approx(g_expected.item(), rel=1e-5)
 
 
-def test_labelled_mocogan_draws_the_batchs_classes_and_classifies_real_and_generated_frames():
+@pytest.mark.parametrize("frames", ["dcgan", "sprite"])
+def test_labelled_mocogan_draws_the_batchs_classes_and_classifies_real_and_generated_frames(frames):
     """mocogan.labels=classifier: the fakes' code is the real batch's labels (catches random codes), and D's loss has
     ACGAN's two class terms, on real frames against their labels and on the fakes (catches either dropped or the real
-    frames scored against other labels); G's has the fakes' term."""
-    variant, batch = _code_setup("mocogan.video_weight=0", "mocogan.content_categories=0", "mocogan.labels=classifier")
+    frames scored against other labels); G's has the fakes' term. With either frame generator."""
+    variant, batch = _code_setup("mocogan.video_weight=0", "mocogan.content_categories=0", "mocogan.labels=classifier",
+                                 FRAME_NETS[frames])
     assert variant.class_names == ["circle", "square"] and "labels" in variant.sampling
     ctx = Context()
     loss, scalars = variant.loss("D", batch, ctx)
