@@ -200,7 +200,8 @@ def test_latents_with_nan_are_refused(tiny_run, tmp_path, cli):
     z = np.zeros((2, load(tiny_run).variant.z_dim), np.float32)
     z[1, 3] = np.nan
     np.savez(tmp_path / "z.npz", z=z)
-    code, _, err = cli("edit", str(tiny_run), str(tmp_path / "z.npz"), "-d", "sefa0=1", "--out", str(tmp_path / "e.png"))
+    code, _, err = cli("edit", str(tiny_run), str(tmp_path / "z.npz"), "-d", "sefa0=1", "--out",
+                       str(tmp_path / "e.png"))
     assert code == 2 and "z.npz['z'] contains NaN" in err and not (tmp_path / "e.png").exists()
 
 
