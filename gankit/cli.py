@@ -1309,7 +1309,7 @@ def doctor(
     if as_json:
         _print_json(diagnosis.as_dict())
     else:
-        print_report(diagnosis, out)
+        print_report(diagnosis, Console())  # the doctor's report styles itself (its values escaped)
 
 
 @app.command("export", epilog=_examples("gankit export runs/digits --format onnx --out digits.onnx",
@@ -1385,8 +1385,8 @@ def main(argv: list[str] | None = None) -> None:
     traceback."""
     _setup_logging()
     args = sys.argv[1:] if argv is None else argv
-    previous = signal.signal(signal.SIGTERM, _terminated) if threading.current_thread() is threading.main_thread() \
-        else None
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signals can be set there only
+    previous = signal.signal(signal.SIGTERM, _terminated) if in_main_thread else None
     try:
         _refuse_empty_outputs(args)
         code = app(args=args, prog_name="gankit", standalone_mode=False)
@@ -1412,8 +1412,8 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"out of memory{': ' + first if first else ''}", "ask for less at once: a smaller -n (or write samples "
               "to a folder, --out DIR/), a smaller train.batch_size or model", 2)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
     if _TERMINATED:  # typer returned Ctrl-C's 130 for it
         _TERMINATED.clear()
         _fail("terminated (SIGTERM)", None, 128 + signal.SIGTERM)

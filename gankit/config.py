@@ -18,7 +18,7 @@ from .errors import UserError
 
 
 DIFFAUG_POLICIES = ("color", "translation", "cutout")
-MAX_SEED = 2**31 - 1  # seeds derive others (seed + 1, + rank, + step) and reach numpy and torch: int32 stays safe
+MAX_SEED = 2**32 - 1  # numpy's seed range (torch's is wider); derived seeds (seed + 1, + rank) stay within int64
 BCE_GAMES = ("minimax", "non_saturating")  # the games whose D outputs are probabilities (label smoothing applies)
 M = TypeVar("M", bound=BaseModel)
 
@@ -478,7 +478,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` keys may be overridden on purpose
                 continue
             key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, (str, int, float, bool)) and key in seen:
+            if not isinstance(key, (str, int, float, bool)):  # lists as keys: the config's checks refuse them
+                continue
+            if key in seen:
                 raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is given twice",
                                                         key_node.start_mark)
             seen.add(key)
@@ -487,7 +489,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 def _read_yaml_text(text: str, source: str) -> dict[str, Any]:
     try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no tags that build objects
+        loader = _UniqueKeyLoader(text)  # a SafeLoader: no tags that build objects
+        try:
+            raw = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -524,7 +524,10 @@ def run_directions(gen: Generator, run_dir: Path, evaluator: Evaluator | None, r
     found = None if refit else load_directions(run_dir / CACHE, weights_sha)
     if found is None:
         found = directions(gen, evaluator)
-        save_directions(run_dir / CACHE, found, weights_sha)
+        try:
+            save_directions(run_dir / CACHE, found, weights_sha)
+        except UserError as exc:  # a read-only run: the directions are still good, only not kept
+            log.warning("%s; not kept, so the next command finds them again", exc.message)
     return found
 
 

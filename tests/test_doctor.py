@@ -416,6 +416,7 @@ def test_cli_healthy_run(tmp_path, cli):
     code, out, _ = cli("doctor", str(run))
     text = " ".join(out.split())  # rich wraps long lines
     assert code == 0 and "no problems found" in text and f"{N} log records" in text
+    assert "[bold]" not in out and "[/]" not in out  # styled, not printed as markup tags
 
 
 def test_cli_reports_problems_with_exit_code_0(tmp_path, cli):

@@ -146,6 +146,13 @@ def test_a_read_only_run_is_one_error_for_training_and_no_cache_for_edits(run_co
         got = cached_module(run_copy / "edit" / "encoder", {"fingerprint": "x"}, lambda meta: torch.nn.Linear(2, 2),
                             lambda: (trained, {}))
     assert got is trained and "not kept" in caplog.text and not (run_copy / "edit" / "encoder.json").exists()
+    from gankit.edit import run_directions
+
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        found = run_directions(gankit.load(run_copy), run_copy, None)
+    assert "sefa0" in found.items and "finds them again" in caplog.text
+    assert not (run_copy / "edit" / "directions.json").exists()
 
 
 def test_hand_edited_run_files_are_one_error_or_skipped_never_a_traceback(run_copy, cli):

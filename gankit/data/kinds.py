@@ -159,6 +159,12 @@ class DataKind:
         return torch.from_numpy(finite_float32(arr, where))
 
 
+def _size(path: Path) -> tuple[int, int]:
+    """An image file's (width, height), from its header."""
+    with Image.open(path) as image:
+        return image.size
+
+
 def output_format(path: Path | str) -> str:
     """"/" for a folder (a path ending in a separator, or an existing directory), else the lower-case suffix."""
     text = str(path)
@@ -234,7 +240,7 @@ class ImageKind(DataKind):
             return x
         try:
             pixels = np.stack([load_image(f, resolution, channels) for f in files])
-            sizes = [Image.open(f).size for f in files]  # the header only
+            sizes = [_size(f) for f in files]
         except (OSError, ValueError, SyntaxError) as exc:
             raise UserError(f"{path}: cannot read an image ({exc})", "fix or remove the file") from None
         other = [(f, size) for f, size in zip(files, sizes) if size != (resolution, resolution)]

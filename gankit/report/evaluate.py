@@ -177,6 +177,9 @@ def evaluate_run(run_dir: str | Path, seed: int = 0, features: str | None = None
         raise UserError("refine steps train D for refinement", "add --refine drs or --refine mh")
     run = RunEval(load(run_dir), Path(run_dir), seed, n, features, weights, round_8bit, refine, refine_steps, target,
                   shard=shard)
+    if target is not None and not _is_table(run):  # said before the metrics, which may take long on images
+        raise UserError(f"--target does not apply to {run_dir}: it names a table's column, and this run draws "
+                        f"{run.gen.kind} samples", "drop --target")
     values: dict[str, Any] = {}
     protocol: dict[str, Any] = {}
     for name in run.gen.data_kind.metrics:

@@ -112,7 +112,7 @@ def read_logs(path: Path) -> list[dict[str, Any]]:
             record = json.loads(line)
         except ValueError:
             continue
-        if not isinstance(record, dict) or not _is_number(record.get("step", 0)):
+        if not isinstance(record, dict) or not _is_number(record.get("step")):
             foreign += 1
             continue
         out.append({k: math.nan if v is None else v for k, v in record.items()})
