@@ -508,20 +508,13 @@ def _read_yaml_text(text: str, source: str) -> dict[str, Any]:
     return raw
 
 
-def _is_run_dir(path: Path) -> bool:
-    try:
-        return (path / "config.yaml").is_file()
-    except OSError:  # a name too long for the file system
-        return False
-
-
 def load_source(name_or_path: str) -> tuple[dict[str, Any], str]:
     """Raw config dict from a preset name or a YAML file, plus a short run name."""
     path = Path(name_or_path)
     try:
-        is_file = path.is_file()
+        is_file, is_run = path.is_file(), (path / "config.yaml").is_file()
     except OSError:  # e.g. a name too long for the file system: then it can only be a (wrong) preset name
-        is_file = False
+        is_file = is_run = False
     if name_or_path.endswith((".yaml", ".yml")) or is_file:
         if not is_file:
             raise UserError(f"config file {name_or_path} does not exist", "check the path")
@@ -531,7 +524,7 @@ def load_source(name_or_path: str) -> tuple[dict[str, Any], str]:
             raise UserError(f"cannot read config file {name_or_path}: {exc}") from None
         return _read_yaml_text(text, str(path)), path.stem
     names = preset_names()
-    if name_or_path not in names and not is_file and _is_run_dir(path):
+    if name_or_path not in names and is_run:
         raise UserError(f"{name_or_path} is a run directory, not a preset or config file",
                         f"continue it with `gankit train --resume {name_or_path}`, or train its config anew with "
                         f"`gankit train {path / 'config.yaml'} --out NEW_DIR`")

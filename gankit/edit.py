@@ -297,13 +297,21 @@ def cached_module(stem: Path, key: dict[str, Any], build: Callable[[dict], nn.Mo
         module.load_state_dict(load_tensors(tensor_path))
         return module
     module, info = train()
-    try:
+    with _kept_if_possible("trains it"):
         with atomic_path(tensor_path) as tmp:
             save_tensors(tmp, module.state_dict())
         write_json(meta_path, {**info, **key})
-    except UserError as exc:  # a read-only run: the module is still good, only not kept for next time
-        log.warning("%s; not kept, so the next command trains it again", exc.message)
     return module
+
+
+@contextmanager
+def _kept_if_possible(again: str) -> Iterator[None]:
+    """Writing a cache into the run: where it cannot be written (a read-only run) what was computed is still good,
+    only not kept, and a warning says the next command `again` (e.g. "trains it") again."""
+    try:
+        yield
+    except UserError as exc:
+        log.warning("%s; not kept, so the next command %s again", exc.message, again)
 
 
 @contextmanager
@@ -524,10 +532,8 @@ def run_directions(gen: Generator, run_dir: Path, evaluator: Evaluator | None, r
     found = None if refit else load_directions(run_dir / CACHE, weights_sha)
     if found is None:
         found = directions(gen, evaluator)
-        try:
+        with _kept_if_possible("finds them"):
             save_directions(run_dir / CACHE, found, weights_sha)
-        except UserError as exc:  # a read-only run: the directions are still good, only not kept
-            log.warning("%s; not kept, so the next command finds them again", exc.message)
     return found
 
 
